@@ -1,0 +1,342 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A job's identity. UUIDs, as in the original system, so ids can be made
+/// anywhere without coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        // v7 ids sort by creation time, which keeps index inserts local.
+        Self(Uuid::now_v7())
+    }
+
+    /// Parses an id from a URL segment. `None` for anything malformed, which
+    /// the API answers with 404 like any unknown job.
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Identifies one worker for the lifetime of its process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+impl WorkerId {
+    pub fn generate() -> Self {
+        Self(format!("worker-{}", Uuid::new_v4().simple()))
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of one claim of a job, reported as the original's `task_id`.
+pub struct TaskId;
+
+impl TaskId {
+    pub fn format(worker: &WorkerId, attempt: u32) -> String {
+        format!("{worker}/{attempt}")
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => stringify!($variant)),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $(stringify!($variant) => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "must be one of {}",
+                        [$(stringify!($variant)),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a job is in its life. The names are the original API's values.
+    Status { Queued, Running, Success, Failed, Cancelled }
+}
+
+string_enum! {
+    /// Queue order: High before Medium before Low.
+    Priority { Low, Medium, High }
+}
+
+impl Status {
+    /// A finished job never changes state again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Success | Status::Failed | Status::Cancelled)
+    }
+
+    /// Only a job nobody has picked up yet may be edited.
+    pub fn is_editable(self) -> bool {
+        self == Status::Queued
+    }
+
+    /// A running job must be cancelled first: deleting it would orphan its
+    /// process.
+    pub fn is_deletable(self) -> bool {
+        self != Status::Running
+    }
+}
+
+impl Priority {
+    /// Rank stored in the queue index; higher runs first.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Low => 1,
+            Priority::Medium => 2,
+            Priority::High => 3,
+        }
+    }
+
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        match rank {
+            1 => Some(Priority::Low),
+            2 => Some(Priority::Medium),
+            3 => Some(Priority::High),
+            _ => None,
+        }
+    }
+}
+
+/// A job as stored: the original API's fields plus rje's additions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub command: String,
+    pub timeout: u32,
+    pub priority: Priority,
+    pub status: Status,
+    pub parameters: Option<serde_json::Value>,
+    /// `None` until the job has run; while it runs, the output so far.
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub task_id: Option<String>,
+    /// The id of the command's process group on its host.
+    pub remote_process_id: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The signal that ended the command, when one did.
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub host: Option<String>,
+    /// How many times a worker has claimed the job; also the fencing token
+    /// every worker write carries.
+    pub attempts: u32,
+    pub max_retries: u32,
+    pub streaming: bool,
+    /// A cancel was asked for while the job ran and is being carried out.
+    pub cancel_requested: bool,
+    /// A retried job is not claimed before this time.
+    pub run_at: DateTime<Utc>,
+}
+
+/// The error a job gets when the worker that ran it vanished.
+pub const WORKER_LOST: &str = "worker lost";
+
+/// Whether the process group of a killed command is known to be gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReport {
+    /// The group was checked and no process of it is left.
+    Confirmed,
+    /// Some process of the group could not be confirmed dead.
+    Unconfirmed,
+}
+
+/// How a command's run ended, as the worker reports it to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command exited by itself with this code.
+    Exited { code: i32 },
+    /// The command was ended by a signal nobody in rje sent.
+    Signaled { signal: i32 },
+    /// rje killed it because it ran past its timeout.
+    TimedOut { after_secs: u32, kill: ExitReport },
+    /// rje killed it on request.
+    Cancelled { kill: ExitReport },
+    /// Running the command failed after it started, or before it could start
+    /// with no retries left.
+    Error { message: String },
+}
+
+/// What an [`Outcome`] means for the stored job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+}
+
+const KILL_UNCONFIRMED: &str = "the process group could not be confirmed gone";
+
+impl Outcome {
+    /// The rules for the final state: Success exactly when the exit code is
+    /// 0; output on stderr does not matter.
+    pub fn settle(&self) -> Settlement {
+        let unconfirmed = |kill: &ExitReport| match kill {
+            ExitReport::Confirmed => None,
+            ExitReport::Unconfirmed => Some(KILL_UNCONFIRMED),
+        };
+        match self {
+            Outcome::Exited { code } => Settlement {
+                status: if *code == 0 {
+                    Status::Success
+                } else {
+                    Status::Failed
+                },
+                exit_code: Some(*code),
+                signal: None,
+                error: None,
+            },
+            Outcome::Signaled { signal } => Settlement {
+                status: Status::Failed,
+                exit_code: None,
+                signal: Some(*signal),
+                error: Some(format!("killed by signal {signal}")),
+            },
+            Outcome::TimedOut { after_secs, kill } => Settlement {
+                status: Status::Failed,
+                exit_code: None,
+                signal: None,
+                error: Some(match unconfirmed(kill) {
+                    None => format!("timed out after {after_secs} s"),
+                    Some(note) => format!("timed out after {after_secs} s; {note}"),
+                }),
+            },
+            Outcome::Cancelled { kill } => Settlement {
+                status: Status::Cancelled,
+                exit_code: None,
+                signal: None,
+                error: unconfirmed(kill).map(str::to_owned),
+            },
+            Outcome::Error { message } => Settlement {
+                status: Status::Failed,
+                exit_code: None,
+                signal: None,
+                error: Some(message.clone()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_as_the_original_api_spells_them() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(*status));
+        }
+        for priority in Priority::ALL {
+            assert_eq!(priority.as_str().parse::<Priority>(), Ok(*priority));
+            assert_eq!(Priority::from_rank(priority.rank()), Some(*priority));
+        }
+        assert_eq!(
+            serde_json::to_string(&Status::Queued).unwrap(),
+            "\"Queued\""
+        );
+        assert!("queued".parse::<Status>().is_err());
+        assert!("Urgent".parse::<Priority>().unwrap_err().contains("High"));
+    }
+
+    #[test]
+    fn priorities_rank_high_first() {
+        assert!(Priority::High.rank() > Priority::Medium.rank());
+        assert!(Priority::Medium.rank() > Priority::Low.rank());
+    }
+
+    #[test]
+    fn only_exit_code_zero_succeeds() {
+        assert_eq!(Outcome::Exited { code: 0 }.settle().status, Status::Success);
+        let failed = Outcome::Exited { code: 3 }.settle();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.exit_code, Some(3));
+    }
+
+    #[test]
+    fn timeout_and_cancel_explain_themselves() {
+        let timed_out = Outcome::TimedOut {
+            after_secs: 5,
+            kill: ExitReport::Confirmed,
+        }
+        .settle();
+        assert_eq!(timed_out.status, Status::Failed);
+        assert_eq!(timed_out.error.as_deref(), Some("timed out after 5 s"));
+
+        let cancelled = Outcome::Cancelled {
+            kill: ExitReport::Unconfirmed,
+        }
+        .settle();
+        assert_eq!(cancelled.status, Status::Cancelled);
+        assert!(cancelled.error.unwrap().contains("could not be confirmed"));
+    }
+
+    #[test]
+    fn state_rules() {
+        assert!(Status::Queued.is_editable());
+        assert!(!Status::Running.is_editable());
+        assert!(!Status::Running.is_deletable());
+        assert!(Status::Failed.is_deletable());
+        assert!(Status::Cancelled.is_final());
+        assert!(!Status::Queued.is_final());
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        assert!(JobId::parse("not-a-uuid").is_none());
+        let id = JobId::new();
+        assert_eq!(JobId::parse(&id.to_string()), Some(id));
+    }
+}

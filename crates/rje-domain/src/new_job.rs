@@ -1,0 +1,363 @@
+use serde_json::{Map, Value};
+
+use crate::error::{Collector, ValidationError};
+use crate::job::Priority;
+use crate::limits::Limits;
+
+/// A validated request to run a command. Only [`NewJob::parse`] makes one,
+/// so holding a `NewJob` means every rule was checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub command: String,
+    pub priority: Priority,
+    pub timeout: u32,
+    pub parameters: Option<Value>,
+    pub streaming: bool,
+    /// `None` runs on the default host.
+    pub host: Option<String>,
+    pub max_retries: u32,
+}
+
+/// Fields the server owns. Naming one in a request is a mistake worth
+/// telling the client about rather than ignoring.
+pub(crate) const READ_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "status",
+    "stdout",
+    "stderr",
+    "created_at",
+    "modified_at",
+    "started_at",
+    "completed_at",
+    "task_id",
+    "remote_process_id",
+    "exit_code",
+    "signal",
+    "error",
+    "attempts",
+    "cancel_requested",
+];
+
+const CREATE_FIELDS: &[&str] = &[
+    "command",
+    "priority",
+    "timeout",
+    "parameters",
+    "streaming",
+    "host",
+    "max_retries",
+];
+
+impl NewJob {
+    /// Validates a create request. `is_known_host` says whether a host name
+    /// names a configured host.
+    pub fn parse(
+        body: &Value,
+        limits: &Limits,
+        is_known_host: impl Fn(&str) -> bool,
+    ) -> Result<Self, ValidationError> {
+        let fields = as_object(body)?;
+        let mut errors = Collector::default();
+        reject_foreign_fields(fields, CREATE_FIELDS, &mut errors);
+
+        let command = match fields.get("command") {
+            None | Some(Value::Null) => {
+                errors.push("command", "is required");
+                None
+            }
+            Some(value) => errors.take("command", parse_command(value, limits)),
+        };
+        let priority = optional(fields, "priority", &mut errors, parse_priority)
+            .unwrap_or(Priority::Medium);
+        let timeout = optional(fields, "timeout", &mut errors, |v| parse_timeout(v, limits))
+            .unwrap_or(Limits::DEFAULT_TIMEOUT_SECS);
+        let parameters = optional(fields, "parameters", &mut errors, |v| {
+            parse_parameters(v, limits)
+        });
+        let streaming = optional(fields, "streaming", &mut errors, |v| {
+            v.as_bool().ok_or_else(|| "must be true or false".to_owned())
+        })
+        .unwrap_or(false);
+        let host = optional(fields, "host", &mut errors, |v| {
+            parse_host(v, &is_known_host)
+        });
+        let max_retries = optional(fields, "max_retries", &mut errors, |v| {
+            parse_bounded_int(v, 0, limits.max_retries)
+        })
+        .unwrap_or(Limits::DEFAULT_MAX_RETRIES);
+
+        errors.finish()?;
+        Ok(NewJob {
+            // `finish` returned Ok, so every required field parsed.
+            command: command.unwrap_or_default(),
+            priority,
+            timeout,
+            parameters,
+            streaming,
+            host,
+            max_retries,
+        })
+    }
+}
+
+pub(crate) fn as_object(body: &Value) -> Result<&Map<String, Value>, ValidationError> {
+    body.as_object()
+        .ok_or_else(|| ValidationError::field("body", "must be a JSON object"))
+}
+
+pub(crate) fn reject_foreign_fields(
+    fields: &Map<String, Value>,
+    allowed: &[&str],
+    errors: &mut Collector,
+) {
+    for name in fields.keys() {
+        if allowed.contains(&name.as_str()) {
+            continue;
+        }
+        if READ_ONLY_FIELDS.contains(&name.as_str()) {
+            errors.push(name, "is read-only");
+        } else {
+            errors.push(name, "is not a known field");
+        }
+    }
+}
+
+/// Parses a field that may be absent or null, recording its error if any.
+pub(crate) fn optional<T>(
+    fields: &Map<String, Value>,
+    name: &str,
+    errors: &mut Collector,
+    parse: impl FnOnce(&Value) -> Result<T, String>,
+) -> Option<T> {
+    match fields.get(name) {
+        None | Some(Value::Null) => None,
+        Some(value) => errors.take(name, parse(value)),
+    }
+}
+
+pub(crate) fn parse_command(value: &Value, limits: &Limits) -> Result<String, String> {
+    let text = value.as_str().ok_or("must be a string")?;
+    if text.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.len() > limits.max_command_bytes {
+        return Err(format!(
+            "is {} bytes; the limit is {} bytes",
+            text.len(),
+            limits.max_command_bytes
+        ));
+    }
+    if text.contains('\0') {
+        return Err("must not contain a NUL byte".into());
+    }
+    Ok(text.to_owned())
+}
+
+pub(crate) fn parse_priority(value: &Value) -> Result<Priority, String> {
+    value
+        .as_str()
+        .ok_or_else(|| "must be one of Low, Medium, High".to_owned())?
+        .parse()
+}
+
+pub(crate) fn parse_timeout(value: &Value, limits: &Limits) -> Result<u32, String> {
+    parse_bounded_int(value, limits.min_timeout_secs, limits.max_timeout_secs)
+        .map_err(|message| format!("{message} (seconds)"))
+}
+
+fn parse_bounded_int(value: &Value, min: u32, max: u32) -> Result<u32, String> {
+    let out_of_range = || format!("must be a whole number from {min} to {max}");
+    let number = value.as_i64().ok_or_else(out_of_range)?;
+    u32::try_from(number)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(out_of_range)
+}
+
+pub(crate) fn parse_parameters(value: &Value, limits: &Limits) -> Result<Value, String> {
+    if !value.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    let size = value.to_string().len();
+    if size > limits.max_parameters_bytes {
+        return Err(format!(
+            "is {size} bytes of JSON; the limit is {} bytes",
+            limits.max_parameters_bytes
+        ));
+    }
+    ExecParameters::from_parameters(value)?;
+    Ok(value.clone())
+}
+
+fn parse_host(value: &Value, is_known_host: &impl Fn(&str) -> bool) -> Result<String, String> {
+    let name = value.as_str().ok_or("must be a string")?;
+    if is_known_host(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("unknown host {name:?}"))
+    }
+}
+
+/// The parts of `parameters` that change how the command runs. Every other
+/// key of `parameters` is the client's own and is kept as it came.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecParameters {
+    /// Extra environment variables for the command.
+    pub env: Vec<(String, String)>,
+    /// The directory the command starts in.
+    pub cwd: Option<String>,
+}
+
+impl ExecParameters {
+    pub fn from_parameters(parameters: &Value) -> Result<Self, String> {
+        let mut exec = ExecParameters::default();
+        if let Some(env) = parameters.get("env") {
+            let env = env
+                .as_object()
+                .ok_or("parameters.env must be an object of strings")?;
+            for (name, value) in env {
+                if !is_env_name(name) {
+                    return Err(format!(
+                        "parameters.env: {name:?} is not a valid variable name"
+                    ));
+                }
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| format!("parameters.env.{name} must be a string"))?;
+                if value.contains('\0') {
+                    return Err(format!("parameters.env.{name} must not contain a NUL byte"));
+                }
+                exec.env.push((name.clone(), value.to_owned()));
+            }
+        }
+        if let Some(cwd) = parameters.get("cwd") {
+            let cwd = cwd.as_str().ok_or("parameters.cwd must be a string")?;
+            if !cwd.starts_with('/') || cwd.contains('\0') {
+                return Err("parameters.cwd must be an absolute path".into());
+            }
+            exec.cwd = Some(cwd.to_owned());
+        }
+        Ok(exec)
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<NewJob, ValidationError> {
+        NewJob::parse(&body, &Limits::default(), |host| host == "local")
+    }
+
+    fn fields(err: ValidationError) -> Vec<String> {
+        err.details.into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_original_api() {
+        let job = parse(json!({"command": "echo hi"})).unwrap();
+        assert_eq!(job.priority, Priority::Medium);
+        assert_eq!(job.timeout, 60);
+        assert_eq!(job.max_retries, 3);
+        assert!(!job.streaming);
+        assert_eq!(job.host, None);
+        assert_eq!(job.parameters, None);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let err = parse(json!({
+            "command": "",
+            "priority": "Urgent",
+            "timeout": 0,
+            "streaming": "yes",
+            "host": "nowhere",
+            "max_retries": -1,
+            "parameters": [1],
+            "status": "Success",
+            "colour": "red"
+        }))
+        .unwrap_err();
+        let mut named = fields(err);
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "colour",
+                "command",
+                "host",
+                "max_retries",
+                "parameters",
+                "priority",
+                "status",
+                "streaming",
+                "timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn command_is_required_and_bounded() {
+        assert_eq!(fields(parse(json!({})).unwrap_err()), ["command"]);
+        assert_eq!(fields(parse(json!({"command": 5})).unwrap_err()), ["command"]);
+        let long = "x".repeat(Limits::default().max_command_bytes + 1);
+        let err = parse(json!({ "command": long })).unwrap_err();
+        assert!(err.details[0].message.contains("limit"));
+        assert!(parse(json!({"command": "a\u{0}b"})).is_err());
+    }
+
+    #[test]
+    fn timeout_range_is_inclusive() {
+        let limits = Limits::default();
+        assert!(parse(json!({"command": "x", "timeout": 1})).is_ok());
+        assert!(parse(json!({"command": "x", "timeout": limits.max_timeout_secs})).is_ok());
+        assert!(parse(json!({"command": "x", "timeout": limits.max_timeout_secs + 1})).is_err());
+        assert!(parse(json!({"command": "x", "timeout": 1.5})).is_err());
+        assert!(parse(json!({"command": "x", "timeout": "60"})).is_err());
+    }
+
+    #[test]
+    fn body_must_be_an_object() {
+        assert_eq!(fields(parse(json!([1, 2])).unwrap_err()), ["body"]);
+    }
+
+    #[test]
+    fn exec_parameters_are_checked_and_others_kept() {
+        let job = parse(json!({
+            "command": "env",
+            "parameters": {"env": {"GREETING": "hi"}, "cwd": "/tmp", "ticket": 42}
+        }))
+        .unwrap();
+        let exec = ExecParameters::from_parameters(job.parameters.as_ref().unwrap()).unwrap();
+        assert_eq!(exec.env, [("GREETING".to_owned(), "hi".to_owned())]);
+        assert_eq!(exec.cwd.as_deref(), Some("/tmp"));
+
+        for bad in [
+            json!({"env": {"1BAD": "x"}}),
+            json!({"env": {"OK": 1}}),
+            json!({"env": "A=B"}),
+            json!({"cwd": "relative"}),
+        ] {
+            assert!(
+                parse(json!({"command": "x", "parameters": bad})).is_err(),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn known_hosts_are_accepted() {
+        assert_eq!(
+            parse(json!({"command": "x", "host": "local"})).unwrap().host.as_deref(),
+            Some("local")
+        );
+    }
+}
