@@ -184,6 +184,45 @@ pub struct Job {
 /// The error a job gets when the worker that ran it vanished.
 pub const WORKER_LOST: &str = "worker lost";
 
+/// What becomes of a running job whose worker vanished (its lease expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostJob {
+    /// The command never started: it is safe to run it elsewhere.
+    Requeue,
+    /// The command started and may have had effects: a shell command is
+    /// never silently run twice, so the job ends here.
+    Settle(Settlement),
+}
+
+impl Job {
+    /// The lifecycle rule for a job whose worker was lost.
+    pub fn when_worker_lost(&self) -> LostJob {
+        if self.cancel_requested {
+            return LostJob::Settle(Settlement {
+                status: Status::Cancelled,
+                exit_code: None,
+                signal: None,
+                error: Some(format!("{WORKER_LOST}; {KILL_UNCONFIRMED}")),
+            });
+        }
+        if self.started_at.is_none() {
+            return LostJob::Requeue;
+        }
+        LostJob::Settle(Settlement {
+            status: Status::Failed,
+            exit_code: None,
+            signal: None,
+            error: Some(WORKER_LOST.to_owned()),
+        })
+    }
+
+    /// Whether an infrastructure failure on the current attempt leaves a
+    /// retry: `max_retries` counts retries, so attempts go up to one more.
+    pub fn may_retry(&self) -> bool {
+        !self.cancel_requested && self.attempts <= self.max_retries
+    }
+}
+
 /// Whether the process group of a killed command is known to be gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReport {
@@ -331,6 +370,65 @@ mod tests {
         assert!(Status::Failed.is_deletable());
         assert!(Status::Cancelled.is_final());
         assert!(!Status::Queued.is_final());
+    }
+
+    fn running_job() -> Job {
+        let now = Utc::now();
+        Job {
+            id: JobId::new(),
+            command: "true".into(),
+            timeout: 60,
+            priority: Priority::Medium,
+            status: Status::Running,
+            parameters: None,
+            stdout: None,
+            stderr: None,
+            created_at: now,
+            modified_at: now,
+            started_at: None,
+            completed_at: None,
+            task_id: None,
+            remote_process_id: None,
+            exit_code: None,
+            signal: None,
+            error: None,
+            host: None,
+            attempts: 1,
+            max_retries: 3,
+            streaming: false,
+            cancel_requested: false,
+            run_at: now,
+        }
+    }
+
+    #[test]
+    fn a_lost_job_runs_again_only_if_it_never_started() {
+        let mut job = running_job();
+        assert_eq!(job.when_worker_lost(), LostJob::Requeue);
+        job.started_at = Some(Utc::now());
+        let LostJob::Settle(settlement) = job.when_worker_lost() else {
+            panic!("a started job must not be requeued");
+        };
+        assert_eq!(settlement.status, Status::Failed);
+        assert_eq!(settlement.error.as_deref(), Some(WORKER_LOST));
+        job.cancel_requested = true;
+        let LostJob::Settle(settlement) = job.when_worker_lost() else {
+            panic!("a cancelled job must not be requeued");
+        };
+        assert_eq!(settlement.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn retries_stop_after_max_retries() {
+        let mut job = running_job();
+        job.max_retries = 2;
+        job.attempts = 2;
+        assert!(job.may_retry());
+        job.attempts = 3;
+        assert!(!job.may_retry());
+        job.attempts = 1;
+        job.cancel_requested = true;
+        assert!(!job.may_retry());
     }
 
     #[test]

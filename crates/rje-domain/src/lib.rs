@@ -13,7 +13,7 @@ mod retry;
 
 pub use error::{FieldError, ValidationError};
 pub use job::{
-    ExitReport, Job, JobId, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST, WorkerId,
+    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST, WorkerId,
 };
 pub use limits::Limits;
 pub use list::{ListQuery, Ordering, OrderField};

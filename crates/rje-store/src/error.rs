@@ -1,0 +1,48 @@
+use rje_domain::Status;
+
+/// Everything that can go wrong in the store, in terms callers can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job not found")]
+    NotFound,
+    /// The operation is not allowed in the job's current state.
+    #[error("job is {status}")]
+    Conflict { status: Status },
+    /// A worker wrote about an attempt that is no longer current: another
+    /// claim, a cancel or the reaper moved the job on.
+    #[error("the job moved on from this attempt")]
+    Fenced,
+    /// The database cannot be reached or is overloaded.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or damaged data. Logged, never shown to clients.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => {
+                StoreError::Unavailable(db.to_string())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// SQLite's SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Internal(format!("migration failed: {err}"))
+    }
+}

@@ -1,0 +1,792 @@
+//! The embedded store: one SQLite file in WAL mode. All writes go through a
+//! single connection, which is how SQLite wants to be written to; reads use
+//! a small pool of their own so they never wait behind a write.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{
+    Chunk, Job, JobId, JobPatch, ListQuery, LostJob, NewJob, OrderField, Outcome, Priority,
+    Settlement, Status, Stream, TaskId, WorkerId, drop_marker, tail_cut,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError};
+
+/// Columns of a job row in [`JobRow`] order; output columns are separate
+/// so cheap reads can leave them out.
+const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
+    created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
+    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
+const ALL_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
+    created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
+    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at, \
+    stdout, stderr";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
+    /// `sqlite::memory:`) and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {err}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let in_memory = url.contains(":memory:");
+        let reader = if in_memory {
+            // A second pool would open a second, empty database.
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(Self { writer, reader })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    pk: i64,
+    id: String,
+    command: String,
+    timeout: i64,
+    priority: i64,
+    status: String,
+    parameters: Option<String>,
+    created_at: i64,
+    modified_at: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    task_id: Option<String>,
+    remote_process_id: Option<String>,
+    exit_code: Option<i64>,
+    signal: Option<i64>,
+    error: Option<String>,
+    host: Option<String>,
+    attempts: i64,
+    max_retries: i64,
+    streaming: bool,
+    cancel_requested: bool,
+    run_at: i64,
+    #[sqlx(default)]
+    stdout: Option<String>,
+    #[sqlx(default)]
+    stderr: Option<String>,
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
+    StoreError::Internal(format!("stored {what} is invalid: {value:?}"))
+}
+
+fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time", micros))
+}
+
+fn opt_from_micros(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    micros.map(from_micros).transpose()
+}
+
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// Now, at the precision the store keeps, so that what a write returns
+/// equals what a later read returns.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn to_u32(what: &str, value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt(what, value))
+}
+
+fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
+    value
+        .map(|v| i32::try_from(v).map_err(|_| corrupt(what, v)))
+        .transpose()
+}
+
+impl JobRow {
+    fn into_job(self) -> Result<(i64, Job), StoreError> {
+        let job = Job {
+            id: JobId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
+            command: self.command,
+            timeout: to_u32("timeout", self.timeout)?,
+            priority: Priority::from_rank(self.priority)
+                .ok_or_else(|| corrupt("priority", self.priority))?,
+            status: Status::from_str(&self.status).map_err(|_| corrupt("status", &self.status))?,
+            parameters: self
+                .parameters
+                .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("parameters", text)))
+                .transpose()?,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            created_at: from_micros(self.created_at)?,
+            modified_at: from_micros(self.modified_at)?,
+            started_at: opt_from_micros(self.started_at)?,
+            completed_at: opt_from_micros(self.completed_at)?,
+            task_id: self.task_id,
+            remote_process_id: self.remote_process_id,
+            exit_code: to_i32("exit_code", self.exit_code)?,
+            signal: to_i32("signal", self.signal)?,
+            error: self.error,
+            host: self.host,
+            attempts: to_u32("attempts", self.attempts)?,
+            max_retries: to_u32("max_retries", self.max_retries)?,
+            streaming: self.streaming,
+            cancel_requested: self.cancel_requested,
+            run_at: from_micros(self.run_at)?,
+        };
+        Ok((self.pk, job))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    seq: i64,
+    stream: i64,
+    text: String,
+    ts: i64,
+    dropped_before: i64,
+}
+
+impl ChunkRow {
+    fn into_chunk(self) -> Result<Chunk, StoreError> {
+        Ok(Chunk {
+            seq: self.seq,
+            stream: Stream::from_index(self.stream).ok_or_else(|| corrupt("stream", self.stream))?,
+            text: self.text,
+            timestamp: from_micros(self.ts)?,
+            dropped_before: u64::try_from(self.dropped_before)
+                .map_err(|_| corrupt("dropped_before", self.dropped_before))?,
+        })
+    }
+}
+
+async fn fetch_job(conn: &mut SqliteConnection, id: JobId) -> Result<(i64, Job), StoreError> {
+    let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = ?");
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .into_job()
+}
+
+/// The stdout and stderr of a job, assembled from its chunks, with a drop
+/// marker wherever output was dropped.
+async fn assemble_output(
+    conn: &mut SqliteConnection,
+    pk: i64,
+) -> Result<(String, String), StoreError> {
+    let rows: Vec<ChunkRow> = sqlx::query_as(
+        "SELECT seq, stream, text, ts, dropped_before FROM job_output \
+         WHERE job_pk = ? ORDER BY seq",
+    )
+    .bind(pk)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut streams = [String::new(), String::new()];
+    for row in rows {
+        let chunk = row.into_chunk()?;
+        let out = &mut streams[chunk.stream.index()];
+        if chunk.dropped_before > 0 {
+            out.push_str(&drop_marker(chunk.stream, chunk.dropped_before));
+        }
+        out.push_str(&chunk.text);
+    }
+    let [stdout, stderr] = streams;
+    Ok((stdout, stderr))
+}
+
+/// Fills in the output of a running job, which lives only in its chunks.
+async fn with_live_output(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    mut job: Job,
+) -> Result<Job, StoreError> {
+    if job.status == Status::Running {
+        let (stdout, stderr) = assemble_output(conn, pk).await?;
+        job.stdout = Some(stdout);
+        job.stderr = Some(stderr);
+    }
+    Ok(job)
+}
+
+/// The job row of the current attempt, or [`StoreError::Fenced`].
+async fn current_attempt_pk(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    attempt: u32,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ? AND attempts = ? AND status = 'Running'")
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::Fenced)
+}
+
+/// Writes a final state, with the whole output copied into the job row.
+async fn settle(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    settlement: &Settlement,
+) -> Result<Job, StoreError> {
+    let (stdout, stderr) = assemble_output(conn, pk).await?;
+    let at = micros(now());
+    let sql = format!(
+        "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, \
+         modified_at = ?, stdout = ?, stderr = ? WHERE pk = ? RETURNING {ALL_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(settlement.status.as_str())
+        .bind(settlement.exit_code)
+        .bind(settlement.signal)
+        .bind(settlement.error.as_deref())
+        .bind(at)
+        .bind(at)
+        .bind(stdout)
+        .bind(stderr)
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
+        .bind(pk)
+        .execute(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
+fn order_by(query: &ListQuery) -> String {
+    let dir = if query.ordering.descending {
+        "DESC"
+    } else {
+        "ASC"
+    };
+    match query.ordering.field {
+        OrderField::CreatedAt => format!("created_at {dir}, pk {dir}"),
+        // Within a priority, queue order: first come first.
+        OrderField::Priority => format!("priority {dir}, pk ASC"),
+        OrderField::StartedAt => format!("started_at {dir} NULLS LAST, pk {dir}"),
+        OrderField::CompletedAt => format!("completed_at {dir} NULLS LAST, pk {dir}"),
+    }
+}
+
+fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
+    builder.push(" WHERE 1 = 1");
+    if let Some(status) = query.status {
+        builder.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(priority) = query.priority {
+        builder.push(" AND priority = ").push_bind(priority.rank());
+    }
+    if let Some(host) = &query.host {
+        builder.push(" AND host = ").push_bind(host.clone());
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create(&self, job: NewJob) -> Result<Job, StoreError> {
+        let at = micros(now());
+        let sql = format!(
+            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+             modified_at, host, max_retries, streaming, run_at) \
+             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
+        );
+        let row: JobRow = sqlx::query_as(&sql)
+            .bind(JobId::new().to_string())
+            .bind(&job.command)
+            .bind(i64::from(job.timeout))
+            .bind(job.priority.rank())
+            .bind(job.parameters.as_ref().map(|p| p.to_string()))
+            .bind(at)
+            .bind(at)
+            .bind(job.host.as_deref())
+            .bind(i64::from(job.max_retries))
+            .bind(job.streaming)
+            .bind(at)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(row.into_job()?.1)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let sql = format!("SELECT {ALL_COLUMNS} FROM jobs WHERE id = ?");
+        let (pk, job) = sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_job()?;
+        let job = with_live_output(&mut tx, pk, job).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_job(&mut conn, id).await?.1)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+        push_filters(&mut count, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+
+        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {ALL_COLUMNS} FROM jobs"));
+        push_filters(&mut select, query);
+        select
+            .push(format!(" ORDER BY {}", order_by(query)))
+            .push(" LIMIT ")
+            .push_bind(i64::from(query.limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pk, job) = row.into_job()?;
+            jobs.push(with_live_output(&mut tx, pk, job).await?);
+        }
+        tx.commit().await?;
+        Ok(JobPage {
+            jobs,
+            total_count: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let (pk, mut job) = fetch_job(&mut tx, id).await?;
+        if !job.status.is_editable() {
+            return Err(StoreError::Conflict { status: job.status });
+        }
+        patch.apply(&mut job);
+        job.modified_at = now();
+        sqlx::query(
+            "UPDATE jobs SET command = ?, timeout = ?, priority = ?, parameters = ?, \
+             modified_at = ? WHERE pk = ?",
+        )
+        .bind(&job.command)
+        .bind(i64::from(job.timeout))
+        .bind(job.priority.rank())
+        .bind(job.parameters.as_ref().map(|p| p.to_string()))
+        .bind(micros(job.modified_at))
+        .bind(pk)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn delete(&self, id: JobId) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let (pk, job) = fetch_job(&mut tx, id).await?;
+        if !job.status.is_deletable() {
+            return Err(StoreError::Conflict { status: job.status });
+        }
+        sqlx::query("DELETE FROM jobs WHERE pk = ?")
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let (pk, job) = fetch_job(&mut tx, id).await?;
+        let at = micros(now());
+        let outcome = match job.status {
+            Status::Queued => {
+                let sql = format!(
+                    "UPDATE jobs SET status = 'Cancelled', completed_at = ?, modified_at = ? \
+                     WHERE pk = ? RETURNING {META_COLUMNS}"
+                );
+                let row: JobRow = sqlx::query_as(&sql)
+                    .bind(at)
+                    .bind(at)
+                    .bind(pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                CancelOutcome::Cancelled(row.into_job()?.1)
+            }
+            Status::Running => {
+                let sql = format!(
+                    "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
+                     WHERE pk = ? RETURNING {META_COLUMNS}"
+                );
+                let row: JobRow = sqlx::query_as(&sql)
+                    .bind(at)
+                    .bind(pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                CancelOutcome::Requested(row.into_job()?.1)
+            }
+            status => return Err(StoreError::Conflict { status }),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let expires = at + lease;
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = ?1, \
+             task_id = ?2 || '/' || (attempts + 1) \
+             WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= ?1 \
+                          ORDER BY priority DESC, pk LIMIT ?3) \
+             RETURNING {META_COLUMNS}"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(micros(at))
+            .bind(&worker.0)
+            .bind(i64::from(max))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pk, job) = row.into_job()?;
+            debug_assert_eq!(
+                job.task_id.as_deref(),
+                Some(TaskId::format(worker, job.attempts).as_str())
+            );
+            sqlx::query(
+                "INSERT INTO leases (job_pk, worker_id, attempt, expires_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (job_pk) DO UPDATE SET worker_id = excluded.worker_id, \
+                 attempt = excluded.attempt, expires_at = excluded.expires_at",
+            )
+            .bind(pk)
+            .bind(&worker.0)
+            .bind(i64::from(job.attempts))
+            .bind(micros(expires))
+            .execute(&mut *tx)
+            .await?;
+            let last_seq: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = ?")
+                    .bind(pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            claimed.push((pk, ClaimedJob { job, last_seq }));
+        }
+        tx.commit().await?;
+        // RETURNING gives no order; hand jobs out in queue order.
+        claimed.sort_by_key(|(pk, c)| (std::cmp::Reverse(c.job.priority.rank()), *pk));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn mark_started(
+        &self,
+        id: JobId,
+        attempt: u32,
+        process_id: &str,
+    ) -> Result<(), StoreError> {
+        let at = micros(now());
+        let done = sqlx::query(
+            "UPDATE jobs SET started_at = ?, modified_at = ?, remote_process_id = ? \
+             WHERE id = ? AND attempts = ? AND status = 'Running'",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(process_id)
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Fenced);
+        }
+        Ok(())
+    }
+
+    async fn append_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+        // SQLite allows 32766 bound values; 6 per chunk.
+        for batch in chunks.chunks(5000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) ",
+            );
+            insert.push_values(batch, |mut row, chunk| {
+                row.push_bind(pk)
+                    .push_bind(chunk.seq)
+                    .push_bind(chunk.stream.index() as i64)
+                    .push_bind(chunk.text.as_str())
+                    .push_bind(micros(chunk.timestamp))
+                    .push_bind(i64::try_from(chunk.dropped_before).unwrap_or(i64::MAX));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stream: Stream,
+        after_seq: i64,
+        keep_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT seq, length(CAST(text AS BLOB)), dropped_before FROM job_output \
+             WHERE job_pk = ? AND stream = ? AND seq > ? ORDER BY seq DESC",
+        )
+        .bind(pk)
+        .bind(stream.index() as i64)
+        .bind(after_seq)
+        .fetch_all(&mut *tx)
+        .await?;
+        let size = |n: i64| u64::try_from(n).unwrap_or(0);
+
+        // Newest first: keep whole chunks while they fit.
+        let mut kept = 0u64;
+        let Some(boundary) = rows.iter().position(|&(_, len, _)| {
+            let fits = kept + size(len) <= keep_bytes;
+            if fits {
+                kept += size(len);
+            }
+            !fits
+        }) else {
+            return Ok(kept);
+        };
+        let (boundary_seq, _, boundary_dropped) = rows[boundary];
+        let older = &rows[boundary + 1..];
+        let mut dropped: u64 = older
+            .iter()
+            .map(|&(_, len, dropped)| size(len) + size(dropped))
+            .sum::<u64>()
+            + size(boundary_dropped);
+
+        // The boundary chunk keeps the end that fits, cut on a line where it
+        // can be, and carries the count of everything dropped before it.
+        let text: String =
+            sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
+                .bind(pk)
+                .bind(boundary_seq)
+                .fetch_one(&mut *tx)
+                .await?;
+        let room = usize::try_from(keep_bytes - kept).unwrap_or(usize::MAX);
+        let cut = tail_cut(&text, room);
+        dropped += cut as u64;
+        kept += (text.len() - cut) as u64;
+        sqlx::query(
+            "UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?",
+        )
+        .bind(&text[cut..])
+        .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
+        .bind(pk)
+        .bind(boundary_seq)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(&(oldest, _, _)) = older.last() {
+            sqlx::query(
+                "DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq >= ? AND seq < ?",
+            )
+            .bind(pk)
+            .bind(stream.index() as i64)
+            .bind(oldest)
+            .bind(boundary_seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+
+    async fn finish(&self, id: JobId, attempt: u32, outcome: &Outcome) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+        let job = settle(&mut tx, pk, &outcome.settle()).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn retry_later(
+        &self,
+        id: JobId,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+        let (_, job) = fetch_job(&mut tx, id).await?;
+        let job = if job.may_retry() {
+            let sql = format!(
+                "UPDATE jobs SET status = 'Queued', run_at = ?, error = ?, modified_at = ?, \
+                 task_id = NULL, started_at = NULL, remote_process_id = NULL \
+                 WHERE pk = ? RETURNING {META_COLUMNS}"
+            );
+            let row: JobRow = sqlx::query_as(&sql)
+                .bind(micros(run_at))
+                .bind(error)
+                .bind(micros(now()))
+                .bind(pk)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM leases WHERE job_pk = ?")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            row.into_job()?.1
+        } else {
+            let outcome = if job.cancel_requested {
+                Outcome::Cancelled {
+                    kill: rje_domain::ExitReport::Confirmed,
+                }
+            } else {
+                Outcome::Error {
+                    message: error.to_owned(),
+                }
+            };
+            settle(&mut tx, pk, &outcome.settle()).await?
+        };
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE leases SET expires_at = ? WHERE worker_id = ?")
+            .bind(micros(now() + lease))
+            .bind(&worker.0)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT j.id FROM leases l JOIN jobs j ON j.pk = l.job_pk \
+             WHERE l.worker_id = ? AND j.cancel_requested = 1",
+        )
+        .bind(&worker.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        ids.iter()
+            .map(|id| JobId::parse(id).ok_or_else(|| corrupt("id", id)))
+            .collect()
+    }
+
+    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(micros(before))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut reaped = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pk, job) = row.into_job()?;
+            let job = match job.when_worker_lost() {
+                LostJob::Requeue => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'Queued', task_id = NULL, modified_at = ?1, \
+                         run_at = ?1 WHERE pk = ?2 RETURNING {META_COLUMNS}"
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(micros(now()))
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
+                        .bind(pk)
+                        .execute(&mut *tx)
+                        .await?;
+                    row.into_job()?.1
+                }
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            reaped.push(job);
+        }
+        tx.commit().await?;
+        Ok(reaped)
+    }
+
+    async fn read_output(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+    ) -> Result<OutputPage, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let rows: Vec<ChunkRow> = sqlx::query_as(
+            "SELECT seq, stream, text, ts, dropped_before FROM job_output \
+             WHERE job_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(pk)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(OutputPage {
+            chunks: rows
+                .into_iter()
+                .map(ChunkRow::into_chunk)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

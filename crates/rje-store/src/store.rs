@@ -1,0 +1,141 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, JobPatch, ListQuery, NewJob, Outcome, Stream, WorkerId};
+
+use crate::StoreError;
+
+/// One page of a job list.
+#[derive(Debug, Clone)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// How many jobs match the filters, across all pages.
+    pub total_count: u64,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The job was queued and is now Cancelled; it will never run.
+    Cancelled(Job),
+    /// The job is running; the request is recorded for its worker to carry
+    /// out. The job as it is now.
+    Requested(Job),
+}
+
+/// A job a worker has just claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: Job,
+    /// The highest output seq already stored for the job; the worker numbers
+    /// its chunks from here.
+    pub last_seq: i64,
+}
+
+/// A page of a job's output chunks.
+#[derive(Debug, Clone)]
+pub struct OutputPage {
+    pub chunks: Vec<Chunk>,
+}
+
+/// Everything rje keeps about jobs. Every write a worker makes carries the
+/// attempt number it claimed, and is refused with [`StoreError::Fenced`]
+/// when the job has moved on, so a stale worker can never overwrite a job.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create(&self, job: NewJob) -> Result<Job, StoreError>;
+
+    /// A job with its output; while it runs, the output so far.
+    async fn get(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// A job without its output (`stdout`/`stderr` are `None`): cheap, for
+    /// callers that only need its state.
+    async fn get_meta(&self, id: JobId) -> Result<Job, StoreError>;
+
+    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError>;
+
+    /// Edits a queued job; [`StoreError::Conflict`] in any other state.
+    async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError>;
+
+    /// Deletes a job that is not running, with its output.
+    async fn delete(&self, id: JobId) -> Result<(), StoreError>;
+
+    /// Cancels a queued job at once, or records the request for a running
+    /// one. [`StoreError::Conflict`] for a finished job.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
+
+    /// Claims up to `max` queued jobs due now, highest priority first, first
+    /// come first served within a priority, each under a lease of `lease`.
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Records that the command started, as process (group) `process_id`.
+    async fn mark_started(
+        &self,
+        id: JobId,
+        attempt: u32,
+        process_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Appends output chunks in one transaction.
+    async fn append_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError>;
+
+    /// Drops the oldest output of `stream` after chunk `after_seq` until at
+    /// most `keep_bytes` remain, recording the exact count dropped in the
+    /// first chunk kept. Returns the bytes that remain after `after_seq`.
+    async fn prune_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stream: Stream,
+        after_seq: i64,
+        keep_bytes: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Ends the current attempt with `outcome`; the job's `stdout` and
+    /// `stderr` then hold its whole (capped) output.
+    async fn finish(&self, id: JobId, attempt: u32, outcome: &Outcome) -> Result<Job, StoreError>;
+
+    /// Puts a job whose command never started back in the queue, not to be
+    /// claimed before `run_at`. A job whose cancel was requested meanwhile
+    /// is cancelled instead.
+    async fn retry_later(
+        &self,
+        id: JobId,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError>;
+
+    /// Extends the leases of all of a worker's jobs in one statement.
+    /// Returns those of its jobs whose cancel has been requested, so that a
+    /// lost cancel message costs latency, never the cancel.
+    async fn renew_leases(&self, worker: &WorkerId, lease: Duration)
+    -> Result<Vec<JobId>, StoreError>;
+
+    /// Settles running jobs whose lease expired before `before`, by the
+    /// lifecycle rules ([`Job::when_worker_lost`]). Returns the jobs as
+    /// they are now.
+    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+
+    /// Output chunks with `seq > since`, oldest first, at most `limit`.
+    async fn read_output(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+    ) -> Result<OutputPage, StoreError>;
+}

@@ -1,0 +1,564 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rje_domain::{
+    Chunk, ExitReport, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome, Priority, Status,
+    Stream, WORKER_LOST, WorkerId,
+};
+use rje_store::{CancelOutcome, JobStore, StoreError};
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Instantiates every contract test for one implementation. `$make` is an
+/// async fn returning `(Arc<dyn JobStore>, guard)`; the guard keeps the
+/// backing resources alive for the test.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:path) => {
+        $crate::store_contract!(@tests $make;
+            create_and_get_round_trip,
+            unknown_jobs_are_not_found,
+            list_pages_filters_orders_and_counts,
+            edit_only_while_queued,
+            delete_refuses_running_jobs,
+            cancel_follows_the_job_state,
+            claim_takes_priority_then_arrival_order,
+            claim_skips_jobs_not_yet_due,
+            concurrent_claims_never_share_a_job,
+            stale_attempts_are_fenced,
+            output_is_stored_read_and_assembled,
+            prune_keeps_head_and_tail_and_counts_the_gap,
+            renewal_reports_requested_cancels,
+            reaping_follows_the_lifecycle_rules,
+            retries_requeue_until_exhausted,
+        );
+    };
+    (@tests $make:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make().await;
+                $crate::suite::$name(store).await;
+            }
+        )+
+    };
+}
+
+fn new_job(command: &str) -> NewJob {
+    NewJob::parse(&json!({ "command": command }), &Limits::default(), |_| true)
+        .expect("valid job")
+}
+
+fn new_job_with(command: &str, priority: Priority) -> NewJob {
+    NewJob {
+        priority,
+        ..new_job(command)
+    }
+}
+
+fn chunk(seq: i64, stream: Stream, text: &str) -> Chunk {
+    Chunk {
+        seq,
+        stream,
+        text: text.to_owned(),
+        timestamp: Utc::now(),
+        dropped_before: 0,
+    }
+}
+
+fn worker() -> WorkerId {
+    WorkerId::generate()
+}
+
+/// Claims exactly one job and returns its id and attempt.
+async fn claim_one(store: &Arc<dyn JobStore>, worker: &WorkerId) -> (JobId, u32) {
+    let claimed = store.claim(worker, 1, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "expected one job to claim");
+    (claimed[0].job.id, claimed[0].job.attempts)
+}
+
+pub async fn create_and_get_round_trip(store: Arc<dyn JobStore>) {
+    let mut request = new_job("echo hi");
+    request.parameters = Some(json!({"ticket": 7}));
+    request.host = Some("local".into());
+    let created = store.create(request).await.unwrap();
+    assert_eq!(created.status, Status::Queued);
+    assert_eq!(created.command, "echo hi");
+    assert_eq!(created.priority, Priority::Medium);
+    assert_eq!(created.timeout, 60);
+    assert_eq!(created.parameters, Some(json!({"ticket": 7})));
+    assert_eq!(created.host.as_deref(), Some("local"));
+    assert_eq!(created.attempts, 0);
+    assert_eq!(created.stdout, None);
+    assert_eq!(created.started_at, None);
+
+    let fetched = store.get(created.id).await.unwrap();
+    assert_eq!(fetched, created);
+    assert_eq!(store.get_meta(created.id).await.unwrap(), created);
+}
+
+pub async fn unknown_jobs_are_not_found(store: Arc<dyn JobStore>) {
+    let id = JobId::new();
+    assert!(matches!(store.get(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.cancel(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.edit(id, &JobPatch::default()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.read_output(id, 0, 10).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
+    let mut ids = Vec::new();
+    for (i, priority) in [Priority::Low, Priority::High, Priority::Medium, Priority::High]
+        .into_iter()
+        .enumerate()
+    {
+        let mut job = new_job_with(&format!("echo {i}"), priority);
+        job.host = Some(if i % 2 == 0 { "a" } else { "b" }.into());
+        ids.push(store.create(job).await.unwrap().id);
+    }
+    let all = store.list(&ListQuery::default()).await.unwrap();
+    assert_eq!(all.total_count, 4);
+    let newest_first: Vec<_> = all.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(newest_first, ids.iter().rev().copied().collect::<Vec<_>>());
+
+    let page = ListQuery::parse([("limit", "2"), ("offset", "1"), ("ordering", "created_at")])
+        .unwrap();
+    let page = store.list(&page).await.unwrap();
+    assert_eq!(page.total_count, 4, "total_count ignores paging");
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        ids[1..3]
+    );
+
+    let high = store
+        .list(&ListQuery::parse([("priority", "High")]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(high.total_count, 2);
+    assert!(high.jobs.iter().all(|j| j.priority == Priority::High));
+
+    let by_priority = store
+        .list(&ListQuery::parse([("ordering", "-priority")]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        by_priority.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [ids[1], ids[3], ids[2], ids[0]],
+        "High first, then queue order within a priority"
+    );
+
+    let on_a = store
+        .list(&ListQuery::parse([("host", "a")]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(on_a.total_count, 2);
+
+    let w = worker();
+    let claimed = claim_one(&store, &w).await;
+    let running = store
+        .list(&ListQuery::parse([("status", "Running")]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(running.total_count, 1);
+    assert_eq!(running.jobs[0].id, claimed.0);
+    let none = store
+        .list(&ListQuery::parse([("status", "Success")]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(none.total_count, 0);
+    assert!(none.jobs.is_empty());
+}
+
+pub async fn edit_only_while_queued(store: Arc<dyn JobStore>) {
+    let job = store.create(new_job("echo old")).await.unwrap();
+    let patch = JobPatch::parse(
+        &json!({"command": "echo new", "priority": "High", "timeout": 5, "parameters": {"a": 1}}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let edited = store.edit(job.id, &patch).await.unwrap();
+    assert_eq!(edited.command, "echo new");
+    assert_eq!(edited.priority, Priority::High);
+    assert_eq!(edited.timeout, 5);
+    assert_eq!(edited.parameters, Some(json!({"a": 1})));
+    assert!(edited.modified_at >= job.modified_at);
+    assert_eq!(store.get(job.id).await.unwrap(), edited);
+
+    claim_one(&store, &worker()).await;
+    let refused = store.edit(job.id, &patch).await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Conflict {
+            status: Status::Running
+        })
+    ));
+}
+
+pub async fn delete_refuses_running_jobs(store: Arc<dyn JobStore>) {
+    let job = store.create(new_job("true")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    assert_eq!(id, job.id);
+    store
+        .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x\n")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete(id).await,
+        Err(StoreError::Conflict {
+            status: Status::Running
+        })
+    ));
+    store
+        .finish(id, attempt, &Outcome::Exited { code: 0 })
+        .await
+        .unwrap();
+    store.delete(id).await.unwrap();
+    assert!(matches!(store.get(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.read_output(id, 0, 10).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let queued = store.create(new_job("true")).await.unwrap();
+    store.delete(queued.id).await.unwrap();
+    assert!(store.claim(&worker(), 10, LEASE).await.unwrap().is_empty());
+}
+
+pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
+    let running = store.create(new_job("sleep 100")).await.unwrap();
+    let queued = store.create(new_job("true")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    assert_eq!(id, running.id);
+
+    let CancelOutcome::Cancelled(cancelled) = store.cancel(queued.id).await.unwrap() else {
+        panic!("a queued job is cancelled at once");
+    };
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(cancelled.completed_at.is_some());
+
+    let CancelOutcome::Requested(requested) = store.cancel(running.id).await.unwrap() else {
+        panic!("a running job's cancel is a request");
+    };
+    assert_eq!(requested.status, Status::Running);
+    assert!(requested.cancel_requested);
+
+    assert!(
+        store.claim(&worker(), 10, LEASE).await.unwrap().is_empty(),
+        "a cancelled job never runs"
+    );
+    store
+        .finish(
+            id,
+            attempt,
+            &Outcome::Cancelled {
+                kill: ExitReport::Confirmed,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.cancel(running.id).await,
+        Err(StoreError::Conflict {
+            status: Status::Cancelled
+        })
+    ));
+}
+
+pub async fn claim_takes_priority_then_arrival_order(store: Arc<dyn JobStore>) {
+    let low = store.create(new_job_with("1", Priority::Low)).await.unwrap();
+    let medium = store
+        .create(new_job_with("2", Priority::Medium))
+        .await
+        .unwrap();
+    let high_a = store.create(new_job_with("3", Priority::High)).await.unwrap();
+    let high_b = store.create(new_job_with("4", Priority::High)).await.unwrap();
+    let w = worker();
+    let mut order = Vec::new();
+    while let Some(claimed) = store.claim(&w, 1, LEASE).await.unwrap().pop() {
+        assert_eq!(claimed.job.status, Status::Running);
+        assert_eq!(claimed.job.attempts, 1);
+        assert_eq!(claimed.last_seq, 0);
+        assert!(claimed.job.task_id.is_some());
+        order.push(claimed.job.id);
+    }
+    assert_eq!(order, [high_a.id, high_b.id, medium.id, low.id]);
+
+    // A batch claim returns the same order.
+    for priority in [Priority::Low, Priority::High, Priority::Medium] {
+        store.create(new_job_with("x", priority)).await.unwrap();
+    }
+    let batch = store.claim(&w, 10, LEASE).await.unwrap();
+    let priorities: Vec<_> = batch.iter().map(|c| c.job.priority).collect();
+    assert_eq!(priorities, [Priority::High, Priority::Medium, Priority::Low]);
+}
+
+pub async fn claim_skips_jobs_not_yet_due(store: Arc<dyn JobStore>) {
+    let job = store.create(new_job("true")).await.unwrap();
+    let w = worker();
+    let (id, attempt) = claim_one(&store, &w).await;
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let requeued = store
+        .retry_later(id, attempt, later, "connection refused")
+        .await
+        .unwrap();
+    assert_eq!(requeued.status, Status::Queued);
+    assert_eq!(requeued.id, job.id);
+    assert!(store.claim(&w, 10, LEASE).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_claims_never_share_a_job(store: Arc<dyn JobStore>) {
+    for i in 0..60 {
+        store.create(new_job(&format!("echo {i}"))).await.unwrap();
+    }
+    let mut claimers = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let w = worker();
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim(&w, 3, LEASE).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.job.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for id in claimer.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 60);
+}
+
+pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
+    store.create(new_job("true")).await.unwrap();
+    let w = worker();
+    let (id, attempt) = claim_one(&store, &w).await;
+    // The lease lapses and the reaper hands the job to someone else.
+    store
+        .reap_expired(Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let (again, second) = claim_one(&store, &worker()).await;
+    assert_eq!(again, id);
+    assert_eq!(second, attempt + 1);
+
+    let stale = [
+        store
+            .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x")])
+            .await,
+        store.mark_started(id, attempt, "123").await,
+        store
+            .finish(id, attempt, &Outcome::Exited { code: 0 })
+            .await
+            .map(|_| ()),
+        store
+            .prune_output(id, attempt, Stream::Stdout, 0, 0)
+            .await
+            .map(|_| ()),
+    ];
+    for result in stale {
+        assert!(matches!(result, Err(StoreError::Fenced)), "{result:?}");
+    }
+    let job = store.get(id).await.unwrap();
+    assert_eq!(job.status, Status::Running);
+    assert_eq!(job.stdout.as_deref(), Some(""), "the stale write left nothing");
+
+    store
+        .finish(id, second, &Outcome::Exited { code: 2 })
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .finish(id, second, &Outcome::Exited { code: 0 })
+            .await,
+        Err(StoreError::Fenced)
+    ));
+    assert_eq!(store.get(id).await.unwrap().exit_code, Some(2));
+}
+
+pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
+    store.create(new_job("echo")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    store.mark_started(id, attempt, "4242").await.unwrap();
+    let chunks = [
+        chunk(1, Stream::Stdout, "one\n"),
+        chunk(2, Stream::Stderr, "oops\n"),
+        chunk(3, Stream::Stdout, "two\n"),
+    ];
+    store.append_output(id, attempt, &chunks).await.unwrap();
+
+    let live = store.get(id).await.unwrap();
+    assert_eq!(live.stdout.as_deref(), Some("one\ntwo\n"));
+    assert_eq!(live.stderr.as_deref(), Some("oops\n"));
+    assert_eq!(live.remote_process_id.as_deref(), Some("4242"));
+    assert!(live.started_at.is_some());
+    assert_eq!(store.get_meta(id).await.unwrap().stdout, None);
+
+    let page = store.read_output(id, 1, 10).await.unwrap();
+    assert_eq!(
+        page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(page.chunks[0].stream, Stream::Stderr);
+    assert_eq!(page.chunks[0].text, "oops\n");
+    assert_eq!(store.read_output(id, 0, 1).await.unwrap().chunks.len(), 1);
+
+    let done = store
+        .finish(id, attempt, &Outcome::Exited { code: 1 })
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Failed);
+    assert_eq!(done.exit_code, Some(1));
+    assert_eq!(done.stdout.as_deref(), Some("one\ntwo\n"));
+    assert_eq!(done.stderr.as_deref(), Some("oops\n"));
+    assert!(done.completed_at.is_some());
+    assert_eq!(store.get(id).await.unwrap(), done);
+    assert_eq!(store.read_output(id, 0, 100).await.unwrap().chunks.len(), 3);
+}
+
+pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStore>) {
+    store.create(new_job("flood")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    // Chunk 1 is the head; 2..=5 the tail, 10 bytes each; stderr interleaved.
+    let mut chunks = vec![chunk(1, Stream::Stdout, "head-line\n")];
+    for seq in 2..=5 {
+        chunks.push(chunk(seq, Stream::Stdout, &format!("tail-{seq:04}\n")));
+    }
+    chunks.push(chunk(6, Stream::Stderr, "err\n"));
+    store.append_output(id, attempt, &chunks).await.unwrap();
+
+    // Keep 15 bytes: chunk 5 whole, and the last line that fits of chunk 4
+    // (none: cut inside, so a character-boundary cut of 5 bytes).
+    let remaining = store
+        .prune_output(id, attempt, Stream::Stdout, 1, 15)
+        .await
+        .unwrap();
+    assert_eq!(remaining, 15);
+    let job = store.get(id).await.unwrap();
+    assert_eq!(
+        job.stdout.as_deref(),
+        Some("head-line\n[rje: 25 bytes of stdout dropped]\n0004\ntail-0005\n")
+    );
+    assert_eq!(job.stderr.as_deref(), Some("err\n"), "other streams untouched");
+
+    // A second prune adds to the same count.
+    store
+        .append_output(id, attempt, &[chunk(7, Stream::Stdout, "tail-0007\n")])
+        .await
+        .unwrap();
+    let remaining = store
+        .prune_output(id, attempt, Stream::Stdout, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(remaining, 10);
+    let done = store
+        .finish(id, attempt, &Outcome::Exited { code: 0 })
+        .await
+        .unwrap();
+    assert_eq!(
+        done.stdout.as_deref(),
+        Some("head-line\n[rje: 40 bytes of stdout dropped]\ntail-0007\n")
+    );
+    let chunks = store.read_output(id, 0, 100).await.unwrap().chunks;
+    let dropped: u64 = chunks.iter().map(|c| c.dropped_before).sum();
+    assert_eq!(dropped, 40);
+}
+
+pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
+    store.create(new_job("a")).await.unwrap();
+    store.create(new_job("b")).await.unwrap();
+    let w = worker();
+    let claimed = store.claim(&w, 2, Duration::from_secs(1)).await.unwrap();
+    assert!(store.renew_leases(&w, LEASE).await.unwrap().is_empty());
+    store.cancel(claimed[1].job.id).await.unwrap();
+    assert_eq!(
+        store.renew_leases(&w, LEASE).await.unwrap(),
+        [claimed[1].job.id]
+    );
+    assert!(
+        store.renew_leases(&worker(), LEASE).await.unwrap().is_empty(),
+        "another worker's jobs are not reported"
+    );
+    // The renewal moved the expiry: reaping as of now finds nothing.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(store.reap_expired(Utc::now()).await.unwrap().is_empty());
+}
+
+pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
+    for command in ["not started", "started", "cancelled"] {
+        store.create(new_job(command)).await.unwrap();
+    }
+    let w = worker();
+    let claimed = store.claim(&w, 3, LEASE).await.unwrap();
+    let [not_started, started, cancelled] = [0, 1, 2].map(|i| &claimed[i].job);
+    store
+        .mark_started(started.id, started.attempts, "1")
+        .await
+        .unwrap();
+    store
+        .mark_started(cancelled.id, cancelled.attempts, "2")
+        .await
+        .unwrap();
+    store.cancel(cancelled.id).await.unwrap();
+
+    assert!(
+        store.reap_expired(Utc::now()).await.unwrap().is_empty(),
+        "live leases are left alone"
+    );
+    let reaped = store
+        .reap_expired(Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 3);
+
+    let requeued = store.get(not_started.id).await.unwrap();
+    assert_eq!(requeued.status, Status::Queued);
+    let failed = store.get(started.id).await.unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.as_deref(), Some(WORKER_LOST));
+    assert!(failed.completed_at.is_some());
+    let gone = store.get(cancelled.id).await.unwrap();
+    assert_eq!(gone.status, Status::Cancelled);
+
+    let again = claim_one(&store, &worker()).await;
+    assert_eq!(again, (not_started.id, 2), "requeued with a new attempt");
+}
+
+pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
+    let mut request = new_job("ssh-ish");
+    request.max_retries = 1;
+    store.create(request).await.unwrap();
+    let w = worker();
+    let (id, attempt) = claim_one(&store, &w).await;
+    let now = Utc::now();
+    let job = store
+        .retry_later(id, attempt, now, "connection refused")
+        .await
+        .unwrap();
+    assert_eq!(job.status, Status::Queued);
+    assert_eq!(job.error.as_deref(), Some("connection refused"));
+    assert!(job.run_at >= now - chrono::Duration::milliseconds(1));
+
+    let (id, attempt) = claim_one(&store, &w).await;
+    assert_eq!(attempt, 2);
+    let job = store
+        .retry_later(id, attempt, Utc::now(), "connection refused again")
+        .await
+        .unwrap();
+    assert_eq!(job.status, Status::Failed, "max_retries = 1 allows one retry");
+    assert_eq!(job.error.as_deref(), Some("connection refused again"));
+}
