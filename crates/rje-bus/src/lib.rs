@@ -1,0 +1,89 @@
+//! Best-effort messages between rje's parts. The store is the truth: a lost
+//! message may cost latency, never a job, an output line or a cancel, so
+//! every consumer can fall back to the store (a [`Received::Gap`] says when).
+
+mod fanout;
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, JobId, Status};
+
+pub use fanout::{Received, Subscription};
+pub use memory::MemoryBus;
+
+/// Something that happened to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// Output chunks, published only after the store committed them.
+    Output { job: JobId, chunks: Arc<[Chunk]> },
+    /// The job's status changed.
+    Status(StatusEvent),
+}
+
+impl JobEvent {
+    pub fn job(&self) -> JobId {
+        match self {
+            JobEvent::Output { job, .. } => *job,
+            JobEvent::Status(status) => status.job,
+        }
+    }
+}
+
+/// A job's status changed; for a final status, how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub job: JobId,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl StatusEvent {
+    pub fn of(job: &rje_domain::Job) -> Self {
+        Self {
+            job: job.id,
+            status: job.status,
+            exit_code: job.exit_code,
+            error: job.error.clone(),
+            at: job.modified_at,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The messaging between API processes and workers.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Checks that the bus answers.
+    async fn ping(&self) -> Result<(), BusError>;
+
+    /// Publishes an event about a job. Best effort: failures are logged,
+    /// since every reader can recover from the store.
+    async fn publish(&self, event: JobEvent);
+
+    /// Events about one job, from now on.
+    async fn subscribe_job(&self, job: JobId) -> Result<Subscription<JobEvent>, BusError>;
+
+    /// Status changes of every job, from now on.
+    async fn subscribe_status(&self) -> Result<Subscription<StatusEvent>, BusError>;
+
+    /// Tells idle workers that new work may be waiting.
+    async fn announce_work(&self);
+
+    async fn subscribe_work(&self) -> Result<Subscription<()>, BusError>;
+
+    /// Tells whichever worker runs `job` that its cancel was requested (the
+    /// store recorded the request first).
+    async fn request_cancel(&self, job: JobId);
+
+    async fn subscribe_cancels(&self) -> Result<Subscription<JobId>, BusError>;
+}
