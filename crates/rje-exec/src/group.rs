@@ -1,0 +1,134 @@
+//! Process groups on this machine: kill them, and confirm they are gone.
+
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use rje_domain::ExitReport;
+use tokio::process::Child;
+use tokio::time::{Instant, sleep};
+
+/// Whether any process of a group is still alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// At least one member is alive (not a zombie).
+    Alive,
+    /// No live member is left.
+    Gone,
+}
+
+/// Asks the kernel, then /proc, whether group `pgid` has a live member.
+/// Zombies don't count: they have ended, and whether one is reaped depends
+/// on its parent, which may not be rje.
+pub fn group_state(pgid: i32) -> GroupState {
+    match killpg(Pid::from_raw(pgid), None) {
+        Err(Errno::ESRCH) => GroupState::Gone,
+        _ if live_members_in_proc(pgid) == Some(0) => GroupState::Gone,
+        _ => GroupState::Alive,
+    }
+}
+
+/// Counts live members of a group by reading /proc; `None` if /proc cannot
+/// be read (then the kernel's answer stands).
+fn live_members_in_proc(pgid: i32) -> Option<usize> {
+    let mut live = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // The process may have exited since read_dir: skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((state, pgrp)) = parse_stat(&stat)
+            && pgrp == pgid
+            && state != 'Z'
+            && state != 'X'
+        {
+            live += 1;
+        }
+    }
+    Some(live)
+}
+
+/// State and process group from /proc/PID/stat. The command name may hold
+/// spaces and parentheses, so fields are counted after the last ')'.
+fn parse_stat(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// How long a kill may take, and how often the group is checked meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KillPolicy {
+    /// Between TERM and KILL: time for the command to clean up.
+    pub grace: Duration,
+    /// After KILL: how long to wait for the kernel before giving up on
+    /// confirming.
+    pub confirm: Duration,
+}
+
+const CHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// Kills group `pgid`: TERM, up to `grace` to exit, then KILL. Reaps
+/// `leader` on the way so that it does not linger as our zombie. Checks the
+/// group at short intervals only for the bounded time of a kill.
+pub(crate) async fn kill_group(pgid: i32, leader: &mut Child, policy: KillPolicy) -> ExitReport {
+    let group = Pid::from_raw(pgid);
+    if killpg(group, Signal::SIGTERM) == Err(Errno::ESRCH) {
+        let _ = leader.wait().await;
+        return ExitReport::Confirmed;
+    }
+    if wait_gone(pgid, leader, policy.grace).await {
+        return ExitReport::Confirmed;
+    }
+    tracing::debug!(pgid, "process group outlived its grace period; sending KILL");
+    let _ = killpg(group, Signal::SIGKILL);
+    if wait_gone(pgid, leader, policy.confirm).await {
+        ExitReport::Confirmed
+    } else {
+        tracing::warn!(pgid, "process group still has live members after KILL");
+        ExitReport::Unconfirmed
+    }
+}
+
+async fn wait_gone(pgid: i32, leader: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        // Reap the leader as soon as it exits: an unreaped zombie is still a
+        // member as far as the kernel's kill(0) is concerned.
+        let _ = leader.try_wait();
+        if group_state(pgid) == GroupState::Gone {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(CHECK_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_survive_odd_command_names() {
+        let stat = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100";
+        assert_eq!(parse_stat(stat), Some(('S', 4240)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn a_group_that_never_existed_is_gone() {
+        // Group ids are process ids; this one is far above pid_max.
+        assert_eq!(group_state(i32::MAX - 7), GroupState::Gone);
+    }
+}

@@ -1,0 +1,209 @@
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rje_domain::{ExitReport, Outcome, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::group::{GroupState, KillPolicy, group_state, kill_group};
+use crate::{ExecEvent, ExecRequest, Executor, StartError};
+
+/// Bytes read from a pipe at a time: big reads keep floods cheap.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Runs commands on this machine with `sh -c`, each in a process group of
+/// its own so that a kill reaches everything the command started.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    kill: KillPolicy,
+    /// After the command exits, how long its output pipes may stay open
+    /// (held by processes it left behind) before those are killed.
+    linger: Duration,
+}
+
+impl LocalExecutor {
+    /// `grace` is the time between TERM and KILL.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            kill: KillPolicy {
+                grace,
+                confirm: Duration::from_secs(5),
+            },
+            linger: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ending {
+    Exited(ExitStatus),
+    TimedOut,
+    Cancelled,
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    async fn run(
+        &self,
+        request: ExecRequest,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&request.command)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .envs(request.parameters.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cwd) = &request.parameters.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command.spawn().map_err(|err| StartError {
+            retryable: err.kind() != std::io::ErrorKind::NotFound,
+            message: match &request.parameters.cwd {
+                Some(cwd) if err.kind() == std::io::ErrorKind::NotFound => {
+                    format!("could not start the command in {cwd}: {err}")
+                }
+                _ => format!("could not start sh: {err}"),
+            },
+        })?;
+        let Some(pid) = child.id() else {
+            return Err(StartError {
+                message: "the command exited before it was seen".into(),
+                retryable: true,
+            });
+        };
+        // process_group(0) made the shell the leader of a group of its own.
+        let pgid = pid as i32;
+        let _ = sink
+            .send(ExecEvent::Started {
+                process_id: pgid.to_string(),
+            })
+            .await;
+        let readers = [
+            spawn_reader(child.stdout.take(), Stream::Stdout, sink.clone()),
+            spawn_reader(child.stderr.take(), Stream::Stderr, sink),
+        ];
+
+        let ending = tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) => Ending::Exited(status),
+                Err(err) => {
+                    let kill = kill_group(pgid, &mut child, self.kill).await;
+                    finish_readers(readers, self.linger).await;
+                    return Ok(Outcome::Error {
+                        message: format!("lost track of the command: {err} ({kill:?})"),
+                    });
+                }
+            },
+            () = tokio::time::sleep(request.timeout) => Ending::TimedOut,
+            () = cancel.cancelled() => Ending::Cancelled,
+        };
+
+        let outcome = match ending {
+            Ending::Exited(status) => {
+                self.reap_leftovers(pgid, &mut child, readers).await;
+                exit_outcome(status)
+            }
+            Ending::TimedOut => {
+                let kill = kill_group(pgid, &mut child, self.kill).await;
+                finish_readers(readers, self.linger).await;
+                Outcome::TimedOut {
+                    after_secs: u32::try_from(request.timeout.as_secs()).unwrap_or(u32::MAX),
+                    kill,
+                }
+            }
+            Ending::Cancelled => {
+                let kill = kill_group(pgid, &mut child, self.kill).await;
+                finish_readers(readers, self.linger).await;
+                Outcome::Cancelled { kill }
+            }
+        };
+        Ok(outcome)
+    }
+}
+
+impl LocalExecutor {
+    /// The command exited. Processes it left in its group (`cmd &`) would
+    /// hold its pipes open and outlive the job: give them a moment to finish
+    /// writing, then kill them, so a job leaves nothing behind.
+    async fn reap_leftovers(&self, pgid: i32, leader: &mut Child, readers: [JoinHandle<()>; 2]) {
+        let [stdout, stderr] = readers;
+        let drained = tokio::time::timeout(self.linger, async {
+            let _ = stdout.await;
+            let _ = stderr.await;
+        });
+        if drained.await.is_ok() && group_state(pgid) == GroupState::Gone {
+            return;
+        }
+        tracing::debug!(pgid, "the command left processes behind; killing its group");
+        if kill_group(pgid, leader, self.kill).await == ExitReport::Unconfirmed {
+            tracing::warn!(pgid, "could not confirm the leftover processes are gone");
+        }
+    }
+}
+
+/// Waits a bounded time for the readers to reach the end of their pipes; a
+/// process that escaped the group may hold one open for ever.
+async fn finish_readers(readers: [JoinHandle<()>; 2], within: Duration) {
+    let [stdout, stderr] = readers;
+    let (stdout_abort, stderr_abort) = (stdout.abort_handle(), stderr.abort_handle());
+    let done = tokio::time::timeout(within.max(Duration::from_secs(2)), async {
+        let _ = stdout.await;
+        let _ = stderr.await;
+    })
+    .await;
+    if done.is_err() {
+        stdout_abort.abort();
+        stderr_abort.abort();
+    }
+}
+
+fn exit_outcome(status: ExitStatus) -> Outcome {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exited { code },
+        (None, Some(signal)) => Outcome::Signaled { signal },
+        (None, None) => Outcome::Error {
+            message: format!("the command ended in an unknown way: {status}"),
+        },
+    }
+}
+
+fn spawn_reader(
+    pipe: Option<impl AsyncRead + Unpin + Send + 'static>,
+    stream: Stream,
+    sink: mpsc::Sender<ExecEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(mut pipe) = pipe else { return };
+        let mut buffer = vec![0u8; READ_SIZE];
+        loop {
+            match pipe.read(&mut buffer).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    let event = ExecEvent::Output {
+                        stream,
+                        bytes: buffer[..n].to_vec(),
+                    };
+                    if sink.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    tracing::warn!(%stream, %err, "reading the command's output failed");
+                    return;
+                }
+            }
+        }
+    })
+}
