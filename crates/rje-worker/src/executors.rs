@@ -1,0 +1,43 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rje_exec::Executor;
+
+/// The executor for each host a job may name.
+#[derive(Clone)]
+pub struct Executors {
+    by_host: HashMap<String, Arc<dyn Executor>>,
+    default_host: String,
+}
+
+impl Executors {
+    /// The name of the machine rje itself runs on.
+    pub const LOCAL: &'static str = "local";
+
+    pub fn new(default_host: impl Into<String>) -> Self {
+        Self {
+            by_host: HashMap::new(),
+            default_host: default_host.into(),
+        }
+    }
+
+    pub fn with(mut self, host: impl Into<String>, executor: Arc<dyn Executor>) -> Self {
+        self.by_host.insert(host.into(), executor);
+        self
+    }
+
+    /// The host a job without one runs on.
+    pub fn default_host(&self) -> &str {
+        &self.default_host
+    }
+
+    pub fn knows(&self, host: &str) -> bool {
+        self.by_host.contains_key(host)
+    }
+
+    pub fn get(&self, host: Option<&str>) -> Option<Arc<dyn Executor>> {
+        self.by_host
+            .get(host.unwrap_or(&self.default_host))
+            .cloned()
+    }
+}

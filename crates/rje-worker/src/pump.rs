@@ -1,0 +1,277 @@
+//! Moves a command's output from the executor into the store and onto the
+//! bus: whole lines, batched, capped, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rje_bus::{Bus, JobEvent};
+use rje_domain::{Chunk, JobId, OutputBudget, OutputSplitter, Stream, head_cut};
+use rje_exec::ExecEvent;
+use rje_store::{JobStore, StoreError};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::WorkerConfig;
+
+/// The largest chunk written: big enough that floods take few rows, small
+/// enough that one chunk is one comfortable WebSocket message.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// How a pump ended.
+#[derive(Debug)]
+pub(crate) enum PumpEnd {
+    /// All output is stored and published.
+    Done,
+    /// The store refused a write: the job moved on from this attempt.
+    Fenced,
+    /// The store stayed unreachable; output after this point is lost.
+    StoreFailed(StoreError),
+}
+
+pub(crate) struct OutputPump<'a> {
+    store: &'a dyn JobStore,
+    bus: &'a dyn Bus,
+    config: &'a WorkerConfig,
+    job: JobId,
+    attempt: u32,
+    next_seq: i64,
+    splitter: OutputSplitter,
+    budget: OutputBudget,
+    /// Chunks read but not yet stored, with whether each is head output.
+    pending: Vec<(Chunk, bool)>,
+    pending_bytes: usize,
+    /// When the oldest pending chunk must be written by.
+    batch_due: Option<Instant>,
+    /// Since when each stream has held a partial line.
+    partial_since: [Option<Instant>; 2],
+}
+
+impl<'a> OutputPump<'a> {
+    pub(crate) fn new(
+        store: &'a dyn JobStore,
+        bus: &'a dyn Bus,
+        config: &'a WorkerConfig,
+        job: JobId,
+        attempt: u32,
+        last_seq: i64,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            config,
+            job,
+            attempt,
+            next_seq: last_seq + 1,
+            splitter: OutputSplitter::new(MAX_CHUNK),
+            budget: OutputBudget::new(config.max_output_bytes),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            batch_due: None,
+            partial_since: [None, None],
+        }
+    }
+
+    /// Runs until the executor closes its end of `events`.
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<ExecEvent>) -> PumpEnd {
+        match self.pump(&mut events).await {
+            Ok(()) => PumpEnd::Done,
+            Err(StoreError::Fenced) => PumpEnd::Fenced,
+            Err(err) => PumpEnd::StoreFailed(err),
+        }
+    }
+
+    async fn pump(&mut self, events: &mut mpsc::Receiver<ExecEvent>) -> Result<(), StoreError> {
+        loop {
+            let due = self.next_due();
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    None => break,
+                    Some(ExecEvent::Started { process_id }) => {
+                        let (store, job, attempt) = (self.store, self.job, self.attempt);
+                        with_retries(|| store.mark_started(job, attempt, &process_id)).await?;
+                    }
+                    Some(ExecEvent::Output { stream, bytes }) => {
+                        if let Some(text) = self.splitter.push(stream, &bytes) {
+                            self.stage(stream, text);
+                        }
+                        self.track_partial(stream);
+                        if self.pending_bytes >= self.config.batch_bytes {
+                            self.flush().await?;
+                        }
+                    }
+                },
+                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.flush_partial_lines();
+                    if self.batch_due.is_some_and(|at| at <= Instant::now()) {
+                        self.flush().await?;
+                    }
+                }
+            }
+        }
+        for stream in Stream::BOTH {
+            if let Some(text) = self.splitter.finish(stream) {
+                self.stage(stream, text);
+            }
+        }
+        self.flush().await?;
+        for stream in Stream::BOTH {
+            if self.budget.over_budget(stream) {
+                self.prune(stream).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let partial = self
+            .partial_since
+            .iter()
+            .flatten()
+            .map(|since| *since + self.config.partial_line_wait)
+            .min();
+        match (self.batch_due, partial) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn track_partial(&mut self, stream: Stream) {
+        let since = &mut self.partial_since[stream.index()];
+        match (self.splitter.has_partial(stream), *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// Writes out lines that waited too long for their newline.
+    fn flush_partial_lines(&mut self) {
+        let now = Instant::now();
+        for stream in Stream::BOTH {
+            let waited_enough = self.partial_since[stream.index()]
+                .is_some_and(|since| since + self.config.partial_line_wait <= now);
+            if waited_enough {
+                if let Some(text) = self.splitter.flush_partial(stream) {
+                    self.stage(stream, text);
+                }
+                self.partial_since[stream.index()] = None;
+                self.track_partial(stream);
+            }
+        }
+    }
+
+    /// Queues text for the next batch, split between head and tail by the
+    /// output budget and cut into chunks of at most [`MAX_CHUNK`].
+    fn stage(&mut self, stream: Stream, text: String) {
+        let admission = self.budget.admit(stream, text);
+        for (part, is_head) in [(admission.head, true), (admission.tail, false)] {
+            let Some(mut part) = part else { continue };
+            while !part.is_empty() {
+                let cut = if part.len() > MAX_CHUNK {
+                    match head_cut(&part, MAX_CHUNK) {
+                        0 => part.len(),
+                        cut => cut,
+                    }
+                } else {
+                    part.len()
+                };
+                let rest = part.split_off(cut);
+                self.stage_piece(stream, part, is_head);
+                part = rest;
+            }
+        }
+        if self.batch_due.is_none() && !self.pending.is_empty() {
+            self.batch_due = Some(Instant::now() + self.config.batch_interval);
+        }
+    }
+
+    fn stage_piece(&mut self, stream: Stream, text: String, is_head: bool) {
+        let len = text.len();
+        self.pending_bytes += len;
+        let seq = match self.pending.last_mut() {
+            // Consecutive output of one stream and region shares a chunk.
+            Some((last, last_head))
+                if last.stream == stream
+                    && *last_head == is_head
+                    && last.text.len() + len <= MAX_CHUNK =>
+            {
+                last.text.push_str(&text);
+                last.seq
+            }
+            _ => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.push((
+                    Chunk {
+                        seq,
+                        stream,
+                        text,
+                        timestamp: Utc::now(),
+                        dropped_before: 0,
+                    },
+                    is_head,
+                ));
+                seq
+            }
+        };
+        if is_head {
+            self.budget.stored_head(stream, seq);
+        } else {
+            self.budget.stored_tail(stream, len);
+        }
+    }
+
+    /// Stores the pending chunks in one transaction, then publishes them.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.batch_due = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunks: Arc<[Chunk]> = self.pending.drain(..).map(|(chunk, _)| chunk).collect();
+        self.pending_bytes = 0;
+        let (store, job, attempt) = (self.store, self.job, self.attempt);
+        with_retries(|| store.append_output(job, attempt, &chunks)).await?;
+        self.bus.publish(JobEvent::Output { job, chunks }).await;
+        for stream in Stream::BOTH {
+            if self.budget.needs_prune(stream) {
+                self.prune(stream).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn prune(&mut self, stream: Stream) -> Result<(), StoreError> {
+        let (store, job, attempt) = (self.store, self.job, self.attempt);
+        let after = self.budget.head_last_seq(stream);
+        let keep = self.budget.tail_budget();
+        let remaining =
+            with_retries(|| store.prune_output(job, attempt, stream, after, keep)).await?;
+        self.budget.pruned(stream, remaining);
+        Ok(())
+    }
+}
+
+/// Retries a store write that failed because the store was unreachable,
+/// with growing pauses, for about half a minute. Meanwhile the command's
+/// output waits in its pipe, so nothing is lost and memory stays flat.
+pub(crate) async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        match write().await {
+            Err(StoreError::Unavailable(reason)) if tries < 12 => {
+                tries += 1;
+                tracing::warn!(%reason, tries, "store unavailable; retrying the write");
+                sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            result => return result,
+        }
+    }
+}

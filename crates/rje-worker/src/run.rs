@@ -1,0 +1,166 @@
+//! One claimed job, from start to its final status.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use rje_bus::{Bus, JobEvent, StatusEvent};
+use rje_domain::{ExecParameters, Job, Outcome, retry_delay};
+use rje_exec::{ExecRequest, StartError};
+use rje_store::{ClaimedJob, JobStore, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::pump::{OutputPump, PumpEnd, with_retries};
+use crate::{Executors, WorkerConfig};
+
+/// Events buffered between the executor and the pump: with 64 KiB reads,
+/// at most a few MiB per job however fast the command writes.
+const EVENT_BUFFER: usize = 32;
+
+/// Why a running job is being stopped, so its end is reported truthfully.
+#[derive(Default)]
+pub(crate) struct StopReasons {
+    /// A user asked for the cancel.
+    pub cancelled: AtomicBool,
+    /// The worker is shutting down and ran out of grace.
+    pub shutdown: AtomicBool,
+}
+
+/// Everything a job run needs from its worker.
+#[derive(Clone)]
+pub(crate) struct RunContext {
+    pub store: Arc<dyn JobStore>,
+    pub bus: Arc<dyn Bus>,
+    pub executors: Executors,
+    pub config: Arc<WorkerConfig>,
+}
+
+pub(crate) async fn run_job(
+    ctx: RunContext,
+    claimed: ClaimedJob,
+    stop: CancellationToken,
+    reasons: Arc<StopReasons>,
+) {
+    let job = claimed.job;
+    let (id, attempt) = (job.id, job.attempts);
+    ctx.bus
+        .publish(JobEvent::Status(StatusEvent::of(&job)))
+        .await;
+
+    let Some(executor) = ctx.executors.get(job.host.as_deref()) else {
+        let message = format!("no executor for host {:?}", job.host);
+        settle(&ctx, &job, Outcome::Error { message }).await;
+        return;
+    };
+    let parameters = match job.parameters.as_ref().map(ExecParameters::from_parameters) {
+        None => ExecParameters::default(),
+        Some(Ok(parameters)) => parameters,
+        Some(Err(message)) => {
+            settle(&ctx, &job, Outcome::Error { message }).await;
+            return;
+        }
+    };
+    let request = ExecRequest {
+        command: job.command.clone(),
+        timeout: Duration::from_secs(u64::from(job.timeout)),
+        parameters,
+    };
+
+    let (sink, events) = mpsc::channel(EVENT_BUFFER);
+    let pump = OutputPump::new(
+        &*ctx.store,
+        &*ctx.bus,
+        &ctx.config,
+        id,
+        attempt,
+        claimed.last_seq,
+    );
+    let pumped = async {
+        let end = pump.run(events).await;
+        if !matches!(end, PumpEnd::Done) {
+            // Nothing more can be recorded for this attempt: stop the
+            // command rather than let it run unobserved.
+            stop.cancel();
+        }
+        end
+    };
+    let (result, pump_end) = tokio::join!(executor.run(request, sink, stop.clone()), pumped);
+
+    match pump_end {
+        PumpEnd::Done => {}
+        PumpEnd::Fenced => {
+            tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
+            return;
+        }
+        PumpEnd::StoreFailed(err) => {
+            tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
+        }
+    }
+
+    match result {
+        Ok(outcome) => {
+            let outcome = explain_stop(outcome, &reasons);
+            settle(&ctx, &job, outcome).await;
+        }
+        Err(StartError {
+            message,
+            retryable: true,
+        }) => retry(&ctx, &job, &message).await,
+        Err(StartError { message, .. }) => settle(&ctx, &job, Outcome::Error { message }).await,
+    }
+}
+
+/// The executor only knows it was stopped; the worker knows why.
+fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
+    match outcome {
+        Outcome::Cancelled { .. } if reasons.cancelled.load(Ordering::SeqCst) => outcome,
+        Outcome::Cancelled { kill } if reasons.shutdown.load(Ordering::SeqCst) => Outcome::Error {
+            message: match kill {
+                rje_domain::ExitReport::Confirmed => {
+                    "the worker shut down before the command finished".to_owned()
+                }
+                rje_domain::ExitReport::Unconfirmed => "the worker shut down before the command \
+                     finished; the process group could not be confirmed gone"
+                    .to_owned(),
+            },
+        },
+        other => other,
+    }
+}
+
+async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {
+    let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
+    match with_retries(|| store.finish(id, attempt, &outcome)).await {
+        Ok(done) => {
+            tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
+            ctx.bus
+                .publish(JobEvent::Status(StatusEvent::of(&done)))
+                .await;
+        }
+        Err(StoreError::Fenced) => {
+            tracing::info!(%id, attempt, "job moved on before its outcome was recorded");
+        }
+        Err(err) => {
+            // The lease will lapse and the reaper settle the job.
+            tracing::error!(%id, attempt, %err, "could not record the job's outcome");
+        }
+    }
+}
+
+async fn retry(ctx: &RunContext, job: &Job, reason: &str) {
+    let delay = retry_delay(ctx.config.retry_base, job.attempts, rand::random::<f64>());
+    let run_at = Utc::now() + delay;
+    let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
+    let message = format!("attempt {attempt}: {reason}");
+    match with_retries(|| store.retry_later(id, attempt, run_at, &message)).await {
+        Ok(after) => {
+            tracing::warn!(%id, attempt, %reason, status = %after.status, ?delay, "command could not start");
+            ctx.bus
+                .publish(JobEvent::Status(StatusEvent::of(&after)))
+                .await;
+        }
+        Err(err) => tracing::error!(%id, attempt, %err, "could not schedule the retry"),
+    }
+}

@@ -1,0 +1,237 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use rje_bus::{Bus, JobEvent, Received, StatusEvent, Subscription};
+use rje_domain::{JobId, WorkerId};
+use rje_store::{JobStore, StoreError};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::run::{RunContext, StopReasons, run_job};
+use crate::{Executors, WorkerConfig};
+
+/// A job this worker is running.
+struct Running {
+    stop: CancellationToken,
+    reasons: Arc<StopReasons>,
+    /// The task running it, to find the job again if the task fails.
+    task: tokio::task::Id,
+}
+
+/// Claims and runs jobs until told to shut down.
+pub struct Worker {
+    id: WorkerId,
+    ctx: RunContext,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        bus: Arc<dyn Bus>,
+        executors: Executors,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            id: WorkerId::generate(),
+            ctx: RunContext {
+                store,
+                bus,
+                executors,
+                config: Arc::new(config),
+            },
+        }
+    }
+
+    pub fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    /// Settles every running job whose lease has expired, publishing their
+    /// new status. Returns how many were settled.
+    pub async fn reap(&self, expired_before: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
+        let reaped = self.ctx.store.reap_expired(expired_before).await?;
+        for job in &reaped {
+            tracing::warn!(id = %job.id, status = %job.status, "settled a job whose worker was lost");
+            self.ctx
+                .bus
+                .publish(JobEvent::Status(StatusEvent::of(job)))
+                .await;
+        }
+        if reaped.iter().any(|job| !job.status.is_final()) {
+            self.ctx.bus.announce_work().await;
+        }
+        Ok(reaped.len())
+    }
+
+    /// Runs until `shutdown` fires, then stops claiming, gives running jobs
+    /// `shutdown_grace` to finish, kills the rest, and returns once every
+    /// job it ran is settled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let config = self.ctx.config.clone();
+        let mut work = subscribe(self.ctx.bus.subscribe_work().await, "work");
+        let mut cancels = subscribe(self.ctx.bus.subscribe_cancels().await, "cancels");
+        let mut poll = interval(config.poll_every);
+        let mut renew = interval(config.renew_every);
+        let mut reap = interval(config.reap_every);
+        for timer in [&mut poll, &mut renew, &mut reap] {
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        let mut tasks: JoinSet<JobId> = JoinSet::new();
+        let mut running: HashMap<JobId, Running> = HashMap::new();
+        let mut drain_deadline: Option<Instant> = None;
+        let mut killed_for_shutdown = false;
+        tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
+
+        loop {
+            if drain_deadline.is_some() && running.is_empty() {
+                break;
+            }
+            let mut claim_now = false;
+            tokio::select! {
+                () = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    tracing::info!(worker = %self.id, running = running.len(), "worker draining");
+                    drain_deadline = Some(Instant::now() + config.shutdown_grace);
+                }
+                () = sleep_until(drain_deadline.unwrap_or_else(Instant::now)),
+                    if drain_deadline.is_some() && !killed_for_shutdown => {
+                    killed_for_shutdown = true;
+                    for job in running.values() {
+                        job.reasons.shutdown.store(true, Ordering::SeqCst);
+                        job.stop.cancel();
+                    }
+                }
+                Some(done) = tasks.join_next_with_id() => {
+                    let task = match &done {
+                        Ok((task, _)) => *task,
+                        Err(err) => {
+                            // run_job does not panic by design; if it did, the
+                            // job's lease lapses and the reaper settles it.
+                            tracing::error!(%err, "a job task failed");
+                            err.id()
+                        }
+                    };
+                    running.retain(|_, job| job.task != task);
+                    claim_now = true;
+                }
+                received = next(&mut work) => {
+                    claim_now = !matches!(received, Received::Closed);
+                    if matches!(received, Received::Closed) { work = None; }
+                }
+                received = next(&mut cancels) => match received {
+                    Received::Message(id) => self.cancel(&running, id),
+                    // Missed cancels are found at the next lease renewal.
+                    Received::Gap(_) => {}
+                    Received::Closed => cancels = None,
+                },
+                _ = poll.tick() => claim_now = true,
+                _ = renew.tick() => self.renew(&running).await,
+                _ = reap.tick() => {
+                    if let Err(err) = self.reap(Utc::now()).await {
+                        tracing::warn!(%err, "reaping expired leases failed");
+                    }
+                }
+            }
+            if claim_now && drain_deadline.is_none() {
+                self.claim(&mut tasks, &mut running).await;
+            }
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    async fn claim(&self, tasks: &mut JoinSet<JobId>, running: &mut HashMap<JobId, Running>) {
+        let config = &self.ctx.config;
+        loop {
+            let free = config.concurrency.saturating_sub(running.len());
+            if free == 0 {
+                return;
+            }
+            let want = u32::try_from(free).unwrap_or(u32::MAX);
+            let claimed = match self.ctx.store.claim(&self.id, want, config.lease).await {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::warn!(%err, "claiming jobs failed");
+                    return;
+                }
+            };
+            let got = claimed.len();
+            for job in claimed {
+                let stop = CancellationToken::new();
+                let reasons = Arc::new(StopReasons::default());
+                let id = job.job.id;
+                tracing::debug!(%id, attempt = job.job.attempts, "claimed");
+                let ctx = self.ctx.clone();
+                let task = tasks.spawn({
+                    let (stop, reasons) = (stop.clone(), reasons.clone());
+                    async move {
+                        run_job(ctx, job, stop, reasons).await;
+                        id
+                    }
+                });
+                running.insert(
+                    id,
+                    Running {
+                        stop,
+                        reasons,
+                        task: task.id(),
+                    },
+                );
+            }
+            if got < free {
+                return;
+            }
+        }
+    }
+
+    fn cancel(&self, running: &HashMap<JobId, Running>, id: JobId) {
+        if let Some(job) = running.get(&id) {
+            tracing::info!(%id, "cancelling");
+            job.reasons.cancelled.store(true, Ordering::SeqCst);
+            job.stop.cancel();
+        }
+    }
+
+    async fn renew(&self, running: &HashMap<JobId, Running>) {
+        if running.is_empty() {
+            return;
+        }
+        match self
+            .ctx
+            .store
+            .renew_leases(&self.id, self.ctx.config.lease)
+            .await
+        {
+            Ok(cancelled) => {
+                for id in cancelled {
+                    self.cancel(running, id);
+                }
+            }
+            Err(err) => tracing::warn!(%err, "renewing leases failed"),
+        }
+    }
+}
+
+fn subscribe<T: Clone>(
+    subscription: Result<Subscription<T>, rje_bus::BusError>,
+    what: &str,
+) -> Option<Subscription<T>> {
+    match subscription {
+        Ok(subscription) => Some(subscription),
+        Err(err) => {
+            // Polling and lease renewals still find work and cancels.
+            tracing::warn!(%err, what, "bus subscription failed; relying on the store");
+            None
+        }
+    }
+}
+
+/// The next message of an optional subscription; pending for ever when
+/// there is none, so a `select!` branch on it simply never fires.
+async fn next<T: Clone>(subscription: &mut Option<Subscription<T>>) -> Received<T> {
+    match subscription {
+        Some(subscription) => subscription.recv().await,
+        None => std::future::pending().await,
+    }
+}
