@@ -1,0 +1,8 @@
+//! The `rje` binary's wiring: configuration, and the server that puts the
+//! store, the bus, the worker and the API together.
+
+pub mod config;
+pub mod server;
+
+pub use config::Settings;
+pub use server::{RunningServer, ServerError};

@@ -1,0 +1,172 @@
+//! The JSON the API speaks. Field names and values are the original API's;
+//! everything rje adds is an extra field.
+
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, Priority, Status, Stream};
+use serde::{Deserialize, Serialize};
+
+/// A job as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResponse {
+    pub id: JobId,
+    pub command: String,
+    pub timeout: u32,
+    pub priority: Priority,
+    pub status: Status,
+    pub parameters: Option<serde_json::Value>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub task_id: Option<String>,
+    pub remote_process_id: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub host: Option<String>,
+    pub attempts: u32,
+    pub max_retries: u32,
+    pub streaming: bool,
+    pub cancel_requested: bool,
+}
+
+impl From<Job> for JobResponse {
+    fn from(job: Job) -> Self {
+        Self {
+            id: job.id,
+            command: job.command,
+            timeout: job.timeout,
+            priority: job.priority,
+            status: job.status,
+            parameters: job.parameters,
+            stdout: job.stdout,
+            stderr: job.stderr,
+            created_at: job.created_at,
+            modified_at: job.modified_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            task_id: job.task_id,
+            remote_process_id: job.remote_process_id,
+            exit_code: job.exit_code,
+            signal: job.signal,
+            error: job.error,
+            host: job.host,
+            attempts: job.attempts,
+            max_retries: job.max_retries,
+            streaming: job.streaming,
+            cancel_requested: job.cancel_requested,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobListResponse {
+    pub jobs: Vec<JobResponse>,
+    pub total_count: u64,
+}
+
+/// One output chunk as the logs route returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkResponse {
+    pub seq: i64,
+    pub stream: Stream,
+    /// The text, with a drop marker in front when output was dropped here.
+    pub log: String,
+    pub timestamp: DateTime<Utc>,
+    /// Bytes of this stream dropped just before this chunk (over the cap).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_before: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl From<&Chunk> for ChunkResponse {
+    fn from(chunk: &Chunk) -> Self {
+        Self {
+            seq: chunk.seq,
+            stream: chunk.stream,
+            log: chunk.display_text().into_owned(),
+            timestamp: chunk.timestamp,
+            dropped_before: chunk.dropped_before,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsResponse {
+    pub job_id: JobId,
+    pub status: Status,
+    pub chunks: Vec<ChunkResponse>,
+    /// Pass as `since` to get what comes after this page.
+    pub next_since: i64,
+    /// The job is finished and this page holds the last of its output.
+    pub complete: bool,
+}
+
+/// A WebSocket message. The original's fields are `log`, `status` and
+/// `timestamp`; the rest are rje's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WsMessage {
+    /// `output` or `status`.
+    #[serde(rename = "type")]
+    pub kind: WsKind,
+    /// Output text (one or more whole lines); empty on status messages.
+    pub log: String,
+    pub status: Status,
+    pub timestamp: DateTime<Utc>,
+    pub stream: Option<Stream>,
+    pub seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_before: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WsKind {
+    Output,
+    Status,
+}
+
+impl WsMessage {
+    pub fn output(chunk: &Chunk) -> Self {
+        Self {
+            kind: WsKind::Output,
+            log: chunk.display_text().into_owned(),
+            // Output only ever comes from a running command.
+            status: Status::Running,
+            timestamp: chunk.timestamp,
+            stream: Some(chunk.stream),
+            seq: Some(chunk.seq),
+            dropped_before: chunk.dropped_before,
+            exit_code: None,
+            error: None,
+        }
+    }
+
+    pub fn status(
+        status: Status,
+        at: DateTime<Utc>,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            kind: WsKind::Status,
+            log: String::new(),
+            status,
+            timestamp: at,
+            stream: None,
+            seq: None,
+            dropped_before: 0,
+            exit_code,
+            error,
+        }
+    }
+}

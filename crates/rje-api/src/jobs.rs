@@ -1,0 +1,153 @@
+//! The job routes of the original API.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rje_bus::{JobEvent, Received, StatusEvent};
+use rje_domain::{Job, JobId, JobPatch, ListQuery, NewJob};
+use rje_store::CancelOutcome;
+use tokio::time::timeout;
+
+use crate::dto::{JobListResponse, JobResponse};
+use crate::extract::{JobPath, JsonObject, QueryPairs};
+use crate::{ApiError, AppState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(create).get(list))
+        .route("/jobs/list", get(list))
+        .route(
+            "/jobs/{id}",
+            get(show).put(edit).patch(edit).delete(delete),
+        )
+        .route("/jobs/{id}/cancel", post(cancel))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let settings = &state.settings;
+    let mut new_job = NewJob::parse(&body, &settings.limits, |host| {
+        settings.hosts.contains(host)
+    })?;
+    if new_job.host.is_none() {
+        new_job.host = Some(settings.default_host.clone());
+    }
+    let job = state.store.create(new_job).await?;
+    state.bus.announce_work().await;
+    let location = format!("/jobs/{}/", job.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(JobResponse::from(job)),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    query: QueryPairs,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let query = ListQuery::parse(query.iter())?;
+    let page = state.store.list(&query).await?;
+    Ok(Json(JobListResponse {
+        jobs: page.jobs.into_iter().map(JobResponse::from).collect(),
+        total_count: page.total_count,
+    }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+) -> Result<Json<JobResponse>, ApiError> {
+    Ok(Json(state.store.get(id).await?.into()))
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+    JsonObject(body): JsonObject,
+) -> Result<Json<JobResponse>, ApiError> {
+    let patch = JobPatch::parse(&body, &state.settings.limits)?;
+    let job = state.store.edit(id, &patch).await?;
+    if patch.priority.is_some() {
+        // A job may now be first in line.
+        state.bus.announce_work().await;
+    }
+    Ok(Json(job.into()))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels a job. A queued job is cancelled at once. For a running job the
+/// request is recorded, the worker told, and the answer waits (briefly) for
+/// the kill to be confirmed: 200 with the Cancelled job, or 202 with the job
+/// as it is if the kill takes longer.
+async fn cancel(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+) -> Result<Response, ApiError> {
+    // Subscribe before asking, so the final status cannot slip by unseen.
+    let events = state.bus.subscribe_job(id).await.ok();
+    match state.store.cancel(id).await? {
+        CancelOutcome::Cancelled(job) => {
+            state
+                .bus
+                .publish(JobEvent::Status(StatusEvent::of(&job)))
+                .await;
+            Ok(Json(JobResponse::from(job)).into_response())
+        }
+        CancelOutcome::Requested(_) => {
+            state.bus.request_cancel(id).await;
+            let job = wait_until_final(&state, id, events, state.settings.cancel_wait).await?;
+            let status = if job.status.is_final() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((status, Json(JobResponse::from(job))).into_response())
+        }
+    }
+}
+
+/// Waits for a final status event, then reads the job from the store (the
+/// truth). A lost event costs only the wait.
+async fn wait_until_final(
+    state: &AppState,
+    id: JobId,
+    events: Option<rje_bus::Subscription<JobEvent>>,
+    within: Duration,
+) -> Result<Job, ApiError> {
+    if let Some(mut events) = events {
+        let _ = timeout(within, async {
+            loop {
+                match events.recv().await {
+                    Received::Message(JobEvent::Status(event)) if event.status.is_final() => {
+                        return;
+                    }
+                    Received::Closed => return,
+                    Received::Gap(_) => {
+                        // The final status may have been among the missed.
+                        if state.store.get_meta(id).await.is_ok_and(|j| j.status.is_final()) {
+                            return;
+                        }
+                    }
+                    Received::Message(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    Ok(state.store.get(id).await?)
+}

@@ -1,0 +1,46 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rje_bus::Bus;
+use rje_domain::Limits;
+use rje_store::JobStore;
+
+/// What every handler may use, passed explicitly through axum's `State`.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn JobStore>,
+    pub bus: Arc<dyn Bus>,
+    pub settings: Arc<ApiSettings>,
+}
+
+/// The API's configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub limits: Limits,
+    /// Bearer tokens accepted; empty means no authentication (loopback only,
+    /// which the server enforces at startup).
+    pub tokens: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Hosts a job may name.
+    pub hosts: BTreeSet<String>,
+    /// Where a job that names no host runs.
+    pub default_host: String,
+    /// How long a cancel of a running job waits for the kill to be
+    /// confirmed before answering 202.
+    pub cancel_wait: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            tokens: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            hosts: BTreeSet::from(["local".to_owned()]),
+            default_host: "local".to_owned(),
+            cancel_wait: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `WS /ws/jobs/{id}/`: a job's output and status, live. Subscribe first,
+//! then replay from the store, then forward live events, dropping those
+//! already sent and re-reading the store on any gap. A slow client only
+//! falls behind and catches up from the store: it never stalls a job, and
+//! its buffer is bounded.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use rje_bus::{JobEvent, Received};
+use rje_domain::{Chunk, JobId, Status};
+
+use crate::dto::WsMessage;
+use crate::extract::{JobPath, QueryPairs, parse_since};
+use crate::{ApiError, AppState};
+
+/// Chunks read from the store per round trip while replaying.
+const REPLAY_PAGE: u32 = 256;
+/// Keeps idle connections (and the proxies between) alive, and finds dead
+/// clients.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/ws/jobs/{id}", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+    query: QueryPairs,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let since = parse_since(&query)?;
+    // An unknown job is a plain 404, before any upgrade.
+    state.store.get_meta(id).await?;
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            let mut session = Session {
+                state,
+                id,
+                socket,
+                last_seq: since,
+                last_status: None,
+            };
+            let end = session.run().await;
+            session.close(end).await;
+        }))
+}
+
+/// How a session ends.
+enum End {
+    /// The job finished and everything was sent.
+    Finished,
+    /// The client went away.
+    ClientGone,
+    /// Something on our side failed.
+    Failed(String),
+}
+
+struct Session {
+    state: AppState,
+    id: JobId,
+    socket: WebSocket,
+    /// The last output seq the client has.
+    last_seq: i64,
+    last_status: Option<Status>,
+}
+
+impl Session {
+    async fn run(&mut self) -> End {
+        let mut events = match self.state.bus.subscribe_job(self.id).await {
+            Ok(events) => Some(events),
+            Err(err) => {
+                tracing::warn!(%err, "bus unavailable; the WebSocket replays from the store only");
+                None
+            }
+        };
+        match self.catch_up().await {
+            Ok(true) => return End::Finished,
+            Ok(false) => {}
+            Err(end) => return end,
+        }
+        let Some(events) = events.as_mut() else {
+            return End::Failed("live updates are unavailable".into());
+        };
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            let step = tokio::select! {
+                received = events.recv() => self.on_event(received).await,
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Err(End::ClientGone),
+                    // Clients have nothing to say; pings are answered by the
+                    // WebSocket layer itself.
+                    Some(Ok(_)) => Ok(false),
+                },
+                _ = ping.tick() => self
+                    .socket
+                    .send(Message::Ping(Default::default()))
+                    .await
+                    .map(|()| false)
+                    .map_err(|_| End::ClientGone),
+            };
+            match step {
+                Ok(true) => return End::Finished,
+                Ok(false) => {}
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Handles one bus delivery; `Ok(true)` once the job is finished and
+    /// everything has been sent.
+    async fn on_event(&mut self, received: Received<JobEvent>) -> Result<bool, End> {
+        match received {
+            Received::Message(JobEvent::Output { chunks, .. }) => {
+                let contiguous = chunks
+                    .iter()
+                    .find(|c| c.seq > self.last_seq)
+                    .is_none_or(|first| first.seq == self.last_seq + 1);
+                if !contiguous {
+                    return self.catch_up().await;
+                }
+                for chunk in chunks.iter() {
+                    if chunk.seq > self.last_seq {
+                        self.send_chunk(chunk).await?;
+                    }
+                }
+                Ok(false)
+            }
+            Received::Message(JobEvent::Status(event)) if event.status.is_final() => {
+                // The store has all output by now: send the rest from there,
+                // then the final status.
+                self.catch_up().await
+            }
+            Received::Message(JobEvent::Status(event)) => {
+                self.send_status(event.status, event.at, event.exit_code, event.error)
+                    .await?;
+                Ok(false)
+            }
+            Received::Gap(missed) => {
+                tracing::debug!(job = %self.id, missed, "WebSocket client fell behind; catching up");
+                self.catch_up().await
+            }
+            Received::Closed => {
+                self.catch_up().await?;
+                Err(End::Failed("live updates ended".into()))
+            }
+        }
+    }
+
+    /// Sends everything the store has after `last_seq`, then the job's
+    /// status if it changed. `Ok(true)` when the job is finished.
+    async fn catch_up(&mut self) -> Result<bool, End> {
+        // The status is read before the output: if the job was finished
+        // then, the output read next is all there is.
+        let job = self
+            .state
+            .store
+            .get_meta(self.id)
+            .await
+            .map_err(|err| End::Failed(err.to_string()))?;
+        loop {
+            let page = self
+                .state
+                .store
+                .read_output(self.id, self.last_seq, REPLAY_PAGE)
+                .await
+                .map_err(|err| End::Failed(err.to_string()))?;
+            for chunk in &page.chunks {
+                self.send_chunk(chunk).await?;
+            }
+            if page.chunks.len() < REPLAY_PAGE as usize {
+                break;
+            }
+        }
+        let at = job.completed_at.unwrap_or(job.modified_at);
+        self.send_status(job.status, at, job.exit_code, job.error)
+            .await?;
+        Ok(job.status.is_final())
+    }
+
+    async fn send_chunk(&mut self, chunk: &Chunk) -> Result<(), End> {
+        self.send(&WsMessage::output(chunk)).await?;
+        self.last_seq = chunk.seq;
+        Ok(())
+    }
+
+    /// Sends a status message unless the client already has this status.
+    async fn send_status(
+        &mut self,
+        status: Status,
+        at: chrono::DateTime<chrono::Utc>,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Result<(), End> {
+        if self.last_status == Some(status) {
+            return Ok(());
+        }
+        self.send(&WsMessage::status(status, at, exit_code, error))
+            .await?;
+        self.last_status = Some(status);
+        Ok(())
+    }
+
+    async fn send(&mut self, message: &WsMessage) -> Result<(), End> {
+        let text = serde_json::to_string(message)
+            .map_err(|err| End::Failed(format!("could not encode a message: {err}")))?;
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    async fn close(mut self, end: End) {
+        let frame = match end {
+            End::ClientGone => return,
+            End::Finished => CloseFrame {
+                code: close_code::NORMAL,
+                reason: Utf8Bytes::from_static("job finished"),
+            },
+            End::Failed(reason) => {
+                tracing::warn!(job = %self.id, %reason, "WebSocket session failed");
+                CloseFrame {
+                    code: close_code::ERROR,
+                    reason: Utf8Bytes::from_static("server error"),
+                }
+            }
+        };
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        // Give the client a moment to answer the close, as the protocol
+        // asks, without waiting on a client that never does.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}

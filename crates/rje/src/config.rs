@@ -1,0 +1,250 @@
+//! Configuration: flags, then environment variables (and `.env`), then
+//! defaults. clap reads the environment, so a flag always wins.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use rje_api::ApiSettings;
+use rje_domain::Limits;
+use rje_worker::WorkerConfig;
+
+/// Everything `rje serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "RJE_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Where jobs are stored: sqlite://PATH. (`DATABASE_URL` is read too.)
+    #[arg(long, env = "RJE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Redis for a distributed deployment; unset uses the in-process bus.
+    #[arg(long, env = "RJE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Comma-separated bearer tokens. Without one, rje listens on loopback
+    /// only.
+    #[arg(long, env = "RJE_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+
+    /// Jobs run at once by this process's worker.
+    #[arg(long, env = "RJE_WORKER_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub worker_concurrency: u32,
+
+    /// Output kept per stream and job; past it rje keeps the head and the
+    /// tail with a marker of what was dropped.
+    #[arg(long, env = "RJE_MAX_OUTPUT_BYTES", default_value_t = 10 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_output_bytes: u64,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RJE_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub max_body_bytes: u64,
+
+    /// Longest command accepted, in bytes.
+    #[arg(long, env = "RJE_MAX_COMMAND_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub max_command_bytes: u64,
+
+    /// Longest job timeout accepted, in seconds.
+    #[arg(long, env = "RJE_MAX_TIMEOUT_SECONDS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_timeout_seconds: u32,
+
+    /// Seconds between TERM and KILL when a job is timed out or cancelled.
+    #[arg(long, env = "RJE_KILL_GRACE_SECONDS", default_value_t = 5.0)]
+    pub kill_grace_seconds: f64,
+
+    /// Seconds a worker's claim on a job lasts without renewal.
+    #[arg(long, env = "RJE_LEASE_SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+
+    /// First wait, in seconds, before retrying a job whose command could
+    /// not start (doubling after).
+    #[arg(long, env = "RJE_RETRY_BASE_SECONDS", default_value_t = 30.0)]
+    pub retry_base_seconds: f64,
+
+    /// Seconds running jobs get to finish on shutdown before they are
+    /// killed.
+    #[arg(long, env = "RJE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
+    pub shutdown_grace_seconds: f64,
+
+    /// Serve the API only; run no jobs in this process.
+    #[arg(long)]
+    pub no_worker: bool,
+}
+
+/// Validated settings for one server process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub api: ApiSettings,
+    pub worker: WorkerConfig,
+    pub kill_grace: Duration,
+    pub run_worker: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} must be a number of seconds from {min} to {max}, not {value}")]
+    Seconds {
+        name: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::Seconds {
+            name,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: "sqlite://rje.db".into(),
+            api: ApiSettings::default(),
+            worker: WorkerConfig::default(),
+            kill_grace: Duration::from_secs(5),
+            run_worker: true,
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        if self.redis_url.is_some() {
+            return Err(ConfigError::Unsupported(
+                "RJE_REDIS_URL is set, but this build of rje has no Redis bus yet; \
+                 unset it to run embedded"
+                    .into(),
+            ));
+        }
+        for variable in ["RJE_SSH_HOST", "EC2_HOST", "RJE_HOSTS_FILE"] {
+            if std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
+                return Err(ConfigError::Unsupported(format!(
+                    "{variable} is set, but this build of rje cannot run jobs over SSH yet; \
+                     unset it to run jobs on this machine"
+                )));
+            }
+        }
+        let database_url = self
+            .database_url
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "sqlite://rje.db".into());
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Unsupported(format!(
+                "database URL {:?} is not sqlite://PATH; this build of rje stores jobs in \
+                 SQLite only",
+                redact(&database_url)
+            )));
+        }
+        let tokens = self
+            .api_tokens
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let lease = seconds("RJE_LEASE_SECONDS", self.lease_seconds, 1.0, 3600.0)?;
+        let defaults = WorkerConfig::default();
+        let worker = WorkerConfig {
+            concurrency: self.worker_concurrency as usize,
+            lease,
+            renew_every: lease / 3,
+            reap_every: (lease / 6).max(Duration::from_millis(500)),
+            max_output_bytes: self.max_output_bytes,
+            retry_base: seconds(
+                "RJE_RETRY_BASE_SECONDS",
+                self.retry_base_seconds,
+                0.0,
+                3600.0,
+            )?,
+            shutdown_grace: seconds(
+                "RJE_SHUTDOWN_GRACE_SECONDS",
+                self.shutdown_grace_seconds,
+                0.0,
+                86400.0,
+            )?,
+            ..defaults
+        };
+        let kill_grace = seconds("RJE_KILL_GRACE_SECONDS", self.kill_grace_seconds, 0.0, 300.0)?;
+        let api = ApiSettings {
+            limits: Limits {
+                max_command_bytes: self.max_command_bytes as usize,
+                max_timeout_secs: self.max_timeout_seconds,
+                ..Limits::default()
+            },
+            tokens,
+            max_body_bytes: self.max_body_bytes as usize,
+            cancel_wait: kill_grace + Duration::from_secs(5),
+            ..ApiSettings::default()
+        };
+        Ok(Settings {
+            bind: self.bind,
+            database_url,
+            api,
+            worker,
+            kill_grace,
+            run_worker: !self.no_worker,
+        })
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://rje:secret@db:5432/rje"),
+            "postgres://rje:***@db:5432/rje"
+        );
+        assert_eq!(redact("sqlite://rje.db"), "sqlite://rje.db");
+    }
+
+    #[test]
+    fn seconds_are_range_checked() {
+        assert!(seconds("X", 1.5, 0.0, 2.0).is_ok());
+        assert!(seconds("X", -1.0, 0.0, 2.0).is_err());
+        assert!(seconds("X", f64::NAN, 0.0, 2.0).is_err());
+    }
+}
