@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn token_is_read_from_the_query() {
-        assert_eq!(token_in_query("since=3&token=a%20b").as_deref(), Some("a b"));
+        assert_eq!(
+            token_in_query("since=3&token=a%20b").as_deref(),
+            Some("a b")
+        );
         assert_eq!(token_in_query("since=3"), None);
     }
 }

@@ -41,10 +41,13 @@ impl FromRequest<AppState> for JsonObject {
                     ApiError::BadRequest(format!("could not read the request body: {rejection}"))
                 }
             })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| ApiError::BadRequest(format!("request body is not valid JSON: {err}")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
+            ApiError::BadRequest(format!("request body is not valid JSON: {err}"))
+        })?;
         if !value.is_object() {
-            return Err(ApiError::BadRequest("request body must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "request body must be a JSON object".into(),
+            ));
         }
         Ok(JsonObject(value))
     }

@@ -20,10 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", post(create).get(list))
         .route("/jobs/list", get(list))
-        .route(
-            "/jobs/{id}",
-            get(show).put(edit).patch(edit).delete(delete),
-        )
+        .route("/jobs/{id}", get(show).put(edit).patch(edit).delete(delete))
         .route("/jobs/{id}/cancel", post(cancel))
 }
 
@@ -94,10 +91,7 @@ async fn delete(
 /// request is recorded, the worker told, and the answer waits (briefly) for
 /// the kill to be confirmed: 200 with the Cancelled job, or 202 with the job
 /// as it is if the kill takes longer.
-async fn cancel(
-    State(state): State<AppState>,
-    JobPath(id): JobPath,
-) -> Result<Response, ApiError> {
+async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
     // Subscribe before asking, so the final status cannot slip by unseen.
     let events = state.bus.subscribe_job(id).await.ok();
     match state.store.cancel(id).await? {
@@ -139,7 +133,12 @@ async fn wait_until_final(
                     Received::Closed => return,
                     Received::Gap(_) => {
                         // The final status may have been among the missed.
-                        if state.store.get_meta(id).await.is_ok_and(|j| j.status.is_final()) {
+                        if state
+                            .store
+                            .get_meta(id)
+                            .await
+                            .is_ok_and(|j| j.status.is_final())
+                        {
                             return;
                         }
                     }

@@ -35,7 +35,10 @@ async fn logs(
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
-                ValidationError::field("limit", format!("must be a whole number from 1 to {MAX_PAGE}"))
+                ValidationError::field(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                )
             })?,
     };
     let stream = match query.get("stream") {
@@ -106,9 +109,5 @@ async fn whole_text(
             _ => break,
         }
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
 

@@ -59,10 +59,14 @@ where
         }
     }
 
-    fn lock(channels: &Mutex<HashMap<K, broadcast::Sender<T>>>) -> MutexGuard<'_, HashMap<K, broadcast::Sender<T>>> {
+    fn lock(
+        channels: &Mutex<HashMap<K, broadcast::Sender<T>>>,
+    ) -> MutexGuard<'_, HashMap<K, broadcast::Sender<T>>> {
         // A panic while holding this lock leaves the map consistent (every
         // operation is a single insert, get or remove), so poison is moot.
-        channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn subscribe(&self, key: K) -> Subscription<T> {

@@ -13,13 +13,15 @@ mod retry;
 
 pub use error::{FieldError, ValidationError};
 pub use job::{
-    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST, WorkerId,
+    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST,
+    WorkerId,
 };
 pub use limits::Limits;
-pub use list::{ListQuery, Ordering, OrderField};
+pub use list::{ListQuery, OrderField, Ordering};
 pub use new_job::{ExecParameters, NewJob};
 pub use output::{
-    Admission, Chunk, NewChunk, OutputBudget, OutputSplitter, Stream, drop_marker, head_cut, tail_cut,
+    Admission, Chunk, NewChunk, OutputBudget, OutputSplitter, Stream, drop_marker, head_cut,
+    tail_cut,
 };
 pub use patch::JobPatch;
 pub use retry::retry_delay;

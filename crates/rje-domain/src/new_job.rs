@@ -67,15 +67,16 @@ impl NewJob {
             }
             Some(value) => errors.take("command", parse_command(value, limits)),
         };
-        let priority = optional(fields, "priority", &mut errors, parse_priority)
-            .unwrap_or(Priority::Medium);
+        let priority =
+            optional(fields, "priority", &mut errors, parse_priority).unwrap_or(Priority::Medium);
         let timeout = optional(fields, "timeout", &mut errors, |v| parse_timeout(v, limits))
             .unwrap_or(Limits::DEFAULT_TIMEOUT_SECS);
         let parameters = optional(fields, "parameters", &mut errors, |v| {
             parse_parameters(v, limits)
         });
         let streaming = optional(fields, "streaming", &mut errors, |v| {
-            v.as_bool().ok_or_else(|| "must be true or false".to_owned())
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_owned())
         })
         .unwrap_or(false);
         let host = optional(fields, "host", &mut errors, |v| {
@@ -307,7 +308,10 @@ mod tests {
     #[test]
     fn command_is_required_and_bounded() {
         assert_eq!(fields(parse(json!({})).unwrap_err()), ["command"]);
-        assert_eq!(fields(parse(json!({"command": 5})).unwrap_err()), ["command"]);
+        assert_eq!(
+            fields(parse(json!({"command": 5})).unwrap_err()),
+            ["command"]
+        );
         let long = "x".repeat(Limits::default().max_command_bytes + 1);
         let err = parse(json!({ "command": long })).unwrap_err();
         assert!(err.details[0].message.contains("limit"));
@@ -356,7 +360,10 @@ mod tests {
     #[test]
     fn known_hosts_are_accepted() {
         assert_eq!(
-            parse(json!({"command": "x", "host": "local"})).unwrap().host.as_deref(),
+            parse(json!({"command": "x", "host": "local"}))
+                .unwrap()
+                .host
+                .as_deref(),
             Some("local")
         );
     }

@@ -350,10 +350,7 @@ mod tests {
         let mut splitter = OutputSplitter::new(4);
         // "aaé" is 4 bytes; push the first byte of a 3-byte '€' after it.
         let euro = "€".as_bytes();
-        assert_eq!(
-            splitter.push(Stream::Stdout, &[b'a', b'b', euro[0]]),
-            None
-        );
+        assert_eq!(splitter.push(Stream::Stdout, &[b'a', b'b', euro[0]]), None);
         let out = splitter.push(Stream::Stdout, &[euro[1]]).unwrap();
         assert_eq!(out, "ab");
         assert_eq!(

@@ -105,6 +105,10 @@ mod tests {
 
     #[test]
     fn empty_patch_is_empty() {
-        assert!(JobPatch::parse(&json!({}), &Limits::default()).unwrap().is_empty());
+        assert!(
+            JobPatch::parse(&json!({}), &Limits::default())
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -89,7 +89,10 @@ pub(crate) async fn kill_group(pgid: i32, leader: &mut Child, policy: KillPolicy
     if wait_gone(pgid, leader, policy.grace).await {
         return ExitReport::Confirmed;
     }
-    tracing::debug!(pgid, "process group outlived its grace period; sending KILL");
+    tracing::debug!(
+        pgid,
+        "process group outlived its grace period; sending KILL"
+    );
     let _ = killpg(group, Signal::SIGKILL);
     if wait_gone(pgid, leader, policy.confirm).await {
         ExitReport::Confirmed

@@ -191,5 +191,8 @@ async fn a_missing_directory_is_a_start_error() {
         .await
         .unwrap_err();
     assert!(err.message.contains("/no/such/dir"), "{err}");
-    assert!(!err.retryable, "a missing directory will not appear by retrying");
+    assert!(
+        !err.retryable,
+        "a missing directory will not appear by retrying"
+    );
 }

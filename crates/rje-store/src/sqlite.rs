@@ -177,7 +177,8 @@ impl ChunkRow {
     fn into_chunk(self) -> Result<Chunk, StoreError> {
         Ok(Chunk {
             seq: self.seq,
-            stream: Stream::from_index(self.stream).ok_or_else(|| corrupt("stream", self.stream))?,
+            stream: Stream::from_index(self.stream)
+                .ok_or_else(|| corrupt("stream", self.stream))?,
             text: self.text,
             timestamp: from_micros(self.ts)?,
             dropped_before: u64::try_from(self.dropped_before)

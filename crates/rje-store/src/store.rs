@@ -123,8 +123,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Extends the leases of all of a worker's jobs in one statement.
     /// Returns those of its jobs whose cancel has been requested, so that a
     /// lost cancel message costs latency, never the cancel.
-    async fn renew_leases(&self, worker: &WorkerId, lease: Duration)
-    -> Result<Vec<JobId>, StoreError>;
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<JobId>, StoreError>;
 
     /// Settles running jobs whose lease expired before `before`, by the
     /// lifecycle rules ([`Job::when_worker_lost`]). Returns the jobs as

@@ -186,7 +186,12 @@ impl ServeArgs {
             )?,
             ..defaults
         };
-        let kill_grace = seconds("RJE_KILL_GRACE_SECONDS", self.kill_grace_seconds, 0.0, 300.0)?;
+        let kill_grace = seconds(
+            "RJE_KILL_GRACE_SECONDS",
+            self.kill_grace_seconds,
+            0.0,
+            300.0,
+        )?;
         let api = ApiSettings {
             limits: Limits {
                 max_command_bytes: self.max_command_bytes as usize,

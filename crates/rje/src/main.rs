@@ -79,14 +79,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = interrupt.await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM; stop with Ctrl-C");
+                let _ = interrupt.await;
+                return;
+            }
+        };
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}

@@ -52,7 +52,14 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for RunningServer {
+    /// A server dropped without [`RunningServer::stop`] still shuts down.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 impl RunningServer {
@@ -74,12 +81,13 @@ impl RunningServer {
             tracing::warn!(id = %job.id, status = %job.status, "settled a job left running by a previous process");
         }
 
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: settings.bind,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: settings.bind,
             source,
@@ -91,7 +99,12 @@ impl RunningServer {
                 Executors::LOCAL,
                 Arc::new(LocalExecutor::new(settings.kill_grace)),
             );
-            let worker = Worker::new(store.clone(), bus.clone(), executors, settings.worker.clone());
+            let worker = Worker::new(
+                store.clone(),
+                bus.clone(),
+                executors,
+                settings.worker.clone(),
+            );
             tokio::spawn(worker.run(shutdown.clone()))
         });
         let state = AppState {
@@ -100,8 +113,11 @@ impl RunningServer {
             settings: Arc::new(settings.api.clone()),
         };
         let app = rje_api::app(state);
-        let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(
+            listener,
+            axum::ServiceExt::<Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let task = tokio::spawn(async move {
             if let Err(err) = serve.await {
                 tracing::error!(%err, "the HTTP server failed");
@@ -117,7 +133,7 @@ impl RunningServer {
         Ok(Self {
             addr,
             shutdown,
-            task,
+            task: Some(task),
         })
     }
 
@@ -127,11 +143,12 @@ impl RunningServer {
 
     /// Stops accepting requests and claiming jobs, lets running jobs finish
     /// within their grace, and returns once everything is settled.
-    pub async fn stop(self) -> Result<(), ServerError> {
+    pub async fn stop(mut self) -> Result<(), ServerError> {
         self.shutdown.cancel();
-        self.task
-            .await
-            .map_err(|err| ServerError::Task(err.to_string()))
+        match self.task.take() {
+            Some(task) => task.await.map_err(|err| ServerError::Task(err.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -183,7 +200,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://rje.db"), Some(PathBuf::from("rje.db")));
+        assert_eq!(
+            sqlite_path("sqlite://rje.db"),
+            Some(PathBuf::from("rje.db"))
+        );
         assert_eq!(
             sqlite_path("sqlite:///var/lib/rje/rje.db?mode=rwc"),
             Some(PathBuf::from("/var/lib/rje/rje.db"))

@@ -35,7 +35,10 @@ const DEADLINE: Duration = Duration::from_secs(10);
 async fn next<T: Clone>(subscription: &mut Subscription<T>) -> T {
     match tokio::time::timeout(DEADLINE, subscription.recv()).await {
         Ok(Received::Message(message)) => message,
-        Ok(other) => panic!("expected a message, got {:?}", std::mem::discriminant(&other)),
+        Ok(other) => panic!(
+            "expected a message, got {:?}",
+            std::mem::discriminant(&other)
+        ),
         Err(_) => panic!("no message within {DEADLINE:?}"),
     }
 }
@@ -92,7 +95,6 @@ pub async fn job_subscribers_get_their_jobs_events_in_order(bus: Arc<dyn Bus>) {
         other => panic!("expected the final status, got {other:?}"),
     }
 }
-
 
 pub async fn status_subscribers_see_every_job(bus: Arc<dyn Bus>) {
     let mut all = bus.subscribe_status().await.unwrap();

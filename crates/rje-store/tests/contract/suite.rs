@@ -48,8 +48,7 @@ macro_rules! store_contract {
 }
 
 fn new_job(command: &str) -> NewJob {
-    NewJob::parse(&json!({ "command": command }), &Limits::default(), |_| true)
-        .expect("valid job")
+    NewJob::parse(&json!({ "command": command }), &Limits::default(), |_| true).expect("valid job")
 }
 
 fn new_job_with(command: &str, priority: Priority) -> NewJob {
@@ -117,9 +116,14 @@ pub async fn unknown_jobs_are_not_found(store: Arc<dyn JobStore>) {
 
 pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
     let mut ids = Vec::new();
-    for (i, priority) in [Priority::Low, Priority::High, Priority::Medium, Priority::High]
-        .into_iter()
-        .enumerate()
+    for (i, priority) in [
+        Priority::Low,
+        Priority::High,
+        Priority::Medium,
+        Priority::High,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut job = new_job_with(&format!("echo {i}"), priority);
         job.host = Some(if i % 2 == 0 { "a" } else { "b" }.into());
@@ -130,8 +134,8 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
     let newest_first: Vec<_> = all.jobs.iter().map(|j| j.id).collect();
     assert_eq!(newest_first, ids.iter().rev().copied().collect::<Vec<_>>());
 
-    let page = ListQuery::parse([("limit", "2"), ("offset", "1"), ("ordering", "created_at")])
-        .unwrap();
+    let page =
+        ListQuery::parse([("limit", "2"), ("offset", "1"), ("ordering", "created_at")]).unwrap();
     let page = store.list(&page).await.unwrap();
     assert_eq!(page.total_count, 4, "total_count ignores paging");
     assert_eq!(
@@ -274,13 +278,22 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
 }
 
 pub async fn claim_takes_priority_then_arrival_order(store: Arc<dyn JobStore>) {
-    let low = store.create(new_job_with("1", Priority::Low)).await.unwrap();
+    let low = store
+        .create(new_job_with("1", Priority::Low))
+        .await
+        .unwrap();
     let medium = store
         .create(new_job_with("2", Priority::Medium))
         .await
         .unwrap();
-    let high_a = store.create(new_job_with("3", Priority::High)).await.unwrap();
-    let high_b = store.create(new_job_with("4", Priority::High)).await.unwrap();
+    let high_a = store
+        .create(new_job_with("3", Priority::High))
+        .await
+        .unwrap();
+    let high_b = store
+        .create(new_job_with("4", Priority::High))
+        .await
+        .unwrap();
     let w = worker();
     let mut order = Vec::new();
     while let Some(claimed) = store.claim(&w, 1, LEASE).await.unwrap().pop() {
@@ -298,7 +311,10 @@ pub async fn claim_takes_priority_then_arrival_order(store: Arc<dyn JobStore>) {
     }
     let batch = store.claim(&w, 10, LEASE).await.unwrap();
     let priorities: Vec<_> = batch.iter().map(|c| c.job.priority).collect();
-    assert_eq!(priorities, [Priority::High, Priority::Medium, Priority::Low]);
+    assert_eq!(
+        priorities,
+        [Priority::High, Priority::Medium, Priority::Low]
+    );
 }
 
 pub async fn claim_skips_jobs_not_yet_due(store: Arc<dyn JobStore>) {
@@ -375,16 +391,18 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
     }
     let job = store.get(id).await.unwrap();
     assert_eq!(job.status, Status::Running);
-    assert_eq!(job.stdout.as_deref(), Some(""), "the stale write left nothing");
+    assert_eq!(
+        job.stdout.as_deref(),
+        Some(""),
+        "the stale write left nothing"
+    );
 
     store
         .finish(id, second, &Outcome::Exited { code: 2 })
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .finish(id, second, &Outcome::Exited { code: 0 })
-            .await,
+        store.finish(id, second, &Outcome::Exited { code: 0 }).await,
         Err(StoreError::Fenced)
     ));
     assert_eq!(store.get(id).await.unwrap().exit_code, Some(2));
@@ -453,7 +471,11 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         job.stdout.as_deref(),
         Some("head-line\n[rje: 25 bytes of stdout dropped]\n0004\ntail-0005\n")
     );
-    assert_eq!(job.stderr.as_deref(), Some("err\n"), "other streams untouched");
+    assert_eq!(
+        job.stderr.as_deref(),
+        Some("err\n"),
+        "other streams untouched"
+    );
 
     // A second prune adds to the same count.
     store
@@ -490,7 +512,11 @@ pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
         [claimed[1].job.id]
     );
     assert!(
-        store.renew_leases(&worker(), LEASE).await.unwrap().is_empty(),
+        store
+            .renew_leases(&worker(), LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
         "another worker's jobs are not reported"
     );
     // The renewal moved the expiry: reaping as of now finds nothing.
@@ -559,6 +585,10 @@ pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
         .retry_later(id, attempt, Utc::now(), "connection refused again")
         .await
         .unwrap();
-    assert_eq!(job.status, Status::Failed, "max_retries = 1 allows one retry");
+    assert_eq!(
+        job.status,
+        Status::Failed,
+        "max_retries = 1 allows one retry"
+    );
     assert_eq!(job.error.as_deref(), Some("connection refused again"));
 }

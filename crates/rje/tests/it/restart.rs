@@ -1,0 +1,204 @@
+//! The real `rje serve` process: jobs survive a restart, a job left
+//! Running by a killed process is settled on the next start, and protected
+//! mode refuses to listen unprotected.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+
+/// A running `rje serve` process.
+struct Process {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+fn rje(db: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+    command
+        .arg("serve")
+        .env_remove("RJE_API_TOKENS")
+        .env_remove("RJE_SSH_HOST")
+        .env_remove("EC2_HOST")
+        .env_remove("RJE_HOSTS_FILE")
+        .env_remove("RJE_REDIS_URL")
+        .env("RJE_BIND", "127.0.0.1:0")
+        .env("RJE_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("RJE_WORKER_CONCURRENCY", "1")
+        .env("RJE_KILL_GRACE_SECONDS", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+impl Process {
+    async fn start(db: &Path) -> Process {
+        let mut child = rje(db).spawn().expect("rje starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("rje prints its address")
+            .unwrap()
+            .expect("a line");
+        let base = line
+            .strip_prefix("rje listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Process {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn submit(&self, command: &str) -> String {
+        let response = self
+            .client
+            .post(format!("{}/jobs/", self.base))
+            .json(&json!({ "command": command }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        id_of(&response.json().await.unwrap())
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        self.client
+            .get(format!("{}/jobs/{id}/", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "gave up on {job}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn kill_hard(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("Success" | "Failed" | "Cancelled")
+    )
+}
+
+#[tokio::test]
+async fn jobs_survive_a_restart_and_a_killed_run_is_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let first = Process::start(&db).await;
+    let finished = first.submit("echo kept").await;
+    first.wait_for(&finished, is_final).await;
+    let interrupted = first.submit("echo begun; sleep 300").await;
+    let running = first
+        .wait_for(&interrupted, |job| job["stdout"] == "begun\n")
+        .await;
+    let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
+    let waiting = first.submit("echo after restart").await;
+    first.kill_hard().await;
+
+    let second = Process::start(&db).await;
+    let settled = second.job(&interrupted).await;
+    assert_eq!(settled["status"], "Failed", "never left Running: {settled}");
+    assert_eq!(settled["error"], "worker lost");
+    assert_eq!(settled["stdout"], "begun\n", "its output survived");
+    let kept = second.job(&finished).await;
+    assert_eq!(kept["status"], "Success");
+    assert_eq!(kept["stdout"], "kept\n");
+    let resumed = second.wait_for(&waiting, is_final).await;
+    assert_eq!(resumed["status"], "Success");
+    assert_eq!(resumed["stdout"], "after restart\n");
+    assert_eq!(resumed["attempts"], 1, "the queued job ran once");
+
+    // The killed server could not kill its job's processes; clean up.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+    second.kill_hard().await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let first = Process::start(&db).await;
+    let second = rje(&db).output().await.unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another rje process"), "{stderr}");
+    first.kill_hard().await;
+}
+
+#[tokio::test]
+async fn protected_mode_refuses_to_listen_unprotected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let refused = rje(&db)
+        .env("RJE_BIND", "0.0.0.0:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("RJE_API_TOKENS"), "{stderr}");
+
+    let mut allowed = rje(&db)
+        .env("RJE_BIND", "0.0.0.0:0")
+        .env("RJE_API_TOKENS", "a-token")
+        .spawn()
+        .unwrap();
+    let stdout = allowed.stdout.take().unwrap();
+    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.starts_with("rje listening on http://0.0.0.0:"),
+        "{line}"
+    );
+    allowed.start_kill().unwrap();
+    allowed.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    for (variable, value, says) in [
+        ("RJE_WORKER_CONCURRENCY", "0", "worker-concurrency"),
+        ("RJE_LEASE_SECONDS", "-4", "RJE_LEASE_SECONDS"),
+        ("RJE_DATABASE_URL", "mysql://x", "SQLite"),
+    ] {
+        let out = rje(&db).env(variable, value).output().await.unwrap();
+        assert!(!out.status.success(), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{variable}={value}: {stderr}");
+    }
+}

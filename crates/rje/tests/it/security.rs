@@ -1,0 +1,94 @@
+//! Bearer tokens on every route and on the WebSocket; protected mode.
+
+use reqwest::Method;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn tokens_are_enforced_everywhere() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["first".into(), "second".into()]).await;
+    let id = app.submit_command("echo secret").await;
+    app.wait_final(&id).await;
+    let routes = [
+        (Method::POST, "/jobs/".to_owned()),
+        (Method::GET, "/jobs/".to_owned()),
+        (Method::GET, "/jobs/list/".to_owned()),
+        (Method::GET, format!("/jobs/{id}/")),
+        (Method::PUT, format!("/jobs/{id}/")),
+        (Method::PATCH, format!("/jobs/{id}/")),
+        (Method::DELETE, format!("/jobs/{id}/")),
+        (Method::POST, format!("/jobs/{id}/cancel/")),
+        (Method::GET, format!("/jobs/{id}/logs/")),
+        (Method::GET, format!("/ws/jobs/{id}/")),
+        (Method::GET, "/no/such/route".to_owned()),
+    ];
+    for (method, path) in &routes {
+        for token in [None, Some("wrong"), Some("firs"), Some("firstx")] {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(path))
+                .json(&json!({"command": "true"}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} with {token:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("token"));
+        }
+    }
+    // Nothing was changed by the refused requests.
+    assert_eq!(app.job(&id).await["stdout"], "secret\n");
+
+    let with_second = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/")))
+        .bearer_auth("second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_second.status(), 200);
+
+    // A query token is for the WebSocket only.
+    let query_token = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/?token=first")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query_token.status(), 401);
+
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "the liveness probe needs no token");
+}
+
+#[tokio::test]
+async fn the_websocket_takes_the_token_by_header_or_query() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["sesame".into()]).await;
+    let id = app.submit_command("echo hi").await;
+    app.wait_final(&id).await;
+
+    let by_query = ws_read_all(app.ws_url(&format!("/ws/jobs/{id}/?token=sesame"))).await;
+    assert_eq!(by_query.output(), "hi\n");
+
+    let mut request = app
+        .ws_url(&format!("/ws/jobs/{id}/"))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer sesame".parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    drop(socket);
+
+    for url in [
+        app.ws_url(&format!("/ws/jobs/{id}/")),
+        app.ws_url(&format!("/ws/jobs/{id}/?token=wrong")),
+    ] {
+        let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+}
