@@ -109,3 +109,47 @@ pub(crate) async fn not_found() -> ApiError {
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    // An unreachable store cannot be produced on demand with SQLite, so the
+    // mapping itself is checked here.
+    #[tokio::test]
+    async fn store_failures_map_to_503_and_500_without_leaking_causes() {
+        let (status, body) =
+            body_of(StoreError::Unavailable("db.internal:5432 refused".into()).into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!body.to_string().contains("5432"), "{body}");
+
+        let (status, body) =
+            body_of(StoreError::Internal("UNIQUE constraint failed: jobs.id".into()).into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"], "internal error");
+        assert_eq!(body["details"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn conflicts_name_the_status() {
+        let (status, body) = body_of(
+            StoreError::Conflict {
+                status: Status::Running,
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["details"][0]["field"], "status");
+        assert_eq!(body["details"][0]["message"], "is Running");
+    }
+}

@@ -4,6 +4,7 @@
 mod api;
 mod execution;
 mod helpers;
+mod original_client;
 mod output;
 mod restart;
 mod security;
