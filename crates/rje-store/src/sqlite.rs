@@ -282,6 +282,36 @@ async fn settle(
     Ok(row.into_job()?.1)
 }
 
+/// Why a job whose worker vanished before starting it is queued again.
+const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
+
+/// Puts a job back in the queue for a new attempt, not before `run_at`,
+/// clearing what belonged to the attempt that ended.
+async fn requeue(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'Queued', run_at = ?, error = ?, modified_at = ?, \
+         task_id = NULL, started_at = NULL, remote_process_id = NULL \
+         WHERE pk = ? RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(micros(run_at))
+        .bind(reason)
+        .bind(micros(now()))
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
+        .bind(pk)
+        .execute(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
 fn order_by(query: &ListQuery) -> String {
     let dir = if query.ordering.descending {
         "DESC"
@@ -666,23 +696,7 @@ impl JobStore for SqliteStore {
         let pk = current_attempt_pk(&mut tx, id, attempt).await?;
         let (_, job) = fetch_job(&mut tx, id).await?;
         let job = if job.may_retry() {
-            let sql = format!(
-                "UPDATE jobs SET status = 'Queued', run_at = ?, error = ?, modified_at = ?, \
-                 task_id = NULL, started_at = NULL, remote_process_id = NULL \
-                 WHERE pk = ? RETURNING {META_COLUMNS}"
-            );
-            let row: JobRow = sqlx::query_as(&sql)
-                .bind(micros(run_at))
-                .bind(error)
-                .bind(micros(now()))
-                .bind(pk)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM leases WHERE job_pk = ?")
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-            row.into_job()?.1
+            requeue(&mut tx, pk, run_at, error).await?
         } else {
             let outcome = if job.cancel_requested {
                 Outcome::Cancelled {
@@ -737,22 +751,7 @@ impl JobStore for SqliteStore {
         for row in rows {
             let (pk, job) = row.into_job()?;
             let job = match job.when_worker_lost() {
-                LostJob::Requeue => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'Queued', task_id = NULL, modified_at = ?1, \
-                         run_at = ?1 WHERE pk = ?2 RETURNING {META_COLUMNS}"
-                    );
-                    let row: JobRow = sqlx::query_as(&sql)
-                        .bind(micros(now()))
-                        .bind(pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
-                        .bind(pk)
-                        .execute(&mut *tx)
-                        .await?;
-                    row.into_job()?.1
-                }
+                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
                 LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
             };
             reaped.push(job);

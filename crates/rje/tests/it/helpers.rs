@@ -114,6 +114,18 @@ impl TestApp {
         id_of(&self.submit(json!({ "command": command })).await)
     }
 
+    /// A GET answered as plain text (`Accept: text/plain`).
+    pub async fn text(&self, path: &str) -> reqwest::Response {
+        self.authorized(
+            self.client
+                .get(self.url(path))
+                .header("accept", "text/plain"),
+        )
+        .send()
+        .await
+        .expect("request")
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         let response = self.get(&format!("/jobs/{id}/")).await;
         assert_eq!(response.status(), 200);

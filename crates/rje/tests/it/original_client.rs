@@ -29,22 +29,30 @@ fn original_fields(job: &Value) -> Value {
     )
 }
 
+/// One request as the original client makes it: plain JSON, no token.
+async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 #[tokio::test]
 async fn the_original_client_works_unchanged() {
     let app = spawn_app().await;
     let base = app.url("");
-    let client = reqwest::Client::new();
+    use reqwest::Method;
 
     // JobCreateRequest exactly as documented.
-    let created: Value = client
-        .post(format!("{base}/jobs/"))
-        .json(&json!({"command": "echo hello; echo world", "priority": "High", "timeout": 60, "streaming": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, created) = call(
+        Method::POST,
+        format!("{base}/jobs/"),
+        Some(json!({"command": "echo hello; echo world", "priority": "High", "timeout": 60, "streaming": true})),
+    )
+    .await;
+    assert_eq!(status, 201);
     let job = original_fields(&created);
     assert_eq!(job["status"], "Queued");
     let id = job["id"].as_str().unwrap().to_owned();
@@ -71,49 +79,27 @@ async fn the_original_client_works_unchanged() {
     assert_eq!(log, "hello\nworld\n");
     assert_eq!(last_status, "Success");
 
-    let fetched: Value = client
-        .get(format!("{base}/jobs/{id}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, fetched) = call(Method::GET, format!("{base}/jobs/{id}/"), None).await;
     let fetched = original_fields(&fetched);
     assert_eq!(fetched["status"], "Success");
     assert_eq!(fetched["stdout"], "hello\nworld\n");
 
-    let list: Value = client
-        .get(format!(
-            "{base}/jobs/list/?limit=10&offset=0&status=Success&priority=High&ordering=-created_at"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = "limit=10&offset=0&status=Success&priority=High&ordering=-created_at";
+    let (_, list) = call(Method::GET, format!("{base}/jobs/list/?{query}"), None).await;
     assert_eq!(list["total_count"], 1);
     assert_eq!(list["jobs"][0]["id"], id.as_str());
 
-    let long: Value = client
-        .post(format!("{base}/jobs/"))
-        .json(&json!({"command": "sleep 300", "priority": "Low", "timeout": 600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, long) = call(
+        Method::POST,
+        format!("{base}/jobs/"),
+        Some(json!({"command": "sleep 300", "priority": "Low", "timeout": 600})),
+    )
+    .await;
     let long_id = long["id"].as_str().unwrap();
     app.wait_started(long_id).await;
-    let cancelled = client
-        .post(format!("{base}/jobs/{long_id}/cancel/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancelled.status(), 200);
-    let cancelled: Value = cancelled.json().await.unwrap();
+    let (status, cancelled) =
+        call(Method::POST, format!("{base}/jobs/{long_id}/cancel/"), None).await;
+    assert_eq!(status, 200);
     assert_eq!(cancelled["status"], "Cancelled");
 }
 

@@ -53,13 +53,7 @@ async fn many_lines_arrive_complete_and_in_order_everywhere() {
     }
     assert!(paged == expected, "the logs route lost or reordered lines");
 
-    let text = app
-        .client
-        .get(app.url(&format!("/jobs/{id}/logs/")))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap();
+    let text = app.text(&format!("/jobs/{id}/logs/")).await;
     assert!(
         text.headers()["content-type"]
             .to_str()
@@ -100,12 +94,8 @@ async fn a_running_job_shows_its_output_so_far() {
         .collect();
     assert!(streams.contains(&"stdout".into()) && streams.contains(&"stderr".into()));
     let only_err = app
-        .client
-        .get(app.url(&format!("/jobs/{id}/logs/?stream=stderr")))
-        .header("accept", "text/plain")
-        .send()
+        .text(&format!("/jobs/{id}/logs/?stream=stderr"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
