@@ -29,12 +29,7 @@ async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let settings = &state.settings;
-    let mut new_job = NewJob::parse(&body, &settings.limits, |host| {
-        settings.hosts.contains(host)
-    })?;
-    if new_job.host.is_none() {
-        new_job.host = Some(settings.default_host.clone());
-    }
+    let new_job = NewJob::parse(&body, &settings.limits, &settings.hosts)?;
     let job = state.store.create(new_job).await?;
     state.bus.announce_work().await;
     let location = format!("/jobs/{}/", job.id);

@@ -1,9 +1,8 @@
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rje_bus::Bus;
-use rje_domain::Limits;
+use rje_domain::{HostNames, Limits};
 use rje_store::JobStore;
 
 /// What every handler may use, passed explicitly through axum's `State`.
@@ -23,10 +22,8 @@ pub struct ApiSettings {
     pub tokens: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Hosts a job may name.
-    pub hosts: BTreeSet<String>,
-    /// Where a job that names no host runs.
-    pub default_host: String,
+    /// Hosts a job may name, and the default.
+    pub hosts: HostNames,
     /// How long a cancel of a running job waits for the kill to be
     /// confirmed before answering 202.
     pub cancel_wait: Duration,
@@ -38,8 +35,7 @@ impl Default for ApiSettings {
             limits: Limits::default(),
             tokens: Vec::new(),
             max_body_bytes: 1024 * 1024,
-            hosts: BTreeSet::from(["local".to_owned()]),
-            default_host: "local".to_owned(),
+            hosts: HostNames::local_only(),
             cancel_wait: Duration::from_secs(10),
         }
     }

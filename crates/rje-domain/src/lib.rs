@@ -3,6 +3,7 @@
 //! can be unit-tested and shared by the store, the worker and the API.
 
 mod error;
+mod hosts;
 mod job;
 mod limits;
 mod list;
@@ -12,6 +13,7 @@ mod patch;
 mod retry;
 
 pub use error::{FieldError, ValidationError};
+pub use hosts::HostNames;
 pub use job::{
     ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST,
     WorkerId,

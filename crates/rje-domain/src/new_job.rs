@@ -1,6 +1,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Collector, ValidationError};
+use crate::hosts::HostNames;
 use crate::job::Priority;
 use crate::limits::Limits;
 
@@ -13,8 +14,8 @@ pub struct NewJob {
     pub timeout: u32,
     pub parameters: Option<Value>,
     pub streaming: bool,
-    /// `None` runs on the default host.
-    pub host: Option<String>,
+    /// Where it runs: the host the request named, or the default host.
+    pub host: String,
     pub max_retries: u32,
 }
 
@@ -49,12 +50,12 @@ const CREATE_FIELDS: &[&str] = &[
 ];
 
 impl NewJob {
-    /// Validates a create request. `is_known_host` says whether a host name
-    /// names a configured host.
+    /// Validates a create request against the limits and the hosts there
+    /// are.
     pub fn parse(
         body: &Value,
         limits: &Limits,
-        is_known_host: impl Fn(&str) -> bool,
+        hosts: &HostNames,
     ) -> Result<Self, ValidationError> {
         let fields = as_object(body)?;
         let mut errors = Collector::default();
@@ -79,9 +80,8 @@ impl NewJob {
                 .ok_or_else(|| "must be true or false".to_owned())
         })
         .unwrap_or(false);
-        let host = optional(fields, "host", &mut errors, |v| {
-            parse_host(v, &is_known_host)
-        });
+        let host = optional(fields, "host", &mut errors, |v| parse_host(v, hosts))
+            .unwrap_or_else(|| hosts.default_host().to_owned());
         let max_retries = optional(fields, "max_retries", &mut errors, |v| {
             parse_bounded_int(v, 0, limits.max_retries)
         })
@@ -190,9 +190,9 @@ pub(crate) fn parse_parameters(value: &Value, limits: &Limits) -> Result<Value, 
     Ok(value.clone())
 }
 
-fn parse_host(value: &Value, is_known_host: &impl Fn(&str) -> bool) -> Result<String, String> {
+fn parse_host(value: &Value, hosts: &HostNames) -> Result<String, String> {
     let name = value.as_str().ok_or("must be a string")?;
-    if is_known_host(name) {
+    if hosts.is_known(name) {
         Ok(name.to_owned())
     } else {
         Err(format!("unknown host {name:?}"))
@@ -255,7 +255,7 @@ mod tests {
     use super::*;
 
     fn parse(body: Value) -> Result<NewJob, ValidationError> {
-        NewJob::parse(&body, &Limits::default(), |host| host == "local")
+        NewJob::parse(&body, &Limits::default(), &HostNames::local_only())
     }
 
     fn fields(err: ValidationError) -> Vec<String> {
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(job.timeout, 60);
         assert_eq!(job.max_retries, 3);
         assert!(!job.streaming);
-        assert_eq!(job.host, None);
+        assert_eq!(job.host, "local", "the default host");
         assert_eq!(job.parameters, None);
     }
 
@@ -359,12 +359,10 @@ mod tests {
 
     #[test]
     fn known_hosts_are_accepted() {
-        assert_eq!(
-            parse(json!({"command": "x", "host": "local"}))
-                .unwrap()
-                .host
-                .as_deref(),
-            Some("local")
-        );
+        let hosts = HostNames::new("web-1", ["db-1"]);
+        let on = |body| NewJob::parse(&body, &Limits::default(), &hosts).map(|job| job.host);
+        assert_eq!(on(json!({"command": "x", "host": "db-1"})).unwrap(), "db-1");
+        assert_eq!(on(json!({"command": "x"})).unwrap(), "web-1");
+        assert!(on(json!({"command": "x", "host": "local"})).is_err());
     }
 }

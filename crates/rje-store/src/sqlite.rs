@@ -362,7 +362,7 @@ impl JobStore for SqliteStore {
             .bind(job.parameters.as_ref().map(|p| p.to_string()))
             .bind(at)
             .bind(at)
-            .bind(job.host.as_deref())
+            .bind(&job.host)
             .bind(i64::from(job.max_retries))
             .bind(job.streaming)
             .bind(at)

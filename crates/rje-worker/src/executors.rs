@@ -11,9 +11,6 @@ pub struct Executors {
 }
 
 impl Executors {
-    /// The name of the machine rje itself runs on.
-    pub const LOCAL: &'static str = "local";
-
     pub fn new(default_host: impl Into<String>) -> Self {
         Self {
             by_host: HashMap::new(),

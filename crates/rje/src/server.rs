@@ -11,6 +11,7 @@ use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use rje_api::AppState;
 use rje_bus::{Bus, MemoryBus};
+use rje_domain::HostNames;
 use rje_exec::LocalExecutor;
 use rje_store::{JobStore, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
@@ -95,8 +96,8 @@ impl RunningServer {
 
         let shutdown = CancellationToken::new();
         let worker = settings.run_worker.then(|| {
-            let executors = Executors::new(Executors::LOCAL).with(
-                Executors::LOCAL,
+            let executors = Executors::new(HostNames::LOCAL).with(
+                HostNames::LOCAL,
                 Arc::new(LocalExecutor::new(settings.kill_grace)),
             );
             let worker = Worker::new(

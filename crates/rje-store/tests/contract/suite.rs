@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rje_domain::{
-    Chunk, ExitReport, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome, Priority, Status,
-    Stream, WORKER_LOST, WorkerId,
+    Chunk, ExitReport, HostNames, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome, Priority,
+    Status, Stream, WORKER_LOST, WorkerId,
 };
 use rje_store::{CancelOutcome, JobStore, StoreError};
 use serde_json::json;
@@ -48,7 +48,12 @@ macro_rules! store_contract {
 }
 
 fn new_job(command: &str) -> NewJob {
-    NewJob::parse(&json!({ "command": command }), &Limits::default(), |_| true).expect("valid job")
+    NewJob::parse(
+        &json!({ "command": command }),
+        &Limits::default(),
+        &HostNames::local_only(),
+    )
+    .expect("valid job")
 }
 
 fn new_job_with(command: &str, priority: Priority) -> NewJob {
@@ -82,14 +87,14 @@ async fn claim_one(store: &Arc<dyn JobStore>, worker: &WorkerId) -> (JobId, u32)
 pub async fn create_and_get_round_trip(store: Arc<dyn JobStore>) {
     let mut request = new_job("echo hi");
     request.parameters = Some(json!({"ticket": 7}));
-    request.host = Some("local".into());
+    request.host = "elsewhere".into();
     let created = store.create(request).await.unwrap();
     assert_eq!(created.status, Status::Queued);
     assert_eq!(created.command, "echo hi");
     assert_eq!(created.priority, Priority::Medium);
     assert_eq!(created.timeout, 60);
     assert_eq!(created.parameters, Some(json!({"ticket": 7})));
-    assert_eq!(created.host.as_deref(), Some("local"));
+    assert_eq!(created.host.as_deref(), Some("elsewhere"));
     assert_eq!(created.attempts, 0);
     assert_eq!(created.stdout, None);
     assert_eq!(created.started_at, None);
@@ -126,7 +131,7 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
     .enumerate()
     {
         let mut job = new_job_with(&format!("echo {i}"), priority);
-        job.host = Some(if i % 2 == 0 { "a" } else { "b" }.into());
+        job.host = if i % 2 == 0 { "a" } else { "b" }.into();
         ids.push(store.create(job).await.unwrap().id);
     }
     let all = store.list(&ListQuery::default()).await.unwrap();

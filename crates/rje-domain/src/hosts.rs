@@ -1,0 +1,61 @@
+use std::collections::BTreeSet;
+
+/// The hosts a job may name, and the one it runs on when it names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNames {
+    default: String,
+    known: BTreeSet<String>,
+}
+
+impl HostNames {
+    /// The machine rje itself runs on.
+    pub const LOCAL: &'static str = "local";
+
+    /// Only the local machine: the embedded default.
+    pub fn local_only() -> Self {
+        Self::new(Self::LOCAL, [Self::LOCAL])
+    }
+
+    /// `default` is always among the known hosts.
+    pub fn new(default: &str, known: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut known: BTreeSet<String> = known.into_iter().map(Into::into).collect();
+        known.insert(default.to_owned());
+        Self {
+            default: default.to_owned(),
+            known,
+        }
+    }
+
+    pub fn is_known(&self, name: &str) -> bool {
+        self.known.contains(name)
+    }
+
+    pub fn default_host(&self) -> &str {
+        &self.default
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.known.iter().map(String::as_str)
+    }
+}
+
+impl Default for HostNames {
+    fn default() -> Self {
+        Self::local_only()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_always_known() {
+        let hosts = HostNames::new("web-1", ["db-1"]);
+        assert!(hosts.is_known("web-1") && hosts.is_known("db-1"));
+        assert!(!hosts.is_known("local"));
+        assert_eq!(hosts.default_host(), "web-1");
+        assert_eq!(hosts.names().collect::<Vec<_>>(), ["db-1", "web-1"]);
+        assert!(HostNames::local_only().is_known(HostNames::LOCAL));
+    }
+}
