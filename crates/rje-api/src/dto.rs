@@ -128,6 +128,28 @@ pub struct WsMessage {
     pub error: Option<String>,
 }
 
+/// A message of the all-jobs event stream, `WS /ws/jobs/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum EventMessage {
+    /// Sent once, when the server is subscribed: events from here on are
+    /// delivered.
+    Ready,
+    /// A job's status changed.
+    Status {
+        job_id: JobId,
+        status: Status,
+        timestamp: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The client fell behind and this many events were skipped; read the
+    /// jobs you care about with GET to resynchronise.
+    Gap { missed: u64 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WsKind {

@@ -21,7 +21,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-pub use dto::{ChunkResponse, JobListResponse, JobResponse, LogsResponse, WsKind, WsMessage};
+pub use dto::{
+    ChunkResponse, EventMessage, JobListResponse, JobResponse, LogsResponse, WsKind, WsMessage,
+};
 pub use error::ApiError;
 pub use state::{ApiSettings, AppState};
 

@@ -14,7 +14,7 @@ use axum::routing::get;
 use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
 
-use crate::dto::WsMessage;
+use crate::dto::{EventMessage, WsMessage};
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::{ApiError, AppState};
 
@@ -25,7 +25,64 @@ const REPLAY_PAGE: u32 = 256;
 const PING_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/ws/jobs/{id}", get(upgrade))
+    Router::new()
+        .route("/ws/jobs/{id}", get(upgrade))
+        .route("/ws/jobs", get(events_upgrade))
+}
+
+/// `WS /ws/jobs/`: every job's status changes, live. For dashboards and
+/// load generators that watch many jobs over one connection.
+async fn events_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(64 * 1024)
+        .on_upgrade(move |socket| events_session(state, socket))
+}
+
+async fn events_session(state: AppState, mut socket: WebSocket) {
+    let mut events = match state.bus.subscribe_status().await {
+        Ok(events) => events,
+        Err(err) => {
+            tracing::warn!(%err, "bus unavailable; closing the event stream");
+            let frame = CloseFrame {
+                code: close_code::ERROR,
+                reason: Utf8Bytes::from_static("live updates are unavailable"),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
+    };
+    if send_event(&mut socket, &EventMessage::Ready).await.is_err() {
+        return;
+    }
+    loop {
+        let message = tokio::select! {
+            received = events.recv() => match received {
+                Received::Message(event) => EventMessage::Status {
+                    job_id: event.job,
+                    status: event.status,
+                    timestamp: event.at,
+                    exit_code: event.exit_code,
+                    error: event.error,
+                },
+                Received::Gap(missed) => EventMessage::Gap { missed },
+                Received::Closed => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if send_event(&mut socket, &message).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send_event(socket: &mut WebSocket, message: &EventMessage) -> Result<(), ()> {
+    let text = serde_json::to_string(message).map_err(|_| ())?;
+    socket
+        .send(Message::Text(Utf8Bytes::from(text)))
+        .await
+        .map_err(|_| ())
 }
 
 async fn upgrade(

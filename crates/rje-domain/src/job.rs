@@ -259,6 +259,15 @@ pub struct Settlement {
 
 const KILL_UNCONFIRMED: &str = "the process group could not be confirmed gone";
 
+/// How the `error` of a timed-out job begins; clients match on it (the CLI
+/// exits 124), so it is part of the contract.
+pub const TIMED_OUT_PREFIX: &str = "timed out after ";
+
+/// Whether a job's `error` says it timed out.
+pub fn is_timeout_error(error: &str) -> bool {
+    error.starts_with(TIMED_OUT_PREFIX)
+}
+
 impl Outcome {
     /// The rules for the final state: Success exactly when the exit code is
     /// 0; output on stderr does not matter.
@@ -289,8 +298,8 @@ impl Outcome {
                 exit_code: None,
                 signal: None,
                 error: Some(match unconfirmed(kill) {
-                    None => format!("timed out after {after_secs} s"),
-                    Some(note) => format!("timed out after {after_secs} s; {note}"),
+                    None => format!("{TIMED_OUT_PREFIX}{after_secs} s"),
+                    Some(note) => format!("{TIMED_OUT_PREFIX}{after_secs} s; {note}"),
                 }),
             },
             Outcome::Cancelled { kill } => Settlement {
@@ -353,6 +362,8 @@ mod tests {
         .settle();
         assert_eq!(timed_out.status, Status::Failed);
         assert_eq!(timed_out.error.as_deref(), Some("timed out after 5 s"));
+        assert!(is_timeout_error(timed_out.error.as_deref().unwrap()));
+        assert!(!is_timeout_error("worker lost"));
 
         let cancelled = Outcome::Cancelled {
             kill: ExitReport::Unconfirmed,

@@ -15,8 +15,8 @@ mod retry;
 pub use error::{FieldError, ValidationError};
 pub use hosts::HostNames;
 pub use job::{
-    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TaskId, WORKER_LOST,
-    WorkerId,
+    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TIMED_OUT_PREFIX,
+    TaskId, WORKER_LOST, WorkerId, is_timeout_error,
 };
 pub use limits::Limits;
 pub use list::{ListQuery, OrderField, Ordering};

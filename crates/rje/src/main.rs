@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use rje::config::ServeArgs;
 use rje::server::RunningServer;
+use rje_client::{ClientCommand, Connection};
 use tracing_subscriber::EnvFilter;
 
 /// Remote Job Executor: queue shell commands over HTTP, run them here or
@@ -14,6 +15,9 @@ struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "RJE_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
+
+    #[command(flatten)]
+    connection: Connection,
 
     #[command(subcommand)]
     command: Command,
@@ -29,6 +33,13 @@ enum LogFormat {
 enum Command {
     /// Run the server: the API and a worker in one process.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,21 +50,27 @@ fn main() -> ExitCode {
         eprintln!("rje: ignoring .env: {err}");
     }
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("rje: {err:#}");
-            ExitCode::FAILURE
+    init_tracing(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    match cli.command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rje: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rje", &mut std::io::stdout());
+            ExitCode::SUCCESS
         }
+        Command::Client(command) => client(cli.connection, command),
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, server: bool) {
+    // The client's stderr belongs to the job's output: quiet by default.
+    let default = if server { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -61,6 +78,28 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn client(connection: Connection, command: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rje: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(command.run(&connection));
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rje: {err}");
+            err.exit_code()
+        }
+    };
+    ExitCode::from(u8::try_from(code.0).unwrap_or(1))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,0 +1,186 @@
+//! The HTTP side of the public API.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rje_api::{JobListResponse, JobResponse};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::ClientError;
+use crate::config::Endpoint;
+
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub endpoint: Endpoint,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    details: Vec<Detail>,
+}
+
+#[derive(Deserialize)]
+struct Detail {
+    field: String,
+    message: String,
+}
+
+/// What a cancel did.
+pub(crate) enum Cancelled {
+    /// The job is Cancelled.
+    Done(JobResponse),
+    /// The kill is still under way (202).
+    Pending(JobResponse),
+}
+
+impl Api {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self { endpoint, http }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.base_url)
+    }
+
+    /// The WebSocket URL for `path`.
+    pub(crate) fn ws_url(&self, path: &str) -> String {
+        let base = &self.endpoint.base_url;
+        let base = base
+            .strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
+            .or_else(|| base.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
+            .unwrap_or_else(|| base.clone());
+        format!("{base}{path}")
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let url = self.url(path);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.endpoint.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|err| ClientError::Unreachable {
+            url: self.endpoint.base_url.clone(),
+            reason: root_cause(&err),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|err| ClientError::Unreachable {
+            url: self.endpoint.base_url.clone(),
+            reason: root_cause(&err),
+        })?;
+        if status.is_success() {
+            Ok((status, bytes.to_vec()))
+        } else {
+            Err(error_for(status, &bytes))
+        }
+    }
+
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let (status, bytes) = self.call(method, path, body).await?;
+        let value = serde_json::from_slice(&bytes).map_err(|err| {
+            ClientError::Server(format!("unexpected answer from {path}: {err}"))
+        })?;
+        Ok((status, value))
+    }
+
+    pub(crate) async fn create(&self, body: &Value) -> Result<JobResponse, ClientError> {
+        Ok(self.call_json(Method::POST, "/jobs/", Some(body)).await?.1)
+    }
+
+    pub(crate) async fn job(&self, id: &str) -> Result<JobResponse, ClientError> {
+        Ok(self
+            .call_json(Method::GET, &format!("/jobs/{id}/"), None)
+            .await?
+            .1)
+    }
+
+    pub(crate) async fn list(&self, query: &str) -> Result<JobListResponse, ClientError> {
+        Ok(self
+            .call_json(Method::GET, &format!("/jobs/list/?{query}"), None)
+            .await?
+            .1)
+    }
+
+    pub(crate) async fn cancel(&self, id: &str) -> Result<Cancelled, ClientError> {
+        let (status, job) = self
+            .call_json(Method::POST, &format!("/jobs/{id}/cancel/"), None)
+            .await?;
+        Ok(if status == StatusCode::ACCEPTED {
+            Cancelled::Pending(job)
+        } else {
+            Cancelled::Done(job)
+        })
+    }
+
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/jobs/{id}/"), None)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The innermost cause of a transport error, which is the useful part
+/// ("Connection refused").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn error_for(status: StatusCode, body: &[u8]) -> ClientError {
+    let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) if body.details.is_empty() => body.error,
+        Ok(body) => {
+            let details: Vec<_> = body
+                .details
+                .iter()
+                .map(|d| format!("{} {}", d.field, d.message))
+                .collect();
+            format!("{}: {}", body.error, details.join("; "))
+        }
+        Err(_) => format!("HTTP {status}"),
+    };
+    match status {
+        StatusCode::UNAUTHORIZED => ClientError::Unauthorized(message),
+        StatusCode::NOT_FOUND => ClientError::NotFound(message),
+        StatusCode::CONFLICT => ClientError::Conflict(message),
+        StatusCode::SERVICE_UNAVAILABLE => ClientError::Unavailable(message),
+        s if s.is_client_error() => ClientError::BadInput(message),
+        _ => ClientError::Server(message),
+    }
+}
+
+/// Makes a URL path segment of a job id typed by a person: anything but a
+/// plain id would change the route, so it is refused here with the same
+/// answer the server would give.
+pub(crate) fn job_path_id(id: &str) -> Result<&str, ClientError> {
+    if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        Ok(id)
+    } else {
+        Err(ClientError::NotFound(format!("job not found: {id:?} is not a job id")))
+    }
+}

@@ -1,0 +1,507 @@
+//! `rje bench`: a load generator against any running server. It waits for
+//! jobs through WebSocket events, never by polling, and reports figures
+//! beside this machine's own raw rates, because absolute numbers on a
+//! shared machine are noise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::StreamExt;
+use rje_api::EventMessage;
+use rje_domain::{JobId, Status, Stream};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::api::Api;
+use crate::follow::{Event, JobFollower};
+use crate::{ClientError, Connection, ExitCode};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Jobs for the throughput run.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
+    /// Submissions in flight at once during the throughput run.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// The command of the throughput and latency runs.
+    #[arg(long, default_value = "true")]
+    pub command: String,
+    /// Jobs run one at a time for the latency figures (idle workers).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub latency_jobs: u32,
+    /// Jobs for the first-output-byte latency.
+    #[arg(long, default_value_t = 50)]
+    pub output_samples: u32,
+    /// `sleep` jobs cancelled to measure cancel→dead.
+    #[arg(long, default_value_t = 20)]
+    pub cancel_samples: u32,
+    /// Lines printed by the log-throughput job (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_lines: u64,
+    /// Also measure this machine's raw rates (spawning `sh -c true`,
+    /// running `seq` into /dev/null) and print each figure beside them.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// p50, p99 and max of a set of durations, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Spread {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let at = |q: f64| {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let rank = ((samples.len() as f64) * q).ceil() as usize;
+            ms(samples[rank.clamp(1, samples.len()) - 1])
+        };
+        Spread {
+            count: samples.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: samples.last().map_or(0.0, |d| ms(*d)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub jobs: u32,
+    pub finished: usize,
+    pub succeeded: usize,
+    pub seconds: f64,
+    pub jobs_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogThroughput {
+    pub lines_expected: u64,
+    pub lines_delivered: u64,
+    pub in_order: bool,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub megabytes_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    /// `sh -c true` spawned and waited for, per second, with the same
+    /// concurrency as the throughput run.
+    pub spawns_per_second: f64,
+    /// Seconds `sh -c 'seq 1 N' > /dev/null` takes here.
+    pub seq_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub throughput: Throughput,
+    pub submit_to_start: Spread,
+    pub submit_to_finish: Spread,
+    pub first_output: Spread,
+    pub cancel_to_dead: Spread,
+    pub log: Option<LogThroughput>,
+    pub baseline: Option<Baseline>,
+}
+
+pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode, ClientError> {
+    let api = Api::new(connection.resolve()?);
+    let say = |what: &str| {
+        if !args.json {
+            eprintln!("bench: {what}");
+        }
+    };
+
+    say(&format!("throughput: {} × {:?}, {} at once", args.jobs, args.command, args.concurrency));
+    let throughput = throughput(&api, &args).await?;
+    say(&format!("latency: {} jobs one at a time", args.latency_jobs));
+    let (submit_to_start, submit_to_finish) = latency(&api, &args).await?;
+    say(&format!("first output byte: {} jobs", args.output_samples));
+    let first_output = first_output(&api, args.output_samples).await?;
+    say(&format!("cancel→dead: {} sleep jobs", args.cancel_samples));
+    let cancel_to_dead = cancel_to_dead(&api, args.cancel_samples).await?;
+    let log = if args.log_lines > 0 {
+        say(&format!("log throughput: seq 1 {}", args.log_lines));
+        Some(log_throughput(&api, args.log_lines).await?)
+    } else {
+        None
+    };
+    let baseline = if args.baseline {
+        say("baseline: this machine's raw rates");
+        Some(baseline(args.concurrency, args.log_lines.max(1)).await?)
+    } else {
+        None
+    };
+    let report = Report {
+        throughput,
+        submit_to_start,
+        submit_to_finish,
+        first_output,
+        cancel_to_dead,
+        log,
+        baseline,
+    };
+    if args.json {
+        crate::present::print_json(&report);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &Report) {
+    let ratio = |value: f64, base: Option<f64>| match base {
+        Some(base) if base > 0.0 => format!("  ({:.0}% of raw)", value / base * 100.0),
+        _ => String::new(),
+    };
+    let t = &report.throughput;
+    let spawns = report.baseline.as_ref().map(|b| b.spawns_per_second);
+    println!(
+        "throughput        {:>10.1} jobs/s{}   ({} of {} finished, {} succeeded, {:.2} s)",
+        t.jobs_per_second,
+        ratio(t.jobs_per_second, spawns),
+        t.finished,
+        t.jobs,
+        t.succeeded,
+        t.seconds
+    );
+    for (name, spread) in [
+        ("submit→start", &report.submit_to_start),
+        ("submit→finish", &report.submit_to_finish),
+        ("first output", &report.first_output),
+        ("cancel→dead", &report.cancel_to_dead),
+    ] {
+        println!(
+            "{name:<17} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
+            spread.p50_ms, spread.p99_ms, spread.max_ms, spread.count
+        );
+    }
+    if let Some(log) = &report.log {
+        let speed = report
+            .baseline
+            .as_ref()
+            .map(|b| format!("  ({:.0}% of seq > /dev/null)", b.seq_seconds / log.seconds * 100.0))
+            .unwrap_or_default();
+        println!(
+            "log throughput    {:>10.1} MB/s{speed}   ({} of {} lines, {}, {:.2} s)",
+            log.megabytes_per_second,
+            log.lines_delivered,
+            log.lines_expected,
+            if log.in_order { "in order" } else { "OUT OF ORDER" },
+            log.seconds
+        );
+    }
+    if let Some(baseline) = &report.baseline {
+        println!(
+            "raw spawn rate    {:>10.1} sh -c true/s; seq > /dev/null {:.3} s",
+            baseline.spawns_per_second, baseline.seq_seconds
+        );
+    }
+}
+
+/// Submits every job with `concurrency` submissions in flight and waits for
+/// their final status on the all-jobs event stream.
+async fn throughput(api: &Api, args: &BenchArgs) -> Result<Throughput, ClientError> {
+    let mut events = EventStream::open(api).await?;
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ids = Arc::new(Mutex::new(HashSet::new()));
+    let submitters = (0..args.concurrency).map(|_| {
+        let (api, next, ids, command) = (api.clone(), next.clone(), ids.clone(), args.command.clone());
+        let total = args.jobs;
+        tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
+                let job = api.create(&json!({ "command": command })).await?;
+                ids.lock().await.insert(job.id);
+            }
+            Ok::<(), ClientError>(())
+        })
+    });
+    let submitted = futures_util::future::join_all(submitters);
+    let (submitted, finals) = tokio::join!(submitted, events.wait_for_finals(api, args.jobs as usize, ids.clone()));
+    for result in submitted {
+        result.map_err(|err| ClientError::Server(err.to_string()))??;
+    }
+    let finals = finals?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Throughput {
+        jobs: args.jobs,
+        finished: finals.len(),
+        succeeded: finals.values().filter(|s| **s == Status::Success).count(),
+        seconds,
+        jobs_per_second: finals.len() as f64 / seconds,
+    })
+}
+
+/// One job at a time, so that every submission meets an idle worker.
+async fn latency(api: &Api, args: &BenchArgs) -> Result<(Spread, Spread), ClientError> {
+    let mut events = EventStream::open(api).await?;
+    let (mut to_start, mut to_finish) = (Vec::new(), Vec::new());
+    for _ in 0..args.latency_jobs {
+        let submitted = Instant::now();
+        let job = api.create(&json!({ "command": args.command })).await?;
+        let mut started = None;
+        loop {
+            let (id, status) = events.next().await?;
+            if id != job.id {
+                continue;
+            }
+            if status == Status::Running && started.is_none() {
+                started = Some(submitted.elapsed());
+            }
+            if status.is_final() {
+                to_finish.push(submitted.elapsed());
+                to_start.push(started.unwrap_or_else(|| submitted.elapsed()));
+                break;
+            }
+        }
+    }
+    Ok((Spread::of(to_start), Spread::of(to_finish)))
+}
+
+/// Submit → the first output message on the job's WebSocket.
+async fn first_output(api: &Api, samples: u32) -> Result<Spread, ClientError> {
+    let mut latencies = Vec::new();
+    for _ in 0..samples {
+        let submitted = Instant::now();
+        let job = api.create(&json!({ "command": "echo first-byte" })).await?;
+        let mut follower = JobFollower::new(api.clone(), &job.id.to_string(), 0);
+        let mut seen = false;
+        while let Some(event) = follower.next().await? {
+            if let (false, Event::Output { .. }) = (seen, &event) {
+                latencies.push(submitted.elapsed());
+                seen = true;
+            }
+        }
+    }
+    Ok(Spread::of(latencies))
+}
+
+/// Cancel of a running `sleep` → the answer saying it is Cancelled, which
+/// the server gives once the kill is confirmed.
+async fn cancel_to_dead(api: &Api, samples: u32) -> Result<Spread, ClientError> {
+    let mut events = EventStream::open(api).await?;
+    let mut latencies = Vec::new();
+    for _ in 0..samples {
+        let job = api.create(&json!({ "command": "sleep 60" })).await?;
+        loop {
+            let (id, status) = events.next().await?;
+            if id == job.id && status == Status::Running {
+                break;
+            }
+        }
+        // The Running event comes at claim; give the shell a moment to
+        // exist, so that the kill of a live process group is measured.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let asked = Instant::now();
+        match api.cancel(&job.id.to_string()).await? {
+            crate::api::Cancelled::Done(done) if done.status == Status::Cancelled => {
+                latencies.push(asked.elapsed());
+            }
+            _ => {
+                return Err(ClientError::Server(format!(
+                    "job {} was not confirmed cancelled",
+                    job.id
+                )));
+            }
+        }
+    }
+    Ok(Spread::of(latencies))
+}
+
+/// One job printing `lines` lines, followed over its WebSocket from submit
+/// to the final status; checks every line arrives, in order.
+async fn log_throughput(api: &Api, lines: u64) -> Result<LogThroughput, ClientError> {
+    let started = Instant::now();
+    let job = api
+        .create(&json!({ "command": format!("seq 1 {lines}"), "timeout": 3600 }))
+        .await?;
+    let mut follower = JobFollower::new(api.clone(), &job.id.to_string(), 0);
+    let (mut delivered, mut bytes, mut in_order) = (0u64, 0u64, true);
+    while let Some(event) = follower.next().await? {
+        if let Event::Output {
+            stream: Stream::Stdout,
+            text,
+        } = event
+        {
+            bytes += text.len() as u64;
+            for line in text.lines() {
+                delivered += 1;
+                in_order &= line.parse::<u64>().ok() == Some(delivered);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(LogThroughput {
+        lines_expected: lines,
+        lines_delivered: delivered,
+        in_order: in_order && delivered == lines,
+        bytes,
+        seconds,
+        megabytes_per_second: bytes as f64 / 1e6 / seconds,
+    })
+}
+
+async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError> {
+    let spawn_error = |err: std::io::Error| ClientError::Config(format!("cannot run sh here: {err}"));
+    let total = 500u32.max(concurrency * 10);
+    let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let spawners = (0..concurrency).map(|_| {
+        let next = next.clone();
+        tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
+                tokio::process::Command::new("sh")
+                    .args(["-c", "true"])
+                    .status()
+                    .await?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+    });
+    for result in futures_util::future::join_all(spawners).await {
+        result
+            .map_err(|err| ClientError::Config(err.to_string()))?
+            .map_err(spawn_error)?;
+    }
+    let spawns_per_second = f64::from(total) / started.elapsed().as_secs_f64();
+
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        tokio::process::Command::new("sh")
+            .args(["-c", &format!("seq 1 {lines} > /dev/null")])
+            .status()
+            .await
+            .map_err(spawn_error)?;
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(Baseline {
+        spawns_per_second,
+        seq_seconds: best,
+    })
+}
+
+/// The all-jobs status stream, `WS /ws/jobs/`.
+struct EventStream {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// Set when the server said events were skipped.
+    gap: bool,
+}
+
+impl EventStream {
+    async fn open(api: &Api) -> Result<Self, ClientError> {
+        let url = api.ws_url("/ws/jobs/");
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|err| ClientError::Config(format!("bad server URL {url}: {err}")))?;
+        if let Some(token) = &api.endpoint.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                request.headers_mut().insert("authorization", value);
+            }
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
+        let mut stream = EventStream { socket, gap: false };
+        // Events count only once the server has subscribed.
+        loop {
+            if let EventMessage::Ready = stream.message().await? {
+                return Ok(stream);
+            }
+        }
+    }
+
+    async fn message(&mut self) -> Result<EventMessage, ClientError> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).map_err(|err| {
+                        ClientError::Server(format!("unexpected event message: {err}"))
+                    });
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(ClientError::Server("the event stream closed".into()));
+                }
+                Some(Err(err)) => return Err(ClientError::Server(err.to_string())),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next status change.
+    async fn next(&mut self) -> Result<(JobId, Status), ClientError> {
+        loop {
+            match self.message().await? {
+                EventMessage::Status { job_id, status, .. } => return Ok((job_id, status)),
+                EventMessage::Gap { .. } => self.gap = true,
+                EventMessage::Ready => {}
+            }
+        }
+    }
+
+    /// Waits until `count` jobs of `ids` are final. After a gap in the
+    /// stream, the jobs still pending are read once from the server.
+    async fn wait_for_finals(
+        &mut self,
+        api: &Api,
+        count: usize,
+        ids: Arc<Mutex<HashSet<JobId>>>,
+    ) -> Result<HashMap<JobId, Status>, ClientError> {
+        let mut finals = HashMap::new();
+        // Events may name jobs before their submitter recorded the id.
+        let mut early: HashMap<JobId, Status> = HashMap::new();
+        while finals.len() < count {
+            let (id, status) = self.next().await?;
+            if status.is_final() {
+                early.insert(id, status);
+            }
+            let pending: Vec<JobId> = {
+                let known = ids.lock().await;
+                early.retain(|id, status| {
+                    if known.contains(id) {
+                        finals.insert(*id, *status);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if std::mem::take(&mut self.gap) {
+                    known.iter().filter(|id| !finals.contains_key(*id)).copied().collect()
+                } else {
+                    Vec::new()
+                }
+            };
+            for id in pending {
+                let job = api.job(&id.to_string()).await?;
+                if job.status.is_final() {
+                    finals.insert(id, job.status);
+                }
+            }
+        }
+        Ok(finals)
+    }
+}

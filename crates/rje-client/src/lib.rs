@@ -1,0 +1,16 @@
+//! The `rje` client: the commands people run against a server, and
+//! `rje bench`. It speaks only the public HTTP and WebSocket API, so it works
+//! against any rje server (or the original system, for the original routes).
+
+mod api;
+pub mod bench;
+
+mod commands;
+mod config;
+mod error;
+mod follow;
+mod present;
+
+pub use commands::ClientCommand;
+pub use config::Connection;
+pub use error::{ClientError, ExitCode};

@@ -1,0 +1,165 @@
+//! How results look: tables and colour on a terminal, plain text when
+//! piped, JSON on request.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, Table};
+use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
+use rje_api::JobResponse;
+use rje_domain::{Status, Stream};
+use serde::Serialize;
+
+/// What the terminals around the client can do, and what the user asked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presenter {
+    pub json: bool,
+    pub stdout_tty: bool,
+    pub stderr_tty: bool,
+    pub stdin_tty: bool,
+}
+
+impl Presenter {
+    pub(crate) fn new(json: bool) -> Self {
+        let stdout_tty = std::io::stdout().is_terminal();
+        if !stdout_tty || json {
+            console::set_colors_enabled(false);
+        }
+        if !std::io::stderr().is_terminal() || json {
+            console::set_colors_enabled_stderr(false);
+        }
+        Self {
+            json,
+            stdout_tty,
+            stderr_tty: std::io::stderr().is_terminal(),
+            stdin_tty: std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// Decoration (spinners, summaries) goes to stderr, and only when a
+    /// person is watching it.
+    pub(crate) fn decorate(&self) -> bool {
+        self.stderr_tty && !self.json
+    }
+
+    /// Whether questions can be asked and answered.
+    pub(crate) fn interactive(&self) -> bool {
+        self.stdin_tty && self.stderr_tty
+    }
+
+    pub(crate) fn spinner(&self, message: String) -> Option<ProgressBar> {
+        if !self.decorate() {
+            return None;
+        }
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(message);
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        Some(spinner)
+    }
+
+    fn table(&self) -> Table {
+        let mut table = Table::new();
+        if self.stdout_tty {
+            table
+                .load_preset(UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        } else {
+            table.load_preset(NOTHING);
+        }
+        table
+    }
+
+    /// One job, field by field.
+    pub(crate) fn job_table(&self, job: &JobResponse) -> String {
+        let mut table = self.table();
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+        };
+        let text = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".to_owned());
+        let rows = [
+            ("id", job.id.to_string()),
+            ("status", status_text(job.status)),
+            ("command", job.command.clone()),
+            ("priority", job.priority.to_string()),
+            ("host", text(&job.host)),
+            ("timeout", format!("{} s", job.timeout)),
+            ("exit code", job.exit_code.map_or("-".into(), |c| c.to_string())),
+            ("error", text(&job.error)),
+            ("attempts", format!("{} (max retries {})", job.attempts, job.max_retries)),
+            ("created", job.created_at.to_rfc3339()),
+            ("started", time(job.started_at)),
+            ("completed", time(job.completed_at)),
+            ("process group", text(&job.remote_process_id)),
+        ];
+        for (name, value) in rows {
+            table.add_row(vec![name.to_owned(), value]);
+        }
+        table.to_string()
+    }
+
+    pub(crate) fn jobs_table(&self, jobs: &[JobResponse]) -> String {
+        let mut table = self.table();
+        table.set_header(vec!["ID", "STATUS", "PRIORITY", "HOST", "CREATED", "COMMAND"]);
+        for job in jobs {
+            table.add_row(vec![
+                job.id.to_string(),
+                status_text(job.status),
+                job.priority.to_string(),
+                job.host.clone().unwrap_or_default(),
+                job.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                one_line(&job.command, 60),
+            ]);
+        }
+        table.to_string()
+    }
+}
+
+/// A status, coloured when colour is on.
+pub(crate) fn status_text(status: Status) -> String {
+    let text = style(status.as_str());
+    match status {
+        Status::Success => text.green(),
+        Status::Failed => text.red(),
+        Status::Cancelled => text.yellow(),
+        Status::Running => text.cyan(),
+        Status::Queued => text.dim(),
+    }
+    .to_string()
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut short: String = line.chars().take(max).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+pub(crate) fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("rje: cannot encode JSON: {err}"),
+    }
+}
+
+/// Writes job output to the stream it came from.
+pub(crate) fn write_output(stream: Stream, text: &str) {
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    let _ = match stream {
+        Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        }
+        Stream::Stderr => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(text.as_bytes()).and_then(|()| err.flush())
+        }
+    };
+}
