@@ -31,6 +31,16 @@ impl<T: Clone> Subscription<T> {
         }
     }
 
+    /// A message already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Received<T>> {
+        match self.receiver.try_recv() {
+            Ok(message) => Some(Received::Message(message)),
+            Err(broadcast::error::TryRecvError::Lagged(skipped)) => Some(Received::Gap(skipped)),
+            Err(broadcast::error::TryRecvError::Closed) => Some(Received::Closed),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+        }
+    }
+
     pub async fn recv(&mut self) -> Received<T> {
         match self.receiver.recv().await {
             Ok(message) => Received::Message(message),

@@ -43,15 +43,37 @@ pub struct StartError {
     pub retryable: bool,
 }
 
+/// Opened by an executor right before it launches the command, once
+/// everything else (a connection, a session) is ready. The worker records
+/// there that the command may have started, so that a command never runs
+/// without that record: a lost worker's job is then failed, not run again.
+#[async_trait]
+pub trait StartGate: Send + Sync {
+    /// `Err` means the command must not be launched.
+    async fn open(&self) -> Result<(), StartError>;
+}
+
+/// A gate that is always open, for running commands outside a job.
+pub struct NoGate;
+
+#[async_trait]
+impl StartGate for NoGate {
+    async fn open(&self) -> Result<(), StartError> {
+        Ok(())
+    }
+}
+
 /// Runs commands somewhere.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Runs `request` to its end. Events go to `sink`, whose bounded buffer
-    /// slows the reading of output when the consumer falls behind, so a
-    /// flood never grows memory. `cancel` ends the run early.
+    /// Runs `request` to its end, opening `gate` just before the launch.
+    /// Events go to `sink`, whose bounded buffer slows the reading of
+    /// output when the consumer falls behind, so a flood never grows
+    /// memory. `cancel` ends the run early.
     async fn run(
         &self,
         request: ExecRequest,
+        gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError>;

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::group::{GroupState, KillPolicy, group_state, kill_group};
-use crate::{ExecEvent, ExecRequest, Executor, StartError};
+use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
 
 /// Bytes read from a pipe at a time: big reads keep floods cheap.
 const READ_SIZE: usize = 64 * 1024;
@@ -51,6 +51,7 @@ impl Executor for LocalExecutor {
     async fn run(
         &self,
         request: ExecRequest,
+        gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError> {
@@ -67,6 +68,17 @@ impl Executor for LocalExecutor {
         if let Some(cwd) = &request.parameters.cwd {
             command.current_dir(cwd);
         }
+        if let Some(cwd) = &request.parameters.cwd {
+            // Checked before the gate: a job with a missing directory never
+            // started, and fails with a reason that says so.
+            if !std::path::Path::new(cwd).is_dir() {
+                return Err(StartError {
+                    message: format!("cannot start the command in {cwd}: no such directory"),
+                    retryable: false,
+                });
+            }
+        }
+        gate.open().await?;
         let mut child = command.spawn().map_err(|err| StartError {
             retryable: err.kind() != std::io::ErrorKind::NotFound,
             message: match &request.parameters.cwd {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
-use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, group_state};
+use rje_exec::{
+    ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, group_state,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +46,10 @@ async fn run_with(
         }
         (pgid, stdout, stderr)
     });
-    let outcome = executor.run(request, sink, cancel).await.expect("started");
+    let outcome = executor
+        .run(request, &NoGate, sink, cancel)
+        .await
+        .expect("started");
     let (pgid, stdout, stderr) = collector.await.unwrap();
     Run {
         outcome,
@@ -187,7 +192,7 @@ async fn a_missing_directory_is_a_start_error() {
         },
     };
     let err = executor
-        .run(request, sink, CancellationToken::new())
+        .run(request, &NoGate, sink, CancellationToken::new())
         .await
         .unwrap_err();
     assert!(err.message.contains("/no/such/dir"), "{err}");
@@ -195,4 +200,34 @@ async fn a_missing_directory_is_a_start_error() {
         !err.retryable,
         "a missing directory will not appear by retrying"
     );
+}
+
+struct ClosedGate;
+
+#[async_trait::async_trait]
+impl rje_exec::StartGate for ClosedGate {
+    async fn open(&self) -> Result<(), rje_exec::StartError> {
+        Err(rje_exec::StartError {
+            message: "the job moved on".into(),
+            retryable: false,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_closed_gate_means_the_command_never_runs() {
+    let dir = std::env::temp_dir().join(format!("rje-gate-{}", std::process::id()));
+    let executor = LocalExecutor::new(Duration::from_secs(1));
+    let (sink, _events) = mpsc::channel(8);
+    let request = ExecRequest {
+        command: format!("touch {}", dir.display()),
+        timeout: Duration::from_secs(5),
+        parameters: ExecParameters::default(),
+    };
+    let err = executor
+        .run(request, &ClosedGate, sink, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.message, "the job moved on");
+    assert!(!dir.exists(), "the command ran through a closed gate");
 }

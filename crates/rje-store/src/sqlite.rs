@@ -3,13 +3,14 @@
 //! a small pool of their own so they never wait behind a write.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
     Chunk, Job, JobId, JobPatch, ListQuery, LostJob, NewJob, OrderField, Outcome, Priority,
-    Settlement, Status, Stream, TaskId, WorkerId, drop_marker, tail_cut,
+    Settlement, Status, Stream, TaskId, WorkerId, tail_cut,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -90,6 +91,9 @@ struct JobRow {
     streaming: bool,
     cancel_requested: bool,
     run_at: i64,
+    /// Only claims ask for it: the last output seq already stored.
+    #[sqlx(default)]
+    last_seq: i64,
     #[sqlx(default)]
     stdout: Option<String>,
     #[sqlx(default)]
@@ -131,6 +135,11 @@ fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
 
 impl JobRow {
     fn into_job(self) -> Result<(i64, Job), StoreError> {
+        self.into_claimed().map(|(pk, claimed)| (pk, claimed.job))
+    }
+
+    fn into_claimed(self) -> Result<(i64, ClaimedJob), StoreError> {
+        let last_seq = self.last_seq;
         let job = Job {
             id: JobId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
             command: self.command,
@@ -160,7 +169,7 @@ impl JobRow {
             cancel_requested: self.cancel_requested,
             run_at: from_micros(self.run_at)?,
         };
-        Ok((self.pk, job))
+        Ok((self.pk, ClaimedJob { job, last_seq }))
     }
 }
 
@@ -197,44 +206,58 @@ async fn fetch_job(conn: &mut SqliteConnection, id: JobId) -> Result<(i64, Job),
         .into_job()
 }
 
-/// The stdout and stderr of a job, assembled from its chunks, with a drop
-/// marker wherever output was dropped.
-async fn assemble_output(
-    conn: &mut SqliteConnection,
-    pk: i64,
-) -> Result<(String, String), StoreError> {
-    let rows: Vec<ChunkRow> = sqlx::query_as(
-        "SELECT seq, stream, text, ts, dropped_before FROM job_output \
-         WHERE job_pk = ? ORDER BY seq",
+/// SQL for one stream of a job's output (the job row is `jobs`), assembled
+/// from its chunks in seq order, with the marker of
+/// [`rje_domain::drop_marker`] wherever output was dropped. Assembling in
+/// SQL keeps a finish, and a GET of a running job, to a single statement.
+fn assembled_sql(stream: Stream) -> String {
+    format!(
+        "(SELECT COALESCE(group_concat(\
+            CASE WHEN o.dropped_before > 0 \
+                 THEN '[rje: ' || o.dropped_before || ' bytes of {name} dropped]' || char(10) \
+                 ELSE '' END || o.text, '' ORDER BY o.seq), '') \
+          FROM job_output o WHERE o.job_pk = jobs.pk AND o.stream = {index})",
+        name = stream.as_str(),
+        index = stream.index()
     )
-    .bind(pk)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut streams = [String::new(), String::new()];
-    for row in rows {
-        let chunk = row.into_chunk()?;
-        let out = &mut streams[chunk.stream.index()];
-        if chunk.dropped_before > 0 {
-            out.push_str(&drop_marker(chunk.stream, chunk.dropped_before));
-        }
-        out.push_str(&chunk.text);
-    }
-    let [stdout, stderr] = streams;
-    Ok((stdout, stderr))
 }
 
-/// Fills in the output of a running job, which lives only in its chunks.
-async fn with_live_output(
-    conn: &mut SqliteConnection,
-    pk: i64,
-    mut job: Job,
-) -> Result<Job, StoreError> {
-    if job.status == Status::Running {
-        let (stdout, stderr) = assemble_output(conn, pk).await?;
-        job.stdout = Some(stdout);
-        job.stderr = Some(stderr);
-    }
-    Ok(job)
+/// The job columns, with the output of a running job assembled from its
+/// chunks (a finished job's output is in its row).
+static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{META_COLUMNS}, \
+         CASE WHEN status = 'Running' THEN {} ELSE stdout END AS stdout, \
+         CASE WHEN status = 'Running' THEN {} ELSE stderr END AS stderr",
+        assembled_sql(Stream::Stdout),
+        assembled_sql(Stream::Stderr)
+    )
+});
+
+/// The assignments that end a job: its final state, and its whole output
+/// copied from its chunks into its row. Binds: status, exit_code, signal,
+/// error, completed_at, modified_at.
+static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?, \
+         stdout = {}, stderr = {}",
+        assembled_sql(Stream::Stdout),
+        assembled_sql(Stream::Stderr)
+    )
+});
+
+fn bind_settlement<'q, O>(
+    query: sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    settlement: &'q Settlement,
+) -> sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    let at = micros(now());
+    query
+        .bind(settlement.status.as_str())
+        .bind(settlement.exit_code)
+        .bind(settlement.signal)
+        .bind(settlement.error.as_deref())
+        .bind(at)
+        .bind(at)
 }
 
 /// The job row of the current attempt, or [`StoreError::Fenced`].
@@ -257,27 +280,13 @@ async fn settle(
     pk: i64,
     settlement: &Settlement,
 ) -> Result<Job, StoreError> {
-    let (stdout, stderr) = assemble_output(conn, pk).await?;
-    let at = micros(now());
     let sql = format!(
-        "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, \
-         modified_at = ?, stdout = ?, stderr = ? WHERE pk = ? RETURNING {ALL_COLUMNS}"
+        "UPDATE jobs SET {} WHERE pk = ? RETURNING {ALL_COLUMNS}",
+        *SETTLE_ASSIGNMENTS
     );
-    let row: JobRow = sqlx::query_as(&sql)
-        .bind(settlement.status.as_str())
-        .bind(settlement.exit_code)
-        .bind(settlement.signal)
-        .bind(settlement.error.as_deref())
-        .bind(at)
-        .bind(at)
-        .bind(stdout)
-        .bind(stderr)
+    let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
         .bind(pk)
         .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
-        .bind(pk)
-        .execute(&mut *conn)
         .await?;
     Ok(row.into_job()?.1)
 }
@@ -304,10 +313,6 @@ async fn requeue(
         .bind(micros(now()))
         .bind(pk)
         .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM leases WHERE job_pk = ?")
-        .bind(pk)
-        .execute(&mut *conn)
         .await?;
     Ok(row.into_job()?.1)
 }
@@ -372,17 +377,14 @@ impl JobStore for SqliteStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
-        let mut tx = self.reader.begin().await?;
-        let sql = format!("SELECT {ALL_COLUMNS} FROM jobs WHERE id = ?");
-        let (pk, job) = sqlx::query_as::<_, JobRow>(&sql)
+        let sql = format!("SELECT {} FROM jobs WHERE id = ?", *LIVE_COLUMNS);
+        Ok(sqlx::query_as::<_, JobRow>(&sql)
             .bind(id.to_string())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?
-            .into_job()?;
-        let job = with_live_output(&mut tx, pk, job).await?;
-        tx.commit().await?;
-        Ok(job)
+            .into_job()?
+            .1)
     }
 
     async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {
@@ -396,7 +398,8 @@ impl JobStore for SqliteStore {
         push_filters(&mut count, query);
         let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
 
-        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {ALL_COLUMNS} FROM jobs"));
+        let mut select =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", *LIVE_COLUMNS));
         push_filters(&mut select, query);
         select
             .push(format!(" ORDER BY {}", order_by(query)))
@@ -405,11 +408,10 @@ impl JobStore for SqliteStore {
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (pk, job) = row.into_job()?;
-            jobs.push(with_live_output(&mut tx, pk, job).await?);
-        }
+        let jobs = rows
+            .into_iter()
+            .map(|row| row.into_job().map(|(_, job)| job))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
         Ok(JobPage {
             jobs,
@@ -502,13 +504,26 @@ impl JobStore for SqliteStore {
         }
         let at = now();
         let expires = at + lease;
+        // Most claims find nothing (a worker asks whenever a slot frees):
+        // a read on the reader pool answers that without queueing behind
+        // the single writer.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE status = 'Queued' AND run_at <= ? LIMIT 1",
+        )
+        .bind(micros(at))
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.writer.begin().await?;
         let sql = format!(
             "UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = ?1, \
              task_id = ?2 || '/' || (attempts + 1) \
              WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= ?1 \
                           ORDER BY priority DESC, pk LIMIT ?3) \
-             RETURNING {META_COLUMNS}"
+             RETURNING {META_COLUMNS}, \
+             (SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = jobs.pk) AS last_seq"
         );
         let rows: Vec<JobRow> = sqlx::query_as(&sql)
             .bind(micros(at))
@@ -516,51 +531,40 @@ impl JobStore for SqliteStore {
             .bind(i64::from(max))
             .fetch_all(&mut *tx)
             .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (pk, job) = row.into_job()?;
-            debug_assert_eq!(
-                job.task_id.as_deref(),
-                Some(TaskId::format(worker, job.attempts).as_str())
-            );
-            sqlx::query(
-                "INSERT INTO leases (job_pk, worker_id, attempt, expires_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (job_pk) DO UPDATE SET worker_id = excluded.worker_id, \
-                 attempt = excluded.attempt, expires_at = excluded.expires_at",
-            )
-            .bind(pk)
-            .bind(&worker.0)
-            .bind(i64::from(job.attempts))
-            .bind(micros(expires))
-            .execute(&mut *tx)
-            .await?;
-            let last_seq: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = ?")
-                    .bind(pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            claimed.push((pk, ClaimedJob { job, last_seq }));
+        let mut claimed: Vec<(i64, ClaimedJob)> = rows
+            .into_iter()
+            .map(JobRow::into_claimed)
+            .collect::<Result<_, _>>()?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
         }
+        debug_assert!(claimed.iter().all(|(_, c)| {
+            c.job.task_id.as_deref() == Some(TaskId::format(worker, c.job.attempts).as_str())
+        }));
+        let mut leases = QueryBuilder::<Sqlite>::new(
+            "INSERT OR REPLACE INTO leases (job_pk, worker_id, attempt, expires_at) ",
+        );
+        leases.push_values(&claimed, |mut row, (pk, c)| {
+            row.push_bind(*pk)
+                .push_bind(&worker.0)
+                .push_bind(i64::from(c.job.attempts))
+                .push_bind(micros(expires));
+        });
+        leases.build().execute(&mut *tx).await?;
         tx.commit().await?;
         // RETURNING gives no order; hand jobs out in queue order.
         claimed.sort_by_key(|(pk, c)| (std::cmp::Reverse(c.job.priority.rank()), *pk));
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
 
-    async fn mark_started(
-        &self,
-        id: JobId,
-        attempt: u32,
-        process_id: &str,
-    ) -> Result<(), StoreError> {
+    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
         let at = micros(now());
         let done = sqlx::query(
-            "UPDATE jobs SET started_at = ?, modified_at = ?, remote_process_id = ? \
+            "UPDATE jobs SET started_at = ?, modified_at = ? \
              WHERE id = ? AND attempts = ? AND status = 'Running'",
         )
         .bind(at)
         .bind(at)
-        .bind(process_id)
         .bind(id.to_string())
         .bind(i64::from(attempt))
         .execute(&self.writer)
@@ -576,28 +580,49 @@ impl JobStore for SqliteStore {
         id: JobId,
         attempt: u32,
         chunks: &[Chunk],
+        process_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        if chunks.is_empty() {
-            return Ok(());
+        // Each statement carries the fence in its WHERE clause, so that no
+        // transaction has to hold the single writer across round trips.
+        if let Some(process_id) = process_id {
+            let done = sqlx::query(
+                "UPDATE jobs SET remote_process_id = ? \
+                 WHERE id = ? AND attempts = ? AND status = 'Running'",
+            )
+            .bind(process_id)
+            .bind(id.to_string())
+            .bind(i64::from(attempt))
+            .execute(&self.writer)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Fenced);
+            }
         }
-        let mut tx = self.writer.begin().await?;
-        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
-        // SQLite allows 32766 bound values; 6 per chunk.
+        // SQLite allows 32766 bound values; 5 per chunk.
         for batch in chunks.chunks(5000) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) ",
+                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) \
+                 SELECT jobs.pk, v.column1, v.column2, v.column3, v.column4, v.column5 \
+                 FROM jobs, (",
             );
             insert.push_values(batch, |mut row, chunk| {
-                row.push_bind(pk)
-                    .push_bind(chunk.seq)
+                row.push_bind(chunk.seq)
                     .push_bind(chunk.stream.index() as i64)
                     .push_bind(chunk.text.as_str())
                     .push_bind(micros(chunk.timestamp))
                     .push_bind(i64::try_from(chunk.dropped_before).unwrap_or(i64::MAX));
             });
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .push(") AS v WHERE jobs.id = ")
+                .push_bind(id.to_string())
+                .push(" AND jobs.attempts = ")
+                .push_bind(i64::from(attempt))
+                .push(" AND jobs.status = 'Running'");
+            let done = insert.build().execute(&self.writer).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Fenced);
+            }
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -677,12 +702,27 @@ impl JobStore for SqliteStore {
         Ok(kept)
     }
 
-    async fn finish(&self, id: JobId, attempt: u32, outcome: &Outcome) -> Result<Job, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
-        let job = settle(&mut tx, pk, &outcome.settle()).await?;
-        tx.commit().await?;
-        Ok(job)
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        process_id: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        // One statement: fence, final state, process id and output.
+        let settlement = outcome.settle();
+        let sql = format!(
+            "UPDATE jobs SET {}, remote_process_id = COALESCE(?, remote_process_id) \
+             WHERE id = ? AND attempts = ? AND status = 'Running' RETURNING {ALL_COLUMNS}",
+            *SETTLE_ASSIGNMENTS
+        );
+        let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
+            .bind(process_id)
+            .bind(id.to_string())
+            .bind(i64::from(attempt))
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.ok_or(StoreError::Fenced)?.into_job()?.1)
     }
 
     async fn retry_later(

@@ -77,20 +77,19 @@ pub trait JobStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<ClaimedJob>, StoreError>;
 
-    /// Records that the command started, as process (group) `process_id`.
-    async fn mark_started(
-        &self,
-        id: JobId,
-        attempt: u32,
-        process_id: &str,
-    ) -> Result<(), StoreError>;
+    /// Records, *before* the command is launched, that it may have started:
+    /// from then on a lost worker's job is failed, never run again, since
+    /// a shell command must not silently run twice.
+    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError>;
 
-    /// Appends output chunks in one transaction.
+    /// Appends output chunks, and the command's process (group) id when it
+    /// has become known, in one transaction.
     async fn append_output(
         &self,
         id: JobId,
         attempt: u32,
         chunks: &[Chunk],
+        process_id: Option<&str>,
     ) -> Result<(), StoreError>;
 
     /// Drops the oldest output of `stream` after chunk `after_seq` until at
@@ -105,9 +104,16 @@ pub trait JobStore: Send + Sync + 'static {
         keep_bytes: u64,
     ) -> Result<u64, StoreError>;
 
-    /// Ends the current attempt with `outcome`; the job's `stdout` and
-    /// `stderr` then hold its whole (capped) output.
-    async fn finish(&self, id: JobId, attempt: u32, outcome: &Outcome) -> Result<Job, StoreError>;
+    /// Ends the current attempt with `outcome` (and the process id, if it
+    /// was not written yet); the job's `stdout` and `stderr` then hold its
+    /// whole (capped) output.
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        process_id: Option<&str>,
+    ) -> Result<Job, StoreError>;
 
     /// Puts a job whose command never started back in the queue, not to be
     /// claimed before `run_at`. A job whose cancel was requested meanwhile

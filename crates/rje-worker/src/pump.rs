@@ -21,8 +21,9 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// How a pump ended.
 #[derive(Debug)]
 pub(crate) enum PumpEnd {
-    /// All output is stored and published.
-    Done,
+    /// All output is stored and published. Carries the process id if it
+    /// is still to be written (it then goes with the outcome).
+    Done { process_id: Option<String> },
     /// The store refused a write: the job moved on from this attempt.
     Fenced,
     /// The store stayed unreachable; output after this point is lost.
@@ -45,6 +46,10 @@ pub(crate) struct OutputPump<'a> {
     batch_due: Option<Instant>,
     /// Since when each stream has held a partial line.
     partial_since: [Option<Instant>; 2],
+    /// The command's process id, known but not yet stored: it rides along
+    /// with the next batch, or with the outcome, rather than costing a
+    /// write of its own.
+    process_id: Option<String>,
 }
 
 impl<'a> OutputPump<'a> {
@@ -69,13 +74,16 @@ impl<'a> OutputPump<'a> {
             pending_bytes: 0,
             batch_due: None,
             partial_since: [None, None],
+            process_id: None,
         }
     }
 
     /// Runs until the executor closes its end of `events`.
     pub(crate) async fn run(mut self, mut events: mpsc::Receiver<ExecEvent>) -> PumpEnd {
         match self.pump(&mut events).await {
-            Ok(()) => PumpEnd::Done,
+            Ok(()) => PumpEnd::Done {
+                process_id: self.process_id,
+            },
             Err(StoreError::Fenced) => PumpEnd::Fenced,
             Err(err) => PumpEnd::StoreFailed(err),
         }
@@ -89,8 +97,8 @@ impl<'a> OutputPump<'a> {
                 event = events.recv() => match event {
                     None => break,
                     Some(ExecEvent::Started { process_id }) => {
-                        let (store, job, attempt) = (self.store, self.job, self.attempt);
-                        with_retries(|| store.mark_started(job, attempt, &process_id)).await?;
+                        self.process_id = Some(process_id);
+                        self.batch_due.get_or_insert_with(|| Instant::now() + self.config.batch_interval);
                     }
                     Some(ExecEvent::Output { stream, bytes }) => {
                         if let Some(text) = self.splitter.push(stream, &bytes) {
@@ -115,7 +123,9 @@ impl<'a> OutputPump<'a> {
                 self.stage(stream, text);
             }
         }
-        self.flush().await?;
+        if !self.pending.is_empty() {
+            self.flush().await?;
+        }
         for stream in Stream::BOTH {
             if self.budget.over_budget(stream) {
                 self.prune(stream).await?;
@@ -223,17 +233,22 @@ impl<'a> OutputPump<'a> {
         }
     }
 
-    /// Stores the pending chunks in one transaction, then publishes them.
+    /// Stores the pending chunks (and the process id) in one transaction,
+    /// then publishes them.
     async fn flush(&mut self) -> Result<(), StoreError> {
         self.batch_due = None;
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.process_id.is_none() {
             return Ok(());
         }
         let chunks: Arc<[Chunk]> = self.pending.drain(..).map(|(chunk, _)| chunk).collect();
         self.pending_bytes = 0;
         let (store, job, attempt) = (self.store, self.job, self.attempt);
-        with_retries(|| store.append_output(job, attempt, &chunks)).await?;
-        self.bus.publish(JobEvent::Output { job, chunks }).await;
+        let process_id = self.process_id.as_deref();
+        with_retries(|| store.append_output(job, attempt, &chunks, process_id)).await?;
+        self.process_id = None;
+        if !chunks.is_empty() {
+            self.bus.publish(JobEvent::Output { job, chunks }).await;
+        }
         for stream in Stream::BOTH {
             if self.budget.needs_prune(stream) {
                 self.prune(stream).await?;

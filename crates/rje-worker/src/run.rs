@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use rje_bus::{Bus, JobEvent, StatusEvent};
 use rje_domain::{ExecParameters, Job, Outcome, retry_delay};
-use rje_exec::{ExecRequest, StartError};
+use async_trait::async_trait;
+use rje_domain::JobId;
+use rje_exec::{ExecRequest, StartError, StartGate};
 use rje_store::{ClaimedJob, JobStore, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -79,30 +81,39 @@ pub(crate) async fn run_job(
     );
     let pumped = async {
         let end = pump.run(events).await;
-        if !matches!(end, PumpEnd::Done) {
+        if !matches!(end, PumpEnd::Done { .. }) {
             // Nothing more can be recorded for this attempt: stop the
             // command rather than let it run unobserved.
             stop.cancel();
         }
         end
     };
-    let (result, pump_end) = tokio::join!(executor.run(request, sink, stop.clone()), pumped);
+    let gate = StoreGate {
+        store: &*ctx.store,
+        id,
+        attempt,
+    };
+    let (result, pump_end) = tokio::join!(
+        executor.run(request, &gate, sink, stop.clone()),
+        pumped
+    );
 
-    match pump_end {
-        PumpEnd::Done => {}
+    let process_id = match pump_end {
+        PumpEnd::Done { process_id } => process_id,
         PumpEnd::Fenced => {
             tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
             return;
         }
         PumpEnd::StoreFailed(err) => {
             tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
+            None
         }
-    }
+    };
 
     match result {
         Ok(outcome) => {
             let outcome = explain_stop(outcome, &reasons);
-            settle(&ctx, &job, outcome).await;
+            settle_with(&ctx, &job, outcome, process_id.as_deref()).await;
         }
         Err(StartError {
             message,
@@ -130,9 +141,36 @@ fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
     }
 }
 
+/// Records that the command may have started, before it is launched.
+struct StoreGate<'a> {
+    store: &'a dyn JobStore,
+    id: JobId,
+    attempt: u32,
+}
+
+#[async_trait]
+impl StartGate for StoreGate<'_> {
+    async fn open(&self) -> Result<(), StartError> {
+        let (store, id, attempt) = (self.store, self.id, self.attempt);
+        with_retries(|| store.mark_started(id, attempt))
+            .await
+            .map_err(|err| StartError {
+                retryable: !matches!(err, StoreError::Fenced),
+                message: match err {
+                    StoreError::Fenced => "the job moved on before its command started".into(),
+                    other => format!("could not record the start: {other}"),
+                },
+            })
+    }
+}
+
 async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {
+    settle_with(ctx, job, outcome, None).await;
+}
+
+async fn settle_with(ctx: &RunContext, job: &Job, outcome: Outcome, process_id: Option<&str>) {
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
-    match with_retries(|| store.finish(id, attempt, &outcome)).await {
+    match with_retries(|| store.finish(id, attempt, &outcome, process_id)).await {
         Ok(done) => {
             tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
             ctx.bus

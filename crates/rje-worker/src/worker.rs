@@ -104,21 +104,22 @@ impl Worker {
                     }
                 }
                 Some(done) = tasks.join_next_with_id() => {
-                    let task = match &done {
-                        Ok((task, _)) => *task,
-                        Err(err) => {
-                            // run_job does not panic by design; if it did, the
-                            // job's lease lapses and the reaper settles it.
-                            tracing::error!(%err, "a job task failed");
-                            err.id()
-                        }
-                    };
-                    running.retain(|_, job| job.task != task);
+                    forget_finished(&mut running, done);
+                    // Collect every other finished job too: one claim fills
+                    // all the free slots.
+                    while let Some(done) = tasks.try_join_next_with_id() {
+                        forget_finished(&mut running, done);
+                    }
                     claim_now = true;
                 }
                 received = next(&mut work) => {
                     claim_now = !matches!(received, Received::Closed);
-                    if matches!(received, Received::Closed) { work = None; }
+                    if matches!(received, Received::Closed) {
+                        work = None;
+                    } else if let Some(work) = work.as_mut() {
+                        // Many announcements, one claim.
+                        while work.try_recv().is_some() {}
+                    }
                 }
                 received = next(&mut cancels) => match received {
                     Received::Message(id) => self.cancel(&running, id),
@@ -211,6 +212,22 @@ impl Worker {
             Err(err) => tracing::warn!(%err, "renewing leases failed"),
         }
     }
+}
+
+fn forget_finished(
+    running: &mut HashMap<JobId, Running>,
+    done: Result<(tokio::task::Id, JobId), tokio::task::JoinError>,
+) {
+    let task = match &done {
+        Ok((task, _)) => *task,
+        Err(err) => {
+            // run_job does not panic by design; if it did, the job's lease
+            // lapses and the reaper settles it.
+            tracing::error!(%err, "a job task failed");
+            err.id()
+        }
+    };
+    running.retain(|_, job| job.task != task);
 }
 
 fn subscribe<T: Clone>(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rje_domain::{
     Chunk, ExitReport, HostNames, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome, Priority,
-    Status, Stream, WORKER_LOST, WorkerId,
+    Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
 use rje_store::{CancelOutcome, JobStore, StoreError};
 use serde_json::json;
@@ -217,7 +217,7 @@ pub async fn delete_refuses_running_jobs(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &worker()).await;
     assert_eq!(id, job.id);
     store
-        .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x\n")])
+        .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x\n")], None)
         .await
         .unwrap();
     assert!(matches!(
@@ -227,7 +227,7 @@ pub async fn delete_refuses_running_jobs(store: Arc<dyn JobStore>) {
         })
     ));
     store
-        .finish(id, attempt, &Outcome::Exited { code: 0 })
+        .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
         .await
         .unwrap();
     store.delete(id).await.unwrap();
@@ -270,8 +270,7 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
             attempt,
             &Outcome::Cancelled {
                 kill: ExitReport::Confirmed,
-            },
-        )
+            }, None)
         .await
         .unwrap();
     assert!(matches!(
@@ -379,11 +378,11 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
 
     let stale = [
         store
-            .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x")])
+            .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x")], None)
             .await,
-        store.mark_started(id, attempt, "123").await,
+        store.mark_started(id, attempt).await,
         store
-            .finish(id, attempt, &Outcome::Exited { code: 0 })
+            .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
             .await
             .map(|_| ()),
         store
@@ -403,11 +402,11 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
     );
 
     store
-        .finish(id, second, &Outcome::Exited { code: 2 })
+        .finish(id, second, &Outcome::Exited { code: 2 }, None)
         .await
         .unwrap();
     assert!(matches!(
-        store.finish(id, second, &Outcome::Exited { code: 0 }).await,
+        store.finish(id, second, &Outcome::Exited { code: 0 }, None).await,
         Err(StoreError::Fenced)
     ));
     assert_eq!(store.get(id).await.unwrap().exit_code, Some(2));
@@ -416,13 +415,16 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
 pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     store.create(new_job("echo")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
-    store.mark_started(id, attempt, "4242").await.unwrap();
+    store.mark_started(id, attempt).await.unwrap();
     let chunks = [
         chunk(1, Stream::Stdout, "one\n"),
         chunk(2, Stream::Stderr, "oops\n"),
         chunk(3, Stream::Stdout, "two\n"),
     ];
-    store.append_output(id, attempt, &chunks).await.unwrap();
+    store
+        .append_output(id, attempt, &chunks, Some("4242"))
+        .await
+        .unwrap();
 
     let live = store.get(id).await.unwrap();
     assert_eq!(live.stdout.as_deref(), Some("one\ntwo\n"));
@@ -441,7 +443,7 @@ pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     assert_eq!(store.read_output(id, 0, 1).await.unwrap().chunks.len(), 1);
 
     let done = store
-        .finish(id, attempt, &Outcome::Exited { code: 1 })
+        .finish(id, attempt, &Outcome::Exited { code: 1 }, None)
         .await
         .unwrap();
     assert_eq!(done.status, Status::Failed);
@@ -462,7 +464,7 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         chunks.push(chunk(seq, Stream::Stdout, &format!("tail-{seq:04}\n")));
     }
     chunks.push(chunk(6, Stream::Stderr, "err\n"));
-    store.append_output(id, attempt, &chunks).await.unwrap();
+    store.append_output(id, attempt, &chunks, None).await.unwrap();
 
     // Keep 15 bytes: chunk 5 whole, and the last line that fits of chunk 4
     // (none: cut inside, so a character-boundary cut of 5 bytes).
@@ -472,9 +474,12 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         .unwrap();
     assert_eq!(remaining, 15);
     let job = store.get(id).await.unwrap();
+    let marker = drop_marker(Stream::Stdout, 25);
+    assert_eq!(marker, "[rje: 25 bytes of stdout dropped]\n");
     assert_eq!(
-        job.stdout.as_deref(),
-        Some("head-line\n[rje: 25 bytes of stdout dropped]\n0004\ntail-0005\n")
+        job.stdout.unwrap(),
+        format!("head-line\n{marker}0004\ntail-0005\n"),
+        "a running job's output shows the domain's marker"
     );
     assert_eq!(
         job.stderr.as_deref(),
@@ -484,7 +489,7 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
 
     // A second prune adds to the same count.
     store
-        .append_output(id, attempt, &[chunk(7, Stream::Stdout, "tail-0007\n")])
+        .append_output(id, attempt, &[chunk(7, Stream::Stdout, "tail-0007\n")], None)
         .await
         .unwrap();
     let remaining = store
@@ -493,12 +498,13 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         .unwrap();
     assert_eq!(remaining, 10);
     let done = store
-        .finish(id, attempt, &Outcome::Exited { code: 0 })
+        .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
         .await
         .unwrap();
     assert_eq!(
-        done.stdout.as_deref(),
-        Some("head-line\n[rje: 40 bytes of stdout dropped]\ntail-0007\n")
+        done.stdout.unwrap(),
+        format!("head-line\n{}tail-0007\n", drop_marker(Stream::Stdout, 40)),
+        "a finished job's output shows the domain's marker"
     );
     let chunks = store.read_output(id, 0, 100).await.unwrap().chunks;
     let dropped: u64 = chunks.iter().map(|c| c.dropped_before).sum();
@@ -537,19 +543,17 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
     let claimed = store.claim(&w, 3, LEASE).await.unwrap();
     let [not_started, started, cancelled] = [0, 1, 2].map(|i| &claimed[i].job);
     store
-        .mark_started(started.id, started.attempts, "1")
+        .mark_started(started.id, started.attempts)
         .await
         .unwrap();
     store
-        .mark_started(cancelled.id, cancelled.attempts, "2")
+        .mark_started(cancelled.id, cancelled.attempts)
         .await
         .unwrap();
     store.cancel(cancelled.id).await.unwrap();
 
     assert!(
-        store.reap_expired(Utc::now()).await.unwrap().is_empty(),
-        "live leases are left alone"
-    );
+        store.reap_expired(Utc::now()).await.unwrap().is_empty());
     let reaped = store
         .reap_expired(Utc::now() + chrono::Duration::hours(1))
         .await
