@@ -57,9 +57,32 @@ impl Api {
         let base = base
             .strip_prefix("https://")
             .map(|rest| format!("wss://{rest}"))
-            .or_else(|| base.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
+            .or_else(|| {
+                base.strip_prefix("http://")
+                    .map(|rest| format!("ws://{rest}"))
+            })
             .unwrap_or_else(|| base.clone());
         format!("{base}{path}")
+    }
+
+    /// A WebSocket handshake request for `path`, with the token.
+    pub(crate) fn ws_request(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = self.ws_url(path);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|err| ClientError::Config(format!("bad server URL {url}: {err}")))?;
+        if let Some(token) = &self.endpoint.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::Config("the token is not a valid header".into()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 
     async fn call(
@@ -76,15 +99,21 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|err| ClientError::Unreachable {
-            url: self.endpoint.base_url.clone(),
-            reason: root_cause(&err),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                url: self.endpoint.base_url.clone(),
+                reason: root_cause(&err),
+            })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|err| ClientError::Unreachable {
-            url: self.endpoint.base_url.clone(),
-            reason: root_cause(&err),
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                url: self.endpoint.base_url.clone(),
+                reason: root_cause(&err),
+            })?;
         if status.is_success() {
             Ok((status, bytes.to_vec()))
         } else {
@@ -99,9 +128,8 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<(StatusCode, T), ClientError> {
         let (status, bytes) = self.call(method, path, body).await?;
-        let value = serde_json::from_slice(&bytes).map_err(|err| {
-            ClientError::Server(format!("unexpected answer from {path}: {err}"))
-        })?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|err| ClientError::Server(format!("unexpected answer from {path}: {err}")))?;
         Ok((status, value))
     }
 
@@ -181,6 +209,8 @@ pub(crate) fn job_path_id(id: &str) -> Result<&str, ClientError> {
     if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         Ok(id)
     } else {
-        Err(ClientError::NotFound(format!("job not found: {id:?} is not a job id")))
+        Err(ClientError::NotFound(format!(
+            "job not found: {id:?} is not a job id"
+        )))
     }
 }

@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::api::Api;
 use crate::follow::{Event, JobFollower};
@@ -129,9 +128,15 @@ pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode,
         }
     };
 
-    say(&format!("throughput: {} × {:?}, {} at once", args.jobs, args.command, args.concurrency));
+    say(&format!(
+        "throughput: {} × {:?}, {} at once",
+        args.jobs, args.command, args.concurrency
+    ));
     let throughput = throughput(&api, &args).await?;
-    say(&format!("latency: {} jobs one at a time", args.latency_jobs));
+    say(&format!(
+        "latency: {} jobs one at a time",
+        args.latency_jobs
+    ));
     let (submit_to_start, submit_to_finish) = latency(&api, &args).await?;
     say(&format!("first output byte: {} jobs", args.output_samples));
     let first_output = first_output(&api, args.output_samples).await?;
@@ -197,14 +202,23 @@ fn print_report(report: &Report) {
         let speed = report
             .baseline
             .as_ref()
-            .map(|b| format!("  ({:.0}% of seq > /dev/null)", b.seq_seconds / log.seconds * 100.0))
+            .map(|b| {
+                format!(
+                    "  ({:.0}% of seq > /dev/null)",
+                    b.seq_seconds / log.seconds * 100.0
+                )
+            })
             .unwrap_or_default();
         println!(
             "log throughput    {:>10.1} MB/s{speed}   ({} of {} lines, {}, {:.2} s)",
             log.megabytes_per_second,
             log.lines_delivered,
             log.lines_expected,
-            if log.in_order { "in order" } else { "OUT OF ORDER" },
+            if log.in_order {
+                "in order"
+            } else {
+                "OUT OF ORDER"
+            },
             log.seconds
         );
     }
@@ -224,7 +238,8 @@ async fn throughput(api: &Api, args: &BenchArgs) -> Result<Throughput, ClientErr
     let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let ids = Arc::new(Mutex::new(HashSet::new()));
     let submitters = (0..args.concurrency).map(|_| {
-        let (api, next, ids, command) = (api.clone(), next.clone(), ids.clone(), args.command.clone());
+        let (api, next, ids, command) =
+            (api.clone(), next.clone(), ids.clone(), args.command.clone());
         let total = args.jobs;
         tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
@@ -235,7 +250,10 @@ async fn throughput(api: &Api, args: &BenchArgs) -> Result<Throughput, ClientErr
         })
     });
     let submitted = futures_util::future::join_all(submitters);
-    let (submitted, finals) = tokio::join!(submitted, events.wait_for_finals(api, args.jobs as usize, ids.clone()));
+    let (submitted, finals) = tokio::join!(
+        submitted,
+        events.wait_for_finals(api, args.jobs as usize, ids.clone())
+    );
     for result in submitted {
         result.map_err(|err| ClientError::Server(err.to_string()))??;
     }
@@ -360,7 +378,8 @@ async fn log_throughput(api: &Api, lines: u64) -> Result<LogThroughput, ClientEr
 }
 
 async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError> {
-    let spawn_error = |err: std::io::Error| ClientError::Config(format!("cannot run sh here: {err}"));
+    let spawn_error =
+        |err: std::io::Error| ClientError::Config(format!("cannot run sh here: {err}"));
     let total = 500u32.max(concurrency * 10);
     let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let started = Instant::now();
@@ -410,16 +429,8 @@ struct EventStream {
 
 impl EventStream {
     async fn open(api: &Api) -> Result<Self, ClientError> {
+        let request = api.ws_request("/ws/jobs/")?;
         let url = api.ws_url("/ws/jobs/");
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|err| ClientError::Config(format!("bad server URL {url}: {err}")))?;
-        if let Some(token) = &api.endpoint.token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
-                request.headers_mut().insert("authorization", value);
-            }
-        }
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|err| ClientError::Unreachable {
@@ -490,7 +501,11 @@ impl EventStream {
                     }
                 });
                 if std::mem::take(&mut self.gap) {
-                    known.iter().filter(|id| !finals.contains_key(*id)).copied().collect()
+                    known
+                        .iter()
+                        .filter(|id| !finals.contains_key(*id))
+                        .copied()
+                        .collect()
                 } else {
                     Vec::new()
                 }

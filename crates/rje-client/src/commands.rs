@@ -157,9 +157,7 @@ pub(crate) fn job_exit_code(job: &JobResponse) -> ExitCode {
     match job.status {
         Status::Success => ExitCode::SUCCESS,
         Status::Cancelled => ExitCode::CANCELLED,
-        Status::Failed if job.error.as_deref().is_some_and(is_timeout_error) => {
-            ExitCode::TIMED_OUT
-        }
+        Status::Failed if job.error.as_deref().is_some_and(is_timeout_error) => ExitCode::TIMED_OUT,
         Status::Failed => match (job.exit_code, job.signal) {
             (Some(code), _) if (1..=255).contains(&code) => ExitCode(code),
             (Some(_), _) => ExitCode(1),
@@ -275,7 +273,10 @@ async fn follow_output(
     let followed = follow_job(api, id, since, presenter, |event| match event {
         Event::Output { stream, text } if !presenter.json => write_output(stream, &text),
         Event::Output { stream, text } => {
-            println!("{}", json!({"type": "output", "stream": stream, "log": text}));
+            println!(
+                "{}",
+                json!({"type": "output", "stream": stream, "log": text})
+            );
         }
         Event::Status { status } if presenter.json => {
             println!("{}", json!({"type": "status", "status": status}));
@@ -300,7 +301,11 @@ fn summary(job: &JobResponse, started: Instant) -> String {
         (Some(code), None) if code != 0 => format!(" (exit {code})"),
         _ => String::new(),
     };
-    format!("{} {}{detail} in {elapsed}", status_text(job.status), job.id)
+    format!(
+        "{} {}{detail} in {elapsed}",
+        status_text(job.status),
+        job.id
+    )
 }
 
 async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<ExitCode, ClientError> {
@@ -322,8 +327,14 @@ async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<Exit
     if presenter.json {
         print_json(&job);
     } else {
-        write_output(rje_domain::Stream::Stdout, job.stdout.as_deref().unwrap_or(""));
-        write_output(rje_domain::Stream::Stderr, job.stderr.as_deref().unwrap_or(""));
+        write_output(
+            rje_domain::Stream::Stdout,
+            job.stdout.as_deref().unwrap_or(""),
+        );
+        write_output(
+            rje_domain::Stream::Stderr,
+            job.stderr.as_deref().unwrap_or(""),
+        );
         if presenter.decorate() {
             eprintln!("{}", summary(&job, started));
         }
@@ -338,14 +349,22 @@ pub async fn view(connection: &Connection, args: ViewArgs) -> Result<ExitCode, C
     if args.follow {
         let job = api.job(id).await?;
         if !presenter.json {
-            println!("{} {}", job.modified_at.format("%H:%M:%S%.3f"), status_text(job.status));
+            println!(
+                "{} {}",
+                job.modified_at.format("%H:%M:%S%.3f"),
+                status_text(job.status)
+            );
         }
         let followed = follow_job(&api, id, 0, presenter, |event| {
             if let Event::Status { status } = event {
                 if presenter.json {
                     println!("{}", json!({"type": "status", "status": status}));
                 } else {
-                    println!("{} {}", chrono::Utc::now().format("%H:%M:%S%.3f"), status_text(status));
+                    println!(
+                        "{} {}",
+                        chrono::Utc::now().format("%H:%M:%S%.3f"),
+                        status_text(status)
+                    );
                 }
             }
         })
@@ -470,7 +489,12 @@ fn encode(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn job(status: Status, exit_code: Option<i32>, signal: Option<i32>, error: Option<&str>) -> JobResponse {
+    fn job(
+        status: Status,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        error: Option<&str>,
+    ) -> JobResponse {
         serde_json::from_value(json!({
             "id": "0195f5a4-1a2b-7c3d-8e4f-0123456789ab", "command": "x", "timeout": 5,
             "priority": "Medium", "status": status, "parameters": null, "stdout": null,
@@ -485,16 +509,44 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_job() {
-        assert_eq!(job_exit_code(&job(Status::Success, Some(0), None, None)), ExitCode(0));
-        assert_eq!(job_exit_code(&job(Status::Failed, Some(3), None, None)), ExitCode(3));
-        assert_eq!(job_exit_code(&job(Status::Failed, Some(300), None, None)), ExitCode(1));
-        assert_eq!(job_exit_code(&job(Status::Failed, None, Some(9), Some("killed by signal 9"))), ExitCode(137));
         assert_eq!(
-            job_exit_code(&job(Status::Failed, None, None, Some("timed out after 5 s"))),
+            job_exit_code(&job(Status::Success, Some(0), None, None)),
+            ExitCode(0)
+        );
+        assert_eq!(
+            job_exit_code(&job(Status::Failed, Some(3), None, None)),
+            ExitCode(3)
+        );
+        assert_eq!(
+            job_exit_code(&job(Status::Failed, Some(300), None, None)),
+            ExitCode(1)
+        );
+        assert_eq!(
+            job_exit_code(&job(
+                Status::Failed,
+                None,
+                Some(9),
+                Some("killed by signal 9")
+            )),
+            ExitCode(137)
+        );
+        assert_eq!(
+            job_exit_code(&job(
+                Status::Failed,
+                None,
+                None,
+                Some("timed out after 5 s")
+            )),
             ExitCode::TIMED_OUT
         );
-        assert_eq!(job_exit_code(&job(Status::Failed, None, None, Some("worker lost"))), ExitCode::JOB_ERROR);
-        assert_eq!(job_exit_code(&job(Status::Cancelled, None, None, None)), ExitCode::CANCELLED);
+        assert_eq!(
+            job_exit_code(&job(Status::Failed, None, None, Some("worker lost"))),
+            ExitCode::JOB_ERROR
+        );
+        assert_eq!(
+            job_exit_code(&job(Status::Cancelled, None, None, None)),
+            ExitCode::CANCELLED
+        );
     }
 
     #[test]

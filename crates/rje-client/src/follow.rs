@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use rje_api::{WsKind, WsMessage};
 use rje_domain::{Status, Stream};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -110,28 +109,25 @@ impl JobFollower {
 
     async fn connect(&mut self) -> Result<Socket, ClientError> {
         loop {
-            let url = self
+            let request = self
                 .api
-                .ws_url(&format!("/ws/jobs/{}/?since={}", self.id, self.last_seq));
-            let mut request = url
-                .as_str()
-                .into_client_request()
-                .map_err(|err| ClientError::Config(format!("bad server URL {url}: {err}")))?;
-            if let Some(token) = &self.api.endpoint.token {
-                let value = format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| ClientError::Config("the token is not a valid header".into()))?;
-                request.headers_mut().insert("authorization", value);
-            }
+                .ws_request(&format!("/ws/jobs/{}/?since={}", self.id, self.last_seq))?;
             match tokio_tungstenite::connect_async(request).await {
                 Ok((socket, _)) => return Ok(socket),
                 Err(tungstenite::Error::Http(response)) => {
                     let status = response.status().as_u16();
                     match status {
                         401 => return Err(ClientError::Unauthorized("WebSocket refused".into())),
-                        404 => return Err(ClientError::NotFound(format!("job {} not found", self.id))),
+                        404 => {
+                            return Err(ClientError::NotFound(format!(
+                                "job {} not found",
+                                self.id
+                            )));
+                        }
                         400..=499 => {
-                            return Err(ClientError::BadInput(format!("WebSocket refused: HTTP {status}")));
+                            return Err(ClientError::BadInput(format!(
+                                "WebSocket refused: HTTP {status}"
+                            )));
                         }
                         _ => self.failed(format!("HTTP {status}")).await?,
                     }

@@ -89,9 +89,15 @@ impl Presenter {
             ("priority", job.priority.to_string()),
             ("host", text(&job.host)),
             ("timeout", format!("{} s", job.timeout)),
-            ("exit code", job.exit_code.map_or("-".into(), |c| c.to_string())),
+            (
+                "exit code",
+                job.exit_code.map_or("-".into(), |c| c.to_string()),
+            ),
             ("error", text(&job.error)),
-            ("attempts", format!("{} (max retries {})", job.attempts, job.max_retries)),
+            (
+                "attempts",
+                format!("{} (max retries {})", job.attempts, job.max_retries),
+            ),
             ("created", job.created_at.to_rfc3339()),
             ("started", time(job.started_at)),
             ("completed", time(job.completed_at)),
@@ -105,7 +111,9 @@ impl Presenter {
 
     pub(crate) fn jobs_table(&self, jobs: &[JobResponse]) -> String {
         let mut table = self.table();
-        table.set_header(vec!["ID", "STATUS", "PRIORITY", "HOST", "CREATED", "COMMAND"]);
+        table.set_header(vec![
+            "ID", "STATUS", "PRIORITY", "HOST", "CREATED", "COMMAND",
+        ]);
         for job in jobs {
             table.add_row(vec![
                 job.id.to_string(),

@@ -266,7 +266,11 @@ impl OutputBudget {
                 tail: None,
             };
         }
-        let cut = head_cut(&text, room as usize);
+        // The head ends after a whole line: a line cut in two would show up
+        // as two lines to a reader that splits chunks into lines.
+        let cut = text[..floor_char_boundary(&text, room as usize)]
+            .rfind('\n')
+            .map_or(0, |newline| newline + 1);
         let mut head = text;
         let tail = head.split_off(cut);
         // Whatever happens, the head is now closed: a later short line must
@@ -378,6 +382,12 @@ mod tests {
         assert_eq!(second.tail.as_deref(), Some("defgh\n"));
         let third = budget.admit(Stream::Stdout, "x\n".into());
         assert_eq!(third.head, None, "the head is closed once full");
+
+        let mut budget = OutputBudget::new(40); // head 10
+        budget.admit(Stream::Stdout, "1234567\n".into());
+        let split = budget.admit(Stream::Stdout, "abcdef\n".into());
+        assert_eq!(split.head, None, "a line that does not fit is not cut");
+        assert_eq!(split.tail.as_deref(), Some("abcdef\n"));
         // The other stream has its own budget.
         assert!(budget.admit(Stream::Stderr, "e\n".into()).head.is_some());
     }

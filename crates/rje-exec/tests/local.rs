@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
-use rje_exec::{
-    ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, group_state,
-};
+use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, group_state};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -398,8 +398,7 @@ impl JobStore for SqliteStore {
         push_filters(&mut count, query);
         let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
 
-        let mut select =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", *LIVE_COLUMNS));
+        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", *LIVE_COLUMNS));
         push_filters(&mut select, query);
         select
             .push(format!(" ORDER BY {}", order_by(query)))

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
 use rje_bus::{Bus, JobEvent, StatusEvent};
-use rje_domain::{ExecParameters, Job, Outcome, retry_delay};
-use async_trait::async_trait;
 use rje_domain::JobId;
+use rje_domain::{ExecParameters, Job, Outcome, retry_delay};
 use rje_exec::{ExecRequest, StartError, StartGate};
 use rje_store::{ClaimedJob, JobStore, StoreError};
 use tokio::sync::mpsc;
@@ -93,10 +93,7 @@ pub(crate) async fn run_job(
         id,
         attempt,
     };
-    let (result, pump_end) = tokio::join!(
-        executor.run(request, &gate, sink, stop.clone()),
-        pumped
-    );
+    let (result, pump_end) = tokio::join!(executor.run(request, &gate, sink, stop.clone()), pumped);
 
     let process_id = match pump_end {
         PumpEnd::Done { process_id } => process_id,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::Request;
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use rje_api::AppState;
@@ -114,6 +115,13 @@ impl RunningServer {
             settings: Arc::new(settings.api.clone()),
         };
         let app = rje_api::app(state);
+        // Small messages (a status, a WebSocket close) must not wait for
+        // the peer's delayed ACK: Nagle's algorithm off.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
             listener,
             axum::ServiceExt::<Request>::into_make_service(app),

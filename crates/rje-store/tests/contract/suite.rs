@@ -270,7 +270,9 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
             attempt,
             &Outcome::Cancelled {
                 kill: ExitReport::Confirmed,
-            }, None)
+            },
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -406,7 +408,9 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
         .await
         .unwrap();
     assert!(matches!(
-        store.finish(id, second, &Outcome::Exited { code: 0 }, None).await,
+        store
+            .finish(id, second, &Outcome::Exited { code: 0 }, None)
+            .await,
         Err(StoreError::Fenced)
     ));
     assert_eq!(store.get(id).await.unwrap().exit_code, Some(2));
@@ -464,7 +468,10 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         chunks.push(chunk(seq, Stream::Stdout, &format!("tail-{seq:04}\n")));
     }
     chunks.push(chunk(6, Stream::Stderr, "err\n"));
-    store.append_output(id, attempt, &chunks, None).await.unwrap();
+    store
+        .append_output(id, attempt, &chunks, None)
+        .await
+        .unwrap();
 
     // Keep 15 bytes: chunk 5 whole, and the last line that fits of chunk 4
     // (none: cut inside, so a character-boundary cut of 5 bytes).
@@ -489,7 +496,12 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
 
     // A second prune adds to the same count.
     store
-        .append_output(id, attempt, &[chunk(7, Stream::Stdout, "tail-0007\n")], None)
+        .append_output(
+            id,
+            attempt,
+            &[chunk(7, Stream::Stdout, "tail-0007\n")],
+            None,
+        )
         .await
         .unwrap();
     let remaining = store
@@ -552,8 +564,7 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
         .unwrap();
     store.cancel(cancelled.id).await.unwrap();
 
-    assert!(
-        store.reap_expired(Utc::now()).await.unwrap().is_empty());
+    assert!(store.reap_expired(Utc::now()).await.unwrap().is_empty());
     let reaped = store
         .reap_expired(Utc::now() + chrono::Duration::hours(1))
         .await
