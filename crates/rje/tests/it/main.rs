@@ -2,6 +2,7 @@
 //! WebSocket, and the real binary where a test needs a process to kill.
 
 mod api;
+mod cli;
 mod execution;
 mod helpers;
 mod original_client;

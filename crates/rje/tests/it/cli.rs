@@ -1,0 +1,470 @@
+//! The `rje` client as a real process against a real server.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::helpers::*;
+
+/// The client binary, pointed at `app`, with no config file of the user's.
+fn rje(app: &TestApp) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+    command
+        .env("RJE_URL", app.url(""))
+        .env("XDG_CONFIG_HOME", app.path("config"))
+        .env_remove("RJE_TOKEN")
+        .env_remove("RJE_CONFIG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = &app.token {
+        command.env("RJE_TOKEN", token);
+    }
+    command
+}
+
+async fn run(app: &TestApp, args: &[&str]) -> Output {
+    let output = tokio::time::timeout(DEADLINE, rje(app).args(args).output())
+        .await
+        .expect("the client finishes")
+        .expect("the client runs");
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited, not killed")
+}
+
+#[tokio::test]
+async fn submit_prints_the_id_and_json_that_parses() {
+    let app = spawn_app().await;
+    let plain = run(&app, &["submit", "echo piped", "--priority", "high"]).await;
+    assert_eq!(code(&plain), 0, "{}", stderr(&plain));
+    let id = stdout(&plain).trim().to_owned();
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["priority"], "High");
+    assert_eq!(job["stdout"], "piped\n");
+
+    let json_out = run(&app, &["submit", "true", "--json", "--timeout", "9"]).await;
+    assert_eq!(code(&json_out), 0);
+    let job: Value = serde_json::from_str(&stdout(&json_out)).expect("JSON");
+    assert_eq!(job["timeout"], 9);
+    assert_eq!(job["status"], "Queued");
+}
+
+#[tokio::test]
+async fn submit_wait_and_stream_exit_with_the_jobs_code() {
+    let app = spawn_app().await;
+    let waited = run(
+        &app,
+        &["submit", "echo out; echo err >&2; exit 3", "--wait"],
+    )
+    .await;
+    assert_eq!(code(&waited), 3);
+    assert_eq!(stdout(&waited), "out\n");
+    assert_eq!(stderr(&waited), "err\n");
+
+    let streamed = run(
+        &app,
+        &[
+            "submit",
+            "for i in 1 2 3; do echo o$i; echo e$i >&2; done",
+            "--stream",
+        ],
+    )
+    .await;
+    assert_eq!(code(&streamed), 0);
+    assert_eq!(stdout(&streamed), "o1\no2\no3\n");
+    assert_eq!(stderr(&streamed), "e1\ne2\ne3\n");
+
+    let timed_out = run(&app, &["submit", "sleep 30", "--timeout", "1", "--wait"]).await;
+    assert_eq!(code(&timed_out), 124);
+
+    let json_wait = run(&app, &["submit", "echo j", "--wait", "--json"]).await;
+    assert_eq!(code(&json_wait), 0);
+    let job: Value = serde_json::from_str(&stdout(&json_wait)).unwrap();
+    assert_eq!(job["status"], "Success");
+    assert_eq!(job["stdout"], "j\n");
+}
+
+#[tokio::test]
+async fn a_cancelled_job_exits_130() {
+    let app = spawn_app().await;
+    let mut child = rje(&app)
+        .args(["submit", "echo started; sleep 60", "--stream"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
+    let list: Value = app
+        .get("/jobs/list/?status=Running")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = id_of(&list["jobs"][0]);
+    assert_eq!(app.cancel(&id).await.status(), 200);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn ctrl_c_off_a_terminal_detaches_and_leaves_the_job_running() {
+    let app = spawn_app().await;
+    let mut child = rje(&app)
+        .args(["submit", "echo started; sleep 60", "--stream"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let list: Value = app
+        .get("/jobs/list/?status=Running")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total_count"], 1, "the job goes on");
+    app.cancel(&id_of(&list["jobs"][0])).await;
+}
+
+#[tokio::test]
+async fn view_shows_a_table_or_json_and_follows() {
+    let app = spawn_app().await;
+    let id = app.submit_command("echo viewed").await;
+    app.wait_final(&id).await;
+
+    let table = run(&app, &["view", &id]).await;
+    assert_eq!(code(&table), 0);
+    let text = stdout(&table);
+    assert!(text.contains(&id) && text.contains("Success") && text.contains("echo viewed"));
+    assert!(!text.contains('\u{1b}'), "no colour when piped");
+    assert!(!text.contains('│'), "no borders when piped");
+
+    let json_out = run(&app, &["view", &id, "--format", "json"]).await;
+    let job: Value = serde_json::from_str(&stdout(&json_out)).unwrap();
+    assert_eq!(job["stdout"], "viewed\n");
+
+    let slow = app.submit_command("sleep 0.5; echo done").await;
+    let followed = run(&app, &["view", &slow, "--follow"]).await;
+    assert_eq!(code(&followed), 0);
+    let text = stdout(&followed);
+    let success = text.find("Success").expect("the final status is shown");
+    assert!(
+        text[..success].contains("Running"),
+        "status changes are shown: {text}"
+    );
+}
+
+#[tokio::test]
+async fn stream_prints_output_and_since_skips_what_was_seen() {
+    let app = spawn_app().await;
+    let id = app
+        .submit_command("echo a; sleep 0.2; echo b; sleep 0.2; echo c >&2")
+        .await;
+    let streamed = run(&app, &["stream", &id]).await;
+    assert_eq!(code(&streamed), 0);
+    assert_eq!(stdout(&streamed), "a\nb\n");
+    assert_eq!(stderr(&streamed), "c\n");
+
+    let logs: Value = app
+        .get(&format!("/jobs/{id}/logs/"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = logs["chunks"][0]["seq"].as_i64().unwrap().to_string();
+    let resumed = run(&app, &["stream", &id, "--since", &first]).await;
+    assert_eq!(stdout(&resumed), "b\n");
+    assert_eq!(stderr(&resumed), "c\n");
+
+    let failed = app.submit_command("exit 9").await;
+    assert_eq!(code(&run(&app, &["stream", &failed]).await), 9);
+}
+
+#[tokio::test]
+async fn cancel_list_and_delete() {
+    let app = spawn_app().await;
+    let running = app.submit_command("sleep 60").await;
+    app.wait_started(&running).await;
+
+    let listed = run(&app, &["list", "--status", "Running", "--json"]).await;
+    let page: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(page["total_count"], 1);
+    assert_eq!(id_of(&page["jobs"][0]), running);
+    let table = run(&app, &["list"]).await;
+    assert!(stdout(&table).contains("STATUS") && stdout(&table).contains(&running));
+
+    assert_eq!(
+        code(&run(&app, &["delete", &running]).await),
+        67,
+        "running: conflict"
+    );
+    // Not a terminal: no question asked.
+    let cancelled = run(&app, &["cancel", &running]).await;
+    assert_eq!(code(&cancelled), 0, "{}", stderr(&cancelled));
+    assert!(stdout(&cancelled).contains("Cancelled"));
+    assert_eq!(app.job(&running).await["status"], "Cancelled");
+    assert_eq!(code(&run(&app, &["cancel", &running, "--force"]).await), 67);
+
+    let deleted = run(&app, &["delete", &running, "--json"]).await;
+    assert_eq!(code(&deleted), 0);
+    let body: Value = serde_json::from_str(&stdout(&deleted)).unwrap();
+    assert_eq!(body["deleted"], running.as_str());
+    assert_eq!(code(&run(&app, &["delete", &running]).await), 66);
+    assert_eq!(code(&run(&app, &["view", &running]).await), 66);
+}
+
+#[tokio::test]
+async fn client_errors_have_distinct_exit_codes() {
+    let app = spawn_app().await;
+    let bad_input = run(&app, &["submit", "true", "--timeout", "0"]).await;
+    assert_eq!(code(&bad_input), 65);
+    assert!(stderr(&bad_input).contains("timeout"));
+
+    assert_eq!(
+        code(&run(&app, &["view", "0195f5a4-1a2b-7c3d-8e4f-0123456789ab"]).await),
+        66
+    );
+    assert_eq!(code(&run(&app, &["view", "../etc"]).await), 66);
+
+    let unreachable = rje(&app)
+        .env("RJE_URL", "http://127.0.0.1:1")
+        .args(["list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&unreachable), 69);
+    assert!(stderr(&unreachable).contains("cannot reach"));
+
+    let secured = spawn_app_with(|s| s.api.tokens = vec!["right".into()]).await;
+    let refused = rje(&secured)
+        .env("RJE_TOKEN", "wrong")
+        .args(["list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&refused), 77);
+    let allowed = rje(&secured)
+        .env("RJE_TOKEN", "right")
+        .args(["list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&allowed), 0);
+
+    for args in [
+        vec!["submit"],
+        vec!["list", "--limit", "0"],
+        vec!["submit", "x", "--priority", "urgent"],
+        vec!["nonsense"],
+    ] {
+        let usage = run(&app, &args).await;
+        assert_eq!(code(&usage), 2, "{args:?}");
+        assert!(
+            stderr(&usage).contains("error"),
+            "{args:?}: {}",
+            stderr(&usage)
+        );
+    }
+}
+
+#[tokio::test]
+async fn url_and_token_come_from_flags_then_environment_then_config_file() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["from-file".into()]).await;
+    let config = app.path("rje.toml");
+    std::fs::write(
+        &config,
+        format!("url = \"{}\"\ntoken = \"from-file\"\n", app.url("")),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let mut from_file = rje(&app);
+    from_file.env_remove("RJE_URL").env_remove("RJE_TOKEN");
+    let out = from_file
+        .args(["--config", config, "list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut env_wins = rje(&app);
+    env_wins.env("RJE_TOKEN", "from-env");
+    let out = env_wins
+        .args(["--config", config, "list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        77,
+        "the environment's token wins over the file's"
+    );
+
+    let mut flag_wins = rje(&app);
+    flag_wins.env("RJE_TOKEN", "from-env");
+    let out = flag_wins
+        .args(["--config", config, "--token", "from-file", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "the flag wins over the environment");
+
+    let missing = run(&app, &["--config", "/no/such/rje.toml", "list"]).await;
+    assert_eq!(code(&missing), 65);
+    assert!(stderr(&missing).contains("/no/such/rje.toml"));
+}
+
+#[tokio::test]
+async fn completions_are_printed() {
+    let app = spawn_app().await;
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&app, &["completions", shell]).await;
+        assert_eq!(code(&out), 0);
+        assert!(stdout(&out).contains("submit"), "{shell}");
+    }
+}
+
+/// A TCP proxy that can cut every connection through it, to drop a
+/// WebSocket on demand: the one fault the real server cannot produce.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    cut: watch::Sender<u32>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = watch::channel(0u32);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                // Only cuts after this connection was made apply to it.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                        _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    fn cut_all(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_websocket_resumes_without_losing_or_repeating_lines() {
+    let app = spawn_app().await;
+    let proxy = CuttingProxy::start(app.addr).await;
+    let id = app
+        .submit_command("for i in $(seq 1 40); do echo line-$i; sleep 0.05; done")
+        .await;
+    let mut child = rje(&app)
+        .env("RJE_URL", format!("http://{}", proxy.addr))
+        .args(["stream", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    // Cut the connection twice while lines are still coming.
+    for cut_after in ["line-10\n", "line-25\n"] {
+        while !seen.contains(cut_after) {
+            let n = tokio::time::timeout(DEADLINE, out.read(&mut buffer))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "the stream ended early: {seen}");
+            seen.push_str(std::str::from_utf8(&buffer[..n]).unwrap());
+        }
+        proxy.cut_all();
+    }
+    out.read_to_string(&mut seen).await.unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(seen, expected, "every line exactly once, in order");
+}
+
+#[tokio::test]
+async fn bench_counts_are_right() {
+    let app = spawn_app().await;
+    let out = run(
+        &app,
+        &[
+            "bench",
+            "--jobs",
+            "20",
+            "--concurrency",
+            "4",
+            "--latency-jobs",
+            "5",
+            "--output-samples",
+            "3",
+            "--cancel-samples",
+            "2",
+            "--log-lines",
+            "20000",
+            "--baseline",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("the report is JSON");
+    assert_eq!(report["throughput"]["jobs"], 20);
+    assert_eq!(report["throughput"]["finished"], 20);
+    assert_eq!(report["throughput"]["succeeded"], 20);
+    assert_eq!(report["submit_to_start"]["count"], 5);
+    assert_eq!(report["submit_to_finish"]["count"], 5);
+    assert_eq!(report["first_output"]["count"], 3);
+    assert_eq!(report["cancel_to_dead"]["count"], 2);
+    assert_eq!(report["log"]["lines_expected"], 20000);
+    assert_eq!(report["log"]["lines_delivered"], 20000);
+    assert_eq!(report["log"]["in_order"], true);
+    assert!(report["baseline"]["spawns_per_second"].as_f64().unwrap() > 0.0);
+    let all: Value = app.get("/jobs/list/?limit=1").await.json().await.unwrap();
+    assert_eq!(
+        all["total_count"],
+        json!(20 + 5 + 3 + 2 + 1),
+        "every job it made"
+    );
+}
