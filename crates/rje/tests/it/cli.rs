@@ -1,7 +1,6 @@
 //! The `rje` client as a real process against a real server.
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -28,11 +27,10 @@ fn rje(app: &TestApp) -> Command {
 }
 
 async fn run(app: &TestApp, args: &[&str]) -> Output {
-    let output = tokio::time::timeout(DEADLINE, rje(app).args(args).output())
+    tokio::time::timeout(DEADLINE, rje(app).args(args).output())
         .await
         .expect("the client finishes")
-        .expect("the client runs");
-    output
+        .expect("the client runs")
 }
 
 fn stdout(output: &Output) -> String {
