@@ -126,7 +126,7 @@ async fn wait_until_final(
                         return;
                     }
                     Received::Closed => return,
-                    Received::Gap(_) => {
+                    Received::Gap(_) | Received::Message(JobEvent::Resync { .. }) => {
                         // The final status may have been among the missed.
                         if state
                             .store

@@ -204,6 +204,7 @@ impl Session {
                 tracing::debug!(job = %self.id, missed, "WebSocket client fell behind; catching up");
                 self.catch_up().await
             }
+            Received::Message(JobEvent::Resync { .. }) => self.catch_up().await,
             Received::Closed => {
                 self.catch_up().await?;
                 Err(End::Failed("live updates ended".into()))

@@ -101,6 +101,13 @@ where
         }
     }
 
+    /// Delivers a message made for each key to that key's subscribers.
+    pub(crate) fn send_each(&self, message: impl Fn(&K) -> T) {
+        for (key, sender) in Self::lock(&self.channels).iter() {
+            let _ = sender.send(message(key));
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn keys(&self) -> usize {
         Self::lock(&self.channels).len()

@@ -4,36 +4,42 @@
 
 mod fanout;
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{Chunk, JobId, Status};
+use serde::{Deserialize, Serialize};
 
 pub use fanout::{Received, Subscription};
 pub use memory::MemoryBus;
+pub use redis::RedisBus;
 
 /// Something that happened to one job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobEvent {
     /// Output chunks, published only after the store committed them.
     Output { job: JobId, chunks: Arc<[Chunk]> },
     /// The job's status changed.
     Status(StatusEvent),
+    /// Events about the job may have been lost (the bus lost its
+    /// connection): re-read the store.
+    Resync { job: JobId },
 }
 
 impl JobEvent {
     pub fn job(&self) -> JobId {
         match self {
-            JobEvent::Output { job, .. } => *job,
+            JobEvent::Output { job, .. } | JobEvent::Resync { job } => *job,
             JobEvent::Status(status) => status.job,
         }
     }
 }
 
 /// A job's status changed; for a final status, how it ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusEvent {
     pub job: JobId,
     pub status: Status,

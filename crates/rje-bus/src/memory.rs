@@ -36,6 +36,14 @@ impl MemoryBus {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Tells every subscriber that messages may have been lost, so that
+    /// each re-reads the store: every job's watchers get a
+    /// [`JobEvent::Resync`], and idle workers a wake-up.
+    pub fn resync(&self) {
+        self.jobs.send_each(|job| JobEvent::Resync { job: *job });
+        let _ = self.work.send(());
+    }
 }
 
 #[async_trait]
