@@ -1,10 +1,13 @@
 //! Where jobs and their output live. The store is the truth: the bus only
 //! speeds things up, so everything a job needs to survive a crash is here.
 
+mod common;
 mod error;
+mod postgres;
 mod sqlite;
 mod store;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage};

@@ -9,14 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, JobPatch, ListQuery, LostJob, NewJob, OrderField, Outcome, Priority,
-    Settlement, Status, Stream, TaskId, WorkerId, tail_cut,
+    Chunk, Job, JobId, JobPatch, ListQuery, LostJob, NewJob, Outcome, Priority, Settlement, Status,
+    Stream, TaskId, WorkerId, tail_cut,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use crate::common::{
+    REQUEUED_AFTER_LOSS, assembled_sql, conclude, corrupt, order_by, plan_prune, to_u32,
+};
 use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError};
 
 /// Columns of a job row in [`JobRow`] order; output columns are separate
@@ -100,10 +103,6 @@ struct JobRow {
     stderr: Option<String>,
 }
 
-fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
-    StoreError::Internal(format!("stored {what} is invalid: {value:?}"))
-}
-
 fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time", micros))
 }
@@ -121,10 +120,6 @@ fn micros(time: DateTime<Utc>) -> i64 {
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
-
-fn to_u32(what: &str, value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| corrupt(what, value))
 }
 
 fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
@@ -206,22 +201,6 @@ async fn fetch_job(conn: &mut SqliteConnection, id: JobId) -> Result<(i64, Job),
         .into_job()
 }
 
-/// SQL for one stream of a job's output (the job row is `jobs`), assembled
-/// from its chunks in seq order, with the marker of
-/// [`rje_domain::drop_marker`] wherever output was dropped. Assembling in
-/// SQL keeps a finish, and a GET of a running job, to a single statement.
-fn assembled_sql(stream: Stream) -> String {
-    format!(
-        "(SELECT COALESCE(group_concat(\
-            CASE WHEN o.dropped_before > 0 \
-                 THEN '[rje: ' || o.dropped_before || ' bytes of {name} dropped]' || char(10) \
-                 ELSE '' END || o.text, '' ORDER BY o.seq), '') \
-          FROM job_output o WHERE o.job_pk = jobs.pk AND o.stream = {index})",
-        name = stream.as_str(),
-        index = stream.index()
-    )
-}
-
 /// The job columns, with the output of a running job assembled from its
 /// chunks (a finished job's output is in its row).
 static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
@@ -229,8 +208,8 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
         "{META_COLUMNS}, \
          CASE WHEN status = 'Running' THEN {} ELSE stdout END AS stdout, \
          CASE WHEN status = 'Running' THEN {} ELSE stderr END AS stderr",
-        assembled_sql(Stream::Stdout),
-        assembled_sql(Stream::Stderr)
+        assembled_sql(Stream::Stdout, "group_concat", "char(10)"),
+        assembled_sql(Stream::Stderr, "group_concat", "char(10)")
     )
 });
 
@@ -241,8 +220,8 @@ static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?, \
          stdout = {}, stderr = {}",
-        assembled_sql(Stream::Stdout),
-        assembled_sql(Stream::Stderr)
+        assembled_sql(Stream::Stdout, "group_concat", "char(10)"),
+        assembled_sql(Stream::Stderr, "group_concat", "char(10)")
     )
 });
 
@@ -291,9 +270,6 @@ async fn settle(
     Ok(row.into_job()?.1)
 }
 
-/// Why a job whose worker vanished before starting it is queued again.
-const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
-
 /// Puts a job back in the queue for a new attempt, not before `run_at`,
 /// clearing what belonged to the attempt that ended.
 async fn requeue(
@@ -315,21 +291,6 @@ async fn requeue(
         .fetch_one(&mut *conn)
         .await?;
     Ok(row.into_job()?.1)
-}
-
-fn order_by(query: &ListQuery) -> String {
-    let dir = if query.ordering.descending {
-        "DESC"
-    } else {
-        "ASC"
-    };
-    match query.ordering.field {
-        OrderField::CreatedAt => format!("created_at {dir}, pk {dir}"),
-        // Within a priority, queue order: first come first.
-        OrderField::Priority => format!("priority {dir}, pk ASC"),
-        OrderField::StartedAt => format!("started_at {dir} NULLS LAST, pk {dir}"),
-        OrderField::CompletedAt => format!("completed_at {dir} NULLS LAST, pk {dir}"),
-    }
 }
 
 fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
@@ -415,81 +376,91 @@ impl JobStore for SqliteStore {
         Ok(JobPage {
             jobs,
             total_count: u64::try_from(total).unwrap_or(0),
+            total_exact: true,
         })
     }
 
     async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let (pk, mut job) = fetch_job(&mut tx, id).await?;
-        if !job.status.is_editable() {
-            return Err(StoreError::Conflict { status: job.status });
-        }
-        patch.apply(&mut job);
-        job.modified_at = now();
-        sqlx::query(
-            "UPDATE jobs SET command = ?, timeout = ?, priority = ?, parameters = ?, \
+        let result = async {
+            let (pk, mut job) = fetch_job(&mut tx, id).await?;
+            if !job.status.is_editable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            patch.apply(&mut job);
+            job.modified_at = now();
+            sqlx::query(
+                "UPDATE jobs SET command = ?, timeout = ?, priority = ?, parameters = ?, \
              modified_at = ? WHERE pk = ?",
-        )
-        .bind(&job.command)
-        .bind(i64::from(job.timeout))
-        .bind(job.priority.rank())
-        .bind(job.parameters.as_ref().map(|p| p.to_string()))
-        .bind(micros(job.modified_at))
-        .bind(pk)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(job)
+            )
+            .bind(&job.command)
+            .bind(i64::from(job.timeout))
+            .bind(job.priority.rank())
+            .bind(job.parameters.as_ref().map(|p| p.to_string()))
+            .bind(micros(job.modified_at))
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn delete(&self, id: JobId) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
-        let (pk, job) = fetch_job(&mut tx, id).await?;
-        if !job.status.is_deletable() {
-            return Err(StoreError::Conflict { status: job.status });
+        let result = async {
+            let (pk, job) = fetch_job(&mut tx, id).await?;
+            if !job.status.is_deletable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            sqlx::query("DELETE FROM jobs WHERE pk = ?")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         }
-        sqlx::query("DELETE FROM jobs WHERE pk = ?")
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        .await;
+        conclude(tx, result).await
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let (pk, job) = fetch_job(&mut tx, id).await?;
-        let at = micros(now());
-        let outcome = match job.status {
-            Status::Queued => {
-                let sql = format!(
-                    "UPDATE jobs SET status = 'Cancelled', completed_at = ?, modified_at = ? \
+        let result = async {
+            let (pk, job) = fetch_job(&mut tx, id).await?;
+            let at = micros(now());
+            let outcome = match job.status {
+                Status::Queued => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'Cancelled', completed_at = ?, modified_at = ? \
                      WHERE pk = ? RETURNING {META_COLUMNS}"
-                );
-                let row: JobRow = sqlx::query_as(&sql)
-                    .bind(at)
-                    .bind(at)
-                    .bind(pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                CancelOutcome::Cancelled(row.into_job()?.1)
-            }
-            Status::Running => {
-                let sql = format!(
-                    "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(at)
+                        .bind(at)
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Cancelled(row.into_job()?.1)
+                }
+                Status::Running => {
+                    let sql = format!(
+                        "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
                      WHERE pk = ? RETURNING {META_COLUMNS}"
-                );
-                let row: JobRow = sqlx::query_as(&sql)
-                    .bind(at)
-                    .bind(pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                CancelOutcome::Requested(row.into_job()?.1)
-            }
-            status => return Err(StoreError::Conflict { status }),
-        };
-        tx.commit().await?;
-        Ok(outcome)
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(at)
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Requested(row.into_job()?.1)
+                }
+                status => return Err(StoreError::Conflict { status }),
+            };
+            Ok(outcome)
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn claim(
@@ -634,60 +605,46 @@ impl JobStore for SqliteStore {
         keep_bytes: u64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT seq, length(CAST(text AS BLOB)), dropped_before FROM job_output \
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT seq, length(CAST(text AS BLOB)), dropped_before FROM job_output \
              WHERE job_pk = ? AND stream = ? AND seq > ? ORDER BY seq DESC",
-        )
-        .bind(pk)
-        .bind(stream.index() as i64)
-        .bind(after_seq)
-        .fetch_all(&mut *tx)
-        .await?;
-        let size = |n: i64| u64::try_from(n).unwrap_or(0);
+            )
+            .bind(pk)
+            .bind(stream.index() as i64)
+            .bind(after_seq)
+            .fetch_all(&mut *tx)
+            .await?;
+            let plan = match plan_prune(&rows, keep_bytes) {
+                Ok(plan) => plan,
+                Err(kept) => return Ok(kept),
+            };
+            let (boundary_seq, mut dropped, mut kept) =
+                (plan.boundary_seq, plan.dropped, plan.kept);
 
-        // Newest first: keep whole chunks while they fit.
-        let mut kept = 0u64;
-        let Some(boundary) = rows.iter().position(|&(_, len, _)| {
-            let fits = kept + size(len) <= keep_bytes;
-            if fits {
-                kept += size(len);
-            }
-            !fits
-        }) else {
-            return Ok(kept);
-        };
-        let (boundary_seq, _, boundary_dropped) = rows[boundary];
-        let older = &rows[boundary + 1..];
-        let mut dropped: u64 = older
-            .iter()
-            .map(|&(_, len, dropped)| size(len) + size(dropped))
-            .sum::<u64>()
-            + size(boundary_dropped);
-
-        // The boundary chunk keeps the end that fits, cut on a line where it
-        // can be, and carries the count of everything dropped before it.
-        let text: String =
-            sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
-                .bind(pk)
-                .bind(boundary_seq)
-                .fetch_one(&mut *tx)
-                .await?;
-        let room = usize::try_from(keep_bytes - kept).unwrap_or(usize::MAX);
-        let cut = tail_cut(&text, room);
-        dropped += cut as u64;
-        kept += (text.len() - cut) as u64;
-        sqlx::query(
-            "UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?",
-        )
-        .bind(&text[cut..])
-        .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
-        .bind(pk)
-        .bind(boundary_seq)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(&(oldest, _, _)) = older.last() {
+            // The boundary chunk keeps the end that fits, cut on a line where it
+            // can be, and carries the count of everything dropped before it.
+            let text: String =
+                sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
+                    .bind(pk)
+                    .bind(boundary_seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let cut = tail_cut(&text, plan.room);
+            dropped += cut as u64;
+            kept += (text.len() - cut) as u64;
             sqlx::query(
+                "UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?",
+            )
+            .bind(&text[cut..])
+            .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
+            .bind(pk)
+            .bind(boundary_seq)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(oldest) = plan.oldest_deleted {
+                sqlx::query(
                 "DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq >= ? AND seq < ?",
             )
             .bind(pk)
@@ -696,9 +653,11 @@ impl JobStore for SqliteStore {
             .bind(boundary_seq)
             .execute(&mut *tx)
             .await?;
+            }
+            Ok(kept)
         }
-        tx.commit().await?;
-        Ok(kept)
+        .await;
+        conclude(tx, result).await
     }
 
     async fn finish(
@@ -732,24 +691,27 @@ impl JobStore for SqliteStore {
         error: &str,
     ) -> Result<Job, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let pk = current_attempt_pk(&mut tx, id, attempt).await?;
-        let (_, job) = fetch_job(&mut tx, id).await?;
-        let job = if job.may_retry() {
-            requeue(&mut tx, pk, run_at, error).await?
-        } else {
-            let outcome = if job.cancel_requested {
-                Outcome::Cancelled {
-                    kill: rje_domain::ExitReport::Confirmed,
-                }
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let (_, job) = fetch_job(&mut tx, id).await?;
+            let job = if job.may_retry() {
+                requeue(&mut tx, pk, run_at, error).await?
             } else {
-                Outcome::Error {
-                    message: error.to_owned(),
-                }
+                let outcome = if job.cancel_requested {
+                    Outcome::Cancelled {
+                        kill: rje_domain::ExitReport::Confirmed,
+                    }
+                } else {
+                    Outcome::Error {
+                        message: error.to_owned(),
+                    }
+                };
+                settle(&mut tx, pk, &outcome.settle()).await?
             };
-            settle(&mut tx, pk, &outcome.settle()).await?
-        };
-        tx.commit().await?;
-        Ok(job)
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn renew_leases(

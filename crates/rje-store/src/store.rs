@@ -12,6 +12,10 @@ pub struct JobPage {
     pub jobs: Vec<Job>,
     /// How many jobs match the filters, across all pages.
     pub total_count: u64,
+    /// Whether `total_count` is exact. Past a store's counting limit it is
+    /// the query planner's estimate, so that a list never counts millions
+    /// of rows.
+    pub total_exact: bool,
 }
 
 /// What a cancel did.
