@@ -73,6 +73,14 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
     pub shutdown_grace_seconds: f64,
 
+    /// Channel namespace on Redis, so that deployments can share one.
+    #[arg(long, env = "RJE_BUS_NAMESPACE", default_value = "rje")]
+    pub bus_namespace: String,
+
+    /// Apply database migrations at start (PostgreSQL; SQLite always does).
+    #[arg(long, env = "RJE_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
+
     /// Serve the API only; run no jobs in this process.
     #[arg(long)]
     pub no_worker: bool,
@@ -83,6 +91,11 @@ pub struct ServeArgs {
 pub struct Settings {
     pub bind: SocketAddr,
     pub database_url: String,
+    /// `None`: the in-process bus.
+    pub redis_url: Option<String>,
+    pub bus_namespace: String,
+    pub auto_migrate: bool,
+    pub run_api: bool,
     pub api: ApiSettings,
     pub worker: WorkerConfig,
     pub kill_grace: Duration,
@@ -120,6 +133,10 @@ impl Default for Settings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             database_url: "sqlite://rje.db".into(),
+            redis_url: None,
+            bus_namespace: "rje".into(),
+            auto_migrate: true,
+            run_api: true,
             api: ApiSettings::default(),
             worker: WorkerConfig::default(),
             kill_grace: Duration::from_secs(5),
@@ -130,13 +147,6 @@ impl Default for Settings {
 
 impl ServeArgs {
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        if self.redis_url.is_some() {
-            return Err(ConfigError::Unsupported(
-                "RJE_REDIS_URL is set, but this build of rje has no Redis bus yet; \
-                 unset it to run embedded"
-                    .into(),
-            ));
-        }
         for variable in ["RJE_SSH_HOST", "EC2_HOST", "RJE_HOSTS_FILE"] {
             if std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
                 return Err(ConfigError::Unsupported(format!(
@@ -145,17 +155,11 @@ impl ServeArgs {
                 )));
             }
         }
-        let database_url = self
-            .database_url
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| "sqlite://rje.db".into());
-        if !database_url.starts_with("sqlite:") {
-            return Err(ConfigError::Unsupported(format!(
-                "database URL {:?} is not sqlite://PATH; this build of rje stores jobs in \
-                 SQLite only",
-                redact(&database_url)
-            )));
-        }
+        let database_url = database_url(self.database_url)?;
+        let redis_url = self
+            .redis_url
+            .or_else(|| std::env::var("REDIS_URL").ok())
+            .filter(|v| !v.is_empty());
         let tokens = self
             .api_tokens
             .unwrap_or_default()
@@ -206,12 +210,32 @@ impl ServeArgs {
         Ok(Settings {
             bind: self.bind,
             database_url,
+            redis_url,
+            bus_namespace: self.bus_namespace,
+            auto_migrate: self.auto_migrate,
+            run_api: true,
             api,
             worker,
             kill_grace,
             run_worker: !self.no_worker,
         })
     }
+}
+
+/// The store's URL: the flag or `RJE_DATABASE_URL`, then `DATABASE_URL`
+/// (the original's variable), then the embedded default.
+pub fn database_url(flag: Option<String>) -> Result<String, ConfigError> {
+    let url = flag
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "sqlite://rje.db".into());
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if !known.iter().any(|scheme| url.starts_with(scheme)) {
+        return Err(ConfigError::Unsupported(format!(
+            "database URL {:?} is neither sqlite://PATH nor postgres://…",
+            redact(&url)
+        )));
+    }
+    Ok(url)
 }
 
 /// A URL without its password, for messages.

@@ -33,6 +33,14 @@ enum LogFormat {
 enum Command {
     /// Run the server: the API and a worker in one process.
     Serve(ServeArgs),
+    /// Run a worker only (distributed deployment: needs PostgreSQL).
+    Worker(ServeArgs),
+    /// Apply database migrations, then exit.
+    Migrate {
+        /// sqlite://PATH or postgres://… (also DATABASE_URL).
+        #[arg(long, env = "RJE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
     #[command(flatten)]
     Client(ClientCommand),
     /// Print shell completions.
@@ -50,21 +58,36 @@ fn main() -> ExitCode {
         eprintln!("rje: ignoring .env: {err}");
     }
     let cli = Cli::parse();
-    init_tracing(cli.log_format, matches!(cli.command, Command::Serve(_)));
-    match cli.command {
-        Command::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("rje: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let server = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_) | Command::Migrate { .. }
+    );
+    init_tracing(cli.log_format, server);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args, true),
+        Command::Worker(args) => serve(args, false),
+        Command::Migrate { database_url } => migrate(database_url),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rje", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Command::Client(command) => client(cli.connection, command),
+        Command::Client(command) => return client(cli.connection, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rje: {err:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn migrate(database_url: Option<String>) -> anyhow::Result<()> {
+    let url = rje::config::database_url(database_url)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(rje::server::migrate(&url))?;
+    println!("migrations applied to {}", rje::config::redact(&url));
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat, server: bool) {
@@ -103,13 +126,21 @@ fn client(connection: Connection, command: ClientCommand) -> ExitCode {
     ExitCode::from(u8::try_from(code.0).unwrap_or(1))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.into_settings()?;
+/// `rje serve` (`api`), or `rje worker`.
+fn serve(args: ServeArgs, api: bool) -> anyhow::Result<()> {
+    let mut settings = args.into_settings()?;
+    if !api {
+        settings.run_api = false;
+        settings.run_worker = true;
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = RunningServer::start(settings).await?;
         // Scripts and tests read this line to find a port chosen with :0.
-        println!("rje listening on http://{}", server.addr());
+        match server.api_addr() {
+            Some(addr) => println!("rje listening on http://{addr}"),
+            None => println!("rje worker running"),
+        }
         shutdown_signal().await;
         tracing::info!("shutting down: no new jobs; running jobs get their grace period");
         server.stop().await?;

@@ -11,10 +11,10 @@ use axum::serve::ListenerExt;
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use rje_api::AppState;
-use rje_bus::{Bus, MemoryBus};
+use rje_bus::{Bus, MemoryBus, RedisBus};
 use rje_domain::HostNames;
 use rje_exec::LocalExecutor;
-use rje_store::{JobStore, SqliteStore, StoreError};
+use rje_store::{JobStore, PostgresStore, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -48,11 +48,51 @@ pub enum ServerError {
     },
     #[error("the server failed: {0}")]
     Task(String),
+    #[error("cannot connect to the bus: {0}")]
+    Bus(String),
+    #[error(
+        "{0} needs PostgreSQL: the embedded SQLite store belongs to one process; set \
+         RJE_DATABASE_URL=postgres://…"
+    )]
+    NeedsPostgres(&'static str),
+}
+
+/// Opens the store the URL names. For the embedded SQLite store, also takes
+/// the lock that says this process owns it.
+async fn open_store(
+    settings: &Settings,
+) -> Result<(Arc<dyn JobStore>, Option<Flock<File>>), ServerError> {
+    let url = &settings.database_url;
+    if is_postgres(url) {
+        let store = PostgresStore::open(url, settings.auto_migrate).await?;
+        return Ok((Arc::new(store), None));
+    }
+    if !settings.run_api {
+        return Err(ServerError::NeedsPostgres("a worker-only process"));
+    }
+    let lock = lock_embedded_store(url)?;
+    Ok((Arc::new(SqliteStore::open(url).await?), lock))
+}
+
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Applies the store's migrations (`rje migrate`).
+pub async fn migrate(database_url: &str) -> Result<(), ServerError> {
+    if is_postgres(database_url) {
+        PostgresStore::open(database_url, true).await?;
+    } else {
+        // Opening the SQLite store applies its migrations.
+        SqliteStore::open(database_url).await?;
+    }
+    Ok(())
 }
 
 /// A server that is up and answering.
 pub struct RunningServer {
-    addr: SocketAddr,
+    /// Where the API listens; `None` for a worker-only process.
+    addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -65,35 +105,53 @@ impl Drop for RunningServer {
 }
 
 impl RunningServer {
-    /// Opens the store, starts the worker, binds and serves.
+    /// Opens the store and the bus, starts the worker, binds and serves.
     pub async fn start(settings: Settings) -> Result<Self, ServerError> {
-        if settings.api.tokens.is_empty() && !settings.bind.ip().is_loopback() {
+        if settings.run_api && settings.api.tokens.is_empty() && !settings.bind.ip().is_loopback() {
             return Err(ServerError::Unprotected(settings.bind));
         }
-        let lock = lock_embedded_store(&settings.database_url)?;
-        let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&settings.database_url).await?);
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        let (store, lock) = open_store(&settings).await?;
+        let bus: Arc<dyn Bus> = match &settings.redis_url {
+            None => Arc::new(MemoryBus::new()),
+            Some(url) => Arc::new(
+                RedisBus::connect(url, &settings.bus_namespace)
+                    .await
+                    .map_err(|err| ServerError::Bus(err.to_string()))?,
+            ),
+        };
 
-        // This process owns the embedded store (the lock says so): any job
-        // still Running was left by a process that died. Settle it now.
-        let reaped = store
-            .reap_expired(Utc::now() + chrono::Duration::days(36500))
-            .await?;
-        for job in &reaped {
-            tracing::warn!(id = %job.id, status = %job.status, "settled a job left running by a previous process");
+        if lock.is_some() {
+            // This process owns the embedded store (the lock says so): any
+            // job still Running was left by a process that died. Settle it
+            // now rather than when its lease would have expired.
+            let reaped = store
+                .reap_expired(Utc::now() + chrono::Duration::days(36500))
+                .await?;
+            for job in &reaped {
+                tracing::warn!(id = %job.id, status = %job.status, "settled a job left running by a previous process");
+            }
         }
 
-        let listener =
-            TcpListener::bind(settings.bind)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: settings.bind,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
+        let listener = if settings.run_api {
+            let listener =
+                TcpListener::bind(settings.bind)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: settings.bind,
+                        source,
+                    })?;
+            Some(listener)
+        } else {
+            None
+        };
+        let addr = listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(|source| ServerError::Bind {
+                addr: settings.bind,
+                source,
+            })?;
 
         let shutdown = CancellationToken::new();
         let worker = settings.run_worker.then(|| {
@@ -114,22 +172,31 @@ impl RunningServer {
             bus,
             settings: Arc::new(settings.api.clone()),
         };
-        let app = rje_api::app(state);
-        // Small messages (a status, a WebSocket close) must not wait for
-        // the peer's delayed ACK: Nagle's algorithm off.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "could not set TCP_NODELAY");
-            }
+        let serve = listener.map(|listener| {
+            let app = rje_api::app(state);
+            // Small messages (a status, a WebSocket close) must not wait for
+            // the peer's delayed ACK: Nagle's algorithm off.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not set TCP_NODELAY");
+                }
+            });
+            axum::serve(
+                listener,
+                axum::ServiceExt::<Request>::into_make_service(app),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         });
-        let serve = axum::serve(
-            listener,
-            axum::ServiceExt::<Request>::into_make_service(app),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let worker_done = shutdown.clone();
         let task = tokio::spawn(async move {
-            if let Err(err) = serve.await {
-                tracing::error!(%err, "the HTTP server failed");
+            match serve {
+                Some(serve) => {
+                    if let Err(err) = serve.await {
+                        tracing::error!(%err, "the HTTP server failed");
+                    }
+                }
+                // A worker-only process runs until told to stop.
+                None => worker_done.cancelled().await,
             }
             if let Some(worker) = worker
                 && let Err(err) = worker.await
@@ -138,7 +205,10 @@ impl RunningServer {
             }
             drop(lock);
         });
-        tracing::info!(%addr, "rje is serving");
+        match addr {
+            Some(addr) => tracing::info!(%addr, "rje is serving"),
+            None => tracing::info!("rje is running jobs"),
+        }
         Ok(Self {
             addr,
             shutdown,
@@ -146,7 +216,16 @@ impl RunningServer {
         })
     }
 
+    /// Where the API listens.
+    ///
+    /// # Panics
+    /// On a worker-only process, which has no API; see [`Self::api_addr`].
     pub fn addr(&self) -> SocketAddr {
+        self.addr
+            .expect("invariant: addr() is only called on a process serving the API")
+    }
+
+    pub fn api_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 

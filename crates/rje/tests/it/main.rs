@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod distributed;
 mod execution;
 mod helpers;
 mod original_client;

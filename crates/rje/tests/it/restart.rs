@@ -194,7 +194,7 @@ async fn bad_configuration_is_a_clear_error() {
     for (variable, value, says) in [
         ("RJE_WORKER_CONCURRENCY", "0", "worker-concurrency"),
         ("RJE_LEASE_SECONDS", "-4", "RJE_LEASE_SECONDS"),
-        ("RJE_DATABASE_URL", "mysql://x", "SQLite"),
+        ("RJE_DATABASE_URL", "mysql://x", "postgres://"),
     ] {
         let out = rje(&db).env(variable, value).output().await.unwrap();
         assert!(!out.status.success(), "{variable}={value}");

@@ -1,0 +1,432 @@
+//! The distributed deployment: real `rje` processes against the
+//! PostgreSQL and Redis of this machine, each test in a schema and a bus
+//! namespace of its own.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep};
+
+use crate::helpers::*;
+
+fn admin_url() -> String {
+    std::env::var("RJE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("RJE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A PostgreSQL schema and a Redis namespace for one test, and the rje
+/// processes it starts.
+struct Cluster {
+    database_url: String,
+    redis_url: String,
+    namespace: String,
+    schema: String,
+    processes: Vec<Child>,
+    apis: Vec<String>,
+    client: reqwest::Client,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        Self::with_redis(redis_url()).await
+    }
+
+    async fn with_redis(redis_url: String) -> Self {
+        let admin = admin_url();
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|err| {
+            panic!(
+                "PostgreSQL is needed at {admin} ({err}). Start it with `pg_ctlcluster \
+                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
+                 RJE_TEST_DATABASE_URL at one."
+            )
+        });
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let schema = format!("rje_it_{suffix}");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let database_url = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+        rje::server::migrate(&database_url)
+            .await
+            .expect("migrations");
+        Self {
+            database_url,
+            redis_url,
+            namespace: format!("rje-it-{suffix}"),
+            schema,
+            processes: Vec::new(),
+            apis: Vec::new(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn command(&self, subcommand: &str, extra: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+        command
+            .arg(subcommand)
+            .env_remove("RJE_API_TOKENS")
+            .env("RJE_BIND", "127.0.0.1:0")
+            .env("RJE_DATABASE_URL", &self.database_url)
+            .env("RJE_REDIS_URL", &self.redis_url)
+            .env("RJE_BUS_NAMESPACE", &self.namespace)
+            .env("RJE_KILL_GRACE_SECONDS", "1")
+            // Errors only: the tests provoke warnings (a killed worker, a
+            // lost Redis) on purpose.
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// Starts a process and waits for its first line.
+    async fn start(&mut self, subcommand: &str, args: &[&str], extra: &[(&str, &str)]) -> String {
+        let mut child = self
+            .command(subcommand, extra)
+            .args(args)
+            .spawn()
+            .expect("rje starts");
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+            .await
+            .expect("rje says it is up")
+            .unwrap()
+            .expect("a line");
+        self.processes.push(child);
+        line
+    }
+
+    async fn api(&mut self) -> String {
+        let line = self.start("serve", &["--no-worker"], &[]).await;
+        let base = line
+            .strip_prefix("rje listening on ")
+            .expect("an address")
+            .to_owned();
+        self.apis.push(base.clone());
+        base
+    }
+
+    /// Starts a worker; returns its index in `processes`.
+    async fn worker(&mut self, extra: &[(&str, &str)]) -> usize {
+        let line = self.start("worker", &[], extra).await;
+        assert_eq!(line, "rje worker running");
+        self.processes.len() - 1
+    }
+
+    async fn submit(&self, api: &str, body: Value) -> String {
+        let response = self
+            .client
+            .post(format!("{api}/jobs/"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        id_of(&response.json().await.unwrap())
+    }
+
+    async fn job(&self, api: &str, id: &str) -> Value {
+        self.client
+            .get(format!("{api}/jobs/{id}/"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn count(&self, api: &str, query: &str) -> u64 {
+        let page: Value = self
+            .client
+            .get(format!("{api}/jobs/list/?{query}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["total_count"].as_u64().unwrap()
+    }
+
+    async fn wait_for(&self, api: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let job = self.job(api, id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "gave up waiting on {job}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for process in &mut self.processes {
+            let _ = process.start_kill();
+        }
+        let schema = self.schema.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&pool)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("Success" | "Failed" | "Cancelled")
+    )
+}
+
+#[tokio::test]
+async fn two_apis_and_three_workers_run_every_job_exactly_once() {
+    let mut cluster = Cluster::new().await;
+    let apis = [cluster.api().await, cluster.api().await];
+    for _ in 0..3 {
+        cluster.worker(&[]).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let priorities = ["High", "Medium", "Low"];
+    let total = 1000;
+    let batches = (0..total).collect::<Vec<_>>();
+    for batch in batches.chunks(50) {
+        let submissions = batch.iter().map(|n| {
+            let api = &apis[n % 2];
+            let body = json!({
+                "command": format!("echo job-{n} >> {}", ran.display()),
+                "priority": priorities[n % 3],
+            });
+            cluster.submit(api, body)
+        });
+        join_all(submissions).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while cluster.count(&apis[0], "status=Success&limit=1").await < total as u64 {
+        let unfinished = cluster.count(&apis[1], "status=Queued&limit=1").await
+            + cluster.count(&apis[1], "status=Running&limit=1").await;
+        let failed = cluster.count(&apis[1], "status=Failed&limit=1").await;
+        assert_eq!(failed, 0, "no job may fail");
+        assert!(
+            Instant::now() < deadline,
+            "{unfinished} jobs never finished"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let lines = lines_of(&ran);
+    assert_eq!(lines.len(), total, "every job ran once");
+    assert_unique(&lines);
+}
+
+#[tokio::test]
+async fn a_killed_worker_loses_only_what_it_had_started() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let fast_lease = [("RJE_LEASE_SECONDS", "2"), ("RJE_WORKER_CONCURRENCY", "2")];
+    let doomed = cluster.worker(&fast_lease).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let mut long = Vec::new();
+    for n in 0..2 {
+        let command = format!("echo long-{n} >> {}; sleep 60", started.display());
+        long.push(cluster.submit(&api, json!({ "command": command })).await);
+    }
+    for id in &long {
+        cluster
+            .wait_for(&api, id, |job| job["started_at"].is_string())
+            .await;
+    }
+    // The doomed worker is full; these wait in the queue.
+    let mut quick = Vec::new();
+    for n in 0..3 {
+        let command = format!("echo quick-{n} >> {}", started.display());
+        quick.push(cluster.submit(&api, json!({ "command": command })).await);
+    }
+    let pgids: Vec<String> = {
+        let mut pgids = Vec::new();
+        for id in &long {
+            let job = cluster
+                .wait_for(&api, id, |job| job["remote_process_id"].is_string())
+                .await;
+            pgids.push(job["remote_process_id"].as_str().unwrap().to_owned());
+        }
+        pgids
+    };
+    cluster.processes[doomed].start_kill().unwrap();
+    cluster.processes[doomed].wait().await.unwrap();
+    let killed_at = Instant::now();
+
+    // A survivor reaps the lost jobs and runs the queued ones.
+    cluster.worker(&fast_lease).await;
+    for id in &long {
+        let job = cluster.wait_for(&api, id, is_final).await;
+        assert_eq!(job["status"], "Failed");
+        assert_eq!(job["error"], "worker lost");
+    }
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(30),
+        "settled within lease plus reap interval, give or take a busy machine"
+    );
+    for id in &quick {
+        assert_eq!(
+            cluster.wait_for(&api, id, is_final).await["status"],
+            "Success"
+        );
+    }
+    assert_eq!(
+        cluster.count(&api, "status=Running&limit=1").await,
+        0,
+        "none stuck"
+    );
+    let lines = lines_of(&started);
+    assert_unique(&lines);
+    assert_eq!(lines.len(), 5, "no command ran twice: {lines:?}");
+
+    // The killed worker could not kill its commands; the test does.
+    for pgid in pgids {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_through_one_process_kills_a_job_on_another() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let other_api = cluster.api().await;
+    cluster.worker(&[]).await;
+    let id = cluster
+        .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
+        .await;
+    let running = cluster
+        .wait_for(&api, &id, |job| job["remote_process_id"].is_string())
+        .await;
+    let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
+    let response = cluster
+        .client
+        .post(format!("{other_api}/jobs/{id}/cancel/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cancelled: Value = response.json().await.unwrap();
+    assert_eq!(cancelled["status"], "Cancelled");
+    assert_eq!(live_processes_in_group(&pgid), Vec::<String>::new());
+}
+
+/// A redis-server of the test's own, so that restarting it disturbs no
+/// other test.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--appendonly")
+            .arg("no")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("redis-server is needed ({err}): apt-get install -y redis-server")
+            });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_line_for_a_client_on_another_api() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(port);
+    let mut cluster = Cluster::with_redis(format!("redis://127.0.0.1:{}", redis.port)).await;
+    let submit_api = cluster.api().await;
+    let watch_api = cluster.api().await;
+    cluster.worker(&[]).await;
+    let id = cluster
+        .submit(
+            &submit_api,
+            json!({"command": "for i in $(seq 1 40); do echo line-$i; sleep 0.1; done"}),
+        )
+        .await;
+    let ws = watch_api.replace("http://", "ws://");
+    let session = tokio::spawn(ws_read_all(format!("{ws}/ws/jobs/{id}/")));
+    cluster
+        .wait_for(&submit_api, &id, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-10\n"))
+        })
+        .await;
+    drop(redis);
+    sleep(Duration::from_millis(1000)).await;
+    let _redis = OwnRedis::start(port);
+    let session = session.await.unwrap();
+    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(
+        session.output(),
+        expected,
+        "every line, in order, by replay"
+    );
+    assert_eq!(
+        session.statuses().last().map(String::as_str),
+        Some("Success")
+    );
+}
