@@ -6,7 +6,8 @@ use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
 
-/// Requires a configured bearer token on every route but `/health`. The
+/// Requires a configured bearer token on every route but the probes
+/// `/health` and `/ready`, which reveal nothing but up or down. The
 /// WebSocket also takes it as `?token=`, since browsers cannot set headers
 /// on a WebSocket.
 pub(crate) async fn require_token(
@@ -15,7 +16,7 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let tokens = &state.settings.tokens;
-    if tokens.is_empty() || request.uri().path() == "/health" {
+    if tokens.is_empty() || matches!(request.uri().path(), "/health" | "/ready") {
         return Ok(next.run(request).await);
     }
     let from_header = request

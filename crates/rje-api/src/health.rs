@@ -1,11 +1,76 @@
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/workers", get(workers))
+}
+
+/// Readiness: the store and the bus answer, and a worker is alive to run
+/// jobs. 503 with the reason otherwise.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store = state.store.ping().await.map_err(|err| err.to_string());
+    let bus = state.bus.ping().await.map_err(|err| err.to_string());
+    let since = Utc::now() - state.settings.worker_liveness;
+    let workers = match &store {
+        Ok(()) => state
+            .store
+            .workers(since)
+            .await
+            .map(|w| w.len())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    let ok = store.is_ok() && bus.is_ok() && workers > 0;
+    // Open without a token, like /health: the causes go to the log, not
+    // to whoever asks.
+    let describe = |what: &str, result: &Result<(), String>| match result {
+        Ok(()) => "ok",
+        Err(err) => {
+            tracing::warn!(%err, what, "not ready");
+            "unavailable"
+        }
+    };
+    let body = json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "store": describe("store", &store),
+        "bus": describe("bus", &bus),
+        "workers": workers,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// The live workers and the jobs each runs.
+async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let since = Utc::now() - state.settings.worker_liveness;
+    let workers = state.store.workers(since).await?;
+    let workers: Vec<Value> = workers
+        .into_iter()
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "host": w.host,
+                "concurrency": w.concurrency,
+                "started_at": w.started_at,
+                "heartbeat_at": w.heartbeat_at,
+                "jobs": w.jobs,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "workers": workers })))
 }
 
 /// Liveness: the process answers. Open without a token, so that load

@@ -27,6 +27,8 @@ pub struct ApiSettings {
     /// How long a cancel of a running job waits for the kill to be
     /// confirmed before answering 202.
     pub cancel_wait: Duration,
+    /// A worker whose heartbeat is older than this is not counted live.
+    pub worker_liveness: Duration,
 }
 
 impl Default for ApiSettings {
@@ -37,6 +39,7 @@ impl Default for ApiSettings {
             max_body_bytes: 1024 * 1024,
             hosts: HostNames::local_only(),
             cancel_wait: Duration::from_secs(10),
+            worker_liveness: Duration::from_secs(30),
         }
     }
 }

@@ -10,4 +10,4 @@ mod store;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use store::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage};
+pub use store::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, WorkerInfo};

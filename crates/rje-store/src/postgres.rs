@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::common::{
     REQUEUED_AFTER_LOSS, assembled_sql, conclude, corrupt, order_by, plan_prune, to_u32,
 };
-use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError};
+use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
@@ -717,6 +717,71 @@ impl JobStore for PostgresStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        host: &str,
+        concurrency: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, host, concurrency, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&worker.0)
+        .bind(host)
+        .bind(concurrency as i32)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(&worker.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
+        type Row = (
+            String,
+            String,
+            i32,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<Uuid>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+             FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
+             LEFT JOIN jobs j ON j.pk = l.job_pk \
+             WHERE w.heartbeat_at > $1 ORDER BY w.started_at, w.id, j.pk",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut workers: Vec<WorkerInfo> = Vec::new();
+        for (id, host, concurrency, started_at, heartbeat_at, job) in rows {
+            if workers.last().is_none_or(|w| w.id.0 != id) {
+                workers.push(WorkerInfo {
+                    id: WorkerId(id),
+                    host,
+                    concurrency: to_u32("concurrency", concurrency.into())?,
+                    started_at,
+                    heartbeat_at,
+                    jobs: Vec::new(),
+                });
+            }
+            if let (Some(job), Some(worker)) = (job, workers.last_mut()) {
+                worker.jobs.push(JobId(job));
+            }
+        }
+        Ok(workers)
     }
 
     async fn read_output(

@@ -20,7 +20,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use crate::common::{
     REQUEUED_AFTER_LOSS, assembled_sql, conclude, corrupt, order_by, plan_prune, to_u32,
 };
-use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError};
+use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
 /// Columns of a job row in [`JobRow`] order; output columns are separate
 /// so cheap reads can leave them out.
@@ -759,6 +759,66 @@ impl JobStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(reaped)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        host: &str,
+        concurrency: u32,
+    ) -> Result<(), StoreError> {
+        let at = micros(now());
+        sqlx::query(
+            "INSERT INTO workers (id, host, concurrency, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&worker.0)
+        .bind(host)
+        .bind(i64::from(concurrency))
+        .bind(at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(&worker.0)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+             FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
+             LEFT JOIN jobs j ON j.pk = l.job_pk \
+             WHERE w.heartbeat_at > ? ORDER BY w.started_at, w.id, j.pk",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut workers: Vec<WorkerInfo> = Vec::new();
+        for (id, host, concurrency, started_at, heartbeat_at, job) in rows {
+            if workers.last().is_none_or(|w| w.id.0 != id) {
+                workers.push(WorkerInfo {
+                    id: WorkerId(id),
+                    host,
+                    concurrency: to_u32("concurrency", concurrency)?,
+                    started_at: from_micros(started_at)?,
+                    heartbeat_at: from_micros(heartbeat_at)?,
+                    jobs: Vec::new(),
+                });
+            }
+            if let (Some(job), Some(worker)) = (job, workers.last_mut()) {
+                worker
+                    .jobs
+                    .push(JobId::parse(&job).ok_or_else(|| corrupt("id", &job))?);
+            }
+        }
+        Ok(workers)
     }
 
     async fn read_output(

@@ -37,6 +37,18 @@ pub struct ClaimedJob {
     pub last_seq: i64,
 }
 
+/// A worker as it announced itself, with the jobs it holds leases on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    /// The machine it runs on.
+    pub host: String,
+    pub concurrency: u32,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub jobs: Vec<JobId>,
+}
+
 /// A page of a job's output chunks.
 #[derive(Debug, Clone)]
 pub struct OutputPage {
@@ -143,6 +155,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// lifecycle rules ([`Job::when_worker_lost`]). Returns the jobs as
     /// they are now.
     async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+
+    /// Announces a worker, or beats its heartbeat.
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        host: &str,
+        concurrency: u32,
+    ) -> Result<(), StoreError>;
+
+    /// A worker that stops cleanly says goodbye.
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError>;
+
+    /// Workers whose heartbeat is newer than `since`, with their jobs.
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
 
     /// Output chunks with `seq > since`, oldest first, at most `limit`.
     async fn read_output(

@@ -5,6 +5,8 @@ use std::time::Duration;
 pub struct WorkerConfig {
     /// Jobs run at once.
     pub concurrency: usize,
+    /// The machine's name, as the worker announces itself.
+    pub host_name: String,
     /// How long a claim stays valid without renewal. A worker that dies
     /// loses its jobs to the reaper after at most this long.
     pub lease: Duration,
@@ -34,6 +36,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 16,
+            host_name: "localhost".into(),
             lease: Duration::from_secs(30),
             renew_every: Duration::from_secs(10),
             reap_every: Duration::from_secs(5),

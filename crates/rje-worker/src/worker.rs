@@ -84,6 +84,7 @@ impl Worker {
         let mut drain_deadline: Option<Instant> = None;
         let mut killed_for_shutdown = false;
         tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
+        self.beat().await;
 
         loop {
             if drain_deadline.is_some() && running.is_empty() {
@@ -128,7 +129,10 @@ impl Worker {
                     Received::Closed => cancels = None,
                 },
                 _ = poll.tick() => claim_now = true,
-                _ = renew.tick() => self.renew(&running).await,
+                _ = renew.tick() => {
+                    self.beat().await;
+                    self.renew(&running).await;
+                }
                 _ = reap.tick() => {
                     if let Err(err) = self.reap(Utc::now()).await {
                         tracing::warn!(%err, "reaping expired leases failed");
@@ -139,7 +143,24 @@ impl Worker {
                 self.claim(&mut tasks, &mut running).await;
             }
         }
+        if let Err(err) = self.ctx.store.remove_worker(&self.id).await {
+            tracing::warn!(%err, "could not deregister the worker");
+        }
         tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// Announces the worker, for /ready and /workers.
+    async fn beat(&self) {
+        let config = &self.ctx.config;
+        let concurrency = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+        if let Err(err) = self
+            .ctx
+            .store
+            .heartbeat(&self.id, &config.host_name, concurrency)
+            .await
+        {
+            tracing::warn!(%err, "worker heartbeat failed");
+        }
     }
 
     async fn claim(&self, tasks: &mut JoinSet<JobId>, running: &mut HashMap<JobId, Running>) {

@@ -172,6 +172,10 @@ impl ServeArgs {
         let defaults = WorkerConfig::default();
         let worker = WorkerConfig {
             concurrency: self.worker_concurrency as usize,
+            host_name: nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
             lease,
             renew_every: lease / 3,
             reap_every: (lease / 6).max(Duration::from_millis(500)),
@@ -205,6 +209,7 @@ impl ServeArgs {
             tokens,
             max_body_bytes: self.max_body_bytes as usize,
             cancel_wait: kill_grace + Duration::from_secs(5),
+            worker_liveness: lease,
             ..ApiSettings::default()
         };
         Ok(Settings {

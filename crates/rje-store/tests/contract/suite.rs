@@ -34,6 +34,7 @@ macro_rules! store_contract {
             renewal_reports_requested_cancels,
             reaping_follows_the_lifecycle_rules,
             retries_requeue_until_exhausted,
+            workers_announce_themselves_with_their_jobs,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -611,4 +612,46 @@ pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
         "max_retries = 1 allows one retry"
     );
     assert_eq!(job.error.as_deref(), Some("connection refused again"));
+}
+
+pub async fn workers_announce_themselves_with_their_jobs(store: Arc<dyn JobStore>) {
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let (busy, idle) = (worker(), worker());
+    store.heartbeat(&busy, "host-a", 4).await.unwrap();
+    store.heartbeat(&idle, "host-b", 2).await.unwrap();
+    store.create(new_job("a")).await.unwrap();
+    store.create(new_job("b")).await.unwrap();
+    let claimed = store.claim(&busy, 2, LEASE).await.unwrap();
+    store.heartbeat(&busy, "host-a", 4).await.unwrap();
+
+    let workers = store.workers(before).await.unwrap();
+    assert_eq!(workers.len(), 2);
+    let found = workers.iter().find(|w| w.id == busy).unwrap();
+    assert_eq!(found.host, "host-a");
+    assert_eq!(found.concurrency, 4);
+    assert!(found.heartbeat_at >= found.started_at);
+    let mut jobs = found.jobs.clone();
+    jobs.sort();
+    let mut expected: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
+    expected.sort();
+    assert_eq!(jobs, expected);
+    assert!(
+        workers
+            .iter()
+            .find(|w| w.id == idle)
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+
+    assert!(
+        store
+            .workers(Utc::now() + chrono::Duration::seconds(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "workers with an old heartbeat are not live"
+    );
+    store.remove_worker(&idle).await.unwrap();
+    assert_eq!(store.workers(before).await.unwrap().len(), 1);
 }

@@ -486,3 +486,31 @@ async fn response_has_request_id(app: &TestApp) -> bool {
         .headers()
         .contains_key("x-request-id")
 }
+
+#[tokio::test]
+async fn ready_and_workers_report_the_live_workers() {
+    let app = spawn_app().await;
+    let id = app.submit_command("sleep 60").await;
+    app.wait_started(&id).await;
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["store"], "ok");
+    assert_eq!(body["bus"], "ok");
+    assert_eq!(body["workers"], 1);
+
+    let workers: Value = app.get("/workers/").await.json().await.unwrap();
+    let workers = workers["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["concurrency"], 16);
+    assert_eq!(workers[0]["jobs"], json!([id]));
+    app.cancel(&id).await;
+
+    let api_only = spawn_app_with(|s| s.run_worker = false).await;
+    let ready = api_only.get("/ready").await;
+    assert_eq!(ready.status(), 503, "no worker, not ready");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["workers"], 0);
+    assert_eq!(body["store"], "ok");
+}

@@ -213,6 +213,17 @@ async fn two_apis_and_three_workers_run_every_job_exactly_once() {
     for _ in 0..3 {
         cluster.worker(&[]).await;
     }
+    let ready: Value = cluster
+        .client
+        .get(format!("{}/ready", apis[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["workers"], 3, "every worker announced itself");
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
     let priorities = ["High", "Medium", "Low"];
