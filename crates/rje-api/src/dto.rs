@@ -65,6 +65,14 @@ impl From<Job> for JobResponse {
 pub struct JobListResponse {
     pub jobs: Vec<JobResponse>,
     pub total_count: u64,
+    /// `false` when `total_count` is an estimate: past 10,000 matching jobs
+    /// PostgreSQL reports the planner's estimate rather than count them all.
+    #[serde(default = "exact")]
+    pub total_count_exact: bool,
+}
+
+fn exact() -> bool {
+    true
 }
 
 /// One output chunk as the logs route returns it.

@@ -50,6 +50,7 @@ async fn list(
     Ok(Json(JobListResponse {
         jobs: page.jobs.into_iter().map(JobResponse::from).collect(),
         total_count: page.total_count,
+        total_count_exact: page.total_exact,
     }))
 }
 

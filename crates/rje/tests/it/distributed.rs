@@ -441,3 +441,43 @@ async fn a_redis_restart_loses_no_line_for_a_client_on_another_api() {
         Some("Success")
     );
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish_then_the_worker_leaves() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let worker = cluster.worker(&[]).await;
+    let id = cluster
+        .submit(&api, json!({"command": "sleep 1; echo finished"}))
+        .await;
+    cluster
+        .wait_for(&api, &id, |job| job["started_at"].is_string())
+        .await;
+    let pid = cluster.processes[worker].id().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(DEADLINE, cluster.processes[worker].wait())
+        .await
+        .expect("the worker exits")
+        .unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    let job = cluster.job(&api, &id).await;
+    assert_eq!(
+        job["status"], "Success",
+        "it finished within its grace: {job}"
+    );
+    assert_eq!(job["stdout"], "finished\n");
+    let workers: Value = cluster
+        .client
+        .get(format!("{api}/workers/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(workers["workers"], json!([]), "it deregistered");
+}
