@@ -18,7 +18,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, assembled_sql, conclude, corrupt, order_by, plan_prune, to_u32,
+    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, group_workers, order_by,
+    plan_prune, to_u32,
 };
 use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
@@ -765,23 +766,16 @@ impl JobStore for PostgresStore {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        let mut workers: Vec<WorkerInfo> = Vec::new();
-        for (id, host, concurrency, started_at, heartbeat_at, job) in rows {
-            if workers.last().is_none_or(|w| w.id.0 != id) {
-                workers.push(WorkerInfo {
-                    id: WorkerId(id),
-                    host,
-                    concurrency: to_u32("concurrency", concurrency.into())?,
-                    started_at,
-                    heartbeat_at,
-                    jobs: Vec::new(),
-                });
-            }
-            if let (Some(job), Some(worker)) = (job, workers.last_mut()) {
-                worker.jobs.push(JobId(job));
-            }
-        }
-        Ok(workers)
+        group_workers(rows.into_iter().map(
+            |(id, host, concurrency, started_at, heartbeat_at, job)| WorkerJobRow {
+                id,
+                host,
+                concurrency: concurrency.into(),
+                started_at,
+                heartbeat_at,
+                job: job.map(JobId),
+            },
+        ))
     }
 
     async fn read_output(

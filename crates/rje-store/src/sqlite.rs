@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, assembled_sql, conclude, corrupt, order_by, plan_prune, to_u32,
+    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, group_workers, order_by,
+    plan_prune, to_u32,
 };
 use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
@@ -800,25 +801,22 @@ impl JobStore for SqliteStore {
         .bind(micros(since))
         .fetch_all(&self.reader)
         .await?;
-        let mut workers: Vec<WorkerInfo> = Vec::new();
-        for (id, host, concurrency, started_at, heartbeat_at, job) in rows {
-            if workers.last().is_none_or(|w| w.id.0 != id) {
-                workers.push(WorkerInfo {
-                    id: WorkerId(id),
+        let rows = rows
+            .into_iter()
+            .map(|(id, host, concurrency, started_at, heartbeat_at, job)| {
+                Ok(WorkerJobRow {
+                    id,
                     host,
-                    concurrency: to_u32("concurrency", concurrency)?,
+                    concurrency,
                     started_at: from_micros(started_at)?,
                     heartbeat_at: from_micros(heartbeat_at)?,
-                    jobs: Vec::new(),
-                });
-            }
-            if let (Some(job), Some(worker)) = (job, workers.last_mut()) {
-                worker
-                    .jobs
-                    .push(JobId::parse(&job).ok_or_else(|| corrupt("id", &job))?);
-            }
-        }
-        Ok(workers)
+                    job: job
+                        .map(|job| JobId::parse(&job).ok_or_else(|| corrupt("id", &job)))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        group_workers(rows)
     }
 
     async fn read_output(
