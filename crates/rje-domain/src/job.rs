@@ -184,13 +184,14 @@ pub struct Job {
 /// The error a job gets when the worker that ran it vanished.
 pub const WORKER_LOST: &str = "worker lost";
 
-/// What becomes of a running job whose worker vanished (its lease expired).
+/// What becomes of a running job whose attempt ended without an outcome of
+/// its command: its worker vanished, or the command could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LostJob {
-    /// The command never started: it is safe to run it elsewhere.
+    /// The command never ran: it is safe to run it (again) later.
     Requeue,
-    /// The command started and may have had effects: a shell command is
-    /// never silently run twice, so the job ends here.
+    /// The job ends here: for a lost worker, because a command that may
+    /// have had effects is never silently run twice.
     Settle(Settlement),
 }
 
@@ -220,6 +221,25 @@ impl Job {
     /// retry: `max_retries` counts retries, so attempts go up to one more.
     pub fn may_retry(&self) -> bool {
         !self.cancel_requested && self.attempts <= self.max_retries
+    }
+
+    /// The lifecycle rule for a command that could not start because of
+    /// `error`: another attempt later, or the end of the job (Cancelled if
+    /// a cancel came meanwhile, Failed with the error when out of retries).
+    pub fn when_start_failed(&self, error: &str) -> LostJob {
+        if self.may_retry() {
+            return LostJob::Requeue;
+        }
+        let outcome = if self.cancel_requested {
+            Outcome::Cancelled {
+                kill: ExitReport::Confirmed,
+            }
+        } else {
+            Outcome::Error {
+                message: error.to_owned(),
+            }
+        };
+        LostJob::Settle(outcome.settle())
     }
 }
 
@@ -425,6 +445,23 @@ mod tests {
         job.cancel_requested = true;
         let LostJob::Settle(settlement) = job.when_worker_lost() else {
             panic!("a cancelled job must not be requeued");
+        };
+        assert_eq!(settlement.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn a_start_failure_retries_then_fails_or_is_cancelled() {
+        let mut job = running_job();
+        assert_eq!(job.when_start_failed("refused"), LostJob::Requeue);
+        job.attempts = 4;
+        let LostJob::Settle(settlement) = job.when_start_failed("refused") else {
+            panic!("out of retries");
+        };
+        assert_eq!(settlement.status, Status::Failed);
+        assert_eq!(settlement.error.as_deref(), Some("refused"));
+        job.cancel_requested = true;
+        let LostJob::Settle(settlement) = job.when_start_failed("refused") else {
+            panic!("cancelled");
         };
         assert_eq!(settlement.status, Status::Cancelled);
     }

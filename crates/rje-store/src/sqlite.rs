@@ -695,19 +695,9 @@ impl JobStore for SqliteStore {
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let (_, job) = fetch_job(&mut tx, id).await?;
-            let job = if job.may_retry() {
-                requeue(&mut tx, pk, run_at, error).await?
-            } else {
-                let outcome = if job.cancel_requested {
-                    Outcome::Cancelled {
-                        kill: rje_domain::ExitReport::Confirmed,
-                    }
-                } else {
-                    Outcome::Error {
-                        message: error.to_owned(),
-                    }
-                };
-                settle(&mut tx, pk, &outcome.settle()).await?
+            let job = match job.when_start_failed(error) {
+                LostJob::Requeue => requeue(&mut tx, pk, run_at, error).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
             };
             Ok(job)
         }
