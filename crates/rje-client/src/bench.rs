@@ -105,6 +105,9 @@ pub struct Baseline {
     /// `sh -c true` spawned and waited for, per second, with the same
     /// concurrency as the throughput run.
     pub spawns_per_second: f64,
+    /// Milliseconds to spawn `sh -c true` and wait for it, one at a time
+    /// (the median of 50): the floor of any job's submit→finish.
+    pub spawn_ms: f64,
     /// Seconds `sh -c 'seq 1 N' > /dev/null` takes here.
     pub seq_seconds: f64,
 }
@@ -193,8 +196,14 @@ fn print_report(report: &Report) {
         ("first output", &report.first_output),
         ("cancel→dead", &report.cancel_to_dead),
     ] {
+        let beside = report
+            .baseline
+            .as_ref()
+            .filter(|b| b.spawn_ms > 0.0)
+            .map(|b| format!("  ({:.1}× a raw spawn)", spread.p50_ms / b.spawn_ms))
+            .unwrap_or_default();
         println!(
-            "{name:<17} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
+            "{name:<17} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={}){beside}",
             spread.p50_ms, spread.p99_ms, spread.max_ms, spread.count
         );
     }
@@ -224,8 +233,8 @@ fn print_report(report: &Report) {
     }
     if let Some(baseline) = &report.baseline {
         println!(
-            "raw spawn rate    {:>10.1} sh -c true/s; seq > /dev/null {:.3} s",
-            baseline.spawns_per_second, baseline.seq_seconds
+            "raw              {:>10.1} sh -c true/s; one spawn {:.2} ms; seq > /dev/null {:.3} s",
+            baseline.spawns_per_second, baseline.spawn_ms, baseline.seq_seconds
         );
     }
 }
@@ -402,6 +411,18 @@ async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError>
     }
     let spawns_per_second = f64::from(total) / started.elapsed().as_secs_f64();
 
+    let mut one_at_a_time = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        tokio::process::Command::new("sh")
+            .args(["-c", "true"])
+            .status()
+            .await
+            .map_err(spawn_error)?;
+        one_at_a_time.push(started.elapsed());
+    }
+    let spawn_ms = Spread::of(one_at_a_time).p50_ms;
+
     let mut best = f64::MAX;
     for _ in 0..5 {
         let started = Instant::now();
@@ -414,6 +435,7 @@ async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError>
     }
     Ok(Baseline {
         spawns_per_second,
+        spawn_ms,
         seq_seconds: best,
     })
 }

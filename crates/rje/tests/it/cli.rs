@@ -459,6 +459,7 @@ async fn bench_counts_are_right() {
     assert_eq!(report["log"]["lines_delivered"], 20000);
     assert_eq!(report["log"]["in_order"], true);
     assert!(report["baseline"]["spawns_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["baseline"]["spawn_ms"].as_f64().unwrap() > 0.0);
     let all: Value = app.get("/jobs/list/?limit=1").await.json().await.unwrap();
     assert_eq!(
         all["total_count"],
