@@ -105,7 +105,14 @@ impl ListQuery {
                 }
                 "status" => query.status = errors.take("status", value.parse()),
                 "priority" => query.priority = errors.take("priority", value.parse()),
-                "host" => query.host = Some(value.to_owned()),
+                "host" => {
+                    let host = if value.contains('\0') {
+                        Err("must not contain a NUL byte".to_owned())
+                    } else {
+                        Ok(value.to_owned())
+                    };
+                    query.host = errors.take("host", host);
+                }
                 "ordering" => {
                     if let Some(ordering) = errors.take("ordering", Ordering::parse(value)) {
                         query.ordering = ordering;
@@ -167,6 +174,7 @@ mod tests {
             ("status", "Done"),
             ("priority", "urgent"),
             ("ordering", "name"),
+            ("host", "a\0b"),
         ] {
             let err = ListQuery::parse([(name, value)]).unwrap_err();
             assert_eq!(err.details[0].field, name, "{name}={value}");

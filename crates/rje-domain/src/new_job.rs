@@ -186,6 +186,10 @@ pub(crate) fn parse_parameters(value: &Value, limits: &Limits) -> Result<Value, 
             limits.max_parameters_bytes
         ));
     }
+    if contains_nul(value) {
+        // Stores keep parameters as JSON text; PostgreSQL refuses NUL there.
+        return Err("must not contain a NUL character".into());
+    }
     ExecParameters::from_parameters(value)?;
     Ok(value.clone())
 }
@@ -239,6 +243,17 @@ impl ExecParameters {
             exec.cwd = Some(cwd.to_owned());
         }
         Ok(exec)
+    }
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
     }
 }
 
@@ -349,6 +364,8 @@ mod tests {
             json!({"env": {"OK": 1}}),
             json!({"env": "A=B"}),
             json!({"cwd": "relative"}),
+            json!({"note": ["a\u{0}b"]}),
+            json!({"a\u{0}": 1}),
         ] {
             assert!(
                 parse(json!({"command": "x", "parameters": bad})).is_err(),

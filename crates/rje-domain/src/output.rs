@@ -133,10 +133,18 @@ impl OutputSplitter {
     }
 }
 
+/// Output as text: invalid UTF-8 and NUL bytes become U+FFFD. NUL is valid
+/// UTF-8, but PostgreSQL cannot store it in text, and output must read the
+/// same whichever store keeps it.
 fn lossy(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
+    let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    };
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
 
@@ -360,6 +368,15 @@ mod tests {
         assert_eq!(
             splitter.push(Stream::Stdout, &[euro[2], b'\n']).as_deref(),
             Some("€\n")
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_replaced() {
+        let mut splitter = OutputSplitter::new(1024);
+        assert_eq!(
+            splitter.push(Stream::Stdout, b"a\0b\n").as_deref(),
+            Some("a\u{FFFD}b\n")
         );
     }
 

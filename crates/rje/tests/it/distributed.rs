@@ -481,3 +481,33 @@ async fn sigterm_lets_a_running_job_finish_then_the_worker_leaves() {
         .unwrap();
     assert_eq!(workers["workers"], json!([]), "it deregistered");
 }
+
+#[tokio::test]
+async fn nul_bytes_never_reach_postgresql_as_errors() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    cluster.worker(&[]).await;
+
+    let id = cluster
+        .submit(&api, json!({"command": "printf 'nul:\\0:end\\n'"}))
+        .await;
+    let job = cluster.wait_for(&api, &id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], "nul:\u{FFFD}:end\n");
+
+    let refused = cluster
+        .client
+        .post(format!("{api}/jobs/"))
+        .json(&json!({"command": "true", "parameters": {"note": "a\u{0}b"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let listed = cluster
+        .client
+        .get(format!("{api}/jobs/list/?host=a%00b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 400);
+}
