@@ -33,6 +33,16 @@ pub(crate) async fn conclude<DB: sqlx::Database, T>(
     }
 }
 
+/// A fenced write (its WHERE names the attempt) that changed no row came
+/// from an attempt that is no longer current.
+pub(crate) fn fenced_unless_written(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::Fenced)
+    } else {
+        Ok(())
+    }
+}
+
 pub(crate) fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
     StoreError::Internal(format!("stored {what} is invalid: {value:?}"))
 }

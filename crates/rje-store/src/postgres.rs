@@ -18,8 +18,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, group_workers, order_by,
-    plan_prune, to_u32,
+    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, fenced_unless_written,
+    group_workers, order_by, plan_prune, to_u32,
 };
 use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
@@ -496,10 +496,7 @@ impl JobStore for PostgresStore {
         .bind(attempt as i32)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced);
-        }
-        Ok(())
+        fenced_unless_written(done.rows_affected())
     }
 
     async fn append_output(
@@ -519,9 +516,7 @@ impl JobStore for PostgresStore {
             .bind(attempt as i32)
             .execute(&self.pool)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Fenced);
-            }
+            fenced_unless_written(done.rows_affected())?;
         }
         if chunks.is_empty() {
             return Ok(());
@@ -554,10 +549,7 @@ impl JobStore for PostgresStore {
         .bind(attempt as i32)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced);
-        }
-        Ok(())
+        fenced_unless_written(done.rows_affected())
     }
 
     async fn prune_output(

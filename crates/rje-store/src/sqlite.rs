@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, group_workers, order_by,
-    plan_prune, to_u32,
+    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, fenced_unless_written,
+    group_workers, order_by, plan_prune, to_u32,
 };
 use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
 
@@ -540,10 +540,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(attempt))
         .execute(&self.writer)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced);
-        }
-        Ok(())
+        fenced_unless_written(done.rows_affected())
     }
 
     async fn append_output(
@@ -565,9 +562,7 @@ impl JobStore for SqliteStore {
             .bind(i64::from(attempt))
             .execute(&self.writer)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Fenced);
-            }
+            fenced_unless_written(done.rows_affected())?;
         }
         // SQLite allows 32766 bound values; 5 per chunk.
         for batch in chunks.chunks(5000) {
@@ -590,9 +585,7 @@ impl JobStore for SqliteStore {
                 .push_bind(i64::from(attempt))
                 .push(" AND jobs.status = 'Running'");
             let done = insert.build().execute(&self.writer).await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Fenced);
-            }
+            fenced_unless_written(done.rows_affected())?;
         }
         Ok(())
     }
