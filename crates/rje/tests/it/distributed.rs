@@ -139,9 +139,9 @@ impl Cluster {
         id_of(&response.json().await.unwrap())
     }
 
-    async fn job(&self, api: &str, id: &str) -> Value {
+    async fn get_json(&self, url: String) -> Value {
         self.client
-            .get(format!("{api}/jobs/{id}/"))
+            .get(url)
             .send()
             .await
             .unwrap()
@@ -150,16 +150,12 @@ impl Cluster {
             .unwrap()
     }
 
+    async fn job(&self, api: &str, id: &str) -> Value {
+        self.get_json(format!("{api}/jobs/{id}/")).await
+    }
+
     async fn count(&self, api: &str, query: &str) -> u64 {
-        let page: Value = self
-            .client
-            .get(format!("{api}/jobs/list/?{query}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = self.get_json(format!("{api}/jobs/list/?{query}")).await;
         page["total_count"].as_u64().unwrap()
     }
 
@@ -213,15 +209,7 @@ async fn two_apis_and_three_workers_run_every_job_exactly_once() {
     for _ in 0..3 {
         cluster.worker(&[]).await;
     }
-    let ready: Value = cluster
-        .client
-        .get(format!("{}/ready", apis[1]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = cluster.get_json(format!("{}/ready", apis[1])).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["workers"], 3, "every worker announced itself");
     let dir = tempfile::tempdir().unwrap();
@@ -470,15 +458,7 @@ async fn sigterm_lets_a_running_job_finish_then_the_worker_leaves() {
         "it finished within its grace: {job}"
     );
     assert_eq!(job["stdout"], "finished\n");
-    let workers: Value = cluster
-        .client
-        .get(format!("{api}/workers/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workers = cluster.get_json(format!("{api}/workers/")).await;
     assert_eq!(workers["workers"], json!([]), "it deregistered");
 }
 
