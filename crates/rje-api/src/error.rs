@@ -17,6 +17,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("job not found")]
     JobNotFound,
+    #[error("no host named {0:?}")]
+    HostNotFound(String),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -44,7 +46,9 @@ impl ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::JobNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::JobNotFound | ApiError::HostNotFound(_) | ApiError::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

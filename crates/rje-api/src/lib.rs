@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod extract;
 mod health;
+mod hosts;
 mod jobs;
 mod logs;
 mod state;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .merge(logs::router())
         .merge(ws::router())
         .merge(health::router())
+        .merge(hosts::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use rje_bus::Bus;
 use rje_domain::{HostNames, Limits};
+use rje_exec::HostDirectory;
 use rje_store::JobStore;
 
 /// What every handler may use, passed explicitly through axum's `State`.
@@ -10,6 +11,8 @@ use rje_store::JobStore;
 pub struct AppState {
     pub store: Arc<dyn JobStore>,
     pub bus: Arc<dyn Bus>,
+    /// The hosts jobs run on, for `/hosts/`.
+    pub hosts: Arc<dyn HostDirectory>,
     pub settings: Arc<ApiSettings>,
 }
 

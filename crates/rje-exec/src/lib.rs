@@ -3,6 +3,7 @@
 //! by killing the whole group and confirming that the group is gone.
 
 mod group;
+mod hosts;
 mod local;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use group::{GroupState, group_state};
+pub use hosts::{CheckReport, HostDirectory, HostHealth, HostStatus};
 pub use local::LocalExecutor;
 
 /// What to run.

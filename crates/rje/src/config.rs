@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use rje_api::ApiSettings;
 use rje_domain::Limits;
+use rje_ssh::{Inventory, ProcessEnv};
 use rje_worker::WorkerConfig;
 
 /// Everything `rje serve` can be told.
@@ -100,6 +101,8 @@ pub struct Settings {
     pub worker: WorkerConfig,
     pub kill_grace: Duration,
     pub run_worker: bool,
+    /// The SSH hosts jobs may run on, and the default host.
+    pub inventory: Inventory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Hosts(#[from] rje_ssh::ConfigError),
 }
 
 fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -141,20 +146,14 @@ impl Default for Settings {
             worker: WorkerConfig::default(),
             kill_grace: Duration::from_secs(5),
             run_worker: true,
+            inventory: Inventory::default(),
         }
     }
 }
 
 impl ServeArgs {
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        for variable in ["RJE_SSH_HOST", "EC2_HOST", "RJE_HOSTS_FILE"] {
-            if std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
-                return Err(ConfigError::Unsupported(format!(
-                    "{variable} is set, but this build of rje cannot run jobs over SSH yet; \
-                     unset it to run jobs on this machine"
-                )));
-            }
-        }
+        let inventory = Inventory::from_env(&ProcessEnv)?;
         let database_url = database_url(self.database_url)?;
         let redis_url = self
             .redis_url
@@ -223,6 +222,7 @@ impl ServeArgs {
             worker,
             kill_grace,
             run_worker: !self.no_worker,
+            inventory,
         })
     }
 }

@@ -12,8 +12,7 @@ use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use rje_api::AppState;
 use rje_bus::{Bus, MemoryBus, RedisBus};
-use rje_domain::HostNames;
-use rje_exec::LocalExecutor;
+use rje_ssh::Hosts;
 use rje_store::{JobStore, PostgresStore, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
 use tokio::net::TcpListener;
@@ -153,11 +152,14 @@ impl RunningServer {
                 source,
             })?;
 
+        let hosts = Arc::new(Hosts::new(settings.inventory.clone(), settings.kill_grace));
+        let mut api_settings = settings.api.clone();
+        api_settings.hosts = hosts.names();
         let shutdown = CancellationToken::new();
         let worker = settings.run_worker.then(|| {
-            let executors = Executors::new(HostNames::LOCAL).with(
-                HostNames::LOCAL,
-                Arc::new(LocalExecutor::new(settings.kill_grace)),
+            let executors = hosts.executors().into_iter().fold(
+                Executors::new(hosts.default_host()),
+                |all, (name, executor)| all.with(name, executor),
             );
             let worker = Worker::new(
                 store.clone(),
@@ -170,7 +172,8 @@ impl RunningServer {
         let state = AppState {
             store,
             bus,
-            settings: Arc::new(settings.api.clone()),
+            hosts,
+            settings: Arc::new(api_settings),
         };
         let serve = listener.map(|listener| {
             let app = rje_api::app(state);

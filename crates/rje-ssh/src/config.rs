@@ -1,0 +1,598 @@
+//! Where the hosts come from: the default host from `RJE_SSH_*` (or the
+//! original's `EC2_*`) and named hosts from a TOML file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// OpenSSH's default `MaxSessions`: channels one connection may carry.
+pub const DEFAULT_MAX_SESSIONS: usize = 10;
+/// Jobs one process runs on a host at once unless the host says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_JOBS: usize = 64;
+/// The name of the host configured from the environment.
+pub const ENV_HOST_NAME: &str = "default";
+
+/// Whether a host key that known_hosts does not hold may be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only keys already in known_hosts.
+    #[default]
+    Strict,
+    /// Trust on first use: an unknown host's key is recorded in known_hosts
+    /// and trusted from then on. A changed key is still refused.
+    AcceptNew,
+}
+
+impl HostKeyPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::AcceptNew => "accept-new",
+        }
+    }
+}
+
+/// Where a passphrase for an encrypted key comes from; never the TOML
+/// file itself, so the inventory can be shared without secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passphrase {
+    /// Read from this environment variable when the key is loaded.
+    Env(String),
+    /// Read from this file (its first line) when the key is loaded.
+    File(PathBuf),
+}
+
+/// One host jobs can run on over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// A private key file; `None` uses only ssh-agent.
+    pub key: Option<PathBuf>,
+    pub passphrase: Option<Passphrase>,
+    /// The ssh-agent socket (`SSH_AUTH_SOCK` when rje started), whose keys
+    /// are offered after the key file's.
+    pub agent: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    /// Jobs this process runs on the host at once.
+    pub max_concurrent_jobs: usize,
+    /// Channels per connection before another connection is opened.
+    pub max_sessions: usize,
+    pub labels: Vec<String>,
+    pub connect_timeout: Duration,
+    pub keepalive: Duration,
+}
+
+/// Every configured host, and the one a job without `host` runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub hosts: Vec<HostConfig>,
+    /// `None`: jobs without a host run locally.
+    pub default_host: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read the hosts file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("the hosts file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0}")]
+    Env(String),
+}
+
+/// The process environment, as a lookup, so tests need not set real
+/// variables.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Environment for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// A host name a job can give: short, and safe in URLs and logs.
+pub fn is_valid_host_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn home_dir(env: &dyn Environment) -> PathBuf {
+    PathBuf::from(env.var("HOME").unwrap_or_else(|| "/root".into()))
+}
+
+/// `~/…` in configured paths means the home directory, as in ssh_config.
+fn expand_home(path: &str, env: &dyn Environment) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => home_dir(env).join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDefaults {
+    user: Option<String>,
+    port: Option<u16>,
+    key: Option<String>,
+    key_passphrase_env: Option<String>,
+    key_passphrase_file: Option<String>,
+    known_hosts: Option<String>,
+    host_key_policy: Option<HostKeyPolicy>,
+    max_concurrent_jobs: Option<usize>,
+    max_sessions: Option<usize>,
+    connect_timeout_seconds: Option<f64>,
+    keepalive_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHost {
+    address: String,
+    user: Option<String>,
+    port: Option<u16>,
+    key: Option<String>,
+    key_passphrase_env: Option<String>,
+    key_passphrase_file: Option<String>,
+    known_hosts: Option<String>,
+    host_key_policy: Option<HostKeyPolicy>,
+    max_concurrent_jobs: Option<usize>,
+    max_sessions: Option<usize>,
+    connect_timeout_seconds: Option<f64>,
+    keepalive_seconds: Option<f64>,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsFile {
+    /// The host a job without `host` runs on.
+    default: Option<String>,
+    defaults: Option<FileDefaults>,
+    #[serde(default)]
+    hosts: BTreeMap<String, FileHost>,
+}
+
+/// Settings that every host has, from the file's `[defaults]` or the
+/// environment, before a host's own override them.
+struct Common {
+    user: String,
+    port: u16,
+    key: Option<PathBuf>,
+    passphrase: Option<Passphrase>,
+    agent: Option<PathBuf>,
+    known_hosts: PathBuf,
+    host_key_policy: HostKeyPolicy,
+    max_concurrent_jobs: usize,
+    max_sessions: usize,
+    connect_timeout: Duration,
+    keepalive: Duration,
+}
+
+fn seconds(name: &str, value: Option<f64>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(s) if s.is_finite() && (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(format!("{name} must be from 0.1 to 3600 seconds, not {s}")),
+    }
+}
+
+fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=10_000).contains(&n) => Ok(n),
+        Some(n) => Err(format!("{name} must be from 1 to 10000, not {n}")),
+    }
+}
+
+fn passphrase(env_name: Option<String>, file: Option<PathBuf>) -> Option<Passphrase> {
+    env_name.map(Passphrase::Env).or(file.map(Passphrase::File))
+}
+
+impl Common {
+    fn from_env(env: &dyn Environment) -> Result<Self, ConfigError> {
+        let known_hosts = env
+            .var("RJE_SSH_KNOWN_HOSTS")
+            .map(|p| expand_home(&p, env))
+            .unwrap_or_else(|| home_dir(env).join(".ssh").join("known_hosts"));
+        let port = match env.var("RJE_SSH_PORT") {
+            None => 22,
+            Some(port) => port.parse().map_err(|_| {
+                ConfigError::Env(format!("RJE_SSH_PORT must be a port number, not {port:?}"))
+            })?,
+        };
+        let host_key_policy = match env.var("RJE_SSH_HOST_KEY_POLICY").as_deref() {
+            None | Some("strict") => HostKeyPolicy::Strict,
+            Some("accept-new") => HostKeyPolicy::AcceptNew,
+            Some(other) => {
+                return Err(ConfigError::Env(format!(
+                    "RJE_SSH_HOST_KEY_POLICY must be strict or accept-new, not {other:?}"
+                )));
+            }
+        };
+        let max_concurrent_jobs = match env.var("RJE_SSH_MAX_CONCURRENT_JOBS") {
+            None => None,
+            Some(n) => Some(n.parse().map_err(|_| {
+                ConfigError::Env(format!(
+                    "RJE_SSH_MAX_CONCURRENT_JOBS must be a number, not {n:?}"
+                ))
+            })?),
+        };
+        Ok(Self {
+            user: env
+                .var("RJE_SSH_USER")
+                .or_else(|| env.var("EC2_USERNAME"))
+                .or_else(|| env.var("USER"))
+                .unwrap_or_else(|| "root".into()),
+            port,
+            key: env
+                .var("RJE_SSH_KEY")
+                .or_else(|| env.var("EC2_KEY_PATH"))
+                .map(|p| expand_home(&p, env)),
+            passphrase: passphrase(
+                env.var("RJE_SSH_KEY_PASSPHRASE")
+                    .map(|_| "RJE_SSH_KEY_PASSPHRASE".to_owned()),
+                env.var("RJE_SSH_KEY_PASSPHRASE_FILE")
+                    .map(|p| expand_home(&p, env)),
+            ),
+            agent: env.var("SSH_AUTH_SOCK").map(PathBuf::from),
+            known_hosts,
+            host_key_policy,
+            max_concurrent_jobs: positive(
+                "RJE_SSH_MAX_CONCURRENT_JOBS",
+                max_concurrent_jobs,
+                DEFAULT_MAX_CONCURRENT_JOBS,
+            )
+            .map_err(ConfigError::Env)?,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+        })
+    }
+
+    fn with_file_defaults(
+        mut self,
+        defaults: FileDefaults,
+        env: &dyn Environment,
+    ) -> Result<Self, String> {
+        if let Some(user) = defaults.user {
+            self.user = user;
+        }
+        if let Some(port) = defaults.port {
+            self.port = port;
+        }
+        if let Some(key) = defaults.key {
+            self.key = Some(expand_home(&key, env));
+        }
+        if let Some(p) = passphrase(
+            defaults.key_passphrase_env,
+            defaults.key_passphrase_file.map(|p| expand_home(&p, env)),
+        ) {
+            self.passphrase = Some(p);
+        }
+        if let Some(path) = defaults.known_hosts {
+            self.known_hosts = expand_home(&path, env);
+        }
+        if let Some(policy) = defaults.host_key_policy {
+            self.host_key_policy = policy;
+        }
+        self.max_concurrent_jobs = positive(
+            "defaults.max_concurrent_jobs",
+            defaults.max_concurrent_jobs,
+            self.max_concurrent_jobs,
+        )?;
+        self.max_sessions = positive(
+            "defaults.max_sessions",
+            defaults.max_sessions,
+            self.max_sessions,
+        )?;
+        self.connect_timeout = seconds(
+            "defaults.connect_timeout_seconds",
+            defaults.connect_timeout_seconds,
+            self.connect_timeout,
+        )?;
+        self.keepalive = seconds(
+            "defaults.keepalive_seconds",
+            defaults.keepalive_seconds,
+            self.keepalive,
+        )?;
+        Ok(self)
+    }
+
+    fn host(
+        &self,
+        name: &str,
+        host: FileHost,
+        env: &dyn Environment,
+    ) -> Result<HostConfig, String> {
+        if host.address.trim().is_empty() {
+            return Err(format!("hosts.{name}.address is empty"));
+        }
+        Ok(HostConfig {
+            name: name.to_owned(),
+            address: host.address,
+            port: host.port.unwrap_or(self.port),
+            user: host.user.unwrap_or_else(|| self.user.clone()),
+            key: host
+                .key
+                .map(|k| expand_home(&k, env))
+                .or_else(|| self.key.clone()),
+            passphrase: passphrase(
+                host.key_passphrase_env,
+                host.key_passphrase_file.map(|p| expand_home(&p, env)),
+            )
+            .or_else(|| self.passphrase.clone()),
+            agent: self.agent.clone(),
+            known_hosts: host
+                .known_hosts
+                .map(|p| expand_home(&p, env))
+                .unwrap_or_else(|| self.known_hosts.clone()),
+            host_key_policy: host.host_key_policy.unwrap_or(self.host_key_policy),
+            max_concurrent_jobs: positive(
+                &format!("hosts.{name}.max_concurrent_jobs"),
+                host.max_concurrent_jobs,
+                self.max_concurrent_jobs,
+            )?,
+            max_sessions: positive(
+                &format!("hosts.{name}.max_sessions"),
+                host.max_sessions,
+                self.max_sessions,
+            )?,
+            labels: host.labels,
+            connect_timeout: seconds(
+                &format!("hosts.{name}.connect_timeout_seconds"),
+                host.connect_timeout_seconds,
+                self.connect_timeout,
+            )?,
+            keepalive: seconds(
+                &format!("hosts.{name}.keepalive_seconds"),
+                host.keepalive_seconds,
+                self.keepalive,
+            )?,
+        })
+    }
+}
+
+impl Inventory {
+    /// Reads `RJE_SSH_*` / `EC2_*` and the file `RJE_HOSTS_FILE` names.
+    pub fn from_env(env: &dyn Environment) -> Result<Self, ConfigError> {
+        let common = Common::from_env(env)?;
+        let mut inventory = Inventory::default();
+        if let Some(address) = env.var("RJE_SSH_HOST").or_else(|| env.var("EC2_HOST")) {
+            let host = FileHost {
+                address,
+                user: None,
+                port: None,
+                key: None,
+                key_passphrase_env: None,
+                key_passphrase_file: None,
+                known_hosts: None,
+                host_key_policy: None,
+                max_concurrent_jobs: None,
+                max_sessions: None,
+                connect_timeout_seconds: None,
+                keepalive_seconds: None,
+                labels: Vec::new(),
+            };
+            let host = common
+                .host(ENV_HOST_NAME, host, env)
+                .map_err(ConfigError::Env)?;
+            inventory.hosts.push(host);
+            inventory.default_host = Some(ENV_HOST_NAME.to_owned());
+        }
+        if let Some(path) = env.var("RJE_HOSTS_FILE") {
+            let path = expand_home(&path, env);
+            let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read {
+                path: path.clone(),
+                message: err.to_string(),
+            })?;
+            inventory
+                .add_file(&text, common, env)
+                .map_err(|message| ConfigError::Invalid { path, message })?;
+        }
+        Ok(inventory)
+    }
+
+    /// Parses a hosts file's text (see the README for its form).
+    pub fn parse_file(text: &str, env: &dyn Environment) -> Result<Self, String> {
+        let mut inventory = Inventory::default();
+        inventory.add_file(text, Common::from_env(env).map_err(|e| e.to_string())?, env)?;
+        Ok(inventory)
+    }
+
+    fn add_file(
+        &mut self,
+        text: &str,
+        common: Common,
+        env: &dyn Environment,
+    ) -> Result<(), String> {
+        let file: HostsFile = toml::from_str(text).map_err(|err| err.to_string())?;
+        let common = match file.defaults {
+            Some(defaults) => common.with_file_defaults(defaults, env)?,
+            None => common,
+        };
+        for (name, host) in file.hosts {
+            if !is_valid_host_name(&name) || name == rje_domain::HostNames::LOCAL {
+                return Err(format!(
+                    "{name:?} cannot name a host: use 1 to 64 letters, digits, '-', '_' or '.', \
+                     and not \"local\""
+                ));
+            }
+            if self.hosts.iter().any(|h| h.name == name) {
+                return Err(format!("host {name:?} is configured twice"));
+            }
+            self.hosts.push(common.host(&name, host, env)?);
+        }
+        if let Some(default) = file.default {
+            let known = default == rje_domain::HostNames::LOCAL
+                || self.hosts.iter().any(|h| h.name == default);
+            if !known {
+                return Err(format!("default = {default:?} names no configured host"));
+            }
+            self.default_host = Some(default);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&HostConfig> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The names a job may give (`local` and every host), and the default.
+    pub fn names(&self) -> rje_domain::HostNames {
+        use rje_domain::HostNames;
+        HostNames::new(
+            self.default_host.as_deref().unwrap_or(HostNames::LOCAL),
+            std::iter::once(HostNames::LOCAL).chain(self.hosts.iter().map(|h| h.name.as_str())),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_original_ec2_variables_make_the_default_host() {
+        let inventory = Inventory::from_env(&env(&[
+            ("EC2_HOST", "ec2-1.example.com"),
+            ("EC2_USERNAME", "ubuntu"),
+            ("EC2_KEY_PATH", "/keys/ssh-key.pem"),
+            ("HOME", "/home/op"),
+        ]))
+        .unwrap();
+        let host = inventory.get(ENV_HOST_NAME).unwrap();
+        assert_eq!(host.address, "ec2-1.example.com");
+        assert_eq!(host.user, "ubuntu");
+        assert_eq!(host.port, 22);
+        assert_eq!(host.key.as_deref(), Some(Path::new("/keys/ssh-key.pem")));
+        assert_eq!(host.known_hosts, Path::new("/home/op/.ssh/known_hosts"));
+        assert_eq!(host.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(inventory.default_host.as_deref(), Some(ENV_HOST_NAME));
+    }
+
+    #[test]
+    fn rje_variables_win_over_the_original_ones() {
+        let inventory = Inventory::from_env(&env(&[
+            ("RJE_SSH_HOST", "10.0.0.5"),
+            ("EC2_HOST", "ignored"),
+            ("RJE_SSH_PORT", "2222"),
+            ("RJE_SSH_USER", "deploy"),
+            ("EC2_USERNAME", "ignored"),
+            ("RJE_SSH_KNOWN_HOSTS", "/etc/rje/known_hosts"),
+            ("RJE_SSH_HOST_KEY_POLICY", "accept-new"),
+        ]))
+        .unwrap();
+        let host = inventory.get(ENV_HOST_NAME).unwrap();
+        assert_eq!((host.address.as_str(), host.port), ("10.0.0.5", 2222));
+        assert_eq!(host.user, "deploy");
+        assert_eq!(host.known_hosts, Path::new("/etc/rje/known_hosts"));
+        assert_eq!(host.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert!(Inventory::from_env(&env(&[("RJE_SSH_PORT", "x")])).is_err());
+        assert!(Inventory::from_env(&env(&[("RJE_SSH_HOST_KEY_POLICY", "yes")])).is_err());
+    }
+
+    #[test]
+    fn nothing_configured_means_local_only() {
+        let inventory = Inventory::from_env(&env(&[])).unwrap();
+        assert!(inventory.hosts.is_empty());
+        assert_eq!(inventory.default_host, None);
+    }
+
+    #[test]
+    fn a_hosts_file_names_hosts_with_defaults() {
+        let text = r#"
+            default = "web-1"
+            [defaults]
+            user = "deploy"
+            key = "~/.ssh/id_ed25519"
+            max_concurrent_jobs = 8
+            [hosts.web-1]
+            address = "10.0.0.5"
+            labels = ["web", "eu"]
+            [hosts.db-1]
+            address = "10.0.0.6"
+            port = 2200
+            user = "postgres"
+            host_key_policy = "accept-new"
+            key_passphrase_file = "/run/secrets/db-key-pass"
+            max_concurrent_jobs = 2
+            max_sessions = 4
+        "#;
+        let inventory = Inventory::parse_file(text, &env(&[("HOME", "/home/op")])).unwrap();
+        assert_eq!(inventory.default_host.as_deref(), Some("web-1"));
+        let web = inventory.get("web-1").unwrap();
+        assert_eq!((web.user.as_str(), web.port), ("deploy", 22));
+        assert_eq!(
+            web.key.as_deref(),
+            Some(Path::new("/home/op/.ssh/id_ed25519"))
+        );
+        assert_eq!(web.labels, ["web", "eu"]);
+        assert_eq!(web.max_concurrent_jobs, 8);
+        let db = inventory.get("db-1").unwrap();
+        assert_eq!((db.user.as_str(), db.port), ("postgres", 2200));
+        assert_eq!(db.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(
+            db.passphrase,
+            Some(Passphrase::File("/run/secrets/db-key-pass".into()))
+        );
+        assert_eq!((db.max_concurrent_jobs, db.max_sessions), (2, 4));
+    }
+
+    #[test]
+    fn a_bad_hosts_file_says_what_is_wrong() {
+        let none = env(&[]);
+        let cases = [
+            ("[hosts.local]\naddress = \"x\"", "not \"local\""),
+            ("[hosts.\"a b\"]\naddress = \"x\"", "cannot name a host"),
+            (
+                "[hosts.a]\naddress = \"x\"\nmax_sessions = 0",
+                "max_sessions",
+            ),
+            (
+                "[hosts.a]\naddress = \"x\"\nhost_key_policy = \"yes\"",
+                "host_key_policy",
+            ),
+            ("[hosts.a]\naddress = \"x\"\nadress = \"y\"", "adress"),
+            (
+                "default = \"b\"\n[hosts.a]\naddress = \"x\"",
+                "names no configured host",
+            ),
+            ("[hosts.a]\naddress = \"\"", "address is empty"),
+        ];
+        for (text, expected) in cases {
+            let err = Inventory::parse_file(text, &none).unwrap_err();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Runs a job's command on a host over one channel of the host's pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rje_domain::{ExitReport, Outcome, Stream};
+use rje_exec::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
+use russh::ChannelMsg;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::{ChannelLease, HostPool};
+use crate::remote::{self, Header, KillResult, MAX_HEADER};
+
+/// How long output may still arrive after the group was killed.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// How long rje keeps trying to reach a host to kill a job's group.
+const KILL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs commands on one host over SSH.
+pub struct SshExecutor {
+    pool: Arc<HostPool>,
+    grace: Duration,
+}
+
+impl SshExecutor {
+    /// `grace` is the time between TERM and KILL.
+    pub fn new(pool: Arc<HostPool>, grace: Duration) -> Self {
+        Self { pool, grace }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Closed,
+    TimedOut,
+    Cancelled,
+}
+
+/// What one run has seen on its channel.
+#[derive(Default)]
+struct Seen {
+    /// stdout bytes until the wrapper's first newline.
+    header_bytes: Vec<u8>,
+    header: Option<Header>,
+    /// The first line turned out not to be the wrapper's.
+    no_header: bool,
+    exit_code: Option<u32>,
+    exit_signal: Option<russh::Sig>,
+    refused: bool,
+    closed: bool,
+}
+
+impl Seen {
+    fn group(&self) -> Option<(u32, &str)> {
+        match &self.header {
+            Some(Header::Started { pgid, boot_id }) => Some((*pgid, boot_id.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Takes in one message; returns the events it makes.
+    fn take(&mut self, message: ChannelMsg) -> Vec<ExecEvent> {
+        let mut events = Vec::new();
+        match message {
+            ChannelMsg::Data { data } => self.stdout(&data, &mut events),
+            ChannelMsg::ExtendedData { data, ext: 1 } => events.push(ExecEvent::Output {
+                stream: Stream::Stderr,
+                bytes: data.to_vec(),
+            }),
+            ChannelMsg::ExitStatus { exit_status } => self.exit_code = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => self.exit_signal = Some(signal_name),
+            ChannelMsg::Failure => self.refused = true,
+            ChannelMsg::Close => self.closed = true,
+            _ => {}
+        }
+        events
+    }
+
+    fn stdout(&mut self, data: &[u8], events: &mut Vec<ExecEvent>) {
+        if self.header.is_some() || self.no_header {
+            events.push(ExecEvent::Output {
+                stream: Stream::Stdout,
+                bytes: data.to_vec(),
+            });
+            return;
+        }
+        self.header_bytes.extend_from_slice(data);
+        let Some(newline) = self.header_bytes.iter().position(|&b| b == b'\n') else {
+            if self.header_bytes.len() > MAX_HEADER {
+                self.no_header = true;
+                events.push(ExecEvent::Output {
+                    stream: Stream::Stdout,
+                    bytes: std::mem::take(&mut self.header_bytes),
+                });
+            }
+            return;
+        };
+        let rest = self.header_bytes.split_off(newline + 1);
+        match remote::parse_header(&self.header_bytes[..newline]) {
+            Some(header) => {
+                if let Header::Started { pgid, .. } = &header {
+                    events.push(ExecEvent::Started {
+                        process_id: pgid.to_string(),
+                    });
+                }
+                self.header = Some(header);
+            }
+            None => {
+                self.no_header = true;
+                let mut all = std::mem::take(&mut self.header_bytes);
+                all.extend_from_slice(&rest);
+                events.push(ExecEvent::Output {
+                    stream: Stream::Stdout,
+                    bytes: all,
+                });
+                return;
+            }
+        }
+        if !rest.is_empty() {
+            events.push(ExecEvent::Output {
+                stream: Stream::Stdout,
+                bytes: rest,
+            });
+        }
+    }
+}
+
+async fn forward(events: Vec<ExecEvent>, sink: &mpsc::Sender<ExecEvent>) {
+    for event in events {
+        // A closed sink means the worker stopped listening; the run still
+        // ends properly.
+        let _ = sink.send(event).await;
+    }
+}
+
+fn start_error(err: impl std::fmt::Display) -> StartError {
+    StartError {
+        message: err.to_string(),
+        retryable: true,
+    }
+}
+
+#[async_trait]
+impl Executor for SshExecutor {
+    async fn run(
+        &self,
+        request: ExecRequest,
+        gate: &dyn StartGate,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError> {
+        let nothing_ran = Outcome::Cancelled {
+            kill: ExitReport::Confirmed,
+        };
+        let _permit = tokio::select! {
+            permit = self.pool.job_permit() => permit,
+            () = cancel.cancelled() => return Ok(nothing_ran),
+        };
+        let mut lease = tokio::select! {
+            lease = self.pool.channel() => lease.map_err(start_error)?,
+            () = cancel.cancelled() => return Ok(nothing_ran),
+        };
+        if let Err(err) = gate.open().await {
+            lease.close().await;
+            return Err(err);
+        }
+        let script = remote::wrapper(&request.command, &request.parameters);
+        if let Err(err) = lease.channel.exec(true, script).await {
+            return Err(start_error(format!(
+                "lost the connection to {} before the command was sent: {err}",
+                self.pool.host().name
+            )));
+        }
+        let _ = lease.channel.eof().await;
+
+        let mut seen = Seen::default();
+        let deadline = tokio::time::Instant::now() + request.timeout;
+        let ending = loop {
+            tokio::select! {
+                message = lease.channel.wait() => match message {
+                    Some(message) => {
+                        forward(seen.take(message), &sink).await;
+                        if seen.closed {
+                            break Ending::Closed;
+                        }
+                    }
+                    None => {
+                        seen.closed = true;
+                        break Ending::Closed;
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => break Ending::TimedOut,
+                () = cancel.cancelled() => break Ending::Cancelled,
+            }
+        };
+
+        let outcome = match ending {
+            Ending::Closed => self.settle_closed(&seen, &request).await,
+            Ending::TimedOut | Ending::Cancelled => {
+                let kill = self.kill_while_draining(&mut seen, &mut lease, &sink).await;
+                if ending == Ending::TimedOut {
+                    Outcome::TimedOut {
+                        after_secs: u32::try_from(request.timeout.as_secs()).unwrap_or(u32::MAX),
+                        kill,
+                    }
+                } else {
+                    Outcome::Cancelled { kill }
+                }
+            }
+        };
+        lease.close().await;
+        Ok(outcome)
+    }
+}
+
+impl SshExecutor {
+    /// The channel closed by itself: the command ended, or the connection
+    /// was lost with it still running.
+    async fn settle_closed(&self, seen: &Seen, request: &ExecRequest) -> Outcome {
+        let host = &self.pool.host().name;
+        if let Some(Header::NoDirectory) = seen.header {
+            let cwd = request.parameters.cwd.as_deref().unwrap_or_default();
+            return Outcome::Error {
+                message: format!("cannot start the command in {cwd} on {host}: no such directory"),
+            };
+        }
+        if seen.refused {
+            return Outcome::Error {
+                message: format!("{host} refused to run the command"),
+            };
+        }
+        match (&seen.exit_signal, seen.exit_code) {
+            (Some(signal), _) => match remote::signal_number(signal) {
+                Some(signal) => Outcome::Signaled { signal },
+                None => Outcome::Error {
+                    message: format!("the command was killed by an unknown signal {signal:?}"),
+                },
+            },
+            (None, Some(code)) => Outcome::Exited {
+                code: i32::try_from(code).unwrap_or(i32::MAX),
+            },
+            (None, None) => {
+                let kill = match seen.group() {
+                    Some((pgid, boot_id)) => match self.kill(pgid, boot_id).await {
+                        ExitReport::Confirmed => "its process group was killed".to_owned(),
+                        ExitReport::Unconfirmed => format!(
+                            "its process group {pgid} could not be confirmed gone; check the host"
+                        ),
+                    },
+                    None => "it may still be running there".to_owned(),
+                };
+                Outcome::Error {
+                    message: format!("lost the connection to {host} while the command ran; {kill}"),
+                }
+            }
+        }
+    }
+
+    /// Kills the group while still reading the channel: unread messages
+    /// would stall every channel of the connection, the kill's included.
+    async fn kill_while_draining(
+        &self,
+        seen: &mut Seen,
+        lease: &mut ChannelLease,
+        sink: &mpsc::Sender<ExecEvent>,
+    ) -> ExitReport {
+        let Some((pgid, boot_id)) = seen.group().map(|(p, b)| (p, b.to_owned())) else {
+            // The wrapper has not reported its group yet; closing the
+            // channel hangs its pipes up, which ends a shell at its start.
+            let _ = lease.channel.signal(russh::Sig::KILL).await;
+            return ExitReport::Unconfirmed;
+        };
+        let kill = self.kill(pgid, &boot_id);
+        tokio::pin!(kill);
+        let mut report = None;
+        let mut drain_until = None;
+        loop {
+            tokio::select! {
+                result = &mut kill, if report.is_none() => {
+                    report = Some(result);
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_KILL);
+                }
+                message = lease.channel.wait(), if !seen.closed => match message {
+                    Some(message) => forward(seen.take(message), sink).await,
+                    None => seen.closed = true,
+                },
+                () = sleep_until_some(drain_until) => break,
+            }
+            if report.is_some() && seen.closed {
+                break;
+            }
+        }
+        report.unwrap_or(ExitReport::Unconfirmed)
+    }
+
+    /// TERM, then KILL after the grace period, to the whole group, over a
+    /// channel of its own; reconnects if it must.
+    async fn kill(&self, pgid: u32, boot_id: &str) -> ExitReport {
+        let host = &self.pool.host().name;
+        let script = remote::kill_script(pgid, boot_id, self.grace);
+        let give_up = tokio::time::Instant::now() + KILL_PATIENCE + self.grace;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.run_control(&script).await {
+                Ok(KillResult::Gone) => return ExitReport::Confirmed,
+                Ok(KillResult::Rebooted) => {
+                    tracing::warn!(
+                        host,
+                        pgid,
+                        "the host rebooted; the job's processes are gone"
+                    );
+                    return ExitReport::Confirmed;
+                }
+                Ok(KillResult::Alive) => {
+                    tracing::warn!(host, pgid, "processes of the job survived KILL");
+                    return ExitReport::Unconfirmed;
+                }
+                Err(err) if tokio::time::Instant::now() + pause < give_up => {
+                    tracing::warn!(host, pgid, %err, "cannot reach the host to kill the job yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(err) => {
+                    tracing::error!(host, pgid, %err, "gave up killing the job's processes");
+                    return ExitReport::Unconfirmed;
+                }
+            }
+        }
+    }
+
+    async fn run_control(&self, script: &str) -> Result<KillResult, String> {
+        let mut lease = self.pool.channel().await.map_err(|e| e.to_string())?;
+        lease
+            .channel
+            .exec(true, script.to_owned())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut output = String::new();
+        let read = lease
+            .channel
+            .make_reader()
+            .take(4096)
+            .read_to_string(&mut output)
+            .await;
+        lease.close().await;
+        read.map_err(|e| e.to_string())?;
+        remote::parse_kill_result(&output)
+            .ok_or_else(|| format!("the kill script said {:?}", output.trim()))
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,261 @@
+//! A pool of connections per host. Channels share a connection up to the
+//! host's `max_sessions`; past that (or when the server refuses a channel,
+//! as OpenSSH does past its `MaxSessions`) the pool opens another
+//! connection. Failed connects back off, and while they do, callers get the
+//! last error at once instead of each trying again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use russh::Channel;
+use russh::client::Msg;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::HostConfig;
+use crate::connection::{SshHandle, connect, describe_russh};
+use crate::error::SshError;
+
+/// Tries to get a channel before giving up on one request.
+const CHANNEL_TRIES: usize = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+struct Connection {
+    handle: SshHandle,
+    slots: Arc<Semaphore>,
+    /// The server refused a channel: skip this connection until one of its
+    /// channels closes.
+    full: AtomicBool,
+}
+
+/// A channel and the session slot it holds on its connection.
+pub struct ChannelLease {
+    pub channel: Channel<Msg>,
+    connection: Arc<Connection>,
+    in_use: Arc<AtomicUsize>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for ChannelLease {
+    fn drop(&mut self) {
+        self.connection.full.store(false, Ordering::Release);
+        self.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ChannelLease {
+    /// Closes the channel, so that the server frees its session: a channel
+    /// that is only dropped keeps one of sshd's `MaxSessions`.
+    pub async fn close(self) {
+        let _ = self.channel.close().await;
+    }
+}
+
+/// Leave to run one job on the host (its concurrency limit).
+pub struct JobPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    consecutive: u32,
+    retry_at: Option<Instant>,
+    last: Option<SshError>,
+}
+
+/// What this process has seen of a host.
+#[derive(Debug, Clone, Default)]
+pub struct PoolHealth {
+    pub connections: usize,
+    pub channels_in_use: usize,
+    pub jobs_running: usize,
+    pub last_connected_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// `Some(true)` after a success, `Some(false)` after a failure, `None`
+    /// before either.
+    pub reachable: Option<bool>,
+}
+
+pub struct HostPool {
+    host: Arc<HostConfig>,
+    jobs: Arc<Semaphore>,
+    connections: tokio::sync::Mutex<Vec<Arc<Connection>>>,
+    in_use: Arc<AtomicUsize>,
+    failures: Mutex<Failures>,
+    health: Mutex<PoolHealth>,
+    opened: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl HostPool {
+    pub fn new(host: Arc<HostConfig>) -> Self {
+        Self {
+            jobs: Arc::new(Semaphore::new(host.max_concurrent_jobs)),
+            host,
+            connections: tokio::sync::Mutex::new(Vec::new()),
+            in_use: Arc::new(AtomicUsize::new(0)),
+            failures: Mutex::new(Failures::default()),
+            health: Mutex::new(PoolHealth::default()),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    pub fn host(&self) -> &Arc<HostConfig> {
+        &self.host
+    }
+
+    /// Waits for the host's concurrency limit to let one more job run.
+    pub async fn job_permit(&self) -> JobPermit {
+        let permit = self
+            .jobs
+            .clone()
+            .acquire_owned()
+            .await
+            // The semaphore lives as long as the pool and is never closed.
+            .expect("the job semaphore is never closed");
+        JobPermit { _permit: permit }
+    }
+
+    /// Connections opened since the pool was made.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub fn health(&self) -> PoolHealth {
+        let mut health = lock(&self.health).clone();
+        health.channels_in_use = self.in_use.load(Ordering::Acquire);
+        health.jobs_running = self.host.max_concurrent_jobs - self.jobs.available_permits();
+        health
+    }
+
+    /// Records what a check outside the pool learned.
+    pub fn record(&self, result: Result<(), &SshError>) {
+        let mut health = lock(&self.health);
+        match result {
+            Ok(()) => {
+                health.reachable = Some(true);
+                health.last_connected_at = Some(Utc::now());
+            }
+            Err(err) => {
+                health.reachable = Some(false);
+                health.last_error = Some(err.to_string());
+                health.last_error_at = Some(Utc::now());
+            }
+        }
+    }
+
+    /// A new channel, on a connection with room for it.
+    pub async fn channel(&self) -> Result<ChannelLease, SshError> {
+        let mut last_refusal = String::new();
+        for _ in 0..CHANNEL_TRIES {
+            let (connection, slot) = self.reserve().await?;
+            match connection.handle.channel_open_session().await {
+                Ok(channel) => {
+                    self.in_use.fetch_add(1, Ordering::AcqRel);
+                    return Ok(ChannelLease {
+                        channel,
+                        connection,
+                        in_use: self.in_use.clone(),
+                        _slot: slot,
+                    });
+                }
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    // OpenSSH refuses sessions past its MaxSessions; use
+                    // another connection until this one frees a channel.
+                    tracing::debug!(host = %self.host.name, ?reason, "channel refused; connection full");
+                    connection.full.store(true, Ordering::Release);
+                    last_refusal = format!("the host refused a channel ({reason:?})");
+                }
+                Err(err) => {
+                    tracing::debug!(host = %self.host.name, %err, "connection lost; dropping it");
+                    last_refusal = describe_russh(&err);
+                    self.discard(&connection).await;
+                }
+            }
+        }
+        Err(SshError::Channel {
+            host: self.host.name.clone(),
+            message: format!("no channel after {CHANNEL_TRIES} tries: {last_refusal}"),
+        })
+    }
+
+    async fn discard(&self, dead: &Arc<Connection>) {
+        let mut connections = self.connections.lock().await;
+        connections.retain(|c| !Arc::ptr_eq(c, dead));
+        lock(&self.health).connections = connections.len();
+    }
+
+    /// A session slot on an open connection, opening one if none has room.
+    async fn reserve(&self) -> Result<(Arc<Connection>, OwnedSemaphorePermit), SshError> {
+        let mut connections = self.connections.lock().await;
+        connections.retain(|c| !c.handle.is_closed());
+        for connection in connections.iter() {
+            if connection.full.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Ok(slot) = connection.slots.clone().try_acquire_owned() {
+                return Ok((connection.clone(), slot));
+            }
+        }
+        self.wait_out_backoff()?;
+        let handle = match connect(&self.host).await {
+            Ok(handle) => handle,
+            Err(err) => {
+                self.connect_failed(&err);
+                lock(&self.health).connections = connections.len();
+                return Err(err);
+            }
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.failures) = Failures::default();
+        let connection = Arc::new(Connection {
+            handle,
+            slots: Arc::new(Semaphore::new(self.host.max_sessions)),
+            full: AtomicBool::new(false),
+        });
+        let slot = connection
+            .slots
+            .clone()
+            .try_acquire_owned()
+            // A new connection has max_sessions ≥ 1 free slots.
+            .expect("a new connection has a free slot");
+        connections.push(connection.clone());
+        {
+            let mut health = lock(&self.health);
+            health.connections = connections.len();
+            health.reachable = Some(true);
+            health.last_connected_at = Some(Utc::now());
+        }
+        tracing::debug!(host = %self.host.name, connections = connections.len(), "opened a connection");
+        Ok((connection, slot))
+    }
+
+    /// While a failed host is backing off, fail at once with its error.
+    fn wait_out_backoff(&self) -> Result<(), SshError> {
+        let failures = lock(&self.failures);
+        match (&failures.retry_at, &failures.last) {
+            (Some(at), Some(last)) if Instant::now() < *at => Err(last.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn connect_failed(&self, err: &SshError) {
+        let mut failures = lock(&self.failures);
+        failures.consecutive = failures.consecutive.saturating_add(1);
+        let exponent = failures.consecutive.saturating_sub(1).min(16);
+        let backoff = (FIRST_BACKOFF * 2u32.pow(exponent)).min(MAX_BACKOFF);
+        failures.retry_at = Some(Instant::now() + backoff);
+        failures.last = Some(err.clone());
+        drop(failures);
+        tracing::warn!(host = %self.host.name, %err, ?backoff, "connecting failed");
+        self.record(Err(err));
+    }
+}

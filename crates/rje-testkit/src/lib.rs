@@ -1,0 +1,5 @@
+//! Test support shared by rje's test suites: real services on loopback.
+
+pub mod sshd;
+
+pub use sshd::TestSshd;
