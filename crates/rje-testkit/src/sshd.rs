@@ -3,7 +3,7 @@
 //! otherwise the test fails saying how to get it.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -209,8 +209,11 @@ impl TestSshd {
             .spawn()
             .expect("sshd starts");
         self.child = Some(child);
+        // sshd writes its pid file once it listens; probing the port with a
+        // connection would make it log an aborted key exchange.
+        let pid_file = self.path("sshd.pid");
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(self.addr()).is_err() {
+        while !pid_file.exists() {
             if let Some(child) = &mut self.child
                 && let Ok(Some(status)) = child.try_wait()
             {
@@ -241,8 +244,10 @@ impl TestSshd {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        let _ = std::fs::remove_file(self.path("sshd.pid"));
+        // The port is free once nothing listens on it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.addr()).is_ok() {
+        while TcpListener::bind(self.addr()).is_err() {
             assert!(Instant::now() < deadline, "sshd still listens after halt");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -10,4 +10,5 @@ mod original_client;
 mod output;
 mod restart;
 mod security;
+mod ssh;
 mod websocket;

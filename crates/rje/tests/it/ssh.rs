@@ -1,0 +1,312 @@
+//! Jobs on an SSH host, end to end: the real app, a real OpenSSH sshd on
+//! loopback, and the host checked with `ps` for what a job left behind.
+
+use std::time::Duration;
+
+use rje::Settings;
+use rje_ssh::{HostConfig, HostKeyPolicy, Inventory};
+use rje_testkit::TestSshd;
+use rje_testkit::sshd::new_key;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, id_of, live_processes_in_group, seq_text, spawn_app_with};
+
+fn host(sshd: &TestSshd, name: &str) -> HostConfig {
+    HostConfig {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        port: sshd.port,
+        user: sshd.user.clone(),
+        key: Some(sshd.client_key.clone()),
+        passphrase: None,
+        agent: None,
+        known_hosts: sshd.known_hosts.clone(),
+        host_key_policy: HostKeyPolicy::Strict,
+        max_concurrent_jobs: 64,
+        max_sessions: 10,
+        labels: vec!["test".into()],
+        connect_timeout: Duration::from_secs(10),
+        keepalive: Duration::from_secs(15),
+    }
+}
+
+/// An app whose default host is `box` on `sshd`.
+async fn app_on(sshd: &TestSshd, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let inventory = Inventory {
+        hosts: vec![host(sshd, "box")],
+        default_host: Some("box".into()),
+    };
+    spawn_app_with(move |settings| {
+        settings.inventory = inventory;
+        settings.worker.concurrency = 64;
+        configure(settings);
+    })
+    .await
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn jobs_run_on_the_host_they_name_and_local_stays_local() {
+    let sshd = TestSshd::start();
+    let app = app_on(&sshd, |_| {}).await;
+
+    let remote = app
+        .submit(
+            json!({ "command": "echo \"$SSH_CONNECTION\" | cut -d' ' -f4; echo oops >&2; exit 4" }),
+        )
+        .await;
+    assert_eq!(remote["host"], "box", "no host means the default host");
+    let job = app.wait_final(&id_of(&remote)).await;
+    assert_eq!(job["status"], "Failed");
+    assert_eq!(job["exit_code"], 4);
+    assert_eq!(
+        job["stdout"],
+        format!("{}\n", sshd.port),
+        "ran through sshd"
+    );
+    assert_eq!(job["stderr"], "oops\n");
+    assert!(
+        job["remote_process_id"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .is_ok()
+    );
+
+    let local = app
+        .submit(json!({ "command": "echo \"${SSH_CONNECTION:-none}\"", "host": "local" }))
+        .await;
+    let job = app.wait_final(&id_of(&local)).await;
+    assert_eq!(
+        (job["status"].as_str(), job["stdout"].as_str()),
+        (Some("Success"), Some("none\n"))
+    );
+
+    let big = app
+        .submit(json!({ "command": "seq 1 100000", "host": "box" }))
+        .await;
+    let job = app.wait_final(&id_of(&big)).await;
+    assert_eq!(job["status"], "Success");
+    assert!(
+        job["stdout"].as_str() == Some(seq_text(100_000).as_str()),
+        "100,000 lines in order"
+    );
+
+    let with_parameters = app
+        .submit(json!({
+            "command": "pwd; echo \"$WHO\"",
+            "host": "box",
+            "parameters": { "env": { "WHO": "rje's job" }, "cwd": "/tmp" },
+        }))
+        .await;
+    let job = app.wait_final(&id_of(&with_parameters)).await;
+    assert_eq!(job["stdout"], "/tmp\nrje's job\n");
+}
+
+#[tokio::test]
+async fn an_unknown_host_is_refused_at_submit_and_nothing_is_stored() {
+    let sshd = TestSshd::start();
+    let app = app_on(&sshd, |_| {}).await;
+    let response = app
+        .post("/jobs/", &json!({ "command": "true", "host": "nowhere" }))
+        .await;
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"][0]["field"], "host", "{body}");
+    let (_, list) = json_of(app.get("/jobs/list/").await).await;
+    assert_eq!(list["total_count"], 0);
+}
+
+#[tokio::test]
+async fn hosts_are_listed_and_checked() {
+    let sshd = TestSshd::start();
+    let stranger = sshd.path("stranger");
+    new_key(&stranger, "ed25519", &[]);
+    let mut broken = host(&sshd, "broken");
+    broken.key = Some(stranger);
+    let inventory = Inventory {
+        hosts: vec![host(&sshd, "box"), broken],
+        default_host: Some("box".into()),
+    };
+    let app = spawn_app_with(move |settings| {
+        settings.inventory = inventory;
+        settings.api.tokens = vec!["secret".into()];
+    })
+    .await;
+
+    let (status, _) = json_of(app.client.get(app.url("/hosts/")).send().await.unwrap()).await;
+    assert_eq!(status, 401, "the host list needs a token");
+
+    let (status, body) = json_of(app.get("/hosts/").await).await;
+    assert_eq!(status, 200);
+    let hosts = body["hosts"].as_array().unwrap();
+    let names: Vec<_> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["local", "box", "broken"]);
+    assert_eq!(hosts[1]["kind"], "ssh");
+    assert_eq!(hosts[1]["default"], true);
+    assert_eq!(hosts[1]["port"], sshd.port);
+    assert_eq!(hosts[1]["labels"], json!(["test"]));
+    assert_eq!(hosts[1]["health"]["state"], "unknown", "not contacted yet");
+
+    let (status, report) = json_of(app.post("/hosts/box/check/", &json!({})).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["latency_ms"].as_f64().unwrap() > 0.0);
+
+    let (status, report) = json_of(app.post("/hosts/broken/check/", &json!({})).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["stage"], "auth");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused every key"),
+        "{report}"
+    );
+
+    let (status, _) = json_of(app.post("/hosts/nowhere/check/", &json!({})).await).await;
+    assert_eq!(status, 404);
+
+    let (_, body) = json_of(app.get("/hosts").await).await;
+    let states: Vec<_> = body["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["health"]["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["up", "up", "down"]);
+}
+
+#[tokio::test]
+async fn timeout_and_cancel_leave_no_process_on_the_host() {
+    let sshd = TestSshd::start();
+    let app = app_on(&sshd, |_| {}).await;
+
+    let timed = app
+        .submit(json!({ "command": "sleep 300 & sleep 300; wait", "timeout": 1 }))
+        .await;
+    let job = app.wait_final(&id_of(&timed)).await;
+    assert_eq!(job["status"], "Failed");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 1"),
+        "{job}"
+    );
+    let pgid = job["remote_process_id"].as_str().unwrap().to_owned();
+    assert!(live_processes_in_group(&pgid).is_empty());
+
+    let long = app
+        .submit(json!({ "command": "sleep 300 & sleep 300; wait" }))
+        .await;
+    let id = id_of(&long);
+    let started = app.wait_started(&id).await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    assert!(
+        !live_processes_in_group(&pgid).is_empty(),
+        "running on the host"
+    );
+    let response = app.cancel(&id).await;
+    assert_eq!(response.status(), 200);
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "Cancelled");
+    assert!(
+        live_processes_in_group(&pgid).is_empty(),
+        "the whole group is gone"
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_jobs_run_on_one_host() {
+    let sshd = TestSshd::start();
+    let app = app_on(&sshd, |_| {}).await;
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let job = app
+            .submit(json!({ "command": format!("sleep 1; echo job-{n}") }))
+            .await;
+        ids.push(id_of(&job));
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let job = app.wait_final(id).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["stdout"], format!("job-{n}\n"));
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_retried_then_fails_with_the_reason() {
+    let sshd = TestSshd::start();
+    let stranger = sshd.path("stranger");
+    new_key(&stranger, "ed25519", &[]);
+    let mut wrong = host(&sshd, "box");
+    wrong.key = Some(stranger);
+    let app = spawn_app_with(move |settings| {
+        settings.inventory = Inventory {
+            hosts: vec![wrong],
+            default_host: Some("box".into()),
+        };
+    })
+    .await;
+    let job = app
+        .submit(json!({ "command": "echo never", "max_retries": 2 }))
+        .await;
+    let job = app.wait_final(&id_of(&job)).await;
+    assert_eq!(job["status"], "Failed");
+    assert_eq!(job["attempts"], 3, "the first try and two retries: {job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("authentication as"), "{error}");
+    assert!(error.contains("refused every key"), "{error}");
+    assert_eq!(job["stdout"], "");
+}
+
+#[tokio::test]
+async fn jobs_that_could_not_start_while_sshd_was_down_run_when_it_is_back() {
+    let mut sshd = TestSshd::start();
+    let app = app_on(&sshd, |settings| {
+        settings.worker.retry_base = Duration::from_millis(500);
+    })
+    .await;
+    // A job running when sshd goes: its connection drops, and rje
+    // reconnects once sshd is back to kill what the job left.
+    let running = app.submit(json!({ "command": "sleep 300" })).await;
+    let running = id_of(&running);
+    let started = app.wait_started(&running).await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+
+    sshd.halt();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let job = app
+            .submit(json!({ "command": format!("echo back-{n}"), "max_retries": 5 }))
+            .await;
+        ids.push(id_of(&job));
+    }
+    // Each new job fails to connect and waits for a retry.
+    for id in &ids {
+        app.wait_for(id, "waiting to retry", |job| {
+            job["status"] == "Queued" && job["attempts"].as_u64() >= Some(1)
+        })
+        .await;
+    }
+    sshd.resume();
+
+    for (n, id) in ids.iter().enumerate() {
+        let job = app.wait_final(id).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["stdout"], format!("back-{n}\n"));
+        assert!(job["attempts"].as_u64() >= Some(2), "{job}");
+    }
+    let lost = app.wait_final(&running).await;
+    assert_eq!(lost["status"], "Failed");
+    let error = lost["error"].as_str().unwrap();
+    assert!(error.contains("lost the connection to box"), "{error}");
+    assert!(error.contains("its process group was killed"), "{error}");
+    assert!(live_processes_in_group(&pgid).is_empty());
+}
