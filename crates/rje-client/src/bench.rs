@@ -47,9 +47,27 @@ pub struct BenchArgs {
     /// running `seq` into /dev/null) and print each figure beside them.
     #[arg(long)]
     pub baseline: bool,
+    /// Run every job on this host (a name from the server's hosts). With
+    /// `--baseline` and an SSH host, also measure the raw rate of exec
+    /// channels over one connection to it, from this machine, reading the
+    /// host from the same settings as the server (`RJE_HOSTS_FILE`,
+    /// `RJE_SSH_*`).
+    #[arg(long)]
+    pub host: Option<String>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// A job's body: `command` on the chosen host.
+    fn job(&self, command: &str) -> serde_json::Value {
+        let mut body = json!({ "command": command, "timeout": 3600 });
+        if let Some(host) = &self.host {
+            body["host"] = json!(host);
+        }
+        body
+    }
 }
 
 /// p50, p99 and max of a set of durations, in milliseconds.
@@ -110,6 +128,9 @@ pub struct Baseline {
     pub spawn_ms: f64,
     /// Seconds `sh -c 'seq 1 N' > /dev/null` takes here.
     pub seq_seconds: f64,
+    /// The raw rates of one SSH connection to the bench's host, when it is
+    /// an SSH host.
+    pub ssh: Option<rje_ssh::RawRates>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,9 +146,10 @@ pub struct Report {
 
 pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
+    let began = Instant::now();
     let say = |what: &str| {
         if !args.json {
-            eprintln!("bench: {what}");
+            eprintln!("bench: [{:>7.2} s] {what}", began.elapsed().as_secs_f64());
         }
     };
 
@@ -142,18 +164,20 @@ pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode,
     ));
     let (submit_to_start, submit_to_finish) = latency(&api, &args).await?;
     say(&format!("first output byte: {} jobs", args.output_samples));
-    let first_output = first_output(&api, args.output_samples).await?;
+    let first_output = first_output(&api, &args).await?;
     say(&format!("cancel→dead: {} sleep jobs", args.cancel_samples));
-    let cancel_to_dead = cancel_to_dead(&api, args.cancel_samples).await?;
+    let cancel_to_dead = cancel_to_dead(&api, &args).await?;
     let log = if args.log_lines > 0 {
         say(&format!("log throughput: seq 1 {}", args.log_lines));
-        Some(log_throughput(&api, args.log_lines).await?)
+        Some(log_throughput(&api, &args).await?)
     } else {
         None
     };
     let baseline = if args.baseline {
         say("baseline: this machine's raw rates");
-        Some(baseline(args.concurrency, args.log_lines.max(1)).await?)
+        let mut measured = baseline(args.concurrency, args.log_lines.max(1)).await?;
+        measured.ssh = ssh_baseline(&args).await?;
+        Some(measured)
     } else {
         None
     };
@@ -174,21 +198,57 @@ pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
+/// The raw figures each of rje's is printed beside: the SSH connection's
+/// when the bench ran on an SSH host, else this machine's.
+struct Raw {
+    rate: f64,
+    rate_name: &'static str,
+    one_ms: f64,
+    one_name: &'static str,
+    seq_seconds: f64,
+    seq_name: &'static str,
+}
+
+impl Raw {
+    fn of(baseline: &Baseline) -> Self {
+        match &baseline.ssh {
+            Some(ssh) => Self {
+                rate: ssh.channels_per_second,
+                rate_name: "of raw exec channels",
+                one_ms: ssh.exec_ms,
+                one_name: "a raw exec",
+                seq_seconds: ssh.seq_seconds,
+                seq_name: "of seq over a raw channel",
+            },
+            None => Self {
+                rate: baseline.spawns_per_second,
+                rate_name: "of raw",
+                one_ms: baseline.spawn_ms,
+                one_name: "a raw spawn",
+                seq_seconds: baseline.seq_seconds,
+                seq_name: "of seq > /dev/null",
+            },
+        }
+    }
+}
+
 fn print_report(report: &Report) {
-    let ratio = |value: f64, base: Option<f64>| match base {
-        Some(base) if base > 0.0 => format!("  ({:.0}% of raw)", value / base * 100.0),
-        _ => String::new(),
-    };
+    let raw = report.baseline.as_ref().map(Raw::of);
     let t = &report.throughput;
-    let spawns = report.baseline.as_ref().map(|b| b.spawns_per_second);
+    let share = raw
+        .as_ref()
+        .filter(|r| r.rate > 0.0)
+        .map(|r| {
+            format!(
+                "  ({:.0}% {})",
+                t.jobs_per_second / r.rate * 100.0,
+                r.rate_name
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "throughput        {:>10.1} jobs/s{}   ({} of {} finished, {} succeeded, {:.2} s)",
-        t.jobs_per_second,
-        ratio(t.jobs_per_second, spawns),
-        t.finished,
-        t.jobs,
-        t.succeeded,
-        t.seconds
+        "throughput        {:>10.1} jobs/s{share}   ({} of {} finished, {} succeeded, {:.2} s)",
+        t.jobs_per_second, t.finished, t.jobs, t.succeeded, t.seconds
     );
     for (name, spread) in [
         ("submit→start", &report.submit_to_start),
@@ -196,11 +256,10 @@ fn print_report(report: &Report) {
         ("first output", &report.first_output),
         ("cancel→dead", &report.cancel_to_dead),
     ] {
-        let beside = report
-            .baseline
+        let beside = raw
             .as_ref()
-            .filter(|b| b.spawn_ms > 0.0)
-            .map(|b| format!("  ({:.1}× a raw spawn)", spread.p50_ms / b.spawn_ms))
+            .filter(|r| r.one_ms > 0.0)
+            .map(|r| format!("  ({:.1}× {})", spread.p50_ms / r.one_ms, r.one_name))
             .unwrap_or_default();
         println!(
             "{name:<17} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={}){beside}",
@@ -208,13 +267,13 @@ fn print_report(report: &Report) {
         );
     }
     if let Some(log) = &report.log {
-        let speed = report
-            .baseline
+        let speed = raw
             .as_ref()
-            .map(|b| {
+            .map(|r| {
                 format!(
-                    "  ({:.0}% of seq > /dev/null)",
-                    b.seq_seconds / log.seconds * 100.0
+                    "  ({:.0}% {})",
+                    r.seq_seconds / log.seconds * 100.0,
+                    r.seq_name
                 )
             })
             .unwrap_or_default();
@@ -236,6 +295,13 @@ fn print_report(report: &Report) {
             "raw              {:>10.1} sh -c true/s; one spawn {:.2} ms; seq > /dev/null {:.3} s",
             baseline.spawns_per_second, baseline.spawn_ms, baseline.seq_seconds
         );
+        if let Some(ssh) = &baseline.ssh {
+            println!(
+                "raw ssh          {:>10.1} exec channels/s on one connection; one exec {:.2} ms; \
+                 seq over a channel {:.3} s",
+                ssh.channels_per_second, ssh.exec_ms, ssh.seq_seconds
+            );
+        }
     }
 }
 
@@ -247,12 +313,16 @@ async fn throughput(api: &Api, args: &BenchArgs) -> Result<Throughput, ClientErr
     let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let ids = Arc::new(Mutex::new(HashSet::new()));
     let submitters = (0..args.concurrency).map(|_| {
-        let (api, next, ids, command) =
-            (api.clone(), next.clone(), ids.clone(), args.command.clone());
+        let (api, next, ids, body) = (
+            api.clone(),
+            next.clone(),
+            ids.clone(),
+            args.job(&args.command),
+        );
         let total = args.jobs;
         tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
-                let job = api.create(&json!({ "command": command })).await?;
+                let job = api.create(&body).await?;
                 ids.lock().await.insert(job.id);
             }
             Ok::<(), ClientError>(())
@@ -283,7 +353,7 @@ async fn latency(api: &Api, args: &BenchArgs) -> Result<(Spread, Spread), Client
     let (mut to_start, mut to_finish) = (Vec::new(), Vec::new());
     for _ in 0..args.latency_jobs {
         let submitted = Instant::now();
-        let job = api.create(&json!({ "command": args.command })).await?;
+        let job = api.create(&args.job(&args.command)).await?;
         let mut started = None;
         loop {
             let (id, status) = events.next().await?;
@@ -304,11 +374,12 @@ async fn latency(api: &Api, args: &BenchArgs) -> Result<(Spread, Spread), Client
 }
 
 /// Submit → the first output message on the job's WebSocket.
-async fn first_output(api: &Api, samples: u32) -> Result<Spread, ClientError> {
+async fn first_output(api: &Api, args: &BenchArgs) -> Result<Spread, ClientError> {
+    let samples = args.output_samples;
     let mut latencies = Vec::new();
     for _ in 0..samples {
         let submitted = Instant::now();
-        let job = api.create(&json!({ "command": "echo first-byte" })).await?;
+        let job = api.create(&args.job("echo first-byte")).await?;
         let mut follower = JobFollower::new(api.clone(), &job.id.to_string(), 0);
         let mut seen = false;
         while let Some(event) = follower.next().await? {
@@ -323,11 +394,12 @@ async fn first_output(api: &Api, samples: u32) -> Result<Spread, ClientError> {
 
 /// Cancel of a running `sleep` → the answer saying it is Cancelled, which
 /// the server gives once the kill is confirmed.
-async fn cancel_to_dead(api: &Api, samples: u32) -> Result<Spread, ClientError> {
+async fn cancel_to_dead(api: &Api, args: &BenchArgs) -> Result<Spread, ClientError> {
+    let samples = args.cancel_samples;
     let mut events = EventStream::open(api).await?;
     let mut latencies = Vec::new();
     for _ in 0..samples {
-        let job = api.create(&json!({ "command": "sleep 60" })).await?;
+        let job = api.create(&args.job("sleep 60")).await?;
         loop {
             let (id, status) = events.next().await?;
             if id == job.id && status == Status::Running {
@@ -355,11 +427,10 @@ async fn cancel_to_dead(api: &Api, samples: u32) -> Result<Spread, ClientError> 
 
 /// One job printing `lines` lines, followed over its WebSocket from submit
 /// to the final status; checks every line arrives, in order.
-async fn log_throughput(api: &Api, lines: u64) -> Result<LogThroughput, ClientError> {
+async fn log_throughput(api: &Api, args: &BenchArgs) -> Result<LogThroughput, ClientError> {
+    let lines = args.log_lines;
     let started = Instant::now();
-    let job = api
-        .create(&json!({ "command": format!("seq 1 {lines}"), "timeout": 3600 }))
-        .await?;
+    let job = api.create(&args.job(&format!("seq 1 {lines}"))).await?;
     let mut follower = JobFollower::new(api.clone(), &job.id.to_string(), 0);
     let (mut delivered, mut bytes, mut in_order) = (0u64, 0u64, true);
     while let Some(event) = follower.next().await? {
@@ -437,7 +508,36 @@ async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError>
         spawns_per_second,
         spawn_ms,
         seq_seconds: best,
+        ssh: None,
     })
+}
+
+/// The raw rates of one connection to the bench's host, if it is an SSH
+/// host of the settings this process sees.
+async fn ssh_baseline(args: &BenchArgs) -> Result<Option<rje_ssh::RawRates>, ClientError> {
+    let Some(name) = args.host.as_deref().filter(|h| *h != "local") else {
+        return Ok(None);
+    };
+    let inventory = rje_ssh::Inventory::from_env(&rje_ssh::ProcessEnv)
+        .map_err(|err| ClientError::Config(err.to_string()))?;
+    let host = inventory.get(name).cloned().ok_or_else(|| {
+        ClientError::Config(format!(
+            "--baseline needs host {name:?} in this process's settings (RJE_HOSTS_FILE or \
+             RJE_SSH_*), the same as the server's"
+        ))
+    })?;
+    // As many channels as the throughput run had jobs, and as many single
+    // execs as it timed jobs one at a time: the same work, raw.
+    let rates = rje_ssh::raw_rates(
+        host,
+        args.concurrency as usize,
+        args.jobs as usize,
+        args.latency_jobs as usize,
+        args.log_lines.max(1),
+    )
+    .await
+    .map_err(|err| ClientError::Config(err.to_string()))?;
+    Ok(Some(rates))
 }
 
 /// The all-jobs status stream, `WS /ws/jobs/`.

@@ -16,6 +16,8 @@ use crate::remote::{self, Header, KillResult, MAX_HEADER};
 
 /// How long output may still arrive after the group was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// How long a killed command's first line may take to arrive.
+const HEADER_PATIENCE: Duration = Duration::from_secs(10);
 /// How long rje keeps trying to reach a host to kill a job's group.
 const KILL_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -267,10 +269,23 @@ impl SshExecutor {
         lease: &mut ChannelLease,
         sink: &mpsc::Sender<ExecEvent>,
     ) -> ExitReport {
+        // The command was sent: its wrapper's first line, with the group to
+        // kill, is at most a round trip away. Wait for it (or for the end).
+        let header_by = tokio::time::Instant::now() + HEADER_PATIENCE;
+        while seen.header.is_none() && !seen.no_header && !seen.closed {
+            match tokio::time::timeout_at(header_by, lease.channel.wait()).await {
+                Ok(Some(message)) => forward(seen.take(message), sink).await,
+                Ok(None) => seen.closed = true,
+                Err(_) => break,
+            }
+        }
         let Some((pgid, boot_id)) = seen.group().map(|(p, b)| (p, b.to_owned())) else {
-            // The wrapper has not reported its group yet; closing the
-            // channel hangs its pipes up, which ends a shell at its start.
-            let _ = lease.channel.signal(russh::Sig::KILL).await;
+            if seen.closed && seen.header.is_none() {
+                // The session ended before the wrapper printed anything:
+                // nothing of the command is running.
+                return ExitReport::Confirmed;
+            }
+            tracing::warn!(host = %self.pool.host().name, "the command never reported its process group");
             return ExitReport::Unconfirmed;
         };
         let kill = self.kill(pgid, &boot_id);

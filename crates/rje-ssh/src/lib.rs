@@ -10,6 +10,7 @@ mod executor;
 mod hosts;
 mod known_hosts;
 mod pool;
+mod raw;
 mod remote;
 
 pub use config::{
@@ -22,3 +23,4 @@ pub use executor::SshExecutor;
 pub use hosts::Hosts;
 pub use known_hosts::{HostKeyError, Verdict, describe_key, endpoint};
 pub use pool::{ChannelLease, HostPool, PoolHealth};
+pub use raw::{RawRates, raw_rates};

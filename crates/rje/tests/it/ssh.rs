@@ -310,3 +310,172 @@ async fn jobs_that_could_not_start_while_sshd_was_down_run_when_it_is_back() {
     assert!(error.contains("its process group was killed"), "{error}");
     assert!(live_processes_in_group(&pgid).is_empty());
 }
+
+/// A hosts file for `sshd`, naming it `box` and making it the default.
+fn hosts_file(sshd: &TestSshd) -> std::path::PathBuf {
+    let path = sshd.path("hosts.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "default = \"box\"\n\
+             [defaults]\n\
+             user = \"{user}\"\n\
+             known_hosts = \"{known}\"\n\
+             [hosts.box]\n\
+             address = \"127.0.0.1\"\n\
+             port = {port}\n\
+             key = \"{key}\"\n\
+             max_concurrent_jobs = 32\n\
+             labels = [\"loopback\"]\n",
+            user = sshd.user,
+            known = sshd.known_hosts.display(),
+            port = sshd.port,
+            key = sshd.client_key.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn rje_binary(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rje"));
+    command
+        .env_remove("RJE_API_TOKENS")
+        .env_remove("RJE_SSH_HOST")
+        .env_remove("EC2_HOST")
+        .env_remove("RJE_REDIS_URL")
+        .env_remove("RJE_TOKEN")
+        .env_remove("RJE_CONFIG")
+        .env_remove("SSH_AUTH_SOCK")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("RJE_BIND", "127.0.0.1:0")
+        .env(
+            "RJE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("rje.db").display()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn serve_reads_the_hosts_file_and_refuses_a_bad_one() {
+    use tokio::io::AsyncBufReadExt;
+
+    let sshd = TestSshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = rje_binary(dir.path())
+        .arg("serve")
+        .env("RJE_HOSTS_FILE", hosts_file(&sshd))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let base = line.strip_prefix("rje listening on ").unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let hosts: Value = client
+        .get(format!("{base}/hosts/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hosts["hosts"][1]["name"], "box");
+    assert_eq!(hosts["hosts"][1]["default"], true);
+    assert_eq!(hosts["hosts"][1]["max_concurrent_jobs"], 32);
+    let job: Value = client
+        .post(format!("{base}/jobs/"))
+        .json(&json!({ "command": "echo from-the-file" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["host"], "box");
+    let id = id_of(&job);
+    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+    loop {
+        let job: Value = client
+            .get(format!("{base}/jobs/{id}/"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "Success" {
+            assert_eq!(job["stdout"], "from-the-file\n");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill().await;
+
+    let bad = sshd.path("bad.toml");
+    std::fs::write(&bad, "[hosts.box]\nadress = \"127.0.0.1\"\n").unwrap();
+    let out = rje_binary(dir.path())
+        .arg("serve")
+        .env("RJE_HOSTS_FILE", &bad)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("adress"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bench_runs_on_an_ssh_host_beside_the_raw_channel_rate() {
+    let sshd = TestSshd::start();
+    let app = app_on(&sshd, |_| {}).await;
+    let out = rje_binary(app.dir.path())
+        .env("RJE_URL", app.url(""))
+        .env("RJE_HOSTS_FILE", hosts_file(&sshd))
+        .args([
+            "bench",
+            "--host",
+            "box",
+            "--jobs",
+            "20",
+            "--concurrency",
+            "4",
+            "--latency-jobs",
+            "3",
+            "--output-samples",
+            "2",
+            "--cancel-samples",
+            "2",
+            "--log-lines",
+            "20000",
+            "--baseline",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["throughput"]["succeeded"], 20, "{report}");
+    assert_eq!(report["log"]["lines_delivered"], 20000);
+    assert_eq!(report["log"]["in_order"], true);
+    let ssh = &report["baseline"]["ssh"];
+    assert!(
+        ssh["channels_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(ssh["exec_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(ssh["seq_bytes"], seq_text(20000).len());
+    let (_, list) = json_of(app.get("/jobs/list/?host=box&limit=1").await).await;
+    assert_eq!(
+        list["total_count"],
+        20 + 3 + 2 + 2 + 1,
+        "every job ran on box"
+    );
+}
