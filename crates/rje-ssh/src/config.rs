@@ -35,13 +35,34 @@ impl HostKeyPolicy {
     }
 }
 
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Where a passphrase for an encrypted key comes from; never the TOML
 /// file itself, so the inventory can be shared without secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Passphrase {
-    /// Read from this environment variable when the key is loaded.
-    Env(String),
-    /// Read from this file (its first line) when the key is loaded.
+    /// Read from an environment variable when the settings were loaded.
+    Value(Secret),
+    /// Read from this file (its first line) when the key is loaded, so a
+    /// rotated secret needs no restart.
     File(PathBuf),
 }
 
@@ -67,6 +88,16 @@ pub struct HostConfig {
     pub labels: Vec<String>,
     pub connect_timeout: Duration,
     pub keepalive: Duration,
+}
+
+impl HostConfig {
+    /// A host with the defaults for everything but its name and address:
+    /// port 22, the user running rje, ssh-agent and `~/.ssh/known_hosts`
+    /// as the environment gives them, strict host keys.
+    pub fn new(name: &str, address: &str) -> Self {
+        let common = Common::from_env(&ProcessEnv).unwrap_or_else(|_| Common::fallback());
+        common.plain_host(name, address)
+    }
 }
 
 /// Every configured host, and the one a job without `host` runs on.
@@ -205,11 +236,58 @@ fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize, S
     }
 }
 
-fn passphrase(env_name: Option<String>, file: Option<PathBuf>) -> Option<Passphrase> {
-    env_name.map(Passphrase::Env).or(file.map(Passphrase::File))
+/// The passphrase from the variable named `variable`, else from `file`.
+fn passphrase(
+    variable: Option<String>,
+    file: Option<PathBuf>,
+    env: &dyn Environment,
+) -> Result<Option<Passphrase>, String> {
+    match (variable, file) {
+        (Some(name), _) => env
+            .var(&name)
+            .map(|value| Some(Passphrase::Value(Secret(value))))
+            .ok_or_else(|| format!("the key's passphrase variable {name} is not set")),
+        (None, file) => Ok(file.map(Passphrase::File)),
+    }
 }
 
 impl Common {
+    /// The defaults when the environment's own are not valid.
+    fn fallback() -> Self {
+        Self {
+            user: "root".into(),
+            port: 22,
+            key: None,
+            passphrase: None,
+            agent: None,
+            known_hosts: PathBuf::from("/root/.ssh/known_hosts"),
+            host_key_policy: HostKeyPolicy::Strict,
+            max_concurrent_jobs: DEFAULT_MAX_CONCURRENT_JOBS,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+        }
+    }
+
+    fn plain_host(&self, name: &str, address: &str) -> HostConfig {
+        HostConfig {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            port: self.port,
+            user: self.user.clone(),
+            key: self.key.clone(),
+            passphrase: self.passphrase.clone(),
+            agent: self.agent.clone(),
+            known_hosts: self.known_hosts.clone(),
+            host_key_policy: self.host_key_policy,
+            max_concurrent_jobs: self.max_concurrent_jobs,
+            max_sessions: self.max_sessions,
+            labels: Vec::new(),
+            connect_timeout: self.connect_timeout,
+            keepalive: self.keepalive,
+        }
+    }
+
     fn from_env(env: &dyn Environment) -> Result<Self, ConfigError> {
         let known_hosts = env
             .var("RJE_SSH_KNOWN_HOSTS")
@@ -254,7 +332,9 @@ impl Common {
                     .map(|_| "RJE_SSH_KEY_PASSPHRASE".to_owned()),
                 env.var("RJE_SSH_KEY_PASSPHRASE_FILE")
                     .map(|p| expand_home(&p, env)),
-            ),
+                env,
+            )
+            .map_err(ConfigError::Env)?,
             agent: env.var("SSH_AUTH_SOCK").map(PathBuf::from),
             known_hosts,
             host_key_policy,
@@ -287,7 +367,8 @@ impl Common {
         if let Some(p) = passphrase(
             defaults.key_passphrase_env,
             defaults.key_passphrase_file.map(|p| expand_home(&p, env)),
-        ) {
+            env,
+        )? {
             self.passphrase = Some(p);
         }
         if let Some(path) = defaults.known_hosts {
@@ -340,7 +421,8 @@ impl Common {
             passphrase: passphrase(
                 host.key_passphrase_env,
                 host.key_passphrase_file.map(|p| expand_home(&p, env)),
-            )
+                env,
+            )?
             .or_else(|| self.passphrase.clone()),
             agent: self.agent.clone(),
             known_hosts: host
@@ -379,25 +461,9 @@ impl Inventory {
         let common = Common::from_env(env)?;
         let mut inventory = Inventory::default();
         if let Some(address) = env.var("RJE_SSH_HOST").or_else(|| env.var("EC2_HOST")) {
-            let host = FileHost {
-                address,
-                user: None,
-                port: None,
-                key: None,
-                key_passphrase_env: None,
-                key_passphrase_file: None,
-                known_hosts: None,
-                host_key_policy: None,
-                max_concurrent_jobs: None,
-                max_sessions: None,
-                connect_timeout_seconds: None,
-                keepalive_seconds: None,
-                labels: Vec::new(),
-            };
-            let host = common
-                .host(ENV_HOST_NAME, host, env)
-                .map_err(ConfigError::Env)?;
-            inventory.hosts.push(host);
+            inventory
+                .hosts
+                .push(common.plain_host(ENV_HOST_NAME, &address));
             inventory.default_host = Some(ENV_HOST_NAME.to_owned());
         }
         if let Some(path) = env.var("RJE_HOSTS_FILE") {
@@ -567,6 +633,30 @@ mod tests {
             Some(Passphrase::File("/run/secrets/db-key-pass".into()))
         );
         assert_eq!((db.max_concurrent_jobs, db.max_sessions), (2, 4));
+    }
+
+    #[test]
+    fn passphrases_come_from_a_variable_or_a_file_never_the_file_itself() {
+        let from_env = Inventory::from_env(&env(&[
+            ("RJE_SSH_HOST", "h"),
+            ("RJE_SSH_KEY_PASSPHRASE", "s3cret"),
+        ]))
+        .unwrap();
+        let host = from_env.get(ENV_HOST_NAME).unwrap();
+        assert_eq!(
+            host.passphrase,
+            Some(Passphrase::Value(Secret::new("s3cret")))
+        );
+        assert!(!format!("{host:?}").contains("s3cret"), "Debug hides it");
+
+        let text = "[hosts.a]\naddress = \"x\"\nkey_passphrase_env = \"A_PASS\"";
+        let inventory = Inventory::parse_file(text, &env(&[("A_PASS", "pw")])).unwrap();
+        assert_eq!(
+            inventory.get("a").unwrap().passphrase,
+            Some(Passphrase::Value(Secret::new("pw")))
+        );
+        let err = Inventory::parse_file(text, &env(&[])).unwrap_err();
+        assert!(err.contains("A_PASS is not set"), "{err}");
     }
 
     #[test]

@@ -154,11 +154,7 @@ async fn authenticate(handle: &mut SshHandle, host: &HostConfig) -> Result<(), S
             path.display(),
             known_hosts::describe_key(key.public_key())
         );
-        let hash = handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(session_error)?
-            .flatten();
+        let hash = rsa_hash(handle).await.map_err(session_error)?;
         let result = handle
             .authenticate_publickey(
                 host.user.clone(),
@@ -178,11 +174,7 @@ async fn authenticate(handle: &mut SshHandle, host: &HostConfig) -> Result<(), S
                 let identities = agent.request_identities().await.unwrap_or_default();
                 for identity in identities {
                     let public = identity.public_key().into_owned();
-                    let hash = handle
-                        .best_supported_rsa_hash()
-                        .await
-                        .map_err(session_error)?
-                        .flatten();
+                    let hash = rsa_hash(handle).await.map_err(session_error)?;
                     let result = handle
                         .authenticate_publickey_with(
                             host.user.clone(),
@@ -216,13 +208,16 @@ async fn authenticate(handle: &mut SshHandle, host: &HostConfig) -> Result<(), S
     }))
 }
 
+/// The signature hash an RSA key should use with this server (ignored for
+/// other keys).
+async fn rsa_hash(handle: &SshHandle) -> Result<Option<russh::keys::HashAlg>, russh::Error> {
+    Ok(handle.best_supported_rsa_hash().await?.flatten())
+}
+
 fn read_passphrase(host: &HostConfig) -> Result<Option<String>, SshError> {
     match &host.passphrase {
         None => Ok(None),
-        Some(Passphrase::Env(name)) => std::env::var(name).map(Some).map_err(|_| SshError::Key {
-            path: host.key.clone().unwrap_or_default(),
-            message: format!("the passphrase variable {name} is not set"),
-        }),
+        Some(Passphrase::Value(secret)) => Ok(Some(secret.expose().to_owned())),
         Some(Passphrase::File(path)) => std::fs::read_to_string(path)
             .map(|text| Some(text.lines().next().unwrap_or_default().to_owned()))
             .map_err(|err| SshError::Key {

@@ -99,7 +99,6 @@ impl Hosts {
 
     fn ssh_status(&self, pool: &HostPool) -> HostStatus {
         let host = pool.host();
-        let health = pool.health();
         HostStatus {
             name: host.name.clone(),
             kind: "ssh",
@@ -110,19 +109,7 @@ impl Hosts {
             labels: host.labels.clone(),
             host_key_policy: Some(host.host_key_policy.as_str()),
             max_concurrent_jobs: Some(host.max_concurrent_jobs),
-            health: HostHealth {
-                state: match health.reachable {
-                    Some(true) => "up",
-                    Some(false) => "down",
-                    None => "unknown",
-                },
-                connections: health.connections,
-                channels_in_use: health.channels_in_use,
-                jobs_running: health.jobs_running,
-                last_connected_at: health.last_connected_at,
-                last_error: health.last_error,
-                last_error_at: health.last_error_at,
-            },
+            health: pool.health(),
         }
     }
 }

@@ -15,12 +15,12 @@ mod remote;
 
 pub use config::{
     ConfigError, DEFAULT_MAX_CONCURRENT_JOBS, DEFAULT_MAX_SESSIONS, ENV_HOST_NAME, Environment,
-    HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv, is_valid_host_name,
+    HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv, Secret, is_valid_host_name,
 };
 pub use connection::connect;
 pub use error::SshError;
 pub use executor::SshExecutor;
 pub use hosts::Hosts;
 pub use known_hosts::{HostKeyError, Verdict, describe_key, endpoint};
-pub use pool::{ChannelLease, HostPool, PoolHealth};
+pub use pool::{ChannelLease, HostPool};
 pub use raw::{RawRates, raw_rates};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rje_exec::HostHealth;
 use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -65,18 +66,16 @@ struct Failures {
     last: Option<SshError>,
 }
 
-/// What this process has seen of a host.
+/// What this process has seen of a host, besides what the counters say.
 #[derive(Debug, Clone, Default)]
-pub struct PoolHealth {
-    pub connections: usize,
-    pub channels_in_use: usize,
-    pub jobs_running: usize,
-    pub last_connected_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
+struct Seen {
+    connections: usize,
+    last_connected_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    last_error_at: Option<DateTime<Utc>>,
     /// `Some(true)` after a success, `Some(false)` after a failure, `None`
     /// before either.
-    pub reachable: Option<bool>,
+    reachable: Option<bool>,
 }
 
 pub struct HostPool {
@@ -85,7 +84,7 @@ pub struct HostPool {
     connections: tokio::sync::Mutex<Vec<Arc<Connection>>>,
     in_use: Arc<AtomicUsize>,
     failures: Mutex<Failures>,
-    health: Mutex<PoolHealth>,
+    health: Mutex<Seen>,
     opened: AtomicU64,
 }
 
@@ -103,7 +102,7 @@ impl HostPool {
             connections: tokio::sync::Mutex::new(Vec::new()),
             in_use: Arc::new(AtomicUsize::new(0)),
             failures: Mutex::new(Failures::default()),
-            health: Mutex::new(PoolHealth::default()),
+            health: Mutex::new(Seen::default()),
             opened: AtomicU64::new(0),
         }
     }
@@ -129,11 +128,21 @@ impl HostPool {
         self.opened.load(Ordering::Relaxed)
     }
 
-    pub fn health(&self) -> PoolHealth {
-        let mut health = lock(&self.health).clone();
-        health.channels_in_use = self.in_use.load(Ordering::Acquire);
-        health.jobs_running = self.host.max_concurrent_jobs - self.jobs.available_permits();
-        health
+    pub fn health(&self) -> HostHealth {
+        let seen = lock(&self.health).clone();
+        HostHealth {
+            state: match seen.reachable {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "unknown",
+            },
+            connections: seen.connections,
+            channels_in_use: self.in_use.load(Ordering::Acquire),
+            jobs_running: self.host.max_concurrent_jobs - self.jobs.available_permits(),
+            last_connected_at: seen.last_connected_at,
+            last_error: seen.last_error,
+            last_error_at: seen.last_error_at,
+        }
     }
 
     /// Records what a check outside the pool learned.

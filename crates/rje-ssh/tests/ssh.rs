@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
 use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, HostDirectory, NoGate, group_state};
 use rje_ssh::{
-    HostConfig, HostKeyError, HostKeyPolicy, HostPool, Hosts, Inventory, Passphrase, SshError,
-    SshExecutor, connect,
+    HostConfig, HostKeyError, HostKeyPolicy, HostPool, Hosts, Inventory, Passphrase, Secret,
+    SshError, SshExecutor, connect,
 };
 use rje_testkit::TestSshd;
 use rje_testkit::sshd::{new_key, public_key};
@@ -19,20 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 fn host(sshd: &TestSshd) -> HostConfig {
     HostConfig {
-        name: "box".into(),
-        address: "127.0.0.1".into(),
         port: sshd.port,
         user: sshd.user.clone(),
         key: Some(sshd.client_key.clone()),
         passphrase: None,
         agent: None,
         known_hosts: sshd.known_hosts.clone(),
-        host_key_policy: HostKeyPolicy::Strict,
-        max_concurrent_jobs: 64,
-        max_sessions: 10,
-        labels: Vec::new(),
-        connect_timeout: Duration::from_secs(10),
-        keepalive: Duration::from_secs(15),
+        ..HostConfig::new("box", "127.0.0.1")
     }
 }
 
@@ -399,7 +392,12 @@ async fn every_supported_key_form_authenticates() {
         let mut config = host(&sshd);
         config.key = Some(key.clone());
         if encrypted {
-            config.passphrase = Some(Passphrase::File(passphrase_file.clone()));
+            // One from a file, the other as a variable gave it.
+            config.passphrase = Some(if kind == "ed25519" {
+                Passphrase::File(passphrase_file.clone())
+            } else {
+                Passphrase::Value(Secret::new("correct horse"))
+            });
             let mut without = config.clone();
             without.passphrase = None;
             let err = connect(&Arc::new(without))

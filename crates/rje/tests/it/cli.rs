@@ -425,27 +425,7 @@ async fn a_dropped_websocket_resumes_without_losing_or_repeating_lines() {
 #[tokio::test]
 async fn bench_counts_are_right() {
     let app = spawn_app().await;
-    let out = run(
-        &app,
-        &[
-            "bench",
-            "--jobs",
-            "20",
-            "--concurrency",
-            "4",
-            "--latency-jobs",
-            "5",
-            "--output-samples",
-            "3",
-            "--cancel-samples",
-            "2",
-            "--log-lines",
-            "20000",
-            "--baseline",
-            "--json",
-        ],
-    )
-    .await;
+    let out = run(&app, SMALL_BENCH).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).expect("the report is JSON");
     assert_eq!(report["throughput"]["jobs"], 20);

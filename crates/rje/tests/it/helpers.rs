@@ -14,6 +14,27 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 /// a slow machine makes tests slow, never red.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// `rje bench` small enough for a test: 20 jobs, 5 timed one at a time,
+/// 3 first-output samples, 2 cancels and a 20,000-line log, with the
+/// baseline, as JSON.
+pub const SMALL_BENCH: &[&str] = &[
+    "bench",
+    "--jobs",
+    "20",
+    "--concurrency",
+    "4",
+    "--latency-jobs",
+    "5",
+    "--output-samples",
+    "3",
+    "--cancel-samples",
+    "2",
+    "--log-lines",
+    "20000",
+    "--baseline",
+    "--json",
+];
+
 /// A real rje server on a free loopback port with a database of its own.
 pub struct TestApp {
     pub addr: SocketAddr,

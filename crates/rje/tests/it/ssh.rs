@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rje::Settings;
-use rje_ssh::{HostConfig, HostKeyPolicy, Inventory};
+use rje_ssh::{HostConfig, Inventory};
 use rje_testkit::TestSshd;
 use rje_testkit::sshd::new_key;
 use serde_json::{Value, json};
@@ -13,20 +13,14 @@ use crate::helpers::{TestApp, id_of, live_processes_in_group, seq_text, spawn_ap
 
 fn host(sshd: &TestSshd, name: &str) -> HostConfig {
     HostConfig {
-        name: name.into(),
-        address: "127.0.0.1".into(),
         port: sshd.port,
         user: sshd.user.clone(),
         key: Some(sshd.client_key.clone()),
         passphrase: None,
         agent: None,
         known_hosts: sshd.known_hosts.clone(),
-        host_key_policy: HostKeyPolicy::Strict,
-        max_concurrent_jobs: 64,
-        max_sessions: 10,
         labels: vec!["test".into()],
-        connect_timeout: Duration::from_secs(10),
-        keepalive: Duration::from_secs(15),
+        ..HostConfig::new(name, "127.0.0.1")
     }
 }
 
@@ -359,6 +353,10 @@ fn rje_binary(dir: &std::path::Path) -> tokio::process::Command {
     command
 }
 
+async fn answer(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn serve_reads_the_hosts_file_and_refuses_a_bad_one() {
     use tokio::io::AsyncBufReadExt;
@@ -375,38 +373,21 @@ async fn serve_reads_the_hosts_file_and_refuses_a_bad_one() {
     let line = lines.next_line().await.unwrap().unwrap();
     let base = line.strip_prefix("rje listening on ").unwrap().to_owned();
     let client = reqwest::Client::new();
-    let hosts: Value = client
-        .get(format!("{base}/hosts/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hosts = answer(client.get(format!("{base}/hosts/"))).await;
     assert_eq!(hosts["hosts"][1]["name"], "box");
     assert_eq!(hosts["hosts"][1]["default"], true);
     assert_eq!(hosts["hosts"][1]["max_concurrent_jobs"], 32);
-    let job: Value = client
-        .post(format!("{base}/jobs/"))
-        .json(&json!({ "command": "echo from-the-file" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = answer(
+        client
+            .post(format!("{base}/jobs/"))
+            .json(&json!({ "command": "echo from-the-file" })),
+    )
+    .await;
     assert_eq!(job["host"], "box");
     let id = id_of(&job);
     let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
     loop {
-        let job: Value = client
-            .get(format!("{base}/jobs/{id}/"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = answer(client.get(format!("{base}/jobs/{id}/"))).await;
         if job["status"] == "Success" {
             assert_eq!(job["stdout"], "from-the-file\n");
             break;
@@ -437,25 +418,8 @@ async fn bench_runs_on_an_ssh_host_beside_the_raw_channel_rate() {
     let out = rje_binary(app.dir.path())
         .env("RJE_URL", app.url(""))
         .env("RJE_HOSTS_FILE", hosts_file(&sshd))
-        .args([
-            "bench",
-            "--host",
-            "box",
-            "--jobs",
-            "20",
-            "--concurrency",
-            "4",
-            "--latency-jobs",
-            "3",
-            "--output-samples",
-            "2",
-            "--cancel-samples",
-            "2",
-            "--log-lines",
-            "20000",
-            "--baseline",
-            "--json",
-        ])
+        .args(crate::helpers::SMALL_BENCH)
+        .args(["--host", "box"])
         .output()
         .await
         .unwrap();
@@ -475,7 +439,7 @@ async fn bench_runs_on_an_ssh_host_beside_the_raw_channel_rate() {
     let (_, list) = json_of(app.get("/jobs/list/?host=box&limit=1").await).await;
     assert_eq!(
         list["total_count"],
-        20 + 3 + 2 + 2 + 1,
+        20 + 5 + 3 + 2 + 1,
         "every job ran on box"
     );
 }
