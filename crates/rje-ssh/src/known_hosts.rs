@@ -59,11 +59,14 @@ pub enum Verdict {
 
 /// `ED25519 key SHA256:…`, as `ssh` prints it.
 pub fn describe_key(key: &PublicKey) -> String {
-    format!(
-        "{} key {}",
-        key.algorithm().as_str().to_uppercase(),
-        key.fingerprint(HashAlg::Sha256)
-    )
+    use russh::keys::Algorithm;
+    let kind = match key.algorithm() {
+        Algorithm::Ed25519 => "ED25519".to_owned(),
+        Algorithm::Ecdsa { .. } => "ECDSA".to_owned(),
+        Algorithm::Rsa { .. } => "RSA".to_owned(),
+        other => other.as_str().to_uppercase(),
+    };
+    format!("{kind} key {}", key.fingerprint(HashAlg::Sha256))
 }
 
 /// The name under which known_hosts records an endpoint.
@@ -188,6 +191,7 @@ mod tests {
             message.contains(&key.fingerprint(HashAlg::Sha256).to_string()),
             "{message}"
         );
+        assert!(message.contains("ED25519 key SHA256:"), "{message}");
         assert!(!path.exists(), "strict must not write known_hosts");
     }
 
