@@ -12,10 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pool::{ChannelLease, HostPool};
-use crate::remote::{self, Header, KillResult, MAX_HEADER};
+use crate::remote::{self, Header, KillResult};
 
 /// How long output may still arrive after the group was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// stdout the login shell may print before the wrapper's line.
+const MAX_PREAMBLE: usize = 64 * 1024;
 /// How long a killed command's first line may take to arrive.
 const HEADER_PATIENCE: Duration = Duration::from_secs(10);
 /// How long rje keeps trying to reach a host to kill a job's group.
@@ -44,7 +46,7 @@ enum Ending {
 /// What one run has seen on its channel.
 #[derive(Default)]
 struct Seen {
-    /// stdout bytes until the wrapper's first newline.
+    /// stdout held back until the wrapper's line is found.
     header_bytes: Vec<u8>,
     header: Option<Header>,
     /// The first line turned out not to be the wrapper's.
@@ -81,51 +83,51 @@ impl Seen {
         events
     }
 
+    /// stdout before the wrapper's line is what the login shell's start-up
+    /// files printed (a banner in `.bashrc`, say): passed on as output, and
+    /// the wrapper's line is still found after it.
     fn stdout(&mut self, data: &[u8], events: &mut Vec<ExecEvent>) {
+        let output = |bytes: Vec<u8>| ExecEvent::Output {
+            stream: Stream::Stdout,
+            bytes,
+        };
         if self.header.is_some() || self.no_header {
-            events.push(ExecEvent::Output {
-                stream: Stream::Stdout,
-                bytes: data.to_vec(),
-            });
+            events.push(output(data.to_vec()));
             return;
         }
         self.header_bytes.extend_from_slice(data);
-        let Some(newline) = self.header_bytes.iter().position(|&b| b == b'\n') else {
-            if self.header_bytes.len() > MAX_HEADER {
-                self.no_header = true;
-                events.push(ExecEvent::Output {
-                    stream: Stream::Stdout,
-                    bytes: std::mem::take(&mut self.header_bytes),
-                });
-            }
-            return;
-        };
-        let rest = self.header_bytes.split_off(newline + 1);
-        match remote::parse_header(&self.header_bytes[..newline]) {
-            Some(header) => {
+        let mut line_start = 0;
+        while let Some(length) = self.header_bytes[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line = &self.header_bytes[line_start..line_start + length];
+            if let Some(header) = remote::parse_header(line) {
+                let rest = self.header_bytes.split_off(line_start + length + 1);
+                let mut preamble = std::mem::take(&mut self.header_bytes);
+                preamble.truncate(line_start);
+                if !preamble.is_empty() {
+                    events.push(output(preamble));
+                }
                 if let Header::Started { pgid, .. } = &header {
                     events.push(ExecEvent::Started {
                         process_id: pgid.to_string(),
                     });
                 }
                 self.header = Some(header);
-            }
-            None => {
-                self.no_header = true;
-                let mut all = std::mem::take(&mut self.header_bytes);
-                all.extend_from_slice(&rest);
-                events.push(ExecEvent::Output {
-                    stream: Stream::Stdout,
-                    bytes: all,
-                });
+                if !rest.is_empty() {
+                    events.push(output(rest));
+                }
                 return;
             }
+            line_start += length + 1;
         }
-        if !rest.is_empty() {
-            events.push(ExecEvent::Output {
-                stream: Stream::Stdout,
-                bytes: rest,
-            });
+        if self.header_bytes.len() > MAX_PREAMBLE {
+            tracing::warn!(
+                "no process group line from the wrapper; the job cannot be killed by group"
+            );
+            self.no_header = true;
+            events.push(output(std::mem::take(&mut self.header_bytes)));
         }
     }
 }
@@ -371,5 +373,54 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(chunks: &[&[u8]]) -> (Seen, Vec<ExecEvent>) {
+        let mut seen = Seen::default();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            seen.stdout(chunk, &mut events);
+        }
+        (seen, events)
+    }
+
+    fn out(bytes: &[u8]) -> ExecEvent {
+        ExecEvent::Output {
+            stream: Stream::Stdout,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    fn started(pgid: &str) -> ExecEvent {
+        ExecEvent::Started {
+            process_id: pgid.into(),
+        }
+    }
+
+    #[test]
+    fn the_wrapper_line_is_taken_out_even_split_across_reads() {
+        let (seen, events) = feed(&[b"rje-pid 42", b" boot\nhello\n", b"world\n"]);
+        assert_eq!(seen.group(), Some((42, "boot")));
+        assert_eq!(events, [started("42"), out(b"hello\n"), out(b"world\n")]);
+    }
+
+    #[test]
+    fn a_login_banner_before_the_wrapper_line_is_output() {
+        let (seen, events) = feed(&[b"Welcome!\nrje-pid 7 b\nx"]);
+        assert_eq!(seen.group(), Some((7, "b")));
+        assert_eq!(events, [out(b"Welcome!\n"), started("7"), out(b"x")]);
+    }
+
+    #[test]
+    fn without_a_wrapper_line_output_still_flows_past_the_limit() {
+        let flood = vec![b'y'; MAX_PREAMBLE + 1];
+        let (seen, events) = feed(&[&flood]);
+        assert!(seen.no_header && seen.group().is_none());
+        assert_eq!(events, [out(&flood)]);
     }
 }

@@ -11,8 +11,6 @@ use rje_domain::ExecParameters;
 const PID_TAG: &str = "rje-pid ";
 /// The wrapper could not enter the job's working directory.
 const NO_DIR_TAG: &str = "rje-no-dir";
-/// Longest first line the wrapper prints; more means it is not ours.
-pub const MAX_HEADER: usize = 128;
 
 /// Quotes `text` as one word for a POSIX shell.
 pub fn quote(text: &str) -> String {
@@ -74,18 +72,27 @@ pub enum KillResult {
 /// A script that sends TERM to the group, KILL after `grace`, and then
 /// says whether any process of the group is left. It checks the boot id
 /// first, so that a group id from before a reboot is never signalled.
+///
+/// A process counts as left only if it is not a zombie: a killed child
+/// that has been handed to a PID 1 which does not reap stays a zombie in
+/// the group, and `kill -0` alone would call it alive. `ps` tells zombies
+/// apart; without a working `ps`, the kernel's answer is taken as it is.
 pub fn kill_script(pgid: u32, boot_id: &str, grace: Duration) -> String {
-    let grace_ticks = (grace.as_millis() / 100).max(1);
+    let step = Duration::from_millis(50);
+    let grace_steps = (grace.as_millis() / step.as_millis()).max(1);
     // `kill -s SIG -- -PGID` is the form dash, bash and busybox all accept.
     format!(
         "p={pgid}; \
          if [ \"{BOOT_ID}\" != {boot} ]; then echo rebooted; exit 0; fi; \
+         alive() {{ kill -s 0 -- -$p 2>/dev/null || return 1; \
+           s=$(ps -e -o pgid= -o stat= 2>/dev/null) || return 0; [ -n \"$s\" ] || return 0; \
+           echo \"$s\" | awk -v p=$p '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; }}; \
          kill -s TERM -- -$p 2>/dev/null || {{ echo gone; exit 0; }}; \
-         i=0; while kill -s 0 -- -$p 2>/dev/null; do \
-           if [ $i -ge {grace_ticks} ]; then kill -s KILL -- -$p 2>/dev/null; break; fi; \
-           sleep 0.1; i=$((i+1)); done; \
-         i=0; while kill -s 0 -- -$p 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
-         if kill -s 0 -- -$p 2>/dev/null; then echo alive; else echo gone; fi",
+         i=0; while alive; do \
+           if [ $i -ge {grace_steps} ]; then kill -s KILL -- -$p 2>/dev/null; break; fi; \
+           sleep 0.05; i=$((i+1)); done; \
+         i=0; while alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \
+         if alive; then echo alive; else echo gone; fi",
         boot = quote(boot_id),
     )
 }
@@ -169,6 +176,6 @@ mod tests {
         assert_eq!(parse_kill_result(""), None);
         assert_eq!(signal_number(&russh::Sig::TERM), Some(15));
         assert_eq!(signal_number(&russh::Sig::Custom("WINCH".into())), Some(28));
-        assert!(kill_script(7, "b", Duration::from_secs(2)).contains("-ge 20"));
+        assert!(kill_script(7, "b", Duration::from_secs(2)).contains("-ge 40"));
     }
 }
