@@ -17,6 +17,7 @@ pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 const BOOT_ID: &str = "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo none)";
 
 /// The text a session runs for `command`.
@@ -28,7 +29,10 @@ pub fn wrapper(command: &str, parameters: &ExecParameters) -> String {
             quote(cwd)
         ));
     }
-    script.push_str(&format!("echo \"{PID_TAG}$$ {BOOT_ID}\"; "));
+    // `read` is a builtin: no process is forked before the command.
+    script.push_str(&format!(
+        "b=none; read -r b 2>/dev/null <{BOOT_ID_FILE}; echo \"{PID_TAG}$$ $b\"; "
+    ));
     for (name, value) in &parameters.env {
         // Names were checked at submit ([A-Za-z_][A-Za-z0-9_]*).
         script.push_str(&format!("export {name}={}; ", quote(value)));
