@@ -82,6 +82,8 @@ pub struct HostPool {
     host: Arc<HostConfig>,
     jobs: Arc<Semaphore>,
     connections: tokio::sync::Mutex<Vec<Arc<Connection>>>,
+    /// Held while a connection is being opened.
+    connecting: tokio::sync::Mutex<()>,
     in_use: Arc<AtomicUsize>,
     failures: Mutex<Failures>,
     health: Mutex<Seen>,
@@ -100,6 +102,7 @@ impl HostPool {
             jobs: Arc::new(Semaphore::new(host.max_concurrent_jobs)),
             host,
             connections: tokio::sync::Mutex::new(Vec::new()),
+            connecting: tokio::sync::Mutex::new(()),
             in_use: Arc::new(AtomicUsize::new(0)),
             failures: Mutex::new(Failures::default()),
             health: Mutex::new(Seen::default()),
@@ -204,22 +207,22 @@ impl HostPool {
 
     /// A session slot on an open connection, opening one if none has room.
     async fn reserve(&self) -> Result<(Arc<Connection>, OwnedSemaphorePermit), SshError> {
-        let mut connections = self.connections.lock().await;
-        connections.retain(|c| !c.handle.is_closed());
-        for connection in connections.iter() {
-            if connection.full.load(Ordering::Acquire) {
-                continue;
-            }
-            if let Ok(slot) = connection.slots.clone().try_acquire_owned() {
-                return Ok((connection.clone(), slot));
-            }
+        if let Some(found) = self.free_slot().await {
+            return Ok(found);
+        }
+        // One connect at a time per host: the others wait here and then
+        // take slots on the connection it opened. The list itself stays
+        // unlocked meanwhile, so channels of open connections (a kill's)
+        // never wait for a slow connect.
+        let _connecting = self.connecting.lock().await;
+        if let Some(found) = self.free_slot().await {
+            return Ok(found);
         }
         self.wait_out_backoff()?;
         let handle = match connect(&self.host).await {
             Ok(handle) => handle,
             Err(err) => {
                 self.connect_failed(&err);
-                lock(&self.health).connections = connections.len();
                 return Err(err);
             }
         };
@@ -236,6 +239,7 @@ impl HostPool {
             .try_acquire_owned()
             // A new connection has max_sessions ≥ 1 free slots.
             .expect("a new connection has a free slot");
+        let mut connections = self.connections.lock().await;
         connections.push(connection.clone());
         {
             let mut health = lock(&self.health);
@@ -245,6 +249,20 @@ impl HostPool {
         }
         tracing::debug!(host = %self.host.name, connections = connections.len(), "opened a connection");
         Ok((connection, slot))
+    }
+
+    /// A free session slot on an open connection, dropping closed ones.
+    async fn free_slot(&self) -> Option<(Arc<Connection>, OwnedSemaphorePermit)> {
+        let mut connections = self.connections.lock().await;
+        connections.retain(|c| !c.handle.is_closed());
+        lock(&self.health).connections = connections.len();
+        connections
+            .iter()
+            .filter(|c| !c.full.load(Ordering::Acquire))
+            .find_map(|c| {
+                let slot = c.slots.clone().try_acquire_owned().ok()?;
+                Some((c.clone(), slot))
+            })
     }
 
     /// While a failed host is backing off, fail at once with its error.
