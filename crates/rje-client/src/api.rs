@@ -162,6 +162,18 @@ impl Api {
         })
     }
 
+    pub(crate) async fn hosts(&self) -> Result<Value, ClientError> {
+        Ok(self.call_json(Method::GET, "/hosts/", None).await?.1)
+    }
+
+    /// `name` must be a valid host name: it becomes a path segment.
+    pub(crate) async fn check_host(&self, name: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .call_json(Method::POST, &format!("/hosts/{name}/check/"), None)
+            .await?
+            .1)
+    }
+
     pub(crate) async fn delete(&self, id: &str) -> Result<(), ClientError> {
         self.call(Method::DELETE, &format!("/jobs/{id}/"), None)
             .await

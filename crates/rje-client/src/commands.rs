@@ -28,6 +28,9 @@ pub enum ClientCommand {
     List(ListArgs),
     /// Delete a finished or queued job.
     Delete(DeleteArgs),
+    /// The hosts jobs can run on and their health; `hosts check NAME`
+    /// tests one.
+    Hosts(crate::hosts::HostsArgs),
     /// Measure a running server: throughput, latencies, log throughput.
     Bench(crate::bench::BenchArgs),
 }
@@ -41,6 +44,7 @@ impl ClientCommand {
             ClientCommand::Cancel(args) => cancel(connection, args).await,
             ClientCommand::List(args) => list(connection, args).await,
             ClientCommand::Delete(args) => delete(connection, args).await,
+            ClientCommand::Hosts(args) => crate::hosts::hosts(connection, args).await,
             ClientCommand::Bench(args) => crate::bench::bench(connection, args).await,
         }
     }

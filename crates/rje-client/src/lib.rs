@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod error;
 mod follow;
+mod hosts;
 mod present;
 
 pub use commands::ClientCommand;

@@ -109,6 +109,16 @@ impl Presenter {
         table.to_string()
     }
 
+    /// The answer of `GET /hosts/`; `*` marks the default host.
+    pub(crate) fn hosts_table(&self, listed: &serde_json::Value) -> String {
+        let mut table = self.table();
+        table.set_header(vec!["NAME", "KIND", "TARGET", "HEALTH", "RUNNING"]);
+        for host in listed["hosts"].as_array().into_iter().flatten() {
+            table.add_row(crate::hosts::host_row(host));
+        }
+        table.to_string()
+    }
+
     pub(crate) fn jobs_table(&self, jobs: &[JobResponse]) -> String {
         let mut table = self.table();
         table.set_header(vec![

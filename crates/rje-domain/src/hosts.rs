@@ -1,5 +1,14 @@
 use std::collections::BTreeSet;
 
+/// A name a host can be configured under: short, and safe in URLs and
+/// logs.
+pub fn is_valid_host_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// The hosts a job may name, and the one it runs on when it names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostNames {

@@ -13,7 +13,7 @@ mod patch;
 mod retry;
 
 pub use error::{FieldError, ValidationError};
-pub use hosts::HostNames;
+pub use hosts::{HostNames, is_valid_host_name};
 pub use job::{
     ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TIMED_OUT_PREFIX,
     TaskId, WORKER_LOST, WorkerId, is_timeout_error,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rje_domain::is_valid_host_name;
 use serde::Deserialize;
 
 /// OpenSSH's default `MaxSessions`: channels one connection may carry.
@@ -137,14 +138,6 @@ impl<F: Fn(&str) -> Option<String>> Environment for F {
     fn var(&self, name: &str) -> Option<String> {
         self(name)
     }
-}
-
-/// A host name a job can give: short, and safe in URLs and logs.
-pub fn is_valid_host_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn home_dir(env: &dyn Environment) -> PathBuf {

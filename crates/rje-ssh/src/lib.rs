@@ -15,7 +15,7 @@ mod remote;
 
 pub use config::{
     ConfigError, DEFAULT_MAX_CONCURRENT_JOBS, DEFAULT_MAX_SESSIONS, ENV_HOST_NAME, Environment,
-    HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv, Secret, is_valid_host_name,
+    HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv, Secret,
 };
 pub use connection::connect;
 pub use error::SshError;

@@ -443,3 +443,65 @@ async fn bench_runs_on_an_ssh_host_beside_the_raw_channel_rate() {
         "every job ran on box"
     );
 }
+
+#[tokio::test]
+async fn the_client_lists_and_checks_hosts() {
+    let sshd = TestSshd::start();
+    let stranger = sshd.path("stranger");
+    new_key(&stranger, "ed25519", &[]);
+    let mut broken = host(&sshd, "broken");
+    broken.key = Some(stranger);
+    let inventory = Inventory {
+        hosts: vec![host(&sshd, "box"), broken],
+        default_host: Some("box".into()),
+    };
+    let app = spawn_app_with(move |settings| settings.inventory = inventory).await;
+    let client = |args: &[&str]| {
+        let mut command = rje_binary(app.dir.path());
+        command.env("RJE_URL", app.url("")).args(args);
+        command
+    };
+
+    let out = client(&["hosts"]).output().await.unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("box *"), "{table}");
+    assert!(
+        table.contains(&format!("{}@127.0.0.1:{}", sshd.user, sshd.port)),
+        "{table}"
+    );
+    assert!(
+        table.contains("local") && table.contains("broken"),
+        "{table}"
+    );
+
+    let out = client(&["hosts", "--json"]).output().await.unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["hosts"].as_array().unwrap().len(), 3);
+
+    let out = client(&["hosts", "check", "box"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("box: ok in "));
+
+    let out = client(&["hosts", "check", "broken"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69), "a failed check exits 69");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken: failed at auth: authentication as"),
+        "{stderr}"
+    );
+
+    let out = client(&["hosts", "check", "nowhere"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(66));
+    let out = client(&["hosts", "check", "../jobs"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(66), "not a name: never a path");
+}

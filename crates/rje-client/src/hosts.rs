@@ -1,0 +1,103 @@
+//! `rje hosts`: the hosts a server runs jobs on, and checking one.
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::present::{Presenter, print_json};
+use crate::{ClientError, Connection, ExitCode};
+
+#[derive(Debug, Clone, Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub action: Option<HostsAction>,
+    /// Print the server's answer as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HostsAction {
+    /// Connect to a host, authenticate and run `true`; exits 69 when the
+    /// host fails the check.
+    Check {
+        /// The host's name, as `rje hosts` lists it.
+        name: String,
+    },
+}
+
+pub async fn hosts(connection: &Connection, args: HostsArgs) -> Result<ExitCode, ClientError> {
+    let api = Api::new(connection.resolve()?);
+    let presenter = Presenter::new(args.json);
+    match args.action {
+        None => {
+            let listed = api.hosts().await?;
+            if presenter.json {
+                print_json(&listed);
+            } else {
+                println!("{}", presenter.hosts_table(&listed));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(HostsAction::Check { name }) => {
+            if !rje_domain::is_valid_host_name(&name) {
+                return Err(ClientError::NotFound(format!("no host named {name:?}")));
+            }
+            let report = api.check_host(&name).await?;
+            let ok = report["ok"].as_bool() == Some(true);
+            if presenter.json {
+                print_json(&report);
+            } else if ok {
+                println!(
+                    "{name}: ok in {} ms",
+                    report["latency_ms"].as_f64().unwrap_or_default()
+                );
+            } else {
+                eprintln!(
+                    "{name}: failed at {}: {}",
+                    report["stage"].as_str().unwrap_or("?"),
+                    report["error"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::UNREACHABLE
+            })
+        }
+    }
+}
+
+/// One host's row: name, where, health, and whether jobs go there by default.
+pub(crate) fn host_row(host: &Value) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let target = match host["kind"].as_str() {
+        Some("ssh") => format!(
+            "{}@{}:{}",
+            text(&host["user"]),
+            text(&host["address"]),
+            text(&host["port"])
+        ),
+        _ => "this machine".to_owned(),
+    };
+    let health = &host["health"];
+    let state = match health["last_error"].as_str() {
+        Some(error) if health["state"] == "down" => format!("down: {error}"),
+        _ => text(&health["state"]),
+    };
+    vec![
+        format!(
+            "{}{}",
+            text(&host["name"]),
+            if host["default"] == true { " *" } else { "" }
+        ),
+        text(&host["kind"]),
+        target,
+        state,
+        text(&health["jobs_running"]),
+    ]
+}
