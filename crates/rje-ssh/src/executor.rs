@@ -16,6 +16,9 @@ use crate::remote::{self, Header, KillResult};
 
 /// How long output may still arrive after the group was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// After the command exits, how long its output may stay open (held by
+/// processes it left behind) before those are killed.
+const LINGER: Duration = Duration::from_millis(500);
 /// stdout the login shell may print before the wrapper's line.
 const MAX_PREAMBLE: usize = 64 * 1024;
 /// How long a killed command's first line may take to arrive.
@@ -39,6 +42,8 @@ impl SshExecutor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     Closed,
+    /// The command exited, but processes it left hold its output open.
+    LeftBehind,
     TimedOut,
     Cancelled,
 }
@@ -58,6 +63,11 @@ struct Seen {
 }
 
 impl Seen {
+    /// The command's exit status (or signal) has arrived.
+    fn exited(&self) -> bool {
+        self.exit_code.is_some() || self.exit_signal.is_some()
+    }
+
     fn group(&self) -> Option<(u32, &str)> {
         match &self.header {
             Some(Header::Started { pgid, boot_id }) => Some((*pgid, boot_id.as_str())),
@@ -182,6 +192,7 @@ impl Executor for SshExecutor {
 
         let mut seen = Seen::default();
         let deadline = tokio::time::Instant::now() + request.timeout;
+        let mut linger_until = None;
         let ending = loop {
             tokio::select! {
                 message = lease.channel.wait() => match message {
@@ -190,12 +201,16 @@ impl Executor for SshExecutor {
                         if seen.closed {
                             break Ending::Closed;
                         }
+                        if linger_until.is_none() && seen.exited() {
+                            linger_until = Some(tokio::time::Instant::now() + LINGER);
+                        }
                     }
                     None => {
                         seen.closed = true;
                         break Ending::Closed;
                     }
                 },
+                () = sleep_until_some(linger_until) => break Ending::LeftBehind,
                 () = tokio::time::sleep_until(deadline) => break Ending::TimedOut,
                 () = cancel.cancelled() => break Ending::Cancelled,
             }
@@ -203,6 +218,17 @@ impl Executor for SshExecutor {
 
         let outcome = match ending {
             Ending::Closed => self.settle_closed(&seen, &request).await,
+            Ending::LeftBehind => {
+                // As on the local machine: a job leaves nothing running, and
+                // never hangs on a pipe that a background process holds.
+                tracing::debug!(host = %self.pool.host().name, "the command left processes behind; killing its group");
+                if self.kill_while_draining(&mut seen, &mut lease, &sink).await
+                    == ExitReport::Unconfirmed
+                {
+                    tracing::warn!(host = %self.pool.host().name, "could not confirm the leftover processes are gone");
+                }
+                self.settle_closed(&seen, &request).await
+            }
             Ending::TimedOut | Ending::Cancelled => {
                 let kill = self.kill_while_draining(&mut seen, &mut lease, &sink).await;
                 if ending == Ending::TimedOut {

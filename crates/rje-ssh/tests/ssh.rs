@@ -253,6 +253,28 @@ async fn a_timeout_kills_the_whole_group_on_the_host() {
 }
 
 #[tokio::test]
+async fn processes_left_behind_holding_the_output_are_killed() {
+    let sshd = TestSshd::start();
+    let (executor, _) = executor(host(&sshd));
+    let began = Instant::now();
+    let (outcome, run) = run_ok(&executor, "sleep 300 & echo started; exit 5").await;
+    assert_eq!(
+        outcome,
+        Outcome::Exited { code: 5 },
+        "the command's own exit"
+    );
+    assert_eq!(run.stdout(), "started\n");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "no hang on the pipe"
+    );
+    assert!(
+        group_is_gone(run.pgid()).await,
+        "the background sleep is gone"
+    );
+}
+
+#[tokio::test]
 async fn a_cancel_kills_the_whole_group_on_the_host() {
     let sshd = TestSshd::start();
     let (executor, _) = executor(host(&sshd));
