@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_MAX_SESSIONS: usize = 10;
 /// Jobs one process runs on a host at once unless the host says otherwise.
 pub const DEFAULT_MAX_CONCURRENT_JOBS: usize = 64;
+/// How long a connection without channels stays open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The name of the host configured from the environment.
 pub const ENV_HOST_NAME: &str = "default";
 
@@ -89,6 +91,8 @@ pub struct HostConfig {
     pub labels: Vec<String>,
     pub connect_timeout: Duration,
     pub keepalive: Duration,
+    /// A connection without channels for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl HostConfig {
@@ -166,6 +170,7 @@ struct FileDefaults {
     max_sessions: Option<usize>,
     connect_timeout_seconds: Option<f64>,
     keepalive_seconds: Option<f64>,
+    idle_timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +188,7 @@ struct FileHost {
     max_sessions: Option<usize>,
     connect_timeout_seconds: Option<f64>,
     keepalive_seconds: Option<f64>,
+    idle_timeout_seconds: Option<f64>,
     #[serde(default)]
     labels: Vec<String>,
 }
@@ -211,6 +217,7 @@ struct Common {
     max_sessions: usize,
     connect_timeout: Duration,
     keepalive: Duration,
+    idle_timeout: Duration,
 }
 
 fn seconds(name: &str, value: Option<f64>, default: Duration) -> Result<Duration, String> {
@@ -259,6 +266,7 @@ impl Common {
             max_sessions: DEFAULT_MAX_SESSIONS,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -278,6 +286,7 @@ impl Common {
             labels: Vec::new(),
             connect_timeout: self.connect_timeout,
             keepalive: self.keepalive,
+            idle_timeout: self.idle_timeout,
         }
     }
 
@@ -340,6 +349,7 @@ impl Common {
             max_sessions: DEFAULT_MAX_SESSIONS,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
     }
 
@@ -389,6 +399,11 @@ impl Common {
             "defaults.keepalive_seconds",
             defaults.keepalive_seconds,
             self.keepalive,
+        )?;
+        self.idle_timeout = seconds(
+            "defaults.idle_timeout_seconds",
+            defaults.idle_timeout_seconds,
+            self.idle_timeout,
         )?;
         Ok(self)
     }
@@ -443,6 +458,11 @@ impl Common {
                 &format!("hosts.{name}.keepalive_seconds"),
                 host.keepalive_seconds,
                 self.keepalive,
+            )?,
+            idle_timeout: seconds(
+                &format!("hosts.{name}.idle_timeout_seconds"),
+                host.idle_timeout_seconds,
+                self.idle_timeout,
             )?,
         })
     }

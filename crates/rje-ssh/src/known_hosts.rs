@@ -166,6 +166,7 @@ mod tests {
             labels: Vec::new(),
             connect_timeout: Duration::from_secs(1),
             keepalive: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
         }
     }
 

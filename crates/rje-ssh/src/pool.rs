@@ -26,6 +26,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 struct Connection {
     handle: SshHandle,
     slots: Arc<Semaphore>,
+    /// The slots it was opened with.
+    capacity: usize,
+    /// Counts the times it became idle; an idle timer that finds the count
+    /// moved on knows the connection was used meanwhile.
+    idled: AtomicU64,
     /// The server refused a channel: skip this connection until one of its
     /// channels closes.
     full: AtomicBool,
@@ -36,14 +41,48 @@ pub struct ChannelLease {
     pub channel: Channel<Msg>,
     connection: Arc<Connection>,
     in_use: Arc<AtomicUsize>,
+    idle_timeout: Duration,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for ChannelLease {
     fn drop(&mut self) {
-        self.connection.full.store(false, Ordering::Release);
+        let connection = &self.connection;
+        connection.full.store(false, Ordering::Release);
         self.in_use.fetch_sub(1, Ordering::AcqRel);
+        // The slot is released after this, as the fields drop.
+        let last = connection.slots.available_permits() + 1 == connection.capacity;
+        if last && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let generation = connection.idled.fetch_add(1, Ordering::AcqRel) + 1;
+            runtime.spawn(close_when_idle(
+                connection.clone(),
+                generation,
+                self.idle_timeout,
+            ));
+        }
     }
+}
+
+/// Closes a connection that stayed without channels for `after`.
+async fn close_when_idle(connection: Arc<Connection>, generation: u64, after: Duration) {
+    tokio::time::sleep(after).await;
+    if connection.idled.load(Ordering::Acquire) != generation {
+        return;
+    }
+    // Holding every slot keeps new channels off it while it closes; a job
+    // that finds it closing takes another connection.
+    let Ok(all) = connection
+        .slots
+        .try_acquire_many(u32::try_from(connection.capacity).unwrap_or(u32::MAX))
+    else {
+        return;
+    };
+    all.forget();
+    tracing::debug!("closing an idle connection");
+    let _ = connection
+        .handle
+        .disconnect(russh::Disconnect::ByApplication, "idle", "en")
+        .await;
 }
 
 impl ChannelLease {
@@ -132,7 +171,10 @@ impl HostPool {
     }
 
     pub fn health(&self) -> HostHealth {
-        let seen = lock(&self.health).clone();
+        let mut seen = lock(&self.health).clone();
+        if let Ok(connections) = self.connections.try_lock() {
+            seen.connections = connections.iter().filter(|c| !c.handle.is_closed()).count();
+        }
         HostHealth {
             state: match seen.reachable {
                 Some(true) => "up",
@@ -176,6 +218,7 @@ impl HostPool {
                         channel,
                         connection,
                         in_use: self.in_use.clone(),
+                        idle_timeout: self.host.idle_timeout,
                         _slot: slot,
                     });
                 }
@@ -231,6 +274,8 @@ impl HostPool {
         let connection = Arc::new(Connection {
             handle,
             slots: Arc::new(Semaphore::new(self.host.max_sessions)),
+            capacity: self.host.max_sessions,
+            idled: AtomicU64::new(0),
             full: AtomicBool::new(false),
         });
         let slot = connection

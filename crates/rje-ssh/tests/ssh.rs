@@ -330,6 +330,31 @@ async fn fifty_concurrent_jobs_share_a_few_connections() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_closed_and_reopened_when_needed() {
+    let sshd = TestSshd::start();
+    let mut config = host(&sshd);
+    config.idle_timeout = Duration::from_millis(300);
+    let (executor, pool) = executor(config);
+    assert_eq!(
+        run_ok(&executor, "true").await.0,
+        Outcome::Exited { code: 0 }
+    );
+    assert_eq!(pool.health().connections, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.health().connections > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle connection was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (outcome, run) = run_ok(&executor, "echo again").await;
+    assert_eq!(outcome, Outcome::Exited { code: 0 });
+    assert_eq!(run.stdout(), "again\n");
+    assert_eq!(pool.connections_opened(), 2);
+}
+
+#[tokio::test]
 async fn a_server_with_fewer_sessions_than_configured_still_runs_everything() {
     // The server allows 2 channels per connection; the host says 10.
     let sshd = TestSshd::start_with(2);
