@@ -156,9 +156,14 @@ fn expand_home(path: &str, env: &dyn Environment) -> PathBuf {
     }
 }
 
+/// A `[defaults]` table or a `[hosts.NAME]` table: the same settings,
+/// each overriding the level above it. Only hosts have an address and
+/// labels.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileDefaults {
+struct FileSettings {
+    address: Option<String>,
+    labels: Option<Vec<String>>,
     user: Option<String>,
     port: Option<u16>,
     key: Option<String>,
@@ -171,26 +176,6 @@ struct FileDefaults {
     connect_timeout_seconds: Option<f64>,
     keepalive_seconds: Option<f64>,
     idle_timeout_seconds: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileHost {
-    address: String,
-    user: Option<String>,
-    port: Option<u16>,
-    key: Option<String>,
-    key_passphrase_env: Option<String>,
-    key_passphrase_file: Option<String>,
-    known_hosts: Option<String>,
-    host_key_policy: Option<HostKeyPolicy>,
-    max_concurrent_jobs: Option<usize>,
-    max_sessions: Option<usize>,
-    connect_timeout_seconds: Option<f64>,
-    keepalive_seconds: Option<f64>,
-    idle_timeout_seconds: Option<f64>,
-    #[serde(default)]
-    labels: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,9 +183,9 @@ struct FileHost {
 struct HostsFile {
     /// The host a job without `host` runs on.
     default: Option<String>,
-    defaults: Option<FileDefaults>,
+    defaults: Option<FileSettings>,
     #[serde(default)]
-    hosts: BTreeMap<String, FileHost>,
+    hosts: BTreeMap<String, FileSettings>,
 }
 
 /// Settings that every host has, from the file's `[defaults]` or the
@@ -353,118 +338,73 @@ impl Common {
         })
     }
 
-    fn with_file_defaults(
-        mut self,
-        defaults: FileDefaults,
+    /// These settings with a table's own over them; `table` names it in
+    /// messages (`defaults`, `hosts.web-1`).
+    fn overridden(
+        &self,
+        table: &str,
+        settings: &FileSettings,
         env: &dyn Environment,
     ) -> Result<Self, String> {
-        if let Some(user) = defaults.user {
-            self.user = user;
-        }
-        if let Some(port) = defaults.port {
-            self.port = port;
-        }
-        if let Some(key) = defaults.key {
-            self.key = Some(expand_home(&key, env));
-        }
-        if let Some(p) = passphrase(
-            defaults.key_passphrase_env,
-            defaults.key_passphrase_file.map(|p| expand_home(&p, env)),
-            env,
-        )? {
-            self.passphrase = Some(p);
-        }
-        if let Some(path) = defaults.known_hosts {
-            self.known_hosts = expand_home(&path, env);
-        }
-        if let Some(policy) = defaults.host_key_policy {
-            self.host_key_policy = policy;
-        }
-        self.max_concurrent_jobs = positive(
-            "defaults.max_concurrent_jobs",
-            defaults.max_concurrent_jobs,
-            self.max_concurrent_jobs,
-        )?;
-        self.max_sessions = positive(
-            "defaults.max_sessions",
-            defaults.max_sessions,
-            self.max_sessions,
-        )?;
-        self.connect_timeout = seconds(
-            "defaults.connect_timeout_seconds",
-            defaults.connect_timeout_seconds,
-            self.connect_timeout,
-        )?;
-        self.keepalive = seconds(
-            "defaults.keepalive_seconds",
-            defaults.keepalive_seconds,
-            self.keepalive,
-        )?;
-        self.idle_timeout = seconds(
-            "defaults.idle_timeout_seconds",
-            defaults.idle_timeout_seconds,
-            self.idle_timeout,
-        )?;
-        Ok(self)
+        let path = |p: &Option<String>| p.as_deref().map(|p| expand_home(p, env));
+        let field = |name: &str| format!("{table}.{name}");
+        Ok(Self {
+            user: settings.user.clone().unwrap_or_else(|| self.user.clone()),
+            port: settings.port.unwrap_or(self.port),
+            key: path(&settings.key).or_else(|| self.key.clone()),
+            passphrase: passphrase(
+                settings.key_passphrase_env.clone(),
+                path(&settings.key_passphrase_file),
+                env,
+            )?
+            .or_else(|| self.passphrase.clone()),
+            agent: self.agent.clone(),
+            known_hosts: path(&settings.known_hosts).unwrap_or_else(|| self.known_hosts.clone()),
+            host_key_policy: settings.host_key_policy.unwrap_or(self.host_key_policy),
+            max_concurrent_jobs: positive(
+                &field("max_concurrent_jobs"),
+                settings.max_concurrent_jobs,
+                self.max_concurrent_jobs,
+            )?,
+            max_sessions: positive(
+                &field("max_sessions"),
+                settings.max_sessions,
+                self.max_sessions,
+            )?,
+            connect_timeout: seconds(
+                &field("connect_timeout_seconds"),
+                settings.connect_timeout_seconds,
+                self.connect_timeout,
+            )?,
+            keepalive: seconds(
+                &field("keepalive_seconds"),
+                settings.keepalive_seconds,
+                self.keepalive,
+            )?,
+            idle_timeout: seconds(
+                &field("idle_timeout_seconds"),
+                settings.idle_timeout_seconds,
+                self.idle_timeout,
+            )?,
+        })
     }
 
     fn host(
         &self,
         name: &str,
-        host: FileHost,
+        settings: FileSettings,
         env: &dyn Environment,
     ) -> Result<HostConfig, String> {
-        if host.address.trim().is_empty() {
-            return Err(format!("hosts.{name}.address is empty"));
+        let table = format!("hosts.{name}");
+        let address = settings.address.clone().unwrap_or_default();
+        if address.trim().is_empty() {
+            return Err(format!("{table}.address is missing or empty"));
         }
-        Ok(HostConfig {
-            name: name.to_owned(),
-            address: host.address,
-            port: host.port.unwrap_or(self.port),
-            user: host.user.unwrap_or_else(|| self.user.clone()),
-            key: host
-                .key
-                .map(|k| expand_home(&k, env))
-                .or_else(|| self.key.clone()),
-            passphrase: passphrase(
-                host.key_passphrase_env,
-                host.key_passphrase_file.map(|p| expand_home(&p, env)),
-                env,
-            )?
-            .or_else(|| self.passphrase.clone()),
-            agent: self.agent.clone(),
-            known_hosts: host
-                .known_hosts
-                .map(|p| expand_home(&p, env))
-                .unwrap_or_else(|| self.known_hosts.clone()),
-            host_key_policy: host.host_key_policy.unwrap_or(self.host_key_policy),
-            max_concurrent_jobs: positive(
-                &format!("hosts.{name}.max_concurrent_jobs"),
-                host.max_concurrent_jobs,
-                self.max_concurrent_jobs,
-            )?,
-            max_sessions: positive(
-                &format!("hosts.{name}.max_sessions"),
-                host.max_sessions,
-                self.max_sessions,
-            )?,
-            labels: host.labels,
-            connect_timeout: seconds(
-                &format!("hosts.{name}.connect_timeout_seconds"),
-                host.connect_timeout_seconds,
-                self.connect_timeout,
-            )?,
-            keepalive: seconds(
-                &format!("hosts.{name}.keepalive_seconds"),
-                host.keepalive_seconds,
-                self.keepalive,
-            )?,
-            idle_timeout: seconds(
-                &format!("hosts.{name}.idle_timeout_seconds"),
-                host.idle_timeout_seconds,
-                self.idle_timeout,
-            )?,
-        })
+        let mut host = self
+            .overridden(&table, &settings, env)?
+            .plain_host(name, &address);
+        host.labels = settings.labels.unwrap_or_default();
+        Ok(host)
     }
 }
 
@@ -507,7 +447,12 @@ impl Inventory {
     ) -> Result<(), String> {
         let file: HostsFile = toml::from_str(text).map_err(|err| err.to_string())?;
         let common = match file.defaults {
-            Some(defaults) => common.with_file_defaults(defaults, env)?,
+            Some(defaults) if defaults.address.is_some() || defaults.labels.is_some() => {
+                return Err(
+                    "defaults cannot have an address or labels: they belong to a host".into(),
+                );
+            }
+            Some(defaults) => common.overridden("defaults", &defaults, env)?,
             None => common,
         };
         for (name, host) in file.hosts {
@@ -691,7 +636,12 @@ mod tests {
                 "default = \"b\"\n[hosts.a]\naddress = \"x\"",
                 "names no configured host",
             ),
-            ("[hosts.a]\naddress = \"\"", "address is empty"),
+            ("[hosts.a]\naddress = \"\"", "address is missing or empty"),
+            ("[hosts.a]\nport = 22", "hosts.a.address is missing"),
+            (
+                "[defaults]\naddress = \"x\"",
+                "defaults cannot have an address",
+            ),
         ];
         for (text, expected) in cases {
             let err = Inventory::parse_file(text, &none).unwrap_err();

@@ -24,6 +24,19 @@ fn host(sshd: &TestSshd, name: &str) -> HostConfig {
     }
 }
 
+/// `box` (the default) and `broken`, whose key the server refuses, both on
+/// `sshd`.
+fn box_and_broken(sshd: &TestSshd) -> Inventory {
+    let stranger = sshd.path("stranger");
+    new_key(&stranger, "ed25519", &[]);
+    let mut broken = host(sshd, "broken");
+    broken.key = Some(stranger);
+    Inventory {
+        hosts: vec![host(sshd, "box"), broken],
+        default_host: Some("box".into()),
+    }
+}
+
 /// An app whose default host is `box` on `sshd`.
 async fn app_on(sshd: &TestSshd, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let inventory = Inventory {
@@ -118,14 +131,7 @@ async fn an_unknown_host_is_refused_at_submit_and_nothing_is_stored() {
 #[tokio::test]
 async fn hosts_are_listed_and_checked() {
     let sshd = TestSshd::start();
-    let stranger = sshd.path("stranger");
-    new_key(&stranger, "ed25519", &[]);
-    let mut broken = host(&sshd, "broken");
-    broken.key = Some(stranger);
-    let inventory = Inventory {
-        hosts: vec![host(&sshd, "box"), broken],
-        default_host: Some("box".into()),
-    };
+    let inventory = box_and_broken(&sshd);
     let app = spawn_app_with(move |settings| {
         settings.inventory = inventory;
         settings.api.tokens = vec!["secret".into()];
@@ -447,14 +453,7 @@ async fn bench_runs_on_an_ssh_host_beside_the_raw_channel_rate() {
 #[tokio::test]
 async fn the_client_lists_and_checks_hosts() {
     let sshd = TestSshd::start();
-    let stranger = sshd.path("stranger");
-    new_key(&stranger, "ed25519", &[]);
-    let mut broken = host(&sshd, "broken");
-    broken.key = Some(stranger);
-    let inventory = Inventory {
-        hosts: vec![host(&sshd, "box"), broken],
-        default_host: Some("box".into()),
-    };
+    let inventory = box_and_broken(&sshd);
     let app = spawn_app_with(move |settings| settings.inventory = inventory).await;
     let client = |args: &[&str]| {
         let mut command = rje_binary(app.dir.path());
