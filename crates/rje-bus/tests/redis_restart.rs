@@ -1,69 +1,11 @@
 //! The Redis bus survives Redis going away: subscribers are told to re-read
 //! the store when it returns, and messages flow again.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rje_bus::{Bus, JobEvent, Received, RedisBus};
 use rje_domain::JobId;
-
-/// A private redis-server on a free port, so that stopping it disturbs no
-/// other test.
-struct OwnRedis {
-    child: Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("redis-server is needed ({err}): apt-get install -y redis-server")
-            });
-        let own = Self { child, port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        own
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rje_testkit::{OwnRedis, free_port};
 
 async fn next(subscription: &mut rje_bus::Subscription<JobEvent>) -> Received<JobEvent> {
     tokio::time::timeout(Duration::from_secs(30), subscription.recv())

@@ -135,7 +135,7 @@ impl TestSshd {
             format!("{}\n", public_key(&client_key)),
         )
         .expect("authorized_keys is written");
-        let port = free_port();
+        let port = crate::free_port();
         let known_hosts = dir.path().join("known_hosts");
         std::fs::write(
             &known_hosts,
@@ -302,11 +302,4 @@ fn sshd_descendants(root: i32) -> Vec<i32> {
         .filter(|(pid, _, name)| *pid != root && found.contains(pid) && name.starts_with("sshd"))
         .map(|(pid, _, _)| pid)
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
 }

@@ -11,12 +11,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep};
 
-use crate::helpers::*;
+use rje_testkit::{OwnRedis, TestSchema, free_port};
 
-fn admin_url() -> String {
-    std::env::var("RJE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use crate::helpers::*;
 
 fn redis_url() -> String {
     std::env::var("RJE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -28,10 +25,11 @@ struct Cluster {
     database_url: String,
     redis_url: String,
     namespace: String,
-    schema: String,
     processes: Vec<Child>,
     apis: Vec<String>,
     client: reqwest::Client,
+    /// Dropped after the processes are killed, with the fields.
+    _schema: TestSchema,
 }
 
 impl Cluster {
@@ -40,30 +38,16 @@ impl Cluster {
     }
 
     async fn with_redis(redis_url: String) -> Self {
-        let admin = admin_url();
-        let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|err| {
-            panic!(
-                "PostgreSQL is needed at {admin} ({err}). Start it with `pg_ctlcluster \
-                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or point \
-                 RJE_TEST_DATABASE_URL at one."
-            )
-        });
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let schema = format!("rje_it_{suffix}");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        let separator = if admin.contains('?') { '&' } else { '?' };
-        let database_url = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+        let schema = TestSchema::create("rje_it").await;
+        let database_url = schema.url.clone();
         rje::server::migrate(&database_url)
             .await
             .expect("migrations");
         Self {
             database_url,
             redis_url,
-            namespace: format!("rje-it-{suffix}"),
-            schema,
+            namespace: format!("rje-it-{}", schema.name),
+            _schema: schema,
             processes: Vec::new(),
             apis: Vec::new(),
             client: reqwest::Client::new(),
@@ -177,21 +161,6 @@ impl Drop for Cluster {
         for process in &mut self.processes {
             let _ = process.start_kill();
         }
-        let schema = self.schema.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .execute(&pool)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -342,60 +311,11 @@ async fn a_cancel_through_one_process_kills_a_job_on_another() {
     assert_eq!(live_processes_in_group(&pgid), Vec::<String>::new());
 }
 
-/// A redis-server of the test's own, so that restarting it disturbs no
-/// other test.
-struct OwnRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--appendonly")
-            .arg("no")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("redis-server is needed ({err}): apt-get install -y redis-server")
-            });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_restart_loses_no_line_for_a_client_on_another_api() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redis = OwnRedis::start(port);
-    let mut cluster = Cluster::with_redis(format!("redis://127.0.0.1:{}", redis.port)).await;
+    let mut cluster = Cluster::with_redis(redis.url()).await;
     let submit_api = cluster.api().await;
     let watch_api = cluster.api().await;
     cluster.worker(&[]).await;
