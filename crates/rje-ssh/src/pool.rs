@@ -136,7 +136,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HostPool {
+    /// Limits below 1 (possible only for a `HostConfig` built in code; the
+    /// settings refuse them) are raised to 1: a zero limit would make every
+    /// job wait for ever.
     pub fn new(host: Arc<HostConfig>) -> Self {
+        let host = if host.max_concurrent_jobs == 0 || host.max_sessions == 0 {
+            let mut fixed = (*host).clone();
+            fixed.max_concurrent_jobs = fixed.max_concurrent_jobs.max(1);
+            fixed.max_sessions = fixed.max_sessions.max(1);
+            Arc::new(fixed)
+        } else {
+            host
+        };
         Self {
             jobs: Arc::new(Semaphore::new(host.max_concurrent_jobs)),
             host,

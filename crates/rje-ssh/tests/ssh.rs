@@ -409,6 +409,19 @@ async fn the_concurrency_limit_of_a_host_is_kept() {
 }
 
 #[tokio::test]
+async fn zero_limits_in_code_are_raised_to_one_instead_of_hanging() {
+    let sshd = TestSshd::start();
+    let mut config = host(&sshd);
+    config.max_concurrent_jobs = 0;
+    config.max_sessions = 0;
+    let (executor, pool) = executor(config);
+    assert_eq!(pool.host().max_concurrent_jobs, 1);
+    let (outcome, run) = run_ok(&executor, "echo fine").await;
+    assert_eq!(outcome, Outcome::Exited { code: 0 });
+    assert_eq!(run.stdout(), "fine\n");
+}
+
+#[tokio::test]
 async fn every_supported_key_form_authenticates() {
     let sshd = TestSshd::start();
     let passphrase_file = sshd.path("passphrase");
