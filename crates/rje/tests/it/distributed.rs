@@ -164,13 +164,6 @@ impl Drop for Cluster {
     }
 }
 
-fn is_final(job: &Value) -> bool {
-    matches!(
-        job["status"].as_str(),
-        Some("Success" | "Failed" | "Cancelled")
-    )
-}
-
 #[tokio::test]
 async fn two_apis_and_three_workers_run_every_job_exactly_once() {
     let mut cluster = Cluster::new().await;

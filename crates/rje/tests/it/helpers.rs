@@ -175,13 +175,7 @@ impl TestApp {
     }
 
     pub async fn wait_final(&self, id: &str) -> Value {
-        self.wait_for(id, "final", |job| {
-            matches!(
-                job["status"].as_str(),
-                Some("Success" | "Failed" | "Cancelled")
-            )
-        })
-        .await
+        self.wait_for(id, "final", is_final).await
     }
 
     /// Waits until the job's command has started (its process id is known).
@@ -198,6 +192,14 @@ impl TestApp {
         }
         self.dir
     }
+}
+
+/// Whether a job (as JSON) has reached a final status.
+pub fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("Success" | "Failed" | "Cancelled")
+    )
 }
 
 pub fn id_of(job: &Value) -> String {

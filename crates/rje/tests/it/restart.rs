@@ -101,13 +101,6 @@ impl Process {
     }
 }
 
-fn is_final(job: &Value) -> bool {
-    matches!(
-        job["status"].as_str(),
-        Some("Success" | "Failed" | "Cancelled")
-    )
-}
-
 #[tokio::test]
 async fn jobs_survive_a_restart_and_a_killed_run_is_settled() {
     let dir = tempfile::tempdir().unwrap();
