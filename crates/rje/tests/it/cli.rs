@@ -97,10 +97,15 @@ async fn submit_wait_and_stream_exit_with_the_jobs_code() {
     assert_eq!(job["stdout"], "j\n");
 }
 
-#[tokio::test]
-async fn a_cancelled_job_exits_130() {
-    let app = spawn_app().await;
-    let mut child = rje(&app)
+/// `rje submit --stream` of a job that prints `started` and sleeps, once
+/// it has printed; the rest of its stdout comes with it.
+async fn streaming_sleeper(
+    app: &TestApp,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = rje(app)
         .args(["submit", "echo started; sleep 60", "--stream"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -108,6 +113,13 @@ async fn a_cancelled_job_exits_130() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
+    (child, lines)
+}
+
+#[tokio::test]
+async fn a_cancelled_job_exits_130() {
+    let app = spawn_app().await;
+    let (mut child, _lines) = streaming_sleeper(&app).await;
     let list: Value = app
         .get("/jobs/list/?status=Running")
         .await
@@ -126,14 +138,7 @@ async fn a_cancelled_job_exits_130() {
 #[tokio::test]
 async fn ctrl_c_off_a_terminal_detaches_and_leaves_the_job_running() {
     let app = spawn_app().await;
-    let mut child = rje(&app)
-        .args(["submit", "echo started; sleep 60", "--stream"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
+    let (mut child, _lines) = streaming_sleeper(&app).await;
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(DEADLINE, child.wait())
