@@ -66,7 +66,8 @@ impl Worker {
         Ok(reaped.len())
     }
 
-    /// Runs until `shutdown` fires, then stops claiming, gives running jobs
+    /// Runs until `shutdown` fires (call [`Worker::register`] first), then
+    /// stops claiming, gives running jobs
     /// `shutdown_grace` to finish, kills the rest, and returns once every
     /// job it ran is settled.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -84,7 +85,6 @@ impl Worker {
         let mut drain_deadline: Option<Instant> = None;
         let mut killed_for_shutdown = false;
         tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
-        self.beat().await;
 
         loop {
             if drain_deadline.is_some() && running.is_empty() {
@@ -149,7 +149,12 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    /// Announces the worker, for /ready and /workers.
+    /// Announces the worker, for /ready and /workers, before it runs; the
+    /// lease renewals beat its heartbeat after that.
+    pub async fn register(&self) {
+        self.beat().await;
+    }
+
     async fn beat(&self) {
         let config = &self.ctx.config;
         let concurrency = u32::try_from(config.concurrency).unwrap_or(u32::MAX);

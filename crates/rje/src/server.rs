@@ -156,7 +156,7 @@ impl RunningServer {
         let mut api_settings = settings.api.clone();
         api_settings.hosts = hosts.names();
         let shutdown = CancellationToken::new();
-        let worker = settings.run_worker.then(|| {
+        let worker = if settings.run_worker {
             let executors = hosts.executors().into_iter().fold(
                 Executors::new(hosts.default_host()),
                 |all, (name, executor)| all.with(name, executor),
@@ -167,8 +167,13 @@ impl RunningServer {
                 executors,
                 settings.worker.clone(),
             );
-            tokio::spawn(worker.run(shutdown.clone()))
-        });
+            // Registered before the process says it runs, so that /ready
+            // and /workers/ count it from then on.
+            worker.register().await;
+            Some(tokio::spawn(worker.run(shutdown.clone())))
+        } else {
+            None
+        };
         let state = AppState {
             store,
             bus,
