@@ -19,25 +19,38 @@ pub(crate) async fn require_token(
     if tokens.is_empty() || matches!(request.uri().path(), "/health" | "/ready") {
         return Ok(next.run(request).await);
     }
-    let from_header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+    let mut headers = request.headers().get_all(header::AUTHORIZATION).iter();
+    let from_header = headers.next().map(|value| bearer_token(value.as_bytes()));
+    if headers.next().is_some() {
+        // Which one would count is a guess a proxy and rje could make
+        // differently: refuse rather than pick.
+        return Err(ApiError::BadRequest(
+            "more than one Authorization header".into(),
+        ));
+    }
     let from_query = if request.uri().path().starts_with("/ws/") {
         request.uri().query().and_then(token_in_query)
     } else {
         None
     };
-    let presented = from_header.map(str::to_owned).or(from_query);
+    let presented = match from_header {
+        Some(header) => header,
+        None => from_query,
+    };
     match presented {
         Some(token) if is_valid(tokens, &token) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// case-insensitive (RFC 9110 §11.1); anything else presents no token.
+fn bearer_token(value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn token_in_query(query: &str) -> Option<String> {
@@ -74,6 +87,27 @@ mod tests {
         assert!(!is_valid(&tokens, "bet"));
         assert!(!is_valid(&tokens, "betaa"));
         assert!(!is_valid(&tokens, ""));
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "BeArEr   t0k ",
+            "Bearer\tt0k",
+        ] {
+            assert_eq!(
+                bearer_token(value.as_bytes()).as_deref(),
+                Some("t0k"),
+                "{value}"
+            );
+        }
+        for value in ["Basic dXNlcg==", "Bearer", "t0k", "Bearert0k"] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value}");
+        }
+        assert_eq!(bearer_token(b"Bearer \xff"), None);
     }
 
     #[test]

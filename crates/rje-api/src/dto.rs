@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use rje_domain::{Chunk, Job, JobId, Priority, Status, Stream};
+use rje_store::ListedJob;
 use serde::{Deserialize, Serialize};
 
 /// A job as the API returns it.
@@ -30,6 +31,34 @@ pub struct JobResponse {
     pub max_retries: u32,
     pub streaming: bool,
     pub cancel_requested: bool,
+    /// In lists: `stdout` holds only the last `RJE_LIST_OUTPUT_BYTES` of
+    /// the output (get the job, or its logs, for the whole).
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    /// The size in bytes of the whole of each stream's output (drop markers
+    /// included), where the answer knows it: in lists and on a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_bytes: Option<u64>,
+}
+
+impl From<ListedJob> for JobResponse {
+    fn from(listed: ListedJob) -> Self {
+        let (stdout_truncated, stderr_truncated) = (
+            listed.truncated(Stream::Stdout),
+            listed.truncated(Stream::Stderr),
+        );
+        Self {
+            stdout_truncated,
+            stderr_truncated,
+            stdout_bytes: listed.output_bytes[0],
+            stderr_bytes: listed.output_bytes[1],
+            ..Self::from(listed.job)
+        }
+    }
 }
 
 impl From<Job> for JobResponse {
@@ -57,6 +86,10 @@ impl From<Job> for JobResponse {
             max_retries: job.max_retries,
             streaming: job.streaming,
             cancel_requested: job.cancel_requested,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: None,
+            stderr_bytes: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::ApiError;
 use crate::state::AppState;
+use crate::strict_json::{self, StrictJsonError};
 
 /// A request body that is a JSON object.
 pub(crate) struct JsonObject(pub Value);
@@ -32,8 +33,10 @@ impl FromRequest<AppState> for JsonObject {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = state.settings.max_body_bytes;
-        let bytes = Bytes::from_request(request, state)
+        let within = state.settings.body_timeout;
+        let bytes = tokio::time::timeout(within, Bytes::from_request(request, state))
             .await
+            .map_err(|_| ApiError::RequestTimeout)?
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge { limit }
@@ -41,8 +44,13 @@ impl FromRequest<AppState> for JsonObject {
                     ApiError::BadRequest(format!("could not read the request body: {rejection}"))
                 }
             })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
-            ApiError::BadRequest(format!("request body is not valid JSON: {err}"))
+        let value = strict_json::parse(&bytes).map_err(|err| match err {
+            StrictJsonError::Duplicate(path) => {
+                rje_domain::ValidationError::field(&path, "appears more than once").into()
+            }
+            StrictJsonError::Syntax(err) => {
+                ApiError::BadRequest(format!("request body is not valid JSON: {err}"))
+            }
         })?;
         if !value.is_object() {
             return Err(ApiError::BadRequest(

@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rje_bus::{JobEvent, Received, StatusEvent};
-use rje_domain::{Job, JobId, JobPatch, ListQuery, NewJob};
+use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob};
 use rje_store::CancelOutcome;
 use tokio::time::timeout;
 
 use crate::dto::{JobListResponse, JobResponse};
 use crate::extract::{JobPath, JsonObject, QueryPairs};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, streamed};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -45,8 +45,12 @@ async fn list(
     State(state): State<AppState>,
     query: QueryPairs,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    let query = ListQuery::parse(query.iter())?;
-    let page = state.store.list(&query).await?;
+    let query = ListQuery::parse(query.iter(), &state.settings.hosts)?;
+    let tail_bytes = match query.output {
+        ListOutput::Tail => state.settings.list_output_bytes,
+        ListOutput::None => 0,
+    };
+    let page = state.store.list(&query, tail_bytes).await?;
     Ok(Json(JobListResponse {
         jobs: page.jobs.into_iter().map(JobResponse::from).collect(),
         total_count: page.total_count,
@@ -54,11 +58,9 @@ async fn list(
     }))
 }
 
-async fn show(
-    State(state): State<AppState>,
-    JobPath(id): JobPath,
-) -> Result<Json<JobResponse>, ApiError> {
-    Ok(Json(state.store.get(id).await?.into()))
+/// A job with its whole output, streamed from the store.
+async fn show(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
+    streamed::job_response(&state, id, StatusCode::OK).await
 }
 
 async fn edit(
@@ -100,25 +102,25 @@ async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<R
         }
         CancelOutcome::Requested(_) => {
             state.bus.request_cancel(id).await;
-            let job = wait_until_final(&state, id, events, state.settings.cancel_wait).await?;
-            let status = if job.status.is_final() {
+            let finished = wait_until_final(&state, id, events, state.settings.cancel_wait).await?;
+            let status = if finished {
                 StatusCode::OK
             } else {
                 StatusCode::ACCEPTED
             };
-            Ok((status, Json(JobResponse::from(job))).into_response())
+            streamed::job_response(&state, id, status).await
         }
     }
 }
 
-/// Waits for a final status event, then reads the job from the store (the
-/// truth). A lost event costs only the wait.
+/// Waits for a final status event, then asks the store (the truth) whether
+/// the job is finished. A lost event costs only the wait.
 async fn wait_until_final(
     state: &AppState,
     id: JobId,
     events: Option<rje_bus::Subscription<JobEvent>>,
     within: Duration,
-) -> Result<Job, ApiError> {
+) -> Result<bool, ApiError> {
     if let Some(mut events) = events {
         let _ = timeout(within, async {
             loop {
@@ -144,5 +146,5 @@ async fn wait_until_final(
         })
         .await;
     }
-    Ok(state.store.get(id).await?)
+    Ok(state.store.get_meta(id).await?.status.is_final())
 }

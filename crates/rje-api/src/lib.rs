@@ -11,6 +11,8 @@ mod hosts;
 mod jobs;
 mod logs;
 mod state;
+mod streamed;
+mod strict_json;
 mod ws;
 
 use axum::Router;

@@ -10,12 +10,15 @@ use rje_domain::{Stream, ValidationError};
 
 use crate::dto::{ChunkResponse, LogsResponse};
 use crate::extract::{JobPath, QueryPairs, parse_since};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, streamed};
 
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 1000;
 /// A JSON page stops growing past this many bytes of text.
-const PAGE_BYTES: usize = 8 * 1024 * 1024;
+const PAGE_BYTES: usize = 1024 * 1024;
+/// Chunks read from the store at a time while filling a page: the page's
+/// byte bound then also bounds what is read.
+const READ_STEP: u32 = 16;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/jobs/{id}/logs", get(logs))
@@ -53,24 +56,33 @@ async fn logs(
     // already stored and the page can say it is complete.
     let job = state.store.get_meta(id).await?;
     if wants_text(&headers) {
-        return whole_text(&state, id, since, stream).await;
+        return Ok(streamed::text_response(&state, id, since, stream));
     }
-    let page = state.store.read_output(id, since, limit).await?;
-    let full_page = page.chunks.len() == limit as usize;
-    let (mut bytes, mut read) = (0, 0);
-    let mut chunks = Vec::with_capacity(page.chunks.len());
-    for chunk in &page.chunks {
-        if read > 0 && bytes + chunk.text.len() > PAGE_BYTES {
+    let mut chunks = Vec::new();
+    let (mut bytes, mut read) = (0usize, 0u32);
+    let mut next_since = since;
+    let mut exhausted = false;
+    'pages: while read < limit {
+        let step = READ_STEP.min(limit - read);
+        let page = state.store.read_output(id, next_since, step).await?;
+        let full_step = page.chunks.len() == step as usize;
+        for chunk in &page.chunks {
+            if read > 0 && bytes + chunk.text.len() > PAGE_BYTES {
+                break 'pages;
+            }
+            bytes += chunk.text.len();
+            read += 1;
+            next_since = chunk.seq;
+            if stream.is_none_or(|s| s == chunk.stream) {
+                chunks.push(ChunkResponse::from(chunk));
+            }
+        }
+        if !full_step {
+            exhausted = true;
             break;
         }
-        bytes += chunk.text.len();
-        read += 1;
-        if stream.is_none_or(|s| s == chunk.stream) {
-            chunks.push(ChunkResponse::from(chunk));
-        }
     }
-    let next_since = page.chunks[..read].last().map_or(since, |c| c.seq);
-    let complete = job.status.is_final() && !full_page && read == page.chunks.len();
+    let complete = job.status.is_final() && exhausted;
     Ok(Json(LogsResponse {
         job_id: id,
         status: job.status,
@@ -86,28 +98,4 @@ fn wants_text(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/plain") && !accept.contains("json"))
-}
-
-/// The output as one text, both streams in the order they were read
-/// (or one of them with `?stream=`).
-async fn whole_text(
-    state: &AppState,
-    id: rje_domain::JobId,
-    mut since: i64,
-    stream: Option<Stream>,
-) -> Result<Response, ApiError> {
-    let mut text = String::new();
-    loop {
-        let page = state.store.read_output(id, since, MAX_PAGE).await?;
-        for chunk in &page.chunks {
-            if stream.is_none_or(|s| s == chunk.stream) {
-                text.push_str(&chunk.display_text());
-            }
-        }
-        match page.chunks.last() {
-            Some(last) if page.chunks.len() == MAX_PAGE as usize => since = last.seq,
-            _ => break,
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }

@@ -25,6 +25,10 @@ pub struct ApiSettings {
     pub tokens: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// How much of each stream's output a job list carries per job.
+    pub list_output_bytes: u32,
+    /// How long a request may take to send its whole body.
+    pub body_timeout: Duration,
     /// Hosts a job may name, and the default.
     pub hosts: HostNames,
     /// How long a cancel of a running job waits for the kill to be
@@ -40,6 +44,8 @@ impl Default for ApiSettings {
             limits: Limits::default(),
             tokens: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            list_output_bytes: 4096,
+            body_timeout: Duration::from_secs(30),
             hosts: HostNames::local_only(),
             cancel_wait: Duration::from_secs(10),
             worker_liveness: Duration::from_secs(30),

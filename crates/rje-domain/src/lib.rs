@@ -19,7 +19,7 @@ pub use job::{
     TaskId, WORKER_LOST, WorkerId, is_timeout_error,
 };
 pub use limits::Limits;
-pub use list::{ListQuery, OrderField, Ordering};
+pub use list::{ListOutput, ListQuery, OrderField, Ordering};
 pub use new_job::{ExecParameters, NewJob};
 pub use output::{
     Admission, Chunk, NewChunk, OutputBudget, OutputSplitter, Stream, drop_marker, head_cut,

@@ -1,5 +1,17 @@
 use crate::error::{Collector, ValidationError};
+use crate::hosts::HostNames;
 use crate::job::{Priority, Status};
+
+/// How much of each job's output a list carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOutput {
+    /// The last few KiB of each stream (`RJE_LIST_OUTPUT_BYTES`), marked
+    /// when cut: a list must cost the same whatever the jobs printed.
+    #[default]
+    Tail,
+    /// None at all (`?output=none`): `stdout` and `stderr` are null.
+    None,
+}
 
 /// The columns a job list may be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +67,7 @@ pub struct ListQuery {
     pub priority: Option<Priority>,
     pub host: Option<String>,
     pub ordering: Ordering,
+    pub output: ListOutput,
 }
 
 impl Default for ListQuery {
@@ -66,6 +79,7 @@ impl Default for ListQuery {
             priority: None,
             host: None,
             ordering: Ordering::DEFAULT,
+            output: ListOutput::Tail,
         }
     }
 }
@@ -75,9 +89,12 @@ impl ListQuery {
     pub const MAX_LIMIT: u32 = 100;
 
     /// Validates query parameters. Parameters it does not know are ignored,
-    /// as web APIs conventionally do (cache busters, tokens).
+    /// as web APIs conventionally do (cache busters, tokens). A `host`
+    /// must be one of `hosts`: a typo would otherwise list nothing and look
+    /// like an answer.
     pub fn parse<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        hosts: &HostNames,
     ) -> Result<Self, ValidationError> {
         let mut query = ListQuery::default();
         let mut errors = Collector::default();
@@ -106,12 +123,25 @@ impl ListQuery {
                 "status" => query.status = errors.take("status", value.parse()),
                 "priority" => query.priority = errors.take("priority", value.parse()),
                 "host" => {
-                    let host = if value.contains('\0') {
-                        Err("must not contain a NUL byte".to_owned())
-                    } else {
+                    let host = if hosts.is_known(value) {
                         Ok(value.to_owned())
+                    } else {
+                        Err(format!(
+                            "no host named {value:?}; known: {}",
+                            hosts.names().collect::<Vec<_>>().join(", ")
+                        ))
                     };
                     query.host = errors.take("host", host);
+                }
+                "output" => {
+                    let output = match value {
+                        "tail" => Ok(ListOutput::Tail),
+                        "none" => Ok(ListOutput::None),
+                        _ => Err("must be tail or none".to_owned()),
+                    };
+                    if let Some(output) = errors.take("output", output) {
+                        query.output = output;
+                    }
                 }
                 "ordering" => {
                     if let Some(ordering) = errors.take("ordering", Ordering::parse(value)) {
@@ -132,7 +162,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let query = ListQuery::parse([]).unwrap();
+        let query = ListQuery::parse([], &HostNames::local_only()).unwrap();
         assert_eq!(query.limit, 10);
         assert_eq!(query.offset, 0);
         assert_eq!(query.ordering, Ordering::DEFAULT);
@@ -140,21 +170,26 @@ mod tests {
 
     #[test]
     fn parses_every_parameter() {
-        let query = ListQuery::parse([
-            ("limit", "100"),
-            ("offset", "20"),
-            ("status", "Running"),
-            ("priority", "High"),
-            ("host", "local"),
-            ("ordering", "-started_at"),
-            ("_", "123"),
-        ])
+        let query = ListQuery::parse(
+            [
+                ("limit", "100"),
+                ("offset", "20"),
+                ("status", "Running"),
+                ("priority", "High"),
+                ("host", "local"),
+                ("ordering", "-started_at"),
+                ("output", "none"),
+                ("_", "123"),
+            ],
+            &HostNames::local_only(),
+        )
         .unwrap();
         assert_eq!(query.limit, 100);
         assert_eq!(query.offset, 20);
         assert_eq!(query.status, Some(Status::Running));
         assert_eq!(query.priority, Some(Priority::High));
         assert_eq!(query.host.as_deref(), Some("local"));
+        assert_eq!(query.output, ListOutput::None);
         assert_eq!(
             query.ordering,
             Ordering {
@@ -175,8 +210,10 @@ mod tests {
             ("priority", "urgent"),
             ("ordering", "name"),
             ("host", "a\0b"),
+            ("host", "nope"),
+            ("output", "all"),
         ] {
-            let err = ListQuery::parse([(name, value)]).unwrap_err();
+            let err = ListQuery::parse([(name, value)], &HostNames::local_only()).unwrap_err();
             assert_eq!(err.details[0].field, name, "{name}={value}");
         }
     }

@@ -211,6 +211,11 @@ pub struct ExecParameters {
     pub env: Vec<(String, String)>,
     /// The directory the command starts in.
     pub cwd: Option<String>,
+    /// Processes the command leaves running in a session or process group
+    /// of their own (daemons, `setsid`) may outlive its normal end. By
+    /// default every descendant of a job is killed when it ends; cancel and
+    /// timeout kill them all either way.
+    pub allow_daemons: bool,
 }
 
 impl ExecParameters {
@@ -241,6 +246,11 @@ impl ExecParameters {
                 return Err("parameters.cwd must be an absolute path".into());
             }
             exec.cwd = Some(cwd.to_owned());
+        }
+        if let Some(allow) = parameters.get("allow_daemons") {
+            exec.allow_daemons = allow
+                .as_bool()
+                .ok_or("parameters.allow_daemons must be true or false")?;
         }
         Ok(exec)
     }
@@ -358,8 +368,15 @@ mod tests {
         let exec = ExecParameters::from_parameters(job.parameters.as_ref().unwrap()).unwrap();
         assert_eq!(exec.env, [("GREETING".to_owned(), "hi".to_owned())]);
         assert_eq!(exec.cwd.as_deref(), Some("/tmp"));
+        assert!(
+            !exec.allow_daemons,
+            "daemons are killed unless the job opts out"
+        );
+        let daemons = ExecParameters::from_parameters(&json!({"allow_daemons": true})).unwrap();
+        assert!(daemons.allow_daemons);
 
         for bad in [
+            json!({"allow_daemons": "yes"}),
             json!({"env": {"1BAD": "x"}}),
             json!({"env": {"OK": 1}}),
             json!({"env": "A=B"}),

@@ -296,8 +296,8 @@ impl OutputBudget {
     }
 
     /// Records that tail text of `len` bytes was stored.
-    pub fn stored_tail(&mut self, stream: Stream, len: usize) {
-        self.streams[stream.index()].tail_stored += len as u64;
+    pub fn stored_tail(&mut self, stream: Stream, len: u64) {
+        self.streams[stream.index()].tail_stored += len;
     }
 
     /// The last chunk of the head: pruning only ever touches later chunks.
@@ -305,17 +305,22 @@ impl OutputBudget {
         self.streams[stream.index()].head_last_seq
     }
 
-    /// Whether the stored tail has grown far enough past its budget to be
-    /// worth pruning. The slack makes pruning rare: it costs a store round
-    /// trip, and the cap only has to hold at the end.
-    pub fn needs_prune(&self, stream: Stream) -> bool {
-        let slack = (self.tail_budget / 4).max(64 * 1024);
-        self.streams[stream.index()].tail_stored > self.tail_budget + slack
-    }
-
-    /// Whether any tail is over budget at all; checked once at the end.
-    pub fn over_budget(&self, stream: Stream) -> bool {
-        self.streams[stream.index()].tail_stored > self.tail_budget
+    /// How many stored tail bytes may stay so that `incoming` more fit in
+    /// the budget; `None` when they fit already. The stored tail never
+    /// exceeds its budget, even for a moment, so a crash never leaves more.
+    /// A prune goes a little further than needed (the slack), so that the
+    /// next few batches fit without one: each costs a store round trip.
+    pub fn keep_for(&self, stream: Stream, incoming: u64) -> Option<u64> {
+        let stored = self.streams[stream.index()].tail_stored;
+        if stored + incoming <= self.tail_budget {
+            return None;
+        }
+        let slack = (self.tail_budget / 8).min(256 * 1024);
+        Some(
+            self.tail_budget
+                .saturating_sub(incoming)
+                .saturating_sub(slack),
+        )
     }
 
     /// Records the size of the tail after the store pruned it.
@@ -410,16 +415,35 @@ mod tests {
     }
 
     #[test]
-    fn budget_asks_for_a_prune_past_the_slack() {
+    fn the_tail_never_exceeds_its_budget() {
+        // 4 MiB: a 1 MiB head, a 3 MiB tail, a 256 KiB slack.
         let mut budget = OutputBudget::new(4 * 1024 * 1024);
-        budget.admit(Stream::Stdout, "x".repeat(1024 * 1024 + 1));
-        budget.stored_tail(Stream::Stdout, 3 * 1024 * 1024 + 1);
-        assert!(budget.over_budget(Stream::Stdout));
-        assert!(!budget.needs_prune(Stream::Stdout));
-        budget.stored_tail(Stream::Stdout, 1024 * 1024);
-        assert!(budget.needs_prune(Stream::Stdout));
-        budget.pruned(Stream::Stdout, budget.tail_budget());
-        assert!(!budget.over_budget(Stream::Stdout));
+        let tail = budget.tail_budget();
+        assert_eq!(tail, 3 * 1024 * 1024);
+        budget.stored_tail(Stream::Stdout, tail - 10);
+        assert_eq!(
+            budget.keep_for(Stream::Stdout, 10),
+            None,
+            "exactly full fits"
+        );
+        assert_eq!(
+            budget.keep_for(Stream::Stdout, 11),
+            Some(tail - 11 - 256 * 1024),
+            "past it, room for the batch and the slack"
+        );
+        assert_eq!(
+            budget.keep_for(Stream::Stderr, tail),
+            None,
+            "streams are apart"
+        );
+        assert_eq!(budget.keep_for(Stream::Stdout, tail), Some(0));
+        budget.pruned(Stream::Stdout, 0);
+        assert_eq!(budget.keep_for(Stream::Stdout, tail), None);
+
+        // A small budget: the slack is an eighth of it.
+        let mut small = OutputBudget::new(4096);
+        small.stored_tail(Stream::Stdout, 3000);
+        assert_eq!(small.keep_for(Stream::Stdout, 100), Some(3072 - 100 - 384));
     }
 
     #[test]

@@ -1,13 +1,10 @@
-//! Process groups on this machine: kill them, and confirm they are gone.
+//! Process groups on this machine: whether one still has a live member.
 
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::killpg;
 use nix::unistd::Pid;
-use rje_domain::ExitReport;
-use tokio::process::Child;
-use tokio::time::{Instant, sleep};
 
 /// Whether any process of a group is still alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,49 +70,6 @@ pub(crate) struct KillPolicy {
     /// After KILL: how long to wait for the kernel before giving up on
     /// confirming.
     pub confirm: Duration,
-}
-
-const CHECK_EVERY: Duration = Duration::from_millis(20);
-
-/// Kills group `pgid`: TERM, up to `grace` to exit, then KILL. Reaps
-/// `leader` on the way so that it does not linger as our zombie. Checks the
-/// group at short intervals only for the bounded time of a kill.
-pub(crate) async fn kill_group(pgid: i32, leader: &mut Child, policy: KillPolicy) -> ExitReport {
-    let group = Pid::from_raw(pgid);
-    if killpg(group, Signal::SIGTERM) == Err(Errno::ESRCH) {
-        let _ = leader.wait().await;
-        return ExitReport::Confirmed;
-    }
-    if wait_gone(pgid, leader, policy.grace).await {
-        return ExitReport::Confirmed;
-    }
-    tracing::debug!(
-        pgid,
-        "process group outlived its grace period; sending KILL"
-    );
-    let _ = killpg(group, Signal::SIGKILL);
-    if wait_gone(pgid, leader, policy.confirm).await {
-        ExitReport::Confirmed
-    } else {
-        tracing::warn!(pgid, "process group still has live members after KILL");
-        ExitReport::Unconfirmed
-    }
-}
-
-async fn wait_gone(pgid: i32, leader: &mut Child, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        // Reap the leader as soon as it exits: an unreaped zombie is still a
-        // member as far as the kernel's kill(0) is concerned.
-        let _ = leader.try_wait();
-        if group_state(pgid) == GroupState::Gone {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        sleep(CHECK_EVERY).await;
-    }
 }
 
 #[cfg(test)]

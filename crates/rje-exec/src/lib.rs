@@ -5,6 +5,7 @@
 mod group;
 mod hosts;
 mod local;
+mod supervisor;
 
 use std::time::Duration;
 

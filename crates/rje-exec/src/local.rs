@@ -5,19 +5,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rje_domain::{ExitReport, Outcome, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{GroupState, KillPolicy, group_state, kill_group};
+use crate::group::KillPolicy;
+use crate::supervisor::{self, Supervised};
 use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
 
 /// Bytes read from a pipe at a time: big reads keep floods cheap.
 const READ_SIZE: usize = 64 * 1024;
 
-/// Runs commands on this machine with `sh -c`, each in a process group of
-/// its own so that a kill reaches everything the command started.
+/// Runs commands on this machine with `/bin/sh -c`, each in a process group
+/// of its own under a supervisor that adopts whatever leaves that group, so
+/// that a kill reaches everything the command started.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     kill: KillPolicy,
@@ -55,7 +57,9 @@ impl Executor for LocalExecutor {
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError> {
-        let mut command = Command::new("sh");
+        // By absolute path: the job's own PATH (in its env) applies to what
+        // the command runs, not to which shell runs it.
+        let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(&request.command)
@@ -79,38 +83,32 @@ impl Executor for LocalExecutor {
             }
         }
         gate.open().await?;
-        let mut child = command.spawn().map_err(|err| StartError {
-            retryable: err.kind() != std::io::ErrorKind::NotFound,
-            message: match &request.parameters.cwd {
-                Some(cwd) if err.kind() == std::io::ErrorKind::NotFound => {
-                    format!("could not start the command in {cwd}: {err}")
-                }
-                _ => format!("could not start sh: {err}"),
-            },
-        })?;
-        let Some(pid) = child.id() else {
-            return Err(StartError {
-                message: "the command exited before it was seen".into(),
-                retryable: true,
-            });
-        };
-        // process_group(0) made the shell the leader of a group of its own.
-        let pgid = pid as i32;
+        let mut job = supervisor::spawn(command, request.parameters.allow_daemons)
+            .await
+            .map_err(|err| StartError {
+                retryable: err.kind() != std::io::ErrorKind::NotFound,
+                message: match &request.parameters.cwd {
+                    Some(cwd) if err.kind() == std::io::ErrorKind::NotFound => {
+                        format!("could not start the command in {cwd}: {err}")
+                    }
+                    _ => format!("could not start /bin/sh: {err}"),
+                },
+            })?;
         let _ = sink
             .send(ExecEvent::Started {
-                process_id: pgid.to_string(),
+                process_id: job.pgid.to_string(),
             })
             .await;
         let readers = [
-            spawn_reader(child.stdout.take(), Stream::Stdout, sink.clone()),
-            spawn_reader(child.stderr.take(), Stream::Stderr, sink),
+            spawn_reader(job.supervisor.stdout.take(), Stream::Stdout, sink.clone()),
+            spawn_reader(job.supervisor.stderr.take(), Stream::Stderr, sink),
         ];
 
         let ending = tokio::select! {
-            status = child.wait() => match status {
-                Ok(status) => Ending::Exited(status),
+            status = job.command_exit() => match status {
+                Ok(status) => Ending::Exited(ExitStatus::from_raw(status)),
                 Err(err) => {
-                    let kill = kill_group(pgid, &mut child, self.kill).await;
+                    let kill = job.kill_all(self.kill).await;
                     finish_readers(readers, self.linger).await;
                     return Ok(Outcome::Error {
                         message: format!("lost track of the command: {err} ({kill:?})"),
@@ -123,11 +121,11 @@ impl Executor for LocalExecutor {
 
         let outcome = match ending {
             Ending::Exited(status) => {
-                self.reap_leftovers(pgid, &mut child, readers).await;
+                self.reap_leftovers(&mut job, readers).await;
                 exit_outcome(status)
             }
             Ending::TimedOut => {
-                let kill = kill_group(pgid, &mut child, self.kill).await;
+                let kill = job.kill_all(self.kill).await;
                 finish_readers(readers, self.linger).await;
                 Outcome::TimedOut {
                     after_secs: u32::try_from(request.timeout.as_secs()).unwrap_or(u32::MAX),
@@ -135,7 +133,7 @@ impl Executor for LocalExecutor {
                 }
             }
             Ending::Cancelled => {
-                let kill = kill_group(pgid, &mut child, self.kill).await;
+                let kill = job.kill_all(self.kill).await;
                 finish_readers(readers, self.linger).await;
                 Outcome::Cancelled { kill }
             }
@@ -145,21 +143,27 @@ impl Executor for LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// The command exited. Processes it left in its group (`cmd &`) would
-    /// hold its pipes open and outlive the job: give them a moment to finish
-    /// writing, then kill them, so a job leaves nothing behind.
-    async fn reap_leftovers(&self, pgid: i32, leader: &mut Child, readers: [JoinHandle<()>; 2]) {
+    /// The command exited. Processes it left behind (`cmd &`, daemons)
+    /// would hold its pipes open and outlive the job: give them a moment to
+    /// finish writing, then kill them, so a job leaves nothing behind.
+    async fn reap_leftovers(&self, job: &mut Supervised, readers: [JoinHandle<()>; 2]) {
         let [stdout, stderr] = readers;
         let drained = tokio::time::timeout(self.linger, async {
             let _ = stdout.await;
             let _ = stderr.await;
         });
-        if drained.await.is_ok() && group_state(pgid) == GroupState::Gone {
+        if drained.await.is_ok() && job.wait_all_gone(Duration::ZERO).await {
             return;
         }
-        tracing::debug!(pgid, "the command left processes behind; killing its group");
-        if kill_group(pgid, leader, self.kill).await == ExitReport::Unconfirmed {
-            tracing::warn!(pgid, "could not confirm the leftover processes are gone");
+        tracing::debug!(
+            pgid = job.pgid,
+            "the command left processes behind; killing them"
+        );
+        if job.kill_all(self.kill).await == ExitReport::Unconfirmed {
+            tracing::warn!(
+                pgid = job.pgid,
+                "could not confirm the leftover processes are gone"
+            );
         }
     }
 }

@@ -89,6 +89,7 @@ async fn environment_and_directory_come_from_parameters() {
     let parameters = ExecParameters {
         env: vec![("GREETING".into(), "hello there".into())],
         cwd: Some("/tmp".into()),
+        ..ExecParameters::default()
     };
     let done = run_with(
         "echo \"$GREETING\"; pwd",
@@ -185,8 +186,8 @@ async fn a_missing_directory_is_a_start_error() {
         command: "true".into(),
         timeout: Duration::from_secs(5),
         parameters: ExecParameters {
-            env: vec![],
             cwd: Some("/no/such/dir".into()),
+            ..ExecParameters::default()
         },
     };
     let err = executor
@@ -228,4 +229,141 @@ async fn a_closed_gate_means_the_command_never_runs() {
         .unwrap_err();
     assert_eq!(err.message, "the job moved on");
     assert!(!dir.exists(), "the command ran through a closed gate");
+}
+
+/// Live processes whose command line is exactly `args`.
+fn processes_running(args: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let zombie = stat[stat.rfind(')')? + 1..].trim_start().starts_with('Z');
+            (cmdline == wanted && !zombie).then_some(pid)
+        })
+        .collect()
+}
+
+fn cancel_after(delay: Duration) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        trigger.cancel();
+    });
+    cancel
+}
+
+// Processes that leave the job's process group (setpgid, setsid) are still
+// the job's: the supervisor adopts them, and a kill reaches them.
+#[tokio::test]
+async fn cancel_kills_processes_that_left_the_group() {
+    let done = run_with(
+        "perl -e 'setpgrp(0,0); exec \"sleep\",\"7301\"' & setsid sleep 7302 & echo started; wait",
+        Duration::from_secs(60),
+        ExecParameters::default(),
+        cancel_after(Duration::from_millis(500)),
+    )
+    .await;
+    assert_eq!(
+        done.outcome,
+        Outcome::Cancelled {
+            kill: ExitReport::Confirmed
+        }
+    );
+    assert_eq!(done.stdout, "started\n");
+    assert_eq!(processes_running(&["sleep", "7301"]), Vec::<i32>::new());
+    assert_eq!(processes_running(&["sleep", "7302"]), Vec::<i32>::new());
+}
+
+#[tokio::test]
+async fn timeout_kills_processes_that_left_the_group() {
+    let done = run_with(
+        "perl -e 'setpgrp(0,0); $SIG{TERM} = \"IGNORE\"; exec \"sleep\",\"7303\"' & \
+         (setsid sh -c 'sleep 7304 & wait') & echo started; wait",
+        Duration::from_secs(1),
+        ExecParameters::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        done.outcome,
+        Outcome::TimedOut {
+            after_secs: 1,
+            kill: ExitReport::Confirmed
+        }
+    );
+    assert_eq!(processes_running(&["sleep", "7303"]), Vec::<i32>::new());
+    assert_eq!(processes_running(&["sleep", "7304"]), Vec::<i32>::new());
+}
+
+#[tokio::test]
+async fn daemons_are_killed_at_the_end_unless_the_job_allows_them() {
+    let done = run("setsid sleep 7305 & echo parent done").await;
+    assert_eq!(done.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(processes_running(&["sleep", "7305"]), Vec::<i32>::new());
+
+    let allowed = ExecParameters {
+        allow_daemons: true,
+        ..ExecParameters::default()
+    };
+    // The command waits until its daemon has left the group: one still on
+    // its way out when the command ends is killed as a leftover.
+    let started = tempfile::NamedTempFile::new().unwrap();
+    let done = run_with(
+        &format!(
+            "setsid sh -c 'echo $$ > {0}; exec sleep 7306' > /dev/null 2>&1 & \
+             while [ ! -s {0} ]; do sleep 0.01; done; echo parent done",
+            started.path().display()
+        ),
+        Duration::from_secs(30),
+        allowed,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(done.outcome, Outcome::Exited { code: 0 });
+    // The background shell may not have exec'd the daemon yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let daemons = loop {
+        let daemons = processes_running(&["sleep", "7306"]);
+        if !daemons.is_empty() || std::time::Instant::now() > deadline {
+            break daemons;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(daemons.len(), 1, "the job allowed its daemon to live on");
+    for pid in daemons {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_jobs_path_does_not_choose_the_shell() {
+    let env = ExecParameters {
+        env: vec![("PATH".into(), "/nonexistent".into())],
+        ..ExecParameters::default()
+    };
+    let done = run_with(
+        "echo \"$PATH\"; ls /",
+        Duration::from_secs(30),
+        env,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(done.stdout, "/nonexistent\n");
+    assert_eq!(
+        done.outcome,
+        Outcome::Exited { code: 127 },
+        "the job's PATH applies to what the command runs"
+    );
 }

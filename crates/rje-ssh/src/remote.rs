@@ -145,6 +145,7 @@ mod tests {
             &ExecParameters {
                 env: vec![("GREETING".into(), "it's $fine".into())],
                 cwd: Some("/tmp/a b".into()),
+                ..ExecParameters::default()
             },
         );
         assert!(script.starts_with("cd '/tmp/a b' 2>/dev/null"), "{script}");

@@ -184,6 +184,7 @@ async fn environment_and_working_directory_come_from_parameters() {
             ("OTHER".into(), "2".into()),
         ],
         cwd: Some(cwd.to_str().unwrap().into()),
+        ..ExecParameters::default()
     };
     let (outcome, run) = run_with(
         &executor,
@@ -205,6 +206,7 @@ async fn environment_and_working_directory_come_from_parameters() {
     let missing = ExecParameters {
         env: Vec::new(),
         cwd: Some("/nonexistent/rje".into()),
+        ..ExecParameters::default()
     };
     let (outcome, run) = run_with(
         &executor,

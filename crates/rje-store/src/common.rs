@@ -2,9 +2,9 @@
 //! on the dialect, and the pruning plan.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{JobId, ListQuery, OrderField, Stream, WorkerId};
+use rje_domain::{Job, JobId, ListQuery, OrderField, Stream, WorkerId};
 
-use crate::WorkerInfo;
+use crate::{ListedJob, WorkerInfo};
 
 use crate::StoreError;
 
@@ -85,6 +85,102 @@ pub(crate) fn assembled_sql(stream: Stream, aggregate: &str, newline: &str) -> S
     )
 }
 
+/// How a SQL dialect spells what the output views need.
+pub(crate) struct Dialect {
+    /// The ordered string aggregate: `group_concat`, `string_agg`.
+    pub aggregate: &'static str,
+    /// A newline: `char(10)`, `chr(10)`.
+    pub newline: &'static str,
+    /// The last N characters of a text: `substr(X, -N)`, `right(X, N)`.
+    pub last_chars: fn(&str, u32) -> String,
+    /// Makes an integer expression 64-bit: `""`, `"::BIGINT"`.
+    pub bigint: &'static str,
+    /// A NULL of type text.
+    pub null_text: &'static str,
+}
+
+/// How many of a stream's newest chunks a tail is taken from: enough for a
+/// few KiB of lines, and a bound on what one list may read per job.
+const TAIL_CHUNKS: u32 = 16;
+
+/// The drop marker of [`rje_domain::drop_marker`] in SQL, for chunk `o`.
+fn marker_sql(stream: Stream, dialect: &Dialect) -> String {
+    format!(
+        "CASE WHEN o.dropped_before > 0 \
+              THEN '[rje: ' || o.dropped_before || ' bytes of {name} dropped]' || {newline} \
+              ELSE '' END",
+        name = stream.as_str(),
+        newline = dialect.newline
+    )
+}
+
+/// Columns that show a job's output as lists do: `stdout` and `stderr`
+/// hold at most the last `tail_chars` characters of each stream (the
+/// caller cuts them to bytes), `stdout_bytes` and `stderr_bytes` the size
+/// of the whole, NULL where a job has no output (it never ran). Both are
+/// read from the output chunks, by index, whatever the size of the output.
+pub(crate) fn output_view_sql(dialect: &Dialect, tail_chars: u32) -> String {
+    let mut columns = Vec::new();
+    for stream in Stream::BOTH {
+        let name = stream.as_str();
+        let index = stream.index();
+        let marker = marker_sql(stream, dialect);
+        let bytes = format!(
+            "(CASE WHEN status = 'Running' THEN \
+                (SELECT COALESCE(SUM(octet_length(o.text) + \
+                    CASE WHEN o.dropped_before > 0 THEN octet_length({marker}) ELSE 0 END), 0) \
+                 FROM job_output o WHERE o.job_pk = jobs.pk AND o.stream = {index}) \
+              ELSE octet_length({name}) END){bigint}",
+            bigint = dialect.bigint
+        );
+        let tail = if tail_chars == 0 {
+            dialect.null_text.to_owned()
+        } else {
+            format!(
+                "(SELECT COALESCE({aggregate}(t.piece, '' ORDER BY t.seq), '') FROM \
+                   (SELECT o.seq, {last} AS piece FROM job_output o \
+                    WHERE o.job_pk = jobs.pk AND o.stream = {index} \
+                    ORDER BY o.seq DESC LIMIT {TAIL_CHUNKS}) t)",
+                aggregate = dialect.aggregate,
+                last = (dialect.last_chars)(&format!("({marker}) || o.text"), tail_chars),
+            )
+        };
+        columns.push(format!("{tail} AS {name}"));
+        columns.push(format!("{bytes} AS {name}_bytes"));
+    }
+    columns.join(", ")
+}
+
+/// The output view of a job row: its tails cut to `tail_bytes` and the
+/// size of each stream's whole output.
+pub(crate) fn output_view(
+    mut job: Job,
+    tail_bytes: u32,
+    sizes: [Option<i64>; 2],
+) -> Result<ListedJob, StoreError> {
+    let size = |n: Option<i64>| {
+        n.map(|n| u64::try_from(n).map_err(|_| corrupt("output size", n)))
+            .transpose()
+    };
+    let output_bytes = [size(sizes[0])?, size(sizes[1])?];
+    let limit = usize::try_from(tail_bytes).unwrap_or(usize::MAX);
+    for (text, bytes) in [
+        (&mut job.stdout, output_bytes[0]),
+        (&mut job.stderr, output_bytes[1]),
+    ] {
+        if bytes.is_none() || tail_bytes == 0 {
+            *text = None;
+        } else if let Some(text) = text {
+            let cut = text.len().saturating_sub(limit);
+            let cut = (cut..=text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(text.len());
+            text.drain(..cut);
+        }
+    }
+    Ok(ListedJob { job, output_bytes })
+}
+
 /// One row of workers joined to the jobs they lease, ordered by worker.
 pub(crate) struct WorkerJobRow {
     pub id: String,
@@ -121,7 +217,19 @@ pub(crate) fn group_workers(
 /// What to do to keep at most `keep` bytes of a stream's tail, given its
 /// chunks after the head, newest first, as (seq, bytes, dropped_before).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct PrunePlan {
+pub(crate) enum PrunePlan {
+    /// Everything fits: nothing to do.
+    Nothing { kept: u64 },
+    /// Nothing is to be kept: every chunk goes, and the count of what they
+    /// held (and recorded as dropped before them) goes to the caller.
+    All { dropped: u64 },
+    /// Some chunks go, and one is cut.
+    Cut(PruneCut),
+}
+
+/// The chunks to delete and the one to cut to keep a tail under its budget.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PruneCut {
     /// The oldest chunk kept: its front is cut to fit, and it records the
     /// count of everything dropped before it.
     pub boundary_seq: i64,
@@ -136,9 +244,17 @@ pub(crate) struct PrunePlan {
     pub kept: u64,
 }
 
-/// Plans a prune, or `None` when everything fits (returning what is kept).
-pub(crate) fn plan_prune(rows: &[(i64, i64, i64)], keep: u64) -> Result<PrunePlan, u64> {
+/// Plans a prune of `rows` down to `keep` bytes.
+pub(crate) fn plan_prune(rows: &[(i64, i64, i64)], keep: u64) -> PrunePlan {
     let size = |n: i64| u64::try_from(n).unwrap_or(0);
+    if keep == 0 {
+        return PrunePlan::All {
+            dropped: rows
+                .iter()
+                .map(|&(_, len, dropped)| size(len) + size(dropped))
+                .sum(),
+        };
+    }
     let mut kept = 0u64;
     let Some(boundary) = rows.iter().position(|&(_, len, _)| {
         let fits = kept + size(len) <= keep;
@@ -147,7 +263,7 @@ pub(crate) fn plan_prune(rows: &[(i64, i64, i64)], keep: u64) -> Result<PrunePla
         }
         !fits
     }) else {
-        return Err(kept);
+        return PrunePlan::Nothing { kept };
     };
     let (boundary_seq, _, boundary_dropped) = rows[boundary];
     let older = &rows[boundary + 1..];
@@ -156,7 +272,7 @@ pub(crate) fn plan_prune(rows: &[(i64, i64, i64)], keep: u64) -> Result<PrunePla
         .map(|&(_, len, dropped)| size(len) + size(dropped))
         .sum::<u64>()
         + size(boundary_dropped);
-    Ok(PrunePlan {
+    PrunePlan::Cut(PruneCut {
         boundary_seq,
         room: usize::try_from(keep - kept).unwrap_or(usize::MAX),
         oldest_deleted: older.last().map(|&(seq, _, _)| seq),
@@ -173,8 +289,11 @@ mod tests {
     fn a_prune_keeps_the_newest_chunks_that_fit() {
         // Newest first: 5 (10 bytes), 4 (10), 3 (10, 7 dropped before it).
         let rows = [(5, 10, 0), (4, 10, 0), (3, 10, 7)];
-        assert_eq!(plan_prune(&rows, 100), Err(30));
-        let plan = plan_prune(&rows, 15).unwrap();
+        assert_eq!(plan_prune(&rows, 100), PrunePlan::Nothing { kept: 30 });
+        assert_eq!(plan_prune(&rows, 0), PrunePlan::All { dropped: 37 });
+        let PrunePlan::Cut(plan) = plan_prune(&rows, 15) else {
+            panic!("a cut");
+        };
         assert_eq!(plan.boundary_seq, 4);
         assert_eq!(plan.room, 5);
         assert_eq!(plan.oldest_deleted, Some(3));

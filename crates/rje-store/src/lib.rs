@@ -10,4 +10,6 @@ mod store;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use store::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, WorkerInfo};
+pub use store::{
+    CancelOutcome, ClaimedJob, JobPage, JobStore, ListedJob, OutputPage, Pruned, WorkerInfo,
+};

@@ -18,10 +18,14 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, fenced_unless_written,
-    group_workers, order_by, plan_prune, to_u32,
+    Dialect, PrunePlan, REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt,
+    fenced_unless_written, group_workers, order_by, output_view, output_view_sql, plan_prune,
+    to_u32,
 };
-use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
+use crate::{
+    CancelOutcome, ClaimedJob, JobPage, JobStore, ListedJob, OutputPage, Pruned, StoreError,
+    WorkerInfo,
+};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
@@ -92,9 +96,19 @@ struct JobRow {
     stdout: Option<String>,
     #[sqlx(default)]
     stderr: Option<String>,
+    /// Only output views ask for these: the size of each stream's output.
+    #[sqlx(default)]
+    stdout_bytes: Option<i64>,
+    #[sqlx(default)]
+    stderr_bytes: Option<i64>,
 }
 
 impl JobRow {
+    fn into_listed(self, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sizes = [self.stdout_bytes, self.stderr_bytes];
+        output_view(self.into_job()?, tail_bytes, sizes)
+    }
+
     fn into_job(self) -> Result<Job, StoreError> {
         self.into_claimed().map(|claimed| claimed.job)
     }
@@ -190,6 +204,19 @@ static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
         assembled(Stream::Stderr)
     )
 });
+
+const DIALECT: Dialect = Dialect {
+    aggregate: "string_agg",
+    newline: "chr(10)",
+    last_chars: |text, n| format!("right({text}, {n})"),
+    bigint: "::BIGINT",
+    null_text: "NULL::TEXT",
+};
+
+/// The columns of a job as lists show it.
+fn listed_columns(tail_bytes: u32) -> String {
+    format!("{META_COLUMNS}, {}", output_view_sql(&DIALECT, tail_bytes))
+}
 
 type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>;
 
@@ -330,7 +357,20 @@ impl JobStore for PostgresStore {
             .into_job()
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
+    async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE id = $1",
+            listed_columns(tail_bytes)
+        );
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_listed(tail_bytes)
+    }
+
+    async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
         // Count up to a limit: past it, the planner's estimate stands in,
         // so a list never counts millions of rows.
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs");
@@ -346,8 +386,10 @@ impl JobStore for PostgresStore {
             (self.estimate(query).await?.max(capped), false)
         };
 
-        let mut select =
-            QueryBuilder::<Postgres>::new(format!("SELECT {} FROM jobs", *LIVE_COLUMNS));
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM jobs",
+            listed_columns(tail_bytes)
+        ));
         push_filters(&mut select, query);
         select
             .push(format!(" ORDER BY {}", order_by(query)))
@@ -359,7 +401,7 @@ impl JobStore for PostgresStore {
         Ok(JobPage {
             jobs: rows
                 .into_iter()
-                .map(JobRow::into_job)
+                .map(|row| row.into_listed(tail_bytes))
                 .collect::<Result<_, _>>()?,
             total_count: u64::try_from(total_count).unwrap_or(0),
             total_exact,
@@ -559,7 +601,7 @@ impl JobStore for PostgresStore {
         stream: Stream,
         after_seq: i64,
         keep_bytes: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Pruned, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
@@ -573,8 +615,27 @@ impl JobStore for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
             let plan = match plan_prune(&rows, keep_bytes) {
-                Ok(plan) => plan,
-                Err(kept) => return Ok(kept),
+                PrunePlan::Nothing { kept } => {
+                    return Ok(Pruned {
+                        kept,
+                        unrecorded: 0,
+                    });
+                }
+                PrunePlan::All { dropped } => {
+                    sqlx::query(
+                        "DELETE FROM job_output WHERE job_pk = $1 AND stream = $2 AND seq > $3",
+                    )
+                    .bind(pk)
+                    .bind(stream.index() as i16)
+                    .bind(after_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    return Ok(Pruned {
+                        kept: 0,
+                        unrecorded: dropped,
+                    });
+                }
+                PrunePlan::Cut(plan) => plan,
             };
             let text: String =
                 sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = $1 AND seq = $2")
@@ -605,7 +666,10 @@ impl JobStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            Ok(plan.kept + (text.len() - cut) as u64)
+            Ok(Pruned {
+                kept: plan.kept + (text.len() - cut) as u64,
+                unrecorded: 0,
+            })
         }
         .await;
         conclude(tx, result).await

@@ -18,10 +18,14 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt, fenced_unless_written,
-    group_workers, order_by, plan_prune, to_u32,
+    Dialect, PrunePlan, REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt,
+    fenced_unless_written, group_workers, order_by, output_view, output_view_sql, plan_prune,
+    to_u32,
 };
-use crate::{CancelOutcome, ClaimedJob, JobPage, JobStore, OutputPage, StoreError, WorkerInfo};
+use crate::{
+    CancelOutcome, ClaimedJob, JobPage, JobStore, ListedJob, OutputPage, Pruned, StoreError,
+    WorkerInfo,
+};
 
 /// Columns of a job row in [`JobRow`] order; output columns are separate
 /// so cheap reads can leave them out.
@@ -102,6 +106,11 @@ struct JobRow {
     stdout: Option<String>,
     #[sqlx(default)]
     stderr: Option<String>,
+    /// Only output views ask for these: the size of each stream's output.
+    #[sqlx(default)]
+    stdout_bytes: Option<i64>,
+    #[sqlx(default)]
+    stderr_bytes: Option<i64>,
 }
 
 fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
@@ -130,6 +139,11 @@ fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
 }
 
 impl JobRow {
+    fn into_listed(self, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sizes = [self.stdout_bytes, self.stderr_bytes];
+        output_view(self.into_job()?.1, tail_bytes, sizes)
+    }
+
     fn into_job(self) -> Result<(i64, Job), StoreError> {
         self.into_claimed().map(|(pk, claimed)| (pk, claimed.job))
     }
@@ -294,6 +308,19 @@ async fn requeue(
     Ok(row.into_job()?.1)
 }
 
+const DIALECT: Dialect = Dialect {
+    aggregate: "group_concat",
+    newline: "char(10)",
+    last_chars: |text, n| format!("substr({text}, -{n})"),
+    bigint: "",
+    null_text: "NULL",
+};
+
+/// The columns of a job as lists show it.
+fn listed_columns(tail_bytes: u32) -> String {
+    format!("{META_COLUMNS}, {}", output_view_sql(&DIALECT, tail_bytes))
+}
+
 fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     builder.push(" WHERE 1 = 1");
     if let Some(status) = query.status {
@@ -354,13 +381,27 @@ impl JobStore for SqliteStore {
         Ok(fetch_job(&mut conn, id).await?.1)
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
+    async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE id = ?",
+            listed_columns(tail_bytes)
+        );
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_listed(tail_bytes)
+    }
+
+    async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
         let mut tx = self.reader.begin().await?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
         push_filters(&mut count, query);
         let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
 
-        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", *LIVE_COLUMNS));
+        let mut select =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", listed_columns(tail_bytes)));
         push_filters(&mut select, query);
         select
             .push(format!(" ORDER BY {}", order_by(query)))
@@ -371,7 +412,7 @@ impl JobStore for SqliteStore {
         let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
         let jobs = rows
             .into_iter()
-            .map(|row| row.into_job().map(|(_, job)| job))
+            .map(|row| row.into_listed(tail_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
         Ok(JobPage {
@@ -597,12 +638,12 @@ impl JobStore for SqliteStore {
         stream: Stream,
         after_seq: i64,
         keep_bytes: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Pruned, StoreError> {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT seq, length(CAST(text AS BLOB)), dropped_before FROM job_output \
+                "SELECT seq, octet_length(text), dropped_before FROM job_output \
              WHERE job_pk = ? AND stream = ? AND seq > ? ORDER BY seq DESC",
             )
             .bind(pk)
@@ -611,8 +652,27 @@ impl JobStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
             let plan = match plan_prune(&rows, keep_bytes) {
-                Ok(plan) => plan,
-                Err(kept) => return Ok(kept),
+                PrunePlan::Nothing { kept } => {
+                    return Ok(Pruned {
+                        kept,
+                        unrecorded: 0,
+                    });
+                }
+                PrunePlan::All { dropped } => {
+                    sqlx::query(
+                        "DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq > ?",
+                    )
+                    .bind(pk)
+                    .bind(stream.index() as i64)
+                    .bind(after_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    return Ok(Pruned {
+                        kept: 0,
+                        unrecorded: dropped,
+                    });
+                }
+                PrunePlan::Cut(plan) => plan,
             };
             let (boundary_seq, mut dropped, mut kept) =
                 (plan.boundary_seq, plan.dropped, plan.kept);
@@ -648,7 +708,10 @@ impl JobStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
             }
-            Ok(kept)
+            Ok(Pruned {
+                kept,
+                unrecorded: 0,
+            })
         }
         .await;
         conclude(tx, result).await

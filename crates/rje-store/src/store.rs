@@ -9,13 +9,40 @@ use crate::StoreError;
 /// One page of a job list.
 #[derive(Debug, Clone)]
 pub struct JobPage {
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<ListedJob>,
     /// How many jobs match the filters, across all pages.
     pub total_count: u64,
     /// Whether `total_count` is exact. Past a store's counting limit it is
     /// the query planner's estimate, so that a list never counts millions
     /// of rows.
     pub total_exact: bool,
+}
+
+/// A job as a list shows it: a request costs the same whatever its jobs
+/// printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    /// The job, whose `stdout` and `stderr` hold at most the last bytes
+    /// asked for of each stream (drop markers included), or `None`.
+    pub job: Job,
+    /// The size in bytes of each stream's whole output (stdout, stderr) as
+    /// the job shows it, drop markers included; `None` when the job has
+    /// no output (it never ran).
+    pub output_bytes: [Option<u64>; 2],
+}
+
+impl ListedJob {
+    /// Whether `stream`'s output was cut to fit.
+    pub fn truncated(&self, stream: Stream) -> bool {
+        let shown = match stream {
+            Stream::Stdout => self.job.stdout.as_deref(),
+            Stream::Stderr => self.job.stderr.as_deref(),
+        };
+        match (self.output_bytes[stream.index()], shown) {
+            (Some(total), Some(shown)) => total > shown.len() as u64,
+            _ => false,
+        }
+    }
 }
 
 /// What a cancel did.
@@ -49,6 +76,16 @@ pub struct WorkerInfo {
     pub jobs: Vec<JobId>,
 }
 
+/// What a prune left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// Bytes of the stream that remain after the head.
+    pub kept: u64,
+    /// Bytes dropped that no stored chunk records (when nothing was kept);
+    /// the next chunk of the stream must carry them as `dropped_before`.
+    pub unrecorded: u64,
+}
+
 /// A page of a job's output chunks.
 #[derive(Debug, Clone)]
 pub struct OutputPage {
@@ -72,7 +109,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// callers that only need its state.
     async fn get_meta(&self, id: JobId) -> Result<Job, StoreError>;
 
-    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError>;
+    /// A page of jobs, each with at most the last `tail_bytes` of each
+    /// stream's output (0: none).
+    async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError>;
+
+    /// One job as a list shows it (see [`JobStore::list`]). With
+    /// `tail_bytes` 0 it is the cheap way to learn the size of its output
+    /// before reading it chunk by chunk.
+    async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError>;
 
     /// Edits a queued job; [`StoreError::Conflict`] in any other state.
     async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError>;
@@ -110,7 +154,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Drops the oldest output of `stream` after chunk `after_seq` until at
     /// most `keep_bytes` remain, recording the exact count dropped in the
-    /// first chunk kept. Returns the bytes that remain after `after_seq`.
+    /// first chunk kept. With `keep_bytes` 0 every chunk after `after_seq`
+    /// goes, and the count is returned for the caller to record on the
+    /// next chunk it writes.
     async fn prune_output(
         &self,
         id: JobId,
@@ -118,7 +164,7 @@ pub trait JobStore: Send + Sync + 'static {
         stream: Stream,
         after_seq: i64,
         keep_bytes: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Pruned, StoreError>;
 
     /// Ends the current attempt with `outcome` (and the process id, if it
     /// was not written yet); the job's `stdout` and `stderr` then hold its

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rje_bus::{Bus, JobEvent};
-use rje_domain::{Chunk, JobId, OutputBudget, OutputSplitter, Stream, head_cut};
+use rje_domain::{Chunk, JobId, OutputBudget, OutputSplitter, Stream, head_cut, tail_cut};
 use rje_exec::ExecEvent;
 use rje_store::{JobStore, StoreError};
 use tokio::sync::mpsc;
@@ -42,6 +42,8 @@ pub(crate) struct OutputPump<'a> {
     /// Chunks read but not yet stored, with whether each is head output.
     pending: Vec<(Chunk, bool)>,
     pending_bytes: usize,
+    /// Tail bytes of each stream among the pending chunks.
+    pending_tail: [u64; 2],
     /// When the oldest pending chunk must be written by.
     batch_due: Option<Instant>,
     /// Since when each stream has held a partial line.
@@ -72,6 +74,7 @@ impl<'a> OutputPump<'a> {
             budget: OutputBudget::new(config.max_output_bytes),
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_tail: [0, 0],
             batch_due: None,
             partial_since: [None, None],
             process_id: None,
@@ -102,7 +105,7 @@ impl<'a> OutputPump<'a> {
                     }
                     Some(ExecEvent::Output { stream, bytes }) => {
                         if let Some(text) = self.splitter.push(stream, &bytes) {
-                            self.stage(stream, text);
+                            self.stage(stream, text).await?;
                         }
                         self.track_partial(stream);
                         if self.pending_bytes >= self.config.batch_bytes {
@@ -111,7 +114,7 @@ impl<'a> OutputPump<'a> {
                     }
                 },
                 () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                    self.flush_partial_lines();
+                    self.flush_partial_lines().await?;
                     if self.batch_due.is_some_and(|at| at <= Instant::now()) {
                         self.flush().await?;
                     }
@@ -120,16 +123,11 @@ impl<'a> OutputPump<'a> {
         }
         for stream in Stream::BOTH {
             if let Some(text) = self.splitter.finish(stream) {
-                self.stage(stream, text);
+                self.stage(stream, text).await?;
             }
         }
         if !self.pending.is_empty() {
             self.flush().await?;
-        }
-        for stream in Stream::BOTH {
-            if self.budget.over_budget(stream) {
-                self.prune(stream).await?;
-            }
         }
         Ok(())
     }
@@ -157,47 +155,69 @@ impl<'a> OutputPump<'a> {
     }
 
     /// Writes out lines that waited too long for their newline.
-    fn flush_partial_lines(&mut self) {
+    async fn flush_partial_lines(&mut self) -> Result<(), StoreError> {
         let now = Instant::now();
         for stream in Stream::BOTH {
             let waited_enough = self.partial_since[stream.index()]
                 .is_some_and(|since| since + self.config.partial_line_wait <= now);
             if waited_enough {
                 if let Some(text) = self.splitter.flush_partial(stream) {
-                    self.stage(stream, text);
+                    self.stage(stream, text).await?;
                 }
                 self.partial_since[stream.index()] = None;
                 self.track_partial(stream);
             }
         }
+        Ok(())
     }
 
     /// Queues text for the next batch, split between head and tail by the
     /// output budget and cut into chunks of at most [`MAX_CHUNK`].
-    fn stage(&mut self, stream: Stream, text: String) {
+    async fn stage(&mut self, stream: Stream, text: String) -> Result<(), StoreError> {
         let admission = self.budget.admit(stream, text);
-        for (part, is_head) in [(admission.head, true), (admission.tail, false)] {
-            let Some(mut part) = part else { continue };
-            while !part.is_empty() {
-                let cut = if part.len() > MAX_CHUNK {
-                    match head_cut(&part, MAX_CHUNK) {
-                        0 => part.len(),
-                        cut => cut,
-                    }
-                } else {
-                    part.len()
-                };
-                let rest = part.split_off(cut);
-                self.stage_piece(stream, part, is_head);
-                part = rest;
+        if let Some(head) = admission.head {
+            self.stage_pieces(stream, head, true, 0);
+        }
+        if let Some(mut tail) = admission.tail {
+            let budget = usize::try_from(self.budget.tail_budget()).unwrap_or(usize::MAX);
+            let cut = tail_cut(&tail, budget);
+            if cut > 0 || self.pending_tail[stream.index()] + tail.len() as u64 > budget as u64 {
+                // This text pushes older output out of the tail's window:
+                // store what is pending first, so that the window moves in
+                // the store, which keeps the count of what it dropped.
+                self.flush().await?;
             }
+            if cut > 0 {
+                tail.drain(..cut);
+            }
+            self.stage_pieces(stream, tail, false, cut as u64);
         }
         if self.batch_due.is_none() && !self.pending.is_empty() {
             self.batch_due = Some(Instant::now() + self.config.batch_interval);
         }
+        Ok(())
     }
 
-    fn stage_piece(&mut self, stream: Stream, text: String, is_head: bool) {
+    /// Stages `text` in pieces of at most [`MAX_CHUNK`]; the first carries
+    /// `dropped_before`.
+    fn stage_pieces(&mut self, stream: Stream, mut text: String, is_head: bool, dropped: u64) {
+        let mut dropped_before = dropped;
+        while !text.is_empty() {
+            let cut = if text.len() > MAX_CHUNK {
+                match head_cut(&text, MAX_CHUNK) {
+                    0 => text.len(),
+                    cut => cut,
+                }
+            } else {
+                text.len()
+            };
+            let rest = text.split_off(cut);
+            self.stage_piece(stream, text, is_head, std::mem::take(&mut dropped_before));
+            text = rest;
+        }
+    }
+
+    fn stage_piece(&mut self, stream: Stream, text: String, is_head: bool, dropped_before: u64) {
         let len = text.len();
         self.pending_bytes += len;
         let seq = match self.pending.last_mut() {
@@ -205,6 +225,7 @@ impl<'a> OutputPump<'a> {
             Some((last, last_head))
                 if last.stream == stream
                     && *last_head == is_head
+                    && dropped_before == 0
                     && last.text.len() + len <= MAX_CHUNK =>
             {
                 last.text.push_str(&text);
@@ -219,7 +240,7 @@ impl<'a> OutputPump<'a> {
                         stream,
                         text,
                         timestamp: Utc::now(),
-                        dropped_before: 0,
+                        dropped_before,
                     },
                     is_head,
                 ));
@@ -229,7 +250,7 @@ impl<'a> OutputPump<'a> {
         if is_head {
             self.budget.stored_head(stream, seq);
         } else {
-            self.budget.stored_tail(stream, len);
+            self.pending_tail[stream.index()] += len as u64;
         }
     }
 
@@ -240,30 +261,50 @@ impl<'a> OutputPump<'a> {
         if self.pending.is_empty() && self.process_id.is_none() {
             return Ok(());
         }
+        for stream in Stream::BOTH {
+            self.make_room(stream).await?;
+        }
         let chunks: Arc<[Chunk]> = self.pending.drain(..).map(|(chunk, _)| chunk).collect();
         self.pending_bytes = 0;
         let (store, job, attempt) = (self.store, self.job, self.attempt);
         let process_id = self.process_id.as_deref();
         with_retries(|| store.append_output(job, attempt, &chunks, process_id)).await?;
         self.process_id = None;
+        for stream in Stream::BOTH {
+            let stored = std::mem::take(&mut self.pending_tail[stream.index()]);
+            self.budget.stored_tail(stream, stored);
+        }
         if !chunks.is_empty() {
             self.bus.publish(JobEvent::Output { job, chunks }).await;
-        }
-        for stream in Stream::BOTH {
-            if self.budget.needs_prune(stream) {
-                self.prune(stream).await?;
-            }
         }
         Ok(())
     }
 
-    async fn prune(&mut self, stream: Stream) -> Result<(), StoreError> {
+    /// Before a batch is written, older tail output of `stream` makes room
+    /// for it, so that the stored output is within the cap at every moment
+    /// and a crash never leaves more.
+    async fn make_room(&mut self, stream: Stream) -> Result<(), StoreError> {
+        let incoming = self.pending_tail[stream.index()];
+        let Some(first) = self
+            .pending
+            .iter()
+            .position(|(chunk, is_head)| chunk.stream == stream && !is_head)
+        else {
+            return Ok(());
+        };
+        // Text cut in memory is newer than anything stored: all of that goes.
+        let keep = if self.pending[first].0.dropped_before > 0 {
+            Some(0)
+        } else {
+            self.budget.keep_for(stream, incoming)
+        };
+        let Some(keep) = keep else { return Ok(()) };
         let (store, job, attempt) = (self.store, self.job, self.attempt);
         let after = self.budget.head_last_seq(stream);
-        let keep = self.budget.tail_budget();
-        let remaining =
-            with_retries(|| store.prune_output(job, attempt, stream, after, keep)).await?;
-        self.budget.pruned(stream, remaining);
+        let pruned = with_retries(|| store.prune_output(job, attempt, stream, after, keep)).await?;
+        self.budget.pruned(stream, pruned.kept);
+        // What no stored chunk records any more, the next one does.
+        self.pending[first].0.dropped_before += pruned.unrecorded;
         Ok(())
     }
 }

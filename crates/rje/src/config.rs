@@ -1,6 +1,7 @@
 //! Configuration: flags, then environment variables (and `.env`), then
 //! defaults. clap reads the environment, so a flag always wins.
 
+use crate::http::ConnectionLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,6 +42,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_output_bytes: u64,
 
+    /// How much of each stream's output a job list carries per job (the
+    /// end of it); the whole is on the job and its logs route.
+    #[arg(long, env = "RJE_LIST_OUTPUT_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(0..=1024 * 1024))]
+    pub list_output_bytes: u32,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RJE_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
@@ -55,6 +62,22 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_MAX_TIMEOUT_SECONDS", default_value_t = 7 * 24 * 3600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_timeout_seconds: u32,
+
+    /// Connections served at once; past it new ones are answered 503 and
+    /// closed at once. Kept below the process's file descriptor limit.
+    #[arg(long, env = "RJE_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Seconds a connection has to send a complete request head, counted
+    /// from when it opens or finished its last request (so also how long a
+    /// kept-alive connection may idle).
+    #[arg(long, env = "RJE_HEADER_TIMEOUT_SECONDS", default_value_t = 15.0)]
+    pub header_timeout_seconds: f64,
+
+    /// Seconds a request has to send its whole body.
+    #[arg(long, env = "RJE_BODY_TIMEOUT_SECONDS", default_value_t = 30.0)]
+    pub body_timeout_seconds: f64,
 
     /// Seconds between TERM and KILL when a job is timed out or cancelled.
     #[arg(long, env = "RJE_KILL_GRACE_SECONDS", default_value_t = 5.0)]
@@ -103,6 +126,8 @@ pub struct Settings {
     pub run_worker: bool,
     /// The SSH hosts jobs may run on, and the default host.
     pub inventory: Inventory,
+    /// Limits on the API's connections.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +172,7 @@ impl Default for Settings {
             kill_grace: Duration::from_secs(5),
             run_worker: true,
             inventory: Inventory::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -199,6 +225,22 @@ impl ServeArgs {
             0.0,
             300.0,
         )?;
+        let connections = ConnectionLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_timeout: seconds(
+                "RJE_HEADER_TIMEOUT_SECONDS",
+                self.header_timeout_seconds,
+                0.1,
+                3600.0,
+            )?,
+            ..ConnectionLimits::default()
+        };
+        let body_timeout = seconds(
+            "RJE_BODY_TIMEOUT_SECONDS",
+            self.body_timeout_seconds,
+            0.1,
+            3600.0,
+        )?;
         let api = ApiSettings {
             limits: Limits {
                 max_command_bytes: self.max_command_bytes as usize,
@@ -207,6 +249,8 @@ impl ServeArgs {
             },
             tokens,
             max_body_bytes: self.max_body_bytes as usize,
+            list_output_bytes: self.list_output_bytes,
+            body_timeout,
             cancel_wait: kill_grace + Duration::from_secs(5),
             worker_liveness: lease,
             ..ApiSettings::default()
@@ -223,6 +267,7 @@ impl ServeArgs {
             kill_grace,
             run_worker: !self.no_worker,
             inventory,
+            connections,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! store, the bus, the worker and the API together.
 
 pub mod config;
+pub mod http;
 pub mod server;
 
 pub use config::Settings;

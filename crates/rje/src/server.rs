@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::serve::ListenerExt;
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use rje_api::AppState;
@@ -36,10 +34,10 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "{0} is in use by another rje process; the embedded SQLite store belongs to one \
-         process (run the distributed deployment for more)"
+        "{path} is in use by {owner}; the embedded SQLite store belongs to one process \
+         (stop that one first, or run the distributed deployment for more)"
     )]
-    Locked(PathBuf),
+    Locked { path: PathBuf, owner: String },
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -180,29 +178,28 @@ impl RunningServer {
             hosts,
             settings: Arc::new(api_settings),
         };
+        let mut limits = settings.connections;
+        let descriptors = raise_descriptor_limit();
+        // Room for the store, the bus, SSH and the jobs' pipes.
+        let room = usize::try_from(descriptors.saturating_sub(256))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        if limits.max_connections > room {
+            tracing::warn!(
+                configured = limits.max_connections,
+                used = room,
+                descriptors,
+                "RJE_MAX_CONNECTIONS is above what the file descriptor limit allows; lowered"
+            );
+            limits.max_connections = room;
+        }
         let serve = listener.map(|listener| {
-            let app = rje_api::app(state);
-            // Small messages (a status, a WebSocket close) must not wait for
-            // the peer's delayed ACK: Nagle's algorithm off.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "could not set TCP_NODELAY");
-                }
-            });
-            axum::serve(
-                listener,
-                axum::ServiceExt::<Request>::into_make_service(app),
-            )
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            crate::http::serve(listener, rje_api::app(state), limits, shutdown.clone())
         });
         let worker_done = shutdown.clone();
         let task = tokio::spawn(async move {
             match serve {
-                Some(serve) => {
-                    if let Err(err) = serve.await {
-                        tracing::error!(%err, "the HTTP server failed");
-                    }
-                }
+                Some(serve) => serve.await,
                 // A worker-only process runs until told to stop.
                 None => worker_done.cancelled().await,
             }
@@ -248,36 +245,107 @@ impl RunningServer {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as servers do:
+/// the default soft limit (often 1024) is far below what the connection
+/// cap allows. Returns the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(err) => {
+                tracing::warn!(%err, soft, hard, "could not raise the open file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(err) => {
+            tracing::warn!(%err, "could not read the open file limit");
+            1024
+        }
+    }
+}
+
 /// The embedded store belongs to one process: a second `rje serve` on the
 /// same file would have two workers reaping each other's jobs. An advisory
-/// lock beside the database makes that a clear error instead.
+/// lock makes that a clear error instead. It is taken on the database file
+/// itself, so that it holds however the file is reached: through a symlink,
+/// a hard link or another spelling of its path. (`flock` locks are separate
+/// from the POSIX locks SQLite takes, so the two never interfere; the
+/// descriptor stays open as long as the server runs.)
 fn lock_embedded_store(database_url: &str) -> Result<Option<Flock<File>>, ServerError> {
     let Some(path) = sqlite_path(database_url) else {
         return Ok(None);
     };
-    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| ServerError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
+    let lock_error = |source: std::io::Error| ServerError::Lock {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(lock_error)?;
     }
+    // SQLite takes an empty file as a new database, so creating it here
+    // changes nothing.
     let file = File::options()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&lock_path)
-        .map_err(|source| ServerError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
+        .open(&path)
+        .map_err(lock_error)?;
+    let inode = file_identity(&file);
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServerError::Locked(path)),
-        Err((_, errno)) => Err(ServerError::Lock {
-            path: lock_path,
-            source: errno.into(),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServerError::Locked {
+            path,
+            owner: inode
+                .and_then(lock_owner)
+                .map_or_else(|| "another rje process".to_owned(), describe_process),
         }),
+        Err((_, errno)) => Err(lock_error(errno.into())),
+    }
+}
+
+/// The device and inode of an open file, as /proc/locks writes them.
+fn file_identity(file: &File) -> Option<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    Some((
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino(),
+    ))
+}
+
+/// The process holding a `flock` on the file, from /proc/locks (Linux);
+/// `None` where that cannot be read.
+fn lock_owner((major, minor, inode): (u64, u64, u64)) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let wanted = format!("{major:02x}:{minor:02x}:{inode}");
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
+fn describe_process(pid: u32) -> String {
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    if command.is_empty() {
+        format!("process {pid}")
+    } else {
+        format!("process {pid} ({command})")
     }
 }
 

@@ -7,7 +7,7 @@ use rje_domain::{
     Chunk, ExitReport, HostNames, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome, Priority,
     Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
-use rje_store::{CancelOutcome, JobStore, StoreError};
+use rje_store::{CancelOutcome, JobStore, Pruned, StoreError};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -31,6 +31,7 @@ macro_rules! store_contract {
             stale_attempts_are_fenced,
             output_is_stored_read_and_assembled,
             prune_keeps_head_and_tail_and_counts_the_gap,
+            lists_carry_the_tail_of_the_output,
             renewal_reports_requested_cancels,
             reaping_follows_the_lifecycle_rules,
             retries_requeue_until_exhausted,
@@ -72,6 +73,11 @@ fn chunk(seq: i64, stream: Stream, text: &str) -> Chunk {
         timestamp: Utc::now(),
         dropped_before: 0,
     }
+}
+
+/// The hosts the list tests filter on.
+fn list_hosts() -> HostNames {
+    HostNames::new("a", ["b"])
 }
 
 fn worker() -> WorkerId {
@@ -135,39 +141,55 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
         job.host = if i % 2 == 0 { "a" } else { "b" }.into();
         ids.push(store.create(job).await.unwrap().id);
     }
-    let all = store.list(&ListQuery::default()).await.unwrap();
+    let all = store.list(&ListQuery::default(), 0).await.unwrap();
     assert_eq!(all.total_count, 4);
-    let newest_first: Vec<_> = all.jobs.iter().map(|j| j.id).collect();
+    let newest_first: Vec<_> = all.jobs.iter().map(|j| j.job.id).collect();
     assert_eq!(newest_first, ids.iter().rev().copied().collect::<Vec<_>>());
 
-    let page =
-        ListQuery::parse([("limit", "2"), ("offset", "1"), ("ordering", "created_at")]).unwrap();
-    let page = store.list(&page).await.unwrap();
+    let page = ListQuery::parse(
+        [("limit", "2"), ("offset", "1"), ("ordering", "created_at")],
+        &list_hosts(),
+    )
+    .unwrap();
+    let page = store.list(&page, 0).await.unwrap();
     assert_eq!(page.total_count, 4, "total_count ignores paging");
     assert_eq!(
-        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        page.jobs.iter().map(|j| j.job.id).collect::<Vec<_>>(),
         ids[1..3]
     );
 
     let high = store
-        .list(&ListQuery::parse([("priority", "High")]).unwrap())
+        .list(
+            &ListQuery::parse([("priority", "High")], &list_hosts()).unwrap(),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(high.total_count, 2);
-    assert!(high.jobs.iter().all(|j| j.priority == Priority::High));
+    assert!(high.jobs.iter().all(|j| j.job.priority == Priority::High));
 
     let by_priority = store
-        .list(&ListQuery::parse([("ordering", "-priority")]).unwrap())
+        .list(
+            &ListQuery::parse([("ordering", "-priority")], &list_hosts()).unwrap(),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(
-        by_priority.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        by_priority
+            .jobs
+            .iter()
+            .map(|j| j.job.id)
+            .collect::<Vec<_>>(),
         [ids[1], ids[3], ids[2], ids[0]],
         "High first, then queue order within a priority"
     );
 
     let on_a = store
-        .list(&ListQuery::parse([("host", "a")]).unwrap())
+        .list(
+            &ListQuery::parse([("host", "a")], &list_hosts()).unwrap(),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(on_a.total_count, 2);
@@ -175,13 +197,19 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
     let w = worker();
     let claimed = claim_one(&store, &w).await;
     let running = store
-        .list(&ListQuery::parse([("status", "Running")]).unwrap())
+        .list(
+            &ListQuery::parse([("status", "Running")], &list_hosts()).unwrap(),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(running.total_count, 1);
-    assert_eq!(running.jobs[0].id, claimed.0);
+    assert_eq!(running.jobs[0].job.id, claimed.0);
     let none = store
-        .list(&ListQuery::parse([("status", "Success")]).unwrap())
+        .list(
+            &ListQuery::parse([("status", "Success")], &list_hosts()).unwrap(),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(none.total_count, 0);
@@ -460,6 +488,87 @@ pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     assert_eq!(store.read_output(id, 0, 100).await.unwrap().chunks.len(), 3);
 }
 
+pub async fn lists_carry_the_tail_of_the_output(store: Arc<dyn JobStore>) {
+    store.create(new_job("flood")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    let queued = store.create(new_job("queued")).await.unwrap().id;
+    let mut chunks = vec![chunk(1, Stream::Stdout, "head\n")];
+    for seq in 2..=40 {
+        chunks.push(chunk(seq, Stream::Stdout, &format!("line {seq:03}\n")));
+    }
+    chunks.push(chunk(41, Stream::Stderr, "é!\n"));
+    store
+        .append_output(id, attempt, &chunks, None)
+        .await
+        .unwrap();
+    let whole: String = chunks
+        .iter()
+        .filter(|c| c.stream == Stream::Stdout)
+        .map(|c| c.text.as_str())
+        .collect();
+
+    for finished in [false, true] {
+        if finished {
+            store
+                .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+                .await
+                .unwrap();
+        }
+        let listed = store.get_listed(id, 20).await.unwrap();
+        assert_eq!(
+            listed.job.stdout.as_deref(),
+            Some("8\nline 039\nline 040\n"),
+            "{finished}"
+        );
+        assert_eq!(listed.output_bytes[0], Some(whole.len() as u64));
+        assert!(listed.truncated(Stream::Stdout));
+        // Cut to bytes on a character boundary: "é" is two.
+        let listed = store.get_listed(id, 3).await.unwrap();
+        assert_eq!(listed.job.stderr.as_deref(), Some("!\n"));
+        assert_eq!(listed.output_bytes[1], Some(4));
+        let listed = store.get_listed(id, 4).await.unwrap();
+        assert_eq!(listed.job.stderr.as_deref(), Some("é!\n"));
+        assert!(!listed.truncated(Stream::Stderr));
+
+        let page = store.list(&ListQuery::default(), 20).await.unwrap();
+        let listed = page.jobs.iter().find(|j| j.job.id == id).unwrap();
+        assert_eq!(
+            listed.job.stdout.as_deref(),
+            Some("8\nline 039\nline 040\n")
+        );
+        let none = page.jobs.iter().find(|j| j.job.id == queued).unwrap();
+        assert_eq!(none.job.stdout, None, "a queued job has no output");
+        assert_eq!(none.output_bytes, [None, None]);
+
+        let bare = store.list(&ListQuery::default(), 0).await.unwrap();
+        assert!(bare.jobs.iter().all(|j| j.job.stdout.is_none()));
+        let sized = bare.jobs.iter().find(|j| j.job.id == id).unwrap();
+        assert_eq!(sized.output_bytes[0], Some(whole.len() as u64));
+    }
+
+    // A dropped stretch shows as its marker, in the size too.
+    store.create(new_job("pruned")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    let mut gap = chunk(2, Stream::Stdout, "end\n");
+    gap.dropped_before = 7;
+    store
+        .append_output(
+            id,
+            attempt,
+            &[chunk(1, Stream::Stdout, "start\n"), gap],
+            None,
+        )
+        .await
+        .unwrap();
+    let marker = drop_marker(Stream::Stdout, 7);
+    let listed = store.get_listed(id, 1000).await.unwrap();
+    assert_eq!(listed.job.stdout, Some(format!("start\n{marker}end\n")));
+    assert_eq!(
+        listed.output_bytes[0],
+        Some(("start\n".len() + marker.len() + "end\n".len()) as u64)
+    );
+}
+
 pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStore>) {
     store.create(new_job("flood")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
@@ -480,7 +589,13 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         .prune_output(id, attempt, Stream::Stdout, 1, 15)
         .await
         .unwrap();
-    assert_eq!(remaining, 15);
+    assert_eq!(
+        remaining,
+        Pruned {
+            kept: 15,
+            unrecorded: 0
+        }
+    );
     let job = store.get(id).await.unwrap();
     let marker = drop_marker(Stream::Stdout, 25);
     assert_eq!(marker, "[rje: 25 bytes of stdout dropped]\n");
@@ -509,19 +624,46 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         .prune_output(id, attempt, Stream::Stdout, 1, 10)
         .await
         .unwrap();
-    assert_eq!(remaining, 10);
+    assert_eq!(
+        remaining,
+        Pruned {
+            kept: 10,
+            unrecorded: 0
+        }
+    );
+
+    // Keeping nothing removes every tail chunk and hands back the count
+    // (their bytes and the gaps they recorded) for the next chunk to carry.
+    let gone = store
+        .prune_output(id, attempt, Stream::Stdout, 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        gone,
+        Pruned {
+            kept: 0,
+            unrecorded: 50
+        }
+    );
+    let mut next = chunk(8, Stream::Stdout, "tail-0008\n");
+    next.dropped_before = gone.unrecorded;
+    store
+        .append_output(id, attempt, &[next], None)
+        .await
+        .unwrap();
     let done = store
         .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
         .await
         .unwrap();
     assert_eq!(
         done.stdout.unwrap(),
-        format!("head-line\n{}tail-0007\n", drop_marker(Stream::Stdout, 40)),
+        format!("head-line\n{}tail-0008\n", drop_marker(Stream::Stdout, 50)),
         "a finished job's output shows the domain's marker"
     );
     let chunks = store.read_output(id, 0, 100).await.unwrap().chunks;
     let dropped: u64 = chunks.iter().map(|c| c.dropped_before).sum();
-    assert_eq!(dropped, 40);
+    assert_eq!(dropped, 50);
+    assert_eq!(done.stderr.as_deref(), Some("err\n"));
 }
 
 pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {

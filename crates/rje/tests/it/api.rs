@@ -162,13 +162,18 @@ async fn list_pages_filters_orders_and_counts() {
         .await
         .unwrap();
     assert_eq!(on_local["total_count"], 5);
-    let elsewhere: Value = app
-        .get("/jobs/list/?host=elsewhere")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(elsewhere["total_count"], 0);
+    // An unknown host is a mistake to name, not an empty answer.
+    let elsewhere = app.get("/jobs/list/?host=elsewhere").await;
+    assert_eq!(elsewhere.status(), 400);
+    let elsewhere: Value = elsewhere.json().await.unwrap();
+    assert_eq!(elsewhere["details"][0]["field"], "host");
+    assert!(
+        elsewhere["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("elsewhere"),
+        "{elsewhere}"
+    );
 
     let by_priority: Value = app
         .get("/jobs/list/?ordering=-priority&status=Queued")

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod connections;
 mod distributed;
 mod execution;
 mod helpers;

@@ -202,3 +202,49 @@ async fn invalid_since_and_limit_are_named() {
         assert_eq!(body["details"][0]["field"], field);
     }
 }
+
+#[tokio::test]
+async fn lists_carry_the_end_of_the_output_and_a_job_carries_it_all() {
+    let app = spawn_app_with(|s| s.api.list_output_bytes = 100).await;
+    let id = app.submit_command("seq 1 20000; echo short >&2").await;
+    app.wait_final(&id).await;
+    let full = seq_text(20_000);
+
+    let list: Value = app.get("/jobs/").await.json().await.unwrap();
+    let job = &list["jobs"][0];
+    let stdout = job["stdout"].as_str().unwrap();
+    assert!(stdout.len() <= 100 && full.ends_with(stdout), "{stdout:?}");
+    assert!(stdout.ends_with("19999\n20000\n"));
+    assert_eq!(job["stdout_truncated"], true);
+    assert_eq!(job["stderr"], "short\n");
+    assert_eq!(job["stderr_truncated"], false);
+
+    let bare: Value = app.get("/jobs/?output=none").await.json().await.unwrap();
+    assert!(bare["jobs"][0]["stdout"].is_null());
+    assert!(bare["jobs"][0]["stderr"].is_null());
+    let wrong = app.get("/jobs/?output=everything").await;
+    assert_eq!(wrong.status(), 400);
+
+    // One job: the whole output, streamed from the store.
+    let response = app.get(&format!("/jobs/{id}/")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["stdout"], full);
+    assert_eq!(job["stderr"], "short\n");
+    assert_eq!(job["stdout_truncated"], false);
+    assert_eq!(job["status"], "Success");
+
+    // The text route streams the same, both streams in order.
+    let text = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/logs/")))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, format!("{full}short\n"));
+}

@@ -41,7 +41,11 @@ fn rje(db: &Path) -> Command {
 
 impl Process {
     async fn start(db: &Path) -> Process {
-        let mut child = rje(db).spawn().expect("rje starts");
+        Self::start_with(rje(db)).await
+    }
+
+    async fn start_with(mut command: Command) -> Process {
+        let mut child = command.spawn().expect("rje starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(DEADLINE, lines.next_line())
@@ -81,6 +85,17 @@ impl Process {
             .json()
             .await
             .unwrap()
+    }
+
+    async fn cancel(&self, id: &str) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/jobs/{id}/cancel/", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -141,10 +156,36 @@ async fn a_second_server_on_the_same_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rje.db");
     let first = Process::start(&db).await;
-    let second = rje(&db).output().await.unwrap();
-    assert!(!second.status.success());
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("in use by another rje process"), "{stderr}");
+    let running = first.submit("echo begun; sleep 300").await;
+    first
+        .wait_for(&running, |job| job["stdout"] == "begun\n")
+        .await;
+    let pid = first.child.id().unwrap();
+
+    // The same file however it is named: its path, a symlink, a hard link,
+    // a path with a detour through `..`.
+    let symlink = dir.path().join("other.db");
+    std::os::unix::fs::symlink(&db, &symlink).unwrap();
+    let hard_link = dir.path().join("linked.db");
+    std::fs::hard_link(&db, &hard_link).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let detour = dir.path().join("sub/../rje.db");
+    for path in [&db, &symlink, &hard_link, &detour] {
+        let second = rje(path).output().await.unwrap();
+        assert!(!second.status.success(), "{}", path.display());
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(stderr.contains("is in use by process"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("process {pid} (")),
+            "names the owner: {stderr}"
+        );
+    }
+
+    // The first server's job was never touched and still runs.
+    let job = first.job(&running).await;
+    assert_eq!(job["status"], "Running", "{job}");
+    assert!(job["error"].is_null(), "{job}");
+    assert_eq!(first.cancel(&running).await["status"], "Cancelled");
     first.kill_hard().await;
 }
 
@@ -194,4 +235,80 @@ async fn bad_configuration_is_a_clear_error() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{variable}={value}: {stderr}");
     }
+}
+
+/// The size of a job's stdout in the store now, drop markers included, as
+/// one statement reads it (the list's `stdout_bytes`).
+async fn stored_bytes(process: &Process, id: &str) -> u64 {
+    let list: Value = process
+        .client
+        .get(format!("{}/jobs/?output=none&limit=100", process.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["id"] == id)
+        .unwrap();
+    // A job still queued has no output yet.
+    job["stdout_bytes"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_output_cap_holds_while_a_flood_runs_and_after_a_crash() {
+    const CAP: u64 = 256 * 1024;
+    // One drop marker stands in the output, where head and tail meet.
+    const MARKER: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let mut command = rje(&db);
+    command.env("RJE_MAX_OUTPUT_BYTES", CAP.to_string());
+    let first = Process::start_with(command).await;
+    let flood = first.submit("yes 'a line of a flood of output'").await;
+
+    // Sample the stored output while the flood goes on: it is at the cap,
+    // never past it.
+    let mut samples = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while samples.len() < 40 {
+        let stored = stored_bytes(&first, &flood).await;
+        assert!(
+            stored <= CAP + MARKER,
+            "{stored} bytes stored against a cap of {CAP}"
+        );
+        if stored > CAP / 2 {
+            samples.push(stored);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flood never filled the cap"
+        );
+    }
+    let pgid = first.job(&flood).await["remote_process_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    first.kill_hard().await;
+    // The killed server's command is still running; stop it.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+
+    let second = Process::start(&db).await;
+    let settled = second.job(&flood).await;
+    assert_eq!(settled["status"], "Failed", "{}", settled["error"]);
+    let stored = stored_bytes(&second, &flood).await;
+    assert!(
+        stored <= CAP + MARKER,
+        "{stored} bytes left after the crash, cap {CAP}"
+    );
+    let stdout = settled["stdout"].as_str().unwrap();
+    assert!(stdout.contains("bytes of stdout dropped]"));
+    assert_eq!(stdout.len() as u64, stored, "the job shows what is stored");
+    second.kill_hard().await;
 }

@@ -92,3 +92,62 @@ async fn the_websocket_takes_the_token_by_header_or_query() {
         assert!(err.to_string().contains("401"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive_and_one_header_counts() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["sesame".into()]).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = app
+            .client
+            .get(app.url("/jobs/"))
+            .header("authorization", format!("{scheme} sesame"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let basic = app
+        .client
+        .get(app.url("/jobs/"))
+        .header("authorization", "Basic c2VzYW1l")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+
+    // Two Authorization headers: which one counts would be a guess.
+    for (first, second) in [
+        ("Bearer sesame", "Bearer wrong"),
+        ("Bearer wrong", "Bearer sesame"),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/jobs/"))
+            .header("authorization", first)
+            .header("authorization", second)
+            .json(&json!({"command": "true"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{first} + {second}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("Authorization"),
+            "{body}"
+        );
+    }
+    let list: serde_json::Value = app
+        .client
+        .get(app.url("/jobs/"))
+        .bearer_auth("sesame")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["total_count"], 0,
+        "the refused submissions stored nothing"
+    );
+}

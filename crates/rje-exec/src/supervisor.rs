@@ -1,0 +1,316 @@
+//! A job's supervisor: a process between rje and the command that adopts
+//! every orphan the command leaves, so that nothing it started can slip out
+//! of rje's reach by leaving its process group (`setsid`, `setpgid`, a
+//! double fork).
+//!
+//! The supervisor is the child rje spawns. It is forked from the spawning
+//! child before that one execs the command, marks itself a child subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), so that orphaned descendants are re-parented
+//! to it instead of to PID 1, reaps them, and exits once none is left. The
+//! command runs in a process group of its own below it. Over a pipe the
+//! supervisor tells rje the command's pid (which is its group id) and, when
+//! the command exits, its wait status. Its own exit therefore means "no
+//! process of the job is left", which is what a kill waits for.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::libc;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use rje_domain::ExitReport;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::group::{GroupState, KillPolicy, group_state};
+
+/// The file descriptor the supervisor reports on.
+const REPORT_FD: RawFd = 3;
+
+/// A command running under its supervisor.
+pub(crate) struct Supervised {
+    /// The supervisor: tokio's child, reaped by tokio.
+    pub supervisor: Child,
+    /// The command's pid, which is also its process group id.
+    pub pgid: i32,
+    /// Whether orphans are adopted and killed at the end (the default), or
+    /// left to live on (`allow_daemons`).
+    keeps_descendants: bool,
+    report: pipe::Receiver,
+}
+
+/// Starts `command` under a supervisor. `allow_daemons` lets processes
+/// that leave the command's group outlive its normal end.
+pub(crate) async fn spawn(mut command: Command, allow_daemons: bool) -> io::Result<Supervised> {
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let write_fd = write_end.as_raw_fd();
+    let keeps_descendants = !allow_daemons;
+    // SAFETY: the closure runs in the forked child before exec, and calls
+    // only async-signal-safe functions (fork, prctl, setpgid, dup2,
+    // close_range, close, sigaction, write, waitpid, _exit); it allocates
+    // nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || become_supervisor(write_fd, keeps_descendants));
+    }
+    let supervisor = command.spawn()?;
+    drop(write_end);
+    let mut report = pipe::Receiver::from_owned_fd(read_end)?;
+    let pid = read_i32(&mut report).await.map_err(|err| {
+        io::Error::other(format!(
+            "the job's supervisor did not report the command: {err}"
+        ))
+    })?;
+    Ok(Supervised {
+        supervisor,
+        pgid: pid,
+        keeps_descendants,
+        report,
+    })
+}
+
+async fn read_i32(report: &mut pipe::Receiver) -> io::Result<i32> {
+    let mut bytes = [0u8; 4];
+    report.read_exact(&mut bytes).await?;
+    Ok(i32::from_ne_bytes(bytes))
+}
+
+impl Supervised {
+    /// Waits for the command (not its leftovers) to exit: its raw wait
+    /// status, or an error if the supervisor died without reporting it.
+    pub async fn command_exit(&mut self) -> io::Result<i32> {
+        read_i32(&mut self.report).await
+    }
+
+    /// Whether every process of the job is gone.
+    fn all_gone(&mut self) -> bool {
+        if self.keeps_descendants {
+            // The supervisor exits when its last descendant has.
+            matches!(self.supervisor.try_wait(), Ok(Some(_)) | Err(_))
+        } else {
+            let _ = self.supervisor.try_wait();
+            group_state(self.pgid) == GroupState::Gone
+        }
+    }
+
+    /// Waits up to `within` for every process of the job to be gone.
+    pub async fn wait_all_gone(&mut self, within: Duration) -> bool {
+        if self.keeps_descendants {
+            return timeout(within, self.supervisor.wait()).await.is_ok();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if self.all_gone() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(CHECK_EVERY).await;
+        }
+    }
+
+    /// Kills every process of the job: TERM to the command's group and to
+    /// every descendant of the supervisor, up to `grace` for them to go,
+    /// then KILL, repeated until none is left or `confirm` has passed.
+    pub async fn kill_all(&mut self, policy: KillPolicy) -> ExitReport {
+        self.signal_all(Signal::SIGTERM);
+        if self.wait_all_gone(policy.grace).await {
+            return ExitReport::Confirmed;
+        }
+        tracing::debug!(
+            pgid = self.pgid,
+            "the job outlived its grace period; sending KILL"
+        );
+        let deadline = Instant::now() + policy.confirm;
+        loop {
+            // Each round also reaches what was forked since the last one.
+            self.signal_all(Signal::SIGKILL);
+            if self.wait_all_gone(CHECK_EVERY * 5).await {
+                return ExitReport::Confirmed;
+            }
+            if Instant::now() >= deadline {
+                let left = self.descendants();
+                tracing::warn!(
+                    pgid = self.pgid,
+                    ?left,
+                    "processes of the job survived KILL"
+                );
+                return ExitReport::Unconfirmed;
+            }
+        }
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        match killpg(Pid::from_raw(self.pgid), signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(err) => tracing::debug!(pgid = self.pgid, %err, "could not signal the group"),
+        }
+        for pid in self.descendants() {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// Live processes below the supervisor (or, for a job that allows
+    /// daemons, below the command), from /proc.
+    fn descendants(&self) -> Vec<i32> {
+        let root = if self.keeps_descendants {
+            self.supervisor.id().and_then(|pid| i32::try_from(pid).ok())
+        } else {
+            Some(self.pgid)
+        };
+        root.map(|root| descendants_of(root, &process_table()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Supervised {
+    /// A run abandoned half-way (its task dropped) still leaves nothing
+    /// behind.
+    fn drop(&mut self) {
+        if !self.all_gone() {
+            self.signal_all(Signal::SIGKILL);
+        }
+    }
+}
+
+const CHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// (pid, parent pid) of every live (non-zombie) process.
+fn process_table() -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            // The process may have exited since read_dir.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            (state != "Z" && state != "X").then_some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Every process below `root` in `table`, `root` excluded.
+fn descendants_of(root: i32, table: &[(i32, i32)]) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in table {
+            if ppid == parent && pid != root && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Runs in the child rje spawned, after fork and before exec. Forks the
+/// command's process, which returns to exec it; the calling process stays
+/// behind as the supervisor and never returns.
+fn become_supervisor(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()> {
+    // SAFETY (for every libc call below): plain system calls on values we
+    // own, async-signal-safe as required after fork in a threaded process.
+    unsafe {
+        // Before the fork, so that no orphan can slip by between the two.
+        if keeps_descendants && libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let command = libc::fork();
+        if command < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if command == 0 {
+            // The command: its own process group, so that its group id is
+            // its pid and a group kill never reaches the supervisor.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+        supervise(command, report_fd, keeps_descendants)
+    }
+}
+
+/// The supervisor's whole life. Never returns.
+unsafe fn supervise(command: libc::pid_t, report_fd: RawFd, keeps_descendants: bool) -> ! {
+    // SAFETY: as in `become_supervisor`.
+    unsafe {
+        // Keep only the report pipe: the supervisor must not hold rje's
+        // sockets, database or locks, the job's output pipes, or the pipe
+        // through which the spawning rje waits for the exec.
+        if report_fd != REPORT_FD {
+            libc::dup2(report_fd, REPORT_FD);
+        }
+        libc::syscall(libc::SYS_close_range, REPORT_FD as u32 + 1, u32::MAX, 0u32);
+        for fd in 0..REPORT_FD {
+            libc::close(fd);
+        }
+        // A stray signal to the supervisor would set the job's processes
+        // loose; rje never signals it (a kill reaches the command's group
+        // and the descendants instead).
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+        ] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        write_all(REPORT_FD, &command.to_ne_bytes());
+        loop {
+            let mut status: libc::c_int = 0;
+            let pid = libc::waitpid(-1, &mut status, 0);
+            if pid == command {
+                write_all(REPORT_FD, &status.to_ne_bytes());
+                if !keeps_descendants {
+                    libc::_exit(0);
+                }
+            } else if pid < 0 && *libc::__errno_location() != libc::EINTR {
+                // ECHILD: nothing of the job is left.
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+unsafe fn write_all(fd: RawFd, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a live slice.
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if written <= 0 {
+            // SAFETY: reads this thread's errno.
+            if written < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[written.unsigned_abs()..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descendants_are_found_through_every_level() {
+        // 10 → 11 → 12 → 13, 10 → 14; 20 is someone else's.
+        let table = [(11, 10), (12, 11), (13, 12), (14, 10), (20, 1), (10, 1)];
+        let mut found = descendants_of(10, &table);
+        found.sort_unstable();
+        assert_eq!(found, [11, 12, 13, 14]);
+        assert!(descendants_of(20, &table).is_empty());
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP listener: every connection within limits, so that no client,
+//! hostile or careless, can hold the server's connections or file
+//! descriptors. A connection has a bounded time to send each request head
+//! (which is also how long a kept-alive connection may idle between
+//! requests); request bodies have their own deadline (in the API's
+//! extractor); past `max_connections` a new connection is answered 503 at
+//! once and closed. Accept failures (the descriptor limit) are logged once
+//! per streak, not in a loop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Limits on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are refused with a 503.
+    pub max_connections: usize,
+    /// How long a connection may take to deliver a complete request head,
+    /// counted from when it is ready for one: a new connection, or a
+    /// kept-alive one after its last response (the idle timeout).
+    pub header_timeout: Duration,
+    /// How long in-flight requests get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The answer to a connection past the limit: short, JSON like every error,
+/// and closing.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 66\r\n\r\n\
+{\"error\":\"too many connections, try again later\",\"details\":[]}\n";
+
+/// Serves `app` on `listener` until `shutdown`, then lets open requests
+/// finish within the grace.
+pub async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) where
+    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    // HTTP/1.1 only: hyper's automatic version detection waits for a
+    // first byte with no timeout at all, which is exactly the idle
+    // connection this module exists to close.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut refusing = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // EMFILE and the like: say so once, then wait for a
+                // descriptor to free up without spinning.
+                if failing_since.is_none() {
+                    tracing::warn!(%err, "cannot accept connections (file descriptor limit?)");
+                    failing_since = Some(tokio::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Some(since) = failing_since.take() {
+            tracing::info!(after = ?since.elapsed(), "accepting connections again");
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !refusing {
+                tracing::warn!(
+                    limit = limits.max_connections,
+                    "connection limit reached; refusing new ones"
+                );
+                refusing = true;
+            }
+            refuse(&tcp);
+            continue;
+        };
+        if refusing && slots.available_permits() > limits.max_connections / 10 {
+            tracing::info!("below the connection limit again");
+            refusing = false;
+        }
+        if let Err(err) = tcp.set_nodelay(true) {
+            // Small messages (a status, a WebSocket close) must not wait for
+            // the peer's delayed ACK.
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        let service = hyper_service(app.clone(), peer);
+        let mut connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let stopping = shutdown.clone();
+        connections.spawn(async move {
+            let ended = tokio::select! {
+                ended = &mut connection => ended,
+                () = stopping.cancelled() => {
+                    // Finish the request in flight, take no other.
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
+                tracing::debug!(%err, %peer, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open at the end of the shutdown grace");
+    }
+}
+
+/// Answers a connection past the limit without reading from it. The socket
+/// is new and its send buffer empty, so the write does not block.
+fn refuse(tcp: &TcpStream) {
+    let _ = tcp.try_write(TOO_MANY);
+}
+
+fn hyper_service<S>(
+    app: S,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> + Clone
+where
+    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(axum::body::Body::new);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        app.clone().oneshot(request)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_complete_response() {
+        let text = std::str::from_utf8(TOO_MANY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("too many"));
+    }
+}
