@@ -45,13 +45,32 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// What the listener serves: the API's router, or any service like it.
+pub trait App:
+    tower::Service<Request, Response = axum::response::Response, Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The answer to a connection past the limit: short, JSON like every error,
 /// and closing.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
 retry-after: 1\r\n\
 connection: close\r\n\
-content-length: 66\r\n\r\n\
+content-length: 63\r\n\r\n\
 {\"error\":\"too many connections, try again later\",\"details\":[]}\n";
 
 /// Serves `app` on `listener` until `shutdown`, then lets open requests
@@ -62,11 +81,7 @@ pub async fn serve<S>(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) where
-    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: App,
     S::Future: Send,
 {
     // HTTP/1.1 only: hyper's automatic version detection waits for a
@@ -169,11 +184,7 @@ fn hyper_service<S>(
     Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
 > + Clone
 where
-    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: App,
     S::Future: Send,
 {
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
