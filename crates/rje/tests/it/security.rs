@@ -151,3 +151,32 @@ async fn the_auth_scheme_is_case_insensitive_and_one_header_counts() {
         "the refused submissions stored nothing"
     );
 }
+
+#[tokio::test]
+async fn a_key_given_twice_is_refused_and_named() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (
+            r#"{"command": "true", "priority": "Low", "priority": "High"}"#,
+            "priority",
+        ),
+        (
+            r#"{"command": "true", "parameters": {"env": {"A": "1", "A": "2"}}}"#,
+            "parameters.env.A",
+        ),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/jobs/"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["details"][0]["field"], field, "{answer}");
+    }
+    let list: serde_json::Value = app.get("/jobs/").await.json().await.unwrap();
+    assert_eq!(list["total_count"], 0, "nothing was stored");
+}
