@@ -64,7 +64,10 @@ async fn logs(
     let mut exhausted = false;
     'pages: while read < limit {
         let step = READ_STEP.min(limit - read);
-        let page = state.store.read_output(id, next_since, step).await?;
+        let page = state
+            .store
+            .read_output(id, next_since, step, stream)
+            .await?;
         let full_step = page.chunks.len() == step as usize;
         for chunk in &page.chunks {
             if read > 0 && bytes + chunk.text.len() > PAGE_BYTES {
@@ -73,9 +76,7 @@ async fn logs(
             bytes += chunk.text.len();
             read += 1;
             next_since = chunk.seq;
-            if stream.is_none_or(|s| s == chunk.stream) {
-                chunks.push(ChunkResponse::from(chunk));
-            }
+            chunks.push(ChunkResponse::from(chunk));
         }
         if !full_step {
             exhausted = true;

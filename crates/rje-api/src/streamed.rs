@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream as FuturesStream};
 use rje_domain::{JobId, Stream};
 use rje_store::{JobStore, StoreError};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::dto::JobResponse;
@@ -31,24 +32,28 @@ pub(crate) async fn job_response(
         object.remove("stdout");
         object.remove("stderr");
     }
-    let mut prefix = fields.to_string();
-    // The object is never empty, so it ends in '}' and has fields before it.
-    prefix.pop();
-    let parts: Vec<Part> = vec![
-        Part::Text(prefix),
-        Part::Output {
-            name: "stdout",
-            stream: Stream::Stdout,
-            present: sizes[0].is_some(),
-        },
-        Part::Output {
-            name: "stderr",
-            stream: Stream::Stderr,
-            present: sizes[1].is_some(),
-        },
-        Part::Text("}".into()),
-    ];
-    let body = Body::from_stream(render(state.store.clone(), id, parts, Encoding::Json));
+    let mut text = fields.to_string();
+    // The object is never empty: it ends in '}' and has fields before it.
+    text.pop();
+    let mut segments = VecDeque::new();
+    for (stream, size) in Stream::BOTH.into_iter().zip(sizes) {
+        let name = stream.as_str();
+        if size.is_none() {
+            text.push_str(&format!(",\"{name}\":null"));
+            continue;
+        }
+        text.push_str(&format!(",\"{name}\":\""));
+        segments.push_back(Segment::Text(std::mem::take(&mut text)));
+        segments.push_back(Segment::Chunks {
+            since: 0,
+            only: Some(stream),
+            json: true,
+        });
+        text.push('"');
+    }
+    text.push('}');
+    segments.push_back(Segment::Text(text));
+    let body = Body::from_stream(render(state.store.clone(), id, segments));
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -60,136 +65,68 @@ pub(crate) fn text_response(
     since: i64,
     only: Option<Stream>,
 ) -> Response {
-    let parts = vec![Part::Chunks { since, only }];
-    let body = Body::from_stream(render(state.store.clone(), id, parts, Encoding::Text));
+    let segments = VecDeque::from([Segment::Chunks {
+        since,
+        only,
+        json: false,
+    }]);
+    let body = Body::from_stream(render(state.store.clone(), id, segments));
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-enum Part {
+/// A piece of a body.
+enum Segment {
     Text(String),
-    /// `,"NAME":"…"` with the stream's output, or `,"NAME":null`.
-    Output {
-        name: &'static str,
-        stream: Stream,
-        present: bool,
-    },
-    /// Chunks after `since`, of one stream or both, as they are.
+    /// The output after chunk `since`, of one stream or both, as text or
+    /// escaped for the inside of a JSON string.
     Chunks {
         since: i64,
         only: Option<Stream>,
+        json: bool,
     },
 }
 
-#[derive(Clone, Copy)]
-enum Encoding {
-    /// Inside a JSON string.
-    Json,
-    Text,
-}
-
-/// Where the rendering is: which part, and how far into the output.
-struct Cursor {
-    store: Arc<dyn JobStore>,
-    id: JobId,
-    parts: std::vec::IntoIter<Part>,
-    current: Option<Part>,
-    since: i64,
-    encoding: Encoding,
-}
-
+/// Yields the segments in order, reading chunks from the store a page at a
+/// time as the client takes them.
 fn render(
     store: Arc<dyn JobStore>,
     id: JobId,
-    parts: Vec<Part>,
-    encoding: Encoding,
+    segments: VecDeque<Segment>,
 ) -> impl FuturesStream<Item = Result<Bytes, StoreError>> {
-    let mut parts = parts.into_iter();
-    let current = parts.next();
-    let cursor = Cursor {
-        store,
-        id,
-        parts,
-        current,
-        since: 0,
-        encoding,
-    };
-    stream::try_unfold(cursor, |mut cursor| async move {
-        loop {
-            let Some(part) = cursor.current.take() else {
-                return Ok(None);
-            };
-            match part {
-                Part::Text(text) => {
-                    cursor.advance();
-                    return Ok(Some((Bytes::from(text), cursor)));
-                }
-                Part::Output {
-                    name,
-                    stream,
-                    present: false,
-                } => {
-                    let _ = stream;
-                    cursor.advance();
-                    return Ok(Some((Bytes::from(format!(",\"{name}\":null")), cursor)));
-                }
-                Part::Output {
-                    name,
-                    stream,
-                    present: true,
-                } => {
-                    // Opens the string, then continues as chunks of the stream.
-                    cursor.since = 0;
-                    cursor.current = Some(Part::Chunks {
-                        since: 0,
-                        only: Some(stream),
-                    });
-                    cursor.parts = prepend(Part::Text("\"".into()), cursor.parts);
-                    return Ok(Some((Bytes::from(format!(",\"{name}\":\"")), cursor)));
-                }
-                Part::Chunks { since, only } => {
-                    let from = since.max(cursor.since);
-                    let page = cursor
-                        .store
-                        .read_output(cursor.id, from, CHUNKS_PER_STEP)
-                        .await?;
-                    let mut text = String::new();
-                    for chunk in page
-                        .chunks
-                        .iter()
-                        .filter(|c| only.is_none_or(|s| s == c.stream))
-                    {
-                        match cursor.encoding {
-                            Encoding::Text => text.push_str(&chunk.display_text()),
-                            Encoding::Json => push_json_escaped(&mut text, &chunk.display_text()),
+    stream::try_unfold(segments, move |mut segments| {
+        let store = store.clone();
+        async move {
+            loop {
+                match segments.pop_front() {
+                    None => return Ok(None),
+                    Some(Segment::Text(text)) => return Ok(Some((Bytes::from(text), segments))),
+                    Some(Segment::Chunks { since, only, json }) => {
+                        let page = store.read_output(id, since, CHUNKS_PER_STEP, only).await?;
+                        if let Some(last) = page.chunks.last()
+                            && page.chunks.len() == CHUNKS_PER_STEP as usize
+                        {
+                            segments.push_front(Segment::Chunks {
+                                since: last.seq,
+                                only,
+                                json,
+                            });
                         }
-                    }
-                    match page.chunks.last() {
-                        Some(last) if page.chunks.len() == CHUNKS_PER_STEP as usize => {
-                            cursor.since = last.seq;
-                            cursor.current = Some(Part::Chunks { since, only });
+                        let mut text = String::new();
+                        for chunk in &page.chunks {
+                            if json {
+                                push_json_escaped(&mut text, &chunk.display_text());
+                            } else {
+                                text.push_str(&chunk.display_text());
+                            }
                         }
-                        _ => cursor.advance(),
-                    }
-                    if !text.is_empty() {
-                        return Ok(Some((Bytes::from(text), cursor)));
+                        if !text.is_empty() {
+                            return Ok(Some((Bytes::from(text), segments)));
+                        }
                     }
                 }
             }
         }
     })
-}
-
-impl Cursor {
-    fn advance(&mut self) {
-        self.since = 0;
-        self.current = self.parts.next();
-    }
-}
-
-fn prepend(first: Part, rest: std::vec::IntoIter<Part>) -> std::vec::IntoIter<Part> {
-    let mut parts = vec![first];
-    parts.extend(rest);
-    parts.into_iter()
 }
 
 /// Appends `text` as the inside of a JSON string.

@@ -227,7 +227,7 @@ impl Session {
             let page = self
                 .state
                 .store
-                .read_output(self.id, self.last_seq, REPLAY_PAGE)
+                .read_output(self.id, self.last_seq, REPLAY_PAGE, None)
                 .await
                 .map_err(|err| End::Failed(err.to_string()))?;
             for chunk in &page.chunks {

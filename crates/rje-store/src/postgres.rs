@@ -829,6 +829,7 @@ impl JobStore for PostgresStore {
         id: JobId,
         since: i64,
         limit: u32,
+        stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError> {
         let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
             .bind(id.0)
@@ -837,11 +838,13 @@ impl JobStore for PostgresStore {
             .ok_or(StoreError::NotFound)?;
         let rows: Vec<ChunkRow> = sqlx::query_as(
             "SELECT seq, stream, text, ts, dropped_before FROM job_output \
-             WHERE job_pk = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+             WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) \
+             ORDER BY seq LIMIT $3",
         )
         .bind(pk)
         .bind(since)
         .bind(i64::from(limit))
+        .bind(stream.map(|s| s.index() as i16))
         .fetch_all(&self.pool)
         .await?;
         Ok(OutputPage {

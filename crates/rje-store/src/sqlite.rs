@@ -870,6 +870,7 @@ impl JobStore for SqliteStore {
         id: JobId,
         since: i64,
         limit: u32,
+        stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError> {
         let mut tx = self.reader.begin().await?;
         let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
@@ -879,11 +880,13 @@ impl JobStore for SqliteStore {
             .ok_or(StoreError::NotFound)?;
         let rows: Vec<ChunkRow> = sqlx::query_as(
             "SELECT seq, stream, text, ts, dropped_before FROM job_output \
-             WHERE job_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
+             WHERE job_pk = ?1 AND seq > ?2 AND (?4 IS NULL OR stream = ?4) \
+             ORDER BY seq LIMIT ?3",
         )
         .bind(pk)
         .bind(since)
         .bind(i64::from(limit))
+        .bind(stream.map(|s| s.index() as i64))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

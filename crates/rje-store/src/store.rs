@@ -217,10 +217,13 @@ pub trait JobStore: Send + Sync + 'static {
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
 
     /// Output chunks with `seq > since`, oldest first, at most `limit`.
+    /// Only chunks of `stream` when it is given: a reader of one stream
+    /// never reads the other's text.
     async fn read_output(
         &self,
         id: JobId,
         since: i64,
         limit: u32,
+        stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError>;
 }

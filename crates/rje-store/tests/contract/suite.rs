@@ -121,7 +121,7 @@ pub async fn unknown_jobs_are_not_found(store: Arc<dyn JobStore>) {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.read_output(id, 0, 10).await,
+        store.read_output(id, 0, 10, None).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -262,7 +262,7 @@ pub async fn delete_refuses_running_jobs(store: Arc<dyn JobStore>) {
     store.delete(id).await.unwrap();
     assert!(matches!(store.get(id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.read_output(id, 0, 10).await,
+        store.read_output(id, 0, 10, None).await,
         Err(StoreError::NotFound)
     ));
 
@@ -466,14 +466,37 @@ pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     assert!(live.started_at.is_some());
     assert_eq!(store.get_meta(id).await.unwrap().stdout, None);
 
-    let page = store.read_output(id, 1, 10).await.unwrap();
+    let page = store.read_output(id, 1, 10, None).await.unwrap();
     assert_eq!(
         page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
         [2, 3]
     );
     assert_eq!(page.chunks[0].stream, Stream::Stderr);
     assert_eq!(page.chunks[0].text, "oops\n");
-    assert_eq!(store.read_output(id, 0, 1).await.unwrap().chunks.len(), 1);
+    assert_eq!(
+        store
+            .read_output(id, 0, 1, None)
+            .await
+            .unwrap()
+            .chunks
+            .len(),
+        1
+    );
+    let stdout = store
+        .read_output(id, 0, 10, Some(Stream::Stdout))
+        .await
+        .unwrap();
+    assert_eq!(
+        stdout.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [1, 3],
+        "one stream only"
+    );
+    let stderr = store
+        .read_output(id, 1, 10, Some(Stream::Stderr))
+        .await
+        .unwrap();
+    assert_eq!(stderr.chunks.len(), 1);
+    assert_eq!(stderr.chunks[0].text, "oops\n");
 
     let done = store
         .finish(id, attempt, &Outcome::Exited { code: 1 }, None)
@@ -485,7 +508,15 @@ pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     assert_eq!(done.stderr.as_deref(), Some("oops\n"));
     assert!(done.completed_at.is_some());
     assert_eq!(store.get(id).await.unwrap(), done);
-    assert_eq!(store.read_output(id, 0, 100).await.unwrap().chunks.len(), 3);
+    assert_eq!(
+        store
+            .read_output(id, 0, 100, None)
+            .await
+            .unwrap()
+            .chunks
+            .len(),
+        3
+    );
 }
 
 pub async fn lists_carry_the_tail_of_the_output(store: Arc<dyn JobStore>) {
@@ -660,7 +691,7 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         format!("head-line\n{}tail-0008\n", drop_marker(Stream::Stdout, 50)),
         "a finished job's output shows the domain's marker"
     );
-    let chunks = store.read_output(id, 0, 100).await.unwrap().chunks;
+    let chunks = store.read_output(id, 0, 100, None).await.unwrap().chunks;
     let dropped: u64 = chunks.iter().map(|c| c.dropped_before).sum();
     assert_eq!(dropped, 50);
     assert_eq!(done.stderr.as_deref(), Some("err\n"));
