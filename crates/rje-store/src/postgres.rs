@@ -192,8 +192,6 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static ALL_COLUMNS: LazyLock<String> = LazyLock::new(|| format!("{META_COLUMNS}, stdout, stderr"));
-
 /// The assignments that end a job, numbered from `$1`: status, exit_code,
 /// signal, error, completed_at and modified_at ($5), and the output.
 static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
@@ -236,7 +234,7 @@ async fn settle(
 ) -> Result<Job, StoreError> {
     let sql = format!(
         "UPDATE jobs SET {} WHERE pk = $6 RETURNING {}",
-        *SETTLE_ASSIGNMENTS, *ALL_COLUMNS
+        *SETTLE_ASSIGNMENTS, META_COLUMNS
     );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
         .bind(pk)
@@ -686,7 +684,7 @@ impl JobStore for PostgresStore {
         let sql = format!(
             "UPDATE jobs SET {}, remote_process_id = COALESCE($6, remote_process_id) \
              WHERE id = $7 AND attempts = $8 AND status = 'Running' RETURNING {}",
-            *SETTLE_ASSIGNMENTS, *ALL_COLUMNS
+            *SETTLE_ASSIGNMENTS, META_COLUMNS
         );
         let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
             .bind(process_id)

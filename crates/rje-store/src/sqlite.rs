@@ -32,10 +32,6 @@ use crate::{
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
     signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
-const ALL_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
-    created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
-    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at, \
-    stdout, stderr";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -275,7 +271,7 @@ async fn settle(
     settlement: &Settlement,
 ) -> Result<Job, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET {} WHERE pk = ? RETURNING {ALL_COLUMNS}",
+        "UPDATE jobs SET {} WHERE pk = ? RETURNING {META_COLUMNS}",
         *SETTLE_ASSIGNMENTS
     );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
@@ -728,7 +724,7 @@ impl JobStore for SqliteStore {
         let settlement = outcome.settle();
         let sql = format!(
             "UPDATE jobs SET {}, remote_process_id = COALESCE(?, remote_process_id) \
-             WHERE id = ? AND attempts = ? AND status = 'Running' RETURNING {ALL_COLUMNS}",
+             WHERE id = ? AND attempts = ? AND status = 'Running' RETURNING {META_COLUMNS}",
             *SETTLE_ASSIGNMENTS
         );
         let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)

@@ -168,7 +168,8 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Ends the current attempt with `outcome` (and the process id, if it
     /// was not written yet); the job's `stdout` and `stderr` then hold its
-    /// whole (capped) output.
+    /// whole (capped) output. Returns the job without its output (up to
+    /// twice the cap, which the caller has no use for).
     async fn finish(
         &self,
         id: JobId,
