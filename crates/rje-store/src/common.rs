@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rje_domain::{Job, JobId, ListQuery, OrderField, Stream, WorkerId};
 
-use crate::{ListedJob, WorkerInfo};
+use crate::{ListedJob, Pruned, WorkerInfo};
 
 use crate::StoreError;
 
@@ -214,71 +214,84 @@ pub(crate) fn group_workers(
     Ok(workers)
 }
 
-/// What to do to keep at most `keep` bytes of a stream's tail, given its
-/// chunks after the head, newest first, as (seq, bytes, dropped_before).
+/// What to do to keep at most `keep` bytes of a stream's tail.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PrunePlan {
-    /// Everything fits: nothing to do.
-    Nothing { kept: u64 },
-    /// Nothing is to be kept: every chunk goes, and the count of what they
-    /// held (and recorded as dropped before them) goes to the caller.
-    All { dropped: u64 },
-    /// Some chunks go, and one is cut.
-    Cut(PruneCut),
+pub(crate) struct PrunePlan {
+    /// Chunks to delete whole: seq from the first up to (not including)
+    /// the second.
+    pub delete: Option<(i64, i64)>,
+    /// The oldest chunk kept, when older ones go: its front is cut to fit.
+    pub boundary: Option<Boundary>,
+    /// What the prune leaves; the boundary's cut adds what it keeps.
+    pub result: Pruned,
 }
 
-/// The chunks to delete and the one to cut to keep a tail under its budget.
+/// The chunk where a pruned tail now begins.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct PruneCut {
-    /// The oldest chunk kept: its front is cut to fit, and it records the
-    /// count of everything dropped before it.
-    pub boundary_seq: i64,
-    /// Bytes of the boundary chunk that may stay.
+pub(crate) struct Boundary {
+    pub seq: i64,
+    /// Bytes of its text that may stay.
     pub room: usize,
-    /// The oldest chunk deleted whole, if any; all from it up to the
-    /// boundary go.
-    pub oldest_deleted: Option<i64>,
-    /// Bytes dropped before the boundary chunk so far, not counting its cut.
+    /// Bytes dropped before it so far, not counting its own cut; it records
+    /// them in `dropped_before`.
     pub dropped: u64,
-    /// Bytes kept in the chunks newer than the boundary.
-    pub kept: u64,
 }
 
-/// Plans a prune of `rows` down to `keep` bytes.
+/// Plans a prune of a stream's tail chunks, given newest first as (seq,
+/// bytes, dropped_before), down to `keep` bytes. With `keep` 0 every chunk
+/// goes, and the count of what they held (and recorded as dropped before
+/// them) is the caller's to record.
 pub(crate) fn plan_prune(rows: &[(i64, i64, i64)], keep: u64) -> PrunePlan {
     let size = |n: i64| u64::try_from(n).unwrap_or(0);
+    let weight = |rows: &[(i64, i64, i64)]| -> u64 {
+        rows.iter()
+            .map(|&(_, len, dropped)| size(len) + size(dropped))
+            .sum()
+    };
+    let whole =
+        |oldest: &[(i64, i64, i64)], until: i64| oldest.last().map(|&(seq, _, _)| (seq, until));
     if keep == 0 {
-        return PrunePlan::All {
-            dropped: rows
-                .iter()
-                .map(|&(_, len, dropped)| size(len) + size(dropped))
-                .sum(),
+        return PrunePlan {
+            delete: rows
+                .first()
+                .and_then(|&(newest, _, _)| whole(rows, newest + 1)),
+            boundary: None,
+            result: Pruned {
+                kept: 0,
+                unrecorded: weight(rows),
+            },
         };
     }
     let mut kept = 0u64;
-    let Some(boundary) = rows.iter().position(|&(_, len, _)| {
+    let boundary = rows.iter().position(|&(_, len, _)| {
         let fits = kept + size(len) <= keep;
         if fits {
             kept += size(len);
         }
         !fits
-    }) else {
-        return PrunePlan::Nothing { kept };
-    };
-    let (boundary_seq, _, boundary_dropped) = rows[boundary];
-    let older = &rows[boundary + 1..];
-    let dropped = older
-        .iter()
-        .map(|&(_, len, dropped)| size(len) + size(dropped))
-        .sum::<u64>()
-        + size(boundary_dropped);
-    PrunePlan::Cut(PruneCut {
-        boundary_seq,
-        room: usize::try_from(keep - kept).unwrap_or(usize::MAX),
-        oldest_deleted: older.last().map(|&(seq, _, _)| seq),
-        dropped,
+    });
+    let result = Pruned {
         kept,
-    })
+        unrecorded: 0,
+    };
+    let Some(boundary) = boundary else {
+        return PrunePlan {
+            delete: None,
+            boundary: None,
+            result,
+        };
+    };
+    let (seq, _, already_dropped) = rows[boundary];
+    let older = &rows[boundary + 1..];
+    PrunePlan {
+        delete: whole(older, seq),
+        boundary: Some(Boundary {
+            seq,
+            room: usize::try_from(keep - kept).unwrap_or(usize::MAX),
+            dropped: weight(older) + size(already_dropped),
+        }),
+        result,
+    }
 }
 
 #[cfg(test)]
@@ -289,15 +302,37 @@ mod tests {
     fn a_prune_keeps_the_newest_chunks_that_fit() {
         // Newest first: 5 (10 bytes), 4 (10), 3 (10, 7 dropped before it).
         let rows = [(5, 10, 0), (4, 10, 0), (3, 10, 7)];
-        assert_eq!(plan_prune(&rows, 100), PrunePlan::Nothing { kept: 30 });
-        assert_eq!(plan_prune(&rows, 0), PrunePlan::All { dropped: 37 });
-        let PrunePlan::Cut(plan) = plan_prune(&rows, 15) else {
-            panic!("a cut");
-        };
-        assert_eq!(plan.boundary_seq, 4);
-        assert_eq!(plan.room, 5);
-        assert_eq!(plan.oldest_deleted, Some(3));
-        assert_eq!(plan.dropped, 17);
-        assert_eq!(plan.kept, 10);
+        let nothing = plan_prune(&rows, 100);
+        assert_eq!((nothing.delete, nothing.boundary), (None, None));
+        assert_eq!(nothing.result.kept, 30);
+
+        let all = plan_prune(&rows, 0);
+        assert_eq!(all.delete, Some((3, 6)));
+        assert_eq!(all.boundary, None);
+        assert_eq!(
+            all.result,
+            Pruned {
+                kept: 0,
+                unrecorded: 37
+            }
+        );
+
+        let cut = plan_prune(&rows, 15);
+        assert_eq!(cut.delete, Some((3, 4)));
+        assert_eq!(
+            cut.boundary,
+            Some(Boundary {
+                seq: 4,
+                room: 5,
+                dropped: 17
+            })
+        );
+        assert_eq!(
+            cut.result,
+            Pruned {
+                kept: 10,
+                unrecorded: 0
+            }
+        );
     }
 }

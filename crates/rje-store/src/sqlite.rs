@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::common::{
-    Dialect, PrunePlan, REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt,
+    Dialect, REQUEUED_AFTER_LOSS, WorkerJobRow, assembled_sql, conclude, corrupt,
     fenced_unless_written, group_workers, order_by, output_view, output_view_sql, plan_prune,
     to_u32,
 };
@@ -647,67 +647,37 @@ impl JobStore for SqliteStore {
             .bind(after_seq)
             .fetch_all(&mut *tx)
             .await?;
-            let plan = match plan_prune(&rows, keep_bytes) {
-                PrunePlan::Nothing { kept } => {
-                    return Ok(Pruned {
-                        kept,
-                        unrecorded: 0,
-                    });
-                }
-                PrunePlan::All { dropped } => {
-                    sqlx::query(
-                        "DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq > ?",
-                    )
+            let plan = plan_prune(&rows, keep_bytes);
+            let mut pruned = plan.result;
+            if let Some(boundary) = plan.boundary {
+                // The boundary chunk keeps the end that fits, cut on a line
+                // where it can be, and carries the count of everything
+                // dropped before it.
+                let text: String = sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
                     .bind(pk)
-                    .bind(stream.index() as i64)
-                    .bind(after_seq)
-                    .execute(&mut *tx)
-                    .await?;
-                    return Ok(Pruned {
-                        kept: 0,
-                        unrecorded: dropped,
-                    });
-                }
-                PrunePlan::Cut(plan) => plan,
-            };
-            let (boundary_seq, mut dropped, mut kept) =
-                (plan.boundary_seq, plan.dropped, plan.kept);
-
-            // The boundary chunk keeps the end that fits, cut on a line where it
-            // can be, and carries the count of everything dropped before it.
-            let text: String =
-                sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
-                    .bind(pk)
-                    .bind(boundary_seq)
+                    .bind(boundary.seq)
                     .fetch_one(&mut *tx)
                     .await?;
-            let cut = tail_cut(&text, plan.room);
-            dropped += cut as u64;
-            kept += (text.len() - cut) as u64;
-            sqlx::query(
-                "UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?",
-            )
-            .bind(&text[cut..])
-            .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
-            .bind(pk)
-            .bind(boundary_seq)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(oldest) = plan.oldest_deleted {
-                sqlx::query(
-                "DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq >= ? AND seq < ?",
-            )
-            .bind(pk)
-            .bind(stream.index() as i64)
-            .bind(oldest)
-            .bind(boundary_seq)
-            .execute(&mut *tx)
-            .await?;
+                let cut = tail_cut(&text, boundary.room);
+                pruned.kept += (text.len() - cut) as u64;
+                sqlx::query("UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?")
+                    .bind(&text[cut..])
+                    .bind(i64::try_from(boundary.dropped + cut as u64).unwrap_or(i64::MAX))
+                    .bind(pk)
+                    .bind(boundary.seq)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Ok(Pruned {
-                kept,
-                unrecorded: 0,
-            })
+            if let Some((from, until)) = plan.delete {
+                sqlx::query("DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq >= ? AND seq < ?")
+                    .bind(pk)
+                    .bind(stream.index() as i64)
+                    .bind(from)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(pruned)
         }
         .await;
         conclude(tx, result).await
