@@ -310,8 +310,14 @@ impl OutputBudget {
     /// exceeds its budget, even for a moment, so a crash never leaves more.
     /// A prune goes a little further than needed (the slack), so that the
     /// next few batches fit without one: each costs a store round trip.
-    pub fn keep_for(&self, stream: Stream, incoming: u64) -> Option<u64> {
+    /// When the incoming text was itself cut (`cut_before` bytes dropped
+    /// from its front), nothing stored may stay: older text kept across a
+    /// newer gap would no longer be the end of the output.
+    pub fn keep_for(&self, stream: Stream, incoming: u64, cut_before: u64) -> Option<u64> {
         let stored = self.streams[stream.index()].tail_stored;
+        if cut_before > 0 {
+            return (stored > 0).then_some(0);
+        }
         if stored + incoming <= self.tail_budget {
             return None;
         }
@@ -422,28 +428,41 @@ mod tests {
         assert_eq!(tail, 3 * 1024 * 1024);
         budget.stored_tail(Stream::Stdout, tail - 10);
         assert_eq!(
-            budget.keep_for(Stream::Stdout, 10),
+            budget.keep_for(Stream::Stdout, 10, 0),
             None,
             "exactly full fits"
         );
         assert_eq!(
-            budget.keep_for(Stream::Stdout, 11),
+            budget.keep_for(Stream::Stdout, 11, 0),
             Some(tail - 11 - 256 * 1024),
             "past it, room for the batch and the slack"
         );
         assert_eq!(
-            budget.keep_for(Stream::Stderr, tail),
+            budget.keep_for(Stream::Stderr, tail, 0),
             None,
             "streams are apart"
         );
-        assert_eq!(budget.keep_for(Stream::Stdout, tail), Some(0));
+        assert_eq!(budget.keep_for(Stream::Stdout, tail, 0), Some(0));
+        assert_eq!(
+            budget.keep_for(Stream::Stdout, 10, 5),
+            Some(0),
+            "text cut in memory is newer than anything stored"
+        );
         budget.pruned(Stream::Stdout, 0);
-        assert_eq!(budget.keep_for(Stream::Stdout, tail), None);
+        assert_eq!(budget.keep_for(Stream::Stdout, tail, 0), None);
+        assert_eq!(
+            budget.keep_for(Stream::Stdout, 10, 5),
+            None,
+            "nothing to drop"
+        );
 
         // A small budget: the slack is an eighth of it.
         let mut small = OutputBudget::new(4096);
         small.stored_tail(Stream::Stdout, 3000);
-        assert_eq!(small.keep_for(Stream::Stdout, 100), Some(3072 - 100 - 384));
+        assert_eq!(
+            small.keep_for(Stream::Stdout, 100, 0),
+            Some(3072 - 100 - 384)
+        );
     }
 
     #[test]

@@ -292,13 +292,10 @@ impl<'a> OutputPump<'a> {
         else {
             return Ok(());
         };
-        // Text cut in memory is newer than anything stored: all of that goes.
-        let keep = if self.pending[first].0.dropped_before > 0 {
-            Some(0)
-        } else {
-            self.budget.keep_for(stream, incoming)
+        let cut_before = self.pending[first].0.dropped_before;
+        let Some(keep) = self.budget.keep_for(stream, incoming, cut_before) else {
+            return Ok(());
         };
-        let Some(keep) = keep else { return Ok(()) };
         let (store, job, attempt) = (self.store, self.job, self.attempt);
         let after = self.budget.head_last_seq(stream);
         let pruned = with_retries(|| store.prune_output(job, attempt, stream, after, keep)).await?;
