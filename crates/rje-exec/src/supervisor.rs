@@ -238,6 +238,10 @@ fn become_supervisor(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()
             }
             return Ok(());
         }
+        // Both sides set the group, as shells do: whichever runs first, the
+        // group exists before rje learns its id, so a kill sent at once
+        // cannot miss it. (EACCES once the command has exec'd is fine.)
+        libc::setpgid(command, command);
         supervise(command, report_fd, keeps_descendants)
     }
 }
@@ -259,6 +263,9 @@ unsafe fn supervise(command: libc::pid_t, report_fd: RawFd, keeps_descendants: b
         // A stray signal to the supervisor would set the job's processes
         // loose; rje never signals it (a kill reaches the command's group
         // and the descendants instead).
+        // sigaction, not signal(): only the former is async-signal-safe.
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
         for signal in [
             libc::SIGTERM,
             libc::SIGINT,
@@ -266,7 +273,7 @@ unsafe fn supervise(command: libc::pid_t, report_fd: RawFd, keeps_descendants: b
             libc::SIGQUIT,
             libc::SIGPIPE,
         ] {
-            libc::signal(signal, libc::SIG_IGN);
+            libc::sigaction(signal, &ignore, std::ptr::null_mut());
         }
         write_all(REPORT_FD, &command.to_ne_bytes());
         loop {

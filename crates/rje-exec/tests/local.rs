@@ -367,3 +367,29 @@ async fn the_jobs_path_does_not_choose_the_shell() {
         "the job's PATH applies to what the command runs"
     );
 }
+
+#[tokio::test]
+async fn a_cancel_at_the_very_start_still_kills_the_command() {
+    for allow_daemons in [false, true] {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let done = run_with(
+            "sleep 7307",
+            Duration::from_secs(60),
+            ExecParameters {
+                allow_daemons,
+                ..ExecParameters::default()
+            },
+            cancel,
+        )
+        .await;
+        assert_eq!(
+            done.outcome,
+            Outcome::Cancelled {
+                kill: ExitReport::Confirmed
+            },
+            "allow_daemons: {allow_daemons}"
+        );
+        assert_eq!(processes_running(&["sleep", "7307"]), Vec::<i32>::new());
+    }
+}
