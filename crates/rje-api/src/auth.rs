@@ -1,3 +1,6 @@
+//! Bearer-token authentication: one middleware in front of every route
+//! except the health probes.
+
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;

@@ -1,9 +1,12 @@
+//! The API's one error type and its one mapping to HTTP statuses and the
+//! `{error, details}` body.
+
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rje_domain::{FieldError, Status, ValidationError};
+use rje_proto::ErrorBody;
 use rje_store::StoreError;
-use serde::Serialize;
 
 /// Every way a request can fail, mapped to HTTP in [`IntoResponse`] below
 /// and nowhere else.
@@ -37,12 +40,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: String,
-    details: &'a [FieldError],
-}
-
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
@@ -65,17 +62,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        let conflict;
-        let details: &[FieldError] = match &self {
-            ApiError::Validation(err) => &err.details,
-            ApiError::Conflict { status } => {
-                conflict = [FieldError {
-                    field: "status".into(),
-                    message: format!("is {status}"),
-                }];
-                &conflict
-            }
-            _ => &[],
+        let details = match &self {
+            ApiError::Validation(err) => err.details.clone(),
+            ApiError::Conflict { status } => vec![FieldError {
+                field: "status".into(),
+                message: format!("is {status}"),
+            }],
+            _ => Vec::new(),
         };
         match &self {
             // The cause is for operators, never for clients.

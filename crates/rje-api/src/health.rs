@@ -1,3 +1,5 @@
+//! The probes (`/health`, `/ready`) and the live workers (`/workers/`).
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;

@@ -1,7 +1,10 @@
+//! `GET /hosts/` and `POST /hosts/{name}/check/`: the hosts jobs can name
+//! and their health.
+
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rje_exec::{CheckReport, HostStatus};
+use rje_domain::{CheckReport, HostStatus};
 use serde::Serialize;
 
 use crate::{ApiError, AppState};

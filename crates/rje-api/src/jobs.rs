@@ -7,14 +7,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rje_bus::{JobEvent, Received, StatusEvent};
+use rje_bus::{JobEvent, Received};
 use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob};
 use rje_store::CancelOutcome;
 use tokio::time::timeout;
 
-use crate::dto::{JobListResponse, JobResponse};
 use crate::extract::{JobPath, JsonObject, QueryPairs};
 use crate::{ApiError, AppState, streamed};
+use rje_proto::{JobListResponse, JobResponse};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -70,7 +70,7 @@ async fn edit(
 ) -> Result<Json<JobResponse>, ApiError> {
     let patch = JobPatch::parse(&body, &state.settings.limits)?;
     let job = state.store.edit(id, &patch).await?;
-    if patch.priority.is_some() {
+    if patch.priority().is_some() {
         // A job may now be first in line.
         state.bus.announce_work().await;
     }
@@ -94,10 +94,7 @@ async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<R
     let events = state.bus.subscribe_job(id).await.ok();
     match state.store.cancel(id).await? {
         CancelOutcome::Cancelled(job) => {
-            state
-                .bus
-                .publish(JobEvent::Status(StatusEvent::of(&job)))
-                .await;
+            state.bus.publish_status(&job).await;
             Ok(Json(JobResponse::from(job)).into_response())
         }
         CancelOutcome::Requested(_) => {

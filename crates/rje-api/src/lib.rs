@@ -3,7 +3,6 @@
 //! through [`ApiError`], which maps it to HTTP in one place.
 
 mod auth;
-mod dto;
 mod error;
 mod extract;
 mod health;
@@ -24,11 +23,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-pub use dto::{
-    ChunkResponse, EventMessage, JobListResponse, JobResponse, LogsResponse, WsKind, WsMessage,
-};
 pub use error::ApiError;
-pub use state::{ApiSettings, AppState};
+pub use state::{ApiSettings, AppState, HostDirectory};
 
 /// The whole API as one service. Paths answer with and without their
 /// trailing slash: the slash is trimmed before routing.

@@ -8,9 +8,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use rje_domain::{Stream, ValidationError};
 
-use crate::dto::{ChunkResponse, LogsResponse};
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::{ApiError, AppState, streamed};
+use rje_proto::{ChunkResponse, LogsResponse};
 
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 1000;

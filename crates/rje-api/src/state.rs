@@ -1,15 +1,27 @@
+//! What handlers share: the store's client face, the bus, the hosts and
+//! the API's settings.
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rje_bus::Bus;
-use rje_domain::{HostNames, Limits};
-use rje_exec::HostDirectory;
-use rje_store::JobStore;
+use rje_domain::{CheckReport, HostNames, HostStatus, Limits};
+use rje_store::Jobs;
+
+/// The hosts a process knows, as the API reads them: whatever runs the
+/// jobs provides this.
+#[async_trait]
+pub trait HostDirectory: Send + Sync {
+    fn list(&self) -> Vec<HostStatus>;
+    /// Connects, authenticates and runs `true`; `None` for an unknown host.
+    async fn check(&self, name: &str) -> Option<CheckReport>;
+}
 
 /// What every handler may use, passed explicitly through axum's `State`.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn JobStore>,
+    pub store: Arc<dyn Jobs>,
     pub bus: Arc<dyn Bus>,
     /// The hosts jobs run on, for `/hosts/`.
     pub hosts: Arc<dyn HostDirectory>,

@@ -8,12 +8,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream as FuturesStream};
 use rje_domain::{JobId, Stream};
-use rje_store::{JobStore, StoreError};
+use rje_store::{Jobs, StoreError};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::dto::JobResponse;
 use crate::{ApiError, AppState};
+use rje_proto::JobResponse;
 
 /// Chunks read from the store per step: at most 16 × 64 KiB of text.
 const CHUNKS_PER_STEP: u32 = 16;
@@ -89,7 +89,7 @@ enum Segment {
 /// Yields the segments in order, reading chunks from the store a page at a
 /// time as the client takes them.
 fn render(
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn Jobs>,
     id: JobId,
     segments: VecDeque<Segment>,
 ) -> impl FuturesStream<Item = Result<Bytes, StoreError>> {

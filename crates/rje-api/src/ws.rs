@@ -14,9 +14,9 @@ use axum::routing::get;
 use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
 
-use crate::dto::{EventMessage, WsMessage};
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::{ApiError, AppState};
+use rje_proto::{EventMessage, WsMessage};
 
 /// Chunks read from the store per round trip while replaying.
 const REPLAY_PAGE: u32 = 256;

@@ -1,3 +1,6 @@
+//! Bounded subscriptions and the per-key broadcast channels both buses
+//! deliver through.
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -76,6 +76,13 @@ pub trait Bus: Send + Sync + 'static {
     /// since every reader can recover from the store.
     async fn publish(&self, event: JobEvent);
 
+    /// Publishes a job's status as the store now holds it. The one way a
+    /// status goes out: call it after the store committed the change, so
+    /// that a subscriber who reads the store on hearing it finds it there.
+    async fn publish_status(&self, job: &rje_domain::Job) {
+        self.publish(JobEvent::Status(StatusEvent::of(job))).await;
+    }
+
     /// Events about one job, from now on.
     async fn subscribe_job(&self, job: JobId) -> Result<Subscription<JobEvent>, BusError>;
 

@@ -1,3 +1,5 @@
+//! The embedded bus: one process, tokio broadcast channels, nothing to run.
+
 use async_trait::async_trait;
 use rje_domain::JobId;
 use tokio::sync::broadcast;

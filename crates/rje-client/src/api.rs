@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use rje_api::{JobListResponse, JobResponse};
-use serde::Deserialize;
+use rje_proto::{ErrorBody, JobListResponse, JobResponse};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -15,19 +14,6 @@ use crate::config::Endpoint;
 pub(crate) struct Api {
     pub endpoint: Endpoint,
     http: reqwest::Client,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    details: Vec<Detail>,
-}
-
-#[derive(Deserialize)]
-struct Detail {
-    field: String,
-    message: String,
 }
 
 /// What a cancel did.

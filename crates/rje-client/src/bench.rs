@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::StreamExt;
-use rje_api::EventMessage;
 use rje_domain::{JobId, Status, Stream};
+use rje_proto::EventMessage;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -130,7 +130,55 @@ pub struct Baseline {
     pub seq_seconds: f64,
     /// The raw rates of one SSH connection to the bench's host, when it is
     /// an SSH host.
-    pub ssh: Option<rje_ssh::RawRates>,
+    pub ssh: Option<SshRates>,
+}
+
+/// The raw rates of one SSH connection to the bench's host: what rje's
+/// figures for an SSH host are set against.
+#[derive(Debug, Clone, Serialize)]
+pub struct SshRates {
+    /// `true` over exec channels of one connection, per second.
+    pub channels_per_second: f64,
+    /// Milliseconds for one exec of `true` on the open connection (the
+    /// median).
+    pub exec_ms: f64,
+    /// Seconds to receive the output of `seq 1 N` over one channel.
+    pub seq_seconds: f64,
+    /// Bytes that run received.
+    pub seq_bytes: u64,
+}
+
+/// The same work as the bench's runs, done raw over one SSH connection.
+#[derive(Debug, Clone)]
+pub struct SshWork {
+    /// The host's name in the settings of the measuring process.
+    pub host: String,
+    /// Channels at once, as the throughput run had jobs at once.
+    pub concurrency: usize,
+    /// Runs of `true` in all, as the throughput run had jobs.
+    pub total: usize,
+    /// Runs of `true` one at a time, as the latency run had jobs.
+    pub singles: usize,
+    /// `seq 1 N`, as the log throughput run.
+    pub seq_lines: u64,
+}
+
+/// Measures an SSH host raw, for `--baseline`. The `rje` binary provides
+/// the one that speaks SSH, so that this library carries no SSH stack.
+pub trait SshBaseline {
+    fn measure(&self, work: SshWork) -> impl Future<Output = Result<SshRates, ClientError>>;
+}
+
+/// For builds without SSH: `--baseline` against an SSH host says so.
+pub struct NoSshBaseline;
+
+impl SshBaseline for NoSshBaseline {
+    async fn measure(&self, work: SshWork) -> Result<SshRates, ClientError> {
+        Err(ClientError::Config(format!(
+            "this build cannot measure host {:?} raw: it has no SSH client",
+            work.host
+        )))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,7 +192,11 @@ pub struct Report {
     pub baseline: Option<Baseline>,
 }
 
-pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode, ClientError> {
+pub async fn bench(
+    connection: &Connection,
+    args: BenchArgs,
+    ssh: &impl SshBaseline,
+) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
     let began = Instant::now();
     let say = |what: &str| {
@@ -176,7 +228,7 @@ pub async fn bench(connection: &Connection, args: BenchArgs) -> Result<ExitCode,
     let baseline = if args.baseline {
         say("baseline: this machine's raw rates");
         let mut measured = baseline(args.concurrency, args.log_lines.max(1)).await?;
-        measured.ssh = ssh_baseline(&args).await?;
+        measured.ssh = ssh_baseline(&args, ssh).await?;
         Some(measured)
     } else {
         None
@@ -513,31 +565,22 @@ async fn baseline(concurrency: u32, lines: u64) -> Result<Baseline, ClientError>
 }
 
 /// The raw rates of one connection to the bench's host, if it is an SSH
-/// host of the settings this process sees.
-async fn ssh_baseline(args: &BenchArgs) -> Result<Option<rje_ssh::RawRates>, ClientError> {
+/// host.
+async fn ssh_baseline(
+    args: &BenchArgs,
+    ssh: &impl SshBaseline,
+) -> Result<Option<SshRates>, ClientError> {
     let Some(name) = args.host.as_deref().filter(|h| *h != "local") else {
         return Ok(None);
     };
-    let inventory = rje_ssh::Inventory::from_env(&rje_ssh::ProcessEnv)
-        .map_err(|err| ClientError::Config(err.to_string()))?;
-    let host = inventory.get(name).cloned().ok_or_else(|| {
-        ClientError::Config(format!(
-            "--baseline needs host {name:?} in this process's settings (RJE_HOSTS_FILE or \
-             RJE_SSH_*), the same as the server's"
-        ))
-    })?;
-    // As many channels as the throughput run had jobs, and as many single
-    // execs as it timed jobs one at a time: the same work, raw.
-    let rates = rje_ssh::raw_rates(
-        host,
-        args.concurrency as usize,
-        args.jobs as usize,
-        args.latency_jobs as usize,
-        args.log_lines.max(1),
-    )
-    .await
-    .map_err(|err| ClientError::Config(err.to_string()))?;
-    Ok(Some(rates))
+    let work = SshWork {
+        host: name.to_owned(),
+        concurrency: args.concurrency as usize,
+        total: args.jobs as usize,
+        singles: args.latency_jobs as usize,
+        seq_lines: args.log_lines.max(1),
+    };
+    ssh.measure(work).await.map(Some)
 }
 
 /// The all-jobs status stream, `WS /ws/jobs/`.

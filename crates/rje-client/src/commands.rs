@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use rje_api::JobResponse;
 use rje_domain::{Priority, Status, is_timeout_error};
+use rje_proto::JobResponse;
 use serde_json::{Map, Value, json};
 
 use crate::api::{Api, Cancelled, job_path_id};
@@ -36,7 +36,13 @@ pub enum ClientCommand {
 }
 
 impl ClientCommand {
-    pub async fn run(self, connection: &Connection) -> Result<ExitCode, ClientError> {
+    /// Runs the command; `ssh` measures SSH hosts raw for `bench
+    /// --baseline`.
+    pub async fn run(
+        self,
+        connection: &Connection,
+        ssh: &impl crate::bench::SshBaseline,
+    ) -> Result<ExitCode, ClientError> {
         match self {
             ClientCommand::Submit(args) => submit(connection, args).await,
             ClientCommand::View(args) => view(connection, args).await,
@@ -45,7 +51,7 @@ impl ClientCommand {
             ClientCommand::List(args) => list(connection, args).await,
             ClientCommand::Delete(args) => delete(connection, args).await,
             ClientCommand::Hosts(args) => crate::hosts::hosts(connection, args).await,
-            ClientCommand::Bench(args) => crate::bench::bench(connection, args).await,
+            ClientCommand::Bench(args) => crate::bench::bench(connection, args, ssh).await,
         }
     }
 }

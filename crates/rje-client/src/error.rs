@@ -1,3 +1,5 @@
+//! What can go wrong in the client, and the exit code each stands for.
+
 use std::fmt;
 
 /// The exit codes of the `rje` client. Scripts rely on them, so they are

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rje_api::{WsKind, WsMessage};
 use rje_domain::{Status, Stream};
+use rje_proto::{WsKind, WsMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};

@@ -1,7 +1,6 @@
 //! `rje hosts`: the hosts a server runs jobs on, and checking one.
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use crate::api::Api;
 use crate::present::{Presenter, print_json};
@@ -66,38 +65,4 @@ pub async fn hosts(connection: &Connection, args: HostsArgs) -> Result<ExitCode,
             })
         }
     }
-}
-
-/// One host's row: name, where, health, and whether jobs go there by default.
-pub(crate) fn host_row(host: &Value) -> Vec<String> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let target = match host["kind"].as_str() {
-        Some("ssh") => format!(
-            "{}@{}:{}",
-            text(&host["user"]),
-            text(&host["address"]),
-            text(&host["port"])
-        ),
-        _ => "this machine".to_owned(),
-    };
-    let health = &host["health"];
-    let state = match health["last_error"].as_str() {
-        Some(error) if health["state"] == "down" => format!("down: {error}"),
-        _ => text(&health["state"]),
-    };
-    vec![
-        format!(
-            "{}{}",
-            text(&host["name"]),
-            if host["default"] == true { " *" } else { "" }
-        ),
-        text(&host["kind"]),
-        target,
-        state,
-        text(&health["jobs_running"]),
-    ]
 }

@@ -8,9 +8,10 @@ use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
-use rje_api::JobResponse;
 use rje_domain::{Status, Stream};
+use rje_proto::JobResponse;
 use serde::Serialize;
+use serde_json::Value;
 
 /// What the terminals around the client can do, and what the user asked.
 #[derive(Debug, Clone, Copy)]
@@ -110,11 +111,11 @@ impl Presenter {
     }
 
     /// The answer of `GET /hosts/`; `*` marks the default host.
-    pub(crate) fn hosts_table(&self, listed: &serde_json::Value) -> String {
+    pub(crate) fn hosts_table(&self, listed: &Value) -> String {
         let mut table = self.table();
         table.set_header(vec!["NAME", "KIND", "TARGET", "HEALTH", "RUNNING"]);
         for host in listed["hosts"].as_array().into_iter().flatten() {
-            table.add_row(crate::hosts::host_row(host));
+            table.add_row(host_row(host));
         }
         table.to_string()
     }
@@ -180,4 +181,38 @@ pub(crate) fn write_output(stream: Stream, text: &str) {
             err.write_all(text.as_bytes()).and_then(|()| err.flush())
         }
     };
+}
+
+/// One host's row: name, where, health, and whether jobs go there by default.
+fn host_row(host: &Value) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let target = match host["kind"].as_str() {
+        Some("ssh") => format!(
+            "{}@{}:{}",
+            text(&host["user"]),
+            text(&host["address"]),
+            text(&host["port"])
+        ),
+        _ => "this machine".to_owned(),
+    };
+    let health = &host["health"];
+    let state = match health["last_error"].as_str() {
+        Some(error) if health["state"] == "down" => format!("down: {error}"),
+        _ => text(&health["state"]),
+    };
+    vec![
+        format!(
+            "{}{}",
+            text(&host["name"]),
+            if host["default"] == true { " *" } else { "" }
+        ),
+        text(&host["kind"]),
+        target,
+        state,
+        text(&health["jobs_running"]),
+    ]
 }

@@ -1,8 +1,10 @@
-use serde::Serialize;
+//! Validation errors: every rejected field named, all at once.
+
+use serde::{Deserialize, Serialize};
 
 /// One rejected field: the API answers with one of these per bad field, so a
 /// client can point at exactly what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -1,3 +1,5 @@
+//! Host names: which a job may name, and where it runs when it names none.
+
 use std::collections::BTreeSet;
 
 /// A name a host can be configured under: short, and safe in URLs and

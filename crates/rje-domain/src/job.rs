@@ -1,6 +1,10 @@
+//! A job: its identity, priority and status, the lifecycle rules that move
+//! it from Queued to a final state, and how its command ended.
+
 use std::fmt;
 use std::str::FromStr;
 
+use crate::parameters::JobParameters;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -154,7 +158,7 @@ pub struct Job {
     pub timeout: u32,
     pub priority: Priority,
     pub status: Status,
-    pub parameters: Option<serde_json::Value>,
+    pub parameters: Option<JobParameters>,
     /// `None` until the job has run; while it runs, the output so far.
     pub stdout: Option<String>,
     pub stderr: Option<String>,
@@ -179,6 +183,33 @@ pub struct Job {
     pub cancel_requested: bool,
     /// A retried job is not claimed before this time.
     pub run_at: DateTime<Utc>,
+}
+
+/// A job as a list shows it: a request costs the same whatever its jobs
+/// printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    /// The job, whose `stdout` and `stderr` hold at most the last bytes
+    /// asked for of each stream (drop markers included), or `None`.
+    pub job: Job,
+    /// The size in bytes of each stream's whole output (stdout, stderr) as
+    /// the job shows it, drop markers included; `None` when the job has
+    /// no output (it never ran).
+    pub output_bytes: [Option<u64>; 2],
+}
+
+impl ListedJob {
+    /// Whether `stream`'s output was cut to fit.
+    pub fn truncated(&self, stream: crate::Stream) -> bool {
+        let shown = match stream {
+            crate::Stream::Stdout => self.job.stdout.as_deref(),
+            crate::Stream::Stderr => self.job.stderr.as_deref(),
+        };
+        match (self.output_bytes[stream.index()], shown) {
+            (Some(total), Some(shown)) => total > shown.len() as u64,
+            _ => false,
+        }
+    }
 }
 
 /// The error a job gets when the worker that ran it vanished.

@@ -3,27 +3,33 @@
 //! can be unit-tested and shared by the store, the worker and the API.
 
 mod error;
+mod host_status;
 mod hosts;
 mod job;
 mod limits;
 mod list;
 mod new_job;
 mod output;
+mod parameters;
 mod patch;
 mod retry;
 
 pub use error::{FieldError, ValidationError};
+pub use host_status::{
+    CheckReport, CheckStage, HealthState, HostHealth, HostKeyPolicy, HostKind, HostStatus,
+};
 pub use hosts::{HostNames, is_valid_host_name};
 pub use job::{
-    ExitReport, Job, JobId, LostJob, Outcome, Priority, Settlement, Status, TIMED_OUT_PREFIX,
-    TaskId, WORKER_LOST, WorkerId, is_timeout_error,
+    ExitReport, Job, JobId, ListedJob, LostJob, Outcome, Priority, Settlement, Status,
+    TIMED_OUT_PREFIX, TaskId, WORKER_LOST, WorkerId, is_timeout_error,
 };
 pub use limits::Limits;
 pub use list::{ListOutput, ListQuery, OrderField, Ordering};
-pub use new_job::{ExecParameters, NewJob};
+pub use new_job::NewJob;
 pub use output::{
     Admission, Chunk, NewChunk, OutputBudget, OutputSplitter, Stream, drop_marker, head_cut,
     tail_cut,
 };
+pub use parameters::{ExecParameters, JobParameters};
 pub use patch::JobPatch;
 pub use retry::retry_delay;

@@ -1,3 +1,5 @@
+//! The explicit limits on what a job may ask for.
+
 /// The explicit limits on what a job may ask for. They live in one place so
 /// the API, the worker and the docs agree on them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,3 +1,6 @@
+//! A job list's query: filters, ordering and paging, parsed from the
+//! query string with the same rules for every store.
+
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
 use crate::job::{Priority, Status};

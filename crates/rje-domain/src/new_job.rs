@@ -1,22 +1,25 @@
+//! A request to run a command, validated field by field, and the parsing
+//! rules an edit shares with it.
+
 use serde_json::{Map, Value};
 
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
 use crate::job::Priority;
 use crate::limits::Limits;
+use crate::parameters::JobParameters;
 
 /// A validated request to run a command. Only [`NewJob::parse`] makes one,
 /// so holding a `NewJob` means every rule was checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
-    pub command: String,
-    pub priority: Priority,
-    pub timeout: u32,
-    pub parameters: Option<Value>,
-    pub streaming: bool,
-    /// Where it runs: the host the request named, or the default host.
-    pub host: String,
-    pub max_retries: u32,
+    command: String,
+    priority: Priority,
+    timeout: u32,
+    parameters: Option<JobParameters>,
+    streaming: bool,
+    host: String,
+    max_retries: u32,
 }
 
 /// Fields the server owns. Naming one in a request is a mistake worth
@@ -73,7 +76,7 @@ impl NewJob {
         let timeout = optional(fields, "timeout", &mut errors, |v| parse_timeout(v, limits))
             .unwrap_or(Limits::DEFAULT_TIMEOUT_SECS);
         let parameters = optional(fields, "parameters", &mut errors, |v| {
-            parse_parameters(v, limits)
+            JobParameters::parse(v, limits)
         });
         let streaming = optional(fields, "streaming", &mut errors, |v| {
             v.as_bool()
@@ -98,6 +101,36 @@ impl NewJob {
             host,
             max_retries,
         })
+    }
+
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// Seconds.
+    pub fn timeout(&self) -> u32 {
+        self.timeout
+    }
+
+    pub fn parameters(&self) -> Option<&JobParameters> {
+        self.parameters.as_ref()
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Where it runs: the host the request named, or the default host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
     }
 }
 
@@ -175,25 +208,6 @@ fn parse_bounded_int(value: &Value, min: u32, max: u32) -> Result<u32, String> {
         .ok_or_else(out_of_range)
 }
 
-pub(crate) fn parse_parameters(value: &Value, limits: &Limits) -> Result<Value, String> {
-    if !value.is_object() {
-        return Err("must be a JSON object".into());
-    }
-    let size = value.to_string().len();
-    if size > limits.max_parameters_bytes {
-        return Err(format!(
-            "is {size} bytes of JSON; the limit is {} bytes",
-            limits.max_parameters_bytes
-        ));
-    }
-    if contains_nul(value) {
-        // Stores keep parameters as JSON text; PostgreSQL refuses NUL there.
-        return Err("must not contain a NUL character".into());
-    }
-    ExecParameters::from_parameters(value)?;
-    Ok(value.clone())
-}
-
 fn parse_host(value: &Value, hosts: &HostNames) -> Result<String, String> {
     let name = value.as_str().ok_or("must be a string")?;
     if hosts.is_known(name) {
@@ -201,76 +215,6 @@ fn parse_host(value: &Value, hosts: &HostNames) -> Result<String, String> {
     } else {
         Err(format!("unknown host {name:?}"))
     }
-}
-
-/// The parts of `parameters` that change how the command runs. Every other
-/// key of `parameters` is the client's own and is kept as it came.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExecParameters {
-    /// Extra environment variables for the command.
-    pub env: Vec<(String, String)>,
-    /// The directory the command starts in.
-    pub cwd: Option<String>,
-    /// Processes the command leaves running in a session or process group
-    /// of their own (daemons, `setsid`) may outlive its normal end. By
-    /// default every descendant of a job is killed when it ends; cancel and
-    /// timeout kill them all either way.
-    pub allow_daemons: bool,
-}
-
-impl ExecParameters {
-    pub fn from_parameters(parameters: &Value) -> Result<Self, String> {
-        let mut exec = ExecParameters::default();
-        if let Some(env) = parameters.get("env") {
-            let env = env
-                .as_object()
-                .ok_or("parameters.env must be an object of strings")?;
-            for (name, value) in env {
-                if !is_env_name(name) {
-                    return Err(format!(
-                        "parameters.env: {name:?} is not a valid variable name"
-                    ));
-                }
-                let value = value
-                    .as_str()
-                    .ok_or_else(|| format!("parameters.env.{name} must be a string"))?;
-                if value.contains('\0') {
-                    return Err(format!("parameters.env.{name} must not contain a NUL byte"));
-                }
-                exec.env.push((name.clone(), value.to_owned()));
-            }
-        }
-        if let Some(cwd) = parameters.get("cwd") {
-            let cwd = cwd.as_str().ok_or("parameters.cwd must be a string")?;
-            if !cwd.starts_with('/') || cwd.contains('\0') {
-                return Err("parameters.cwd must be an absolute path".into());
-            }
-            exec.cwd = Some(cwd.to_owned());
-        }
-        if let Some(allow) = parameters.get("allow_daemons") {
-            exec.allow_daemons = allow
-                .as_bool()
-                .ok_or("parameters.allow_daemons must be true or false")?;
-        }
-        Ok(exec)
-    }
-}
-
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(fields) => fields
-            .iter()
-            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
-        _ => false,
-    }
-}
-
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -365,15 +309,16 @@ mod tests {
             "parameters": {"env": {"GREETING": "hi"}, "cwd": "/tmp", "ticket": 42}
         }))
         .unwrap();
-        let exec = ExecParameters::from_parameters(job.parameters.as_ref().unwrap()).unwrap();
+        let exec = job.parameters().unwrap().exec();
         assert_eq!(exec.env, [("GREETING".to_owned(), "hi".to_owned())]);
         assert_eq!(exec.cwd.as_deref(), Some("/tmp"));
         assert!(
             !exec.allow_daemons,
             "daemons are killed unless the job opts out"
         );
-        let daemons = ExecParameters::from_parameters(&json!({"allow_daemons": true})).unwrap();
-        assert!(daemons.allow_daemons);
+        let daemons =
+            parse(json!({"command": "x", "parameters": {"allow_daemons": true}})).unwrap();
+        assert!(daemons.parameters().unwrap().exec().allow_daemons);
 
         for bad in [
             json!({"allow_daemons": "yes"}),

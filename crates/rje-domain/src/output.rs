@@ -1,3 +1,6 @@
+//! A job's output: chunks, the splitting of bytes into whole lines, and
+//! the cap that keeps the head and the tail of a flood.
+
 use std::borrow::Cow;
 use std::fmt;
 

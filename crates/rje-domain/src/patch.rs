@@ -1,22 +1,24 @@
+//! An edit of a queued job.
+
 use serde_json::Value;
 
 use crate::error::{Collector, ValidationError};
 use crate::job::{Job, Priority};
 use crate::limits::Limits;
 use crate::new_job::{
-    as_object, optional, parse_command, parse_parameters, parse_priority, parse_timeout,
-    reject_foreign_fields,
+    as_object, optional, parse_command, parse_priority, parse_timeout, reject_foreign_fields,
 };
+use crate::parameters::JobParameters;
 
 /// An edit of a queued job. Absent fields stay as they are; `parameters:
 /// null` clears the parameters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobPatch {
-    pub command: Option<String>,
-    pub timeout: Option<u32>,
-    pub priority: Option<Priority>,
+    command: Option<String>,
+    timeout: Option<u32>,
+    priority: Option<Priority>,
     /// `Some(None)` clears the parameters.
-    pub parameters: Option<Option<Value>>,
+    parameters: Option<Option<JobParameters>>,
 }
 
 const EDITABLE_FIELDS: &[&str] = &["command", "timeout", "priority", "parameters"];
@@ -37,12 +39,17 @@ impl JobPatch {
                 None => None,
                 Some(Value::Null) => Some(None),
                 Some(value) => errors
-                    .take("parameters", parse_parameters(value, limits))
+                    .take("parameters", JobParameters::parse(value, limits))
                     .map(Some),
             },
         };
         errors.finish()?;
         Ok(patch)
+    }
+
+    /// The new priority, when the edit changes it.
+    pub fn priority(&self) -> Option<Priority> {
+        self.priority
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,3 +1,5 @@
+//! When a job whose command never started is tried again.
+
 use std::time::Duration;
 
 /// The wait before retry number `attempt` (1 for the first retry) after an

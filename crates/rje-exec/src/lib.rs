@@ -3,7 +3,6 @@
 //! by killing the whole group and confirming that the group is gone.
 
 mod group;
-mod hosts;
 mod local;
 mod supervisor;
 
@@ -15,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use group::{GroupState, group_state};
-pub use hosts::{CheckReport, HostDirectory, HostHealth, HostStatus};
 pub use local::LocalExecutor;
 
 /// What to run.

@@ -1,3 +1,5 @@
+//! Local execution: `/bin/sh -c` under a supervisor on this machine.
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;

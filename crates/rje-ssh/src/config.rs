@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use rje_domain::HostKeyPolicy;
 use rje_domain::is_valid_host_name;
 use serde::Deserialize;
 
@@ -16,27 +17,6 @@ pub const DEFAULT_MAX_CONCURRENT_JOBS: usize = 64;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The name of the host configured from the environment.
 pub const ENV_HOST_NAME: &str = "default";
-
-/// Whether a host key that known_hosts does not hold may be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// Only keys already in known_hosts.
-    #[default]
-    Strict,
-    /// Trust on first use: an unknown host's key is recorded in known_hosts
-    /// and trusted from then on. A changed key is still refused.
-    AcceptNew,
-}
-
-impl HostKeyPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Strict => "strict",
-            Self::AcceptNew => "accept-new",
-        }
-    }
-}
 
 /// A secret that never shows in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,4 +1,8 @@
+//! Why rje could not get a channel on a host, and which check stage that is.
+
 use std::path::PathBuf;
+
+use rje_domain::CheckStage;
 
 use crate::known_hosts::HostKeyError;
 
@@ -28,12 +32,12 @@ pub enum SshError {
 
 impl SshError {
     /// Which step failed, for the check route.
-    pub fn stage(&self) -> &'static str {
+    pub fn stage(&self) -> CheckStage {
         match self {
-            Self::Connect { .. } => "connect",
-            Self::HostKey(_) => "host-key",
-            Self::Key { .. } | Self::Auth { .. } => "auth",
-            Self::Channel { .. } => "channel",
+            Self::Connect { .. } => CheckStage::Connect,
+            Self::HostKey(_) => CheckStage::HostKey,
+            Self::Key { .. } | Self::Auth { .. } => CheckStage::Auth,
+            Self::Channel { .. } => CheckStage::Channel,
         }
     }
 }

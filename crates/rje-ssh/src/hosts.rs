@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use chrono::Utc;
-use rje_domain::HostNames;
-use rje_exec::{
-    CheckReport, Executor, HostDirectory, HostHealth, HostStatus, LocalExecutor, NoGate,
+use rje_domain::{
+    CheckReport, CheckStage, HealthState, HostHealth, HostKind, HostNames, HostStatus,
 };
+use rje_exec::{Executor, LocalExecutor, NoGate};
 use russh::ChannelMsg;
 
 use crate::config::{HostConfig, Inventory};
@@ -77,7 +76,7 @@ impl Hosts {
     fn local_status(&self) -> HostStatus {
         HostStatus {
             name: HostNames::LOCAL.to_owned(),
-            kind: "local",
+            kind: HostKind::Local,
             default: self.default_host == HostNames::LOCAL,
             address: None,
             port: None,
@@ -86,7 +85,7 @@ impl Hosts {
             host_key_policy: None,
             max_concurrent_jobs: None,
             health: HostHealth {
-                state: "up",
+                state: HealthState::Up,
                 connections: 0,
                 channels_in_use: 0,
                 jobs_running: 0,
@@ -101,28 +100,29 @@ impl Hosts {
         let host = pool.host();
         HostStatus {
             name: host.name.clone(),
-            kind: "ssh",
+            kind: HostKind::Ssh,
             default: self.default_host == host.name,
             address: Some(host.address.clone()),
             port: Some(host.port),
             user: Some(host.user.clone()),
             labels: host.labels.clone(),
-            host_key_policy: Some(host.host_key_policy.as_str()),
+            host_key_policy: Some(host.host_key_policy),
             max_concurrent_jobs: Some(host.max_concurrent_jobs),
             health: pool.health(),
         }
     }
 }
 
-#[async_trait]
-impl HostDirectory for Hosts {
-    fn list(&self) -> Vec<HostStatus> {
+impl Hosts {
+    /// Every host, `local` first, with its health as this process sees it.
+    pub fn list(&self) -> Vec<HostStatus> {
         std::iter::once(self.local_status())
             .chain(self.pools.values().map(|pool| self.ssh_status(pool)))
             .collect()
     }
 
-    async fn check(&self, name: &str) -> Option<CheckReport> {
+    /// Connects, authenticates and runs `true`; `None` for an unknown host.
+    pub async fn check(&self, name: &str) -> Option<CheckReport> {
         if name == HostNames::LOCAL {
             return Some(check_local(&self.local).await);
         }
@@ -190,7 +190,7 @@ async fn check_local(local: &LocalExecutor) -> CheckReport {
         ok,
         latency_ms: millis(began.elapsed()),
         connect_ms: None,
-        stage: (!ok).then_some("exec"),
+        stage: (!ok).then_some(CheckStage::Exec),
         error: (!ok).then(|| format!("`true` did not succeed: {result:?}")),
         checked_at: Utc::now(),
     }

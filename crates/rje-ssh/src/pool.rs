@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rje_exec::HostHealth;
+use rje_domain::{HealthState, HostHealth};
 use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -188,9 +188,9 @@ impl HostPool {
         }
         HostHealth {
             state: match seen.reachable {
-                Some(true) => "up",
-                Some(false) => "down",
-                None => "unknown",
+                Some(true) => HealthState::Up,
+                Some(false) => HealthState::Down,
+                None => HealthState::Unknown,
             },
             connections: seen.connections,
             channels_in_use: self.in_use.load(Ordering::Acquire),

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
-use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, HostDirectory, NoGate, group_state};
+use rje_domain::{CheckStage, ExecParameters, ExitReport, HealthState, Outcome, Stream};
+use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, NoGate, group_state};
 use rje_ssh::{
     HostConfig, HostKeyError, HostKeyPolicy, HostPool, Hosts, Inventory, Passphrase, Secret,
     SshError, SshExecutor, connect,
@@ -729,7 +729,7 @@ async fn the_check_reports_latency_or_the_exact_error() {
 
     let report = hosts.check("broken").await.unwrap();
     assert!(!report.ok);
-    assert_eq!(report.stage, Some("auth"));
+    assert_eq!(report.stage, Some(CheckStage::Auth));
     assert!(report.error.unwrap().contains("authentication as"));
 
     assert!(hosts.check("local").await.unwrap().ok);
@@ -740,6 +740,13 @@ async fn the_check_reports_latency_or_the_exact_error() {
         .iter()
         .map(|h| (h.name.as_str(), h.health.state))
         .collect();
-    assert_eq!(names, [("local", "up"), ("box", "up"), ("broken", "down")]);
+    assert_eq!(
+        names,
+        [
+            ("local", HealthState::Up),
+            ("box", HealthState::Up),
+            ("broken", HealthState::Down)
+        ]
+    );
     assert!(listed[1].default && !listed[0].default);
 }

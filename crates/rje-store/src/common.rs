@@ -2,11 +2,9 @@
 //! on the dialect, and the pruning plan.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, ListQuery, OrderField, Stream, WorkerId};
+use rje_domain::{Job, JobId, JobParameters, ListQuery, ListedJob, OrderField, Stream, WorkerId};
 
-use crate::{ListedJob, Pruned, WorkerInfo};
-
-use crate::StoreError;
+use crate::{Pruned, StoreError, WorkerInfo};
 
 /// Why a job whose worker vanished before starting it is queued again.
 pub(crate) const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
@@ -49,6 +47,30 @@ pub(crate) fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
 
 pub(crate) fn to_u32(what: &str, value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt(what, value))
+}
+
+/// A number on its way into a narrower column. The domain's limits keep
+/// every value in range, so a miss is a bug, reported rather than wrapped.
+pub(crate) fn fit<T, U>(what: &str, value: U) -> Result<T, StoreError>
+where
+    T: TryFrom<U>,
+    U: Copy + std::fmt::Debug,
+{
+    T::try_from(value)
+        .map_err(|_| StoreError::Internal(format!("{what} {value:?} does not fit its column")))
+}
+
+/// How both stores write a stream: 0 for stdout, 1 for stderr.
+pub(crate) fn stream_code(stream: Stream) -> i16 {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+/// Parameters as a store kept them; see [`JobParameters::from_stored`].
+pub(crate) fn stored_parameters(json: serde_json::Value) -> Result<JobParameters, StoreError> {
+    JobParameters::from_stored(json).map_err(|err| corrupt("parameters", err))
 }
 
 /// The ORDER BY of a job list. Ties break on the row key, so that pages

@@ -1,3 +1,5 @@
+//! The store's one error type, in terms callers can act on.
+
 use rje_domain::Status;
 
 /// Everything that can go wrong in the store, in terms callers can act on.

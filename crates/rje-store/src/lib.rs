@@ -11,5 +11,5 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
-    CancelOutcome, ClaimedJob, JobPage, JobStore, ListedJob, OutputPage, Pruned, WorkerInfo,
+    CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue, WorkerInfo,
 };

@@ -1,8 +1,13 @@
+//! The store's two faces, `Jobs` for the API and `Queue` for workers, and
+//! the values they exchange.
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, JobPatch, ListQuery, NewJob, Outcome, Stream, WorkerId};
+use rje_domain::{
+    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Outcome, Stream, WorkerId,
+};
 
 use crate::StoreError;
 
@@ -16,33 +21,6 @@ pub struct JobPage {
     /// the query planner's estimate, so that a list never counts millions
     /// of rows.
     pub total_exact: bool,
-}
-
-/// A job as a list shows it: a request costs the same whatever its jobs
-/// printed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListedJob {
-    /// The job, whose `stdout` and `stderr` hold at most the last bytes
-    /// asked for of each stream (drop markers included), or `None`.
-    pub job: Job,
-    /// The size in bytes of each stream's whole output (stdout, stderr) as
-    /// the job shows it, drop markers included; `None` when the job has
-    /// no output (it never ran).
-    pub output_bytes: [Option<u64>; 2],
-}
-
-impl ListedJob {
-    /// Whether `stream`'s output was cut to fit.
-    pub fn truncated(&self, stream: Stream) -> bool {
-        let shown = match stream {
-            Stream::Stdout => self.job.stdout.as_deref(),
-            Stream::Stderr => self.job.stderr.as_deref(),
-        };
-        match (self.output_bytes[stream.index()], shown) {
-            (Some(total), Some(shown)) => total > shown.len() as u64,
-            _ => false,
-        }
-    }
 }
 
 /// What a cancel did.
@@ -92,11 +70,10 @@ pub struct OutputPage {
     pub chunks: Vec<Chunk>,
 }
 
-/// Everything rje keeps about jobs. Every write a worker makes carries the
-/// attempt number it claimed, and is refused with [`StoreError::Fenced`]
-/// when the job has moved on, so a stale worker can never overwrite a job.
+/// What clients see of the store: jobs to create, read, edit, cancel and
+/// delete, their output, and the workers. The API holds only this face.
 #[async_trait]
-pub trait JobStore: Send + Sync + 'static {
+pub trait Jobs: Send + Sync + 'static {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -113,7 +90,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// stream's output (0: none).
     async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError>;
 
-    /// One job as a list shows it (see [`JobStore::list`]). With
+    /// One job as a list shows it (see [`Jobs::list`]). With
     /// `tail_bytes` 0 it is the cheap way to learn the size of its output
     /// before reading it chunk by chunk.
     async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError>;
@@ -128,6 +105,27 @@ pub trait JobStore: Send + Sync + 'static {
     /// one. [`StoreError::Conflict`] for a finished job.
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
 
+    /// Workers whose heartbeat is newer than `since`, with their jobs.
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
+
+    /// Output chunks with `seq > since`, oldest first, at most `limit`.
+    /// Only chunks of `stream` when it is given: a reader of one stream
+    /// never reads the other's text.
+    async fn read_output(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError>;
+}
+
+/// What workers do with the store: claim queued jobs and record what their
+/// commands do. Every write carries the attempt number the worker claimed,
+/// and is refused with [`StoreError::Fenced`] when the job has moved on, so
+/// a stale worker can never overwrite a job.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
     /// Claims up to `max` queued jobs due now, highest priority first, first
     /// come first served within a priority, each under a lease of `lease`.
     async fn claim(
@@ -213,18 +211,10 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// A worker that stops cleanly says goodbye.
     async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError>;
-
-    /// Workers whose heartbeat is newer than `since`, with their jobs.
-    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
-
-    /// Output chunks with `seq > since`, oldest first, at most `limit`.
-    /// Only chunks of `stream` when it is given: a reader of one stream
-    /// never reads the other's text.
-    async fn read_output(
-        &self,
-        id: JobId,
-        since: i64,
-        limit: u32,
-        stream: Option<Stream>,
-    ) -> Result<OutputPage, StoreError>;
 }
+
+/// Both faces: what a backend implements, and what the server that wires
+/// the API and the worker together holds.
+pub trait JobStore: Jobs + Queue {}
+
+impl<T: Jobs + Queue> JobStore for T {}

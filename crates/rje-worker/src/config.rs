@@ -1,3 +1,5 @@
+//! How a worker behaves: concurrency, leases, polling and shutdown times.
+
 use std::time::Duration;
 
 /// How a worker behaves. Defaults suit production; tests shorten the times.

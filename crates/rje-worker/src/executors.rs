@@ -1,3 +1,5 @@
+//! Which executor runs a job, by the host it names.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use rje_bus::{Bus, JobEvent};
 use rje_domain::{Chunk, JobId, OutputBudget, OutputSplitter, Stream, head_cut, tail_cut};
 use rje_exec::ExecEvent;
-use rje_store::{JobStore, StoreError};
+use rje_store::{Queue, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -31,7 +31,7 @@ pub(crate) enum PumpEnd {
 }
 
 pub(crate) struct OutputPump<'a> {
-    store: &'a dyn JobStore,
+    store: &'a dyn Queue,
     bus: &'a dyn Bus,
     config: &'a WorkerConfig,
     job: JobId,
@@ -56,7 +56,7 @@ pub(crate) struct OutputPump<'a> {
 
 impl<'a> OutputPump<'a> {
     pub(crate) fn new(
-        store: &'a dyn JobStore,
+        store: &'a dyn Queue,
         bus: &'a dyn Bus,
         config: &'a WorkerConfig,
         job: JobId,

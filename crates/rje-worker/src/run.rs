@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use rje_bus::{Bus, JobEvent, StatusEvent};
+use rje_bus::Bus;
 use rje_domain::JobId;
-use rje_domain::{ExecParameters, Job, Outcome, retry_delay};
+use rje_domain::{Job, Outcome, retry_delay};
 use rje_exec::{ExecRequest, StartError, StartGate};
-use rje_store::{ClaimedJob, JobStore, StoreError};
+use rje_store::{ClaimedJob, Queue, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,7 @@ pub(crate) struct StopReasons {
 /// Everything a job run needs from its worker.
 #[derive(Clone)]
 pub(crate) struct RunContext {
-    pub store: Arc<dyn JobStore>,
+    pub store: Arc<dyn Queue>,
     pub bus: Arc<dyn Bus>,
     pub executors: Executors,
     pub config: Arc<WorkerConfig>,
@@ -47,27 +47,21 @@ pub(crate) async fn run_job(
 ) {
     let job = claimed.job;
     let (id, attempt) = (job.id, job.attempts);
-    ctx.bus
-        .publish(JobEvent::Status(StatusEvent::of(&job)))
-        .await;
+    ctx.bus.publish_status(&job).await;
 
     let Some(executor) = ctx.executors.get(job.host.as_deref()) else {
         let message = format!("no executor for host {:?}", job.host);
         settle(&ctx, &job, Outcome::Error { message }).await;
         return;
     };
-    let parameters = match job.parameters.as_ref().map(ExecParameters::from_parameters) {
-        None => ExecParameters::default(),
-        Some(Ok(parameters)) => parameters,
-        Some(Err(message)) => {
-            settle(&ctx, &job, Outcome::Error { message }).await;
-            return;
-        }
-    };
     let request = ExecRequest {
         command: job.command.clone(),
         timeout: Duration::from_secs(u64::from(job.timeout)),
-        parameters,
+        parameters: job
+            .parameters
+            .as_ref()
+            .map(|parameters| parameters.exec().clone())
+            .unwrap_or_default(),
     };
 
     let (sink, events) = mpsc::channel(EVENT_BUFFER);
@@ -140,7 +134,7 @@ fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
 
 /// Records that the command may have started, before it is launched.
 struct StoreGate<'a> {
-    store: &'a dyn JobStore,
+    store: &'a dyn Queue,
     id: JobId,
     attempt: u32,
 }
@@ -167,20 +161,9 @@ async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {
 
 async fn settle_with(ctx: &RunContext, job: &Job, outcome: Outcome, process_id: Option<&str>) {
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
-    match with_retries(|| store.finish(id, attempt, &outcome, process_id)).await {
-        Ok(done) => {
-            tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
-            ctx.bus
-                .publish(JobEvent::Status(StatusEvent::of(&done)))
-                .await;
-        }
-        Err(StoreError::Fenced) => {
-            tracing::info!(%id, attempt, "job moved on before its outcome was recorded");
-        }
-        Err(err) => {
-            // The lease will lapse and the reaper settle the job.
-            tracing::error!(%id, attempt, %err, "could not record the job's outcome");
-        }
+    let write = || store.finish(id, attempt, &outcome, process_id);
+    if let Some(done) = store_then_publish(ctx, job, "its outcome", write).await {
+        tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
     }
 }
 
@@ -189,13 +172,39 @@ async fn retry(ctx: &RunContext, job: &Job, reason: &str) {
     let run_at = Utc::now() + delay;
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
     let message = format!("attempt {attempt}: {reason}");
-    match with_retries(|| store.retry_later(id, attempt, run_at, &message)).await {
+    let write = || store.retry_later(id, attempt, run_at, &message);
+    if let Some(after) = store_then_publish(ctx, job, "the retry", write).await {
+        tracing::warn!(%id, attempt, %reason, status = %after.status, ?delay, "command could not start");
+    }
+}
+
+/// Writes a change of the job's state (with retries), then publishes its
+/// new status: subscribers only ever hear of what the store holds. `None`
+/// when the write did not happen, which is logged here; a lease left
+/// behind lapses and the reaper settles the job.
+async fn store_then_publish<F, Fut>(
+    ctx: &RunContext,
+    job: &Job,
+    what: &str,
+    write: F,
+) -> Option<Job>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Job, StoreError>>,
+{
+    let (id, attempt) = (job.id, job.attempts);
+    match with_retries(write).await {
         Ok(after) => {
-            tracing::warn!(%id, attempt, %reason, status = %after.status, ?delay, "command could not start");
-            ctx.bus
-                .publish(JobEvent::Status(StatusEvent::of(&after)))
-                .await;
+            ctx.bus.publish_status(&after).await;
+            Some(after)
         }
-        Err(err) => tracing::error!(%id, attempt, %err, "could not schedule the retry"),
+        Err(StoreError::Fenced) => {
+            tracing::info!(%id, attempt, "job moved on before {what} was recorded");
+            None
+        }
+        Err(err) => {
+            tracing::error!(%id, attempt, %err, "could not record {what}");
+            None
+        }
     }
 }

@@ -1,11 +1,14 @@
+//! The worker's loop: claim, run, renew leases, carry out cancels, reap
+//! the jobs of lost workers, and shut down without losing a job.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
-use rje_bus::{Bus, JobEvent, Received, StatusEvent, Subscription};
+use rje_bus::{Bus, Received, Subscription};
 use rje_domain::{JobId, WorkerId};
-use rje_store::{JobStore, StoreError};
+use rje_store::{Queue, StoreError};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +32,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn Queue>,
         bus: Arc<dyn Bus>,
         executors: Executors,
         config: WorkerConfig,
@@ -55,10 +58,7 @@ impl Worker {
         let reaped = self.ctx.store.reap_expired(expired_before).await?;
         for job in &reaped {
             tracing::warn!(id = %job.id, status = %job.status, "settled a job whose worker was lost");
-            self.ctx
-                .bus
-                .publish(JobEvent::Status(StatusEvent::of(job)))
-                .await;
+            self.ctx.bus.publish_status(job).await;
         }
         if reaped.iter().any(|job| !job.status.is_final()) {
             self.ctx.bus.announce_work().await;

@@ -1,6 +1,7 @@
 //! The `rje` binary's wiring: configuration, and the server that puts the
 //! store, the bus, the worker and the API together.
 
+pub mod bench_ssh;
 pub mod config;
 pub mod http;
 pub mod server;

@@ -1,3 +1,6 @@
+//! The `rje` command: `serve`, `worker`, `migrate` and the client's
+//! commands, with logging set up for each.
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -115,7 +118,7 @@ fn client(connection: Connection, command: ClientCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(command.run(&connection));
+    let result = runtime.block_on(command.run(&connection, &rje::bench_ssh::InventoryBaseline));
     let code = match result {
         Ok(code) => code,
         Err(err) => {

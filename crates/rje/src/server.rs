@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
-use rje_api::AppState;
+use rje_api::{AppState, HostDirectory};
 use rje_bus::{Bus, MemoryBus, RedisBus};
+use rje_domain::{CheckReport, HostStatus};
 use rje_ssh::Hosts;
 use rje_store::{JobStore, PostgresStore, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
@@ -175,7 +176,7 @@ impl RunningServer {
         let state = AppState {
             store,
             bus,
-            hosts,
+            hosts: Arc::new(HostView(hosts)),
             settings: Arc::new(api_settings),
         };
         let mut limits = settings.connections;
@@ -356,6 +357,20 @@ fn sqlite_path(database_url: &str) -> Option<PathBuf> {
         .or_else(|| database_url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// The API's view of the hosts this process runs jobs on.
+struct HostView(Arc<Hosts>);
+
+#[async_trait::async_trait]
+impl HostDirectory for HostView {
+    fn list(&self) -> Vec<HostStatus> {
+        self.0.list()
+    }
+
+    async fn check(&self, name: &str) -> Option<CheckReport> {
+        self.0.check(name).await
+    }
 }
 
 #[cfg(test)]

@@ -49,20 +49,18 @@ macro_rules! store_contract {
     };
 }
 
+/// A job request as the API makes one: only `NewJob::parse` can.
+fn request(body: serde_json::Value) -> NewJob {
+    let hosts = HostNames::new("local", ["a", "b", "elsewhere"]);
+    NewJob::parse(&body, &Limits::default(), &hosts).expect("valid job")
+}
+
 fn new_job(command: &str) -> NewJob {
-    NewJob::parse(
-        &json!({ "command": command }),
-        &Limits::default(),
-        &HostNames::local_only(),
-    )
-    .expect("valid job")
+    request(json!({ "command": command }))
 }
 
 fn new_job_with(command: &str, priority: Priority) -> NewJob {
-    NewJob {
-        priority,
-        ..new_job(command)
-    }
+    request(json!({ "command": command, "priority": priority }))
 }
 
 fn chunk(seq: i64, stream: Stream, text: &str) -> Chunk {
@@ -92,15 +90,21 @@ async fn claim_one(store: &Arc<dyn JobStore>, worker: &WorkerId) -> (JobId, u32)
 }
 
 pub async fn create_and_get_round_trip(store: Arc<dyn JobStore>) {
-    let mut request = new_job("echo hi");
-    request.parameters = Some(json!({"ticket": 7}));
-    request.host = "elsewhere".into();
-    let created = store.create(request).await.unwrap();
+    let created = store
+        .create(request(json!({
+            "command": "echo hi",
+            "parameters": {"ticket": 7, "env": {"A": "1"}},
+            "host": "elsewhere",
+        })))
+        .await
+        .unwrap();
     assert_eq!(created.status, Status::Queued);
     assert_eq!(created.command, "echo hi");
     assert_eq!(created.priority, Priority::Medium);
     assert_eq!(created.timeout, 60);
-    assert_eq!(created.parameters, Some(json!({"ticket": 7})));
+    let parameters = created.parameters.as_ref().expect("parameters kept");
+    assert_eq!(*parameters.json(), json!({"ticket": 7, "env": {"A": "1"}}));
+    assert_eq!(parameters.exec().env, [("A".to_owned(), "1".to_owned())]);
     assert_eq!(created.host.as_deref(), Some("elsewhere"));
     assert_eq!(created.attempts, 0);
     assert_eq!(created.stdout, None);
@@ -137,8 +141,9 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
     .into_iter()
     .enumerate()
     {
-        let mut job = new_job_with(&format!("echo {i}"), priority);
-        job.host = if i % 2 == 0 { "a" } else { "b" }.into();
+        let host = if i % 2 == 0 { "a" } else { "b" };
+        let job =
+            request(json!({ "command": format!("echo {i}"), "priority": priority, "host": host }));
         ids.push(store.create(job).await.unwrap().id);
     }
     let all = store.list(&ListQuery::default(), 0).await.unwrap();
@@ -227,7 +232,10 @@ pub async fn edit_only_while_queued(store: Arc<dyn JobStore>) {
     assert_eq!(edited.command, "echo new");
     assert_eq!(edited.priority, Priority::High);
     assert_eq!(edited.timeout, 5);
-    assert_eq!(edited.parameters, Some(json!({"a": 1})));
+    assert_eq!(
+        edited.parameters.as_ref().map(|p| p.json()),
+        Some(&json!({"a": 1}))
+    );
     assert!(edited.modified_at >= job.modified_at);
     assert_eq!(store.get(job.id).await.unwrap(), edited);
 
@@ -772,9 +780,10 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
 }
 
 pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
-    let mut request = new_job("ssh-ish");
-    request.max_retries = 1;
-    store.create(request).await.unwrap();
+    store
+        .create(request(json!({"command": "ssh-ish", "max_retries": 1})))
+        .await
+        .unwrap();
     let w = worker();
     let (id, attempt) = claim_one(&store, &w).await;
     let now = Utc::now();

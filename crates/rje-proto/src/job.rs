@@ -1,0 +1,107 @@
+//! Jobs as the API returns them, one at a time and in lists.
+
+use chrono::{DateTime, Utc};
+use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, Status, Stream};
+use serde::{Deserialize, Serialize};
+
+/// A job as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResponse {
+    pub id: JobId,
+    pub command: String,
+    pub timeout: u32,
+    pub priority: Priority,
+    pub status: Status,
+    pub parameters: Option<serde_json::Value>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub task_id: Option<String>,
+    pub remote_process_id: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub host: Option<String>,
+    pub attempts: u32,
+    pub max_retries: u32,
+    pub streaming: bool,
+    pub cancel_requested: bool,
+    /// In lists: `stdout` holds only the last `RJE_LIST_OUTPUT_BYTES` of
+    /// the output (get the job, or its logs, for the whole).
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    /// The size in bytes of the whole of each stream's output (drop markers
+    /// included), where the answer knows it: in lists and on a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_bytes: Option<u64>,
+}
+
+impl From<ListedJob> for JobResponse {
+    fn from(listed: ListedJob) -> Self {
+        let (stdout_truncated, stderr_truncated) = (
+            listed.truncated(Stream::Stdout),
+            listed.truncated(Stream::Stderr),
+        );
+        Self {
+            stdout_truncated,
+            stderr_truncated,
+            stdout_bytes: listed.output_bytes[0],
+            stderr_bytes: listed.output_bytes[1],
+            ..Self::from(listed.job)
+        }
+    }
+}
+
+impl From<Job> for JobResponse {
+    fn from(job: Job) -> Self {
+        Self {
+            id: job.id,
+            command: job.command,
+            timeout: job.timeout,
+            priority: job.priority,
+            status: job.status,
+            parameters: job.parameters.map(JobParameters::into_json),
+            stdout: job.stdout,
+            stderr: job.stderr,
+            created_at: job.created_at,
+            modified_at: job.modified_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            task_id: job.task_id,
+            remote_process_id: job.remote_process_id,
+            exit_code: job.exit_code,
+            signal: job.signal,
+            error: job.error,
+            host: job.host,
+            attempts: job.attempts,
+            max_retries: job.max_retries,
+            streaming: job.streaming,
+            cancel_requested: job.cancel_requested,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: None,
+            stderr_bytes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobListResponse {
+    pub jobs: Vec<JobResponse>,
+    pub total_count: u64,
+    /// `false` when `total_count` is an estimate: past 10,000 matching jobs
+    /// PostgreSQL reports the planner's estimate rather than count them all.
+    #[serde(default = "exact")]
+    pub total_count_exact: bool,
+}
+
+fn exact() -> bool {
+    true
+}

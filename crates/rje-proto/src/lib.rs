@@ -1,0 +1,17 @@
+//! The public wire format of rje: every JSON body the HTTP API and the
+//! WebSockets send or accept beyond the raw request objects, as plain serde
+//! types. The server and every client share these, and nothing here knows
+//! about HTTP, storage or execution, so a client depends on them alone.
+//!
+//! Field names and values are the original API's; everything rje adds is
+//! an extra field.
+
+mod error;
+mod job;
+mod logs;
+mod ws;
+
+pub use error::ErrorBody;
+pub use job::{JobListResponse, JobResponse};
+pub use logs::{ChunkResponse, LogsResponse};
+pub use ws::{EventMessage, WsKind, WsMessage};

@@ -1,0 +1,270 @@
+//! The PostgresStore's face for clients: jobs, their output and the workers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{
+    Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream,
+};
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::common::{WorkerJobRow, conclude, fit, group_workers, order_by, stream_code};
+use crate::{CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+
+use super::{
+    ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore,
+    fetch_for_update, listed_columns, now, push_filters,
+};
+
+#[async_trait]
+impl Jobs for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create(&self, job: NewJob) -> Result<Job, StoreError> {
+        let at = now();
+        let sql = format!(
+            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+             modified_at, host, max_retries, streaming, run_at) \
+             VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6) RETURNING {META_COLUMNS}"
+        );
+        let row: JobRow = sqlx::query_as(&sql)
+            .bind(JobId::new().0)
+            .bind(job.command())
+            .bind(fit::<i32, _>("timeout", job.timeout())?)
+            .bind(fit::<i32, _>("priority", job.priority().rank())?)
+            .bind(job.parameters().map(JobParameters::json))
+            .bind(at)
+            .bind(job.host())
+            .bind(fit::<i32, _>("max_retries", job.max_retries())?)
+            .bind(job.streaming())
+            .fetch_one(&self.pool)
+            .await?;
+        row.into_job()
+    }
+
+    async fn get(&self, id: JobId) -> Result<Job, StoreError> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = $1", *LIVE_COLUMNS);
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_job()
+    }
+
+    async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {
+        let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = $1");
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_job()
+    }
+
+    async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE id = $1",
+            listed_columns(tail_bytes)
+        );
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_listed(tail_bytes)
+    }
+
+    async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
+        // Count up to a limit: past it, the planner's estimate stands in,
+        // so a list never counts millions of rows.
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs");
+        push_filters(&mut count, query);
+        count
+            .push(" LIMIT ")
+            .push_bind(EXACT_COUNT_LIMIT + 1)
+            .push(") AS capped");
+        let capped: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let (total_count, total_exact) = if capped <= EXACT_COUNT_LIMIT {
+            (capped, true)
+        } else {
+            (self.estimate(query).await?.max(capped), false)
+        };
+
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {} FROM jobs",
+            listed_columns(tail_bytes)
+        ));
+        push_filters(&mut select, query);
+        select
+            .push(format!(" ORDER BY {}", order_by(query)))
+            .push(" LIMIT ")
+            .push_bind(i64::from(query.limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows: Vec<JobRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok(JobPage {
+            jobs: rows
+                .into_iter()
+                .map(|row| row.into_listed(tail_bytes))
+                .collect::<Result<_, _>>()?,
+            total_count: u64::try_from(total_count).unwrap_or(0),
+            total_exact,
+        })
+    }
+
+    async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let (pk, mut job) = fetch_for_update(&mut tx, id).await?;
+            if !job.status.is_editable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            patch.apply(&mut job);
+            job.modified_at = now();
+            sqlx::query(
+                "UPDATE jobs SET command = $1, timeout = $2, priority = $3, parameters = $4, \
+                 modified_at = $5 WHERE pk = $6",
+            )
+            .bind(&job.command)
+            .bind(fit::<i32, _>("timeout", job.timeout)?)
+            .bind(fit::<i32, _>("priority", job.priority.rank())?)
+            .bind(job.parameters.as_ref().map(JobParameters::json))
+            .bind(job.modified_at)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn delete(&self, id: JobId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let (pk, job) = fetch_for_update(&mut tx, id).await?;
+            if !job.status.is_deletable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            sqlx::query("DELETE FROM jobs WHERE pk = $1")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let (pk, job) = fetch_for_update(&mut tx, id).await?;
+            let outcome = match job.status {
+                Status::Queued => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'Cancelled', completed_at = $1, modified_at = $1 \
+                     WHERE pk = $2 RETURNING {META_COLUMNS}"
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(now())
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Cancelled(row.into_job()?)
+                }
+                Status::Running => {
+                    let sql = format!(
+                        "UPDATE jobs SET cancel_requested = TRUE, modified_at = $1 \
+                     WHERE pk = $2 RETURNING {META_COLUMNS}"
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(now())
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Requested(row.into_job()?)
+                }
+                status => return Err(StoreError::Conflict { status }),
+            };
+            Ok(outcome)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
+        type Row = (
+            String,
+            String,
+            i32,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<Uuid>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+             FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
+             LEFT JOIN jobs j ON j.pk = l.job_pk \
+             WHERE w.heartbeat_at > $1 ORDER BY w.started_at, w.id, j.pk",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        group_workers(rows.into_iter().map(
+            |(id, host, concurrency, started_at, heartbeat_at, job)| WorkerJobRow {
+                id,
+                host,
+                concurrency: concurrency.into(),
+                started_at,
+                heartbeat_at,
+                job: job.map(JobId),
+            },
+        ))
+    }
+
+    async fn read_output(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError> {
+        let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let rows: Vec<ChunkRow> = sqlx::query_as(
+            "SELECT seq, stream, text, ts, dropped_before FROM job_output \
+             WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(pk)
+        .bind(since)
+        .bind(i64::from(limit))
+        .bind(stream.map(stream_code))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(OutputPage {
+            chunks: rows
+                .into_iter()
+                .map(ChunkRow::into_chunk)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl PostgresStore {
+    /// The planner's estimate of the rows matching a list's filters.
+    async fn estimate(&self, query: &ListQuery) -> Result<i64, StoreError> {
+        let mut explain = QueryBuilder::<Postgres>::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs");
+        push_filters(&mut explain, query);
+        let plan: serde_json::Value = explain.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+    }
+}

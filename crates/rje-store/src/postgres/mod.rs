@@ -1,0 +1,303 @@
+//! The distributed store: PostgreSQL as store and queue. Claims take queued
+//! rows with `FOR UPDATE SKIP LOCKED`, so any number of workers on any
+//! number of machines claim without waiting on each other; every worker
+//! write carries its attempt in the `WHERE` clause (fencing).
+
+mod jobs;
+mod queue;
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, ListQuery, ListedJob, Priority, Settlement, Status, Stream};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::common::{
+    Dialect, assembled_sql, corrupt, fit, output_view, output_view_sql, stored_parameters, to_u32,
+};
+use crate::{ClaimedJob, StoreError};
+
+const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
+    created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
+    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
+
+/// Past this many matching jobs, `total_count` is the planner's estimate
+/// instead of an exact count, so that a list never counts millions of rows.
+pub const EXACT_COUNT_LIMIT: i64 = 10_000;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`). Migrations are applied by
+    /// [`PostgresStore::migrate`] (`rje migrate`), or here when `migrate`.
+    pub async fn open(url: &str, migrate: bool) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Unavailable(format!("bad PostgreSQL URL: {err}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the schema migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    pk: i64,
+    id: Uuid,
+    command: String,
+    timeout: i32,
+    priority: i32,
+    status: String,
+    parameters: Option<serde_json::Value>,
+    created_at: DateTime<Utc>,
+    modified_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    task_id: Option<String>,
+    remote_process_id: Option<String>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    error: Option<String>,
+    host: Option<String>,
+    attempts: i32,
+    max_retries: i32,
+    streaming: bool,
+    cancel_requested: bool,
+    run_at: DateTime<Utc>,
+    #[sqlx(default)]
+    last_seq: Option<i64>,
+    #[sqlx(default)]
+    stdout: Option<String>,
+    #[sqlx(default)]
+    stderr: Option<String>,
+    /// Only output views ask for these: the size of each stream's output.
+    #[sqlx(default)]
+    stdout_bytes: Option<i64>,
+    #[sqlx(default)]
+    stderr_bytes: Option<i64>,
+}
+
+impl JobRow {
+    fn into_listed(self, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sizes = [self.stdout_bytes, self.stderr_bytes];
+        output_view(self.into_job()?, tail_bytes, sizes)
+    }
+
+    fn into_job(self) -> Result<Job, StoreError> {
+        self.into_claimed().map(|claimed| claimed.job)
+    }
+
+    fn into_claimed(self) -> Result<ClaimedJob, StoreError> {
+        let job = Job {
+            id: JobId(self.id),
+            command: self.command,
+            timeout: to_u32("timeout", self.timeout.into())?,
+            priority: Priority::from_rank(self.priority.into())
+                .ok_or_else(|| corrupt("priority", self.priority))?,
+            status: Status::from_str(&self.status).map_err(|_| corrupt("status", &self.status))?,
+            parameters: self.parameters.map(stored_parameters).transpose()?,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            created_at: self.created_at,
+            modified_at: self.modified_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            task_id: self.task_id,
+            remote_process_id: self.remote_process_id,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            error: self.error,
+            host: self.host,
+            attempts: to_u32("attempts", self.attempts.into())?,
+            max_retries: to_u32("max_retries", self.max_retries.into())?,
+            streaming: self.streaming,
+            cancel_requested: self.cancel_requested,
+            run_at: self.run_at,
+        };
+        Ok(ClaimedJob {
+            job,
+            last_seq: self.last_seq.unwrap_or(0),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    seq: i64,
+    stream: i16,
+    text: String,
+    ts: DateTime<Utc>,
+    dropped_before: i64,
+}
+
+impl ChunkRow {
+    fn into_chunk(self) -> Result<Chunk, StoreError> {
+        Ok(Chunk {
+            seq: self.seq,
+            stream: Stream::from_index(self.stream.into())
+                .ok_or_else(|| corrupt("stream", self.stream))?,
+            text: self.text,
+            timestamp: self.ts,
+            dropped_before: u64::try_from(self.dropped_before)
+                .map_err(|_| corrupt("dropped_before", self.dropped_before))?,
+        })
+    }
+}
+
+/// Now, at the precision PostgreSQL keeps (microseconds).
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn assembled(stream: Stream) -> String {
+    assembled_sql(stream, "string_agg", "chr(10)")
+}
+
+/// The job columns, with the output of a running job assembled from its
+/// chunks (a finished job's output is in its row).
+static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{META_COLUMNS}, \
+         CASE WHEN status = 'Running' THEN {} ELSE stdout END AS stdout, \
+         CASE WHEN status = 'Running' THEN {} ELSE stderr END AS stderr",
+        assembled(Stream::Stdout),
+        assembled(Stream::Stderr)
+    )
+});
+
+/// The assignments that end a job, numbered from `$1`: status, exit_code,
+/// signal, error, completed_at and modified_at ($5), and the output.
+static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "status = $1, exit_code = $2, signal = $3, error = $4, completed_at = $5, \
+         modified_at = $5, stdout = {}, stderr = {}",
+        assembled(Stream::Stdout),
+        assembled(Stream::Stderr)
+    )
+});
+
+const DIALECT: Dialect = Dialect {
+    aggregate: "string_agg",
+    newline: "chr(10)",
+    last_chars: |text, n| format!("right({text}, {n})"),
+    bigint: "::BIGINT",
+    null_text: "NULL::TEXT",
+};
+
+/// The columns of a job as lists show it.
+fn listed_columns(tail_bytes: u32) -> String {
+    format!("{META_COLUMNS}, {}", output_view_sql(&DIALECT, tail_bytes))
+}
+
+type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>;
+
+fn bind_settlement<'q, O>(query: PgQueryAs<'q, O>, settlement: &'q Settlement) -> PgQueryAs<'q, O> {
+    query
+        .bind(settlement.status.as_str())
+        .bind(settlement.exit_code)
+        .bind(settlement.signal)
+        .bind(settlement.error.as_deref())
+        .bind(now())
+}
+
+async fn settle(
+    conn: &mut PgConnection,
+    pk: i64,
+    settlement: &Settlement,
+) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET {} WHERE pk = $6 RETURNING {}",
+        *SETTLE_ASSIGNMENTS, META_COLUMNS
+    );
+    let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.into_job()
+}
+
+async fn requeue(
+    conn: &mut PgConnection,
+    pk: i64,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'Queued', run_at = $1, error = $2, modified_at = $3, \
+         task_id = NULL, started_at = NULL, remote_process_id = NULL \
+         WHERE pk = $4 RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(run_at)
+        .bind(reason)
+        .bind(now())
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.into_job()
+}
+
+async fn fetch_for_update(conn: &mut PgConnection, id: JobId) -> Result<(i64, Job), StoreError> {
+    let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE");
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let pk = row.pk;
+    Ok((pk, row.into_job()?))
+}
+
+/// The job row of the current attempt, locked, or [`StoreError::Fenced`].
+async fn current_attempt_pk(
+    conn: &mut PgConnection,
+    id: JobId,
+    attempt: u32,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT pk FROM jobs WHERE id = $1 AND attempts = $2 AND status = 'Running' FOR UPDATE",
+    )
+    .bind(id.0)
+    .bind(fit::<i32, _>("attempt", attempt)?)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::Fenced)
+}
+
+fn push_filters(builder: &mut QueryBuilder<'_, Postgres>, query: &ListQuery) {
+    builder.push(" WHERE TRUE");
+    if let Some(status) = query.status {
+        builder.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(priority) = query.priority {
+        // Cast in SQL, where a value out of range is an error, not a wrap.
+        builder
+            .push(" AND priority = ")
+            .push_bind(priority.rank())
+            .push("::integer");
+    }
+    if let Some(host) = &query.host {
+        builder.push(" AND host = ").push_bind(host.clone());
+    }
+}

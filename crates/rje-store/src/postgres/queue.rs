@@ -1,0 +1,302 @@
+//! The PostgresStore's face for workers: claims, leases and what a running
+//! command records.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut};
+use uuid::Uuid;
+
+use crate::common::{
+    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, stream_code,
+};
+use crate::{ClaimedJob, Pruned, Queue, StoreError};
+
+use super::{
+    JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, current_attempt_pk,
+    fetch_for_update, now, requeue, settle,
+};
+
+#[async_trait]
+impl Queue for PostgresStore {
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        // One statement: lock the first due jobs (skipping rows another
+        // worker holds), mark them Running, and lease them.
+        let sql = format!(
+            "WITH claimed AS ( \
+                UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = $1, \
+                       task_id = $2 || '/' || (attempts + 1) \
+                WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= $1 \
+                             ORDER BY priority DESC, pk LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                RETURNING {META_COLUMNS}, \
+                    (SELECT COALESCE(MAX(seq), 0) FROM job_output o WHERE o.job_pk = jobs.pk) \
+                    AS last_seq \
+             ), leased AS ( \
+                INSERT INTO leases (job_pk, worker_id, attempt, expires_at) \
+                SELECT pk, $2, attempts, $4 FROM claimed \
+                ON CONFLICT (job_pk) DO UPDATE SET worker_id = excluded.worker_id, \
+                    attempt = excluded.attempt, expires_at = excluded.expires_at \
+             ) \
+             SELECT * FROM claimed ORDER BY priority DESC, pk"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(at)
+            .bind(&worker.0)
+            .bind(i64::from(max))
+            .bind(at + lease)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(JobRow::into_claimed).collect()
+    }
+
+    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET started_at = $1, modified_at = $1 \
+             WHERE id = $2 AND attempts = $3 AND status = 'Running'",
+        )
+        .bind(now())
+        .bind(id.0)
+        .bind(fit::<i32, _>("attempt", attempt)?)
+        .execute(&self.pool)
+        .await?;
+        fenced_unless_written(done.rows_affected())
+    }
+
+    async fn append_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        chunks: &[Chunk],
+        process_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(process_id) = process_id {
+            let done = sqlx::query(
+                "UPDATE jobs SET remote_process_id = $1 \
+                 WHERE id = $2 AND attempts = $3 AND status = 'Running'",
+            )
+            .bind(process_id)
+            .bind(id.0)
+            .bind(fit::<i32, _>("attempt", attempt)?)
+            .execute(&self.pool)
+            .await?;
+            fenced_unless_written(done.rows_affected())?;
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch, fenced in its WHERE clause; arrays
+        // keep the number of bound values fixed however many chunks.
+        let done = sqlx::query(
+            "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) \
+             SELECT jobs.pk, c.seq, c.stream, c.text, c.ts, c.dropped \
+             FROM jobs, UNNEST($1::BIGINT[], $2::SMALLINT[], $3::TEXT[], $4::TIMESTAMPTZ[], \
+                               $5::BIGINT[]) AS c(seq, stream, text, ts, dropped) \
+             WHERE jobs.id = $6 AND jobs.attempts = $7 AND jobs.status = 'Running'",
+        )
+        .bind(chunks.iter().map(|c| c.seq).collect::<Vec<_>>())
+        .bind(
+            chunks
+                .iter()
+                .map(|c| stream_code(c.stream))
+                .collect::<Vec<_>>(),
+        )
+        .bind(chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.timestamp).collect::<Vec<_>>())
+        .bind(
+            chunks
+                .iter()
+                .map(|c| i64::try_from(c.dropped_before).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(id.0)
+        .bind(fit::<i32, _>("attempt", attempt)?)
+        .execute(&self.pool)
+        .await?;
+        fenced_unless_written(done.rows_affected())
+    }
+
+    async fn prune_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stream: Stream,
+        after_seq: i64,
+        keep_bytes: u64,
+    ) -> Result<Pruned, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT seq, octet_length(text)::BIGINT, dropped_before FROM job_output \
+             WHERE job_pk = $1 AND stream = $2 AND seq > $3 ORDER BY seq DESC",
+            )
+            .bind(pk)
+            .bind(stream_code(stream))
+            .bind(after_seq)
+            .fetch_all(&mut *tx)
+            .await?;
+            let plan = plan_prune(&rows, keep_bytes);
+            let mut pruned = plan.result;
+            if let Some(boundary) = plan.boundary {
+                // The boundary chunk keeps the end that fits, cut on a line
+                // where it can be, and carries the count of everything
+                // dropped before it.
+                let text: String = sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = $1 AND seq = $2")
+                    .bind(pk)
+                    .bind(boundary.seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let cut = tail_cut(&text, boundary.room);
+                pruned.kept += (text.len() - cut) as u64;
+                sqlx::query("UPDATE job_output SET text = $1, dropped_before = $2 WHERE job_pk = $3 AND seq = $4")
+                    .bind(&text[cut..])
+                    .bind(i64::try_from(boundary.dropped + cut as u64).unwrap_or(i64::MAX))
+                    .bind(pk)
+                    .bind(boundary.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((from, until)) = plan.delete {
+                sqlx::query("DELETE FROM job_output WHERE job_pk = $1 AND stream = $2 AND seq >= $3 AND seq < $4")
+                    .bind(pk)
+                    .bind(stream_code(stream))
+                    .bind(from)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(pruned)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        process_id: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        let settlement = outcome.settle();
+        let sql = format!(
+            "UPDATE jobs SET {}, remote_process_id = COALESCE($6, remote_process_id) \
+             WHERE id = $7 AND attempts = $8 AND status = 'Running' RETURNING {}",
+            *SETTLE_ASSIGNMENTS, META_COLUMNS
+        );
+        let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
+            .bind(process_id)
+            .bind(id.0)
+            .bind(fit::<i32, _>("attempt", attempt)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or(StoreError::Fenced)?.into_job()
+    }
+
+    async fn retry_later(
+        &self,
+        id: JobId,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let (_, job) = fetch_for_update(&mut tx, id).await?;
+            let job = match job.when_start_failed(error) {
+                LostJob::Requeue => requeue(&mut tx, pk, run_at, error).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "WITH renewed AS ( \
+                UPDATE leases SET expires_at = $1 WHERE worker_id = $2 RETURNING job_pk \
+             ) \
+             SELECT j.id FROM jobs j JOIN renewed r ON r.job_pk = j.pk WHERE j.cancel_requested",
+        )
+        .bind(now() + lease)
+        .bind(&worker.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // Several reapers may run at once: each takes the rows no other
+            // holds, and settles them once.
+            let sql = format!(
+                "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= $1) \
+             FOR UPDATE SKIP LOCKED"
+            );
+            let rows: Vec<JobRow> = sqlx::query_as(&sql)
+                .bind(before)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut reaped = Vec::with_capacity(rows.len());
+            for row in rows {
+                let pk = row.pk;
+                let job = row.into_job()?;
+                let job = match job.when_worker_lost() {
+                    LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
+                    LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+                };
+                reaped.push(job);
+            }
+            Ok(reaped)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        host: &str,
+        concurrency: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, host, concurrency, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&worker.0)
+        .bind(host)
+        .bind(fit::<i32, _>("concurrency", concurrency)?)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(&worker.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

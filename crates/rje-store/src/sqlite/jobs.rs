@@ -1,0 +1,247 @@
+//! The SqliteStore's face for clients: jobs, their output and the workers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::common::{WorkerJobRow, conclude, corrupt, group_workers, order_by, stream_code};
+use crate::{CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+
+use super::{
+    ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, fetch_job, from_micros,
+    listed_columns, micros, now, push_filters,
+};
+
+#[async_trait]
+impl Jobs for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create(&self, job: NewJob) -> Result<Job, StoreError> {
+        let at = micros(now());
+        let sql = format!(
+            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+             modified_at, host, max_retries, streaming, run_at) \
+             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
+        );
+        let row: JobRow = sqlx::query_as(&sql)
+            .bind(JobId::new().to_string())
+            .bind(job.command())
+            .bind(i64::from(job.timeout()))
+            .bind(job.priority().rank())
+            .bind(job.parameters().map(|p| p.json().to_string()))
+            .bind(at)
+            .bind(at)
+            .bind(job.host())
+            .bind(i64::from(job.max_retries()))
+            .bind(job.streaming())
+            .bind(at)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(row.into_job()?.1)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Job, StoreError> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = ?", *LIVE_COLUMNS);
+        Ok(sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_job()?
+            .1)
+    }
+
+    async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_job(&mut conn, id).await?.1)
+    }
+
+    async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE id = ?",
+            listed_columns(tail_bytes)
+        );
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_listed(tail_bytes)
+    }
+
+    async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+        push_filters(&mut count, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+
+        let mut select =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", listed_columns(tail_bytes)));
+        push_filters(&mut select, query);
+        select
+            .push(format!(" ORDER BY {}", order_by(query)))
+            .push(" LIMIT ")
+            .push_bind(i64::from(query.limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        let jobs = rows
+            .into_iter()
+            .map(|row| row.into_listed(tail_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(JobPage {
+            jobs,
+            total_count: u64::try_from(total).unwrap_or(0),
+            total_exact: true,
+        })
+    }
+
+    async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let (pk, mut job) = fetch_job(&mut tx, id).await?;
+            if !job.status.is_editable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            patch.apply(&mut job);
+            job.modified_at = now();
+            sqlx::query(
+                "UPDATE jobs SET command = ?, timeout = ?, priority = ?, parameters = ?, \
+             modified_at = ? WHERE pk = ?",
+            )
+            .bind(&job.command)
+            .bind(i64::from(job.timeout))
+            .bind(job.priority.rank())
+            .bind(job.parameters.as_ref().map(|p| p.json().to_string()))
+            .bind(micros(job.modified_at))
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn delete(&self, id: JobId) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let (pk, job) = fetch_job(&mut tx, id).await?;
+            if !job.status.is_deletable() {
+                return Err(StoreError::Conflict { status: job.status });
+            }
+            sqlx::query("DELETE FROM jobs WHERE pk = ?")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let (pk, job) = fetch_job(&mut tx, id).await?;
+            let at = micros(now());
+            let outcome = match job.status {
+                Status::Queued => {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'Cancelled', completed_at = ?, modified_at = ? \
+                     WHERE pk = ? RETURNING {META_COLUMNS}"
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(at)
+                        .bind(at)
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Cancelled(row.into_job()?.1)
+                }
+                Status::Running => {
+                    let sql = format!(
+                        "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
+                     WHERE pk = ? RETURNING {META_COLUMNS}"
+                    );
+                    let row: JobRow = sqlx::query_as(&sql)
+                        .bind(at)
+                        .bind(pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    CancelOutcome::Requested(row.into_job()?.1)
+                }
+                status => return Err(StoreError::Conflict { status }),
+            };
+            Ok(outcome)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+             FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
+             LEFT JOIN jobs j ON j.pk = l.job_pk \
+             WHERE w.heartbeat_at > ? ORDER BY w.started_at, w.id, j.pk",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.reader)
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|(id, host, concurrency, started_at, heartbeat_at, job)| {
+                Ok(WorkerJobRow {
+                    id,
+                    host,
+                    concurrency,
+                    started_at: from_micros(started_at)?,
+                    heartbeat_at: from_micros(heartbeat_at)?,
+                    job: job
+                        .map(|job| JobId::parse(&job).ok_or_else(|| corrupt("id", &job)))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        group_workers(rows)
+    }
+
+    async fn read_output(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let rows: Vec<ChunkRow> = sqlx::query_as(
+            "SELECT seq, stream, text, ts, dropped_before FROM job_output \
+             WHERE job_pk = ?1 AND seq > ?2 AND (?4 IS NULL OR stream = ?4) \
+             ORDER BY seq LIMIT ?3",
+        )
+        .bind(pk)
+        .bind(since)
+        .bind(i64::from(limit))
+        .bind(stream.map(|s| i64::from(stream_code(s))))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(OutputPage {
+            chunks: rows
+                .into_iter()
+                .map(ChunkRow::into_chunk)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

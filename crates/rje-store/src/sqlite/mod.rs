@@ -1,0 +1,327 @@
+//! The embedded store: one SQLite file in WAL mode. All writes go through a
+//! single connection, which is how SQLite wants to be written to; reads use
+//! a small pool of their own so they never wait behind a write.
+
+mod jobs;
+mod queue;
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, ListQuery, ListedJob, Priority, Settlement, Status, Stream};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::common::{
+    Dialect, assembled_sql, corrupt, output_view, output_view_sql, stored_parameters, to_u32,
+};
+use crate::{ClaimedJob, StoreError};
+
+/// Columns of a job row in [`JobRow`] order; output columns are separate
+/// so cheap reads can leave them out.
+const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
+    created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
+    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
+    /// `sqlite::memory:`) and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {err}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let in_memory = url.contains(":memory:");
+        let reader = if in_memory {
+            // A second pool would open a second, empty database.
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(Self { writer, reader })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    pk: i64,
+    id: String,
+    command: String,
+    timeout: i64,
+    priority: i64,
+    status: String,
+    parameters: Option<String>,
+    created_at: i64,
+    modified_at: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    task_id: Option<String>,
+    remote_process_id: Option<String>,
+    exit_code: Option<i64>,
+    signal: Option<i64>,
+    error: Option<String>,
+    host: Option<String>,
+    attempts: i64,
+    max_retries: i64,
+    streaming: bool,
+    cancel_requested: bool,
+    run_at: i64,
+    /// Only claims ask for it: the last output seq already stored.
+    #[sqlx(default)]
+    last_seq: i64,
+    #[sqlx(default)]
+    stdout: Option<String>,
+    #[sqlx(default)]
+    stderr: Option<String>,
+    /// Only output views ask for these: the size of each stream's output.
+    #[sqlx(default)]
+    stdout_bytes: Option<i64>,
+    #[sqlx(default)]
+    stderr_bytes: Option<i64>,
+}
+
+fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time", micros))
+}
+
+fn opt_from_micros(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    micros.map(from_micros).transpose()
+}
+
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// Now, at the precision the store keeps, so that what a write returns
+/// equals what a later read returns.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
+    value
+        .map(|v| i32::try_from(v).map_err(|_| corrupt(what, v)))
+        .transpose()
+}
+
+impl JobRow {
+    fn into_listed(self, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        let sizes = [self.stdout_bytes, self.stderr_bytes];
+        output_view(self.into_job()?.1, tail_bytes, sizes)
+    }
+
+    fn into_job(self) -> Result<(i64, Job), StoreError> {
+        self.into_claimed().map(|(pk, claimed)| (pk, claimed.job))
+    }
+
+    fn into_claimed(self) -> Result<(i64, ClaimedJob), StoreError> {
+        let last_seq = self.last_seq;
+        let job = Job {
+            id: JobId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
+            command: self.command,
+            timeout: to_u32("timeout", self.timeout)?,
+            priority: Priority::from_rank(self.priority)
+                .ok_or_else(|| corrupt("priority", self.priority))?,
+            status: Status::from_str(&self.status).map_err(|_| corrupt("status", &self.status))?,
+            parameters: self
+                .parameters
+                .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("parameters", text)))
+                .transpose()?
+                .map(stored_parameters)
+                .transpose()?,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            created_at: from_micros(self.created_at)?,
+            modified_at: from_micros(self.modified_at)?,
+            started_at: opt_from_micros(self.started_at)?,
+            completed_at: opt_from_micros(self.completed_at)?,
+            task_id: self.task_id,
+            remote_process_id: self.remote_process_id,
+            exit_code: to_i32("exit_code", self.exit_code)?,
+            signal: to_i32("signal", self.signal)?,
+            error: self.error,
+            host: self.host,
+            attempts: to_u32("attempts", self.attempts)?,
+            max_retries: to_u32("max_retries", self.max_retries)?,
+            streaming: self.streaming,
+            cancel_requested: self.cancel_requested,
+            run_at: from_micros(self.run_at)?,
+        };
+        Ok((self.pk, ClaimedJob { job, last_seq }))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    seq: i64,
+    stream: i64,
+    text: String,
+    ts: i64,
+    dropped_before: i64,
+}
+
+impl ChunkRow {
+    fn into_chunk(self) -> Result<Chunk, StoreError> {
+        Ok(Chunk {
+            seq: self.seq,
+            stream: Stream::from_index(self.stream)
+                .ok_or_else(|| corrupt("stream", self.stream))?,
+            text: self.text,
+            timestamp: from_micros(self.ts)?,
+            dropped_before: u64::try_from(self.dropped_before)
+                .map_err(|_| corrupt("dropped_before", self.dropped_before))?,
+        })
+    }
+}
+
+async fn fetch_job(conn: &mut SqliteConnection, id: JobId) -> Result<(i64, Job), StoreError> {
+    let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = ?");
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .into_job()
+}
+
+/// The job columns, with the output of a running job assembled from its
+/// chunks (a finished job's output is in its row).
+static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{META_COLUMNS}, \
+         CASE WHEN status = 'Running' THEN {} ELSE stdout END AS stdout, \
+         CASE WHEN status = 'Running' THEN {} ELSE stderr END AS stderr",
+        assembled_sql(Stream::Stdout, "group_concat", "char(10)"),
+        assembled_sql(Stream::Stderr, "group_concat", "char(10)")
+    )
+});
+
+/// The assignments that end a job: its final state, and its whole output
+/// copied from its chunks into its row. Binds: status, exit_code, signal,
+/// error, completed_at, modified_at.
+static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?, \
+         stdout = {}, stderr = {}",
+        assembled_sql(Stream::Stdout, "group_concat", "char(10)"),
+        assembled_sql(Stream::Stderr, "group_concat", "char(10)")
+    )
+});
+
+fn bind_settlement<'q, O>(
+    query: sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    settlement: &'q Settlement,
+) -> sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    let at = micros(now());
+    query
+        .bind(settlement.status.as_str())
+        .bind(settlement.exit_code)
+        .bind(settlement.signal)
+        .bind(settlement.error.as_deref())
+        .bind(at)
+        .bind(at)
+}
+
+/// The job row of the current attempt, or [`StoreError::Fenced`].
+async fn current_attempt_pk(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    attempt: u32,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ? AND attempts = ? AND status = 'Running'")
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::Fenced)
+}
+
+/// Writes a final state, with the whole output copied into the job row.
+async fn settle(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    settlement: &Settlement,
+) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET {} WHERE pk = ? RETURNING {META_COLUMNS}",
+        *SETTLE_ASSIGNMENTS
+    );
+    let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
+/// Puts a job back in the queue for a new attempt, not before `run_at`,
+/// clearing what belonged to the attempt that ended.
+async fn requeue(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'Queued', run_at = ?, error = ?, modified_at = ?, \
+         task_id = NULL, started_at = NULL, remote_process_id = NULL \
+         WHERE pk = ? RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(micros(run_at))
+        .bind(reason)
+        .bind(micros(now()))
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
+const DIALECT: Dialect = Dialect {
+    aggregate: "group_concat",
+    newline: "char(10)",
+    last_chars: |text, n| format!("substr({text}, -{n})"),
+    bigint: "",
+    null_text: "NULL",
+};
+
+/// The columns of a job as lists show it.
+fn listed_columns(tail_bytes: u32) -> String {
+    format!("{META_COLUMNS}, {}", output_view_sql(&DIALECT, tail_bytes))
+}
+
+fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
+    builder.push(" WHERE 1 = 1");
+    if let Some(status) = query.status {
+        builder.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(priority) = query.priority {
+        builder.push(" AND priority = ").push_bind(priority.rank());
+    }
+    if let Some(host) = &query.host {
+        builder.push(" AND host = ").push_bind(host.clone());
+    }
+}

@@ -1,0 +1,324 @@
+//! The SqliteStore's face for workers: claims, leases and what a running
+//! command records.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, TaskId, WorkerId, tail_cut};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::common::{
+    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, stream_code,
+};
+use crate::{ClaimedJob, Pruned, Queue, StoreError};
+
+use super::{
+    JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, current_attempt_pk,
+    fetch_job, micros, now, requeue, settle,
+};
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let expires = at + lease;
+        // Most claims find nothing (a worker asks whenever a slot frees):
+        // a read on the reader pool answers that without queueing behind
+        // the single writer.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE status = 'Queued' AND run_at <= ? LIMIT 1",
+        )
+        .bind(micros(at))
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = ?1, \
+             task_id = ?2 || '/' || (attempts + 1) \
+             WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= ?1 \
+                          ORDER BY priority DESC, pk LIMIT ?3) \
+             RETURNING {META_COLUMNS}, \
+             (SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = jobs.pk) AS last_seq"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(micros(at))
+            .bind(&worker.0)
+            .bind(i64::from(max))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed: Vec<(i64, ClaimedJob)> = rows
+            .into_iter()
+            .map(JobRow::into_claimed)
+            .collect::<Result<_, _>>()?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        debug_assert!(claimed.iter().all(|(_, c)| {
+            c.job.task_id.as_deref() == Some(TaskId::format(worker, c.job.attempts).as_str())
+        }));
+        let mut leases = QueryBuilder::<Sqlite>::new(
+            "INSERT OR REPLACE INTO leases (job_pk, worker_id, attempt, expires_at) ",
+        );
+        leases.push_values(&claimed, |mut row, (pk, c)| {
+            row.push_bind(*pk)
+                .push_bind(&worker.0)
+                .push_bind(i64::from(c.job.attempts))
+                .push_bind(micros(expires));
+        });
+        leases.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        // RETURNING gives no order; hand jobs out in queue order.
+        claimed.sort_by_key(|(pk, c)| (std::cmp::Reverse(c.job.priority.rank()), *pk));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+        let at = micros(now());
+        let done = sqlx::query(
+            "UPDATE jobs SET started_at = ?, modified_at = ? \
+             WHERE id = ? AND attempts = ? AND status = 'Running'",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .execute(&self.writer)
+        .await?;
+        fenced_unless_written(done.rows_affected())
+    }
+
+    async fn append_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        chunks: &[Chunk],
+        process_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // Each statement carries the fence in its WHERE clause, so that no
+        // transaction has to hold the single writer across round trips.
+        if let Some(process_id) = process_id {
+            let done = sqlx::query(
+                "UPDATE jobs SET remote_process_id = ? \
+                 WHERE id = ? AND attempts = ? AND status = 'Running'",
+            )
+            .bind(process_id)
+            .bind(id.to_string())
+            .bind(i64::from(attempt))
+            .execute(&self.writer)
+            .await?;
+            fenced_unless_written(done.rows_affected())?;
+        }
+        // SQLite allows 32766 bound values; 5 per chunk.
+        for batch in chunks.chunks(5000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) \
+                 SELECT jobs.pk, v.column1, v.column2, v.column3, v.column4, v.column5 \
+                 FROM jobs, (",
+            );
+            insert.push_values(batch, |mut row, chunk| {
+                row.push_bind(chunk.seq)
+                    .push_bind(i64::from(stream_code(chunk.stream)))
+                    .push_bind(chunk.text.as_str())
+                    .push_bind(micros(chunk.timestamp))
+                    .push_bind(i64::try_from(chunk.dropped_before).unwrap_or(i64::MAX));
+            });
+            insert
+                .push(") AS v WHERE jobs.id = ")
+                .push_bind(id.to_string())
+                .push(" AND jobs.attempts = ")
+                .push_bind(i64::from(attempt))
+                .push(" AND jobs.status = 'Running'");
+            let done = insert.build().execute(&self.writer).await?;
+            fenced_unless_written(done.rows_affected())?;
+        }
+        Ok(())
+    }
+
+    async fn prune_output(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stream: Stream,
+        after_seq: i64,
+        keep_bytes: u64,
+    ) -> Result<Pruned, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT seq, octet_length(text), dropped_before FROM job_output \
+             WHERE job_pk = ? AND stream = ? AND seq > ? ORDER BY seq DESC",
+            )
+            .bind(pk)
+            .bind(i64::from(stream_code(stream)))
+            .bind(after_seq)
+            .fetch_all(&mut *tx)
+            .await?;
+            let plan = plan_prune(&rows, keep_bytes);
+            let mut pruned = plan.result;
+            if let Some(boundary) = plan.boundary {
+                // The boundary chunk keeps the end that fits, cut on a line
+                // where it can be, and carries the count of everything
+                // dropped before it.
+                let text: String = sqlx::query_scalar("SELECT text FROM job_output WHERE job_pk = ? AND seq = ?")
+                    .bind(pk)
+                    .bind(boundary.seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let cut = tail_cut(&text, boundary.room);
+                pruned.kept += (text.len() - cut) as u64;
+                sqlx::query("UPDATE job_output SET text = ?, dropped_before = ? WHERE job_pk = ? AND seq = ?")
+                    .bind(&text[cut..])
+                    .bind(i64::try_from(boundary.dropped + cut as u64).unwrap_or(i64::MAX))
+                    .bind(pk)
+                    .bind(boundary.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((from, until)) = plan.delete {
+                sqlx::query("DELETE FROM job_output WHERE job_pk = ? AND stream = ? AND seq >= ? AND seq < ?")
+                    .bind(pk)
+                    .bind(i64::from(stream_code(stream)))
+                    .bind(from)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(pruned)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        process_id: Option<&str>,
+    ) -> Result<Job, StoreError> {
+        // One statement: fence, final state, process id and output.
+        let settlement = outcome.settle();
+        let sql = format!(
+            "UPDATE jobs SET {}, remote_process_id = COALESCE(?, remote_process_id) \
+             WHERE id = ? AND attempts = ? AND status = 'Running' RETURNING {META_COLUMNS}",
+            *SETTLE_ASSIGNMENTS
+        );
+        let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
+            .bind(process_id)
+            .bind(id.to_string())
+            .bind(i64::from(attempt))
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.ok_or(StoreError::Fenced)?.into_job()?.1)
+    }
+
+    async fn retry_later(
+        &self,
+        id: JobId,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let (_, job) = fetch_job(&mut tx, id).await?;
+            let job = match job.when_start_failed(error) {
+                LostJob::Requeue => requeue(&mut tx, pk, run_at, error).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE leases SET expires_at = ? WHERE worker_id = ?")
+            .bind(micros(now() + lease))
+            .bind(&worker.0)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT j.id FROM leases l JOIN jobs j ON j.pk = l.job_pk \
+             WHERE l.worker_id = ? AND j.cancel_requested = 1",
+        )
+        .bind(&worker.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        ids.iter()
+            .map(|id| JobId::parse(id).ok_or_else(|| corrupt("id", id)))
+            .collect()
+    }
+
+    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(micros(before))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut reaped = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pk, job) = row.into_job()?;
+            let job = match job.when_worker_lost() {
+                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            reaped.push(job);
+        }
+        tx.commit().await?;
+        Ok(reaped)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        host: &str,
+        concurrency: u32,
+    ) -> Result<(), StoreError> {
+        let at = micros(now());
+        sqlx::query(
+            "INSERT INTO workers (id, host, concurrency, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&worker.0)
+        .bind(host)
+        .bind(i64::from(concurrency))
+        .bind(at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(&worker.0)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
