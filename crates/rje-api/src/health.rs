@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use serde_json::{Value, json};
+use rje_proto::{HealthResponse, ReadyResponse, WorkerListResponse, WorkerResponse};
 
 use crate::{ApiError, AppState};
 
@@ -18,7 +18,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// Readiness: the store and the bus answer, and a worker is alive to run
 /// jobs. 503 with the reason otherwise.
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse>) {
     let store = state.store.ping().await.map_err(|err| err.to_string());
     let bus = state.bus.ping().await.map_err(|err| err.to_string());
     let since = Utc::now() - state.settings.worker_liveness;
@@ -35,18 +35,18 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     // Open without a token, like /health: the causes go to the log, not
     // to whoever asks.
     let describe = |what: &str, result: &Result<(), String>| match result {
-        Ok(()) => "ok",
+        Ok(()) => "ok".to_owned(),
         Err(err) => {
             tracing::warn!(%err, what, "not ready");
-            "unavailable"
+            "unavailable".to_owned()
         }
     };
-    let body = json!({
-        "status": if ok { "ready" } else { "unavailable" },
-        "store": describe("store", &store),
-        "bus": describe("bus", &bus),
-        "workers": workers,
-    });
+    let body = ReadyResponse {
+        status: if ok { "ready" } else { "unavailable" }.to_owned(),
+        store: describe("store", &store),
+        bus: describe("bus", &bus),
+        workers,
+    };
     let status = if ok {
         StatusCode::OK
     } else {
@@ -56,27 +56,27 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// The live workers and the jobs each runs.
-async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListResponse>, ApiError> {
     let since = Utc::now() - state.settings.worker_liveness;
     let workers = state.store.workers(since).await?;
-    let workers: Vec<Value> = workers
+    let workers = workers
         .into_iter()
-        .map(|w| {
-            json!({
-                "id": w.id,
-                "host": w.host,
-                "concurrency": w.concurrency,
-                "started_at": w.started_at,
-                "heartbeat_at": w.heartbeat_at,
-                "jobs": w.jobs,
-            })
+        .map(|w| WorkerResponse {
+            id: w.id.to_string(),
+            host: w.host,
+            concurrency: w.concurrency,
+            started_at: w.started_at,
+            heartbeat_at: w.heartbeat_at,
+            jobs: w.jobs,
         })
         .collect();
-    Ok(Json(json!({ "workers": workers })))
+    Ok(Json(WorkerListResponse { workers }))
 }
 
 /// Liveness: the process answers. Open without a token, so that load
 /// balancers and probes need no secret; it reveals nothing.
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".to_owned(),
+    })
 }

@@ -4,8 +4,8 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rje_domain::{CheckReport, HostStatus};
-use serde::Serialize;
+use rje_domain::CheckReport;
+use rje_proto::HostListResponse;
 
 use crate::{ApiError, AppState};
 
@@ -15,14 +15,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/hosts/{name}/check", post(check))
 }
 
-#[derive(Serialize)]
-struct HostList {
-    hosts: Vec<HostStatus>,
-}
-
 /// The hosts jobs can name, and their health as this process sees it.
-async fn list(State(state): State<AppState>) -> Json<HostList> {
-    Json(HostList {
+async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
+    Json(HostListResponse {
         hosts: state.hosts.list(),
     })
 }

@@ -68,7 +68,16 @@ async fn edit(
     JobPath(id): JobPath,
     JsonObject(body): JsonObject,
 ) -> Result<Json<JobResponse>, ApiError> {
-    let patch = JobPatch::parse(&body, &state.settings.limits)?;
+    // Read first: a field sent back unchanged is judged against the job as
+    // it is, and a job that cannot be edited is a 409 whatever the body.
+    let current = state.store.get_meta(id).await?;
+    if !current.status.is_editable() {
+        return Err(ApiError::Conflict {
+            status: current.status,
+        });
+    }
+    let settings = &state.settings;
+    let patch = JobPatch::parse(&body, &settings.limits, &settings.hosts, &current)?;
     let job = state.store.edit(id, &patch).await?;
     if patch.priority().is_some() {
         // A job may now be first in line.

@@ -71,8 +71,10 @@ pub struct HostHealth {
     pub connections: usize,
     pub channels_in_use: usize,
     pub jobs_running: usize,
+    #[serde(with = "crate::wire_time::option")]
     pub last_connected_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    #[serde(with = "crate::wire_time::option")]
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
@@ -99,6 +101,7 @@ pub struct CheckReport {
     /// The step that failed.
     pub stage: Option<CheckStage>,
     pub error: Option<String>,
+    #[serde(with = "crate::wire_time")]
     pub checked_at: DateTime<Utc>,
 }
 

@@ -13,6 +13,7 @@ mod output;
 mod parameters;
 mod patch;
 mod retry;
+pub mod wire_time;
 
 pub use error::{FieldError, ValidationError};
 pub use host_status::{

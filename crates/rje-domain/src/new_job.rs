@@ -208,7 +208,7 @@ fn parse_bounded_int(value: &Value, min: u32, max: u32) -> Result<u32, String> {
         .ok_or_else(out_of_range)
 }
 
-fn parse_host(value: &Value, hosts: &HostNames) -> Result<String, String> {
+pub(crate) fn parse_host(value: &Value, hosts: &HostNames) -> Result<String, String> {
     let name = value.as_str().ok_or("must be a string")?;
     if hosts.is_known(name) {
         Ok(name.to_owned())

@@ -1,14 +1,18 @@
-//! An edit of a queued job.
+//! An edit of a queued job, including the round trip of a client that
+//! GETs a job, changes a field and PUTs the whole object back.
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
 
 use crate::error::{Collector, ValidationError};
+use crate::hosts::HostNames;
 use crate::job::{Job, Priority};
 use crate::limits::Limits;
 use crate::new_job::{
-    as_object, optional, parse_command, parse_priority, parse_timeout, reject_foreign_fields,
+    READ_ONLY_FIELDS, as_object, optional, parse_command, parse_host, parse_priority, parse_timeout,
 };
 use crate::parameters::JobParameters;
+use crate::wire_time;
 
 /// An edit of a queued job. Absent fields stay as they are; `parameters:
 /// null` clears the parameters.
@@ -19,15 +23,35 @@ pub struct JobPatch {
     priority: Option<Priority>,
     /// `Some(None)` clears the parameters.
     parameters: Option<Option<JobParameters>>,
+    host: Option<String>,
 }
 
-const EDITABLE_FIELDS: &[&str] = &["command", "timeout", "priority", "parameters"];
+const EDITABLE_FIELDS: &[&str] = &["command", "timeout", "priority", "parameters", "host"];
+
+/// Fields a job shows that an edit cannot change: the server's own, the
+/// ones fixed at submit, and those rje adds to answers.
+const FIXED_FIELDS: &[&str] = &[
+    "max_retries",
+    "streaming",
+    "stdout_truncated",
+    "stderr_truncated",
+    "stdout_bytes",
+    "stderr_bytes",
+];
 
 impl JobPatch {
-    pub fn parse(body: &Value, limits: &Limits) -> Result<Self, ValidationError> {
+    /// Validates an edit of `current`. A field the edit cannot change may
+    /// be sent back with the value the job shows (a GET, changed, then PUT
+    /// whole); with any other value it is refused, by name.
+    pub fn parse(
+        body: &Value,
+        limits: &Limits,
+        hosts: &HostNames,
+        current: &Job,
+    ) -> Result<Self, ValidationError> {
         let fields = as_object(body)?;
         let mut errors = Collector::default();
-        reject_foreign_fields(fields, EDITABLE_FIELDS, &mut errors);
+        check_fixed_fields(fields, current, &mut errors);
         if fields.get("command").is_some_and(Value::is_null) {
             errors.push("command", "must not be null");
         }
@@ -42,6 +66,7 @@ impl JobPatch {
                     .take("parameters", JobParameters::parse(value, limits))
                     .map(Some),
             },
+            host: optional(fields, "host", &mut errors, |v| parse_host(v, hosts)),
         };
         errors.finish()?;
         Ok(patch)
@@ -70,7 +95,76 @@ impl JobPatch {
         if let Some(parameters) = &self.parameters {
             job.parameters.clone_from(parameters);
         }
+        if let Some(host) = &self.host {
+            job.host = Some(host.clone());
+        }
     }
+}
+
+/// Refuses every field the edit may not change, unless it holds the value
+/// the job shows now.
+fn check_fixed_fields(fields: &Map<String, Value>, current: &Job, errors: &mut Collector) {
+    for (name, sent) in fields {
+        if EDITABLE_FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        let fixed =
+            READ_ONLY_FIELDS.contains(&name.as_str()) || FIXED_FIELDS.contains(&name.as_str());
+        if !fixed {
+            errors.push(name, "is not a known field");
+            continue;
+        }
+        if !matches!(shown_value(current, name), Some(now) if same_value(sent, &now)) {
+            errors.push(
+                name,
+                "cannot be changed by an edit (send it unchanged, or leave it out)",
+            );
+        }
+    }
+}
+
+/// What a job shows for a field an edit cannot change, as the API writes
+/// it. Only queued jobs can be edited: they have no output yet.
+fn shown_value(job: &Job, field: &str) -> Option<Value> {
+    let time = |at: &Option<DateTime<Utc>>| match at {
+        Some(at) => json!(wire_time::format(at)),
+        None => Value::Null,
+    };
+    Some(match field {
+        "id" => json!(job.id),
+        "status" => json!(job.status),
+        "stdout" => json!(job.stdout),
+        "stderr" => json!(job.stderr),
+        "created_at" => json!(wire_time::format(&job.created_at)),
+        "modified_at" => json!(wire_time::format(&job.modified_at)),
+        "started_at" => time(&job.started_at),
+        "completed_at" => time(&job.completed_at),
+        "task_id" => json!(job.task_id),
+        "remote_process_id" => json!(job.remote_process_id),
+        "exit_code" => json!(job.exit_code),
+        "signal" => json!(job.signal),
+        "error" => json!(job.error),
+        "attempts" => json!(job.attempts),
+        "cancel_requested" => json!(job.cancel_requested),
+        "max_retries" => json!(job.max_retries),
+        "streaming" => json!(job.streaming),
+        "stdout_truncated" | "stderr_truncated" => json!(false),
+        "stdout_bytes" | "stderr_bytes" => Value::Null,
+        _ => return None,
+    })
+}
+
+/// Equal as JSON, or the same instant written another way.
+fn same_value(sent: &Value, shown: &Value) -> bool {
+    if sent == shown {
+        return true;
+    }
+    let instant = |v: &Value| {
+        v.as_str()
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|at| wire_time::truncate(at.with_timezone(&Utc)))
+    };
+    matches!((instant(sent), instant(shown)), (Some(a), Some(b)) if a == b)
 }
 
 #[cfg(test)]
@@ -78,44 +172,108 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::job::{JobId, Status};
+
+    fn queued() -> Job {
+        let at = wire_time::truncate(Utc::now());
+        Job {
+            id: JobId::new(),
+            command: "true".into(),
+            timeout: 60,
+            priority: Priority::Medium,
+            status: Status::Queued,
+            parameters: None,
+            stdout: None,
+            stderr: None,
+            created_at: at,
+            modified_at: at,
+            started_at: None,
+            completed_at: None,
+            task_id: None,
+            remote_process_id: None,
+            exit_code: None,
+            signal: None,
+            error: None,
+            host: Some("local".into()),
+            attempts: 0,
+            max_retries: 3,
+            streaming: false,
+            cancel_requested: false,
+            run_at: at,
+        }
+    }
+
+    fn parse(body: Value) -> Result<JobPatch, ValidationError> {
+        let hosts = HostNames::new("local", ["other"]);
+        JobPatch::parse(&body, &Limits::default(), &hosts, &queued())
+    }
+
+    fn named(err: ValidationError) -> Vec<String> {
+        let mut named: Vec<_> = err.details.into_iter().map(|d| d.field).collect();
+        named.sort();
+        named
+    }
 
     #[test]
     fn editable_fields_parse() {
-        let patch = JobPatch::parse(
-            &json!({"command": "ls", "timeout": 5, "priority": "High", "parameters": null}),
-            &Limits::default(),
-        )
+        let patch = parse(json!({
+            "command": "ls", "timeout": 5, "priority": "High", "parameters": null, "host": "other"
+        }))
         .unwrap();
         assert_eq!(patch.command.as_deref(), Some("ls"));
         assert_eq!(patch.timeout, Some(5));
         assert_eq!(patch.priority, Some(Priority::High));
         assert_eq!(patch.parameters, Some(None));
+        assert_eq!(patch.host.as_deref(), Some("other"));
     }
 
     #[test]
-    fn read_only_fields_are_named() {
-        let err = JobPatch::parse(
-            &json!({"status": "Success", "stdout": "x", "host": "h"}),
-            &Limits::default(),
-        )
-        .unwrap_err();
-        let mut named: Vec<_> = err.details.iter().map(|d| d.field.as_str()).collect();
-        named.sort();
-        assert_eq!(named, ["host", "status", "stdout"]);
-        assert!(err.details.iter().any(|d| d.message == "is read-only"));
+    fn changed_read_only_fields_are_named() {
+        let err = parse(json!({"status": "Success", "stdout": "x", "attempts": 4, "nope": 1}))
+            .unwrap_err();
+        assert_eq!(named(err.clone()), ["attempts", "nope", "status", "stdout"]);
+        let nope = err.details.iter().find(|d| d.field == "nope").unwrap();
+        assert_eq!(nope.message, "is not a known field");
     }
 
     #[test]
-    fn null_command_is_refused() {
-        assert!(JobPatch::parse(&json!({"command": null}), &Limits::default()).is_err());
+    fn a_whole_job_sent_back_unchanged_but_for_its_priority_is_an_edit() {
+        let job = queued();
+        let shown = json!({
+            "id": job.id, "command": "true", "timeout": 60, "priority": "High",
+            "status": "Queued", "parameters": null, "stdout": null, "stderr": null,
+            "created_at": wire_time::format(&job.created_at),
+            // Another way to write the same instant.
+            "modified_at": job.modified_at.to_rfc3339(),
+            "started_at": null, "completed_at": null, "task_id": null,
+            "remote_process_id": null, "exit_code": null, "signal": null, "error": null,
+            "host": "local", "attempts": 0, "max_retries": 3, "streaming": false,
+            "cancel_requested": false, "stdout_truncated": false, "stderr_truncated": false,
+        });
+        let hosts = HostNames::local_only();
+        let patch = JobPatch::parse(&shown, &Limits::default(), &hosts, &job).unwrap();
+        assert_eq!(patch.priority(), Some(Priority::High));
+
+        let mut other_id = shown.clone();
+        other_id["id"] = json!(JobId::new());
+        let err = JobPatch::parse(&other_id, &Limits::default(), &hosts, &job).unwrap_err();
+        assert_eq!(named(err), ["id"]);
+    }
+
+    #[test]
+    fn unknown_hosts_and_null_commands_are_refused() {
+        assert_eq!(
+            named(parse(json!({"host": "nowhere"})).unwrap_err()),
+            ["host"]
+        );
+        assert_eq!(
+            named(parse(json!({"command": null})).unwrap_err()),
+            ["command"]
+        );
     }
 
     #[test]
     fn empty_patch_is_empty() {
-        assert!(
-            JobPatch::parse(&json!({}), &Limits::default())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(parse(json!({})).unwrap().is_empty());
     }
 }

@@ -15,9 +15,13 @@ pub struct JobResponse {
     pub parameters: Option<serde_json::Value>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
+    #[serde(with = "rje_domain::wire_time")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "rje_domain::wire_time")]
     pub modified_at: DateTime<Utc>,
+    #[serde(with = "rje_domain::wire_time::option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "rje_domain::wire_time::option")]
     pub completed_at: Option<DateTime<Utc>>,
     pub task_id: Option<String>,
     pub remote_process_id: Option<String>,

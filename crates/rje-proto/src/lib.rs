@@ -9,9 +9,13 @@
 mod error;
 mod job;
 mod logs;
+mod service;
 mod ws;
 
 pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse};
 pub use logs::{ChunkResponse, LogsResponse};
+pub use service::{
+    HealthResponse, HostListResponse, ReadyResponse, WorkerListResponse, WorkerResponse,
+};
 pub use ws::{EventMessage, WsKind, WsMessage};

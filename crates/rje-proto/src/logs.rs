@@ -11,6 +11,7 @@ pub struct ChunkResponse {
     pub stream: Stream,
     /// The text, with a drop marker in front when output was dropped here.
     pub log: String,
+    #[serde(with = "rje_domain::wire_time")]
     pub timestamp: DateTime<Utc>,
     /// Bytes of this stream dropped just before this chunk (over the cap).
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -17,6 +17,7 @@ pub struct WsMessage {
     /// Output text (one or more whole lines); empty on status messages.
     pub log: String,
     pub status: Status,
+    #[serde(with = "rje_domain::wire_time")]
     pub timestamp: DateTime<Utc>,
     pub stream: Option<Stream>,
     pub seq: Option<i64>,
@@ -39,6 +40,7 @@ pub enum EventMessage {
     Status {
         job_id: JobId,
         status: Status,
+        #[serde(with = "rje_domain::wire_time")]
         timestamp: DateTime<Utc>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,

@@ -127,12 +127,13 @@ impl Jobs for PostgresStore {
             job.modified_at = now();
             sqlx::query(
                 "UPDATE jobs SET command = $1, timeout = $2, priority = $3, parameters = $4, \
-                 modified_at = $5 WHERE pk = $6",
+                 host = $5, modified_at = $6 WHERE pk = $7",
             )
             .bind(&job.command)
             .bind(fit::<i32, _>("timeout", job.timeout)?)
             .bind(fit::<i32, _>("priority", job.priority.rank())?)
             .bind(job.parameters.as_ref().map(JobParameters::json))
+            .bind(&job.host)
             .bind(job.modified_at)
             .bind(pk)
             .execute(&mut *tx)

@@ -112,12 +112,13 @@ impl Jobs for SqliteStore {
             job.modified_at = now();
             sqlx::query(
                 "UPDATE jobs SET command = ?, timeout = ?, priority = ?, parameters = ?, \
-             modified_at = ? WHERE pk = ?",
+                 host = ?, modified_at = ? WHERE pk = ?",
             )
             .bind(&job.command)
             .bind(i64::from(job.timeout))
             .bind(job.priority.rank())
             .bind(job.parameters.as_ref().map(|p| p.json().to_string()))
+            .bind(&job.host)
             .bind(micros(job.modified_at))
             .bind(pk)
             .execute(&mut *tx)

@@ -224,14 +224,18 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
 pub async fn edit_only_while_queued(store: Arc<dyn JobStore>) {
     let job = store.create(new_job("echo old")).await.unwrap();
     let patch = JobPatch::parse(
-        &json!({"command": "echo new", "priority": "High", "timeout": 5, "parameters": {"a": 1}}),
+        &json!({"command": "echo new", "priority": "High", "timeout": 5,
+                "parameters": {"a": 1}, "host": "b"}),
         &Limits::default(),
+        &list_hosts(),
+        &job,
     )
     .unwrap();
     let edited = store.edit(job.id, &patch).await.unwrap();
     assert_eq!(edited.command, "echo new");
     assert_eq!(edited.priority, Priority::High);
     assert_eq!(edited.timeout, 5);
+    assert_eq!(edited.host.as_deref(), Some("b"));
     assert_eq!(
         edited.parameters.as_ref().map(|p| p.json()),
         Some(&json!({"a": 1}))

@@ -299,6 +299,64 @@ async fn queued_jobs_can_be_edited_and_running_ones_cannot() {
 }
 
 #[tokio::test]
+async fn a_job_read_changed_and_put_back_whole_is_an_edit() {
+    let app = spawn_app_with(|s| {
+        s.worker.concurrency = 1;
+        // A second host to move the job to; it stays queued, never reached.
+        s.inventory = rje_ssh::Inventory {
+            hosts: vec![rje_ssh::HostConfig::new("spare", "127.0.0.1")],
+            default_host: None,
+        };
+    })
+    .await;
+    let blocker = app.submit_command("sleep 300").await;
+    app.wait_started(&blocker).await;
+    let id = app.submit_command("echo hi").await;
+
+    let mut job = app.job(&id).await;
+    let created_at = job["created_at"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created_at.rsplit_once('.').unwrap().1.len(),
+        "123456Z".len(),
+        "times carry microseconds: {created_at}"
+    );
+    job["priority"] = json!("High");
+    job["host"] = json!("spare");
+    let response = app
+        .send(Method::PUT, &format!("/jobs/{id}/"), Some(&job))
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let edited = app.job(&id).await;
+    assert_eq!(
+        (&edited["priority"], &edited["host"]),
+        (&json!("High"), &json!("spare"))
+    );
+    assert_eq!(edited["created_at"], created_at);
+
+    for (field, forged) in [
+        ("status", json!("Success")),
+        ("attempts", json!(9)),
+        ("created_at", json!("2020-01-01T00:00:00.000000Z")),
+        ("host", json!("nowhere")),
+    ] {
+        let mut body = edited.clone();
+        body[field] = forged;
+        let response = app
+            .send(Method::PUT, &format!("/jobs/{id}/"), Some(&body))
+            .await;
+        assert_eq!(response.status(), 400, "{field}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["details"][0]["field"], field, "{error}");
+    }
+    let after = app.job(&id).await;
+    assert_eq!(
+        after["modified_at"], edited["modified_at"],
+        "refused edits change nothing"
+    );
+    app.cancel(&blocker).await;
+}
+
+#[tokio::test]
 async fn delete_removes_a_job_and_its_logs_but_not_a_running_one() {
     let app = spawn_app().await;
     let id = app.submit_command("echo bye").await;
