@@ -1,5 +1,5 @@
 //! Bearer-token authentication: one middleware in front of every route
-//! except the health probes.
+//! except the health probes (and the docs, unless they are private).
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -9,8 +9,8 @@ use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
 
-/// Requires a configured bearer token on every route but the probes
-/// `/health` and `/ready`, which reveal nothing but up or down. The
+/// Requires a configured bearer token on every route it wraps (every
+/// route but the probes, and the docs unless they are private). The
 /// WebSocket also takes it as `?token=`, since browsers cannot set headers
 /// on a WebSocket.
 pub(crate) async fn require_token(
@@ -19,31 +19,35 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let tokens = &state.settings.tokens;
-    if tokens.is_empty() || matches!(request.uri().path(), "/health" | "/ready") {
+    if tokens.is_empty() {
         return Ok(next.run(request).await);
     }
+    match presented_token(&request)? {
+        Some(token) if is_valid(tokens, &token) => Ok(next.run(request).await),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The token a request presents: the `Authorization: Bearer` header, or
+/// `?token=` on a WebSocket route. Two `Authorization` headers are refused:
+/// which one counts is a guess a proxy and rje could make differently.
+pub(crate) fn presented_token<B>(
+    request: &axum::http::Request<B>,
+) -> Result<Option<String>, ApiError> {
     let mut headers = request.headers().get_all(header::AUTHORIZATION).iter();
     let from_header = headers.next().map(|value| bearer_token(value.as_bytes()));
     if headers.next().is_some() {
-        // Which one would count is a guess a proxy and rje could make
-        // differently: refuse rather than pick.
         return Err(ApiError::BadRequest(
             "more than one Authorization header".into(),
         ));
     }
-    let from_query = if request.uri().path().starts_with("/ws/") {
-        request.uri().query().and_then(token_in_query)
-    } else {
-        None
-    };
-    let presented = match from_header {
+    Ok(match from_header {
         Some(header) => header,
-        None => from_query,
-    };
-    match presented {
-        Some(token) if is_valid(tokens, &token) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
-    }
+        None if request.uri().path().starts_with("/ws/") => {
+            request.uri().query().and_then(token_in_query)
+        }
+        None => None,
+    })
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value. The scheme is
@@ -73,7 +77,7 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 
 /// Compares against every token in constant time, so that timing reveals
 /// neither which token nor how much of one matched.
-fn is_valid(tokens: &[String], presented: &str) -> bool {
+pub(crate) fn is_valid(tokens: &[String], presented: &str) -> bool {
     tokens.iter().fold(false, |found, token| {
         found | bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
     })

@@ -18,6 +18,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("job not found")]
     JobNotFound,
     #[error("no host named {0:?}")]
@@ -34,6 +36,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("store unavailable, try again")]
     Unavailable(String),
     #[error("internal error")]
@@ -45,6 +49,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::JobNotFound | ApiError::HostNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -53,6 +58,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +93,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
+            );
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after_secs),
             );
         }
         if status == StatusCode::UNAUTHORIZED {

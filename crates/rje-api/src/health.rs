@@ -9,11 +9,15 @@ use rje_proto::{HealthResponse, ReadyResponse, WorkerListResponse, WorkerRespons
 
 use crate::{ApiError, AppState};
 
-pub(crate) fn router() -> Router<AppState> {
+/// The probes: open to all, never rate limited.
+pub(crate) fn probes_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/workers", get(workers))
+}
+
+pub(crate) fn workers_router() -> Router<AppState> {
+    Router::new().route("/workers", get(workers))
 }
 
 /// Readiness: the store and the bus answer, and a worker is alive to run

@@ -9,6 +9,7 @@ mod health;
 mod hosts;
 mod jobs;
 mod logs;
+mod rate_limit;
 mod state;
 mod streamed;
 mod strict_json;
@@ -16,41 +17,57 @@ mod ws;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tower::Layer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use state::{ApiSettings, AppState, HostDirectory};
+pub use state::{ApiSettings, AppState, HostDirectory, RateLimit};
 
 /// The whole API as one service. Paths answer with and without their
 /// trailing slash: the slash is trimmed before routing.
 pub fn app(state: AppState) -> NormalizePath<Router> {
+    let settings = state.settings.clone();
     let request_id = HeaderName::from_static("x-request-id");
-    let router = Router::new()
+    // Everything that takes a token, and counts against a rate limit.
+    let guarded = Router::new()
         .merge(jobs::router())
         .merge(logs::router())
         .merge(ws::router())
-        .merge(health::router())
+        .merge(health::workers_router())
         .merge(hosts::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        ));
+    let keys = rate_limit::ClientKeys::new(&settings.tokens, &settings.trusted_proxies);
+    let guarded = match settings
+        .rate_limit
+        .and_then(|limit| rate_limit::layer(limit, keys))
+    {
+        Some(limiter) => guarded.layer(limiter),
+        None => guarded,
+    };
+    // The probes are never limited and never ask for a token.
+    let router = with_security_headers(
+        guarded
+            .merge(health::probes_router())
+            .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+    );
+    let router = match cors(&settings.cors_origins) {
+        Some(cors) => router
+            .layer(cors)
+            .layer(axum::middleware::from_fn(preflight_answer)),
+        None => router,
+    };
+    let router = router
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -70,4 +87,71 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Headers on every answer that keep browsers from misreading it, framing
+/// it or leaking where it was read from.
+fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    router
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::CACHE_CONTROL, "no-store"))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// A preflight the CORS layer allowed is a 204 (it has no content); one
+/// from an origin it does not allow is a 403 saying so, rather than a 200
+/// a browser must read the absence of a header from.
+async fn preflight_answer(request: Request, next: axum::middleware::Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = next.run(request).await;
+    if preflight && response.status() == StatusCode::OK {
+        if response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+        } else {
+            return ApiError::Forbidden("this origin may not call the API".into()).into_response();
+        }
+    }
+    response
+}
+
+/// Cross-origin access for browser pages served from `origins`; none when
+/// the list is empty. Preflights answer 204 without a token (they carry
+/// none); the requests that follow need one like any other.
+fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::LOCATION,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }

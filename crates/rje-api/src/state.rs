@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::http::HeaderValue;
+use ipnet::IpNet;
 use rje_bus::Bus;
 use rje_domain::{CheckReport, HostNames, HostStatus, Limits};
 use rje_store::Jobs;
@@ -48,6 +50,24 @@ pub struct ApiSettings {
     pub cancel_wait: Duration,
     /// A worker whose heartbeat is older than this is not counted live.
     pub worker_liveness: Duration,
+    /// Requests per token (or per client address without one); `None`:
+    /// unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins whose browser pages may call the API; empty: none.
+    pub cors_origins: Vec<HeaderValue>,
+    /// `/openapi.json` and `/docs` readable without a token.
+    pub public_docs: bool,
+    /// `/metrics` readable without a token.
+    pub public_metrics: bool,
+}
+
+/// A sustained rate with room for bursts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 impl Default for ApiSettings {
@@ -61,6 +81,11 @@ impl Default for ApiSettings {
             hosts: HostNames::local_only(),
             cancel_wait: Duration::from_secs(10),
             worker_liveness: Duration::from_secs(30),
+            rate_limit: None,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            public_docs: true,
+            public_metrics: false,
         }
     }
 }

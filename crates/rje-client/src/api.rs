@@ -71,12 +71,43 @@ impl Api {
         Ok(request)
     }
 
+    /// One request; a 429 (which the server refused before doing anything)
+    /// is sent again after its `Retry-After`, a bounded number of times.
     async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let mut tries = 0;
+        loop {
+            match self.call_once(method.clone(), path, body).await? {
+                Attempt::RateLimited { wait } if tries < RATE_LIMIT_RETRIES => {
+                    tries += 1;
+                    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                        eprintln!(
+                            "rje: the server is rate limiting this client; retrying in {} s",
+                            wait.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Attempt::RateLimited { .. } => {
+                    return Err(ClientError::Unavailable(format!(
+                        "still rate limited after {RATE_LIMIT_RETRIES} retries"
+                    )));
+                }
+                Attempt::Done(result) => return result,
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Attempt, ClientError> {
         let url = self.url(path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.endpoint.token {
@@ -93,6 +124,11 @@ impl Api {
                 reason: root_cause(&err),
             })?;
         let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Attempt::RateLimited {
+                wait: retry_after(response.headers()),
+            });
+        }
         let bytes = response
             .bytes()
             .await
@@ -100,11 +136,11 @@ impl Api {
                 url: self.endpoint.base_url.clone(),
                 reason: root_cause(&err),
             })?;
-        if status.is_success() {
+        Ok(Attempt::Done(if status.is_success() {
             Ok((status, bytes.to_vec()))
         } else {
             Err(error_for(status, &bytes))
-        }
+        }))
     }
 
     async fn call_json<T: DeserializeOwned>(
@@ -165,6 +201,28 @@ impl Api {
             .await
             .map(|_| ())
     }
+}
+
+/// How many times a rate-limited request is sent again.
+const RATE_LIMIT_RETRIES: u32 = 5;
+/// The longest wait a `Retry-After` is taken for.
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+enum Attempt {
+    Done(Result<(StatusCode, Vec<u8>), ClientError>),
+    RateLimited { wait: Duration },
+}
+
+/// `Retry-After` in seconds (at least 1, at most a minute); 1 s when it is
+/// missing or a date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    let seconds = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    Duration::from_secs(seconds).min(LONGEST_RETRY_WAIT)
 }
 
 /// The innermost cause of a transport error, which is the useful part

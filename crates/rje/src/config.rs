@@ -5,8 +5,9 @@ use crate::http::ConnectionLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::Args;
-use rje_api::ApiSettings;
+use rje_api::{ApiSettings, RateLimit};
 use rje_domain::Limits;
 use rje_ssh::{Inventory, ProcessEnv};
 use rje_worker::WorkerConfig;
@@ -108,7 +109,39 @@ pub struct ServeArgs {
     /// Serve the API only; run no jobs in this process.
     #[arg(long)]
     pub no_worker: bool,
+
+    /// Requests per second per token (per client address without one).
+    /// Unset: off when listening on loopback, 50 otherwise; 0: off.
+    #[arg(long, env = "RJE_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<f64>,
+
+    /// Requests a client may send at once above the rate.
+    #[arg(long, env = "RJE_RATE_LIMIT_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose
+    /// `X-Forwarded-For` names the client for rate limiting.
+    #[arg(long, env = "RJE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Origins (comma-separated, e.g. `https://ops.example.com`) whose
+    /// browser pages may call the API. Unset: no cross-origin access.
+    #[arg(long, env = "RJE_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Serve `/openapi.json` and `/docs` without a token (they hold no
+    /// data).
+    #[arg(long, env = "RJE_PUBLIC_DOCS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub public_docs: bool,
+
+    /// Serve `/metrics` without a token.
+    #[arg(long, env = "RJE_PUBLIC_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub public_metrics: bool,
 }
+
+/// The default rate limit when listening beyond loopback.
+pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
 
 /// Validated settings for one server process.
 #[derive(Debug, Clone)]
@@ -141,8 +174,55 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
     #[error(transparent)]
     Hosts(#[from] rje_ssh::ConfigError),
+}
+
+/// `RJE_RATE_LIMIT_*`: unset means on only beyond loopback; 0 means off.
+fn rate_limit(
+    per_second: Option<f64>,
+    burst: u32,
+    loopback: bool,
+) -> Result<Option<RateLimit>, ConfigError> {
+    let per_second = match per_second {
+        None if loopback => return Ok(None),
+        None => DEFAULT_RATE_PER_SECOND,
+        Some(0.0) => return Ok(None),
+        Some(rate) if rate.is_finite() && (0.001..=1_000_000.0).contains(&rate) => rate,
+        Some(rate) => {
+            return Err(ConfigError::Invalid {
+                name: "RJE_RATE_LIMIT_PER_SECOND",
+                message: format!("must be 0 (off) or from 0.001 to 1000000, not {rate}"),
+            });
+        }
+    };
+    Ok(Some(RateLimit { per_second, burst }))
+}
+
+/// A comma-separated setting, each item checked by `parse`.
+fn list<T>(
+    name: &'static str,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| parse(item).map_err(|message| ConfigError::Invalid { name, message }))
+        .collect()
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn origin(item: &str) -> Result<HeaderValue, String> {
+    let refuse = || format!("{item:?} is not an origin like https://ops.example.com");
+    let (scheme, rest) = item.split_once("://").ok_or_else(refuse)?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#']) {
+        return Err(refuse());
+    }
+    HeaderValue::from_str(item).map_err(|_| refuse())
 }
 
 fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -253,6 +333,19 @@ impl ServeArgs {
             body_timeout,
             cancel_wait: kill_grace + Duration::from_secs(5),
             worker_liveness: lease,
+            rate_limit: rate_limit(
+                self.rate_limit_per_second,
+                self.rate_limit_burst,
+                self.bind.ip().is_loopback(),
+            )?,
+            trusted_proxies: list("RJE_TRUSTED_PROXIES", &self.trusted_proxies, |item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{item:?} is not an address or a CIDR network"))
+            })?,
+            cors_origins: list("RJE_CORS_ORIGINS", &self.cors_origins, origin)?,
+            public_docs: self.public_docs,
+            public_metrics: self.public_metrics,
             ..ApiSettings::default()
         };
         Ok(Settings {

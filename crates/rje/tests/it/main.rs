@@ -12,4 +12,5 @@ mod output;
 mod restart;
 mod security;
 mod ssh;
+mod surface;
 mod websocket;

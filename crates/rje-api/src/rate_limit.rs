@@ -1,0 +1,158 @@
+//! Rate limits per token, or per client address for requests without a
+//! valid one: tower_governor's GCRA, keyed by what a request presents.
+//! Keys are a token's place in the configured list (never the secret) or
+//! an address, so a flood of made-up tokens is limited by its address.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response};
+use axum::response::IntoResponse;
+use governor::clock::QuantaInstant;
+use governor::middleware::NoOpMiddleware;
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder, SharedRateLimiter};
+use tower_governor::key_extractor::KeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
+
+use crate::ApiError;
+use crate::auth::presented_token;
+use crate::state::RateLimit;
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientKey {
+    /// The configured token at this place in the list.
+    Token(usize),
+    /// The client's address.
+    Address(IpAddr),
+}
+
+#[derive(Clone)]
+pub(crate) struct ClientKeys {
+    tokens: Arc<[String]>,
+    trusted_proxies: Arc<[IpNet]>,
+}
+
+impl ClientKeys {
+    pub(crate) fn new(tokens: &[String], trusted_proxies: &[IpNet]) -> Self {
+        Self {
+            tokens: tokens.into(),
+            trusted_proxies: trusted_proxies.into(),
+        }
+    }
+
+    fn token_index(&self, presented: &str) -> Option<usize> {
+        // Every token is compared, so timing does not tell which matched.
+        let mut found = None;
+        for (index, token) in self.tokens.iter().enumerate() {
+            if bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
+                found = Some(index);
+            }
+        }
+        found
+    }
+
+    fn is_trusted(&self, address: IpAddr) -> bool {
+        self.trusted_proxies
+            .iter()
+            .any(|net| net.contains(&address))
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted
+    /// proxy, the nearest address in `X-Forwarded-For` that is not one.
+    pub(crate) fn client_address<B>(&self, request: &Request<B>) -> IpAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|part| part.trim().parse().ok())
+            .collect();
+        forwarded
+            .iter()
+            .rev()
+            .find(|address| !self.is_trusted(**address))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer)
+    }
+}
+
+impl KeyExtractor for ClientKeys {
+    type Key = ClientKey;
+
+    fn extract<T>(&self, request: &Request<T>) -> Result<ClientKey, GovernorError> {
+        let token = presented_token(request).ok().flatten();
+        Ok(match token.and_then(|token| self.token_index(&token)) {
+            Some(index) => ClientKey::Token(index),
+            None => ClientKey::Address(self.client_address(request)),
+        })
+    }
+}
+
+type Middleware = NoOpMiddleware<QuantaInstant>;
+
+pub(crate) type Limiter = GovernorLayer<ClientKeys, Middleware, Body>;
+
+/// The layer for `limit`, or `None` when it allows nothing sensible (a
+/// rate or burst of zero means no limit).
+pub(crate) fn layer(limit: RateLimit, keys: ClientKeys) -> Option<Limiter> {
+    if limit.per_second.is_nan() || limit.per_second <= 0.0 || limit.burst == 0 {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / limit.per_second).max(Duration::from_nanos(1));
+    let config: GovernorConfig<ClientKeys, _> = GovernorConfigBuilder::default()
+        .key_extractor(keys)
+        .period(period)
+        .burst_size(limit.burst)
+        .finish()?;
+    let config = Arc::new(config);
+    forget_idle_clients(Arc::downgrade(config.limiter()));
+    Some(GovernorLayer::new(config).error_handler(too_many_requests))
+}
+
+fn too_many_requests(error: GovernorError) -> Response<Body> {
+    match error {
+        GovernorError::TooManyRequests { wait_time, .. } => ApiError::TooManyRequests {
+            retry_after_secs: wait_time.max(1),
+        }
+        .into_response(),
+        other => ApiError::Internal(format!("rate limiter: {other}")).into_response(),
+    }
+}
+
+/// Drops the state of clients that have been quiet long enough to have
+/// their whole burst back, so that memory follows the recent clients, not
+/// every address ever seen. Ends with the limiter.
+fn forget_idle_clients(limiter: Weak<SharedLimiter>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let Some(limiter) = limiter.upgrade() else {
+                return;
+            };
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
+}
+
+type SharedLimiter = <SharedRateLimiter<ClientKey, Middleware> as std::ops::Deref>::Target;

@@ -1,0 +1,222 @@
+//! The API's edges as a browser, a proxy or a busy client meets them: rate
+//! limits, CORS and the headers every answer carries.
+
+use std::process::Stdio;
+
+use reqwest::{Method, StatusCode};
+use rje_api::RateLimit;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn limited(per_second: f64, burst: u32) -> Option<RateLimit> {
+    Some(RateLimit { per_second, burst })
+}
+
+async fn get_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("request")
+}
+
+/// Sends requests until one is refused, and returns it.
+async fn until_limited(app: &TestApp, headers: &[(&str, &str)]) -> reqwest::Response {
+    for _ in 0..50 {
+        let response = get_with(app, "/jobs/list/", headers).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            return response;
+        }
+    }
+    panic!("never limited");
+}
+
+#[tokio::test]
+async fn each_token_has_its_own_budget_and_the_probes_none() {
+    let app = spawn_app_with(|s| {
+        s.api.tokens = vec!["alpha".into(), "beta".into()];
+        // One request a minute after the burst: nothing refills mid-test.
+        s.api.rate_limit = limited(1.0 / 60.0, 3);
+    })
+    .await;
+    let alpha = [("authorization", "Bearer alpha")];
+    for _ in 0..3 {
+        assert_eq!(get_with(&app, "/jobs/list/", &alpha).await.status(), 200);
+    }
+    let refused = get_with(&app, "/jobs/list/", &alpha).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests")
+    );
+    assert_eq!(body["details"], serde_json::json!([]));
+
+    // Another token is another client.
+    let beta = [("authorization", "Bearer beta")];
+    assert_eq!(get_with(&app, "/jobs/list/", &beta).await.status(), 200);
+    // Made-up tokens spend their address's budget, then are refused too.
+    let forged = [("authorization", "Bearer forged")];
+    assert_eq!(until_limited(&app, &forged).await.status(), 429);
+
+    for _ in 0..20 {
+        assert_eq!(get_with(&app, "/health/", &[]).await.status(), 200);
+        assert_ne!(get_with(&app, "/ready/", &[]).await.status(), 429);
+    }
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let trusting = spawn_app_with(|s| {
+        s.api.rate_limit = limited(1.0 / 60.0, 2);
+        s.api.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let first = [("x-forwarded-for", "203.0.113.7")];
+    until_limited(&trusting, &first).await;
+    // The proxy's other client has its own budget.
+    let second = [("x-forwarded-for", "203.0.113.8, 127.0.0.1")];
+    assert_eq!(
+        get_with(&trusting, "/jobs/list/", &second).await.status(),
+        200
+    );
+
+    let trusting_none = spawn_app_with(|s| s.api.rate_limit = limited(1.0 / 60.0, 2)).await;
+    until_limited(&trusting_none, &first).await;
+    // The header is the client's word only: the peer's budget is spent.
+    assert_eq!(
+        get_with(&trusting_none, "/jobs/list/", &second)
+            .await
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn browsers_on_listed_origins_may_call_with_a_token() {
+    let app = spawn_app_with(|s| {
+        s.api.tokens = vec!["secret".into()];
+        s.api.cors_origins = vec!["https://ops.example.com".parse().unwrap()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/jobs/"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://ops.example.com").await.unwrap();
+    assert_eq!(allowed.status(), 204);
+    let headers = allowed.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://ops.example.com"
+    );
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
+
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    // The request itself still needs the token, and answers to the origin.
+    let job = app
+        .client
+        .post(app.url("/jobs/"))
+        .header("origin", "https://ops.example.com")
+        .bearer_auth("secret")
+        .json(&serde_json::json!({"command": "true"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job.status(), 201);
+    assert_eq!(
+        job.headers()["access-control-allow-origin"],
+        "https://ops.example.com"
+    );
+
+    // Without RJE_CORS_ORIGINS there is no cross-origin access at all.
+    let closed = spawn_app().await;
+    let response = closed
+        .client
+        .request(Method::OPTIONS, closed.url("/jobs/"))
+        .header("origin", "https://ops.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["secret".into()]).await;
+    for (path, status) in [("/health/", 200), ("/jobs/list/", 401), ("/nowhere/", 401)] {
+        let response = get_with(&app, path, &[]).await;
+        assert_eq!(response.status(), status, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_client_waits_out_a_rate_limit() {
+    let app = spawn_app_with(|s| s.api.rate_limit = limited(1.0, 1)).await;
+    // Spend the burst, so that the client's first request is refused.
+    until_limited(&app, &[]).await;
+    let began = std::time::Instant::now();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rje"))
+        .args(["list", "--json"])
+        .env("RJE_URL", app.url(""))
+        .env("XDG_CONFIG_HOME", app.path("config"))
+        .env_remove("RJE_TOKEN")
+        .env_remove("RJE_CONFIG")
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(DEADLINE, output)
+        .await
+        .expect("the client finishes")
+        .expect("the client runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Refused first, it waited the second the server asked for.
+    assert!(began.elapsed() >= std::time::Duration::from_millis(500));
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("a JSON list");
+    assert!(listed["jobs"].is_array() || listed.is_array(), "{listed}");
+}
