@@ -31,6 +31,7 @@ async fn create(
     let settings = &state.settings;
     let new_job = NewJob::parse(&body, &settings.limits, &settings.hosts)?;
     let job = state.store.create(new_job).await?;
+    crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
     state.bus.announce_work().await;
     let location = format!("/jobs/{}/", job.id);
     Ok((

@@ -9,6 +9,7 @@ mod health;
 mod hosts;
 mod jobs;
 mod logs;
+mod metrics;
 mod rate_limit;
 mod state;
 mod streamed;
@@ -32,6 +33,7 @@ pub use state::{ApiSettings, AppState, HostDirectory, RateLimit};
 /// The whole API as one service. Paths answer with and without their
 /// trailing slash: the slash is trimmed before routing.
 pub fn app(state: AppState) -> NormalizePath<Router> {
+    install_metrics();
     let settings = state.settings.clone();
     let request_id = HeaderName::from_static("x-request-id");
     // Everything that takes a token, and counts against a rate limit.
@@ -41,6 +43,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .merge(ws::router())
         .merge(health::workers_router())
         .merge(hosts::router())
+        .merge(if settings.public_metrics {
+            Router::new()
+        } else {
+            metrics::router()
+        })
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -56,9 +63,15 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         None => guarded,
     };
     // The probes are never limited and never ask for a token.
+    let open = if settings.public_metrics {
+        health::probes_router().merge(metrics::router())
+    } else {
+        health::probes_router()
+    };
     let router = with_security_headers(
         guarded
-            .merge(health::probes_router())
+            .merge(open)
+            .layer(axum::middleware::from_fn(metrics::track_requests))
             .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
     );
     let router = match cors(&settings.cors_origins) {
@@ -87,6 +100,12 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Installs this process's metrics recorder, so that what the worker
+/// counts before the API's first request is kept. Idempotent.
+pub fn install_metrics() {
+    metrics::handle();
 }
 
 /// Headers on every answer that keep browsers from misreading it, framing

@@ -15,6 +15,7 @@ use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
 
 use crate::extract::{JobPath, QueryPairs, parse_since};
+use crate::metrics::Subscriber;
 use crate::{ApiError, AppState};
 use rje_proto::{EventMessage, WsMessage};
 
@@ -38,6 +39,7 @@ async fn events_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> 
 }
 
 async fn events_session(state: AppState, mut socket: WebSocket) {
+    let _counted = Subscriber::new("events");
     let mut events = match state.bus.subscribe_status().await {
         Ok(events) => events,
         Err(err) => {
@@ -97,6 +99,7 @@ async fn upgrade(
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
+            let _counted = Subscriber::new("job");
             let mut session = Session {
                 state,
                 id,

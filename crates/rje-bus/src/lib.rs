@@ -60,6 +60,28 @@ impl StatusEvent {
     }
 }
 
+/// Every final status goes out through [`Bus::publish_status`] once, from
+/// the process that stored it: the one place to count finished jobs and
+/// time their runs (`rje_jobs_finished_total`, `rje_job_duration_seconds`).
+fn count_finished(job: &rje_domain::Job) {
+    if !job.status.is_final() {
+        return;
+    }
+    let host = job.host.clone().unwrap_or_default();
+    metrics::counter!(
+        "rje_jobs_finished_total",
+        "status" => job.status.as_str(),
+        "priority" => job.priority.as_str(),
+        "host" => host,
+    )
+    .increment(1);
+    if let (Some(started), Some(completed)) = (job.started_at, job.completed_at) {
+        let seconds = (completed - started).as_seconds_f64().max(0.0);
+        metrics::histogram!("rje_job_duration_seconds", "status" => job.status.as_str())
+            .record(seconds);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("bus unavailable: {0}")]
@@ -80,6 +102,7 @@ pub trait Bus: Send + Sync + 'static {
     /// status goes out: call it after the store committed the change, so
     /// that a subscriber who reads the store on hearing it finds it there.
     async fn publish_status(&self, job: &rje_domain::Job) {
+        count_finished(job);
         self.publish(JobEvent::Status(StatusEvent::of(job))).await;
     }
 

@@ -74,6 +74,9 @@ pub struct HostHealth {
     #[serde(with = "crate::wire_time::option")]
     pub last_connected_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Connections (and checks) that failed since this process started.
+    #[serde(default)]
+    pub connect_failures: u64,
     #[serde(with = "crate::wire_time::option")]
     pub last_error_at: Option<DateTime<Utc>>,
 }

@@ -92,6 +92,7 @@ impl Hosts {
                 last_connected_at: None,
                 last_error: None,
                 last_error_at: None,
+                connect_failures: 0,
             },
         }
     }

@@ -115,6 +115,8 @@ struct Seen {
     /// `Some(true)` after a success, `Some(false)` after a failure, `None`
     /// before either.
     reachable: Option<bool>,
+    /// Attempts to connect (or check) that failed, since the start.
+    connect_failures: u64,
 }
 
 pub struct HostPool {
@@ -198,6 +200,7 @@ impl HostPool {
             last_connected_at: seen.last_connected_at,
             last_error: seen.last_error,
             last_error_at: seen.last_error_at,
+            connect_failures: seen.connect_failures,
         }
     }
 
@@ -211,6 +214,7 @@ impl HostPool {
             }
             Err(err) => {
                 health.reachable = Some(false);
+                health.connect_failures += 1;
                 health.last_error = Some(err.to_string());
                 health.last_error_at = Some(Utc::now());
             }

@@ -2,9 +2,11 @@
 //! on the dialect, and the pruning plan.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, JobParameters, ListQuery, ListedJob, OrderField, Stream, WorkerId};
+use rje_domain::{
+    Job, JobId, JobParameters, ListQuery, ListedJob, OrderField, Priority, Stream, WorkerId,
+};
 
-use crate::{Pruned, StoreError, WorkerInfo};
+use crate::{ActiveCount, Pruned, StoreError, WorkerInfo};
 
 /// Why a job whose worker vanished before starting it is queued again.
 pub(crate) const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
@@ -66,6 +68,24 @@ pub(crate) fn stream_code(stream: Stream) -> i16 {
         Stream::Stdout => 0,
         Stream::Stderr => 1,
     }
+}
+
+/// The statement behind [`crate::Jobs::count_active`], the same in both
+/// dialects.
+pub(crate) const COUNT_ACTIVE_SQL: &str = "SELECT status, priority, COUNT(*) AS jobs FROM jobs \
+     WHERE status IN ('Queued', 'Running') GROUP BY status, priority";
+
+/// One row of [`COUNT_ACTIVE_SQL`].
+pub(crate) fn active_count(
+    status: &str,
+    priority: i64,
+    jobs: i64,
+) -> Result<ActiveCount, StoreError> {
+    Ok(ActiveCount {
+        status: status.parse().map_err(|_| corrupt("status", status))?,
+        priority: Priority::from_rank(priority).ok_or_else(|| corrupt("priority", priority))?,
+        jobs: u64::try_from(jobs).map_err(|_| corrupt("count", jobs))?,
+    })
 }
 
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].

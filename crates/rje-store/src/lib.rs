@@ -11,5 +11,6 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
-    CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue, WorkerInfo,
+    ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue,
+    WorkerInfo,
 };

@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Outcome, Stream, WorkerId,
+    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Outcome, Priority, Status, Stream,
+    WorkerId,
 };
 
 use crate::StoreError;
@@ -21,6 +22,14 @@ pub struct JobPage {
     /// the query planner's estimate, so that a list never counts millions
     /// of rows.
     pub total_exact: bool,
+}
+
+/// Jobs in one status at one priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveCount {
+    pub status: Status,
+    pub priority: Priority,
+    pub jobs: u64,
 }
 
 /// What a cancel did.
@@ -104,6 +113,10 @@ pub trait Jobs: Send + Sync + 'static {
     /// Cancels a queued job at once, or records the request for a running
     /// one. [`StoreError::Conflict`] for a finished job.
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
+
+    /// How many jobs are Queued and Running now, by status and priority:
+    /// figures that hold for the whole deployment, whichever process asks.
+    async fn count_active(&self) -> Result<Vec<ActiveCount>, StoreError>;
 
     /// Workers whose heartbeat is newer than `since`, with their jobs.
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;

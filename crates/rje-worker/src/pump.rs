@@ -266,6 +266,14 @@ impl<'a> OutputPump<'a> {
         }
         let chunks: Arc<[Chunk]> = self.pending.drain(..).map(|(chunk, _)| chunk).collect();
         self.pending_bytes = 0;
+        let mut bytes = [0u64; 2];
+        for chunk in chunks.iter() {
+            bytes[chunk.stream.index()] += chunk.text.len() as u64;
+        }
+        for stream in Stream::BOTH {
+            metrics::counter!("rje_job_output_bytes_total", "stream" => stream.as_str())
+                .increment(bytes[stream.index()]);
+        }
         let (store, job, attempt) = (self.store, self.job, self.attempt);
         let process_id = self.process_id.as_deref();
         with_retries(|| store.append_output(job, attempt, &chunks, process_id)).await?;

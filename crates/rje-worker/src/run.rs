@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use rje_bus::Bus;
-use rje_domain::JobId;
 use rje_domain::{Job, Outcome, retry_delay};
 use rje_exec::{ExecRequest, StartError, StartGate};
 use rje_store::{ClaimedJob, Queue, StoreError};
@@ -84,8 +83,7 @@ pub(crate) async fn run_job(
     };
     let gate = StoreGate {
         store: &*ctx.store,
-        id,
-        attempt,
+        job: &job,
     };
     let (result, pump_end) = tokio::join!(executor.run(request, &gate, sink, stop.clone()), pumped);
 
@@ -135,23 +133,29 @@ fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
 /// Records that the command may have started, before it is launched.
 struct StoreGate<'a> {
     store: &'a dyn Queue,
-    id: JobId,
-    attempt: u32,
+    job: &'a Job,
 }
 
 #[async_trait]
 impl StartGate for StoreGate<'_> {
     async fn open(&self) -> Result<(), StartError> {
-        let (store, id, attempt) = (self.store, self.id, self.attempt);
-        with_retries(|| store.mark_started(id, attempt))
-            .await
-            .map_err(|err| StartError {
-                retryable: !matches!(err, StoreError::Fenced),
-                message: match err {
-                    StoreError::Fenced => "the job moved on before its command started".into(),
-                    other => format!("could not record the start: {other}"),
-                },
-            })
+        let (store, id, attempt) = (self.store, self.job.id, self.job.attempts);
+        let started = with_retries(|| store.mark_started(id, attempt)).await;
+        if started.is_ok() {
+            let waited = (Utc::now() - self.job.created_at).as_seconds_f64().max(0.0);
+            metrics::histogram!(
+                "rje_job_start_delay_seconds",
+                "priority" => self.job.priority.as_str(),
+            )
+            .record(waited);
+        }
+        started.map_err(|err| StartError {
+            retryable: !matches!(err, StoreError::Fenced),
+            message: match err {
+                StoreError::Fenced => "the job moved on before its command started".into(),
+                other => format!("could not record the start: {other}"),
+            },
+        })
     }
 }
 

@@ -108,6 +108,8 @@ impl RunningServer {
         if settings.run_api && settings.api.tokens.is_empty() && !settings.bind.ip().is_loopback() {
             return Err(ServerError::Unprotected(settings.bind));
         }
+        // Before the worker runs, so that nothing it counts is lost.
+        rje_api::install_metrics();
         let (store, lock) = open_store(&settings).await?;
         let bus: Arc<dyn Bus> = match &settings.redis_url {
             None => Arc::new(MemoryBus::new()),

@@ -8,8 +8,11 @@ use rje_domain::{
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::common::{WorkerJobRow, conclude, fit, group_workers, order_by, stream_code};
-use crate::{CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+use crate::common::{
+    COUNT_ACTIVE_SQL, WorkerJobRow, active_count, conclude, fit, group_workers, order_by,
+    stream_code,
+};
+use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore,
@@ -196,6 +199,15 @@ impl Jobs for PostgresStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn count_active(&self) -> Result<Vec<ActiveCount>, StoreError> {
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(COUNT_ACTIVE_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(status, priority, jobs)| active_count(&status, priority.into(), jobs))
+            .collect()
     }
 
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {

@@ -5,8 +5,11 @@ use chrono::{DateTime, Utc};
 use rje_domain::{Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream};
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::common::{WorkerJobRow, conclude, corrupt, group_workers, order_by, stream_code};
-use crate::{CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+use crate::common::{
+    COUNT_ACTIVE_SQL, WorkerJobRow, active_count, conclude, corrupt, group_workers, order_by,
+    stream_code,
+};
+use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{
     ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, fetch_job, from_micros,
@@ -183,6 +186,15 @@ impl Jobs for SqliteStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn count_active(&self) -> Result<Vec<ActiveCount>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(COUNT_ACTIVE_SQL)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter()
+            .map(|(status, priority, jobs)| active_count(&status, priority, jobs))
+            .collect()
     }
 
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {

@@ -36,6 +36,7 @@ macro_rules! store_contract {
             reaping_follows_the_lifecycle_rules,
             retries_requeue_until_exhausted,
             workers_announce_themselves_with_their_jobs,
+            active_jobs_are_counted_by_status_and_priority,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -853,4 +854,34 @@ pub async fn workers_announce_themselves_with_their_jobs(store: Arc<dyn JobStore
     );
     store.remove_worker(&idle).await.unwrap();
     assert_eq!(store.workers(before).await.unwrap().len(), 1);
+}
+
+pub async fn active_jobs_are_counted_by_status_and_priority(store: Arc<dyn JobStore>) {
+    assert!(store.count_active().await.unwrap().is_empty());
+    for (command, priority) in [
+        ("a", Priority::High),
+        ("b", Priority::Low),
+        ("c", Priority::Low),
+    ] {
+        store.create(new_job_with(command, priority)).await.unwrap();
+    }
+    let done = store.create(new_job("d")).await.unwrap();
+    store.cancel(done.id).await.unwrap();
+    claim_one(&store, &worker()).await; // the High one
+    let mut counts: Vec<_> = store
+        .count_active()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.status, c.priority, c.jobs))
+        .collect();
+    counts.sort_by_key(|(status, priority, _)| (status.as_str(), priority.rank()));
+    assert_eq!(
+        counts,
+        [
+            (Status::Queued, Priority::Low, 2),
+            (Status::Running, Priority::High, 1),
+        ],
+        "finished jobs are not counted"
+    );
 }

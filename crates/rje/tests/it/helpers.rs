@@ -302,3 +302,30 @@ pub fn assert_unique(lines: &[String]) {
 pub fn seq_text(n: u32) -> String {
     (1..=n).map(|i| format!("{i}\n")).collect()
 }
+
+/// Metric samples by series, e.g. `rje_jobs_queued{priority="High"}`.
+pub type Samples = std::collections::BTreeMap<String, f64>;
+
+/// Prometheus' text format, as a scraper reads it: `series → value`, with
+/// every sample line checked to parse.
+pub fn scrape(text: &str) -> Samples {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("series and value");
+            let value = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
+/// The sum of the series of `name` whose labels include all of `labels`.
+pub fn total(samples: &Samples, name: &str, labels: &[&str]) -> f64 {
+    samples
+        .iter()
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
+        })
+        .map(|(_, value)| value)
+        .sum()
+}

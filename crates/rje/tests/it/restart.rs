@@ -312,3 +312,46 @@ async fn the_output_cap_holds_while_a_flood_runs_and_after_a_crash() {
     assert_eq!(stdout.len() as u64, stored, "the job shows what is stored");
     second.kill_hard().await;
 }
+
+/// Alone in a process of its own, so that no other test's WebSocket counts.
+#[tokio::test]
+async fn websocket_subscribers_are_counted_while_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = Process::start(&dir.path().join("rje.db")).await;
+    let subscribers = || async {
+        let text = process
+            .client
+            .get(format!("{}/metrics", process.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total(
+            &scrape(&text),
+            "rje_websocket_subscribers",
+            &["stream=\"job\""],
+        )
+    };
+    let id = process.submit("sleep 300").await;
+    let url = format!("{}/ws/jobs/{id}/", process.base.replacen("http", "ws", 1));
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while subscribers().await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(socket);
+    while subscribers().await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber never uncounted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    process.cancel(&id).await;
+}

@@ -220,3 +220,86 @@ async fn the_client_waits_out_a_rate_limit() {
     let listed: Value = serde_json::from_slice(&output.stdout).expect("a JSON list");
     assert!(listed["jobs"].is_array() || listed.is_array(), "{listed}");
 }
+
+async fn metrics_of(app: &TestApp) -> Samples {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE rje_jobs_finished_total counter"),
+        "{text}"
+    );
+    scrape(&text)
+}
+
+#[tokio::test]
+async fn metrics_move_when_jobs_run() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["secret".into()]).await;
+    let before = metrics_of(&app).await;
+    let id = app
+        .submit(serde_json::json!({"command": "echo hi", "priority": "High"}))
+        .await;
+    app.wait_final(&id_of(&id)).await;
+    let blocked = app.submit_command("sleep 300").await;
+    app.wait_started(&blocked).await;
+    let after = metrics_of(&app).await;
+
+    let moved =
+        |name: &str, labels: &[&str]| total(&after, name, labels) - total(&before, name, labels);
+    assert!(moved("rje_jobs_created_total", &["priority=\"High\""]) >= 1.0);
+    assert!(
+        moved(
+            "rje_jobs_finished_total",
+            &["status=\"Success\"", "priority=\"High\""]
+        ) >= 1.0
+    );
+    assert!(moved("rje_job_duration_seconds_count", &["status=\"Success\""]) >= 1.0);
+    assert!(moved("rje_job_start_delay_seconds_count", &["priority=\"High\""]) >= 1.0);
+    assert!(moved("rje_job_output_bytes_total", &["stream=\"stdout\""]) >= 3.0);
+    assert!(
+        moved(
+            "rje_http_requests_total",
+            &["route=\"/jobs\"", "status=\"201\""]
+        ) >= 2.0
+    );
+    // Read from this app's own store: exactly its one running job.
+    assert_eq!(
+        total(&after, "rje_jobs_running", &["priority=\"Medium\""]),
+        1.0
+    );
+    assert_eq!(total(&after, "rje_jobs_queued", &[]), 0.0);
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("rje_ssh_connections{host=\"local\""))
+    );
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("rje_job_duration_seconds_bucket") && k.contains("le=\"0.05\"")),
+        "explicit buckets"
+    );
+
+    // The token guards /metrics like every route, unless it is public.
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    app.cancel(&blocked).await;
+    let public = spawn_app_with(|s| {
+        s.api.tokens = vec!["secret".into()];
+        s.api.public_metrics = true;
+    })
+    .await;
+    let open = public
+        .client
+        .get(public.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+}

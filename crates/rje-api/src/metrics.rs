@@ -1,0 +1,201 @@
+//! `GET /metrics`: Prometheus' text format, rendered by this handler (no
+//! second listener). Counters and histograms are this process's own; the
+//! queue's gauges are read from the store at each scrape, so any API
+//! process answers for the whole deployment.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rje_domain::{Priority, Status};
+
+use crate::{ApiError, AppState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+/// Buckets in seconds, from a fast local job to a long one.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The process's recorder, installed on first use. A process has one
+/// global recorder; a second app in the same process (tests) shares it.
+pub(crate) fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = [
+            ("rje_job_start_delay_seconds", LATENCY_BUCKETS),
+            ("rje_job_duration_seconds", DURATION_BUCKETS),
+            ("rje_http_request_duration_seconds", HTTP_BUCKETS),
+        ]
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+                // Only an empty bucket list fails, and these are not empty.
+                .expect("buckets are not empty")
+        });
+        let handle = match builder.install_recorder() {
+            Ok(handle) => handle,
+            Err(err) => {
+                tracing::warn!(%err, "another metrics recorder is installed; /metrics will be empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        };
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("rje_jobs_created_total", "Jobs submitted to this process.");
+    describe_counter!(
+        "rje_jobs_finished_total",
+        "Jobs that reached a final status in this process, by status."
+    );
+    describe_gauge!(
+        "rje_jobs_queued",
+        "Jobs waiting now, in the whole deployment."
+    );
+    describe_gauge!(
+        "rje_jobs_running",
+        "Jobs running now, in the whole deployment."
+    );
+    describe_histogram!(
+        "rje_job_start_delay_seconds",
+        Unit::Seconds,
+        "From submit to the command's start."
+    );
+    describe_histogram!(
+        "rje_job_duration_seconds",
+        Unit::Seconds,
+        "From the command's start to the job's end."
+    );
+    describe_counter!(
+        "rje_job_output_bytes_total",
+        Unit::Bytes,
+        "Output stored by this process's worker."
+    );
+    describe_gauge!(
+        "rje_websocket_subscribers",
+        "WebSocket clients connected to this process."
+    );
+    describe_gauge!("rje_ssh_connections", "Open SSH connections per host.");
+    describe_gauge!("rje_ssh_channels_in_use", "SSH channels in use per host.");
+    describe_counter!(
+        "rje_ssh_connect_failures_total",
+        "Failed SSH connections and checks per host."
+    );
+    describe_counter!("rje_http_requests_total", "HTTP requests answered.");
+    describe_histogram!(
+        "rje_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request (to the head of a streamed body)."
+    );
+}
+
+async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let handle = handle();
+    let counts = state.store.count_active().await?;
+    for priority in Priority::ALL {
+        for (status, name) in [
+            (Status::Queued, "rje_jobs_queued"),
+            (Status::Running, "rje_jobs_running"),
+        ] {
+            let jobs = counts
+                .iter()
+                .filter(|c| c.status == status && c.priority == *priority)
+                .map(|c| c.jobs)
+                .sum::<u64>();
+            metrics::gauge!(name, "priority" => priority.as_str()).set(jobs as f64);
+        }
+    }
+    for host in state.hosts.list() {
+        let health = &host.health;
+        let name = host.name.clone();
+        metrics::gauge!("rje_ssh_connections", "host" => name.clone())
+            .set(health.connections as f64);
+        metrics::gauge!("rje_ssh_channels_in_use", "host" => name.clone())
+            .set(health.channels_in_use as f64);
+        metrics::counter!("rje_ssh_connect_failures_total", "host" => name)
+            .absolute(health.connect_failures);
+    }
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
+
+/// Counts and times every request by its route (the pattern, never the
+/// path, so job ids do not make a series each) and status.
+pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let began = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "rje_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "rje_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+    )
+    .record(began.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts a WebSocket subscriber for as long as it lives.
+pub(crate) struct Subscriber(&'static str);
+
+impl Subscriber {
+    pub(crate) fn new(stream: &'static str) -> Self {
+        metrics::gauge!("rje_websocket_subscribers", "stream" => stream).increment(1.0);
+        Self(stream)
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        metrics::gauge!("rje_websocket_subscribers", "stream" => self.0).decrement(1.0);
+    }
+}
+
+/// A job submitted here.
+pub(crate) fn job_created(priority: Priority, host: &str) {
+    metrics::counter!(
+        "rje_jobs_created_total",
+        "priority" => priority.as_str(),
+        "host" => host.to_owned(),
+    )
+    .increment(1);
+}
