@@ -1,27 +1,39 @@
 //! The probes (`/health`, `/ready`) and the live workers (`/workers/`).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::Utc;
 use rje_proto::{HealthResponse, ReadyResponse, WorkerListResponse, WorkerResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::openapi::Guarded;
 
 use crate::{ApiError, AppState};
 
 /// The probes: open to all, never rate limited.
-pub(crate) fn probes_router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+pub(crate) fn probes_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
-pub(crate) fn workers_router() -> Router<AppState> {
-    Router::new().route("/workers", get(workers))
+pub(crate) fn workers_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(workers))
 }
 
 /// Readiness: the store and the bus answer, and a worker is alive to run
 /// jobs. 503 with the reason otherwise.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = ReadyResponse),
+        (status = 503, description = "Not ready: what is missing", body = ReadyResponse),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse>) {
     let store = state.store.ping().await.map_err(|err| err.to_string());
     let bus = state.bus.ping().await.map_err(|err| err.to_string());
@@ -60,6 +72,13 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse
 }
 
 /// The live workers and the jobs each runs.
+#[utoipa::path(
+    get,
+    path = "/workers",
+    tag = "service",
+    responses((status = 200, description = "Live workers", body = WorkerListResponse), Guarded),
+    security(("bearer" = []))
+)]
 async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListResponse>, ApiError> {
     let since = Utc::now() - state.settings.worker_liveness;
     let workers = state.store.workers(since).await?;
@@ -79,6 +98,12 @@ async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListRespons
 
 /// Liveness: the process answers. Open without a token, so that load
 /// balancers and probes need no secret; it reveals nothing.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses((status = 200, description = "The process answers", body = HealthResponse))
+)]
 async fn health() -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok".to_owned(),

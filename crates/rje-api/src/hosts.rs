@@ -1,21 +1,31 @@
 //! `GET /hosts/` and `POST /hosts/{name}/check/`: the hosts jobs can name
 //! and their health.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use rje_domain::CheckReport;
-use rje_proto::HostListResponse;
+use rje_proto::{ErrorBody, HostListResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::openapi::Guarded;
 
 use crate::{ApiError, AppState};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/hosts", get(list))
-        .route("/hosts/{name}/check", post(check))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(check))
 }
 
 /// The hosts jobs can name, and their health as this process sees it.
+#[utoipa::path(
+    get,
+    path = "/hosts",
+    tag = "service",
+    responses((status = 200, description = "The hosts", body = HostListResponse), Guarded),
+    security(("bearer" = []))
+)]
 async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
     Json(HostListResponse {
         hosts: state.hosts.list(),
@@ -25,6 +35,18 @@ async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
 /// Connects, authenticates and runs `true`. A failed check is still a
 /// completed request: 200 with `ok: false`, the failing stage and the
 /// exact error.
+#[utoipa::path(
+    post,
+    path = "/hosts/{name}/check",
+    tag = "service",
+    params(("name" = String, Path, description = "A host of `GET /hosts/`")),
+    responses(
+        (status = 200, description = "The check ran; `ok` says how it went", body = CheckReport),
+        (status = 404, description = "No such host", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn check(
     State(state): State<AppState>,
     Path(name): Path<String>,

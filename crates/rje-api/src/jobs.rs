@@ -2,28 +2,81 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use rje_bus::{JobEvent, Received};
-use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob};
+use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob, Priority, Status};
 use rje_store::CancelOutcome;
 use tokio::time::timeout;
 
 use crate::extract::{JobPath, JsonObject, QueryPairs};
 use crate::{ApiError, AppState, streamed};
-use rje_proto::{JobListResponse, JobResponse};
+use rje_proto::{EditRequest, ErrorBody, JobListResponse, JobResponse, SubmitRequest};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", post(create).get(list))
-        .route("/jobs/list", get(list))
-        .route("/jobs/{id}", get(show).put(edit).patch(edit).delete(delete))
-        .route("/jobs/{id}/cancel", post(cancel))
+use crate::openapi::{Guarded, WithBody};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(list_alias))
+        .routes(routes!(show, edit, delete))
+        .routes(routes!(cancel))
 }
 
+/// The list's query parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the document; the handler parses the pairs.
+struct ListParams {
+    /// Only jobs in this status.
+    status: Option<Status>,
+    /// Only jobs of this priority.
+    priority: Option<Priority>,
+    /// Only jobs on this host (a name of `GET /hosts/`).
+    host: Option<String>,
+    /// `created_at` (default), `started_at`, `completed_at` or `priority`;
+    /// a leading `-` sorts descending (the default is `-created_at`).
+    #[param(pattern = "^-?(created_at|started_at|completed_at|priority)$")]
+    ordering: Option<String>,
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Jobs to skip.
+    #[param(minimum = 0)]
+    offset: Option<u64>,
+    /// `tail` (default): the last `RJE_LIST_OUTPUT_BYTES` of each stream;
+    /// `none`: no output.
+    #[param(pattern = "^(tail|none)$")]
+    output: Option<String>,
+}
+
+/// A job's id in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by the document; `JobPath` parses it.
+pub(crate) struct JobIdParam {
+    /// The job's id (a UUID).
+    id: JobId,
+}
+
+/// Submits a job. It is Queued and runs when a worker takes it.
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "Queued", body = JobResponse,
+         headers(("Location" = String, description = "The job's URL"))),
+        Guarded,
+        WithBody,
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
@@ -42,6 +95,15 @@ async fn create(
         .into_response())
 }
 
+/// A page of jobs, newest first unless `ordering` says otherwise.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses((status = 200, description = "A page of jobs", body = JobListResponse), Guarded),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     query: QueryPairs,
@@ -59,11 +121,56 @@ async fn list(
     }))
 }
 
+/// The same list as `GET /jobs/` (the original API's path).
+#[utoipa::path(
+    get,
+    path = "/jobs/list",
+    tag = "jobs",
+    params(ListParams),
+    responses((status = 200, description = "A page of jobs", body = JobListResponse), Guarded),
+    security(("bearer" = []))
+)]
+async fn list_alias(
+    state: State<AppState>,
+    query: QueryPairs,
+) -> Result<Json<JobListResponse>, ApiError> {
+    list(state, query).await
+}
+
 /// A job with its whole output, streamed from the store.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The job", body = JobResponse),
+        (status = 404, description = "No such job", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn show(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
     streamed::job_response(&state, id, StatusCode::OK).await
 }
 
+/// Edits a queued job (PUT and PATCH alike: a partial edit, or the whole
+/// job sent back with its other fields unchanged).
+#[utoipa::path(
+    method(put, patch),
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(JobIdParam),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The edited job", body = JobResponse),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not Queued", body = ErrorBody),
+        Guarded,
+        WithBody,
+    ),
+    security(("bearer" = []))
+)]
 async fn edit(
     State(state): State<AppState>,
     JobPath(id): JobPath,
@@ -87,6 +194,20 @@ async fn edit(
     Ok(Json(job.into()))
 }
 
+/// Deletes a job that is not running, with its output.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is running", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn delete(
     State(state): State<AppState>,
     JobPath(id): JobPath,
@@ -99,6 +220,20 @@ async fn delete(
 /// request is recorded, the worker told, and the answer waits (briefly) for
 /// the kill to be confirmed: 200 with the Cancelled job, or 202 with the job
 /// as it is if the kill takes longer.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "Cancelled (a running job's kill confirmed)", body = JobResponse),
+        (status = 202, description = "Requested; the kill is under way", body = JobResponse),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is already finished", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
     // Subscribe before asking, so the final status cannot slip by unseen.
     let events = state.bus.subscribe_job(id).await.ok();

@@ -10,6 +10,7 @@ mod hosts;
 mod jobs;
 mod logs;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod state;
 mod streamed;
@@ -26,6 +27,8 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use state::{ApiSettings, AppState, HostDirectory, RateLimit};
@@ -37,17 +40,33 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let settings = state.settings.clone();
     let request_id = HeaderName::from_static("x-request-id");
     // Everything that takes a token, and counts against a rate limit.
-    let guarded = Router::new()
+    let (guarded, guarded_doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(jobs::router())
         .merge(logs::router())
         .merge(ws::router())
         .merge(health::workers_router())
         .merge(hosts::router())
         .merge(if settings.public_metrics {
-            Router::new()
+            OpenApiRouter::new()
         } else {
             metrics::router()
         })
+        .split_for_parts();
+    // The probes are never limited and never ask for a token.
+    let open = if settings.public_metrics {
+        health::probes_router().merge(metrics::router())
+    } else {
+        health::probes_router()
+    };
+    let (open, open_doc) = open.split_for_parts();
+    let mut document = guarded_doc;
+    document.merge(open_doc);
+    let (guarded, open) = if settings.public_docs {
+        (guarded, open.merge(openapi::router(document)))
+    } else {
+        (guarded.merge(openapi::router(document)), open)
+    };
+    let guarded = guarded
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -61,12 +80,6 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     {
         Some(limiter) => guarded.layer(limiter),
         None => guarded,
-    };
-    // The probes are never limited and never ask for a token.
-    let open = if settings.public_metrics {
-        health::probes_router().merge(metrics::router())
-    } else {
-        health::probes_router()
     };
     let router = with_security_headers(
         guarded

@@ -1,16 +1,20 @@
 //! `GET /jobs/{id}/logs/`: a job's stored output, as pages of chunks (JSON)
 //! or as the whole text.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use rje_domain::{Stream, ValidationError};
 
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::{ApiError, AppState, streamed};
-use rje_proto::{ChunkResponse, LogsResponse};
+use rje_proto::{ChunkResponse, ErrorBody, LogsResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::jobs::JobIdParam;
+use crate::openapi::Guarded;
 
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 1000;
@@ -20,10 +24,43 @@ const PAGE_BYTES: usize = 1024 * 1024;
 /// byte bound then also bounds what is read.
 const READ_STEP: u32 = 16;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/jobs/{id}/logs", get(logs))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(logs))
 }
 
+/// The logs' query parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the document; the handler parses the pairs.
+struct LogsParams {
+    /// Only chunks after this seq (0: from the start).
+    #[param(minimum = 0)]
+    since: Option<i64>,
+    /// Chunks per page (a page also stops at about 1 MiB of text).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Only this stream.
+    stream: Option<Stream>,
+}
+
+/// A job's stored output: pages of chunks as JSON, or the whole text with
+/// `Accept: text/plain`.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/logs",
+    tag = "jobs",
+    params(JobIdParam, LogsParams),
+    responses(
+        (status = 200, description = "A page of output chunks, or the text",
+         content(
+             (LogsResponse = "application/json"),
+             (String = "text/plain")
+         )),
+        (status = 404, description = "No such job", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn logs(
     State(state): State<AppState>,
     JobPath(id): JobPath,

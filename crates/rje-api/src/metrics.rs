@@ -6,19 +6,20 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rje_domain::{Priority, Status};
 
+use crate::openapi::Guarded;
 use crate::{ApiError, AppState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
 /// Buckets in seconds, from a fast local job to a long one.
@@ -109,6 +110,17 @@ fn describe() {
     );
 }
 
+/// Prometheus' text format (see the README for every metric).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let handle = handle();
     let counts = state.store.count_active().await?;

@@ -6,18 +6,22 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use axum::routing::get;
 use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
 
 use crate::extract::{JobPath, QueryPairs, parse_since};
+use crate::jobs::JobIdParam;
 use crate::metrics::Subscriber;
+use crate::openapi::Guarded;
 use crate::{ApiError, AppState};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use rje_proto::ErrorBody;
 use rje_proto::{EventMessage, WsMessage};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Chunks read from the store per round trip while replaying.
 const REPLAY_PAGE: u32 = 256;
@@ -25,17 +29,41 @@ const REPLAY_PAGE: u32 = 256;
 /// clients.
 const PING_EVERY: Duration = Duration::from_secs(30);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ws/jobs/{id}", get(upgrade))
-        .route("/ws/jobs", get(events_upgrade))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upgrade))
+        .routes(routes!(events_upgrade))
+}
+
+/// A request that is not a WebSocket upgrade is a plain 400, with the
+/// error body every other refusal has.
+fn upgrade_of(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    ws.map_err(|rejection| {
+        ApiError::BadRequest(format!("a WebSocket upgrade is needed here: {rejection}"))
+    })
 }
 
 /// `WS /ws/jobs/`: every job's status changes, live. For dashboards and
 /// load generators that watch many jobs over one connection.
-async fn events_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(64 * 1024)
-        .on_upgrade(move |socket| events_session(state, socket))
+#[utoipa::path(
+    get,
+    path = "/ws/jobs",
+    tag = "live",
+    responses(
+        (status = 101, description = "Upgraded: `EventMessage`s follow"),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
+async fn events_upgrade(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    Ok(upgrade_of(ws)?
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| events_session(state, socket)))
 }
 
 async fn events_session(state: AppState, mut socket: WebSocket) {
@@ -87,13 +115,38 @@ async fn send_event(socket: &mut WebSocket, message: &EventMessage) -> Result<()
         .map_err(|_| ())
 }
 
+/// The WebSocket's query parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the document; the handler parses the pairs.
+struct StreamParams {
+    /// Replay only chunks after this seq (0: everything stored).
+    #[param(minimum = 0)]
+    since: Option<i64>,
+    /// The bearer token, for clients that cannot set headers (browsers).
+    token: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/ws/jobs/{id}",
+    tag = "live",
+    params(JobIdParam, StreamParams),
+    responses(
+        (status = 101, description = "Upgraded: `WsMessage`s follow"),
+        (status = 404, description = "No such job", body = ErrorBody),
+        Guarded,
+    ),
+    security(("bearer" = []))
+)]
 async fn upgrade(
     State(state): State<AppState>,
     JobPath(id): JobPath,
     query: QueryPairs,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let since = parse_since(&query)?;
+    let ws = upgrade_of(ws)?;
     // An unknown job is a plain 404, before any upgrade.
     state.store.get_meta(id).await?;
     Ok(ws

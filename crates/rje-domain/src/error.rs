@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One rejected field: the API answers with one of these per bad field, so a
 /// client can point at exactly what to fix.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Where a host's jobs run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostKind {
@@ -15,6 +16,7 @@ pub enum HostKind {
 }
 
 /// Whether a host key that known_hosts does not hold may be trusted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyPolicy {
@@ -36,6 +38,7 @@ impl HostKeyPolicy {
 }
 
 /// One host as `GET /hosts/` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostStatus {
     pub name: String,
@@ -53,6 +56,7 @@ pub struct HostStatus {
 }
 
 /// What this process has seen of a host's connections.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthState {
@@ -65,6 +69,7 @@ pub enum HealthState {
 }
 
 /// What this process has seen of a host.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostHealth {
     pub state: HealthState,
@@ -82,6 +87,7 @@ pub struct HostHealth {
 }
 
 /// The step of a host check that failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckStage {
@@ -93,6 +99,7 @@ pub enum CheckStage {
 }
 
 /// The answer of `POST /hosts/{name}/check/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub host: String,

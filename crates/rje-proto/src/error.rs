@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `{error, details}`: what went wrong, and for a rejected request one entry
 /// per bad field.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

@@ -5,6 +5,7 @@ use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, Status, Stream}
 use serde::{Deserialize, Serialize};
 
 /// A job as the API returns it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResponse {
     pub id: JobId,
@@ -96,6 +97,7 @@ impl From<Job> for JobResponse {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobListResponse {
     pub jobs: Vec<JobResponse>,

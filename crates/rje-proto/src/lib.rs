@@ -9,12 +9,14 @@
 mod error;
 mod job;
 mod logs;
+mod request;
 mod service;
 mod ws;
 
 pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse};
 pub use logs::{ChunkResponse, LogsResponse};
+pub use request::{EditRequest, Parameters, SubmitRequest};
 pub use service::{
     HealthResponse, HostListResponse, ReadyResponse, WorkerListResponse, WorkerResponse,
 };

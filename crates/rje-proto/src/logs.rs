@@ -5,6 +5,7 @@ use rje_domain::{Chunk, JobId, Status, Stream};
 use serde::{Deserialize, Serialize};
 
 /// One output chunk as the logs route returns it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkResponse {
     pub seq: i64,
@@ -34,6 +35,7 @@ impl From<&Chunk> for ChunkResponse {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogsResponse {
     pub job_id: JobId,

@@ -5,6 +5,7 @@ use rje_domain::{HostStatus, JobId};
 use serde::{Deserialize, Serialize};
 
 /// `GET /health/`: the process answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthResponse {
     /// Always `ok`.
@@ -12,6 +13,7 @@ pub struct HealthResponse {
 }
 
 /// `GET /ready/`: whether this process can take and run jobs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyResponse {
     /// `ready` or `unavailable`.
@@ -25,12 +27,14 @@ pub struct ReadyResponse {
 }
 
 /// `GET /workers/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerListResponse {
     pub workers: Vec<WorkerResponse>,
 }
 
 /// A live worker and the jobs it runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerResponse {
     pub id: String,
@@ -46,6 +50,7 @@ pub struct WorkerResponse {
 }
 
 /// `GET /hosts/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostListResponse {
     pub hosts: Vec<HostStatus>,

@@ -9,6 +9,7 @@ use crate::logs::is_zero;
 
 /// A WebSocket message. The original's fields are `log`, `status` and
 /// `timestamp`; the rest are rje's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WsMessage {
     /// `output` or `status`.
@@ -30,6 +31,7 @@ pub struct WsMessage {
 }
 
 /// A message of the all-jobs event stream, `WS /ws/jobs/`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum EventMessage {
@@ -52,6 +54,7 @@ pub enum EventMessage {
     Gap { missed: u64 },
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WsKind {

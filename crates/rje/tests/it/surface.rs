@@ -303,3 +303,140 @@ async fn metrics_move_when_jobs_run() {
         .unwrap();
     assert_eq!(open.status(), 200);
 }
+
+/// Every route the API serves, as the router has them (with `{id}` and
+/// `{name}` for the path parameters), with its methods.
+const ROUTES: &[(&str, &[&str])] = &[
+    ("/jobs", &["get", "post"]),
+    ("/jobs/list", &["get"]),
+    ("/jobs/{id}", &["get", "put", "patch", "delete"]),
+    ("/jobs/{id}/cancel", &["post"]),
+    ("/jobs/{id}/logs", &["get"]),
+    ("/ws/jobs", &["get"]),
+    ("/ws/jobs/{id}", &["get"]),
+    ("/workers", &["get"]),
+    ("/hosts", &["get"]),
+    ("/hosts/{name}/check", &["post"]),
+    ("/metrics", &["get"]),
+    ("/health", &["get"]),
+    ("/ready", &["get"]),
+];
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["secret".into()]).await;
+    // Readable without a token: it holds no data.
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = document["paths"].as_object().unwrap();
+    let described: std::collections::BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|key| matches!(key.as_str(), "get" | "post" | "put" | "patch" | "delete"))
+                .map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    let served: std::collections::BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |m| (path.to_string(), m.to_string()))
+        })
+        .collect();
+    assert_eq!(described, served);
+
+    // Each described operation is served: never the router's own 404 or 405.
+    let job = app.submit_command("true").await;
+    for (path, method) in &described {
+        let url = app.url(&path.replace("{id}", &job).replace("{name}", "local"));
+        let method: Method = method.to_uppercase().parse().unwrap();
+        let response = app
+            .client
+            .request(method.clone(), url)
+            .bearer_auth("secret")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(
+            status != 405 && !body.contains("no such route"),
+            "{method} {path}: {status} {body}"
+        );
+    }
+
+    // Every error an operation lists has the error body's schema.
+    let create = &paths["/jobs"]["post"]["responses"];
+    for status in ["400", "401", "408", "413", "415", "429", "503"] {
+        let schema = &create[status]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(schema, "#/components/schemas/ErrorBody", "{status}");
+    }
+    // The description tells of the WebSockets.
+    assert!(
+        document["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("/ws/jobs/{id}/")
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_loads_its_assets_from_rje() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["secret".into()]).await;
+    for path in ["/docs", "/docs/"] {
+        let page = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        let policy = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("<base href=\"/docs/\">"));
+        // Every script and style the page names comes from rje itself.
+        let assets: Vec<&str> = html
+            .split(['"', '\''])
+            .filter(|part| part.ends_with(".js") || part.ends_with(".css"))
+            .collect();
+        assert!(assets.len() >= 3, "{html}");
+        for asset in assets {
+            assert!(!asset.contains("//"), "an outside asset: {asset}");
+            let url = app.url(&format!("/docs/{}", asset.trim_start_matches("./")));
+            let response = app.client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{asset}");
+            assert!(!response.bytes().await.unwrap().is_empty(), "{asset}");
+        }
+    }
+    let initializer = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(initializer.contains("/openapi.json"));
+
+    let private = spawn_app_with(|s| {
+        s.api.tokens = vec!["secret".into()];
+        s.api.public_docs = false;
+    })
+    .await;
+    for path in ["/openapi.json", "/docs"] {
+        let response = private.client.get(private.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+}

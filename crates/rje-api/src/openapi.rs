@@ -1,0 +1,153 @@
+//! The OpenAPI 3.1 document, made from the handlers' own annotations and
+//! the wire types (`GET /openapi.json`), and the interactive page that
+//! reads it (`GET /docs/`), served from assets built into the binary.
+
+use std::sync::Arc;
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rje_proto::ErrorBody;
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::Config;
+
+use crate::AppState;
+
+/// What every route that takes a token may answer besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Read by the document only.
+pub(crate) enum Guarded {
+    /// A query parameter or the body breaks a rule; `details` names each
+    /// bad field. Also two `Authorization` headers.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Tokens are on and none valid was presented (`WWW-Authenticate:
+    /// Bearer`).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Past the rate limit; `Retry-After` says when to try again.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooManyRequests(ErrorBody),
+    /// The store cannot be reached; try again.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What a route with a JSON body may answer besides [`Guarded`].
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Read by the document only.
+pub(crate) enum WithBody {
+    /// The body did not arrive within `RJE_BODY_TIMEOUT_SECONDS`.
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
+    /// The body is larger than `RJE_MAX_BODY_BYTES`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rje",
+        description = "Remote Job Executor: queue shell commands, run them here or over SSH, \
+            stream their output.\n\nEvery path also answers with a trailing slash (`/jobs/`, as \
+            the original API wrote them). Times are RFC 3339 UTC with six fractional digits.\n\n\
+            **WebSockets** (OpenAPI cannot describe their messages): `GET /ws/jobs/{id}/` \
+            upgrades to a stream of a job's output and status messages (`WsMessage`): the \
+            stored output from `?since=SEQ` first, then live output, then the final status, \
+            then a normal close. `GET /ws/jobs/` streams every job's status changes \
+            (`EventMessage`): `ready` once subscribed, then `status` events, and `gap` when \
+            the client fell behind. Browsers pass the token as `?token=`.",
+        license(name = "MIT")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(
+        rje_proto::WsMessage,
+        rje_proto::EventMessage,
+        rje_proto::SubmitRequest,
+        rje_proto::EditRequest
+    )),
+    tags(
+        (name = "jobs", description = "Submit, list, edit, cancel and delete jobs; read their output"),
+        (name = "service", description = "Probes, workers, hosts and metrics"),
+        (name = "live", description = "WebSocket streams (see the description above)")
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// `GET /openapi.json` and the docs page, for `document`.
+pub(crate) fn router(document: Document) -> Router<AppState> {
+    let json = Arc::new(document);
+    let config = Arc::new(Config::from("/openapi.json"));
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move { Json(json.as_ref().clone()) }
+            }),
+        )
+        .route(
+            "/docs",
+            get({
+                let config = config.clone();
+                move || docs_file(String::new(), config.clone())
+            }),
+        )
+        .route(
+            "/docs/{*file}",
+            get(move |Path(file): Path<String>| docs_file(file, config.clone())),
+        )
+}
+
+/// The page's scripts and styles come from rje itself; nothing else runs.
+const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'";
+
+async fn docs_file(file: String, config: Arc<Config<'static>>) -> Response {
+    let served = match utoipa_swagger_ui::serve(&file, config) {
+        Ok(Some(served)) => served,
+        Ok(None) => return crate::ApiError::RouteNotFound.into_response(),
+        Err(err) => return crate::ApiError::Internal(err.to_string()).into_response(),
+    };
+    let mut body = served.bytes.into_owned();
+    if file.is_empty() {
+        // `/docs` and `/docs/` are one path here (trailing slashes are
+        // trimmed), so the page says where its assets are.
+        body = String::from_utf8_lossy(&body)
+            .replacen("<head>", "<head><base href=\"/docs/\">", 1)
+            .into_bytes();
+    }
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(kind) = HeaderValue::from_str(&served.content_type) {
+        headers.insert(header::CONTENT_TYPE, kind);
+    }
+    if served.gzpipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_POLICY),
+    );
+    response
+}
