@@ -28,6 +28,7 @@ pub(crate) fn workers_router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/ready",
+    operation_id = "ready",
     tag = "service",
     responses(
         (status = 200, description = "Ready", body = ReadyResponse),
@@ -75,6 +76,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse
 #[utoipa::path(
     get,
     path = "/workers",
+    operation_id = "list_workers",
     tag = "service",
     responses((status = 200, description = "Live workers", body = WorkerListResponse), Guarded),
     security(("bearer" = []))
@@ -101,6 +103,7 @@ async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListRespons
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "health",
     tag = "service",
     responses((status = 200, description = "The process answers", body = HealthResponse))
 )]

@@ -22,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/hosts",
+    operation_id = "list_hosts",
     tag = "service",
     responses((status = 200, description = "The hosts", body = HostListResponse), Guarded),
     security(("bearer" = []))
@@ -38,8 +39,9 @@ async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
 #[utoipa::path(
     post,
     path = "/hosts/{name}/check",
+    operation_id = "check_host",
     tag = "service",
-    params(("name" = String, Path, description = "A host of `GET /hosts/`")),
+    params(("name" = String, Path, description = "A host of `GET /hosts/`", example = "local")),
     responses(
         (status = 200, description = "The check ran; `ok` says how it went", body = CheckReport),
         (status = 404, description = "No such host", body = ErrorBody),

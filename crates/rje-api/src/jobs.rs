@@ -23,7 +23,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(list_alias))
-        .routes(routes!(show, edit, delete))
+        .routes(routes!(show, edit, patch, delete))
         .routes(routes!(cancel))
 }
 
@@ -46,7 +46,7 @@ struct ListParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// Jobs to skip.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     offset: Option<u64>,
     /// `tail` (default): the last `RJE_LIST_OUTPUT_BYTES` of each stream;
     /// `none`: no output.
@@ -67,6 +67,7 @@ pub(crate) struct JobIdParam {
 #[utoipa::path(
     post,
     path = "/jobs",
+    operation_id = "submit_job",
     tag = "jobs",
     request_body = SubmitRequest,
     responses(
@@ -99,6 +100,7 @@ async fn create(
 #[utoipa::path(
     get,
     path = "/jobs",
+    operation_id = "list_jobs",
     tag = "jobs",
     params(ListParams),
     responses((status = 200, description = "A page of jobs", body = JobListResponse), Guarded),
@@ -125,6 +127,7 @@ async fn list(
 #[utoipa::path(
     get,
     path = "/jobs/list",
+    operation_id = "list_jobs_original",
     tag = "jobs",
     params(ListParams),
     responses((status = 200, description = "A page of jobs", body = JobListResponse), Guarded),
@@ -141,6 +144,7 @@ async fn list_alias(
 #[utoipa::path(
     get,
     path = "/jobs/{id}",
+    operation_id = "get_job",
     tag = "jobs",
     params(JobIdParam),
     responses(
@@ -154,11 +158,37 @@ async fn show(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Res
     streamed::job_response(&state, id, StatusCode::OK).await
 }
 
+/// The same edit as `PUT`.
+#[utoipa::path(
+    patch,
+    path = "/jobs/{id}",
+    operation_id = "patch_job",
+    tag = "jobs",
+    params(JobIdParam),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The edited job", body = JobResponse),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not Queued", body = ErrorBody),
+        Guarded,
+        WithBody,
+    ),
+    security(("bearer" = []))
+)]
+async fn patch(
+    state: State<AppState>,
+    path: JobPath,
+    body: JsonObject,
+) -> Result<Json<JobResponse>, ApiError> {
+    edit(state, path, body).await
+}
+
 /// Edits a queued job (PUT and PATCH alike: a partial edit, or the whole
 /// job sent back with its other fields unchanged).
 #[utoipa::path(
-    method(put, patch),
+    put,
     path = "/jobs/{id}",
+    operation_id = "edit_job",
     tag = "jobs",
     params(JobIdParam),
     request_body = EditRequest,
@@ -198,6 +228,7 @@ async fn edit(
 #[utoipa::path(
     delete,
     path = "/jobs/{id}",
+    operation_id = "delete_job",
     tag = "jobs",
     params(JobIdParam),
     responses(
@@ -223,6 +254,7 @@ async fn delete(
 #[utoipa::path(
     post,
     path = "/jobs/{id}/cancel",
+    operation_id = "cancel_job",
     tag = "jobs",
     params(JobIdParam),
     responses(

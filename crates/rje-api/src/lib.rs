@@ -62,9 +62,9 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let mut document = guarded_doc;
     document.merge(open_doc);
     let (guarded, open) = if settings.public_docs {
-        (guarded, open.merge(openapi::router(document)))
+        (guarded, open.merge(openapi::router(document, &settings)))
     } else {
-        (guarded.merge(openapi::router(document)), open)
+        (guarded.merge(openapi::router(document, &settings)), open)
     };
     let guarded = guarded
         .fallback(error::not_found)

@@ -48,6 +48,7 @@ struct LogsParams {
 #[utoipa::path(
     get,
     path = "/jobs/{id}/logs",
+    operation_id = "job_logs",
     tag = "jobs",
     params(JobIdParam, LogsParams),
     responses(

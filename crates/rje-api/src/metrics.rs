@@ -114,6 +114,7 @@ fn describe() {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "service",
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain"),

@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rje_proto::ErrorBody;
+use serde_json::{Value, json};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
-use crate::AppState;
+use crate::{ApiSettings, AppState};
 
 /// What every route that takes a token may answer besides its own.
 #[derive(utoipa::IntoResponses)]
@@ -94,9 +95,12 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `GET /openapi.json` and the docs page, for `document`.
-pub(crate) fn router(document: Document) -> Router<AppState> {
-    let json = Arc::new(document);
+/// `GET /openapi.json` and the docs page, for `document` as this server
+/// runs it: its hosts and limits.
+pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppState> {
+    let mut json = serde_json::to_value(&document).unwrap_or_default();
+    fit_to_server(&mut json, settings);
+    let json = Arc::new(json);
     let config = Arc::new(Config::from("/openapi.json"));
     Router::new()
         .route(
@@ -117,6 +121,66 @@ pub(crate) fn router(document: Document) -> Router<AppState> {
             "/docs/{*file}",
             get(move |Path(file): Path<String>| docs_file(file, config.clone())),
         )
+}
+
+/// What only the running server knows: which hosts a job may name and the
+/// limits it was started with; and the links from a created job to what
+/// can be done with it, which stateful clients (and fuzzers) follow.
+fn fit_to_server(document: &mut Value, settings: &ApiSettings) {
+    let hosts: Vec<Value> = settings.hosts.names().map(Value::from).collect();
+    let limits = &settings.limits;
+    for request in ["SubmitRequest", "EditRequest"] {
+        let Some(properties) =
+            document.pointer_mut(&format!("/components/schemas/{request}/properties"))
+        else {
+            continue;
+        };
+        properties["host"]["enum"] = Value::from(hosts.clone());
+        properties["timeout"]["minimum"] = json!(limits.min_timeout_secs);
+        properties["timeout"]["maximum"] = json!(limits.max_timeout_secs);
+        properties["command"]["maxLength"] = json!(limits.max_command_bytes);
+    }
+    if let Some(properties) = document.pointer_mut("/components/schemas/SubmitRequest/properties") {
+        properties["max_retries"]["maximum"] = json!(limits.max_retries);
+    }
+    for list in ["/jobs", "/jobs/list"] {
+        let pointer = format!("/paths/{}/get/parameters", list.replace('/', "~1"));
+        if let Some(Value::Array(parameters)) = document.pointer_mut(&pointer) {
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == "host") {
+                parameter["schema"]["enum"] = Value::from(hosts.clone());
+            }
+        }
+    }
+    // What a type cannot say: which names an environment variable may have.
+    if let Some(env) = document.pointer_mut("/components/schemas/Parameters/properties/env") {
+        let names = json!({"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"});
+        let values = json!({"type": "string", "pattern": "^[^\\u0000]*$"});
+        match env.get_mut("oneOf").and_then(Value::as_array_mut) {
+            // `Option<map>`: the map is the non-null branch.
+            Some(branches) => {
+                for branch in branches.iter_mut().filter(|b| b["type"] == "object") {
+                    branch["propertyNames"] = names.clone();
+                    branch["additionalProperties"] = values.clone();
+                }
+            }
+            None => {
+                env["propertyNames"] = names;
+                env["additionalProperties"] = values;
+            }
+        }
+    }
+    let id = json!({"id": "$response.body#/id"});
+    let link = |operation: &str| json!({"operationId": operation, "parameters": id});
+    if let Some(created) = document.pointer_mut("/paths/~1jobs/post/responses/201") {
+        created["links"] = json!({
+            "GetJob": link("get_job"),
+            "EditJob": link("edit_job"),
+            "PatchJob": link("patch_job"),
+            "CancelJob": link("cancel_job"),
+            "JobLogs": link("job_logs"),
+            "DeleteJob": link("delete_job"),
+        });
+    }
 }
 
 /// The page's scripts and styles come from rje itself; nothing else runs.

@@ -116,9 +116,12 @@ impl ListQuery {
                     }
                 }
                 "offset" => {
+                    // A store's OFFSET is a signed 64-bit number.
                     let offset = value
                         .parse::<u64>()
-                        .map_err(|_| "must be a whole number, 0 or more".to_owned());
+                        .ok()
+                        .filter(|n| i64::try_from(*n).is_ok())
+                        .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX));
                     if let Some(offset) = errors.take("offset", offset) {
                         query.offset = offset;
                     }

@@ -201,9 +201,16 @@ pub(crate) fn parse_timeout(value: &Value, limits: &Limits) -> Result<u32, Strin
 
 fn parse_bounded_int(value: &Value, min: u32, max: u32) -> Result<u32, String> {
     let out_of_range = || format!("must be a whole number from {min} to {max}");
-    let number = value.as_i64().ok_or_else(out_of_range)?;
-    u32::try_from(number)
-        .ok()
+    // JSON does not tell 1 from 1.0, and JSON Schema's `integer` takes
+    // both: a whole number written with a fraction is still whole.
+    let whole = value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u32::try_from(n).ok())
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(out_of_range)
 }
@@ -285,6 +292,14 @@ mod tests {
         let err = parse(json!({ "command": long })).unwrap_err();
         assert!(err.details[0].message.contains("limit"));
         assert!(parse(json!({"command": "a\u{0}b"})).is_err());
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_fraction() {
+        let job = parse(json!({"command": "x", "timeout": 5.0, "max_retries": 0.0})).unwrap();
+        assert_eq!((job.timeout(), job.max_retries()), (5, 0));
+        assert!(parse(json!({"command": "x", "timeout": 5.5})).is_err());
+        assert!(parse(json!({"command": "x", "timeout": -1.0})).is_err());
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub struct ExecParameters {
 impl ExecParameters {
     fn from_parameters(parameters: &Value) -> Result<Self, String> {
         let mut exec = ExecParameters::default();
-        if let Some(env) = parameters.get("env") {
+        // Null is absent, as for the request's own fields.
+        let field = |name: &str| parameters.get(name).filter(|value| !value.is_null());
+        if let Some(env) = field("env") {
             let env = env
                 .as_object()
                 .ok_or("parameters.env must be an object of strings")?;
@@ -107,14 +109,14 @@ impl ExecParameters {
                 exec.env.push((name.clone(), value.to_owned()));
             }
         }
-        if let Some(cwd) = parameters.get("cwd") {
+        if let Some(cwd) = field("cwd") {
             let cwd = cwd.as_str().ok_or("parameters.cwd must be a string")?;
             if !cwd.starts_with('/') || cwd.contains('\0') {
                 return Err("parameters.cwd must be an absolute path".into());
             }
             exec.cwd = Some(cwd.to_owned());
         }
-        if let Some(allow) = parameters.get("allow_daemons") {
+        if let Some(allow) = field("allow_daemons") {
             exec.allow_daemons = allow
                 .as_bool()
                 .ok_or("parameters.allow_daemons must be true or false")?;

@@ -20,7 +20,7 @@ pub struct SubmitRequest {
         feature = "openapi",
         schema(
             min_length = 1,
-            max_length = 16384,
+            max_length = 65536,
             pattern = r"^[^\x00]*[^\x00\s][^\x00]*$"
         )
     )]
@@ -59,7 +59,7 @@ pub struct EditRequest {
         feature = "openapi",
         schema(
             min_length = 1,
-            max_length = 16384,
+            max_length = 65536,
             pattern = r"^[^\x00]*[^\x00\s][^\x00]*$"
         )
     )]

@@ -304,16 +304,17 @@ async fn metrics_move_when_jobs_run() {
     assert_eq!(open.status(), 200);
 }
 
-/// Every route the API serves, as the router has them (with `{id}` and
-/// `{name}` for the path parameters), with its methods.
+/// The WebSocket routes, which the document describes in prose.
+const WEBSOCKETS: &[&str] = &["/ws/jobs/{id}/", "/ws/jobs/"];
+
+/// Every other route the API serves, as the router has them (with `{id}`
+/// and `{name}` for the path parameters), with its methods.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/jobs", &["get", "post"]),
     ("/jobs/list", &["get"]),
     ("/jobs/{id}", &["get", "put", "patch", "delete"]),
     ("/jobs/{id}/cancel", &["post"]),
     ("/jobs/{id}/logs", &["get"]),
-    ("/ws/jobs", &["get"]),
-    ("/ws/jobs/{id}", &["get"]),
     ("/workers", &["get"]),
     ("/hosts", &["get"]),
     ("/hosts/{name}/check", &["post"]),
@@ -383,13 +384,33 @@ async fn the_openapi_document_describes_every_route() {
         let schema = &create[status]["content"]["application/json"]["schema"]["$ref"];
         assert_eq!(schema, "#/components/schemas/ErrorBody", "{status}");
     }
-    // The description tells of the WebSockets.
-    assert!(
-        document["info"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("/ws/jobs/{id}/")
-    );
+    // The description tells of the WebSockets, which answer a request that
+    // is not an upgrade with the JSON error.
+    let description = document["info"]["description"].as_str().unwrap();
+    for path in WEBSOCKETS {
+        assert!(description.contains(path), "{path}");
+        let response = app
+            .client
+            .get(app.url(&path.replace("{id}", &job)))
+            .bearer_auth("secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("WebSocket upgrade")
+        );
+    }
+    // The server's own hosts and limits, and links from a created job.
+    let submit = &document["components"]["schemas"]["SubmitRequest"]["properties"];
+    assert_eq!(submit["host"]["enum"], serde_json::json!(["local"]));
+    assert_eq!(submit["timeout"]["maximum"], 604800);
+    let links = &paths["/jobs"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["GetJob"]["operationId"], "get_job");
 }
 
 #[tokio::test]
