@@ -66,6 +66,9 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     } else {
         (guarded.merge(openapi::router(document, &settings)), open)
     };
+    // Each part answers a known path with the wrong method with the JSON
+    // error; the fallback covers only the routes already in a router.
+    let open = open.method_not_allowed_fallback(error::method_not_allowed);
     let guarded = guarded
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
