@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 VENV="${SCHEMATHESIS_VENV:-target/schemathesis-venv}"
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-60}"
 SEED="${SCHEMATHESIS_SEED:-20261129}"
-RJE_BIN="${RJE_BIN:-target/debug/rje}"
+RJE_BIN="${RJE_BIN:-${CARGO_TARGET_DIR:-target}/debug/rje}"
 TOKEN="schemathesis-token"
 
 if [ ! -x "$VENV/bin/schemathesis" ]; then
@@ -29,14 +29,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A server of its own: a fresh database, no SSH hosts, short grace times.
-env -u RJE_SSH_HOST -u EC2_HOST -u RJE_HOSTS_FILE -u RJE_REDIS_URL -u REDIS_URL \
+# A server of its own: a fresh database, no SSH hosts, short grace times,
+# and a scratch directory to run in: the fuzzer's commands really run.
+RJE_BIN="$(realpath "$RJE_BIN")"
+(cd "$WORK" && exec env -u RJE_SSH_HOST -u EC2_HOST -u RJE_HOSTS_FILE -u RJE_REDIS_URL -u REDIS_URL \
   RJE_BIND=127.0.0.1:0 \
   RJE_DATABASE_URL="sqlite://$WORK/rje.db" \
   RJE_API_TOKENS="$TOKEN" \
   RJE_KILL_GRACE_SECONDS=1 \
   RUST_LOG=warn \
-  "$RJE_BIN" serve > "$WORK/stdout" 2> "$WORK/stderr" &
+  "$RJE_BIN" serve > "$WORK/stdout" 2> "$WORK/stderr") &
 RJE_PID=$!
 for _ in $(seq 1 100); do
   grep -q '^rje listening on ' "$WORK/stdout" 2>/dev/null && break

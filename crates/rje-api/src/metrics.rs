@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use rje_domain::{Priority, Status};
+use rje_domain::{HostKind, Priority, Status};
 
 use crate::openapi::Guarded;
 use crate::{ApiError, AppState};
@@ -138,7 +138,12 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
             metrics::gauge!(name, "priority" => priority.as_str()).set(jobs as f64);
         }
     }
-    for host in state.hosts.list() {
+    for host in state
+        .hosts
+        .list()
+        .into_iter()
+        .filter(|h| h.kind == HostKind::Ssh)
+    {
         let health = &host.health;
         let name = host.name.clone();
         metrics::gauge!("rje_ssh_connections", "host" => name.clone())

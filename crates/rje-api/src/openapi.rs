@@ -169,6 +169,30 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings) {
             }
         }
     }
+    // Stores keep parameters as JSON text without NUL (PostgreSQL refuses
+    // it), so no key or string anywhere in them may hold one.
+    let no_nul = json!({"pattern": "^[^\\u0000]*$"});
+    if let Some(schemas) = document.pointer_mut("/components/schemas") {
+        schemas["JsonWithoutNul"] = json!({
+            "description": "Any JSON value without a NUL character in a key or a string.",
+            "anyOf": [
+                {"type": "null"},
+                {"type": "boolean"},
+                {"type": "number"},
+                {"type": "string", "pattern": "^[^\\u0000]*$"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/JsonWithoutNul"}},
+                {
+                    "type": "object",
+                    "propertyNames": no_nul,
+                    "additionalProperties": {"$ref": "#/components/schemas/JsonWithoutNul"}
+                }
+            ]
+        });
+    }
+    if let Some(parameters) = document.pointer_mut("/components/schemas/Parameters") {
+        parameters["propertyNames"] = no_nul.clone();
+        parameters["additionalProperties"] = json!({"$ref": "#/components/schemas/JsonWithoutNul"});
+    }
     let id = json!({"id": "$response.body#/id"});
     let link = |operation: &str| json!({"operationId": operation, "parameters": id});
     if let Some(created) = document.pointer_mut("/paths/~1jobs/post/responses/201") {

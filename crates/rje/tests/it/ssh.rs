@@ -9,7 +9,9 @@ use rje_testkit::TestSshd;
 use rje_testkit::sshd::new_key;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id_of, live_processes_in_group, seq_text, spawn_app_with};
+use crate::helpers::{
+    TestApp, id_of, live_processes_in_group, scrape, seq_text, spawn_app_with, total,
+};
 
 fn host(sshd: &TestSshd, name: &str) -> HostConfig {
     HostConfig {
@@ -180,6 +182,26 @@ async fn hosts_are_listed_and_checked() {
         .map(|h| h["health"]["state"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(states, ["up", "up", "down"]);
+    assert_eq!(body["hosts"][2]["health"]["connect_failures"], 1);
+
+    // The pools as Prometheus sees them: SSH hosts only.
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let samples = scrape(&text);
+    assert_eq!(
+        total(
+            &samples,
+            "rje_ssh_connect_failures_total",
+            &["host=\"broken\""]
+        ),
+        1.0
+    );
+    assert!(samples.contains_key("rje_ssh_connections{host=\"box\"}"));
+    assert!(samples.contains_key("rje_ssh_channels_in_use{host=\"box\"}"));
+    assert!(
+        !samples
+            .keys()
+            .any(|k| k.contains("host=\"local\"") && k.starts_with("rje_ssh"))
+    );
 }
 
 #[tokio::test]

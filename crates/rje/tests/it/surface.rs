@@ -231,10 +231,7 @@ async fn metrics_of(app: &TestApp) -> Samples {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = response.text().await.unwrap();
-    assert!(
-        text.contains("# TYPE rje_jobs_finished_total counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE rje_jobs_queued gauge"), "{text}");
     scrape(&text)
 }
 
@@ -249,6 +246,9 @@ async fn metrics_move_when_jobs_run() {
     let blocked = app.submit_command("sleep 300").await;
     app.wait_started(&blocked).await;
     let after = metrics_of(&app).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("# TYPE rje_jobs_finished_total counter"));
+    assert!(text.contains("# TYPE rje_job_duration_seconds histogram"));
 
     let moved =
         |name: &str, labels: &[&str]| total(&after, name, labels) - total(&before, name, labels);
@@ -275,9 +275,10 @@ async fn metrics_move_when_jobs_run() {
     );
     assert_eq!(total(&after, "rje_jobs_queued", &[]), 0.0);
     assert!(
-        after
+        !after
             .keys()
-            .any(|k| k.starts_with("rje_ssh_connections{host=\"local\""))
+            .any(|k| k.starts_with("rje_ssh_connections{host=\"local\"")),
+        "the local host is not an SSH host"
     );
     assert!(
         after
