@@ -8,16 +8,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rje_bus::{JobEvent, Received};
 use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob, Priority, Status};
+use rje_proto::{EditRequest, ErrorBody, JobListResponse, JobResponse, SubmitRequest};
 use rje_store::CancelOutcome;
 use tokio::time::timeout;
-
-use crate::extract::{JobPath, JsonObject, QueryPairs};
-use crate::{ApiError, AppState, streamed};
-use rje_proto::{EditRequest, ErrorBody, JobListResponse, JobResponse, SubmitRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::extract::{JobPath, JsonObject, QueryPairs};
 use crate::openapi::{Guarded, WithBody};
+use crate::{ApiError, AppState, streamed};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -6,15 +6,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use rje_domain::{Stream, ValidationError};
-
-use crate::extract::{JobPath, QueryPairs, parse_since};
-use crate::{ApiError, AppState, streamed};
 use rje_proto::{ChunkResponse, ErrorBody, LogsResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::jobs::JobIdParam;
 use crate::openapi::Guarded;
+use crate::{ApiError, AppState, streamed};
 
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 1000;

@@ -3,17 +3,18 @@
 //! 20 MB of output costs the server a page of chunks at a time, whatever the
 //! number of such requests at once.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream as FuturesStream};
 use rje_domain::{JobId, Stream};
+use rje_proto::JobResponse;
 use rje_store::{Jobs, StoreError};
-use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::{ApiError, AppState};
-use rje_proto::JobResponse;
 
 /// Chunks read from the store per step: at most 16 × 64 KiB of text.
 const CHUNKS_PER_STEP: u32 = 16;

@@ -7,18 +7,18 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use axum::routing::get;
 use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, JobId, Status};
+use rje_proto::{EventMessage, WsMessage};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::metrics::Subscriber;
 use crate::{ApiError, AppState};
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::routing::get;
-use rje_proto::{EventMessage, WsMessage};
-use utoipa_axum::router::OpenApiRouter;
 
 /// Chunks read from the store per round trip while replaying.
 const REPLAY_PAGE: u32 = 256;

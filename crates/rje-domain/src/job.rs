@@ -4,10 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::parameters::JobParameters;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::parameters::JobParameters;
 
 /// A job's identity. UUIDs, as in the original system, so ids can be made
 /// anywhere without coordination.

@@ -1,7 +1,6 @@
 //! Configuration: flags, then environment variables (and `.env`), then
 //! defaults. clap reads the environment, so a flag always wins.
 
-use crate::http::ConnectionLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use rje_api::{ApiSettings, RateLimit};
 use rje_domain::Limits;
 use rje_ssh::{Inventory, ProcessEnv};
 use rje_worker::WorkerConfig;
+
+use crate::http::ConnectionLimits;
 
 /// Everything `rje serve` can be told.
 #[derive(Debug, Clone, Args)]
