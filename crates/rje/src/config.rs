@@ -216,6 +216,13 @@ fn list<T>(
         .collect()
 }
 
+/// A proxy: an address, or a CIDR network of them.
+fn proxy(item: &str) -> Result<ipnet::IpNet, String> {
+    item.parse::<ipnet::IpNet>()
+        .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{item:?} is not an address or a CIDR network"))
+}
+
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.
 fn origin(item: &str) -> Result<HeaderValue, String> {
     let refuse = || format!("{item:?} is not an origin like https://ops.example.com");
@@ -339,11 +346,7 @@ impl ServeArgs {
                 self.rate_limit_burst,
                 self.bind.ip().is_loopback(),
             )?,
-            trusted_proxies: list("RJE_TRUSTED_PROXIES", &self.trusted_proxies, |item| {
-                item.parse::<ipnet::IpNet>()
-                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| format!("{item:?} is not an address or a CIDR network"))
-            })?,
+            trusted_proxies: list("RJE_TRUSTED_PROXIES", &self.trusted_proxies, proxy)?,
             cors_origins: list("RJE_CORS_ORIGINS", &self.cors_origins, origin)?,
             public_docs: self.public_docs,
             public_metrics: self.public_metrics,
@@ -404,6 +407,47 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits_are_off_on_loopback_and_on_beyond_it_by_default() {
+        assert_eq!(rate_limit(None, 100, true).unwrap(), None);
+        assert_eq!(
+            rate_limit(None, 100, false).unwrap(),
+            Some(RateLimit {
+                per_second: DEFAULT_RATE_PER_SECOND,
+                burst: 100
+            })
+        );
+        assert_eq!(rate_limit(Some(0.0), 100, false).unwrap(), None, "0 is off");
+        assert_eq!(
+            rate_limit(Some(5.0), 10, true).unwrap(),
+            Some(RateLimit {
+                per_second: 5.0,
+                burst: 10
+            }),
+            "asked for, on loopback too"
+        );
+        assert!(rate_limit(Some(-1.0), 10, true).is_err());
+        assert!(rate_limit(Some(f64::NAN), 10, true).is_err());
+    }
+
+    #[test]
+    fn origins_and_proxies_are_checked() {
+        let origins = list(
+            "RJE_CORS_ORIGINS",
+            " https://a.example , http://b:3000",
+            origin,
+        )
+        .unwrap();
+        assert_eq!(origins, ["https://a.example", "http://b:3000"]);
+        for bad in ["a.example", "https://a.example/path", "ftp://a", "https://"] {
+            assert!(list("RJE_CORS_ORIGINS", bad, origin).is_err(), "{bad}");
+        }
+        let proxies = list("RJE_TRUSTED_PROXIES", "10.0.0.0/8, ::1", proxy).unwrap();
+        assert_eq!(proxies.len(), 2);
+        assert!(proxies[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(list("RJE_TRUSTED_PROXIES", "10.0.0.0/33", proxy).is_err());
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -80,7 +80,9 @@ async fn cancelling_a_running_job_kills_its_process_group() {
         .submit_command("trap '' TERM; sleep 300 & sleep 300 & echo up; wait")
         .await;
     let started = app
-        .wait_for(&id, "printing", |job| job["stdout"] == "up\n")
+        .wait_for(&id, "printing", |job| {
+            job["stdout"] == "up\n" && job["remote_process_id"].is_string()
+        })
         .await;
     let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
     assert!(!live_processes_in_group(&pgid).is_empty());

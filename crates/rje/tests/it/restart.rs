@@ -124,8 +124,12 @@ async fn jobs_survive_a_restart_and_a_killed_run_is_settled() {
     let finished = first.submit("echo kept").await;
     first.wait_for(&finished, is_final).await;
     let interrupted = first.submit("echo begun; sleep 300").await;
+    // A GET reads the job's state, then its output: wait for both, since
+    // the two are not one snapshot.
     let running = first
-        .wait_for(&interrupted, |job| job["stdout"] == "begun\n")
+        .wait_for(&interrupted, |job| {
+            job["stdout"] == "begun\n" && job["remote_process_id"].is_string()
+        })
         .await;
     let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
     let waiting = first.submit("echo after restart").await;
