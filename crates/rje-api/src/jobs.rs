@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{JobPath, JsonObject, QueryPairs};
-use crate::openapi::{Guarded, WithBody};
+use crate::openapi::{EditAnswers, Guarded, WithBody};
 use crate::{ApiError, AppState, streamed};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -165,13 +165,7 @@ async fn show(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Res
     tag = "jobs",
     params(JobIdParam),
     request_body = EditRequest,
-    responses(
-        (status = 200, description = "The edited job", body = JobResponse),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "The job is not Queued", body = ErrorBody),
-        Guarded,
-        WithBody,
-    ),
+    responses(EditAnswers, Guarded, WithBody),
     security(("bearer" = []))
 )]
 async fn patch(
@@ -191,13 +185,7 @@ async fn patch(
     tag = "jobs",
     params(JobIdParam),
     request_body = EditRequest,
-    responses(
-        (status = 200, description = "The edited job", body = JobResponse),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "The job is not Queued", body = ErrorBody),
-        Guarded,
-        WithBody,
-    ),
+    responses(EditAnswers, Guarded, WithBody),
     security(("bearer" = []))
 )]
 async fn edit(

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rje_proto::ErrorBody;
+use rje_proto::{ErrorBody, JobResponse};
 use serde_json::{Value, json};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -51,6 +51,23 @@ pub(crate) enum WithBody {
     /// The body is not `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+}
+
+/// What an edit answers (PUT and PATCH alike) besides [`Guarded`] and
+/// [`WithBody`].
+#[derive(utoipa::IntoResponses)]
+// Never built, so its variants' sizes do not matter.
+#[allow(dead_code, clippy::large_enum_variant)] // Read by the document only.
+pub(crate) enum EditAnswers {
+    /// The edited job.
+    #[response(status = 200)]
+    Edited(JobResponse),
+    /// No such job.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The job is not Queued (the detail names its status).
+    #[response(status = 409)]
+    NotQueued(ErrorBody),
 }
 
 #[derive(OpenApi)]
