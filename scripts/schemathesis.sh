@@ -49,6 +49,9 @@ BASE="$(sed -n 's/^rje listening on //p' "$WORK/stdout")"
 [ -n "$BASE" ] || { echo "rje did not start"; cat "$WORK/stderr"; exit 1; }
 echo "schemathesis against $BASE (seed $SEED, up to $EXAMPLES examples per operation)"
 
+# From the scratch directory: schemathesis keeps a cache where it runs.
+VENV="$(realpath "$VENV")"
+cd "$WORK"
 "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
   --url "$BASE" \
   --header "Authorization: Bearer $TOKEN" \
