@@ -75,12 +75,24 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-/// Compares against every token in constant time, so that timing reveals
-/// neither which token nor how much of one matched.
-pub(crate) fn is_valid(tokens: &[String], presented: &str) -> bool {
-    tokens.iter().fold(false, |found, token| {
-        found | bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
-    })
+fn is_valid(tokens: &[String], presented: &str) -> bool {
+    token_index(tokens, presented).is_some()
+}
+
+/// The place of `presented` among the tokens. Every token is compared, in
+/// constant time, so that timing reveals neither which token nor how much
+/// of one matched.
+pub(crate) fn token_index(tokens: &[String], presented: &str) -> Option<usize> {
+    tokens
+        .iter()
+        .enumerate()
+        .fold(None, |found, (index, token)| {
+            if bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
+                Some(index)
+            } else {
+                found
+            }
+        })
 }
 
 #[cfg(test)]

@@ -14,13 +14,12 @@ use axum::response::IntoResponse;
 use governor::clock::QuantaInstant;
 use governor::middleware::NoOpMiddleware;
 use ipnet::IpNet;
-use subtle::ConstantTimeEq;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder, SharedRateLimiter};
 use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
 
 use crate::ApiError;
-use crate::auth::presented_token;
+use crate::auth::{presented_token, token_index};
 use crate::state::RateLimit;
 
 /// Whose budget a request spends.
@@ -44,17 +43,6 @@ impl ClientKeys {
             tokens: tokens.into(),
             trusted_proxies: trusted_proxies.into(),
         }
-    }
-
-    fn token_index(&self, presented: &str) -> Option<usize> {
-        // Every token is compared, so timing does not tell which matched.
-        let mut found = None;
-        for (index, token) in self.tokens.iter().enumerate() {
-            if bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
-                found = Some(index);
-            }
-        }
-        found
     }
 
     fn is_trusted(&self, address: IpAddr) -> bool {
@@ -97,10 +85,12 @@ impl KeyExtractor for ClientKeys {
 
     fn extract<T>(&self, request: &Request<T>) -> Result<ClientKey, GovernorError> {
         let token = presented_token(request).ok().flatten();
-        Ok(match token.and_then(|token| self.token_index(&token)) {
-            Some(index) => ClientKey::Token(index),
-            None => ClientKey::Address(self.client_address(request)),
-        })
+        Ok(
+            match token.and_then(|token| token_index(&self.tokens, &token)) {
+                Some(index) => ClientKey::Token(index),
+                None => ClientKey::Address(self.client_address(request)),
+            },
+        )
     }
 }
 

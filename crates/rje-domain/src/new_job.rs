@@ -24,7 +24,7 @@ pub struct NewJob {
 
 /// Fields the server owns. Naming one in a request is a mistake worth
 /// telling the client about rather than ignoring.
-pub(crate) const READ_ONLY_FIELDS: &[&str] = &[
+const READ_ONLY_FIELDS: &[&str] = &[
     "id",
     "status",
     "stdout",

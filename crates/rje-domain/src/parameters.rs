@@ -2,7 +2,6 @@
 //! change how the command runs. Read once, when a job is submitted or
 //! edited, and carried from there to the executor.
 
-use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::limits::Limits;
@@ -61,12 +60,6 @@ impl JobParameters {
     /// What changes how the command runs.
     pub fn exec(&self) -> &ExecParameters {
         &self.exec
-    }
-}
-
-impl Serialize for JobParameters {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
     }
 }
 
@@ -163,10 +156,6 @@ mod tests {
         assert_eq!(parameters.exec().cwd.as_deref(), Some("/tmp"));
         assert!(!parameters.exec().allow_daemons);
         assert_eq!(parameters.json()["ticket"], 42);
-        assert_eq!(
-            serde_json::to_value(&parameters).unwrap(),
-            *parameters.json()
-        );
     }
 
     #[test]

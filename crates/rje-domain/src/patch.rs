@@ -9,7 +9,7 @@ use crate::hosts::HostNames;
 use crate::job::{Job, Priority};
 use crate::limits::Limits;
 use crate::new_job::{
-    READ_ONLY_FIELDS, as_object, optional, parse_command, parse_host, parse_priority, parse_timeout,
+    as_object, optional, parse_command, parse_host, parse_priority, parse_timeout,
 };
 use crate::parameters::JobParameters;
 use crate::wire_time;
@@ -27,17 +27,6 @@ pub struct JobPatch {
 }
 
 const EDITABLE_FIELDS: &[&str] = &["command", "timeout", "priority", "parameters", "host"];
-
-/// Fields a job shows that an edit cannot change: the server's own, the
-/// ones fixed at submit, and those rje adds to answers.
-const FIXED_FIELDS: &[&str] = &[
-    "max_retries",
-    "streaming",
-    "stdout_truncated",
-    "stderr_truncated",
-    "stdout_bytes",
-    "stderr_bytes",
-];
 
 impl JobPatch {
     /// Validates an edit of `current`. A field the edit cannot change may
@@ -108,23 +97,21 @@ fn check_fixed_fields(fields: &Map<String, Value>, current: &Job, errors: &mut C
         if EDITABLE_FIELDS.contains(&name.as_str()) {
             continue;
         }
-        let fixed =
-            READ_ONLY_FIELDS.contains(&name.as_str()) || FIXED_FIELDS.contains(&name.as_str());
-        if !fixed {
-            errors.push(name, "is not a known field");
-            continue;
-        }
-        if !matches!(shown_value(current, name), Some(now) if same_value(sent, &now)) {
-            errors.push(
+        match shown_value(current, name) {
+            None => errors.push(name, "is not a known field"),
+            Some(shown) if same_value(sent, &shown) => {}
+            Some(_) => errors.push(
                 name,
                 "cannot be changed by an edit (send it unchanged, or leave it out)",
-            );
+            ),
         }
     }
 }
 
 /// What a job shows for a field an edit cannot change, as the API writes
-/// it. Only queued jobs can be edited: they have no output yet.
+/// it: the server's own fields, those fixed at submit and those rje adds
+/// to answers; `None` for a field a job does not have. Only queued jobs
+/// can be edited: they have no output yet.
 fn shown_value(job: &Job, field: &str) -> Option<Value> {
     let time = |at: &Option<DateTime<Utc>>| match at {
         Some(at) => json!(wire_time::format(at)),
