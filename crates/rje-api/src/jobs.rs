@@ -7,8 +7,12 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rje_bus::{JobEvent, Received};
-use rje_domain::{JobId, JobPatch, ListOutput, ListQuery, NewJob, Priority, Status};
-use rje_proto::{EditRequest, ErrorBody, JobListResponse, JobResponse, SubmitRequest};
+use rje_domain::{
+    JobId, JobPatch, ListOutput, ListQuery, NewJob, Priority, Status, ValidationError,
+};
+use rje_proto::{
+    EditRequest, ErrorBody, JobListResponse, JobResponse, JobStatsResponse, SubmitRequest,
+};
 use rje_store::CancelOutcome;
 use tokio::time::timeout;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +26,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(list_alias))
+        .routes(routes!(stats))
         .routes(routes!(show, edit, patch, delete))
         .routes(routes!(cancel))
 }
@@ -37,6 +42,10 @@ struct ListParams {
     priority: Option<Priority>,
     /// Only jobs on this host (a name of `GET /hosts/`).
     host: Option<String>,
+    /// Only jobs whose command contains this text (ASCII case ignored;
+    /// `%` and `_` match only themselves).
+    #[param(max_length = 200, pattern = "^[^\\x00]*$")]
+    search: Option<String>,
     /// `created_at` (default), `started_at`, `completed_at` or `priority`;
     /// a leading `-` sorts descending (the default is `-created_at`).
     #[param(pattern = "^-?(created_at|started_at|completed_at|priority)$")]
@@ -49,6 +58,18 @@ struct ListParams {
     offset: Option<u64>,
     /// `tail` (default): the last `RJE_LIST_OUTPUT_BYTES` of each stream;
     /// `none`: no output.
+    #[param(pattern = "^(tail|none)$")]
+    output: Option<String>,
+}
+
+/// How much output a single job's answer carries.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the document; the handler parses the pairs.
+struct ShowParams {
+    /// Absent (the original's answer): the whole output. `tail`: the last
+    /// `RJE_LIST_OUTPUT_BYTES` of each stream, as lists carry it; `none`:
+    /// no output, only the sizes (`stdout_bytes`, `stderr_bytes`).
     #[param(pattern = "^(tail|none)$")]
     output: Option<String>,
 }
@@ -139,13 +160,14 @@ async fn list_alias(
     list(state, query).await
 }
 
-/// A job with its whole output, streamed from the store.
+/// A job with its whole output, streamed from the store; `?output=` asks
+/// for less.
 #[utoipa::path(
     get,
     path = "/jobs/{id}",
     operation_id = "get_job",
     tag = "jobs",
-    params(JobIdParam),
+    params(JobIdParam, ShowParams),
     responses(
         (status = 200, description = "The job", body = JobResponse),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -153,8 +175,46 @@ async fn list_alias(
     ),
     security(("bearer" = []))
 )]
-async fn show(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
-    streamed::job_response(&state, id, StatusCode::OK).await
+async fn show(
+    State(state): State<AppState>,
+    JobPath(id): JobPath,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let tail_bytes = match query.get("output").map(str::parse::<ListOutput>) {
+        None => return streamed::job_response(&state, id, StatusCode::OK).await,
+        Some(Err(message)) => return Err(ValidationError::field("output", message).into()),
+        Some(Ok(ListOutput::Tail)) => state.settings.list_output_bytes,
+        Some(Ok(ListOutput::None)) => 0,
+    };
+    let job = state.store.get_listed(id, tail_bytes).await?;
+    Ok(Json(JobResponse::from(job)).into_response())
+}
+
+/// How many jobs there are in each status, and how many are queued and
+/// running at each priority: the figures a dashboard shows on top.
+#[utoipa::path(
+    get,
+    path = "/jobs/stats",
+    operation_id = "job_stats",
+    tag = "jobs",
+    responses((status = 200, description = "The counts", body = JobStatsResponse), Guarded),
+    security(("bearer" = []))
+)]
+async fn stats(State(state): State<AppState>) -> Result<Json<JobStatsResponse>, ApiError> {
+    let mut stats = JobStatsResponse::default();
+    for (status, jobs) in state.store.count_by_status().await? {
+        *stats.by_status.slot(status) = jobs;
+        stats.total += jobs;
+    }
+    for active in state.store.count_active().await? {
+        let by_priority = match active.status {
+            Status::Queued => &mut stats.queued_by_priority,
+            Status::Running => &mut stats.running_by_priority,
+            _ => continue,
+        };
+        *by_priority.slot(active.priority) = active.jobs;
+    }
+    Ok(Json(stats))
 }
 
 /// The same edit as `PUT`.

@@ -40,6 +40,10 @@ struct LogsParams {
     limit: Option<u32>,
     /// Only this stream.
     stream: Option<Stream>,
+    /// Only the last this many chunks (after `since`): the end of a long
+    /// output without reading the rest. `next_since` then follows on.
+    #[param(minimum = 1, maximum = 1000)]
+    last: Option<u32>,
 }
 
 /// A job's stored output: pages of chunks as JSON, or the whole text with
@@ -68,19 +72,8 @@ async fn logs(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let since = parse_since(&query)?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ValidationError::field(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = page_size(&query, "limit")?.unwrap_or(DEFAULT_PAGE);
+    let last = page_size(&query, "last")?;
     let stream = match query.get("stream") {
         None => None,
         Some("stdout") => Some(Stream::Stdout),
@@ -94,6 +87,33 @@ async fn logs(
     let job = state.store.get_meta(id).await?;
     if wants_text(&headers) {
         return Ok(streamed::text_response(&state, id, since, stream));
+    }
+    if let Some(last) = last {
+        let page = state
+            .store
+            .read_output_last(id, since, last, stream)
+            .await?;
+        // The same byte bound as a forward page, kept from the end.
+        let mut bytes = 0usize;
+        let keep = page
+            .chunks
+            .iter()
+            .rev()
+            .take_while(|chunk| {
+                bytes += chunk.text.len();
+                bytes <= PAGE_BYTES
+            })
+            .count()
+            .max(1);
+        let chunks = &page.chunks[page.chunks.len().saturating_sub(keep)..];
+        return Ok(Json(LogsResponse {
+            job_id: id,
+            status: job.status,
+            next_since: chunks.last().map_or(since, |chunk| chunk.seq),
+            chunks: chunks.iter().map(ChunkResponse::from).collect(),
+            complete: job.status.is_final(),
+        })
+        .into_response());
     }
     let mut chunks = Vec::new();
     let (mut bytes, mut read) = (0usize, 0u32);
@@ -129,6 +149,21 @@ async fn logs(
         complete,
     })
     .into_response())
+}
+
+/// A count of chunks from 1 to [`MAX_PAGE`], if the query names one.
+fn page_size(query: &QueryPairs, name: &str) -> Result<Option<u32>, ApiError> {
+    let Some(text) = query.get(name) else {
+        return Ok(None);
+    };
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ValidationError::field(name, format!("must be a whole number from 1 to {MAX_PAGE}"))
+                .into()
+        })
 }
 
 fn wants_text(headers: &HeaderMap) -> bool {

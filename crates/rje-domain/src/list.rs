@@ -16,6 +16,18 @@ pub enum ListOutput {
     None,
 }
 
+impl std::str::FromStr for ListOutput {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "tail" => Ok(ListOutput::Tail),
+            "none" => Ok(ListOutput::None),
+            _ => Err("must be tail or none".to_owned()),
+        }
+    }
+}
+
 /// The columns a job list may be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderField {
@@ -69,6 +81,8 @@ pub struct ListQuery {
     pub status: Option<Status>,
     pub priority: Option<Priority>,
     pub host: Option<String>,
+    /// Only jobs whose command contains this text, ignoring ASCII case.
+    pub search: Option<String>,
     pub ordering: Ordering,
     pub output: ListOutput,
 }
@@ -81,6 +95,7 @@ impl Default for ListQuery {
             status: None,
             priority: None,
             host: None,
+            search: None,
             ordering: Ordering::DEFAULT,
             output: ListOutput::Tail,
         }
@@ -90,6 +105,25 @@ impl Default for ListQuery {
 impl ListQuery {
     pub const DEFAULT_LIMIT: u32 = 10;
     pub const MAX_LIMIT: u32 = 100;
+    /// A search is a few words typed into a box, not a document.
+    pub const MAX_SEARCH_CHARS: usize = 200;
+
+    /// The search as a SQL `LIKE` pattern with `\\` as its escape: the
+    /// text's own `%`, `_` and `\\` match only themselves.
+    pub fn search_pattern(&self) -> Option<String> {
+        self.search.as_deref().map(|text| {
+            let mut pattern = String::with_capacity(text.len() + 2);
+            pattern.push('%');
+            for c in text.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
 
     /// Validates query parameters. Parameters it does not know are ignored,
     /// as web APIs conventionally do (cache busters, tokens). A `host`
@@ -139,13 +173,25 @@ impl ListQuery {
                     };
                     query.host = errors.take("host", host);
                 }
-                "output" => {
-                    let output = match value {
-                        "tail" => Ok(ListOutput::Tail),
-                        "none" => Ok(ListOutput::None),
-                        _ => Err("must be tail or none".to_owned()),
+                "search" => {
+                    let search = if value.contains('\0') {
+                        Err("must not contain a NUL byte".to_owned())
+                    } else if value.chars().count() > Self::MAX_SEARCH_CHARS {
+                        Err(format!(
+                            "must be at most {} characters",
+                            Self::MAX_SEARCH_CHARS
+                        ))
+                    } else {
+                        Ok(value.trim())
                     };
-                    if let Some(output) = errors.take("output", output) {
+                    // An emptied search box searches for nothing.
+                    query.search = errors
+                        .take("search", search)
+                        .filter(|text| !text.is_empty())
+                        .map(str::to_owned);
+                }
+                "output" => {
+                    if let Some(output) = errors.take("output", value.parse()) {
                         query.output = output;
                     }
                 }
@@ -185,6 +231,7 @@ mod tests {
                 ("host", "local"),
                 ("ordering", "-started_at"),
                 ("output", "none"),
+                ("search", " deploy "),
                 ("_", "123"),
             ],
             &HostNames::local_only(),
@@ -196,12 +243,24 @@ mod tests {
         assert_eq!(query.priority, Some(Priority::High));
         assert_eq!(query.host.as_deref(), Some("local"));
         assert_eq!(query.output, ListOutput::None);
+        assert_eq!(query.search.as_deref(), Some("deploy"));
         assert_eq!(
             query.ordering,
             Ordering {
                 field: OrderField::StartedAt,
                 descending: true
             }
+        );
+    }
+
+    #[test]
+    fn search_is_a_literal_pattern() {
+        let parse = |text| ListQuery::parse([("search", text)], &HostNames::local_only()).unwrap();
+        assert_eq!(parse("").search, None);
+        assert_eq!(parse("   ").search, None);
+        assert_eq!(
+            parse("50%_a\\b").search_pattern().as_deref(),
+            Some("%50\\%\\_a\\\\b%")
         );
     }
 
@@ -218,6 +277,8 @@ mod tests {
             ("host", "a\0b"),
             ("host", "nope"),
             ("output", "all"),
+            ("search", "a\0b"),
+            ("search", &"x".repeat(201)),
         ] {
             let err = ListQuery::parse([(name, value)], &HostNames::local_only()).unwrap_err();
             assert_eq!(err.details[0].field, name, "{name}={value}");

@@ -111,3 +111,61 @@ pub struct JobListResponse {
 fn exact() -> bool {
     true
 }
+
+/// `GET /jobs/stats/`: how many jobs there are in each status, and the
+/// queue and the running jobs by priority.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatsResponse {
+    pub by_status: StatusCounts,
+    /// Jobs waiting for a worker, by priority.
+    pub queued_by_priority: PriorityCounts,
+    /// Jobs running now, by priority.
+    pub running_by_priority: PriorityCounts,
+    /// Every job in the store.
+    pub total: u64,
+}
+
+/// Jobs per status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(non_snake_case)] // The keys are the status values themselves.
+pub struct StatusCounts {
+    pub Queued: u64,
+    pub Running: u64,
+    pub Success: u64,
+    pub Failed: u64,
+    pub Cancelled: u64,
+}
+
+/// Jobs per priority.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(non_snake_case)] // The keys are the priority values themselves.
+pub struct PriorityCounts {
+    pub High: u64,
+    pub Medium: u64,
+    pub Low: u64,
+}
+
+impl StatusCounts {
+    pub fn slot(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Queued => &mut self.Queued,
+            Status::Running => &mut self.Running,
+            Status::Success => &mut self.Success,
+            Status::Failed => &mut self.Failed,
+            Status::Cancelled => &mut self.Cancelled,
+        }
+    }
+}
+
+impl PriorityCounts {
+    pub fn slot(&mut self, priority: Priority) -> &mut u64 {
+        match priority {
+            Priority::High => &mut self.High,
+            Priority::Medium => &mut self.Medium,
+            Priority::Low => &mut self.Low,
+        }
+    }
+}

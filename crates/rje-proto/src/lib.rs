@@ -14,7 +14,7 @@ mod service;
 mod ws;
 
 pub use error::ErrorBody;
-pub use job::{JobListResponse, JobResponse};
+pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, StatusCounts};
 pub use logs::{ChunkResponse, LogsResponse};
 pub use request::{EditRequest, Parameters, SubmitRequest};
 pub use service::{

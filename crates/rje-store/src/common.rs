@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Job, JobId, JobParameters, ListQuery, ListedJob, OrderField, Priority, Stream, WorkerId,
+    Chunk, Job, JobId, JobParameters, ListQuery, ListedJob, OrderField, Priority, Status, Stream,
+    WorkerId,
 };
 
-use crate::{ActiveCount, Pruned, StoreError, WorkerInfo};
+use crate::{ActiveCount, OutputPage, Pruned, StoreError, WorkerInfo};
 
 /// Why a job whose worker vanished before starting it is queued again.
 pub(crate) const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
@@ -86,6 +87,57 @@ pub(crate) fn active_count(
         priority: Priority::from_rank(priority).ok_or_else(|| corrupt("priority", priority))?,
         jobs: u64::try_from(jobs).map_err(|_| corrupt("count", jobs))?,
     })
+}
+
+/// The statement behind [`crate::Jobs::count_by_status`]: one pass over
+/// the status index, whatever the number of jobs.
+pub(crate) const COUNT_BY_STATUS_SQL: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+
+/// Every status with its count from [`COUNT_BY_STATUS_SQL`]'s rows.
+pub(crate) fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(Status, u64)>, StoreError> {
+    let mut counts: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+    for (status, jobs) in rows {
+        let status: Status = status.parse().map_err(|_| corrupt("status", &status))?;
+        let jobs = u64::try_from(jobs).map_err(|_| corrupt("count", jobs))?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 = jobs;
+        }
+    }
+    Ok(counts)
+}
+
+/// Which end of a job's output a read starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    /// The first chunks after `since`.
+    Start,
+    /// The last chunks after `since`.
+    End,
+}
+
+impl ReadFrom {
+    /// The ORDER BY that puts the wanted chunks first.
+    pub(crate) fn order_by(self) -> &'static str {
+        match self {
+            ReadFrom::Start => "ORDER BY seq",
+            ReadFrom::End => "ORDER BY seq DESC",
+        }
+    }
+
+    /// The rows read in [`ReadFrom::order_by`]'s order as a page, oldest
+    /// first whichever end they were read from.
+    pub(crate) fn page<R>(
+        self,
+        mut rows: Vec<R>,
+        into_chunk: impl Fn(R) -> Result<Chunk, StoreError>,
+    ) -> Result<OutputPage, StoreError> {
+        if self == ReadFrom::End {
+            rows.reverse();
+        }
+        Ok(OutputPage {
+            chunks: rows.into_iter().map(into_chunk).collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].

@@ -118,6 +118,10 @@ pub trait Jobs: Send + Sync + 'static {
     /// figures that hold for the whole deployment, whichever process asks.
     async fn count_active(&self) -> Result<Vec<ActiveCount>, StoreError>;
 
+    /// How many jobs there are in each status, every status listed (0s
+    /// included), in the order of [`Status::ALL`].
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+
     /// Workers whose heartbeat is newer than `since`, with their jobs.
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
 
@@ -129,6 +133,16 @@ pub trait Jobs: Send + Sync + 'static {
         id: JobId,
         since: i64,
         limit: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError>;
+
+    /// The last `last` output chunks with `seq > since`, oldest first:
+    /// the end of a long output without reading the rest.
+    async fn read_output_last(
+        &self,
+        id: JobId,
+        since: i64,
+        last: u32,
         stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError>;
 }

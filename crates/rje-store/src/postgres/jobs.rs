@@ -9,8 +9,8 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::common::{
-    COUNT_ACTIVE_SQL, WorkerJobRow, active_count, conclude, fit, group_workers, order_by,
-    stream_code,
+    COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, WorkerJobRow, active_count, conclude, fit,
+    group_workers, order_by, status_counts, stream_code,
 };
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
@@ -210,6 +210,13 @@ impl Jobs for PostgresStore {
             .collect()
     }
 
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let rows = sqlx::query_as(COUNT_BY_STATUS_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        status_counts(rows)
+    }
+
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
         type Row = (
             String,
@@ -247,28 +254,50 @@ impl Jobs for PostgresStore {
         limit: u32,
         stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError> {
+        self.read_chunks(id, since, limit, stream, ReadFrom::Start)
+            .await
+    }
+
+    async fn read_output_last(
+        &self,
+        id: JobId,
+        since: i64,
+        last: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError> {
+        self.read_chunks(id, since, last, stream, ReadFrom::End)
+            .await
+    }
+}
+
+impl PostgresStore {
+    /// Up to `limit` chunks with `seq > since`, from either end.
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+        stream: Option<Stream>,
+        from: ReadFrom,
+    ) -> Result<OutputPage, StoreError> {
         let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let rows: Vec<ChunkRow> = sqlx::query_as(
+        let sql = format!(
             "SELECT seq, stream, text, ts, dropped_before FROM job_output \
-             WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) \
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(pk)
-        .bind(since)
-        .bind(i64::from(limit))
-        .bind(stream.map(stream_code))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(OutputPage {
-            chunks: rows
-                .into_iter()
-                .map(ChunkRow::into_chunk)
-                .collect::<Result<_, _>>()?,
-        })
+             WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) {} LIMIT $3",
+            from.order_by()
+        );
+        let rows: Vec<ChunkRow> = sqlx::query_as(&sql)
+            .bind(pk)
+            .bind(since)
+            .bind(i64::from(limit))
+            .bind(stream.map(stream_code))
+            .fetch_all(&self.pool)
+            .await?;
+        from.page(rows, ChunkRow::into_chunk)
     }
 }
 

@@ -300,4 +300,11 @@ fn push_filters(builder: &mut QueryBuilder<'_, Postgres>, query: &ListQuery) {
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
     }
+    // ILIKE: case ignored, as in the SQLite store (which folds only ASCII).
+    if let Some(pattern) = query.search_pattern() {
+        builder
+            .push(" AND command ILIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'");
+    }
 }

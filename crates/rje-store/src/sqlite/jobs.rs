@@ -6,8 +6,8 @@ use rje_domain::{Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Str
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    COUNT_ACTIVE_SQL, WorkerJobRow, active_count, conclude, corrupt, group_workers, order_by,
-    stream_code,
+    COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, WorkerJobRow, active_count, conclude, corrupt,
+    group_workers, order_by, status_counts, stream_code,
 };
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
@@ -197,6 +197,13 @@ impl Jobs for SqliteStore {
             .collect()
     }
 
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let rows = sqlx::query_as(COUNT_BY_STATUS_SQL)
+            .fetch_all(&self.reader)
+            .await?;
+        status_counts(rows)
+    }
+
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
         let rows: Vec<(String, String, i64, i64, i64, Option<String>)> = sqlx::query_as(
             "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
@@ -232,29 +239,51 @@ impl Jobs for SqliteStore {
         limit: u32,
         stream: Option<Stream>,
     ) -> Result<OutputPage, StoreError> {
+        self.read_chunks(id, since, limit, stream, ReadFrom::Start)
+            .await
+    }
+
+    async fn read_output_last(
+        &self,
+        id: JobId,
+        since: i64,
+        last: u32,
+        stream: Option<Stream>,
+    ) -> Result<OutputPage, StoreError> {
+        self.read_chunks(id, since, last, stream, ReadFrom::End)
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// Up to `limit` chunks with `seq > since`, from either end.
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        since: i64,
+        limit: u32,
+        stream: Option<Stream>,
+        from: ReadFrom,
+    ) -> Result<OutputPage, StoreError> {
         let mut tx = self.reader.begin().await?;
         let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let rows: Vec<ChunkRow> = sqlx::query_as(
+        let sql = format!(
             "SELECT seq, stream, text, ts, dropped_before FROM job_output \
-             WHERE job_pk = ?1 AND seq > ?2 AND (?4 IS NULL OR stream = ?4) \
-             ORDER BY seq LIMIT ?3",
-        )
-        .bind(pk)
-        .bind(since)
-        .bind(i64::from(limit))
-        .bind(stream.map(|s| i64::from(stream_code(s))))
-        .fetch_all(&mut *tx)
-        .await?;
+             WHERE job_pk = ?1 AND seq > ?2 AND (?4 IS NULL OR stream = ?4) {} LIMIT ?3",
+            from.order_by()
+        );
+        let rows: Vec<ChunkRow> = sqlx::query_as(&sql)
+            .bind(pk)
+            .bind(since)
+            .bind(i64::from(limit))
+            .bind(stream.map(|s| i64::from(stream_code(s))))
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(OutputPage {
-            chunks: rows
-                .into_iter()
-                .map(ChunkRow::into_chunk)
-                .collect::<Result<_, _>>()?,
-        })
+        from.page(rows, ChunkRow::into_chunk)
     }
 }

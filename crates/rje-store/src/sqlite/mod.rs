@@ -324,4 +324,12 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
     }
+    // SQLite's LIKE ignores ASCII case; no index serves a substring, so
+    // this scans what the other filters leave.
+    if let Some(pattern) = query.search_pattern() {
+        builder
+            .push(" AND command LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'");
+    }
 }

@@ -7,7 +7,7 @@ use rje_domain::{
     Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome,
     Priority, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
-use rje_store::{CancelOutcome, JobStore, Pruned, StoreError};
+use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, StoreError};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -37,6 +37,9 @@ macro_rules! store_contract {
             retries_requeue_until_exhausted,
             workers_announce_themselves_with_their_jobs,
             active_jobs_are_counted_by_status_and_priority,
+            every_status_is_counted,
+            search_matches_a_literal_substring_of_the_command,
+            the_last_chunks_come_oldest_first,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -884,4 +887,104 @@ pub async fn active_jobs_are_counted_by_status_and_priority(store: Arc<dyn JobSt
         ],
         "finished jobs are not counted"
     );
+}
+
+pub async fn every_status_is_counted(store: Arc<dyn JobStore>) {
+    let zeros: Vec<_> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+    assert_eq!(store.count_by_status().await.unwrap(), zeros);
+    for command in ["a", "b", "c"] {
+        store.create(new_job(command)).await.unwrap();
+    }
+    let cancelled = store.create(new_job("d")).await.unwrap();
+    store.cancel(cancelled.id).await.unwrap();
+    claim_one(&store, &worker()).await;
+    let counts = store.count_by_status().await.unwrap();
+    let count = |status| counts.iter().find(|(s, _)| *s == status).unwrap().1;
+    assert_eq!(counts.len(), Status::ALL.len());
+    assert_eq!(count(Status::Queued), 2);
+    assert_eq!(count(Status::Running), 1);
+    assert_eq!(count(Status::Cancelled), 1);
+    assert_eq!(count(Status::Success), 0);
+}
+
+pub async fn search_matches_a_literal_substring_of_the_command(store: Arc<dyn JobStore>) {
+    for command in [
+        "echo Deploy web",
+        "echo 100% done",
+        "echo 100 percent",
+        "echo a_b",
+        "echo axb",
+        "echo back\\slash",
+    ] {
+        store.create(new_job(command)).await.unwrap();
+    }
+    let found = |search: &str| {
+        let query = ListQuery::parse(
+            [("search", search), ("ordering", "created_at")],
+            &list_hosts(),
+        )
+        .unwrap();
+        let store = store.clone();
+        async move {
+            let page = store.list(&query, 0).await.unwrap();
+            assert_eq!(page.total_count as usize, page.jobs.len());
+            page.jobs
+                .into_iter()
+                .map(|j| j.job.command)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("deploy").await,
+        ["echo Deploy web"],
+        "ASCII case is ignored"
+    );
+    assert_eq!(found("100%").await, ["echo 100% done"], "% is literal");
+    assert_eq!(found("a_b").await, ["echo a_b"], "_ is literal");
+    assert_eq!(found("k\\s").await, ["echo back\\slash"], "\\ is literal");
+    assert_eq!(found("echo").await.len(), 6);
+    assert!(found("nowhere").await.is_empty());
+}
+
+pub async fn the_last_chunks_come_oldest_first(store: Arc<dyn JobStore>) {
+    store.create(new_job("echo")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    store.mark_started(id, attempt).await.unwrap();
+    let chunks: Vec<_> = (1..=6)
+        .map(|seq| {
+            let stream = if seq % 2 == 0 {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            chunk(seq, stream, &format!("line {seq}\n"))
+        })
+        .collect();
+    store
+        .append_output(id, attempt, &chunks, None)
+        .await
+        .unwrap();
+    let seqs = |page: OutputPage| page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.read_output_last(id, 0, 2, None).await.unwrap()),
+        [5, 6]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_output_last(id, 0, 2, Some(Stream::Stdout))
+                .await
+                .unwrap()
+        ),
+        [3, 5]
+    );
+    assert_eq!(
+        seqs(store.read_output_last(id, 4, 10, None).await.unwrap()),
+        [5, 6],
+        "only chunks after since"
+    );
+    assert!(matches!(
+        store.read_output_last(JobId::new(), 0, 2, None).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -577,3 +577,89 @@ async fn ready_and_workers_report_the_live_workers() {
     assert_eq!(body["workers"], 0);
     assert_eq!(body["store"], "ok");
 }
+
+#[tokio::test]
+async fn the_dashboards_reads_search_count_and_cut_the_output() {
+    let app = spawn_app().await;
+    let long = app
+        .submit_command("seq 1 3000; echo Needle-found >&2")
+        .await;
+    let short = app.submit_command("echo haystack").await;
+    app.wait_final(&long).await;
+    app.wait_final(&short).await;
+
+    let found: Value = app.get("/jobs/?search=2999").await.json().await.unwrap();
+    assert_eq!(
+        found["total_count"], 0,
+        "a search reads commands, not output"
+    );
+    let found: Value = app.get("/jobs/?search=SEQ%201").await.json().await.unwrap();
+    assert_eq!(found["total_count"], 1);
+    assert_eq!(found["jobs"][0]["id"], long);
+    let refused = app.get(&format!("/jobs/?search={}", "x".repeat(201))).await;
+    assert_eq!(refused.status(), 400);
+
+    let stats: Value = app.get("/jobs/stats/").await.json().await.unwrap();
+    assert_eq!(stats["by_status"]["Success"], 2);
+    assert_eq!(stats["by_status"]["Queued"], 0);
+    assert_eq!(stats["total"], 2);
+    assert_eq!(
+        stats["queued_by_priority"],
+        json!({"High": 0, "Medium": 0, "Low": 0})
+    );
+
+    let bare: Value = app
+        .get(&format!("/jobs/{long}/?output=none"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bare["stdout"], Value::Null);
+    assert_eq!(bare["stdout_bytes"], seq_text(3000).len());
+    assert_eq!(bare["status"], "Success");
+    let whole: Value = app
+        .get(&format!("/jobs/{long}/"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        whole["stdout"],
+        seq_text(3000),
+        "without ?output the whole, as before"
+    );
+    assert_eq!(
+        app.get(&format!("/jobs/{long}/?output=all")).await.status(),
+        400
+    );
+
+    let end: Value = app
+        .get(&format!("/jobs/{long}/logs/?last=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let chunks = end["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0]["log"], "Needle-found\n", "the very last chunk");
+    assert_eq!(end["next_since"], chunks[0]["seq"]);
+    assert_eq!(end["complete"], true);
+    let stdout_end: Value = app
+        .get(&format!("/jobs/{long}/logs/?last=1&stream=stdout"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        stdout_end["chunks"][0]["log"]
+            .as_str()
+            .unwrap()
+            .ends_with("2999\n3000\n")
+    );
+    assert_eq!(
+        app.get(&format!("/jobs/{long}/logs/?last=0"))
+            .await
+            .status(),
+        400
+    );
+}
