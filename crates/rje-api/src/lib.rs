@@ -66,6 +66,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     } else {
         (guarded.merge(openapi::router(document, &settings)), open)
     };
+    // The dashboard's pages and assets carry no data: open, like the docs.
+    let open = open.merge(rje_ui::router(rje_ui::UiSettings {
+        limits: settings.limits.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    }));
     // Each part answers a known path with the wrong method with the JSON
     // error; the fallback covers only the routes already in a router.
     let open = open.method_not_allowed_fallback(error::method_not_allowed);

@@ -2,8 +2,10 @@
 //! WebSocket, and the real binary where a test needs a process to kill.
 
 mod api;
+mod browser;
 mod cli;
 mod connections;
+mod dashboard;
 mod distributed;
 mod execution;
 mod helpers;

@@ -1,0 +1,196 @@
+// What every page shares: the token, calls to the API, WebSockets that
+// reconnect, and the small formatting helpers.
+
+const TOKEN_KEY = 'rje.token';
+
+export const STATUSES = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled'];
+export const FINAL = new Set(['Success', 'Failed', 'Cancelled']);
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** An API answer that was not a success, with the server's error body. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.error ? body.error : `the server answered ${status}`);
+    this.status = status;
+    this.details = (body && body.details) || [];
+  }
+}
+
+export function toLogin() {
+  const next = location.pathname + location.search;
+  location.assign('/ui/login?next=' + encodeURIComponent(next));
+}
+
+function authHeaders(headers = {}) {
+  const t = token();
+  if (t) headers.Authorization = 'Bearer ' + t;
+  return headers;
+}
+
+/** Calls the API; a 401 sends the user to the sign-in page. */
+export async function api(path, { method = 'GET', body, text = false } = {}) {
+  const headers = authHeaders({ Accept: text ? 'text/plain' : 'application/json' });
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401) {
+    toLogin();
+    throw new ApiError(401, { error: 'a token is needed' });
+  }
+  if (res.status === 204) return null;
+  if (!res.ok) {
+    let payload = null;
+    try { payload = await res.json(); } catch { /* not JSON: keep the status */ }
+    throw new ApiError(res.status, payload);
+  }
+  return text ? res.blob() : res.json();
+}
+
+/** Downloads a text route as a file (an <a href> could not carry the token). */
+export async function download(path, filename) {
+  const blob = await api(path, { text: true });
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: filename });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/**
+ * A WebSocket that reconnects with backoff until `stop()` or until
+ * `onMessage` returns `'done'`. `path()` is asked again before every
+ * connection, so a reconnect can resume where the last one stopped.
+ */
+export function liveSocket(path, onMessage, onState = () => {}) {
+  let socket = null;
+  let stopped = false;
+  let delay = 500;
+  const connect = () => {
+    const url = new URL(path(), location.href);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const t = token();
+    if (t) url.searchParams.set('token', t);
+    socket = new WebSocket(url);
+    socket.onopen = () => { delay = 500; onState(true); };
+    socket.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (onMessage(message) === 'done') stop();
+    };
+    socket.onclose = () => {
+      // null: finished on purpose, nothing more will come.
+      onState(stopped ? null : false);
+      if (stopped) return;
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  };
+  const stop = () => {
+    stopped = true;
+    if (socket) socket.close();
+  };
+  connect();
+  return { stop };
+}
+
+/** Marks the header's live indicator; `null` hides it. */
+export function showLive(on) {
+  const live = document.getElementById('live');
+  live.hidden = on === null;
+  live.classList.toggle('off', !on);
+  live.textContent = on ? 'live' : 'reconnecting…';
+}
+
+/** Creates an element: el('a', {href: '/'}, 'text', child…). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === 'class') node.className = value;
+    else if (name === 'text') node.textContent = value;
+    else node.setAttribute(name, value === true ? '' : value);
+  }
+  node.append(...children.filter((c) => c !== undefined && c !== null));
+  return node;
+}
+
+export function badge(status) {
+  return el('span', { class: 'badge s-' + status, text: status });
+}
+
+const localTime = new Intl.DateTimeFormat(undefined, {
+  dateStyle: 'medium',
+  timeStyle: 'medium',
+});
+
+/** A time in the browser's zone, the UTC value on hover. */
+export function timeEl(iso) {
+  if (!iso) return el('span', { class: 'muted', text: '—' });
+  const date = new Date(iso);
+  return el('time', {
+    datetime: iso,
+    title: date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC'),
+    text: localTime.format(date),
+  });
+}
+
+/** How long a job ran, or has been running. */
+export function duration(job) {
+  if (!job.started_at) return '—';
+  const end = job.completed_at ? new Date(job.completed_at) : new Date();
+  return formatSeconds((end - new Date(job.started_at)) / 1000);
+}
+
+export function formatSeconds(seconds) {
+  if (seconds < 1) return `${Math.max(0, Math.round(seconds * 1000))} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export function flash(message, kind = 'error') {
+  const box = document.getElementById('flash');
+  box.textContent = message;
+  box.className = 'flash ' + kind;
+  box.hidden = !message;
+}
+
+/** Runs `fn` at most once per `ms`, the last call always honoured. */
+export function throttle(fn, ms) {
+  let timer = null;
+  let pending = false;
+  return () => {
+    if (timer) { pending = true; return; }
+    fn();
+    timer = setTimeout(function again() {
+      timer = null;
+      if (pending) { pending = false; fn(); timer = setTimeout(again, ms); }
+    }, ms);
+  };
+}
+
+// Every page: the sign-out button appears when a token is kept.
+const signout = document.getElementById('signout');
+if (signout && token()) {
+  signout.hidden = false;
+  signout.addEventListener('click', () => { setToken(null); toLogin(); });
+}

@@ -1,0 +1,213 @@
+// One job: its fields, its output live, and what can be done with it.
+// The page never holds more than MAX_LINES lines of output: a long
+// output shows its end and offers the whole as a download.
+
+import {
+  FINAL, ApiError, api, badge, download, duration, el, flash, formatBytes, liveSocket,
+  showLive, timeEl,
+} from './common.js';
+import { Style, lineElement, segments } from './terminal.js';
+
+const MAX_LINES = 5000;
+/** Past this much stored output, the page starts from the end. */
+const TAIL_FROM_BYTES = 256 * 1024;
+/** The end of a long output: at most this many chunks (and 1 MiB). */
+const TAIL_CHUNKS = 1000;
+const MARKER = /^\[rje: (\d+) bytes of (stdout|stderr) dropped\]\n/;
+
+const id = document.querySelector('[data-job-id]').dataset.jobId;
+const output = document.getElementById('output');
+const follow = document.getElementById('follow');
+const note = document.getElementById('output-note');
+const styles = { stdout: new Style(), stderr: new Style() };
+let job = null;
+let lastSeq = 0;
+let hiddenLines = 0;
+let startedAtEnd = false;
+let queued = [];
+let frame = null;
+
+function showNote() {
+  const parts = [];
+  if (startedAtEnd) {
+    const total = (job.stdout_bytes || 0) + (job.stderr_bytes || 0);
+    parts.push(`The output is long (${formatBytes(total)}): only its end is shown.`);
+  } else if (hiddenLines) {
+    parts.push(`${hiddenLines.toLocaleString()} earlier lines are not shown.`);
+  }
+  if (parts.length) parts.push('Download stdout or stderr for the whole.');
+  note.textContent = parts.join(' ');
+  note.hidden = parts.length === 0;
+}
+
+/** Queues a chunk; lines reach the page once per animation frame. */
+function addChunk(stream, text, droppedBefore) {
+  if (droppedBefore > 0) {
+    text = text.replace(MARKER, '');
+    queued.push({ gap: `⋯ ${droppedBefore.toLocaleString()} bytes of ${stream} dropped here (over the output cap) ⋯` });
+  }
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  for (const line of lines) queued.push({ stream, line: line.replace(/\r$/, '') });
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = null;
+  const batch = queued;
+  queued = [];
+  // Lines that would be trimmed at once are only styled, never built.
+  const skip = Math.max(0, batch.length - MAX_LINES);
+  const fragment = document.createDocumentFragment();
+  batch.forEach((item, i) => {
+    if (item.gap) {
+      if (i >= skip) fragment.append(el('div', { class: 'ln gap', text: item.gap }));
+      return;
+    }
+    const parts = segments(item.line, styles[item.stream]);
+    if (i >= skip) fragment.append(lineElement(parts, item.stream));
+  });
+  hiddenLines += skip;
+  output.append(fragment);
+  const excess = output.childElementCount - MAX_LINES;
+  if (excess > 0) {
+    // One range removal, not one per line.
+    const range = document.createRange();
+    range.setStartBefore(output.firstChild);
+    range.setEndAfter(output.children[excess - 1]);
+    range.deleteContents();
+    hiddenLines += excess;
+  }
+  showNote();
+  if (follow.checked) output.scrollTop = output.scrollHeight;
+}
+
+// Scrolling up pauses following; back at the bottom, it resumes.
+output.addEventListener('scroll', () => {
+  const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 24;
+  if (follow.checked !== atBottom) follow.checked = atBottom;
+});
+follow.addEventListener('change', () => {
+  if (follow.checked) output.scrollTop = output.scrollHeight;
+});
+for (const stream of ['stdout', 'stderr']) {
+  document.getElementById('show-' + stream).addEventListener('change', (event) => {
+    output.classList.toggle('hide-' + stream, !event.target.checked);
+  });
+  document.getElementById('dl-' + stream).addEventListener('click', () => {
+    download(`/jobs/${id}/logs/?stream=${stream}`, `${id}-${stream}.txt`)
+      .catch((err) => flash(err.message));
+  });
+}
+
+function field(name, value) {
+  if (value === undefined || value === null || value === '') return [];
+  return [el('dt', { text: name }), el('dd', {}, value)];
+}
+
+function render() {
+  document.title = `Job ${id.slice(0, 8)} · ${job.status} · rje`;
+  document.getElementById('status').replaceWith(Object.assign(badge(job.status), { id: 'status' }));
+  document.getElementById('command').textContent = job.command;
+  const exit = job.exit_code ?? null;
+  const params = job.parameters && Object.keys(job.parameters).length
+    ? el('pre', { class: 'params', text: JSON.stringify(job.parameters, null, 2) })
+    : null;
+  document.getElementById('fields').replaceChildren(
+    ...field('Id', el('code', { text: job.id })),
+    ...field('Priority', job.priority),
+    ...field('Host', job.host || 'local'),
+    ...field('Timeout', `${job.timeout} s`),
+    ...field('Created', timeEl(job.created_at)),
+    ...field('Started', job.started_at && timeEl(job.started_at)),
+    ...field('Completed', job.completed_at && timeEl(job.completed_at)),
+    ...field('Duration', job.started_at && duration(job)),
+    ...field('Exit code', exit === null ? null : String(exit)),
+    ...field('Signal', job.signal && String(job.signal)),
+    ...field('Error', job.error),
+    ...field('Attempts', `${job.attempts} of ${job.max_retries + 1}`),
+    ...field('Process', job.remote_process_id),
+    ...field('Cancel', job.cancel_requested && !FINAL.has(job.status) ? 'requested' : null),
+    ...field('Output', `${formatBytes(job.stdout_bytes || 0)} stdout, ${formatBytes(job.stderr_bytes || 0)} stderr`),
+    ...field('Parameters', params),
+  );
+  document.getElementById('cancel').hidden = FINAL.has(job.status);
+  document.getElementById('delete').hidden = job.status === 'Running';
+  document.getElementById('rerun').hidden = false;
+}
+
+async function refreshJob() {
+  job = await api(`/jobs/${id}/?output=none`);
+  render();
+}
+
+async function start() {
+  try {
+    await refreshJob();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      flash('There is no such job: it may have been deleted.');
+      document.querySelector('.output').hidden = true;
+    } else {
+      flash(err.message);
+    }
+    return;
+  }
+  if ((job.stdout_bytes || 0) + (job.stderr_bytes || 0) > TAIL_FROM_BYTES) {
+    const page = await api(`/jobs/${id}/logs/?last=${TAIL_CHUNKS}`);
+    startedAtEnd = page.chunks.length > 0 && page.chunks[0].seq > 1;
+    for (const chunk of page.chunks) addChunk(chunk.stream, chunk.log, chunk.dropped_before || 0);
+    lastSeq = page.next_since;
+    showNote();
+  }
+  liveSocket(() => `/ws/jobs/${id}/?since=${lastSeq}`, onMessage, showLive);
+}
+
+function onMessage(message) {
+  if (message.type === 'output') {
+    if (message.seq && message.seq <= lastSeq) return;
+    if (message.seq) lastSeq = message.seq;
+    addChunk(message.stream, message.log, message.dropped_before || 0);
+    return;
+  }
+  if (message.type === 'status') {
+    const finished = FINAL.has(message.status);
+    if (job && message.status !== job.status) {
+      job.status = message.status;
+      render();
+    }
+    refreshJob().catch((err) => flash(err.message));
+    if (finished) return 'done';
+  }
+}
+
+document.getElementById('cancel').addEventListener('click', async () => {
+  if (!confirm('Cancel this job? A running command is killed with its whole process group.')) return;
+  try {
+    await api(`/jobs/${id}/cancel/`, { method: 'POST' });
+    flash('Cancel requested.', 'info');
+    await refreshJob();
+  } catch (err) { flash(err.message); }
+});
+
+document.getElementById('delete').addEventListener('click', async () => {
+  if (!confirm('Delete this job and its output? This cannot be undone.')) return;
+  try {
+    await api(`/jobs/${id}/`, { method: 'DELETE' });
+    location.assign('/ui/');
+  } catch (err) { flash(err.message); }
+});
+
+document.getElementById('rerun').addEventListener('click', async () => {
+  const body = {
+    command: job.command, priority: job.priority, timeout: job.timeout, max_retries: job.max_retries,
+  };
+  if (job.host) body.host = job.host;
+  if (job.parameters) body.parameters = job.parameters;
+  try {
+    const created = await api('/jobs/', { method: 'POST', body });
+    location.assign('/ui/jobs/' + created.id);
+  } catch (err) { flash(err.message); }
+});
+
+start();

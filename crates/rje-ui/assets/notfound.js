@@ -1,0 +1,2 @@
+// The not-found page needs only what every page does.
+import './common.js';

@@ -1,0 +1,144 @@
+//! rje's web dashboard, served by `rje serve` at `/ui/`.
+//!
+//! The pages are rendered here, at compile-time-checked templates (maud),
+//! and carry no job data: a little JavaScript of our own (in `assets/`,
+//! embedded in the binary) reads everything from the public API with the
+//! token the user typed, and follows the existing WebSockets for live
+//! updates. So the pages and assets need no token, and the dashboard can
+//! do nothing a client of the API could not.
+
+mod assets;
+mod pages;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::Markup;
+use rje_domain::Limits;
+
+/// What the pages need to know of the server: only settings, never data.
+#[derive(Debug, Clone)]
+pub struct UiSettings {
+    pub limits: Limits,
+    pub version: &'static str,
+}
+
+/// Pages load their own scripts and styles and talk only to this origin;
+/// nothing inline runs, nothing from elsewhere loads.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// The dashboard's routes, for any router state: `/` redirects to `/ui/`.
+/// Paths are matched without their trailing slash (the API trims it).
+pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<S> {
+    let pages = Router::new()
+        .route("/ui", get(jobs))
+        .route("/ui/jobs/{id}", get(job))
+        .route("/ui/submit", get(submit))
+        .route("/ui/hosts", get(hosts))
+        .route("/ui/workers", get(workers))
+        .route("/ui/login", get(login))
+        .route("/ui/{*rest}", get(not_found))
+        .with_state(settings);
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui/assets/{*file}", get(asset))
+        .merge(pages)
+}
+
+async fn jobs(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::jobs(&settings))
+}
+
+async fn job(State(settings): State<UiSettings>, Path(id): Path<String>) -> Response {
+    page(StatusCode::OK, pages::job(&settings, &id))
+}
+
+async fn submit(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::submit(&settings))
+}
+
+async fn hosts(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::hosts(&settings))
+}
+
+async fn workers(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::workers(&settings))
+}
+
+async fn login(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::login(&settings))
+}
+
+async fn not_found(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::NOT_FOUND, pages::not_found(&settings))
+}
+
+fn page(status: StatusCode, markup: Markup) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        )],
+        Html(markup.into_string()),
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    assets::serve(&file, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> UiSettings {
+        UiSettings {
+            limits: Limits::default(),
+            version: "test",
+        }
+    }
+
+    #[test]
+    fn every_page_loads_its_script_and_the_styles() {
+        for (name, markup) in [
+            ("jobs", pages::jobs(&settings())),
+            ("job", pages::job(&settings(), "x")),
+            ("submit", pages::submit(&settings())),
+            ("hosts", pages::hosts(&settings())),
+            ("workers", pages::workers(&settings())),
+            ("login", pages::login(&settings())),
+        ] {
+            let html = markup.into_string();
+            let script = format!("/ui/assets/{name}.js");
+            assert!(html.contains(&script), "{name} loads {script}");
+            assert!(
+                html.contains("/ui/assets/app.css"),
+                "{name} loads the styles"
+            );
+            assert!(
+                assets::exists(&format!("{name}.js")),
+                "{name}.js is embedded"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_id_in_the_path_is_escaped() {
+        let html = pages::job(&settings(), "\"><script>x</script>").into_string();
+        assert!(!html.contains("<script>x"));
+    }
+
+    #[test]
+    fn the_timeout_field_carries_the_limits() {
+        let limits = Limits::default();
+        let html = pages::submit(&settings()).into_string();
+        assert!(html.contains(&format!("min=\"{}\"", limits.min_timeout_secs)));
+        assert!(html.contains(&format!("max=\"{}\"", limits.max_timeout_secs)));
+    }
+}

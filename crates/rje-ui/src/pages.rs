@@ -1,0 +1,291 @@
+//! The pages' markup. Each is a frame the page's script fills from the
+//! API: what is here is the same for every user and every moment.
+
+use maud::{DOCTYPE, Markup, html};
+use rje_domain::{Priority, Status};
+
+use crate::UiSettings;
+
+/// The navigation, in order: (path, label, page name).
+const NAV: &[(&str, &str, &str)] = &[
+    ("/ui/", "Jobs", "jobs"),
+    ("/ui/submit", "Submit", "submit"),
+    ("/ui/hosts", "Hosts", "hosts"),
+    ("/ui/workers", "Workers", "workers"),
+];
+
+/// Priorities as people pick them: the most urgent first.
+const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
+
+fn layout(settings: &UiSettings, name: &str, title: &str, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · rje" }
+                link rel="icon" href="/ui/assets/icon.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/ui/assets/app.css";
+                script type="module" src={ "/ui/assets/" (name) ".js" } {}
+            }
+            body data-page=(name) {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/ui/" { "rje" }
+                    nav.nav aria-label="Pages" {
+                        @for (path, label, page) in NAV {
+                            @if *page == name {
+                                a href=(path) aria-current="page" { (label) }
+                            } @else {
+                                a href=(path) { (label) }
+                            }
+                        }
+                        a href="/docs/" { "API" }
+                    }
+                    span #live .live hidden title="Live updates" { "live" }
+                    button #signout .link type="button" hidden { "Sign out" }
+                }
+                div #flash .flash role="alert" hidden {}
+                main #main { (main) }
+                footer.foot { "rje " (settings.version) }
+            }
+        }
+    }
+}
+
+fn status_badge(status: Status) -> Markup {
+    html! { span class={ "badge s-" (status.as_str()) } { (status.as_str()) } }
+}
+
+pub(crate) fn jobs(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Jobs" }
+        nav #counts .counts aria-label="Jobs by status" {
+            a href="/ui/" data-status="" { "All " b data-count="total" { "–" } }
+            @for status in Status::ALL {
+                a href={ "/ui/?status=" (status.as_str()) } data-status=(status.as_str()) {
+                    (status_badge(*status)) " " b data-count=(status.as_str()) { "–" }
+                }
+            }
+        }
+        form #filters .filters role="search" {
+            label.grow { "Command contains "
+                input type="search" name="search" maxlength="200" autocomplete="off"
+                    placeholder="e.g. backup";
+            }
+            label { "Status "
+                select name="status" {
+                    option value="" { "Any" }
+                    @for status in Status::ALL { option { (status.as_str()) } }
+                }
+            }
+            label { "Priority "
+                select name="priority" {
+                    option value="" { "Any" }
+                    @for priority in PRIORITIES { option { (priority.as_str()) } }
+                }
+            }
+            label { "Host "
+                select name="host" { option value="" { "Any" } }
+            }
+            label { "Sort "
+                select name="ordering" {
+                    option value="-created_at" { "Newest first" }
+                    option value="created_at" { "Oldest first" }
+                    option value="-started_at" { "Recently started" }
+                    option value="-completed_at" { "Recently completed" }
+                }
+            }
+            label { "Per page "
+                select name="limit" {
+                    option { "25" } option { "50" } option { "100" }
+                }
+            }
+        }
+        div.table-wrap {
+            table #jobs .jobs {
+                thead { tr {
+                    th { "Status" } th { "Command" } th.opt { "Host" } th.opt { "Priority" }
+                    th { "Created" } th.opt { "Duration" } th.opt { "Exit" }
+                } }
+                tbody {}
+            }
+        }
+        p #empty .note hidden { "No jobs match." }
+        nav.pager aria-label="Pages of jobs" {
+            button #prev type="button" disabled { "← Previous" }
+            span #range { "" }
+            button #next type="button" disabled { "Next →" }
+        }
+    };
+    layout(settings, "jobs", "Jobs", main)
+}
+
+pub(crate) fn job(settings: &UiSettings, id: &str) -> Markup {
+    let main = html! {
+        div.job-head data-job-id=(id) {
+            h1 { "Job " code #short { (id.get(..8).unwrap_or(id)) } }
+            span #status .badge {}
+            div.actions {
+                button #cancel .danger type="button" hidden { "Cancel" }
+                button #rerun type="button" hidden { "Run again" }
+                button #delete .danger type="button" hidden { "Delete" }
+            }
+        }
+        pre #command .command {}
+        dl #fields .fields {}
+        section.output aria-labelledby="output-title" {
+            div.output-bar {
+                h2 #output-title { "Output" }
+                label { input #show-stdout type="checkbox" checked; " stdout" }
+                label { input #show-stderr type="checkbox" checked; " stderr" }
+                label { input #follow type="checkbox" checked; " Follow" }
+                button #dl-stdout type="button" { "Download stdout" }
+                button #dl-stderr type="button" { "Download stderr" }
+            }
+            p #output-note .note hidden {}
+            div #output .log tabindex="0" role="log" aria-label="Output" {}
+        }
+    };
+    layout(settings, "job", "Job", main)
+}
+
+pub(crate) fn submit(settings: &UiSettings) -> Markup {
+    let limits = &settings.limits;
+    let main = html! {
+        h1 { "Submit a job" }
+        form #submit .stack novalidate {
+            div.field {
+                label for="command" { "Command" }
+                textarea #command name="command" rows="3" required
+                    spellcheck="false" placeholder="e.g. ls -la /var/log" {}
+                p.hint { "Run by /bin/sh -c on the host; at most "
+                    (limits.max_command_bytes) " bytes." }
+                p.error data-error-for="command" {}
+            }
+            div.row {
+                div.field {
+                    label for="priority" { "Priority" }
+                    select #priority name="priority" {
+                        @for priority in PRIORITIES {
+                            @if priority == Priority::Medium {
+                                option selected { (priority.as_str()) }
+                            } @else {
+                                option { (priority.as_str()) }
+                            }
+                        }
+                    }
+                    p.error data-error-for="priority" {}
+                }
+                div.field {
+                    label for="timeout" { "Timeout (seconds)" }
+                    input #timeout name="timeout" type="number" inputmode="numeric"
+                        min=(limits.min_timeout_secs) max=(limits.max_timeout_secs)
+                        value=(rje_domain::Limits::DEFAULT_TIMEOUT_SECS);
+                    p.hint { "From " (limits.min_timeout_secs) " to "
+                        (limits.max_timeout_secs) "." }
+                    p.error data-error-for="timeout" {}
+                }
+                div.field {
+                    label for="host" { "Host" }
+                    select #host name="host" {}
+                    p.error data-error-for="host" {}
+                }
+            }
+            fieldset.field {
+                legend { "Environment" }
+                div #env .env {}
+                button #add-env type="button" { "Add a variable" }
+                p.error data-error-for="parameters" {}
+            }
+            div.field {
+                label for="cwd" { "Working directory" }
+                input #cwd name="cwd" type="text" spellcheck="false" placeholder="/absolute/path";
+            }
+            p.error data-error-for="" {}
+            div.actions { button.primary type="submit" { "Submit" } }
+        }
+        template #env-row {
+            div.env-row {
+                input.env-name type="text" aria-label="Name" placeholder="NAME" spellcheck="false";
+                input.env-value type="text" aria-label="Value" placeholder="value" spellcheck="false";
+                button.remove type="button" aria-label="Remove this variable" { "×" }
+            }
+        }
+    };
+    layout(settings, "submit", "Submit", main)
+}
+
+pub(crate) fn hosts(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Hosts" }
+        div.table-wrap {
+            table #hosts {
+                thead { tr {
+                    th { "Host" } th { "Health" } th.opt { "Address" } th.opt { "Jobs" }
+                    th.opt { "Last error" } th { "Check" }
+                } }
+                tbody {}
+            }
+        }
+    };
+    layout(settings, "hosts", "Hosts", main)
+}
+
+pub(crate) fn workers(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Workers" }
+        h2 { "Queue" }
+        div.table-wrap {
+            table #queue .narrow {
+                thead { tr { th { "Priority" } th { "Queued" } th { "Running" } } }
+                tbody {
+                    @for priority in PRIORITIES {
+                        tr data-priority=(priority.as_str()) {
+                            th { (priority.as_str()) } td.queued { "–" } td.running { "–" }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Live workers" }
+        div.table-wrap {
+            table #workers {
+                thead { tr {
+                    th { "Worker" } th.opt { "Machine" } th { "Slots" } th.opt { "Started" }
+                    th.opt { "Heartbeat" } th { "Running jobs" }
+                } }
+                tbody {}
+            }
+        }
+        p #no-workers .note hidden { "No worker is alive: queued jobs wait until one starts." }
+    };
+    layout(settings, "workers", "Workers", main)
+}
+
+pub(crate) fn login(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Sign in" }
+        form #login .stack.narrow {
+            div.field {
+                label for="token" { "API token" }
+                input #token name="token" type="password" autocomplete="current-password"
+                    required spellcheck="false";
+                p.hint { "One of the server's RJE_API_TOKENS. It is kept for this tab only." }
+                p.error #login-error {}
+            }
+            div.actions { button.primary type="submit" { "Sign in" } }
+        }
+    };
+    layout(settings, "login", "Sign in", main)
+}
+
+pub(crate) fn not_found(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Not found" }
+        p { "There is no such page. " a href="/ui/" { "Back to the jobs" } "." }
+    };
+    layout(settings, "notfound", "Not found", main)
+}

@@ -1,0 +1,644 @@
+//! The dashboard in a real browser against the real app: what an operator
+//! sees and does, checked through the page itself.
+
+use serde_json::{Value, json};
+
+use crate::browser::Browser;
+use crate::helpers::*;
+
+/// The page's text, for failure messages and simple checks.
+const BODY_TEXT: &str = "return document.body.innerText";
+
+/// The badge text of the list's row for `id`, or null.
+fn row_status(id: &str) -> String {
+    format!(
+        "const row = document.querySelector('tr[data-id=\"{id}\"]'); \
+         return row ? row.cells[0].innerText : null"
+    )
+}
+
+#[tokio::test]
+async fn the_list_shows_jobs_and_their_status_changes_live() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    let done = app.submit_command("echo quick").await;
+    app.wait_final(&done).await;
+    browser.goto(&app.url("/")).await;
+    assert_eq!(
+        browser.current_path().await,
+        "/ui/",
+        "/ redirects to the dashboard"
+    );
+    assert_eq!(
+        browser.until("the finished job", &row_status(&done)).await,
+        "Success"
+    );
+    // Mark this page: a reload would lose the mark.
+    browser
+        .js("window.__sameDocument = true; return true")
+        .await;
+    let id = app
+        .submit(json!({"command": "sleep 1.5; echo late", "priority": "High"}))
+        .await;
+    let id = id_of(&id);
+    browser
+        .until(
+            "the new job in the list",
+            &format!(
+                "return ['Queued', 'Running'].includes(({})())",
+                js_fn(&row_status(&id))
+            ),
+        )
+        .await;
+    browser
+        .until(
+            "the new job to turn Success",
+            &format!("return ({})() === 'Success'", js_fn(&row_status(&id))),
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.__sameDocument === true").await,
+        true,
+        "the row changed without a reload"
+    );
+    // The counts on top follow too.
+    browser
+        .until(
+            "the Success count to reach 2",
+            "return document.querySelector('[data-count=Success]').innerText === '2'",
+        )
+        .await;
+    let row = browser
+        .js(&format!(
+            "return [...document.querySelector('tr[data-id=\"{id}\"]').cells].map(c => c.innerText)"
+        ))
+        .await;
+    assert_eq!(row[1], "sleep 1.5; echo late");
+    assert_eq!(row[2], "local");
+    assert_eq!(row[3], "High");
+    assert_eq!(row[6], "0", "the exit code");
+    // Times are local, with the UTC value on hover.
+    let title = browser
+        .js("return document.querySelector('tbody time').title")
+        .await;
+    assert!(title.as_str().unwrap().ends_with(" UTC"), "{title}");
+    browser.screenshot("jobs").await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone width");
+    browser.goto(&app.url("/ui/")).await;
+    browser
+        .until("the list at phone width", &row_status(&id))
+        .await;
+    let overflow = browser
+        .js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(overflow, true, "nothing is wider than a phone");
+    browser.screenshot("jobs-phone").await;
+    browser.close().await;
+}
+
+/// A function expression whose body is `script`.
+fn js_fn(script: &str) -> String {
+    format!("() => {{ {script} }}")
+}
+
+#[tokio::test]
+async fn filters_and_paging_ask_the_server() {
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    // Queued jobs only (no worker runs them): the list is stable.
+    for n in 0..30 {
+        let priority = if n % 3 == 0 { "High" } else { "Low" };
+        let command = if n == 7 {
+            "echo Needle-in-a-haystack".to_owned()
+        } else {
+            format!("echo job-{n}")
+        };
+        app.submit(json!({"command": command, "priority": priority}))
+            .await;
+    }
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/")).await;
+    let rows = "return document.querySelectorAll('#jobs tbody tr').length";
+    browser
+        .until(
+            "the first page",
+            "return document.querySelectorAll('#jobs tbody tr').length === 25",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('range').innerText")
+            .await,
+        "1–25 of 30"
+    );
+    browser.click("#next").await;
+    browser
+        .until(
+            "the second page",
+            &format!("return ({})() === 5", js_fn(rows)),
+        )
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/?offset=25");
+    assert_eq!(
+        browser
+            .js("return document.getElementById('next').disabled")
+            .await,
+        true
+    );
+    // The back button goes back to the first page.
+    browser.client.back().await.expect("back");
+    browser
+        .until(
+            "the first page again",
+            &format!("return ({})() === 25", js_fn(rows)),
+        )
+        .await;
+
+    browser.type_into("input[name=search]", "needle").await;
+    browser
+        .until(
+            "one job found",
+            &format!("return ({})() === 1", js_fn(rows)),
+        )
+        .await;
+    assert!(
+        browser
+            .js("return document.querySelector('#jobs tbody').innerText")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("echo Needle-in-a-haystack")
+    );
+    browser.type_into("input[name=search]", "").await;
+    browser
+        .js(
+            "const s = document.querySelector('select[name=priority]'); s.value = 'High'; \
+             s.dispatchEvent(new Event('input', {bubbles: true})); return true",
+        )
+        .await;
+    browser
+        .until(
+            "the High jobs",
+            &format!("return ({})() === 10", js_fn(rows)),
+        )
+        .await;
+    let priorities = browser
+        .js("return [...document.querySelectorAll('#jobs tbody tr')].map(r => r.cells[3].innerText)")
+        .await;
+    assert!(
+        priorities.as_array().unwrap().iter().all(|p| p == "High"),
+        "{priorities}"
+    );
+    assert!(browser.current_path().await.contains("priority=High"));
+    // The status counts are links that filter.
+    assert_eq!(
+        browser
+            .js("return document.querySelector('[data-count=Queued]').innerText")
+            .await,
+        "30"
+    );
+    browser.click("#counts a[data-status=Running]").await;
+    browser
+        .until(
+            "no Running jobs",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_job_page_streams_output_as_it_is_printed() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    let id = app
+        .submit_command(
+            "for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.4; done; echo oops >&2; \
+             printf '\\033[31mred\\033[0m plain\\n'; printf 'progress 10%%\\rprogress 100%%\\n'",
+        )
+        .await;
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    // The first line shows while the job still runs.
+    let seen_running = browser
+        .until(
+            "line-1 while the job runs",
+            "const text = document.getElementById('output').innerText; \
+             return text.includes('line-1') ? document.getElementById('status').innerText : null",
+        )
+        .await;
+    assert_eq!(
+        seen_running, "Running",
+        "output arrives live, not at the end"
+    );
+    browser
+        .until(
+            "the final status",
+            "return document.getElementById('status').innerText === 'Success'",
+        )
+        .await;
+    let lines = browser
+        .js("return [...document.querySelectorAll('#output .ln')].map(l => [l.className, l.innerText])")
+        .await;
+    let lines: Vec<(String, String)> = serde_json::from_value(lines).unwrap();
+    let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "line-1",
+            "line-2",
+            "line-3",
+            "line-4",
+            "line-5",
+            "line-6",
+            "oops",
+            "red plain",
+            "progress 100%"
+        ],
+        "every line once, in order, escapes and \\r rendered"
+    );
+    assert_eq!(lines[6].0, "ln err", "stderr is marked");
+    assert_eq!(lines[0].0, "ln out");
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#output .f1').innerText")
+            .await,
+        "red",
+        "the ANSI colour became a class"
+    );
+    let fields = browser
+        .js("return document.getElementById('fields').innerText")
+        .await;
+    assert!(
+        fields.as_str().unwrap().contains("Exit code\n0"),
+        "{fields}"
+    );
+    browser.screenshot("job").await;
+    // Hiding stderr hides its lines only.
+    browser.click("#show-stderr").await;
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#output .ln')].filter(l => l.offsetParent).length")
+            .await,
+        8
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn cancel_from_the_page_kills_the_process_group() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    let id = app
+        .submit_command("sleep 300 & sleep 300 & echo started; wait")
+        .await;
+    let job = app
+        .wait_for(&id, "its process id and output", |job| {
+            job["remote_process_id"].is_string()
+                && job["stdout"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("started"))
+        })
+        .await;
+    let pgid = job["remote_process_id"].as_str().unwrap().to_owned();
+    assert!(!live_processes_in_group(&pgid).is_empty());
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    browser
+        .until(
+            "the running job",
+            "return !document.getElementById('cancel').hidden",
+        )
+        .await;
+    browser.click("#cancel").await;
+    browser.accept_confirm().await;
+    browser
+        .until(
+            "Cancelled on the page",
+            "return document.getElementById('status').innerText === 'Cancelled'",
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !live_processes_in_group(&pgid).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            live_processes_in_group(&pgid)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.job(&id).await["status"], "Cancelled");
+    // Delete, from the same page, returns to the list.
+    browser.click("#delete").await;
+    browser.accept_confirm().await;
+    browser
+        .until("the list", "return location.pathname === '/ui/'")
+        .await;
+    assert_eq!(app.get(&format!("/jobs/{id}/")).await.status(), 404);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_submit_form_shows_the_servers_errors_and_creates_jobs() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/submit")).await;
+    browser
+        .until(
+            "the host list",
+            "return document.querySelector('#host option[value=local]')",
+        )
+        .await;
+    browser
+        .type_into("#command", "echo \"from the form: $GREETING\"")
+        .await;
+    browser.type_into("#timeout", "0").await;
+    browser.click("#add-env").await;
+    browser.type_into(".env-name", "GREETING").await;
+    browser.type_into(".env-value", "hello").await;
+    browser.click("button[type=submit]").await;
+    let error = browser
+        .until(
+            "the timeout's error",
+            "return document.querySelector('[data-error-for=timeout]').innerText",
+        )
+        .await;
+    assert!(
+        error.as_str().unwrap().contains("from 1 to 604800"),
+        "{error}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('timeout').getAttribute('aria-invalid')")
+            .await,
+        "true"
+    );
+    assert_eq!(
+        browser.current_path().await,
+        "/ui/submit",
+        "nothing was submitted"
+    );
+    let jobs = app.get("/jobs/").await.json::<Value>().await.unwrap();
+    assert_eq!(jobs["total_count"], 0, "a refused form creates no job");
+    browser.screenshot("submit").await;
+
+    browser.type_into("#timeout", "30").await;
+    browser.click("button[type=submit]").await;
+    let path = browser
+        .until(
+            "the new job's page",
+            "return location.pathname.startsWith('/ui/jobs/') && location.pathname",
+        )
+        .await;
+    let id = path
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ui/jobs/")
+        .to_owned();
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["timeout"], 30);
+    assert_eq!(job["parameters"], json!({"env": {"GREETING": "hello"}}));
+    browser
+        .until(
+            "the job's output",
+            "return document.getElementById('output').innerText.includes('from the form: hello')",
+        )
+        .await;
+    // Run again submits the same job anew.
+    browser.click("#rerun").await;
+    let again = browser
+        .until(
+            "the second job's page",
+            &format!(
+                "return location.pathname.startsWith('/ui/jobs/') && \
+                 !location.pathname.endsWith('{id}') && location.pathname"
+            ),
+        )
+        .await;
+    let again = again
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ui/jobs/")
+        .to_owned();
+    let second = app.wait_final(&again).await;
+    for field in ["command", "priority", "timeout", "parameters", "host"] {
+        assert_eq!(second[field], job[field], "{field} is the same");
+    }
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_token_is_asked_for_and_a_wrong_one_refused() {
+    let app = spawn_app_with(|settings| settings.api.tokens = vec!["right-token".into()]).await;
+    let id = app.submit_command("echo behind a token").await;
+    app.wait_final(&id).await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/")).await;
+    browser
+        .until(
+            "the sign-in page",
+            "return location.pathname === '/ui/login'",
+        )
+        .await;
+    browser.type_into("#token", "wrong-token").await;
+    browser.click("button[type=submit]").await;
+    let refused = browser
+        .until(
+            "the refusal",
+            "return document.getElementById('login-error').innerText",
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("refused"), "{refused}");
+    assert_eq!(browser.current_path().await, "/ui/login?next=%2Fui%2F");
+    browser.screenshot("login").await;
+    browser.type_into("#token", "right-token").await;
+    browser.click("button[type=submit]").await;
+    assert_eq!(
+        browser.until("the list, signed in", &row_status(&id)).await,
+        "Success"
+    );
+    // The live stream takes the token too.
+    browser
+        .until(
+            "the live indicator",
+            "const live = document.getElementById('live'); \
+             return !live.hidden && !live.classList.contains('off')",
+        )
+        .await;
+    let text = browser.js(BODY_TEXT).await;
+    assert!(text.as_str().unwrap().contains("Sign out"));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_huge_output_keeps_the_page_bounded_and_responsive() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    // The page is open before the flood starts: all of it arrives live.
+    let id = app.submit_command("sleep 2; seq 1 200000").await;
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    browser
+        .until(
+            "the page",
+            "return document.getElementById('status').innerText",
+        )
+        .await;
+    assert!(
+        app.job(&id).await["status"] != "Success",
+        "the job was still running when the page opened"
+    );
+    browser
+        .until(
+            "the last line",
+            "const last = document.querySelector('#output .ln:last-child'); \
+             return last && last.innerText === '200000' \
+                 && document.getElementById('status').innerText === 'Success'",
+        )
+        .await;
+    let lines = browser
+        .js("return document.querySelectorAll('#output .ln').length")
+        .await;
+    assert!(lines.as_u64().unwrap() <= 5000, "{lines} lines in the DOM");
+    let note = browser
+        .js("return document.getElementById('output-note').innerText")
+        .await;
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("earlier lines are not shown"),
+        "{note}"
+    );
+    // Still answering: a click toggles following, and the page scrolls.
+    browser.click("#follow").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('follow').checked")
+            .await,
+        false
+    );
+    browser
+        .js("const o = document.getElementById('output'); o.scrollTop = 0; return o.scrollTop")
+        .await;
+
+    // Opened afterwards, the page reads only the end of the output.
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    browser
+        .until(
+            "the end of the output",
+            "const last = document.querySelector('#output .ln:last-child'); \
+             return last && last.innerText === '200000'",
+        )
+        .await;
+    let shown = browser
+        .js("return document.querySelectorAll('#output .ln').length")
+        .await;
+    assert!(shown.as_u64().unwrap() < 200_000 / 2, "{shown} lines read");
+    let note = browser
+        .js("return document.getElementById('output-note').innerText")
+        .await;
+    assert!(
+        note.as_str().unwrap().contains("only its end is shown"),
+        "{note}"
+    );
+    browser.screenshot("job-long").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn hosts_and_workers_pages_show_health_and_the_queue() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/hosts")).await;
+    browser
+        .until(
+            "the local host",
+            "return document.querySelector('tr[data-host=local]')",
+        )
+        .await;
+    browser.click("tr[data-host=local] button").await;
+    let result = browser
+        .until(
+            "the check's result",
+            "const r = document.querySelector('tr[data-host=local] .check-result'); \
+             return r.classList.contains('ok') && r.innerText",
+        )
+        .await;
+    assert!(result.as_str().unwrap().starts_with("ok in "), "{result}");
+    browser.screenshot("hosts").await;
+
+    let id = app.submit_command("sleep 30").await;
+    app.wait_started(&id).await;
+    browser.goto(&app.url("/ui/workers")).await;
+    let running = browser
+        .until(
+            "the running job under its worker",
+            &format!(
+                "return document.querySelector('#workers a[href=\"/ui/jobs/{id}\"]') !== null"
+            ),
+        )
+        .await;
+    assert_eq!(running, true);
+    browser
+        .until(
+            "the queue by priority",
+            "return document.querySelector('#queue tr[data-priority=Medium] .running').innerText === '1'",
+        )
+        .await;
+    browser.screenshot("workers").await;
+    app.cancel(&id).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_small_and_need_no_token() {
+    let app = spawn_app_with(|settings| settings.api.tokens = vec!["t".into()]).await;
+    let client = reqwest::Client::new();
+    let mut weight = 0;
+    for path in [
+        "/ui/",
+        "/ui/assets/app.css",
+        "/ui/assets/common.js",
+        "/ui/assets/jobs.js",
+        "/ui/assets/icon.svg",
+    ] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path} needs no token");
+        weight += response.bytes().await.unwrap().len();
+    }
+    assert!(weight < 100 * 1024, "the list page weighs {weight} bytes");
+    // The API behind them still does.
+    assert_eq!(
+        client.get(app.url("/jobs/")).send().await.unwrap().status(),
+        401
+    );
+    let page = client.get(app.url("/ui/")).send().await.unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let asset = client
+        .get(app.url("/ui/assets/jobs.js"))
+        .send()
+        .await
+        .unwrap();
+    let etag = asset.headers()["etag"].clone();
+    let again = client
+        .get(app.url("/ui/assets/jobs.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        304,
+        "assets are revalidated, not sent again"
+    );
+    let missing = client.get(app.url("/ui/nowhere")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        missing
+            .text()
+            .await
+            .unwrap()
+            .contains("There is no such page")
+    );
+}
