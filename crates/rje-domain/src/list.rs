@@ -108,6 +108,15 @@ impl ListQuery {
     /// A search is a few words typed into a box, not a document.
     pub const MAX_SEARCH_CHARS: usize = 200;
 
+    /// The search as an FTS5 phrase (`"text"`, quotes doubled) for a
+    /// trigram index, when it is long enough for one (3 characters).
+    pub fn search_phrase(&self) -> Option<String> {
+        self.search
+            .as_deref()
+            .filter(|text| text.chars().count() >= 3)
+            .map(|text| format!("\"{}\"", text.replace('"', "\"\"")))
+    }
+
     /// The search as a SQL `LIKE` pattern with `\\` as its escape: the
     /// text's own `%`, `_` and `\\` match only themselves.
     pub fn search_pattern(&self) -> Option<String> {
@@ -250,6 +259,16 @@ mod tests {
                 field: OrderField::StartedAt,
                 descending: true
             }
+        );
+    }
+
+    #[test]
+    fn long_searches_are_index_phrases() {
+        let parse = |text| ListQuery::parse([("search", text)], &HostNames::local_only()).unwrap();
+        assert_eq!(parse("ab").search_phrase(), None, "too short for a trigram");
+        assert_eq!(
+            parse("say \"hi\"").search_phrase().as_deref(),
+            Some("\"say \"\"hi\"\"\"")
         );
     }
 

@@ -103,7 +103,8 @@ pub struct JobListResponse {
     pub jobs: Vec<JobResponse>,
     pub total_count: u64,
     /// `false` when `total_count` is an estimate: past 10,000 matching jobs
-    /// PostgreSQL reports the planner's estimate rather than count them all.
+    /// PostgreSQL reports the planner's estimate rather than count them all,
+    /// and SQLite, for a text search, reports 10,000 (a lower bound).
     #[serde(default = "exact")]
     pub total_count_exact: bool,
 }

@@ -81,7 +81,10 @@ async function load() {
       ? `${view.offset + 1}–${view.offset + shown} of ${about}${total.toLocaleString()}`
       : `0 of ${about}${total.toLocaleString()}`;
     document.getElementById('prev').disabled = view.offset === 0;
-    document.getElementById('next').disabled = view.offset + shown >= total;
+    // An estimated total may be short: a full page says there may be more.
+    const full = shown === parseInt(view.limit, 10);
+    document.getElementById('next').disabled =
+      view.offset + shown >= total && !(full && !page.total_count_exact);
     showCounts(stats);
   } catch (err) {
     if (mine === loading) flash(err.message);

@@ -16,6 +16,9 @@ use super::{
     listed_columns, micros, now, push_filters,
 };
 
+/// Past this many matches a search reports this many, not exact.
+const SEARCH_COUNT_LIMIT: i64 = 10_000;
+
 #[async_trait]
 impl Jobs for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -78,9 +81,20 @@ impl Jobs for SqliteStore {
 
     async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
         let mut tx = self.reader.begin().await?;
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+        // An index answers a count by status, priority or host at once; a
+        // search must check each match, so it counts up to a limit.
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs");
         push_filters(&mut count, query);
-        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+        if query.search.is_some() {
+            count.push(" LIMIT ").push_bind(SEARCH_COUNT_LIMIT + 1);
+        }
+        count.push(")");
+        let counted: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+        let (total, total_exact) = if counted > SEARCH_COUNT_LIMIT {
+            (SEARCH_COUNT_LIMIT, false)
+        } else {
+            (counted, true)
+        };
 
         let mut select =
             QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", listed_columns(tail_bytes)));
@@ -100,7 +114,7 @@ impl Jobs for SqliteStore {
         Ok(JobPage {
             jobs,
             total_count: u64::try_from(total).unwrap_or(0),
-            total_exact: true,
+            total_exact,
         })
     }
 

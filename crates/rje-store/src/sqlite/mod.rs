@@ -324,8 +324,14 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
     }
-    // SQLite's LIKE ignores ASCII case; no index serves a substring, so
-    // this scans what the other filters leave.
+    // The trigram index finds the candidates (it needs 3 characters);
+    // LIKE, which ignores ASCII case only, has the last word.
+    if let Some(phrase) = query.search_phrase() {
+        builder
+            .push(" AND pk IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
+            .push_bind(phrase)
+            .push(")");
+    }
     if let Some(pattern) = query.search_pattern() {
         builder
             .push(" AND command LIKE ")

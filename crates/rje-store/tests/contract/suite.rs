@@ -40,6 +40,7 @@ macro_rules! store_contract {
             every_status_is_counted,
             search_matches_a_literal_substring_of_the_command,
             the_last_chunks_come_oldest_first,
+            search_finds_edited_commands_and_forgets_deleted_ones,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -987,4 +988,43 @@ pub async fn the_last_chunks_come_oldest_first(store: Arc<dyn JobStore>) {
         store.read_output_last(JobId::new(), 0, 2, None).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dyn JobStore>) {
+    let first = store.create(new_job("echo alpha-one")).await.unwrap();
+    let second = store.create(new_job("echo alpha-two")).await.unwrap();
+    let search = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = ListQuery::parse([("search", text)], &list_hosts()).unwrap();
+            let page = store.list(&query, 0).await.unwrap();
+            assert!(page.total_exact);
+            page.jobs.into_iter().map(|j| j.job.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("ALPHA").await.len(), 2);
+    let patch = JobPatch::parse(
+        &json!({"command": "echo beta"}),
+        &Limits::default(),
+        &list_hosts(),
+        &first,
+    )
+    .unwrap();
+    store.edit(first.id, &patch).await.unwrap();
+    assert_eq!(
+        search("alpha").await,
+        [second.id],
+        "an edit is searched anew"
+    );
+    assert_eq!(search("beta").await, [first.id]);
+    store.delete(second.id).await.unwrap();
+    assert!(
+        search("alpha").await.is_empty(),
+        "a deleted job is not found"
+    );
+    assert_eq!(
+        search("ta").await,
+        [first.id],
+        "two characters still search"
+    );
 }
