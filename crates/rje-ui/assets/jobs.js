@@ -86,6 +86,8 @@ async function load() {
     document.getElementById('next').disabled =
       view.offset + shown >= total && !(full && !page.total_count_exact);
     showCounts(stats);
+    // When the first page of jobs was on screen, for measuring.
+    if (!performance.getEntriesByName('rje:jobs-shown').length) performance.mark('rje:jobs-shown');
   } catch (err) {
     if (mine === loading) flash(err.message);
   }

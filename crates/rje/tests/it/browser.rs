@@ -130,11 +130,18 @@ impl Browser {
             if truthy {
                 return value;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the page shows:\n{}",
-                self.js("return document.body.innerText").await
-            );
+            if Instant::now() >= deadline {
+                let text = self.js("return document.body.innerText").await;
+                let text = text.as_str().unwrap_or_default();
+                let start = text.len().saturating_sub(2000);
+                let start = (start..text.len())
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
+                panic!(
+                    "timed out waiting for {what}; the page ends with:\n{}",
+                    &text[start..]
+                );
+            }
             sleep(Duration::from_millis(100)).await;
         }
     }

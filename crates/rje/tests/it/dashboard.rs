@@ -642,3 +642,43 @@ async fn pages_and_assets_are_small_and_need_no_token() {
             .contains("There is no such page")
     );
 }
+
+#[tokio::test]
+async fn output_dropped_over_the_cap_is_marked_where_it_was() {
+    // Small enough that all that is kept fits the page's 5,000 lines.
+    let app = spawn_app_with(|settings| settings.worker.max_output_bytes = 16 * 1024).await;
+    let id = app.submit_command("seq 1 40000").await;
+    app.wait_final(&id).await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    let gap = browser
+        .until(
+            "the gap marker",
+            "const gap = document.querySelector('#output .ln.gap'); return gap && gap.innerText",
+        )
+        .await;
+    assert!(
+        gap.as_str()
+            .unwrap()
+            .contains("bytes of stdout dropped here"),
+        "{gap}"
+    );
+    let around = browser
+        .js("const gap = document.querySelector('#output .ln.gap'); \
+             return [gap.previousElementSibling.innerText, gap.nextElementSibling.innerText]")
+        .await;
+    let (before, after): (String, String) = serde_json::from_value(around).unwrap();
+    let (before, after): (u32, u32) = (before.parse().unwrap(), after.parse().unwrap());
+    assert!(
+        after > before + 1,
+        "the marker sits where lines are missing: {before} … {after}"
+    );
+    browser
+        .until(
+            "the last line",
+            "const last = document.querySelector('#output .ln:last-child'); \
+             return last && last.innerText === '40000'",
+        )
+        .await;
+    browser.close().await;
+}
