@@ -682,3 +682,52 @@ async fn output_dropped_over_the_cap_is_marked_where_it_was() {
         .await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_system_dark_setting_and_the_keyboard_are_followed() {
+    let app = spawn_app().await;
+    let id = app.submit_command("echo dark").await;
+    app.wait_final(&id).await;
+    let browser = Browser::start_with_args(&["--force-dark-mode"]).await;
+    browser.goto(&app.url("/ui/")).await;
+    browser.until("the job", &row_status(&id)).await;
+    assert_eq!(
+        browser
+            .js("return matchMedia('(prefers-color-scheme: dark)').matches")
+            .await,
+        true
+    );
+    let background = browser
+        .js("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    assert_eq!(background, "rgb(13, 17, 23)", "the dark palette");
+    browser.screenshot("jobs-dark").await;
+    // The first Tab reaches the skip link; the job's link opens its page.
+    browser
+        .client
+        .active_element()
+        .await
+        .expect("a focused element")
+        .send_keys(&char::from(fantoccini::key::Key::Tab).to_string())
+        .await
+        .expect("Tab");
+    assert_eq!(
+        browser.js("return document.activeElement.className").await,
+        "skip"
+    );
+    let link = browser
+        .client
+        .find(fantoccini::Locator::Css("#jobs tbody a"))
+        .await
+        .expect("the job's link");
+    link.send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await
+        .expect("Enter");
+    browser
+        .until(
+            "the job's page",
+            &format!("return location.pathname === '/ui/jobs/{id}'"),
+        )
+        .await;
+    browser.close().await;
+}
