@@ -42,9 +42,10 @@ struct ListParams {
     priority: Option<Priority>,
     /// Only jobs on this host (a name of `GET /hosts/`).
     host: Option<String>,
-    /// Only jobs whose command contains this text (ASCII case ignored;
-    /// `%` and `_` match only themselves).
-    #[param(max_length = 200, pattern = "^[^\\x00]*$")]
+    /// Only jobs whose command contains this text: 3 to 200 characters
+    /// (ASCII case ignored; `%` and `_` match only themselves). Empty: no
+    /// search.
+    #[param(max_length = 200, pattern = "^$|^[^\\x00]{3,}$")]
     search: Option<String>,
     /// `created_at` (default), `started_at`, `completed_at` or `priority`;
     /// a leading `-` sorts descending (the default is `-created_at`).
@@ -191,7 +192,8 @@ async fn show(
 }
 
 /// How many jobs there are in each status, and how many are queued and
-/// running at each priority: the figures a dashboard shows on top.
+/// running at each priority: the figures a dashboard shows on top. Counted
+/// at most half a second ago.
 #[utoipa::path(
     get,
     path = "/jobs/stats",
@@ -201,19 +203,26 @@ async fn show(
     security(("bearer" = []))
 )]
 async fn stats(State(state): State<AppState>) -> Result<Json<JobStatsResponse>, ApiError> {
-    let mut stats = JobStatsResponse::default();
-    for (status, jobs) in state.store.count_by_status().await? {
-        *stats.by_status.slot(status) = jobs;
-        stats.total += jobs;
-    }
-    for active in state.store.count_active().await? {
-        let by_priority = match active.status {
-            Status::Queued => &mut stats.queued_by_priority,
-            Status::Running => &mut stats.running_by_priority,
-            _ => continue,
-        };
-        *by_priority.slot(active.priority) = active.jobs;
-    }
+    let store = &state.store;
+    let stats = state
+        .stats
+        .get_or_count(|| async {
+            let mut stats = JobStatsResponse::default();
+            for (status, jobs) in store.count_by_status().await? {
+                *stats.by_status.slot(status) = jobs;
+                stats.total += jobs;
+            }
+            for active in store.count_active().await? {
+                let by_priority = match active.status {
+                    Status::Queued => &mut stats.queued_by_priority,
+                    Status::Running => &mut stats.running_by_priority,
+                    _ => continue,
+                };
+                *by_priority.slot(active.priority) = active.jobs;
+            }
+            Ok::<_, ApiError>(stats)
+        })
+        .await?;
     Ok(Json(stats))
 }
 

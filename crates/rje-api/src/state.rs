@@ -2,13 +2,14 @@
 //! the API's settings.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::http::HeaderValue;
 use ipnet::IpNet;
 use rje_bus::Bus;
 use rje_domain::{CheckReport, HostNames, HostStatus, Limits};
+use rje_proto::JobStatsResponse;
 use rje_store::Jobs;
 
 /// The hosts a process knows, as the API reads them: whatever runs the
@@ -28,6 +29,37 @@ pub struct AppState {
     /// The hosts jobs run on, for `/hosts/`.
     pub hosts: Arc<dyn HostDirectory>,
     pub settings: Arc<ApiSettings>,
+    /// `GET /jobs/stats/`'s last answer, shared by every caller.
+    pub stats: StatsCache,
+}
+
+/// The job counts, computed at most twice a second however many
+/// dashboards ask: at a million jobs a count by status reads the whole
+/// status index. Dashboards re-read at most once a second, so each read
+/// finds a new count.
+#[derive(Clone, Default)]
+pub struct StatsCache(Arc<tokio::sync::Mutex<Option<(Instant, JobStatsResponse)>>>);
+
+impl StatsCache {
+    const FRESH_FOR: Duration = Duration::from_millis(500);
+
+    /// The cached counts while fresh, else `count()`'s, kept. Callers that
+    /// arrive during a count wait for it rather than start their own.
+    pub(crate) async fn get_or_count<F, Fut, E>(&self, count: F) -> Result<JobStatsResponse, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<JobStatsResponse, E>>,
+    {
+        let mut cached = self.0.lock().await;
+        if let Some((at, stats)) = cached.as_ref()
+            && at.elapsed() < Self::FRESH_FOR
+        {
+            return Ok(*stats);
+        }
+        let stats = count().await?;
+        *cached = Some((Instant::now(), stats));
+        Ok(stats)
+    }
 }
 
 /// The API's configuration.

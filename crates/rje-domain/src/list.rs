@@ -107,13 +107,14 @@ impl ListQuery {
     pub const MAX_LIMIT: u32 = 100;
     /// A search is a few words typed into a box, not a document.
     pub const MAX_SEARCH_CHARS: usize = 200;
+    /// The shortest search: what a trigram index can look up.
+    pub const MIN_SEARCH_CHARS: usize = 3;
 
     /// The search as an FTS5 phrase (`"text"`, quotes doubled) for a
-    /// trigram index, when it is long enough for one (3 characters).
+    /// trigram index.
     pub fn search_phrase(&self) -> Option<String> {
         self.search
             .as_deref()
-            .filter(|text| text.chars().count() >= 3)
             .map(|text| format!("\"{}\"", text.replace('"', "\"\"")))
     }
 
@@ -183,15 +184,22 @@ impl ListQuery {
                     query.host = errors.take("host", host);
                 }
                 "search" => {
+                    let chars = value.chars().count();
                     let search = if value.contains('\0') {
                         Err("must not contain a NUL byte".to_owned())
-                    } else if value.chars().count() > Self::MAX_SEARCH_CHARS {
+                    } else if chars > Self::MAX_SEARCH_CHARS {
                         Err(format!(
                             "must be at most {} characters",
                             Self::MAX_SEARCH_CHARS
                         ))
+                    } else if (1..Self::MIN_SEARCH_CHARS).contains(&chars) {
+                        Err(format!(
+                            "must be at least {} characters: shorter text is in nearly \
+                             every command",
+                            Self::MIN_SEARCH_CHARS
+                        ))
                     } else {
-                        Ok(value.trim())
+                        Ok(value)
                     };
                     // An emptied search box searches for nothing.
                     query.search = errors
@@ -240,7 +248,7 @@ mod tests {
                 ("host", "local"),
                 ("ordering", "-started_at"),
                 ("output", "none"),
-                ("search", " deploy "),
+                ("search", "deploy"),
                 ("_", "123"),
             ],
             &HostNames::local_only(),
@@ -265,7 +273,6 @@ mod tests {
     #[test]
     fn long_searches_are_index_phrases() {
         let parse = |text| ListQuery::parse([("search", text)], &HostNames::local_only()).unwrap();
-        assert_eq!(parse("ab").search_phrase(), None, "too short for a trigram");
         assert_eq!(
             parse("say \"hi\"").search_phrase().as_deref(),
             Some("\"say \"\"hi\"\"\"")
@@ -276,7 +283,11 @@ mod tests {
     fn search_is_a_literal_pattern() {
         let parse = |text| ListQuery::parse([("search", text)], &HostNames::local_only()).unwrap();
         assert_eq!(parse("").search, None);
-        assert_eq!(parse("   ").search, None);
+        assert_eq!(
+            parse("   ").search.as_deref(),
+            Some("   "),
+            "spaces are text"
+        );
         assert_eq!(
             parse("50%_a\\b").search_pattern().as_deref(),
             Some("%50\\%\\_a\\\\b%")
@@ -298,6 +309,7 @@ mod tests {
             ("output", "all"),
             ("search", "a\0b"),
             ("search", &"x".repeat(201)),
+            ("search", "ab"),
         ] {
             let err = ListQuery::parse([(name, value)], &HostNames::local_only()).unwrap_err();
             assert_eq!(err.details[0].field, name, "{name}={value}");

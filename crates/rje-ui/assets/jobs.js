@@ -68,8 +68,10 @@ async function load() {
     if (view[name]) query.set(name, view[name]);
   }
   const mine = (loading = Symbol('load'));
+  // The counts come apart: the page of jobs need not wait for them.
+  api('/jobs/stats/').then((stats) => { if (mine === loading) showCounts(stats); }, () => {});
   try {
-    const [page, stats] = await Promise.all([api('/jobs/?' + query), api('/jobs/stats/')]);
+    const page = await api('/jobs/?' + query);
     if (mine !== loading) return; // a newer view is on its way
     flash('');
     tbody.replaceChildren(...page.jobs.map(row));
@@ -85,7 +87,6 @@ async function load() {
     const full = shown === parseInt(view.limit, 10);
     document.getElementById('next').disabled =
       view.offset + shown >= total && !(full && !page.total_count_exact);
-    showCounts(stats);
     // When the first page of jobs was on screen, for measuring.
     if (!performance.getEntriesByName('rje:jobs-shown').length) performance.mark('rje:jobs-shown');
   } catch (err) {
@@ -117,6 +118,8 @@ form.addEventListener('input', (event) => {
   view.offset = 0;
   if (event.target.name === 'search') {
     clearTimeout(typing);
+    // The server searches 3 characters or more: until then, keep the view.
+    if (view.search.length > 0 && view.search.length < 3) return;
     typing = setTimeout(() => navigate(view, true), 300);
   } else {
     navigate(view);

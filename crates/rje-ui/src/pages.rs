@@ -73,7 +73,7 @@ pub(crate) fn jobs(settings: &UiSettings) -> Markup {
         form #filters .filters role="search" {
             label.grow { "Command contains "
                 input type="search" name="search" maxlength="200" autocomplete="off"
-                    placeholder="e.g. backup";
+                    placeholder="3 characters or more, e.g. backup";
             }
             label { "Status "
                 select name="status" {

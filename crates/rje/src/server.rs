@@ -180,6 +180,7 @@ impl RunningServer {
             bus,
             hosts: Arc::new(HostView(hosts)),
             settings: Arc::new(api_settings),
+            stats: Default::default(),
         };
         let mut limits = settings.connections;
         let descriptors = raise_descriptor_limit();

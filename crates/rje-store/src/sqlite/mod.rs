@@ -324,8 +324,8 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
     }
-    // The trigram index finds the candidates (it needs 3 characters);
-    // LIKE, which ignores ASCII case only, has the last word.
+    // The trigram index finds the candidates; LIKE, which ignores ASCII
+    // case only, has the last word.
     if let Some(phrase) = query.search_phrase() {
         builder
             .push(" AND pk IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")

@@ -81,6 +81,8 @@ async fn every_route_answers_with_and_without_its_trailing_slash() {
         "/jobs/".to_owned(),
         "/jobs/list".to_owned(),
         "/jobs/list/".to_owned(),
+        "/jobs/stats".to_owned(),
+        "/jobs/stats/".to_owned(),
         format!("/jobs/{id}"),
         format!("/jobs/{id}/"),
         format!("/jobs/{id}/logs"),

@@ -313,6 +313,7 @@ const WEBSOCKETS: &[&str] = &["/ws/jobs/{id}/", "/ws/jobs/"];
 const ROUTES: &[(&str, &[&str])] = &[
     ("/jobs", &["get", "post"]),
     ("/jobs/list", &["get"]),
+    ("/jobs/stats", &["get"]),
     ("/jobs/{id}", &["get", "put", "patch", "delete"]),
     ("/jobs/{id}/cancel", &["post"]),
     ("/jobs/{id}/logs", &["get"]),
