@@ -18,6 +18,8 @@ use super::{
 
 /// Past this many matches a search reports this many, not exact.
 const SEARCH_COUNT_LIMIT: i64 = 10_000;
+/// Jobs a search indexes at most before it runs: bounds its wait.
+const INDEX_BATCH: i64 = 100_000;
 
 #[async_trait]
 impl Jobs for SqliteStore {
@@ -80,6 +82,9 @@ impl Jobs for SqliteStore {
     }
 
     async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
+        if query.search.is_some() {
+            self.index_commands().await?;
+        }
         let mut tx = self.reader.begin().await?;
         // An index answers a count by status, priority or host at once; a
         // search must check each match, so it counts up to a limit.
@@ -270,6 +275,49 @@ impl Jobs for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Indexes the commands of jobs submitted since the last search, in
+    /// one batch of at most [`INDEX_BATCH`]: far cheaper than a write to
+    /// the index with every submit. What a batch leaves is still found,
+    /// by the scan of the unindexed range.
+    async fn index_commands(&self) -> Result<(), StoreError> {
+        let (upto, newest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT (SELECT pk FROM jobs_search_upto), (SELECT MAX(pk) FROM jobs)")
+                .fetch_one(&self.reader)
+                .await?;
+        if newest.is_none_or(|newest| newest <= upto) {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            // The mark is read again inside the write: another search may
+            // have indexed the same jobs meanwhile.
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(pk) FROM (SELECT pk FROM jobs \
+                 WHERE pk > (SELECT pk FROM jobs_search_upto) ORDER BY pk LIMIT ?)",
+            )
+            .bind(INDEX_BATCH)
+            .fetch_one(&mut *tx)
+            .await?;
+            let Some(last) = last else {
+                return Ok(());
+            };
+            sqlx::query(
+                "INSERT INTO jobs_search (rowid, command) SELECT pk, command FROM jobs \
+                 WHERE pk > (SELECT pk FROM jobs_search_upto) AND pk <= ?",
+            )
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE jobs_search_upto SET pk = ?")
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
     /// Up to `limit` chunks with `seq > since`, from either end.
     async fn read_chunks(
         &self,

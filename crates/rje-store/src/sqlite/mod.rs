@@ -324,13 +324,15 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
     }
-    // The trigram index finds the candidates; LIKE, which ignores ASCII
-    // case only, has the last word.
+    // The trigram index finds the candidates among the jobs it holds, the
+    // range of keys above its mark the rest (see 0005_command_search.sql);
+    // LIKE, which ignores ASCII case only, has the last word. One IN over
+    // both, not an OR: with an OR SQLite scans the whole table.
     if let Some(phrase) = query.search_phrase() {
         builder
             .push(" AND pk IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
             .push_bind(phrase)
-            .push(")");
+            .push(" UNION ALL SELECT pk FROM jobs WHERE pk > (SELECT pk FROM jobs_search_upto))");
     }
     if let Some(pattern) = query.search_pattern() {
         builder

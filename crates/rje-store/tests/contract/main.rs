@@ -19,6 +19,21 @@ mod sqlite {
     }
 
     crate::store_contract!(store);
+
+    /// The search index is kept beside the jobs by triggers and batches:
+    /// after edits and deletes of indexed and unindexed jobs, and keys
+    /// reused, FTS5's own check finds it exact.
+    #[tokio::test]
+    async fn the_search_index_matches_the_jobs() {
+        let (store, dir) = store().await;
+        crate::suite::search_finds_edited_commands_and_forgets_deleted_ones(store).await;
+        let url = format!("sqlite://{}", dir.path().join("rje.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO jobs_search (jobs_search, rank) VALUES ('integrity-check', 1)")
+            .execute(&pool)
+            .await
+            .expect("the index holds exactly the indexed jobs' commands");
+    }
 }
 
 /// PostgreSQL: each test in a schema of its own, dropped afterwards.

@@ -1022,4 +1022,24 @@ pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dy
         search("alpha").await.is_empty(),
         "a deleted job is not found"
     );
+    // Jobs submitted since the last search, edited or deleted before the
+    // next one, are found as they are now.
+    let third = store.create(new_job("echo gamma-three")).await.unwrap();
+    let fourth = store.create(new_job("echo gamma-four")).await.unwrap();
+    let patch = JobPatch::parse(
+        &json!({"command": "echo delta"}),
+        &Limits::default(),
+        &list_hosts(),
+        &third,
+    )
+    .unwrap();
+    store.edit(third.id, &patch).await.unwrap();
+    store.delete(fourth.id).await.unwrap();
+    assert!(search("gamma").await.is_empty());
+    assert_eq!(search("delta").await, [third.id]);
+    assert_eq!(
+        search("beta").await,
+        [first.id],
+        "what was indexed is still found"
+    );
 }
