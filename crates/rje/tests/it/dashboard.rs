@@ -547,7 +547,16 @@ async fn a_huge_output_keeps_the_page_bounded_and_responsive() {
 
 #[tokio::test]
 async fn hosts_and_workers_pages_show_health_and_the_queue() {
-    let app = spawn_app().await;
+    // An SSH host nobody listens for: its check fails at connecting.
+    let mut nowhere = rje_ssh::HostConfig::new("nowhere", "127.0.0.1");
+    nowhere.port = rje_testkit::free_port();
+    let app = spawn_app_with(move |settings| {
+        settings.inventory = rje_ssh::Inventory {
+            hosts: vec![nowhere],
+            default_host: None,
+        };
+    })
+    .await;
     let browser = Browser::start().await;
     browser.goto(&app.url("/ui/hosts")).await;
     browser
@@ -565,6 +574,18 @@ async fn hosts_and_workers_pages_show_health_and_the_queue() {
         )
         .await;
     assert!(result.as_str().unwrap().starts_with("ok in "), "{result}");
+    browser.click("tr[data-host=nowhere] button").await;
+    let failure = browser
+        .until(
+            "the failed check",
+            "const r = document.querySelector('tr[data-host=nowhere] .check-result'); \
+             return r.classList.contains('bad') && r.innerText",
+        )
+        .await;
+    assert!(
+        failure.as_str().unwrap().starts_with("failed at connect: "),
+        "{failure}"
+    );
     browser.screenshot("hosts").await;
 
     let id = app.submit_command("sleep 30").await;
