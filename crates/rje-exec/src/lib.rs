@@ -2,6 +2,7 @@
 //! feeds its output to a sink as it comes, and ends it on timeout or cancel
 //! by killing the whole group and confirming that the group is gone.
 
+pub mod durable;
 mod group;
 mod local;
 mod supervisor;

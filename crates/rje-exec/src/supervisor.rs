@@ -181,7 +181,7 @@ impl Drop for Supervised {
 const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// (pid, parent pid) of every live (non-zombie) process.
-fn process_table() -> Vec<(i32, i32)> {
+pub(crate) fn process_table() -> Vec<(i32, i32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -201,7 +201,7 @@ fn process_table() -> Vec<(i32, i32)> {
 }
 
 /// Every process below `root` in `table`, `root` excluded.
-fn descendants_of(root: i32, table: &[(i32, i32)]) -> Vec<i32> {
+pub(crate) fn descendants_of(root: i32, table: &[(i32, i32)]) -> Vec<i32> {
     let mut found = Vec::new();
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {

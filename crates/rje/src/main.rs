@@ -51,6 +51,12 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Runs one job's command detached, as the worker asks (internal).
+    #[command(hide = true)]
+    Supervise {
+        /// The job's directory, with its spec.json.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,12 @@ fn main() -> ExitCode {
         eprintln!("rje: ignoring .env: {err}");
     }
     let cli = Cli::parse();
+    if let Command::Supervise { dir } = &cli.command {
+        // Before anything starts a thread: it forks.
+        return ExitCode::from(
+            u8::try_from(rje_exec::durable::detach_and_supervise(dir)).unwrap_or(1),
+        );
+    }
     let server = matches!(
         cli.command,
         Command::Serve(_) | Command::Worker(_) | Command::Migrate { .. }
@@ -75,6 +87,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Client(command) => return client(cli.connection, command),
+        Command::Supervise { .. } => unreachable!("handled before tracing starts"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

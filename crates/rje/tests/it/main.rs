@@ -7,6 +7,7 @@ mod cli;
 mod connections;
 mod dashboard;
 mod distributed;
+mod durable;
 mod execution;
 mod helpers;
 mod original_client;

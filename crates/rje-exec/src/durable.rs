@@ -1,0 +1,477 @@
+//! A command that outlives the rje process that started it (issue 13's
+//! foundation): `rje supervise DIR` runs the command described in
+//! `DIR/spec.json` in a session of its own, with its output in files and
+//! its deadline enforced by the supervisor itself, and records how it ended
+//! in `DIR/exit.json`, written whole (write, then rename). Anyone who can
+//! read the directory can follow the output by byte offset and learn the
+//! end, whether or not the process that launched it is still alive.
+//!
+//! The directory, as the supervisor leaves it:
+//!
+//! ```text
+//! spec.json        what to run (written by the launcher)
+//! supervisor.json  the supervisor's pid and the machine's boot id
+//! pid              the command's pid, which is its process group id
+//! stdout, stderr   everything the command wrote, appended
+//! exit.json        how it ended; present only once it has
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::{descendants_of, process_table};
+
+/// What to run, as the launcher writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub command: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Seconds from the supervisor's start to the kill.
+    pub timeout_secs: u64,
+    /// Between TERM and KILL, in milliseconds.
+    pub kill_grace_ms: u64,
+    /// Processes that leave the command's group may outlive it.
+    #[serde(default)]
+    pub allow_daemons: bool,
+}
+
+/// Who supervises, on which boot of the machine: a pid means nothing
+/// after a reboot, so every later signal checks the boot id first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorRecord {
+    pub pid: i32,
+    pub boot_id: String,
+    pub started_at_ms: u64,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// The supervisor's deadline killed it.
+    pub timed_out: bool,
+    pub ended_at_ms: u64,
+}
+
+/// The files of one job's directory.
+#[derive(Debug, Clone)]
+pub struct JobDir {
+    root: PathBuf,
+}
+
+impl JobDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.root.join("spec.json")
+    }
+
+    pub fn supervisor(&self) -> PathBuf {
+        self.root.join("supervisor.json")
+    }
+
+    pub fn pid(&self) -> PathBuf {
+        self.root.join("pid")
+    }
+
+    pub fn stdout(&self) -> PathBuf {
+        self.root.join("stdout")
+    }
+
+    pub fn stderr(&self) -> PathBuf {
+        self.root.join("stderr")
+    }
+
+    pub fn exit(&self) -> PathBuf {
+        self.root.join("exit.json")
+    }
+
+    /// How the command ended, once it has.
+    pub fn read_exit(&self) -> io::Result<Option<ExitRecord>> {
+        read_json(&self.exit())
+    }
+
+    pub fn read_supervisor(&self) -> io::Result<Option<SupervisorRecord>> {
+        read_json(&self.supervisor())
+    }
+}
+
+/// Why `rje supervise` could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("cannot read the job's spec {path}: {source}")]
+    Spec { path: PathBuf, source: io::Error },
+    #[error("cannot start the command: {0}")]
+    Start(io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// This boot of the machine, as Linux names it.
+pub fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
+}
+
+/// Writes the spec and starts `program supervise DIR`, which detaches
+/// itself (see [`detach_and_supervise`]): no signal to the caller's group,
+/// and no end of the caller, reaches it. Returns once it has detached.
+pub fn launch(program: &Path, dir: &JobDir, spec: &Spec) -> io::Result<()> {
+    std::fs::create_dir_all(dir.root())?;
+    write_whole(
+        &dir.spec(),
+        &serde_json::to_vec(spec).map_err(io::Error::other)?,
+    )?;
+    let log = File::create(dir.root().join("supervisor.log"))?;
+    let status = Command::new(program)
+        .arg("supervise")
+        .arg(dir.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "the supervisor did not start ({status}); see {}",
+            dir.root().join("supervisor.log").display()
+        )))
+    }
+}
+
+/// The body of `rje supervise DIR`, to be called first thing in a fresh,
+/// single-threaded process: forks, lets the parent return at once (so its
+/// launcher's wait ends), and in the child starts a session of its own and
+/// supervises the job to its end. Returns the process's exit code.
+pub fn detach_and_supervise(dir: &Path) -> i32 {
+    // SAFETY: called before the process has started any other thread, so
+    // the child may do anything the parent could.
+    match unsafe { nix::unistd::fork() } {
+        Err(err) => {
+            eprintln!("rje supervise: cannot fork: {err}");
+            1
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => 0,
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Err(err) = nix::unistd::setsid() {
+                eprintln!("rje supervise: cannot start a session: {err}");
+            }
+            match supervise(&JobDir::new(dir)) {
+                Ok(_) => 0,
+                Err(err) => {
+                    eprintln!("rje supervise: {err}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+/// `rje supervise DIR`: runs the spec to its end and records it.
+pub fn supervise(dir: &JobDir) -> Result<ExitRecord, SuperviseError> {
+    let started = Instant::now();
+    let spec: Spec = read_json(&dir.spec())
+        .and_then(|spec| spec.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+        .map_err(|source| SuperviseError::Spec {
+            path: dir.spec(),
+            source,
+        })?;
+    // Orphans of the command are re-parented here, not to PID 1, so that
+    // nothing it started escapes the end of the job.
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    if unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        eprintln!(
+            "rje supervise: cannot adopt orphans ({}); a process that leaves the \
+             job's group may outlive it",
+            io::Error::last_os_error()
+        );
+    }
+    let record = SupervisorRecord {
+        pid: std::process::id() as i32,
+        boot_id: boot_id().unwrap_or_default(),
+        started_at_ms: now_ms(),
+    };
+    write_json(&dir.supervisor(), &record)?;
+    let append = |path: PathBuf| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| SuperviseError::Write { path, source })
+    };
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(append(dir.stdout())?)
+        .stderr(append(dir.stderr())?)
+        .envs(&spec.env);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().map_err(SuperviseError::Start)?;
+    let pgid = child.id() as i32;
+    write_whole(&dir.pid(), pgid.to_string().as_bytes()).map_err(|source| {
+        SuperviseError::Write {
+            path: dir.pid(),
+            source,
+        }
+    })?;
+
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let deadline = started + Duration::from_secs(spec.timeout_secs);
+    let grace = Duration::from_millis(spec.kill_grace_ms);
+    let mut timed_out = false;
+    let status = match ended.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(status) => status,
+        Err(_) => {
+            timed_out = true;
+            signal_group(pgid, Signal::SIGTERM);
+            match ended.recv_timeout(grace) {
+                Ok(status) => status,
+                Err(_) => {
+                    signal_group(pgid, Signal::SIGKILL);
+                    ended
+                        .recv()
+                        .unwrap_or_else(|_| Err(io::Error::other("lost the command")))
+                }
+            }
+        }
+    };
+    if !spec.allow_daemons || timed_out {
+        end_leftovers(pgid, grace);
+    }
+    let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0x7f00));
+    let record = ExitRecord {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        ended_at_ms: now_ms(),
+    };
+    write_json(&dir.exit(), &record)?;
+    Ok(record)
+}
+
+/// Bytes read from an output file at a time.
+const READ_SIZE: usize = 64 * 1024;
+/// A change the watcher missed is still seen within this long.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Follows a supervised command's output files from `offsets` (bytes of
+/// stdout and stderr already taken), sending what they gain to `sink` as
+/// it is written, until the command has ended and both files are read to
+/// their end. Woken by inotify, not by polling. Returns how the command
+/// ended and the final offsets. A follower may stop at any point (its task
+/// dropped) and another start from the offsets the first had delivered.
+pub async fn follow(
+    dir: &JobDir,
+    mut offsets: [u64; 2],
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+) -> io::Result<(ExitRecord, [u64; 2])> {
+    use notify::Watcher;
+    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        // Full means a wake-up is already pending: nothing is lost.
+        let _ = wake.try_send(());
+    })
+    .map_err(io::Error::other)?;
+    watcher
+        .watch(dir.root(), notify::RecursiveMode::NonRecursive)
+        .map_err(io::Error::other)?;
+    let streams = [
+        (rje_domain::Stream::Stdout, dir.stdout()),
+        (rje_domain::Stream::Stderr, dir.stderr()),
+    ];
+    loop {
+        // Read the end first: output written before it is then all in the
+        // files, and one more drain takes it.
+        let exit = dir.read_exit()?;
+        for ((stream, path), offset) in streams.iter().zip(offsets.iter_mut()) {
+            drain(path, *stream, offset, sink).await?;
+        }
+        if let Some(exit) = exit {
+            return Ok((exit, offsets));
+        }
+        let _ = tokio::time::timeout(RECHECK_EVERY, woken.recv()).await;
+    }
+}
+
+/// Sends what `path` holds past `offset`, moving `offset` along.
+async fn drain(
+    path: &Path,
+    stream: rje_domain::Stream,
+    offset: &mut u64,
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    file.seek(io::SeekFrom::Start(*offset)).await?;
+    let mut buffer = vec![0; READ_SIZE];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        let event = crate::ExecEvent::Output {
+            stream,
+            bytes: buffer[..read].to_vec(),
+        };
+        if sink.send(event).await.is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "nobody takes the output any more",
+            ));
+        }
+        *offset += read as u64;
+    }
+}
+
+fn signal_group(pgid: i32, signal: Signal) {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => eprintln!("rje supervise: cannot signal group {pgid}: {err}"),
+    }
+}
+
+/// What the command left: its group, and the orphans re-parented here.
+/// TERM, the grace, then KILL until none is left.
+fn end_leftovers(pgid: i32, grace: Duration) {
+    let me = std::process::id() as i32;
+    let signal_all = |signal: Signal| {
+        signal_group(pgid, signal);
+        for pid in descendants_of(me, &process_table()) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    };
+    let gone = || {
+        reap_orphans();
+        descendants_of(me, &process_table()).is_empty()
+            && killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
+    };
+    if gone() {
+        return;
+    }
+    signal_all(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..250 {
+        signal_all(Signal::SIGKILL);
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("rje supervise: processes of the job survived KILL");
+}
+
+/// Reaps every exited child (orphans adopted as subreaper included).
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SuperviseError> {
+    serde_json::to_vec(value)
+        .map_err(io::Error::other)
+        .and_then(|bytes| write_whole(path, &bytes))
+        .map_err(|source| SuperviseError::Write {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Writes a file whole or not at all: a reader never sees half of it.
+fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let partial = path.with_extension("partial");
+    let mut file = File::create(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_write_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        write_whole(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert!(!path.with_extension("partial").exists());
+    }
+
+    #[test]
+    fn a_missing_exit_record_is_none_and_a_broken_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = JobDir::new(dir.path());
+        assert_eq!(job.read_exit().unwrap(), None);
+        std::fs::write(job.exit(), b"{").unwrap();
+        assert!(job.read_exit().is_err());
+    }
+
+    #[test]
+    fn the_boot_id_is_known() {
+        assert_eq!(boot_id().unwrap().len(), 36);
+    }
+}

@@ -1,0 +1,235 @@
+//! `rje supervise`: a command that runs detached from whoever launched it,
+//! its output in files, its deadline kept by its supervisor, its end
+//! written whole. The real binary, real processes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rje_exec::durable::{ExitRecord, JobDir, Spec, launch};
+use tokio::time::{Instant, sleep};
+
+use crate::helpers::{DEADLINE, live_processes_in_group};
+
+fn spec(command: &str, timeout_secs: u64) -> Spec {
+    Spec {
+        command: command.to_owned(),
+        env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+        cwd: None,
+        timeout_secs,
+        kill_grace_ms: 200,
+        allow_daemons: false,
+    }
+}
+
+fn start(dir: &Path, spec: &Spec) -> JobDir {
+    let job = JobDir::new(dir.join("job"));
+    launch(Path::new(env!("CARGO_BIN_EXE_rje")), &job, spec).expect("the supervisor starts");
+    job
+}
+
+async fn ended(job: &JobDir) -> ExitRecord {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(record) = job.read_exit().expect("a readable exit record") {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "the command never ended");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The command's process group, once the supervisor has written it.
+async fn pgid_of(job: &JobDir) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(pgid) = std::fs::read_to_string(job.pid()) {
+            return pgid;
+        }
+        assert!(Instant::now() < deadline, "no pid file");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_output_goes_to_files_and_the_end_is_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(
+        dir.path(),
+        &spec(
+            "echo \"$GREETING\"; echo oops >&2; printf 'no newline'; exit 3",
+            60,
+        ),
+    );
+    let record = ended(&job).await;
+    assert_eq!(record.code, Some(3));
+    assert_eq!(record.signal, None);
+    assert!(!record.timed_out);
+    assert_eq!(
+        std::fs::read_to_string(job.stdout()).unwrap(),
+        "hi\nno newline"
+    );
+    assert_eq!(std::fs::read_to_string(job.stderr()).unwrap(), "oops\n");
+    let leftovers: Vec<_> = std::fs::read_dir(job.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let supervisor = job.read_supervisor().unwrap().expect("its record");
+    assert_eq!(supervisor.boot_id, rje_exec::durable::boot_id().unwrap());
+}
+
+#[tokio::test]
+async fn the_supervisor_is_nobodys_child_and_in_a_session_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), &spec("sleep 30", 60));
+    let deadline = Instant::now() + DEADLINE;
+    let supervisor = loop {
+        if let Some(record) = job.read_supervisor().unwrap() {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "no supervisor record");
+        sleep(Duration::from_millis(20)).await;
+    };
+    let pid = nix::unistd::Pid::from_raw(supervisor.pid);
+    assert_eq!(
+        nix::unistd::getsid(Some(pid)).unwrap(),
+        pid,
+        "a session leader"
+    );
+    assert_ne!(
+        nix::unistd::getsid(None).unwrap(),
+        pid,
+        "not the test's session"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", supervisor.pid)).unwrap();
+    let parent: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        parent,
+        std::process::id() as i32,
+        "the launcher is not its parent: its end cannot take the job along"
+    );
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid_of(&job).await.parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let record = ended(&job).await;
+    assert_eq!(record.signal, Some(9));
+}
+
+#[tokio::test]
+async fn the_deadline_is_kept_with_nobody_watching_and_nothing_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let job = start(
+        dir.path(),
+        // TERM is ignored by all of them: only the KILL after the grace ends them.
+        &spec("trap '' TERM; sleep 300 & sleep 300 & wait", 1),
+    );
+    let record = ended(&job).await;
+    assert!(record.timed_out);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let pgid = pgid_of(&job).await;
+    assert!(
+        live_processes_in_group(&pgid).is_empty(),
+        "left behind: {:?}",
+        live_processes_in_group(&pgid)
+    );
+}
+
+#[tokio::test]
+async fn what_leaves_the_group_is_ended_with_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaped = dir.path().join("escaped");
+    let command = format!(
+        "setsid sleep 300 & echo $! > {}; echo started",
+        escaped.display()
+    );
+    let job = start(dir.path(), &spec(&command, 60));
+    let record = ended(&job).await;
+    assert_eq!(record.code, Some(0));
+    let pid: i32 = std::fs::read_to_string(&escaped)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The exit record is written only once the leftovers are gone.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+    let alive = stat.is_ok_and(|stat| {
+        let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+        !matches!(state, Some('Z' | 'X'))
+    });
+    assert!(!alive, "the escaped process {pid} outlived the job");
+}
+
+#[tokio::test]
+async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
+    use rje_domain::Stream;
+    use rje_exec::ExecEvent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(
+        dir.path(),
+        &spec(
+            "for i in $(seq 1 20); do echo out-$i; echo err-$i >&2; sleep 0.1; done",
+            60,
+        ),
+    );
+    let mut taken = [Vec::new(), Vec::new()];
+    let take = |event: ExecEvent, taken: &mut [Vec<u8>; 2]| {
+        if let ExecEvent::Output { stream, bytes } = event {
+            taken[usize::from(stream == Stream::Stderr)].extend(bytes);
+        }
+    };
+    // The first follower reads for a while, then goes away, as a killed
+    // worker would.
+    let (sink, mut events) = tokio::sync::mpsc::channel(8);
+    let first = {
+        let job = job.clone();
+        tokio::spawn(async move { rje_exec::durable::follow(&job, [0, 0], &sink).await })
+    };
+    let until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < until {
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+        {
+            take(event, &mut taken);
+        }
+    }
+    first.abort();
+    while let Ok(event) = events.try_recv() {
+        take(event, &mut taken);
+    }
+    assert!(!taken[0].is_empty(), "the first follower saw output");
+    assert!(
+        job.read_exit().unwrap().is_none(),
+        "and left before the end"
+    );
+
+    let offsets = [taken[0].len() as u64, taken[1].len() as u64];
+    let (sink, mut events) = tokio::sync::mpsc::channel(8);
+    let second = {
+        let job = job.clone();
+        tokio::spawn(async move { rje_exec::durable::follow(&job, offsets, &sink).await })
+    };
+    while let Some(event) = events.recv().await {
+        take(event, &mut taken);
+    }
+    let (record, end) = second.await.unwrap().expect("followed to the end");
+    assert_eq!(record.code, Some(0));
+    let expected = |name: &str| -> String { (1..=20).map(|i| format!("{name}-{i}\n")).collect() };
+    assert_eq!(
+        String::from_utf8_lossy(&taken[0]),
+        expected("out"),
+        "every line once, in order"
+    );
+    assert_eq!(String::from_utf8_lossy(&taken[1]), expected("err"));
+    assert_eq!(end, [taken[0].len() as u64, taken[1].len() as u64]);
+}
