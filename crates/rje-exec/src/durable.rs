@@ -291,13 +291,13 @@ const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// stdout and stderr already taken), sending what they gain to `sink` as
 /// it is written, until the command has ended and both files are read to
 /// their end. Woken by inotify, not by polling. Returns how the command
-/// ended and the final offsets. A follower may stop at any point (its task
-/// dropped) and another start from the offsets the first had delivered.
+/// ended. `offsets` always says what has been delivered, so a follower may
+/// stop at any point (its future dropped) and another go on from there.
 pub async fn follow(
     dir: &JobDir,
-    mut offsets: [u64; 2],
+    offsets: &mut [u64; 2],
     sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
-) -> io::Result<(ExitRecord, [u64; 2])> {
+) -> io::Result<ExitRecord> {
     use notify::Watcher;
     let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
@@ -320,10 +320,26 @@ pub async fn follow(
             drain(path, *stream, offset, sink).await?;
         }
         if let Some(exit) = exit {
-            return Ok((exit, offsets));
+            return Ok(exit);
+        }
+        if supervisor_died(dir)? {
+            return Err(io::Error::other(
+                "the job's supervisor died before the command ended",
+            ));
         }
         let _ = tokio::time::timeout(RECHECK_EVERY, woken.recv()).await;
     }
+}
+
+/// Whether the job's supervisor is gone without having written the end
+/// (killed itself): nobody will ever write it then.
+pub fn supervisor_died(dir: &JobDir) -> io::Result<bool> {
+    let Some(supervisor) = dir.read_supervisor()? else {
+        return Ok(false);
+    };
+    let gone = matches!(kill(Pid::from_raw(supervisor.pid), None), Err(Errno::ESRCH));
+    // The end may have been written just before the supervisor exited.
+    Ok(gone && dir.read_exit()?.is_none())
 }
 
 /// Sends what `path` holds past `offset`, moving `offset` along.

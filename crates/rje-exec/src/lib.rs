@@ -3,6 +3,7 @@
 //! by killing the whole group and confirming that the group is gone.
 
 pub mod durable;
+mod durable_local;
 mod group;
 mod local;
 mod supervisor;
@@ -14,6 +15,7 @@ use rje_domain::{ExecParameters, Outcome, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use durable_local::{DurableLocalExecutor, ResumeError};
 pub use group::{GroupState, group_state};
 pub use local::LocalExecutor;
 

@@ -193,7 +193,7 @@ async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
     let first = {
         let job = job.clone();
-        tokio::spawn(async move { rje_exec::durable::follow(&job, [0, 0], &sink).await })
+        tokio::spawn(async move { rje_exec::durable::follow(&job, &mut [0, 0], &sink).await })
     };
     let until = Instant::now() + Duration::from_millis(800);
     while Instant::now() < until {
@@ -213,11 +213,14 @@ async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
         "and left before the end"
     );
 
-    let offsets = [taken[0].len() as u64, taken[1].len() as u64];
+    let mut offsets = [taken[0].len() as u64, taken[1].len() as u64];
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
     let second = {
         let job = job.clone();
-        tokio::spawn(async move { rje_exec::durable::follow(&job, offsets, &sink).await })
+        tokio::spawn(async move {
+            let record = rje_exec::durable::follow(&job, &mut offsets, &sink).await;
+            record.map(|record| (record, offsets))
+        })
     };
     while let Some(event) = events.recv().await {
         take(event, &mut taken);
@@ -232,4 +235,274 @@ async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
     );
     assert_eq!(String::from_utf8_lossy(&taken[1]), expected("err"));
     assert_eq!(end, [taken[0].len() as u64, taken[1].len() as u64]);
+}
+
+mod executor {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
+    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, NoGate, ResumeError};
+    use tokio::sync::mpsc;
+    use tokio::time::{Instant, sleep};
+    use tokio_util::sync::CancellationToken;
+
+    use crate::helpers::{DEADLINE, live_processes_in_group};
+
+    fn executor(dir: &Path) -> DurableLocalExecutor {
+        DurableLocalExecutor::new(
+            dir.to_owned(),
+            env!("CARGO_BIN_EXE_rje").into(),
+            Duration::from_millis(300),
+        )
+    }
+
+    fn request(command: &str, timeout_secs: u64) -> ExecRequest {
+        ExecRequest {
+            command: command.to_owned(),
+            timeout: Duration::from_secs(timeout_secs),
+            parameters: ExecParameters::default(),
+        }
+    }
+
+    /// What a consumer of the events has taken: the process id and the
+    /// bytes of each stream.
+    #[derive(Default)]
+    struct Taken {
+        process_id: Option<String>,
+        streams: [Vec<u8>; 2],
+    }
+
+    impl Taken {
+        fn take(&mut self, event: ExecEvent) {
+            match event {
+                ExecEvent::Started { process_id } => self.process_id = Some(process_id),
+                ExecEvent::Output { stream, bytes } => {
+                    self.streams[usize::from(stream == Stream::Stderr)].extend(bytes)
+                }
+            }
+        }
+
+        fn offsets(&self) -> [u64; 2] {
+            [self.streams[0].len() as u64, self.streams[1].len() as u64]
+        }
+
+        fn text(&self, stream: usize) -> String {
+            String::from_utf8_lossy(&self.streams[stream]).into_owned()
+        }
+    }
+
+    async fn gone(pgid: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !live_processes_in_group(pgid).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left behind: {:?}",
+                live_processes_in_group(pgid)
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_streams_the_output_and_reports_the_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, mut events) = mpsc::channel(8);
+        let executor = executor(dir.path());
+        let run = executor.run_keyed(
+            "job-1",
+            request("echo a; echo b >&2; exit 3", 60),
+            &NoGate,
+            sink,
+            CancellationToken::new(),
+        );
+        let mut taken = Taken::default();
+        let collect = async {
+            while let Some(event) = events.recv().await {
+                taken.take(event);
+            }
+        };
+        let (outcome, ()) = tokio::join!(run, collect);
+        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 3 });
+        assert!(taken.process_id.is_some());
+        assert_eq!(taken.text(0), "a\n");
+        assert_eq!(taken.text(1), "b\n");
+        // The same key again would run the command twice: refused.
+        let (sink, _events) = mpsc::channel(8);
+        let again = executor
+            .run_keyed(
+                "job-1",
+                request("echo a", 60),
+                &NoGate,
+                sink,
+                CancellationToken::new(),
+            )
+            .await;
+        assert!(again.is_err_and(|err| !err.retryable));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_run_leaves_the_command_running_and_a_resume_finishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = "for i in $(seq 1 15); do echo line-$i; sleep 0.1; done";
+        let (sink, mut events) = mpsc::channel(8);
+        let first = {
+            let executor = executor(dir.path());
+            tokio::spawn(async move {
+                executor
+                    .run_keyed(
+                        "job-2",
+                        request(command, 60),
+                        &NoGate,
+                        sink,
+                        CancellationToken::new(),
+                    )
+                    .await
+            })
+        };
+        let mut taken = Taken::default();
+        let until = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < until {
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+            {
+                taken.take(event);
+            }
+        }
+        // The worker dies: its run is dropped mid-way.
+        first.abort();
+        let _ = first.await;
+        while let Ok(event) = events.try_recv() {
+            taken.take(event);
+        }
+        let pgid = taken.process_id.clone().expect("started");
+        assert!(!live_processes_in_group(&pgid).is_empty(), "still running");
+
+        let (sink, mut events) = mpsc::channel(8);
+        let executor = executor(dir.path());
+        let resumed = executor.resume(
+            "job-2",
+            taken.offsets(),
+            Duration::from_secs(60),
+            sink,
+            CancellationToken::new(),
+        );
+        let collect = async {
+            while let Some(event) = events.recv().await {
+                taken.take(event);
+            }
+        };
+        let (outcome, ()) = tokio::join!(resumed, collect);
+        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
+        let expected: String = (1..=15).map(|i| format!("line-{i}\n")).collect();
+        assert_eq!(taken.text(0), expected, "every line once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let (sink, mut events) = mpsc::channel(8);
+        let executor = executor(dir.path());
+        let run = executor.run_keyed(
+            "job-3",
+            request("trap '' TERM; sleep 300 & sleep 300 & echo up; wait", 60),
+            &NoGate,
+            sink,
+            cancel.clone(),
+        );
+        let mut taken = Taken::default();
+        let drive = async {
+            while let Some(event) = events.recv().await {
+                taken.take(event);
+                if taken.text(0).contains("up") {
+                    cancel.cancel();
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(run, drive);
+        assert_eq!(
+            outcome.unwrap(),
+            Outcome::Cancelled {
+                kill: ExitReport::Confirmed
+            }
+        );
+        gone(taken.process_id.as_deref().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn the_timeout_is_kept_by_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, mut events) = mpsc::channel(8);
+        let executor = executor(dir.path());
+        let run = executor.run_keyed(
+            "job-4",
+            request("sleep 300", 1),
+            &NoGate,
+            sink,
+            CancellationToken::new(),
+        );
+        let drain = async { while events.recv().await.is_some() {} };
+        let (outcome, ()) = tokio::join!(run, drain);
+        assert!(
+            matches!(outcome.unwrap(), Outcome::TimedOut { after_secs: 1, .. }),
+            "timed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_supervisor_was_killed_fails_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor(dir.path());
+        let (sink, mut events) = mpsc::channel(8);
+        let first = {
+            let executor = executor.clone();
+            tokio::spawn(async move {
+                executor
+                    .run_keyed(
+                        "job-5",
+                        request("sleep 300", 60),
+                        &NoGate,
+                        sink,
+                        CancellationToken::new(),
+                    )
+                    .await
+            })
+        };
+        let mut taken = Taken::default();
+        while taken.process_id.is_none() {
+            taken.take(events.recv().await.expect("started"));
+        }
+        first.abort();
+        let supervisor = executor
+            .job_dir("job-5")
+            .read_supervisor()
+            .unwrap()
+            .expect("its record");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(supervisor.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        while nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor.pid), None).is_ok() {
+            assert!(Instant::now() < deadline, "the supervisor outlived KILL");
+            sleep(Duration::from_millis(20)).await;
+        }
+        let (sink, _events) = mpsc::channel(8);
+        let resumed = executor
+            .resume(
+                "job-5",
+                taken.offsets(),
+                Duration::from_secs(60),
+                sink,
+                CancellationToken::new(),
+            )
+            .await;
+        assert!(
+            matches!(resumed, Err(ResumeError::SupervisorLost)),
+            "{resumed:?}"
+        );
+        gone(taken.process_id.as_deref().unwrap()).await;
+    }
 }

@@ -1,0 +1,278 @@
+//! Local execution that survives its worker: each command runs under
+//! `rje supervise` (see [`crate::durable`]) in a directory of its own, and
+//! the executor only follows the files. Dropping a run (the worker dies)
+//! leaves the command running; [`DurableLocalExecutor::resume`] takes it up
+//! again from the byte offsets already delivered.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use rje_domain::{ExitReport, Outcome};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::durable::{self, ExitRecord, JobDir, Spec};
+use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
+
+/// How long a just-launched supervisor may take to name its command.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a job cannot be taken up again.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("the job was never started here (no {0})")]
+    NotStarted(PathBuf),
+    #[error("the machine rebooted while the command ran")]
+    Rebooted,
+    #[error("the job's supervisor died before the command ended")]
+    SupervisorLost,
+    #[error("cannot read the job's directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs commands on this machine under detached supervisors.
+#[derive(Debug, Clone)]
+pub struct DurableLocalExecutor {
+    state_dir: PathBuf,
+    /// The rje binary, run as `PROGRAM supervise DIR`.
+    program: PathBuf,
+    grace: Duration,
+}
+
+impl DurableLocalExecutor {
+    /// `state_dir` holds one directory per job; `grace` is the time
+    /// between TERM and KILL.
+    pub fn new(state_dir: PathBuf, program: PathBuf, grace: Duration) -> Self {
+        Self {
+            state_dir,
+            program,
+            grace,
+        }
+    }
+
+    /// The directory of the job named `key`.
+    pub fn job_dir(&self, key: &str) -> JobDir {
+        JobDir::new(self.state_dir.join("jobs").join(key))
+    }
+
+    /// Starts `request` as the job `key` and follows it to its end. A job
+    /// directory that exists already means the command may have run: it is
+    /// never started twice.
+    pub async fn run_keyed(
+        &self,
+        key: &str,
+        request: ExecRequest,
+        gate: &dyn StartGate,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError> {
+        let dir = self.job_dir(key);
+        if dir.root().exists() {
+            return Err(StartError {
+                message: format!(
+                    "{} exists: the command may have started before; not starting it again",
+                    dir.root().display()
+                ),
+                retryable: false,
+            });
+        }
+        if let Some(cwd) = &request.parameters.cwd
+            && !std::path::Path::new(cwd).is_dir()
+        {
+            return Err(StartError {
+                message: format!("cannot start the command in {cwd}: no such directory"),
+                retryable: false,
+            });
+        }
+        gate.open().await?;
+        let spec = Spec {
+            command: request.command.clone(),
+            env: request.parameters.env.clone().into_iter().collect(),
+            cwd: request.parameters.cwd.clone(),
+            timeout_secs: request.timeout.as_secs(),
+            kill_grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
+            allow_daemons: request.parameters.allow_daemons,
+        };
+        let (program, launched) = (self.program.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || durable::launch(&program, &launched, &spec))
+            .await
+            .map_err(|err| StartError {
+                message: format!("could not start the supervisor: {err}"),
+                retryable: true,
+            })?
+            .map_err(|err| StartError {
+                message: format!("could not start the supervisor: {err}"),
+                retryable: true,
+            })?;
+        Ok(self
+            .follow_to_end(&dir, &mut [0, 0], &sink, &cancel, request.timeout)
+            .await)
+    }
+
+    /// Takes up the job `key` again, from `offsets` (bytes of stdout and
+    /// stderr already delivered), after the process that followed it went
+    /// away. A cancel already asked for is carried out at once.
+    pub async fn resume(
+        &self,
+        key: &str,
+        mut offsets: [u64; 2],
+        timeout: Duration,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, ResumeError> {
+        let dir = self.job_dir(key);
+        if !dir.spec().exists() {
+            return Err(ResumeError::NotStarted(dir.spec()));
+        }
+        if dir.read_exit()?.is_none() {
+            if let Some(supervisor) = dir.read_supervisor()?
+                && supervisor.boot_id != durable::boot_id()?
+            {
+                // Its pids name other processes now: nothing is signalled.
+                return Err(ResumeError::Rebooted);
+            }
+            if durable::supervisor_died(&dir)? {
+                // Nobody will end or record the command: end it here, so
+                // that nothing of the job is left running.
+                if let Ok(text) = std::fs::read_to_string(dir.pid())
+                    && let Ok(pgid) = text.trim().parse()
+                {
+                    signal_group(pgid, Signal::SIGKILL);
+                }
+                return Err(ResumeError::SupervisorLost);
+            }
+        }
+        Ok(self
+            .follow_to_end(&dir, &mut offsets, &sink, &cancel, timeout)
+            .await)
+    }
+
+    async fn follow_to_end(
+        &self,
+        dir: &JobDir,
+        offsets: &mut [u64; 2],
+        sink: &mpsc::Sender<ExecEvent>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Outcome {
+        let pgid = match started(dir).await {
+            Ok(pgid) => pgid,
+            Err(message) => return Outcome::Error { message },
+        };
+        let _ = sink
+            .send(ExecEvent::Started {
+                process_id: pgid.to_string(),
+            })
+            .await;
+        let cancelled = tokio::select! {
+            ended = durable::follow(dir, offsets, sink) => {
+                return outcome(ended, false, timeout);
+            }
+            () = cancel.cancelled() => true,
+        };
+        // Stop the command; its supervisor ends what it left and writes
+        // the end, which the follower then reads with the last output.
+        signal_group(pgid, Signal::SIGTERM);
+        let ended = tokio::time::timeout(self.grace, durable::follow(dir, offsets, sink)).await;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(_) => {
+                signal_group(pgid, Signal::SIGKILL);
+                durable::follow(dir, offsets, sink).await
+            }
+        };
+        outcome(ended, cancelled, timeout)
+    }
+}
+
+#[async_trait]
+impl Executor for DurableLocalExecutor {
+    async fn run(
+        &self,
+        request: ExecRequest,
+        gate: &dyn StartGate,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError> {
+        // Without a job to name it after, a name nobody else has.
+        let key = format!("run-{}-{}", std::process::id(), unique());
+        self.run_keyed(&key, request, gate, sink, cancel).await
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The command's process group, once its supervisor has written it.
+async fn started(dir: &JobDir) -> Result<i32, String> {
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match std::fs::read_to_string(dir.pid()) {
+            Ok(text) => {
+                return text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("the job's pid file holds {text:?}"));
+            }
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot read the job's pid file: {err}"));
+            }
+            Err(_) => {}
+        }
+        if let Ok(Some(exit)) = dir.read_exit() {
+            return Err(format!("the command did not start ({exit:?})"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let log =
+                std::fs::read_to_string(dir.root().join("supervisor.log")).unwrap_or_default();
+            return Err(format!("the supervisor never started the command: {log}"));
+        }
+        // Only while the supervisor starts: a few milliseconds.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn outcome(ended: std::io::Result<ExitRecord>, cancelled: bool, timeout: Duration) -> Outcome {
+    let record = match ended {
+        Ok(record) => record,
+        Err(err) => {
+            return Outcome::Error {
+                message: format!("lost track of the command: {err}"),
+            };
+        }
+    };
+    // The supervisor writes the end only once nothing of the job is left.
+    let kill = ExitReport::Confirmed;
+    if cancelled {
+        Outcome::Cancelled { kill }
+    } else if record.timed_out {
+        Outcome::TimedOut {
+            after_secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+            kill,
+        }
+    } else {
+        match (record.code, record.signal) {
+            (Some(code), _) => Outcome::Exited { code },
+            (None, Some(signal)) => Outcome::Signaled { signal },
+            (None, None) => Outcome::Error {
+                message: "the command ended in an unknown way".into(),
+            },
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: Signal) {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => tracing::debug!(pgid, %err, "could not signal the group"),
+    }
+}
