@@ -180,6 +180,9 @@ pub struct Job {
     /// How many times a worker has claimed the job; also the fencing token
     /// every worker write carries.
     pub attempts: u32,
+    /// How many times a worker took the running command up again after
+    /// the one following it was lost (durable jobs).
+    pub reattached: u32,
     pub max_retries: u32,
     pub streaming: bool,
     /// A cancel was asked for while the job ran and is being carried out.
@@ -459,6 +462,7 @@ mod tests {
             error: None,
             host: None,
             attempts: 1,
+            reattached: 0,
             max_retries: 3,
             streaming: false,
             cancel_requested: false,

@@ -59,6 +59,11 @@ pub struct Chunk {
     /// Bytes of this stream that were dropped just before this chunk to keep
     /// the output under its cap; 0 almost always.
     pub dropped_before: u64,
+    /// For output followed from a file (durable jobs): the byte offset in
+    /// that file just past what this chunk holds, where a successor goes
+    /// on reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_end: Option<u64>,
 }
 
 /// A chunk before the store has seen it.
@@ -87,6 +92,8 @@ impl Chunk {
 #[derive(Debug)]
 pub struct OutputSplitter {
     carry: [Vec<u8>; 2],
+    /// Bytes pushed so far, per stream.
+    received: [u64; 2],
     max_line: usize,
 }
 
@@ -95,6 +102,7 @@ impl OutputSplitter {
     pub fn new(max_line: usize) -> Self {
         Self {
             carry: [Vec::new(), Vec::new()],
+            received: [0, 0],
             max_line: max_line.max(4),
         }
     }
@@ -102,6 +110,7 @@ impl OutputSplitter {
     /// Takes bytes read from `stream`; returns the text that is ready: every
     /// complete line, or a long partial line cut at a character boundary.
     pub fn push(&mut self, stream: Stream, bytes: &[u8]) -> Option<String> {
+        self.received[stream.index()] += bytes.len() as u64;
         let carry = &mut self.carry[stream.index()];
         carry.extend_from_slice(bytes);
         if let Some(newline) = carry.iter().rposition(|&b| b == b'\n') {
@@ -113,6 +122,12 @@ impl OutputSplitter {
             return self.flush_partial(stream);
         }
         None
+    }
+
+    /// Bytes of `stream` given out as text so far: pushed, less what is
+    /// held back. Where a reader of the raw stream would go on.
+    pub fn taken(&self, stream: Stream) -> u64 {
+        self.received[stream.index()] - self.carry[stream.index()].len() as u64
     }
 
     /// Whether a partial line waits for its newline.
@@ -344,6 +359,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn taken_counts_the_bytes_given_out_not_those_held_back() {
+        let mut splitter = OutputSplitter::new(1024);
+        assert_eq!(
+            splitter.push(Stream::Stdout, b"one\ntw"),
+            Some("one\n".into())
+        );
+        assert_eq!(splitter.taken(Stream::Stdout), 4);
+        assert_eq!(splitter.push(Stream::Stdout, b"o\n"), Some("two\n".into()));
+        assert_eq!(splitter.taken(Stream::Stdout), 8);
+        assert_eq!(splitter.taken(Stream::Stderr), 0);
+        // Invalid UTF-8 is replaced in the text, but counted as it came.
+        splitter.push(Stream::Stderr, b"\xff\n");
+        assert_eq!(splitter.taken(Stream::Stderr), 2);
+    }
+
+    #[test]
     fn splitter_emits_whole_lines_only() {
         let mut splitter = OutputSplitter::new(1024);
         assert_eq!(splitter.push(Stream::Stdout, b"hel"), None);
@@ -489,6 +520,7 @@ mod tests {
             text: "tail\n".into(),
             timestamp: Utc::now(),
             dropped_before: 1234,
+            source_end: None,
         };
         assert_eq!(
             chunk.display_text(),

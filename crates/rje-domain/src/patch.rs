@@ -132,6 +132,7 @@ fn shown_value(job: &Job, field: &str) -> Option<Value> {
         "signal" => json!(job.signal),
         "error" => json!(job.error),
         "attempts" => json!(job.attempts),
+        "reattached" => json!(job.reattached),
         "cancel_requested" => json!(job.cancel_requested),
         "max_retries" => json!(job.max_retries),
         "streaming" => json!(job.streaming),
@@ -183,6 +184,7 @@ mod tests {
             error: None,
             host: Some("local".into()),
             attempts: 0,
+            reattached: 0,
             max_retries: 3,
             streaming: false,
             cancel_requested: false,
@@ -234,7 +236,7 @@ mod tests {
             "modified_at": job.modified_at.to_rfc3339(),
             "started_at": null, "completed_at": null, "task_id": null,
             "remote_process_id": null, "exit_code": null, "signal": null, "error": null,
-            "host": "local", "attempts": 0, "max_retries": 3, "streaming": false,
+            "host": "local", "attempts": 0, "reattached": 0, "max_retries": 3, "streaming": false,
             "cancel_requested": false, "stdout_truncated": false, "stderr_truncated": false,
         });
         let hosts = HostNames::local_only();

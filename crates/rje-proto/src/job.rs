@@ -31,6 +31,10 @@ pub struct JobResponse {
     pub error: Option<String>,
     pub host: Option<String>,
     pub attempts: u32,
+    /// How many times a worker took the running command up again after
+    /// the one following it was lost (durable jobs).
+    #[serde(default)]
+    pub reattached: u32,
     pub max_retries: u32,
     pub streaming: bool,
     pub cancel_requested: bool,
@@ -86,6 +90,7 @@ impl From<Job> for JobResponse {
             error: job.error,
             host: job.host,
             attempts: job.attempts,
+            reattached: job.reattached,
             max_retries: job.max_retries,
             streaming: job.streaming,
             cancel_requested: job.cancel_requested,

@@ -140,6 +140,18 @@ impl ReadFrom {
     }
 }
 
+/// Offsets per stream from `(stream, MAX(source_end))` rows.
+pub(crate) fn source_offsets(rows: Vec<(i64, Option<i64>)>) -> Result<[u64; 2], StoreError> {
+    let mut offsets = [0, 0];
+    for (stream, end) in rows {
+        let stream = Stream::from_index(stream).ok_or_else(|| corrupt("stream", stream))?;
+        if let Some(end) = end {
+            offsets[stream.index()] = u64::try_from(end).map_err(|_| corrupt("source_end", end))?;
+        }
+    }
+    Ok(offsets)
+}
+
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].
 pub(crate) fn stored_parameters(json: serde_json::Value) -> Result<JobParameters, StoreError> {
     JobParameters::from_stored(json).map_err(|err| corrupt("parameters", err))

@@ -51,6 +51,16 @@ pub struct ClaimedJob {
     pub last_seq: i64,
 }
 
+/// A running job a worker took up again (see [`Queue::reattach`]).
+#[derive(Debug, Clone)]
+pub struct Reattached {
+    /// The job as the new attempt, and the last output seq stored.
+    pub claimed: ClaimedJob,
+    /// Per stream (stdout, stderr), the byte offset in the command's
+    /// output file just past the last chunk stored: where to read on.
+    pub offsets: [u64; 2],
+}
+
 /// A worker as it announced itself, with the jobs it holds leases on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerInfo {
@@ -227,6 +237,18 @@ pub trait Queue: Send + Sync + 'static {
     /// lifecycle rules ([`Job::when_worker_lost`]). Returns the jobs as
     /// they are now.
     async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+
+    /// Takes up a Running job whose lease expired before `expired_before`
+    /// (its worker is gone) as a new attempt held by `worker`, so that the
+    /// old attempt is fenced, and counts one more re-attach. `None` when
+    /// the job is not Running or its lease is still live.
+    async fn reattach(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        lease: Duration,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Option<Reattached>, StoreError>;
 
     /// Announces a worker, or beats its heartbeat.
     async fn heartbeat(

@@ -105,7 +105,8 @@ impl<'a> OutputPump<'a> {
                     }
                     Some(ExecEvent::Output { stream, bytes }) => {
                         if let Some(text) = self.splitter.push(stream, &bytes) {
-                            self.stage(stream, text).await?;
+                            let end = self.splitter.taken(stream);
+                            self.stage(stream, text, end).await?;
                         }
                         self.track_partial(stream);
                         if self.pending_bytes >= self.config.batch_bytes {
@@ -123,7 +124,8 @@ impl<'a> OutputPump<'a> {
         }
         for stream in Stream::BOTH {
             if let Some(text) = self.splitter.finish(stream) {
-                self.stage(stream, text).await?;
+                let end = self.splitter.taken(stream);
+                self.stage(stream, text, end).await?;
             }
         }
         if !self.pending.is_empty() {
@@ -162,7 +164,8 @@ impl<'a> OutputPump<'a> {
                 .is_some_and(|since| since + self.config.partial_line_wait <= now);
             if waited_enough {
                 if let Some(text) = self.splitter.flush_partial(stream) {
-                    self.stage(stream, text).await?;
+                    let end = self.splitter.taken(stream);
+                    self.stage(stream, text, end).await?;
                 }
                 self.partial_since[stream.index()] = None;
                 self.track_partial(stream);
@@ -172,11 +175,14 @@ impl<'a> OutputPump<'a> {
     }
 
     /// Queues text for the next batch, split between head and tail by the
-    /// output budget and cut into chunks of at most [`MAX_CHUNK`].
-    async fn stage(&mut self, stream: Stream, text: String) -> Result<(), StoreError> {
+    /// output budget and cut into chunks of at most [`MAX_CHUNK`]. `end`:
+    /// the offset in the raw stream just past this text, which the last
+    /// chunk records (a durable job's successor reads on from there).
+    async fn stage(&mut self, stream: Stream, text: String, end: u64) -> Result<(), StoreError> {
         let admission = self.budget.admit(stream, text);
+        let has_tail = admission.tail.is_some();
         if let Some(head) = admission.head {
-            self.stage_pieces(stream, head, true, 0);
+            self.stage_pieces(stream, head, true, 0, (!has_tail).then_some(end));
         }
         if let Some(mut tail) = admission.tail {
             let budget = usize::try_from(self.budget.tail_budget()).unwrap_or(usize::MAX);
@@ -190,7 +196,7 @@ impl<'a> OutputPump<'a> {
             if cut > 0 {
                 tail.drain(..cut);
             }
-            self.stage_pieces(stream, tail, false, cut as u64);
+            self.stage_pieces(stream, tail, false, cut as u64, Some(end));
         }
         if self.batch_due.is_none() && !self.pending.is_empty() {
             self.batch_due = Some(Instant::now() + self.config.batch_interval);
@@ -199,8 +205,15 @@ impl<'a> OutputPump<'a> {
     }
 
     /// Stages `text` in pieces of at most [`MAX_CHUNK`]; the first carries
-    /// `dropped_before`.
-    fn stage_pieces(&mut self, stream: Stream, mut text: String, is_head: bool, dropped: u64) {
+    /// `dropped_before`, the last `source_end`.
+    fn stage_pieces(
+        &mut self,
+        stream: Stream,
+        mut text: String,
+        is_head: bool,
+        dropped: u64,
+        source_end: Option<u64>,
+    ) {
         let mut dropped_before = dropped;
         while !text.is_empty() {
             let cut = if text.len() > MAX_CHUNK {
@@ -212,12 +225,26 @@ impl<'a> OutputPump<'a> {
                 text.len()
             };
             let rest = text.split_off(cut);
-            self.stage_piece(stream, text, is_head, std::mem::take(&mut dropped_before));
+            let end = if rest.is_empty() { source_end } else { None };
+            self.stage_piece(
+                stream,
+                text,
+                is_head,
+                std::mem::take(&mut dropped_before),
+                end,
+            );
             text = rest;
         }
     }
 
-    fn stage_piece(&mut self, stream: Stream, text: String, is_head: bool, dropped_before: u64) {
+    fn stage_piece(
+        &mut self,
+        stream: Stream,
+        text: String,
+        is_head: bool,
+        dropped_before: u64,
+        source_end: Option<u64>,
+    ) {
         let len = text.len();
         self.pending_bytes += len;
         let seq = match self.pending.last_mut() {
@@ -229,6 +256,9 @@ impl<'a> OutputPump<'a> {
                     && last.text.len() + len <= MAX_CHUNK =>
             {
                 last.text.push_str(&text);
+                // A piece that is not the last of its text leaves the chunk's
+                // end unknown; the next piece's chunk, stored with it, says it.
+                last.source_end = source_end;
                 last.seq
             }
             _ => {
@@ -241,6 +271,7 @@ impl<'a> OutputPump<'a> {
                         text,
                         timestamp: Utc::now(),
                         dropped_before,
+                        source_end,
                     },
                     is_head,
                 ));

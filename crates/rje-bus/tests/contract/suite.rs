@@ -52,6 +52,7 @@ fn output(job: JobId, seq: i64) -> JobEvent {
             text: format!("line {seq}\n"),
             timestamp: Utc::now(),
             dropped_before: 0,
+            source_end: None,
         }]),
     }
 }

@@ -23,7 +23,7 @@ use crate::{ClaimedJob, StoreError};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
-    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
+    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at";
 
 /// Past this many matching jobs, `total_count` is the planner's estimate
 /// instead of an exact count, so that a list never counts millions of rows.
@@ -80,6 +80,8 @@ struct JobRow {
     error: Option<String>,
     host: Option<String>,
     attempts: i32,
+    #[sqlx(default)]
+    reattached: i32,
     max_retries: i32,
     streaming: bool,
     cancel_requested: bool,
@@ -129,6 +131,7 @@ impl JobRow {
             error: self.error,
             host: self.host,
             attempts: to_u32("attempts", self.attempts.into())?,
+            reattached: to_u32("reattached", self.reattached.into())?,
             max_retries: to_u32("max_retries", self.max_retries.into())?,
             streaming: self.streaming,
             cancel_requested: self.cancel_requested,
@@ -148,6 +151,8 @@ struct ChunkRow {
     text: String,
     ts: DateTime<Utc>,
     dropped_before: i64,
+    #[sqlx(default)]
+    source_end: Option<i64>,
 }
 
 impl ChunkRow {
@@ -160,6 +165,10 @@ impl ChunkRow {
             timestamp: self.ts,
             dropped_before: u64::try_from(self.dropped_before)
                 .map_err(|_| corrupt("dropped_before", self.dropped_before))?,
+            source_end: self
+                .source_end
+                .map(|end| u64::try_from(end).map_err(|_| corrupt("source_end", end)))
+                .transpose()?,
         })
     }
 }

@@ -9,9 +9,10 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, stream_code,
+    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, source_offsets,
+    stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, StoreError};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
 
 use super::{
     JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, current_attempt_pk,
@@ -97,10 +98,11 @@ impl Queue for PostgresStore {
         // One statement for the batch, fenced in its WHERE clause; arrays
         // keep the number of bound values fixed however many chunks.
         let done = sqlx::query(
-            "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) \
-             SELECT jobs.pk, c.seq, c.stream, c.text, c.ts, c.dropped \
+            "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before, source_end) \
+             SELECT jobs.pk, c.seq, c.stream, c.text, c.ts, c.dropped, c.source_end \
              FROM jobs, UNNEST($1::BIGINT[], $2::SMALLINT[], $3::TEXT[], $4::TIMESTAMPTZ[], \
-                               $5::BIGINT[]) AS c(seq, stream, text, ts, dropped) \
+                               $5::BIGINT[], $8::BIGINT[]) \
+                 AS c(seq, stream, text, ts, dropped, source_end) \
              WHERE jobs.id = $6 AND jobs.attempts = $7 AND jobs.status = 'Running'",
         )
         .bind(chunks.iter().map(|c| c.seq).collect::<Vec<_>>())
@@ -120,6 +122,24 @@ impl Queue for PostgresStore {
         )
         .bind(id.0)
         .bind(fit::<i32, _>("attempt", attempt)?)
+        .bind(
+            chunks
+                .iter()
+                .map(|c| {
+                    c.source_end
+                        .map(|end| i64::try_from(end).unwrap_or(i64::MAX))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunks
+                .iter()
+                .map(|c| {
+                    c.source_end
+                        .map(|end| i64::try_from(end).unwrap_or(i64::MAX))
+                })
+                .collect::<Vec<_>>(),
+        )
         .execute(&self.pool)
         .await?;
         fenced_unless_written(done.rows_affected())
@@ -267,6 +287,68 @@ impl Queue for PostgresStore {
                 reaped.push(job);
             }
             Ok(reaped)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn reattach(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        lease: Duration,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Option<Reattached>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let sql = format!(
+                "UPDATE jobs SET attempts = attempts + 1, reattached = reattached + 1, \
+                 modified_at = $1, task_id = $2 || '/' || (attempts + 1) \
+                 WHERE id = $3 AND status = 'Running' AND NOT EXISTS \
+                     (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= $4) \
+                 RETURNING {META_COLUMNS}, \
+                 (SELECT COALESCE(MAX(seq), 0) FROM job_output o WHERE o.job_pk = jobs.pk) \
+                     AS last_seq"
+            );
+            let row: Option<JobRow> = sqlx::query_as(&sql)
+                .bind(at)
+                .bind(&worker.0)
+                .bind(id.0)
+                .bind(expired_before)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let pk = row.pk;
+            let claimed = row.into_claimed()?;
+            sqlx::query(
+                "INSERT INTO leases (job_pk, worker_id, attempt, expires_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (job_pk) DO UPDATE SET worker_id = excluded.worker_id, \
+                     attempt = excluded.attempt, expires_at = excluded.expires_at",
+            )
+            .bind(pk)
+            .bind(&worker.0)
+            .bind(fit::<i32, _>("attempt", claimed.job.attempts)?)
+            .bind(at + lease)
+            .execute(&mut *tx)
+            .await?;
+            let rows: Vec<(i16, Option<i64>)> = sqlx::query_as(
+                "SELECT stream, MAX(source_end) FROM job_output WHERE job_pk = $1 GROUP BY stream",
+            )
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
+            let rows = rows
+                .into_iter()
+                .map(|(s, end)| (i64::from(s), end))
+                .collect();
+            Ok(Some(Reattached {
+                claimed,
+                offsets: source_offsets(rows)?,
+            }))
         }
         .await;
         conclude(tx, result).await

@@ -334,7 +334,7 @@ impl SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         let sql = format!(
-            "SELECT seq, stream, text, ts, dropped_before FROM job_output \
+            "SELECT seq, stream, text, ts, dropped_before, source_end FROM job_output \
              WHERE job_pk = ?1 AND seq > ?2 AND (?4 IS NULL OR stream = ?4) {} LIMIT ?3",
             from.order_by()
         );

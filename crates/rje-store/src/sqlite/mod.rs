@@ -25,7 +25,7 @@ use crate::{ClaimedJob, StoreError};
 /// so cheap reads can leave them out.
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
-    signal, error, host, attempts, max_retries, streaming, cancel_requested, run_at";
+    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -85,6 +85,8 @@ struct JobRow {
     error: Option<String>,
     host: Option<String>,
     attempts: i64,
+    #[sqlx(default)]
+    reattached: i64,
     max_retries: i64,
     streaming: bool,
     cancel_requested: bool,
@@ -166,6 +168,7 @@ impl JobRow {
             error: self.error,
             host: self.host,
             attempts: to_u32("attempts", self.attempts)?,
+            reattached: to_u32("reattached", self.reattached)?,
             max_retries: to_u32("max_retries", self.max_retries)?,
             streaming: self.streaming,
             cancel_requested: self.cancel_requested,
@@ -182,6 +185,8 @@ struct ChunkRow {
     text: String,
     ts: i64,
     dropped_before: i64,
+    #[sqlx(default)]
+    source_end: Option<i64>,
 }
 
 impl ChunkRow {
@@ -194,6 +199,10 @@ impl ChunkRow {
             timestamp: from_micros(self.ts)?,
             dropped_before: u64::try_from(self.dropped_before)
                 .map_err(|_| corrupt("dropped_before", self.dropped_before))?,
+            source_end: self
+                .source_end
+                .map(|end| u64::try_from(end).map_err(|_| corrupt("source_end", end)))
+                .transpose()?,
         })
     }
 }

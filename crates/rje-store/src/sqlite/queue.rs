@@ -9,9 +9,10 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, TaskId, WorkerId, 
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, stream_code,
+    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, source_offsets,
+    stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, StoreError};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
 
 use super::{
     JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, current_attempt_pk,
@@ -120,11 +121,11 @@ impl Queue for SqliteStore {
             .await?;
             fenced_unless_written(done.rows_affected())?;
         }
-        // SQLite allows 32766 bound values; 5 per chunk.
+        // SQLite allows 32766 bound values; 6 per chunk.
         for batch in chunks.chunks(5000) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before) \
-                 SELECT jobs.pk, v.column1, v.column2, v.column3, v.column4, v.column5 \
+                "INSERT INTO job_output (job_pk, seq, stream, text, ts, dropped_before, source_end) \
+                 SELECT jobs.pk, v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 \
                  FROM jobs, (",
             );
             insert.push_values(batch, |mut row, chunk| {
@@ -132,7 +133,12 @@ impl Queue for SqliteStore {
                     .push_bind(i64::from(stream_code(chunk.stream)))
                     .push_bind(chunk.text.as_str())
                     .push_bind(micros(chunk.timestamp))
-                    .push_bind(i64::try_from(chunk.dropped_before).unwrap_or(i64::MAX));
+                    .push_bind(i64::try_from(chunk.dropped_before).unwrap_or(i64::MAX))
+                    .push_bind(
+                        chunk
+                            .source_end
+                            .map(|end| i64::try_from(end).unwrap_or(i64::MAX)),
+                    );
             });
             insert
                 .push(") AS v WHERE jobs.id = ")
@@ -291,6 +297,60 @@ impl Queue for SqliteStore {
         }
         tx.commit().await?;
         Ok(reaped)
+    }
+
+    async fn reattach(
+        &self,
+        id: JobId,
+        worker: &WorkerId,
+        lease: Duration,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Option<Reattached>, StoreError> {
+        let at = now();
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let sql = format!(
+                "UPDATE jobs SET attempts = attempts + 1, reattached = reattached + 1, \
+                 modified_at = ?1, task_id = ?2 || '/' || (attempts + 1) \
+                 WHERE id = ?3 AND status = 'Running' AND NOT EXISTS \
+                     (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= ?4) \
+                 RETURNING {META_COLUMNS}, \
+                 (SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = jobs.pk) AS last_seq"
+            );
+            let row: Option<JobRow> = sqlx::query_as(&sql)
+                .bind(micros(at))
+                .bind(&worker.0)
+                .bind(id.to_string())
+                .bind(micros(expired_before))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let (pk, claimed) = row.into_claimed()?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO leases (job_pk, worker_id, attempt, expires_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(pk)
+            .bind(&worker.0)
+            .bind(i64::from(claimed.job.attempts))
+            .bind(micros(at + lease))
+            .execute(&mut *tx)
+            .await?;
+            let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+                "SELECT stream, MAX(source_end) FROM job_output WHERE job_pk = ? GROUP BY stream",
+            )
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
+            Ok(Some(Reattached {
+                claimed,
+                offsets: source_offsets(rows)?,
+            }))
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn heartbeat(

@@ -41,6 +41,7 @@ macro_rules! store_contract {
             search_matches_a_literal_substring_of_the_command,
             the_last_chunks_come_oldest_first,
             search_finds_edited_commands_and_forgets_deleted_ones,
+            a_lost_running_job_is_taken_up_again_as_a_new_attempt,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -75,6 +76,7 @@ fn chunk(seq: i64, stream: Stream, text: &str) -> Chunk {
         text: text.to_owned(),
         timestamp: Utc::now(),
         dropped_before: 0,
+        source_end: None,
     }
 }
 
@@ -1041,5 +1043,85 @@ pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dy
         search("beta").await,
         [first.id],
         "what was indexed is still found"
+    );
+}
+
+pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dyn JobStore>) {
+    store.create(new_job("echo")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    store.mark_started(id, attempt).await.unwrap();
+    let ended = |mut chunk: Chunk, end: u64| {
+        chunk.source_end = Some(end);
+        chunk
+    };
+    let chunks = [
+        ended(chunk(1, Stream::Stdout, "one\n"), 4),
+        ended(chunk(2, Stream::Stderr, "err\n"), 4),
+        ended(chunk(3, Stream::Stdout, "two\n"), 8),
+    ];
+    store
+        .append_output(id, attempt, &chunks, Some("42"))
+        .await
+        .unwrap();
+    let successor = worker();
+    assert!(
+        store
+            .reattach(id, &successor, LEASE, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "not while its lease lives"
+    );
+    let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
+    let taken = store
+        .reattach(id, &successor, LEASE, past_the_lease)
+        .await
+        .unwrap()
+        .expect("taken up once the lease expired");
+    assert_eq!(taken.claimed.job.attempts, attempt + 1);
+    assert_eq!(taken.claimed.job.reattached, 1);
+    assert_eq!(taken.claimed.job.status, Status::Running);
+    assert_eq!(taken.claimed.last_seq, 3, "seqs go on");
+    assert_eq!(
+        taken.offsets,
+        [8, 4],
+        "reading goes on where the store stopped"
+    );
+    assert_eq!(store.get_meta(id).await.unwrap().reattached, 1);
+    let stale = store
+        .append_output(id, attempt, &[chunk(4, Stream::Stdout, "x\n")], None)
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Fenced)),
+        "the old attempt is fenced"
+    );
+    store
+        .append_output(
+            id,
+            attempt + 1,
+            &[chunk(4, Stream::Stdout, "three\n")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reattach(id, &worker(), LEASE, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "the new lease holds it"
+    );
+    store
+        .finish(id, attempt + 1, &Outcome::Exited { code: 0 }, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reattach(id, &worker(), LEASE, past_the_lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "a finished job is never taken up"
     );
 }
