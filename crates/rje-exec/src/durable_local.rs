@@ -59,6 +59,29 @@ impl DurableLocalExecutor {
         JobDir::new(self.state_dir.join("jobs").join(key))
     }
 
+    /// The jobs whose directories are here: those a worker may take up.
+    pub fn known_jobs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.state_dir.join("jobs")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// Removes the job's directory once its result is stored.
+    pub async fn forget(&self, key: &str) {
+        let dir = self.job_dir(key).root().to_owned();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+        if let Ok(Err(err)) = removed
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(key, %err, "could not remove the job's directory");
+        }
+    }
+
     /// Starts `request` as the job `key` and follows it to its end. A job
     /// directory that exists already means the command may have run: it is
     /// never started twice.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rje_bus::Bus;
 use rje_domain::{Job, Outcome, retry_delay};
-use rje_exec::{ExecRequest, StartError, StartGate};
-use rje_store::{ClaimedJob, Queue, StoreError};
+use rje_exec::{ExecRequest, ResumeError, StartError, StartGate};
+use rje_store::{ClaimedJob, Queue, Reattached, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -85,7 +85,19 @@ pub(crate) async fn run_job(
         store: &*ctx.store,
         job: &job,
     };
-    let (result, pump_end) = tokio::join!(executor.run(request, &gate, sink, stop.clone()), pumped);
+    let durable = ctx.executors.durable_for(job.host.as_deref()).cloned();
+    let key = id.to_string();
+    let execution = async {
+        match &durable {
+            Some(durable) => {
+                durable
+                    .run_keyed(&key, request, &gate, sink, stop.clone())
+                    .await
+            }
+            None => executor.run(request, &gate, sink, stop.clone()).await,
+        }
+    };
+    let (result, pump_end) = tokio::join!(execution, pumped);
 
     let process_id = match pump_end {
         PumpEnd::Done { process_id } => process_id,
@@ -102,7 +114,10 @@ pub(crate) async fn run_job(
     match result {
         Ok(outcome) => {
             let outcome = explain_stop(outcome, &reasons);
-            settle_with(&ctx, &job, outcome, process_id.as_deref()).await;
+            let stored = settle_with(&ctx, &job, outcome, process_id.as_deref()).await;
+            if stored && let Some(durable) = &durable {
+                durable.forget(&key).await;
+            }
         }
         Err(StartError {
             message,
@@ -163,11 +178,87 @@ async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {
     settle_with(ctx, job, outcome, None).await;
 }
 
-async fn settle_with(ctx: &RunContext, job: &Job, outcome: Outcome, process_id: Option<&str>) {
+/// Records the job's outcome; whether it was stored.
+async fn settle_with(
+    ctx: &RunContext,
+    job: &Job,
+    outcome: Outcome,
+    process_id: Option<&str>,
+) -> bool {
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
     let write = || store.finish(id, attempt, &outcome, process_id);
-    if let Some(done) = store_then_publish(ctx, job, "its outcome", write).await {
-        tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
+    match store_then_publish(ctx, job, "its outcome", write).await {
+        Some(done) => {
+            tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Takes up a job whose command outlived the worker that followed it:
+/// the output goes on from where the store stopped, and the job ends with
+/// the command's real outcome. Never runs the command again.
+pub(crate) async fn run_reattached(
+    ctx: RunContext,
+    reattached: Reattached,
+    stop: CancellationToken,
+    reasons: Arc<StopReasons>,
+) {
+    let Reattached { claimed, offsets } = reattached;
+    let job = claimed.job;
+    let (id, attempt) = (job.id, job.attempts);
+    tracing::warn!(%id, attempt, reattached = job.reattached, ?offsets, "took up a running job again");
+    let Some(durable) = ctx.executors.durable().cloned() else {
+        return;
+    };
+    if job.cancel_requested {
+        // Asked for while nobody followed the job: carried out now.
+        reasons.cancelled.store(true, Ordering::SeqCst);
+        stop.cancel();
+    }
+    let (sink, events) = mpsc::channel(EVENT_BUFFER);
+    let pump = OutputPump::new(
+        &*ctx.store,
+        &*ctx.bus,
+        &ctx.config,
+        id,
+        attempt,
+        claimed.last_seq,
+    );
+    let pumped = async {
+        let end = pump.run(events).await;
+        if !matches!(end, PumpEnd::Done { .. }) {
+            stop.cancel();
+        }
+        end
+    };
+    let key = id.to_string();
+    let timeout = Duration::from_secs(u64::from(job.timeout));
+    let resumed = durable.resume(&key, offsets, timeout, sink, stop.clone());
+    let (result, pump_end) = tokio::join!(resumed, pumped);
+    let process_id = match pump_end {
+        PumpEnd::Done { process_id } => process_id,
+        PumpEnd::Fenced => {
+            tracing::info!(%id, attempt, "job moved on from this attempt; stopped following it");
+            return;
+        }
+        PumpEnd::StoreFailed(err) => {
+            tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
+            None
+        }
+    };
+    let outcome = match result {
+        Ok(outcome) => explain_stop(outcome, &reasons),
+        Err(ResumeError::Rebooted) => Outcome::Error {
+            message: "the host rebooted while the command ran".into(),
+        },
+        Err(err) => Outcome::Error {
+            message: format!("could not take the running command up again: {err}"),
+        },
+    };
+    if settle_with(&ctx, &job, outcome, process_id.as_deref()).await {
+        durable.forget(&key).await;
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::run::{RunContext, StopReasons, run_job};
+use crate::run::{RunContext, StopReasons, run_job, run_reattached};
 use crate::{Executors, WorkerConfig};
 
 /// A job this worker is running.
@@ -85,6 +85,23 @@ impl Worker {
         let mut drain_deadline: Option<Instant> = None;
         let mut killed_for_shutdown = false;
         tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
+        if config.sole_owner {
+            // Whatever runs was left by a process that is gone: take up
+            // what still runs here, settle the rest, now. The leases taken
+            // here expire after `now + lease`, those of the gone process
+            // before: the reap tells them apart.
+            let now = Utc::now();
+            self.take_up(
+                now + chrono::Duration::days(36500),
+                &mut tasks,
+                &mut running,
+            )
+            .await;
+            let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::MAX);
+            if let Err(err) = self.reap(now + lease).await {
+                tracing::warn!(%err, "settling the jobs of a previous process failed");
+            }
+        }
 
         loop {
             if drain_deadline.is_some() && running.is_empty() {
@@ -134,6 +151,7 @@ impl Worker {
                     self.renew(&running).await;
                 }
                 _ = reap.tick() => {
+                    self.take_up(Utc::now(), &mut tasks, &mut running).await;
                     if let Err(err) = self.reap(Utc::now()).await {
                         tracing::warn!(%err, "reaping expired leases failed");
                     }
@@ -185,29 +203,80 @@ impl Worker {
             };
             let got = claimed.len();
             for job in claimed {
-                let stop = CancellationToken::new();
-                let reasons = Arc::new(StopReasons::default());
                 let id = job.job.id;
                 tracing::debug!(%id, attempt = job.job.attempts, "claimed");
-                let ctx = self.ctx.clone();
-                let task = tasks.spawn({
-                    let (stop, reasons) = (stop.clone(), reasons.clone());
-                    async move {
-                        run_job(ctx, job, stop, reasons).await;
-                        id
-                    }
+                self.start(tasks, running, id, |ctx, stop, reasons| {
+                    run_job(ctx, job, stop, reasons)
                 });
-                running.insert(
-                    id,
-                    Running {
-                        stop,
-                        reasons,
-                        task: task.id(),
-                    },
-                );
             }
             if got < free {
                 return;
+            }
+        }
+    }
+
+    /// Runs a job's task and keeps what stops it.
+    fn start<F, Fut>(
+        &self,
+        tasks: &mut JoinSet<JobId>,
+        running: &mut HashMap<JobId, Running>,
+        id: JobId,
+        run: F,
+    ) where
+        F: FnOnce(RunContext, CancellationToken, Arc<StopReasons>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let reasons = Arc::new(StopReasons::default());
+        let job = run(self.ctx.clone(), stop.clone(), reasons.clone());
+        let task = tasks.spawn(async move {
+            job.await;
+            id
+        });
+        running.insert(
+            id,
+            Running {
+                stop,
+                reasons,
+                task: task.id(),
+            },
+        );
+    }
+
+    /// Takes up the jobs whose commands still run under this machine's
+    /// supervisors while no worker follows them (their lease expired
+    /// before `expired_before`).
+    async fn take_up(
+        &self,
+        expired_before: chrono::DateTime<Utc>,
+        tasks: &mut JoinSet<JobId>,
+        running: &mut HashMap<JobId, Running>,
+    ) {
+        let Some(durable) = self.ctx.executors.durable() else {
+            return;
+        };
+        let config = &self.ctx.config;
+        for key in durable.known_jobs() {
+            let Some(id) = JobId::parse(&key) else {
+                continue;
+            };
+            if running.contains_key(&id) {
+                continue;
+            }
+            match self
+                .ctx
+                .store
+                .reattach(id, &self.id, config.lease, expired_before)
+                .await
+            {
+                Ok(Some(reattached)) => {
+                    self.start(tasks, running, id, |ctx, stop, reasons| {
+                        run_reattached(ctx, reattached, stop, reasons)
+                    });
+                }
+                // Followed by a live worker, or no longer running.
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
             }
         }
     }

@@ -44,6 +44,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_output_bytes: u64,
 
+    /// Run local jobs under detached supervisors that keep their files
+    /// here, so that a job outlives this process and the next one on the
+    /// same store and directory takes it up (durable jobs). Unset: local
+    /// jobs end with the process that runs them.
+    #[arg(long, env = "RJE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+
     /// How much of each stream's output a job list carries per job (the
     /// end of it); the whole is on the job and its logs route.
     #[arg(long, env = "RJE_LIST_OUTPUT_BYTES", default_value_t = 4096,
@@ -162,6 +169,11 @@ pub struct Settings {
     pub inventory: Inventory,
     /// Limits on the API's connections.
     pub connections: ConnectionLimits,
+    /// Where local jobs' supervisors keep their files (`RJE_STATE_DIR`);
+    /// `None`: local jobs die with the process that runs them.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The rje binary that supervises local jobs; `None`: this one.
+    pub supervisor_program: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +273,8 @@ impl Default for Settings {
             run_worker: true,
             inventory: Inventory::default(),
             connections: ConnectionLimits::default(),
+            state_dir: None,
+            supervisor_program: None,
         }
     }
 }
@@ -365,6 +379,8 @@ impl ServeArgs {
             run_worker: !self.no_worker,
             inventory,
             connections,
+            state_dir: self.state_dir.filter(|dir| !dir.as_os_str().is_empty()),
+            supervisor_program: None,
         })
     }
 }

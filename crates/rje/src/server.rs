@@ -11,6 +11,7 @@ use nix::fcntl::{Flock, FlockArg};
 use rje_api::{AppState, HostDirectory};
 use rje_bus::{Bus, MemoryBus, RedisBus};
 use rje_domain::{CheckReport, HostStatus};
+use rje_exec::DurableLocalExecutor;
 use rje_ssh::Hosts;
 use rje_store::{JobStore, PostgresStore, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
@@ -46,6 +47,8 @@ pub enum ServerError {
     },
     #[error("the server failed: {0}")]
     Task(String),
+    #[error("cannot find this program to supervise local jobs with: {0}")]
+    SupervisorProgram(std::io::Error),
     #[error("cannot connect to the bus: {0}")]
     Bus(String),
     #[error(
@@ -120,10 +123,12 @@ impl RunningServer {
             ),
         };
 
-        if lock.is_some() {
+        if lock.is_some() && !settings.run_worker {
             // This process owns the embedded store (the lock says so): any
             // job still Running was left by a process that died. Settle it
-            // now rather than when its lease would have expired.
+            // now rather than when its lease would have expired. (A worker
+            // of this process does it itself, after taking up what its
+            // supervisors still run.)
             let reaped = store
                 .reap_expired(Utc::now() + chrono::Duration::days(36500))
                 .await?;
@@ -158,16 +163,22 @@ impl RunningServer {
         api_settings.hosts = hosts.names();
         let shutdown = CancellationToken::new();
         let worker = if settings.run_worker {
-            let executors = hosts.executors().into_iter().fold(
+            let mut executors = hosts.executors().into_iter().fold(
                 Executors::new(hosts.default_host()),
                 |all, (name, executor)| all.with(name, executor),
             );
-            let worker = Worker::new(
-                store.clone(),
-                bus.clone(),
-                executors,
-                settings.worker.clone(),
-            );
+            if let Some(state_dir) = &settings.state_dir {
+                let program = match &settings.supervisor_program {
+                    Some(program) => program.clone(),
+                    None => std::env::current_exe().map_err(ServerError::SupervisorProgram)?,
+                };
+                let durable =
+                    DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace);
+                executors = executors.with_durable(rje_domain::HostNames::LOCAL, durable);
+            }
+            let mut config = settings.worker.clone();
+            config.sole_owner = lock.is_some();
+            let worker = Worker::new(store.clone(), bus.clone(), executors, config);
             // Registered before the process says it runs, so that /ready
             // and /workers/ count it from then on.
             worker.register().await;

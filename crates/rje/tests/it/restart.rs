@@ -359,3 +359,57 @@ async fn websocket_subscribers_are_counted_while_connected() {
     }
     process.cancel(&id).await;
 }
+
+#[tokio::test]
+async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let state = dir.path().join("rje-state");
+    let durable = || {
+        let mut command = rje(&db);
+        command
+            .env("RJE_STATE_DIR", &state)
+            .env("RJE_WORKER_CONCURRENCY", "8");
+        command
+    };
+    let first = Process::start_with(durable()).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            first
+                .submit("for i in $(seq 1 30); do echo line-$i; sleep 0.1; done")
+                .await,
+        );
+    }
+    for id in &ids {
+        first
+            .wait_for(id, |job| {
+                job["stdout"]
+                    .as_str()
+                    .is_some_and(|out| out.contains("line-3\n"))
+            })
+            .await;
+    }
+    // kill -9: nothing of rje gets to say goodbye.
+    first.kill_hard().await;
+
+    let second = Process::start_with(durable()).await;
+    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    for id in &ids {
+        let job = second.wait_for(id, is_final).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["exit_code"], 0);
+        assert_eq!(job["stdout"], expected, "every line once, in order: {id}");
+        assert_eq!(job["reattached"], 1);
+    }
+    // Once the results are stored, the supervisors' files go.
+    let jobs_dir = state.join("jobs");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while std::fs::read_dir(&jobs_dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job directories left behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
