@@ -337,7 +337,15 @@ pub fn supervisor_died(dir: &JobDir) -> io::Result<bool> {
     let Some(supervisor) = dir.read_supervisor()? else {
         return Ok(false);
     };
-    let gone = matches!(kill(Pid::from_raw(supervisor.pid), None), Err(Errno::ESRCH));
+    // A zombie is gone too: its new parent (init, by now) may not have
+    // reaped it yet.
+    let gone = match std::fs::read_to_string(format!("/proc/{}/stat", supervisor.pid)) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| matches!(state, "Z" | "X")),
+        Err(_) => true,
+    };
     // The end may have been written just before the supervisor exited.
     Ok(gone && dir.read_exit()?.is_none())
 }

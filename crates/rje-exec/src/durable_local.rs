@@ -193,6 +193,12 @@ impl DurableLocalExecutor {
             .await;
         let cancelled = tokio::select! {
             ended = durable::follow(dir, offsets, sink) => {
+                if ended.is_err() {
+                    // Nobody will end the command now (its supervisor is
+                    // gone, or its files are): end it here, so that
+                    // nothing of the job is left running.
+                    signal_group(pgid, Signal::SIGKILL);
+                }
                 return outcome(ended, false, timeout);
             }
             () = cancel.cancelled() => true,

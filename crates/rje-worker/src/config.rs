@@ -37,6 +37,19 @@ pub struct WorkerConfig {
     /// was left by a process that is gone, and is taken up or settled at
     /// once rather than when its lease would have expired.
     pub sole_owner: bool,
+    /// What a shutdown does to running jobs.
+    pub shutdown_mode: ShutdownMode,
+}
+
+/// What a worker does with its running jobs when asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ShutdownMode {
+    /// Wait up to the grace for them to finish, then kill them.
+    #[default]
+    Drain,
+    /// Leave jobs that run under this machine's supervisors (durable jobs)
+    /// to the next process and stop at once; others drain.
+    Detach,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +68,7 @@ impl Default for WorkerConfig {
             partial_line_wait: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             sole_owner: false,
+            shutdown_mode: ShutdownMode::Drain,
         }
     }
 }

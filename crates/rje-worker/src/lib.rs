@@ -9,6 +9,6 @@ mod pump;
 mod run;
 mod worker;
 
-pub use config::WorkerConfig;
+pub use config::{ShutdownMode, WorkerConfig};
 pub use executors::Executors;
 pub use worker::Worker;

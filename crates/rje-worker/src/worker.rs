@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::run::{RunContext, StopReasons, run_job, run_reattached};
-use crate::{Executors, WorkerConfig};
+use crate::{Executors, ShutdownMode, WorkerConfig};
 
 /// A job this worker is running.
 struct Running {
@@ -22,6 +22,9 @@ struct Running {
     reasons: Arc<StopReasons>,
     /// The task running it, to find the job again if the task fails.
     task: tokio::task::Id,
+    /// Runs under a supervisor of this machine: may be left running.
+    durable: bool,
+    abort: tokio::task::AbortHandle,
 }
 
 /// Claims and runs jobs until told to shut down.
@@ -110,6 +113,14 @@ impl Worker {
             let mut claim_now = false;
             tokio::select! {
                 () = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    if config.shutdown_mode == ShutdownMode::Detach {
+                        let detached = running.values().filter(|job| job.durable).count();
+                        for job in running.values().filter(|job| job.durable) {
+                            // Only the following stops: the command runs on.
+                            job.abort.abort();
+                        }
+                        tracing::info!(worker = %self.id, detached, "left durable jobs running");
+                    }
                     tracing::info!(worker = %self.id, running = running.len(), "worker draining");
                     drain_deadline = Some(Instant::now() + config.shutdown_grace);
                 }
@@ -205,7 +216,12 @@ impl Worker {
             for job in claimed {
                 let id = job.job.id;
                 tracing::debug!(%id, attempt = job.job.attempts, "claimed");
-                self.start(tasks, running, id, |ctx, stop, reasons| {
+                let durable = self
+                    .ctx
+                    .executors
+                    .durable_for(job.job.host.as_deref())
+                    .is_some();
+                self.start(tasks, running, id, durable, |ctx, stop, reasons| {
                     run_job(ctx, job, stop, reasons)
                 });
             }
@@ -221,6 +237,7 @@ impl Worker {
         tasks: &mut JoinSet<JobId>,
         running: &mut HashMap<JobId, Running>,
         id: JobId,
+        durable: bool,
         run: F,
     ) where
         F: FnOnce(RunContext, CancellationToken, Arc<StopReasons>) -> Fut,
@@ -239,6 +256,8 @@ impl Worker {
                 stop,
                 reasons,
                 task: task.id(),
+                durable,
+                abort: task,
             },
         );
     }
@@ -270,7 +289,7 @@ impl Worker {
                 .await
             {
                 Ok(Some(reattached)) => {
-                    self.start(tasks, running, id, |ctx, stop, reasons| {
+                    self.start(tasks, running, id, true, |ctx, stop, reasons| {
                         run_reattached(ctx, reattached, stop, reasons)
                     });
                 }
@@ -315,6 +334,8 @@ fn forget_finished(
 ) {
     let task = match &done {
         Ok((task, _)) => *task,
+        // Aborted on purpose: a durable job left running on shutdown.
+        Err(err) if err.is_cancelled() => err.id(),
         Err(err) => {
             // run_job does not panic by design; if it did, the job's lease
             // lapses and the reaper settles it.

@@ -101,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_RETRY_BASE_SECONDS", default_value_t = 30.0)]
     pub retry_base_seconds: f64,
 
+    /// On SIGTERM: `drain` waits for running jobs (up to the grace), then
+    /// kills them; `detach` leaves the jobs that run under supervisors
+    /// (RJE_STATE_DIR) to the next process and exits at once.
+    #[arg(long, env = "RJE_SHUTDOWN_MODE", value_enum, default_value = "drain")]
+    pub shutdown_mode: rje_worker::ShutdownMode,
+
     /// Seconds running jobs get to finish on shutdown before they are
     /// killed.
     #[arg(long, env = "RJE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
@@ -319,6 +325,7 @@ impl ServeArgs {
                 0.0,
                 86400.0,
             )?,
+            shutdown_mode: self.shutdown_mode,
             ..defaults
         };
         let kill_grace = seconds(

@@ -365,15 +365,9 @@ async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rje.db");
     let state = dir.path().join("rje-state");
-    let durable = || {
-        let mut command = rje(&db);
-        command
-            .env("RJE_STATE_DIR", &state)
-            .env("RJE_WORKER_CONCURRENCY", "8");
-        command
-    };
+    let durable = || durable_rje(&db, &state);
     let first = Process::start_with(durable()).await;
-    let mut ids = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     for _ in 0..5 {
         ids.push(
             first
@@ -412,4 +406,180 @@ async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once()
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `rje serve` on `db` whose local jobs run under supervisors in `state`.
+fn durable_rje(db: &Path, state: &Path) -> Command {
+    let mut command = rje(db);
+    command
+        .env("RJE_STATE_DIR", state)
+        .env("RJE_WORKER_CONCURRENCY", "8");
+    command
+}
+
+/// The supervisor record of job `id`, once written.
+async fn supervisor_of(state: &Path, id: &str) -> rje_exec::durable::SupervisorRecord {
+    let job = rje_exec::durable::JobDir::new(state.join("jobs").join(id));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(record)) = job.read_supervisor() {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no supervisor for {id}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_that_fires_while_no_rje_runs_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let first = Process::start_with(durable_rje(&db, &state)).await;
+    let response = first
+        .client
+        .post(format!("{}/jobs/", first.base))
+        .json(&json!({"command": "sleep 300 & sleep 300; wait", "timeout": 2}))
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&response.json().await.unwrap());
+    let started = first
+        .wait_for(&id, |job| job["remote_process_id"].is_string())
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    first.kill_hard().await;
+    // Nobody follows the job: its supervisor keeps the deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !live_processes_in_group(&pgid).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            live_processes_in_group(&pgid)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = Process::start_with(durable_rje(&db, &state)).await;
+    let job = second.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 2"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_supervisor_was_killed_fails_with_the_reason_and_never_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let marker = dir.path().join("runs");
+    let first = Process::start_with(durable_rje(&db, &state)).await;
+    let id = first
+        .submit(&format!("echo run >> {}; sleep 300", marker.display()))
+        .await;
+    let started = first
+        .wait_for(&id, |job| job["remote_process_id"].is_string())
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    let supervisor = supervisor_of(&state, &id).await;
+    first.kill_hard().await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let second = Process::start_with(durable_rje(&db, &state)).await;
+    let job = second.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("supervisor died"),
+        "{job}"
+    );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !live_processes_in_group(&pgid).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command was left running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines_of(&marker), ["run"], "never run a second time");
+}
+
+#[tokio::test]
+async fn a_job_of_a_machine_that_rebooted_fails_and_nothing_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let first = Process::start_with(durable_rje(&db, &state)).await;
+    let id = first.submit("sleep 300").await;
+    let started = first
+        .wait_for(&id, |job| job["remote_process_id"].is_string())
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    let mut supervisor = supervisor_of(&state, &id).await;
+    first.kill_hard().await;
+    // A reboot cannot be had on demand: the record says another boot.
+    supervisor.boot_id = "00000000-0000-0000-0000-000000000000".into();
+    let record = state.join("jobs").join(&id).join("supervisor.json");
+    std::fs::write(&record, serde_json::to_vec(&supervisor).unwrap()).unwrap();
+    let second = Process::start_with(durable_rje(&db, &state)).await;
+    let job = second.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed");
+    assert_eq!(job["error"], "the host rebooted while the command ran");
+    assert!(
+        !live_processes_in_group(&pgid).is_empty(),
+        "pids of another boot are not signalled"
+    );
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid.parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_in_detach_mode_leaves_the_job_to_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let mut detaching = durable_rje(&db, &state);
+    detaching.env("RJE_SHUTDOWN_MODE", "detach");
+    let mut first = Process::start_with(detaching).await;
+    let id = first
+        .submit("for i in $(seq 1 30); do echo line-$i; sleep 0.1; done")
+        .await;
+    let started = first
+        .wait_for(&id, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-2\n"))
+        })
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    let pid = first.child.id().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // It does not wait the 30 s shutdown grace for the job.
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), first.child.wait())
+        .await
+        .expect("rje exits at once")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !live_processes_in_group(&pgid).is_empty(),
+        "the command runs on"
+    );
+    let second = Process::start_with(durable_rje(&db, &state)).await;
+    let job = second.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(job["stdout"], expected);
+    assert_eq!(job["reattached"], 1);
 }
