@@ -404,3 +404,84 @@ async fn nul_bytes_never_reach_postgresql_as_errors() {
         .unwrap();
     assert_eq!(listed.status(), 400);
 }
+
+#[tokio::test]
+async fn with_a_state_dir_a_killed_workers_jobs_are_finished_by_the_next_once() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rje-state");
+    let state_env = state.display().to_string();
+    let durable = [
+        ("RJE_LEASE_SECONDS", "2"),
+        ("RJE_WORKER_CONCURRENCY", "16"),
+        ("RJE_STATE_DIR", state_env.as_str()),
+    ];
+    let doomed = cluster.worker(&durable).await;
+    let runs = dir.path().join("runs");
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let command = format!(
+            "echo job-{n} >> {}; for i in $(seq 1 40); do echo line-$i; sleep 0.1; done",
+            runs.display()
+        );
+        ids.push(cluster.submit(&api, json!({ "command": command })).await);
+    }
+    let sleeper = cluster
+        .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
+        .await;
+    for id in &ids {
+        cluster
+            .wait_for(&api, id, |job| {
+                job["stdout"]
+                    .as_str()
+                    .is_some_and(|out| out.contains("line-2\n"))
+            })
+            .await;
+    }
+    let pgid = cluster
+        .wait_for(&api, &sleeper, |job| job["remote_process_id"].is_string())
+        .await["remote_process_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cluster.processes[doomed].start_kill().unwrap();
+    cluster.processes[doomed].wait().await.unwrap();
+
+    // Asked while no worker follows the job: recorded, carried out by
+    // whoever takes it up.
+    let cancel = cluster
+        .client
+        .post(format!("{api}/jobs/{sleeper}/cancel/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    assert!(
+        !live_processes_in_group(&pgid).is_empty(),
+        "nobody killed it yet"
+    );
+
+    cluster.worker(&durable).await;
+    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    for id in &ids {
+        let job = cluster.wait_for(&api, id, is_final).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["stdout"], expected, "every line once, in order");
+        assert_eq!(job["reattached"], 1);
+    }
+    let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
+    assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
+    let deadline = Instant::now() + DEADLINE;
+    while !live_processes_in_group(&pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled command was left running"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    let mut lines = lines_of(&runs);
+    assert_unique(&lines);
+    lines.sort();
+    assert_eq!(lines.len(), 12, "every command ran once: {lines:?}");
+}
