@@ -169,6 +169,16 @@ pub fn launch(program: &Path, dir: &JobDir, spec: &Spec) -> io::Result<()> {
 /// launcher's wait ends), and in the child starts a session of its own and
 /// supervises the job to its end. Returns the process's exit code.
 pub fn detach_and_supervise(dir: &Path) -> i32 {
+    // The child says when the command runs (its pid file is written), so
+    // that the launcher's wait ends exactly then: no polling for the file.
+    // Close-on-exec: the command must not hold the pipe open.
+    let (started_rx, started_tx) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(pipe) => pipe,
+        Err(err) => {
+            eprintln!("rje supervise: cannot make a pipe: {err}");
+            return 1;
+        }
+    };
     // SAFETY: called before the process has started any other thread, so
     // the child may do anything the parent could.
     match unsafe { nix::unistd::fork() } {
@@ -176,12 +186,25 @@ pub fn detach_and_supervise(dir: &Path) -> i32 {
             eprintln!("rje supervise: cannot fork: {err}");
             1
         }
-        Ok(nix::unistd::ForkResult::Parent { .. }) => 0,
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(started_tx);
+            let mut byte = [0u8; 1];
+            // End of file without the byte: the child failed before the
+            // command ran, and said why in the log.
+            match nix::unistd::read(&started_rx, &mut byte) {
+                Ok(1) => 0,
+                _ => 1,
+            }
+        }
         Ok(nix::unistd::ForkResult::Child) => {
+            drop(started_rx);
             if let Err(err) = nix::unistd::setsid() {
                 eprintln!("rje supervise: cannot start a session: {err}");
             }
-            match supervise(&JobDir::new(dir)) {
+            let started = move || {
+                let _ = nix::unistd::write(&started_tx, b"1");
+            };
+            match supervise_then(&JobDir::new(dir), started) {
                 Ok(_) => 0,
                 Err(err) => {
                     eprintln!("rje supervise: {err}");
@@ -194,6 +217,12 @@ pub fn detach_and_supervise(dir: &Path) -> i32 {
 
 /// `rje supervise DIR`: runs the spec to its end and records it.
 pub fn supervise(dir: &JobDir) -> Result<ExitRecord, SuperviseError> {
+    supervise_then(dir, || {})
+}
+
+/// [`supervise`], calling `started` once the command runs and its pid file
+/// is written.
+fn supervise_then(dir: &JobDir, on_started: impl FnOnce()) -> Result<ExitRecord, SuperviseError> {
     let started = Instant::now();
     let spec: Spec = read_json(&dir.spec())
         .and_then(|spec| spec.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
@@ -244,6 +273,7 @@ pub fn supervise(dir: &JobDir) -> Result<ExitRecord, SuperviseError> {
             source,
         }
     })?;
+    on_started();
 
     let (done, ended) = mpsc::channel();
     std::thread::spawn(move || {
@@ -312,22 +342,51 @@ pub async fn follow(
         (rje_domain::Stream::Stdout, dir.stdout()),
         (rje_domain::Stream::Stderr, dir.stderr()),
     ];
+    // Kept open: the files only grow, and each read says where.
+    let mut files: [Option<File>; 2] = [None, None];
+    let mut buffer = vec![0; READ_SIZE];
     loop {
-        // Read the end first: output written before it is then all in the
-        // files, and one more drain takes it.
-        let exit = dir.read_exit()?;
-        for ((stream, path), offset) in streams.iter().zip(offsets.iter_mut()) {
-            drain(path, *stream, offset, sink).await?;
+        let mut got = 0;
+        for (i, (stream, path)) in streams.iter().enumerate() {
+            got += drain(
+                &mut files[i],
+                path,
+                *stream,
+                &mut offsets[i],
+                &mut buffer,
+                sink,
+            )
+            .await?;
         }
-        if let Some(exit) = exit {
+        if got > 0 {
+            // More may have come meanwhile: read on before asking anything.
+            continue;
+        }
+        // Caught up. The end is written after the last output, so one more
+        // read after seeing it takes everything.
+        if let Some(exit) = dir.read_exit()? {
+            for (i, (stream, path)) in streams.iter().enumerate() {
+                drain(
+                    &mut files[i],
+                    path,
+                    *stream,
+                    &mut offsets[i],
+                    &mut buffer,
+                    sink,
+                )
+                .await?;
+            }
             return Ok(exit);
         }
-        if supervisor_died(dir)? {
+        if tokio::time::timeout(RECHECK_EVERY, woken.recv())
+            .await
+            .is_err()
+            && supervisor_died(dir)?
+        {
             return Err(io::Error::other(
                 "the job's supervisor died before the command ended",
             ));
         }
-        let _ = tokio::time::timeout(RECHECK_EVERY, woken.recv()).await;
     }
 }
 
@@ -350,25 +409,33 @@ pub fn supervisor_died(dir: &JobDir) -> io::Result<bool> {
     Ok(gone && dir.read_exit()?.is_none())
 }
 
-/// Sends what `path` holds past `offset`, moving `offset` along.
+/// Sends what `path` holds past `offset`, moving `offset` along; how many
+/// bytes that was. A regular file's read does not block on anyone, so it
+/// is done in place.
 async fn drain(
+    file: &mut Option<File>,
     path: &Path,
     stream: rje_domain::Stream,
     offset: &mut u64,
+    buffer: &mut [u8],
     sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
-) -> io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    if file.is_none() {
+        match File::open(path) {
+            Ok(opened) => *file = Some(opened),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(err),
+        }
+    }
+    let Some(file) = file.as_ref() else {
+        return Ok(0);
     };
-    file.seek(io::SeekFrom::Start(*offset)).await?;
-    let mut buffer = vec![0; READ_SIZE];
+    let mut total = 0;
     loop {
-        let read = file.read(&mut buffer).await?;
+        let read = file.read_at(buffer, *offset)?;
         if read == 0 {
-            return Ok(());
+            return Ok(total);
         }
         let event = crate::ExecEvent::Output {
             stream,
@@ -381,6 +448,7 @@ async fn drain(
             ));
         }
         *offset += read as u64;
+        total += read as u64;
     }
 }
 
@@ -402,9 +470,11 @@ fn end_leftovers(pgid: i32, grace: Duration) {
         }
     };
     let gone = || {
-        reap_orphans();
-        descendants_of(me, &process_table()).is_empty()
-            && killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
+        // No child left (orphans are adopted as children) and no group:
+        // nothing is left, known without reading all of /proc.
+        let no_children = reap_orphans();
+        killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
+            && (no_children || descendants_of(me, &process_table()).is_empty())
     };
     if gone() {
         return;
@@ -427,12 +497,16 @@ fn end_leftovers(pgid: i32, grace: Duration) {
     eprintln!("rje supervise: processes of the job survived KILL");
 }
 
-/// Reaps every exited child (orphans adopted as subreaper included).
-fn reap_orphans() {
+/// Reaps every exited child (orphans adopted as subreaper included);
+/// whether no child at all is left.
+fn reap_orphans() -> bool {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return false,
+            Ok(_) => {}
+            Err(Errno::ECHILD) => return true,
+            Err(_) => return false,
         }
     }
 }
@@ -464,11 +538,13 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SuperviseError
 }
 
 /// Writes a file whole or not at all: a reader never sees half of it.
+/// Not synced to disk: the rename is what readers need, and a machine
+/// that crashes loses its running jobs whatever the disk holds (four syncs
+/// per job cost a third of the throughput).
 fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let partial = path.with_extension("partial");
     let mut file = File::create(&partial)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
     std::fs::rename(&partial, path)
 }
 
