@@ -32,11 +32,6 @@ pub struct WorkerConfig {
     /// On shutdown, how long running jobs may take to finish before they are
     /// killed.
     pub shutdown_grace: Duration,
-    /// This worker is the only process on its store (the embedded server,
-    /// which holds the store's lock): every job found Running at its start
-    /// was left by a process that is gone, and is taken up or settled at
-    /// once rather than when its lease would have expired.
-    pub sole_owner: bool,
     /// What a shutdown does to running jobs.
     pub shutdown_mode: ShutdownMode,
 }
@@ -67,7 +62,6 @@ impl Default for WorkerConfig {
             batch_bytes: 64 * 1024,
             partial_line_wait: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
-            sole_owner: false,
             shutdown_mode: ShutdownMode::Drain,
         }
     }

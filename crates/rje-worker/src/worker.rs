@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use rje_bus::{Bus, Received, Subscription};
 use rje_domain::{JobId, WorkerId};
-use rje_store::{Queue, StoreError};
+use rje_store::{Queue, Reattached, StoreError};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ struct Running {
 pub struct Worker {
     id: WorkerId,
     ctx: RunContext,
+    /// Jobs taken up by [`Worker::recover_sole_store`], started by `run`.
+    recovered: Vec<Reattached>,
 }
 
 impl Worker {
@@ -42,6 +44,7 @@ impl Worker {
     ) -> Self {
         Self {
             id: WorkerId::generate(),
+            recovered: Vec::new(),
             ctx: RunContext {
                 store,
                 bus,
@@ -73,7 +76,31 @@ impl Worker {
     /// stops claiming, gives running jobs
     /// `shutdown_grace` to finish, kills the rest, and returns once every
     /// job it ran is settled.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// For the only process on its store (the embedded server, which holds
+    /// the store's lock): every job found Running was left by a process
+    /// that is gone. Takes up those whose commands still run under this
+    /// machine's supervisors (they start with [`Worker::run`]) and settles
+    /// the rest, before the process says it is up.
+    pub async fn recover_sole_store(&mut self) {
+        let now = Utc::now();
+        let taken = self
+            .find_orphans(now + chrono::Duration::days(36500), &HashMap::new())
+            .await;
+        self.recovered = taken;
+        // The leases taken here expire after `now + lease`, those of the
+        // gone process before: the reap tells them apart.
+        let lease =
+            chrono::Duration::from_std(self.ctx.config.lease).unwrap_or(chrono::Duration::MAX);
+        match self.reap(now + lease).await {
+            Ok(reaped) if reaped > 0 => {
+                tracing::warn!(reaped, "settled the jobs a previous process left running");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "settling the jobs of a previous process failed"),
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let config = self.ctx.config.clone();
         let mut work = subscribe(self.ctx.bus.subscribe_work().await, "work");
         let mut cancels = subscribe(self.ctx.bus.subscribe_cancels().await, "cancels");
@@ -88,22 +115,11 @@ impl Worker {
         let mut drain_deadline: Option<Instant> = None;
         let mut killed_for_shutdown = false;
         tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
-        if config.sole_owner {
-            // Whatever runs was left by a process that is gone: take up
-            // what still runs here, settle the rest, now. The leases taken
-            // here expire after `now + lease`, those of the gone process
-            // before: the reap tells them apart.
-            let now = Utc::now();
-            self.take_up(
-                now + chrono::Duration::days(36500),
-                &mut tasks,
-                &mut running,
-            )
-            .await;
-            let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::MAX);
-            if let Err(err) = self.reap(now + lease).await {
-                tracing::warn!(%err, "settling the jobs of a previous process failed");
-            }
+        for reattached in std::mem::take(&mut self.recovered) {
+            let id = reattached.claimed.job.id;
+            self.start(&mut tasks, &mut running, id, true, |ctx, stop, reasons| {
+                run_reattached(ctx, reattached, stop, reasons)
+            });
         }
 
         loop {
@@ -271,10 +287,27 @@ impl Worker {
         tasks: &mut JoinSet<JobId>,
         running: &mut HashMap<JobId, Running>,
     ) {
+        for reattached in self.find_orphans(expired_before, running).await {
+            let id = reattached.claimed.job.id;
+            self.start(tasks, running, id, true, |ctx, stop, reasons| {
+                run_reattached(ctx, reattached, stop, reasons)
+            });
+        }
+    }
+
+    /// Claims, as new attempts, the jobs of this machine's supervisors that
+    /// no worker follows (lease expired before `expired_before`) and that
+    /// this worker does not run already.
+    async fn find_orphans(
+        &self,
+        expired_before: chrono::DateTime<Utc>,
+        running: &HashMap<JobId, Running>,
+    ) -> Vec<Reattached> {
         let Some(durable) = self.ctx.executors.durable() else {
-            return;
+            return Vec::new();
         };
         let config = &self.ctx.config;
+        let mut found = Vec::new();
         for key in durable.known_jobs() {
             let Some(id) = JobId::parse(&key) else {
                 continue;
@@ -288,16 +321,13 @@ impl Worker {
                 .reattach(id, &self.id, config.lease, expired_before)
                 .await
             {
-                Ok(Some(reattached)) => {
-                    self.start(tasks, running, id, true, |ctx, stop, reasons| {
-                        run_reattached(ctx, reattached, stop, reasons)
-                    });
-                }
+                Ok(Some(reattached)) => found.push(reattached),
                 // Followed by a live worker, or no longer running.
                 Ok(None) => {}
                 Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
             }
         }
+        found
     }
 
     fn cancel(&self, running: &HashMap<JobId, Running>, id: JobId) {

@@ -176,9 +176,17 @@ impl RunningServer {
                     DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace);
                 executors = executors.with_durable(rje_domain::HostNames::LOCAL, durable);
             }
-            let mut config = settings.worker.clone();
-            config.sole_owner = lock.is_some();
-            let worker = Worker::new(store.clone(), bus.clone(), executors, config);
+            let mut worker = Worker::new(
+                store.clone(),
+                bus.clone(),
+                executors,
+                settings.worker.clone(),
+            );
+            if lock.is_some() {
+                // Before the process says it is up: a job it answers for is
+                // never shown Running by nobody.
+                worker.recover_sole_store().await;
+            }
             // Registered before the process says it runs, so that /ready
             // and /workers/ count it from then on.
             worker.register().await;
