@@ -71,6 +71,39 @@ impl DurableLocalExecutor {
             .collect()
     }
 
+    /// Removes the directory of a job no worker can take up (its lease is
+    /// live elsewhere, or the store settled it) once it has been quiet for
+    /// `grace`, when nothing of it runs any more: its end was written, or
+    /// its supervisor is gone (then its group is ended first). Whether it
+    /// was removed.
+    pub async fn sweep_if_stale(&self, key: &str, grace: Duration) -> bool {
+        let dir = self.job_dir(key);
+        let newest = [dir.exit(), dir.supervisor(), dir.spec()]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+            .max();
+        let quiet = newest
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= grace);
+        if !quiet {
+            return false;
+        }
+        let ended = matches!(dir.read_exit(), Ok(Some(_)));
+        if !ended {
+            if !matches!(durable::supervisor_died(&dir), Ok(true)) {
+                return false;
+            }
+            if let Ok(text) = std::fs::read_to_string(dir.pid())
+                && let Ok(pgid) = text.trim().parse()
+            {
+                signal_group(pgid, Signal::SIGKILL);
+            }
+        }
+        tracing::info!(key, "removing the files of a job nobody will take up");
+        self.forget(key).await;
+        true
+    }
+
     /// Removes the job's directory once its result is stored.
     pub async fn forget(&self, key: &str) {
         let dir = self.job_dir(key).root().to_owned();

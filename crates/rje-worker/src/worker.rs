@@ -28,6 +28,10 @@ struct Running {
 }
 
 /// Claims and runs jobs until told to shut down.
+/// A job directory nobody can take up is removed after this many leases
+/// of quiet: by then any worker that followed it has settled it.
+const STALE_AFTER_LEASES: u32 = 10;
+
 pub struct Worker {
     id: WorkerId,
     ctx: RunContext,
@@ -322,8 +326,13 @@ impl Worker {
                 .await
             {
                 Ok(Some(reattached)) => found.push(reattached),
-                // Followed by a live worker, or no longer running.
-                Ok(None) => {}
+                // Followed by a live worker, or no longer running: its
+                // files go once they have been quiet long enough.
+                Ok(None) => {
+                    durable
+                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
+                        .await;
+                }
                 Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
             }
         }

@@ -583,3 +583,45 @@ async fn sigterm_in_detach_mode_leaves_the_job_to_the_next_process() {
     assert_eq!(job["stdout"], expected);
     assert_eq!(job["reattached"], 1);
 }
+
+#[tokio::test]
+async fn files_of_jobs_nobody_can_take_up_are_removed_once_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let job_dir = |id: &str| state.join("jobs").join(id);
+    for (id, age) in [
+        ("01a20000-0000-7000-8000-000000000001", "2 hours ago"),
+        ("01a20000-0000-7000-8000-000000000002", "now"),
+    ] {
+        std::fs::create_dir_all(job_dir(id)).unwrap();
+        for file in ["spec.json", "exit.json"] {
+            let path = job_dir(id).join(file);
+            let content: &[u8] = if file == "exit.json" {
+                br#"{"code":0,"signal":null,"timed_out":false,"ended_at_ms":0}"#
+            } else {
+                br#"{"command":"true","timeout_secs":60,"kill_grace_ms":1000}"#
+            };
+            std::fs::write(&path, content).unwrap();
+            let touched = std::process::Command::new("touch")
+                .arg("-d")
+                .arg(age)
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(touched.success());
+        }
+    }
+    let _server = Process::start_with(durable_rje(&db, &state)).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while job_dir("01a20000-0000-7000-8000-000000000001").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stale directory stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        job_dir("01a20000-0000-7000-8000-000000000002").exists(),
+        "a recent one stays for its grace"
+    );
+}
