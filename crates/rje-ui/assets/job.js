@@ -126,6 +126,7 @@ function render() {
     ...field('Signal', job.signal && String(job.signal)),
     ...field('Error', job.error),
     ...field('Attempts', `${job.attempts} of ${job.max_retries + 1}`),
+    ...field('Taken up again', job.reattached ? `${job.reattached} time${job.reattached > 1 ? 's' : ''} after its worker was lost` : null),
     ...field('Process', job.remote_process_id),
     ...field('Cancel', job.cancel_requested && !FINAL.has(job.status) ? 'requested' : null),
     ...field('Output', `${formatBytes(job.stdout_bytes || 0)} stdout, ${formatBytes(job.stderr_bytes || 0)} stderr`),
