@@ -226,11 +226,15 @@ impl DurableLocalExecutor {
             .await;
         let cancelled = tokio::select! {
             ended = durable::follow(dir, offsets, sink) => {
-                if ended.is_err() {
+                match &ended {
+                    // Nobody takes the output any more (the worker let the
+                    // job go): the command runs on for whoever comes next.
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
                     // Nobody will end the command now (its supervisor is
                     // gone, or its files are): end it here, so that
                     // nothing of the job is left running.
-                    signal_group(pgid, Signal::SIGKILL);
+                    Err(_) => signal_group(pgid, Signal::SIGKILL),
+                    Ok(_) => {}
                 }
                 return outcome(ended, false, timeout);
             }

@@ -72,11 +72,14 @@ pub(crate) async fn run_job(
         attempt,
         claimed.last_seq,
     );
+    let durable = ctx.executors.durable_for(job.host.as_deref()).cloned();
     let pumped = async {
         let end = pump.run(events).await;
-        if !matches!(end, PumpEnd::Done { .. }) {
-            // Nothing more can be recorded for this attempt: stop the
-            // command rather than let it run unobserved.
+        // Nothing more can be recorded for this attempt. A durable command
+        // runs on for whoever takes it up (the pump's end closes the
+        // executor's sink, which lets it go); any other is stopped rather
+        // than left running unobserved.
+        if !matches!(end, PumpEnd::Done { .. }) && durable.is_none() {
             stop.cancel();
         }
         end
@@ -85,7 +88,6 @@ pub(crate) async fn run_job(
         store: &*ctx.store,
         job: &job,
     };
-    let durable = ctx.executors.durable_for(job.host.as_deref()).cloned();
     let key = id.to_string();
     let execution = async {
         match &durable {
@@ -103,6 +105,10 @@ pub(crate) async fn run_job(
         PumpEnd::Done { process_id } => process_id,
         PumpEnd::Fenced => {
             tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
+            return;
+        }
+        PumpEnd::StoreFailed(err) if durable.is_some() => {
+            tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
             return;
         }
         PumpEnd::StoreFailed(err) => {
@@ -226,13 +232,9 @@ pub(crate) async fn run_reattached(
         attempt,
         claimed.last_seq,
     );
-    let pumped = async {
-        let end = pump.run(events).await;
-        if !matches!(end, PumpEnd::Done { .. }) {
-            stop.cancel();
-        }
-        end
-    };
+    // When the pump ends early its sink closes and the follower lets the
+    // command run on for a later take-over (see run_job).
+    let pumped = pump.run(events);
     let key = id.to_string();
     let timeout = Duration::from_secs(u64::from(job.timeout));
     let resumed = durable.resume(&key, offsets, timeout, sink, stop.clone());
@@ -244,8 +246,8 @@ pub(crate) async fn run_reattached(
             return;
         }
         PumpEnd::StoreFailed(err) => {
-            tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
-            None
+            tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
+            return;
         }
     };
     let outcome = match result {

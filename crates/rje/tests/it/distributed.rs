@@ -485,3 +485,43 @@ async fn with_a_state_dir_a_killed_workers_jobs_are_finished_by_the_next_once() 
     lines.sort();
     assert_eq!(lines.len(), 12, "every command ran once: {lines:?}");
 }
+
+#[tokio::test]
+async fn a_paused_worker_that_lost_its_durable_job_lets_it_go_without_killing_it() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rje-state").display().to_string();
+    let durable = [
+        ("RJE_LEASE_SECONDS", "2"),
+        ("RJE_STATE_DIR", state.as_str()),
+    ];
+    let paused = cluster.worker(&durable).await;
+    let id = cluster
+        .submit(
+            &api,
+            json!({"command": "for i in $(seq 1 60); do echo line-$i; sleep 0.1; done"}),
+        )
+        .await;
+    cluster
+        .wait_for(&api, &id, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-2\n"))
+        })
+        .await;
+    let pid = nix::unistd::Pid::from_raw(cluster.processes[paused].id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // Its lease lapses; another worker of the machine takes the job up.
+    cluster.worker(&durable).await;
+    cluster
+        .wait_for(&api, &id, |job| job["reattached"] == 1)
+        .await;
+    // The paused one wakes, finds itself fenced, and lets go: the command
+    // is not killed under its new follower.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let job = cluster.wait_for(&api, &id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    let expected: String = (1..=60).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(job["stdout"], expected, "every line once, in order");
+}
