@@ -272,6 +272,30 @@ impl OutputBudget {
         }
     }
 
+    /// The budget of a job whose output is partly stored already (taken
+    /// up by another worker): the stored chunks, in seq order, as (seq,
+    /// stream, bytes, dropped before). The head is the stored prefix of
+    /// each stream that fits it, up to the first gap; the rest is tail. A
+    /// head found short stays open, so the cap holds whichever way the
+    /// first worker had split it.
+    pub fn resume(max_bytes_per_stream: u64, stored: &[(i64, Stream, u64, u64)]) -> Self {
+        let mut budget = Self::new(max_bytes_per_stream);
+        let mut closed = [false, false];
+        for &(seq, stream, len, dropped_before) in stored {
+            let (head_budget, state) = (budget.head_budget, &mut budget.streams[stream.index()]);
+            let index = stream.index();
+            if !closed[index] && dropped_before == 0 && state.head_used + len <= head_budget {
+                state.head_used += len;
+                state.head_last_seq = seq;
+            } else {
+                closed[index] = true;
+                state.head_used = head_budget;
+                state.tail_stored += len;
+            }
+        }
+        budget
+    }
+
     pub fn tail_budget(&self) -> u64 {
         self.tail_budget
     }
@@ -357,6 +381,31 @@ impl OutputBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_budget_keeps_the_cap_of_what_is_stored() {
+        // 400 bytes: a 100-byte head and a 300-byte tail per stream.
+        let stored = [
+            (1, Stream::Stdout, 60, 0),
+            (2, Stream::Stderr, 10, 0),
+            (3, Stream::Stdout, 30, 0),
+            (4, Stream::Stdout, 50, 0),
+            (5, Stream::Stdout, 20, 0),
+        ];
+        let mut budget = OutputBudget::resume(400, &stored);
+        assert_eq!(budget.head_last_seq(Stream::Stdout), 3);
+        // The head is closed: 60 + 30 + 50 would not fit it.
+        assert_eq!(budget.admit(Stream::Stdout, "x\n".into()).head, None);
+        assert_eq!(
+            budget.keep_for(Stream::Stdout, 230, 0),
+            None,
+            "70 + 230 fit the tail"
+        );
+        assert!(budget.keep_for(Stream::Stdout, 231, 0).is_some());
+        // stderr's head is still open, with 90 bytes of room.
+        assert_eq!(budget.head_last_seq(Stream::Stderr), 2);
+        assert!(budget.admit(Stream::Stderr, "y\n".into()).head.is_some());
+    }
 
     #[test]
     fn taken_counts_the_bytes_given_out_not_those_held_back() {

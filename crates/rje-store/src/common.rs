@@ -152,6 +152,23 @@ pub(crate) fn source_offsets(rows: Vec<(i64, Option<i64>)>) -> Result<[u64; 2], 
     Ok(offsets)
 }
 
+/// The layout rows `(seq, stream, bytes, dropped_before)` of a job's
+/// stored output, checked.
+pub(crate) fn stored_layout(
+    rows: Vec<(i64, i64, i64, i64)>,
+) -> Result<Vec<(i64, Stream, u64, u64)>, StoreError> {
+    rows.into_iter()
+        .map(|(seq, stream, bytes, dropped)| {
+            Ok((
+                seq,
+                Stream::from_index(stream).ok_or_else(|| corrupt("stream", stream))?,
+                u64::try_from(bytes).map_err(|_| corrupt("length", bytes))?,
+                u64::try_from(dropped).map_err(|_| corrupt("dropped_before", dropped))?,
+            ))
+        })
+        .collect()
+}
+
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].
 pub(crate) fn stored_parameters(json: serde_json::Value) -> Result<JobParameters, StoreError> {
     JobParameters::from_stored(json).map_err(|err| corrupt("parameters", err))

@@ -59,6 +59,9 @@ pub struct Reattached {
     /// Per stream (stdout, stderr), the byte offset in the command's
     /// output file just past the last chunk stored: where to read on.
     pub offsets: [u64; 2],
+    /// The stored chunks in seq order as (seq, stream, bytes, bytes
+    /// dropped before it): what the output cap already holds.
+    pub stored: Vec<(i64, Stream, u64, u64)>,
 }
 
 /// A worker as it announced itself, with the jobs it holds leases on.

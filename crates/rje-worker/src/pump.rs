@@ -38,6 +38,9 @@ pub(crate) struct OutputPump<'a> {
     attempt: u32,
     next_seq: i64,
     splitter: OutputSplitter,
+    /// Offsets in the command's streams the output starts from (a job
+    /// taken up again), so that each chunk records where it ends in them.
+    source_base: [u64; 2],
     budget: OutputBudget,
     /// Chunks read but not yet stored, with whether each is head output.
     pending: Vec<(Chunk, bool)>,
@@ -78,7 +81,26 @@ impl<'a> OutputPump<'a> {
             batch_due: None,
             partial_since: [None, None],
             process_id: None,
+            source_base: [0, 0],
         }
+    }
+
+    /// A pump for a job taken up again: its output goes on from `offsets`
+    /// in the command's streams, and what is `stored` already counts
+    /// against the output cap.
+    pub(crate) fn resuming(
+        mut self,
+        offsets: [u64; 2],
+        stored: &[(i64, Stream, u64, u64)],
+    ) -> Self {
+        self.source_base = offsets;
+        self.budget = OutputBudget::resume(self.config.max_output_bytes, stored);
+        self
+    }
+
+    /// Where the text given out so far ends in `stream`'s raw bytes.
+    fn source_end(&self, stream: Stream) -> u64 {
+        self.source_base[stream.index()] + self.splitter.taken(stream)
     }
 
     /// Runs until the executor closes its end of `events`.
@@ -105,7 +127,7 @@ impl<'a> OutputPump<'a> {
                     }
                     Some(ExecEvent::Output { stream, bytes }) => {
                         if let Some(text) = self.splitter.push(stream, &bytes) {
-                            let end = self.splitter.taken(stream);
+                            let end = self.source_end(stream);
                             self.stage(stream, text, end).await?;
                         }
                         self.track_partial(stream);
@@ -124,7 +146,7 @@ impl<'a> OutputPump<'a> {
         }
         for stream in Stream::BOTH {
             if let Some(text) = self.splitter.finish(stream) {
-                let end = self.splitter.taken(stream);
+                let end = self.source_end(stream);
                 self.stage(stream, text, end).await?;
             }
         }
@@ -164,7 +186,7 @@ impl<'a> OutputPump<'a> {
                 .is_some_and(|since| since + self.config.partial_line_wait <= now);
             if waited_enough {
                 if let Some(text) = self.splitter.flush_partial(stream) {
-                    let end = self.splitter.taken(stream);
+                    let end = self.source_end(stream);
                     self.stage(stream, text, end).await?;
                 }
                 self.partial_since[stream.index()] = None;

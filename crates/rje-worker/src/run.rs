@@ -211,7 +211,11 @@ pub(crate) async fn run_reattached(
     stop: CancellationToken,
     reasons: Arc<StopReasons>,
 ) {
-    let Reattached { claimed, offsets } = reattached;
+    let Reattached {
+        claimed,
+        offsets,
+        stored,
+    } = reattached;
     let job = claimed.job;
     let (id, attempt) = (job.id, job.attempts);
     tracing::warn!(%id, attempt, reattached = job.reattached, ?offsets, "took up a running job again");
@@ -231,7 +235,9 @@ pub(crate) async fn run_reattached(
         id,
         attempt,
         claimed.last_seq,
-    );
+    )
+    .resuming(offsets, &stored);
+
     // When the pump ends early its sink closes and the follower lets the
     // command run on for a later take-over (see run_job).
     let pumped = pump.run(events);

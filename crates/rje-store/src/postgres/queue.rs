@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::common::{
     REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, source_offsets,
-    stream_code,
+    stored_layout, stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
 
@@ -345,9 +345,23 @@ impl Queue for PostgresStore {
                 .into_iter()
                 .map(|(s, end)| (i64::from(s), end))
                 .collect();
+            let layout: Vec<(i64, i16, i32, i64)> = sqlx::query_as(
+                "SELECT seq, stream, octet_length(text), dropped_before \
+                 FROM job_output WHERE job_pk = $1 ORDER BY seq",
+            )
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
+            let layout = layout
+                .into_iter()
+                .map(|(seq, stream, len, dropped)| {
+                    (seq, i64::from(stream), i64::from(len), dropped)
+                })
+                .collect();
             Ok(Some(Reattached {
                 claimed,
                 offsets: source_offsets(rows)?,
+                stored: stored_layout(layout)?,
             }))
         }
         .await;

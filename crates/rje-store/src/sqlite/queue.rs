@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
     REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, source_offsets,
-    stream_code,
+    stored_layout, stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
 
@@ -344,9 +344,17 @@ impl Queue for SqliteStore {
             .bind(pk)
             .fetch_all(&mut *tx)
             .await?;
+            let layout: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT seq, stream, length(CAST(text AS BLOB)), dropped_before \
+                 FROM job_output WHERE job_pk = ? ORDER BY seq",
+            )
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
             Ok(Some(Reattached {
                 claimed,
                 offsets: source_offsets(rows)?,
+                stored: stored_layout(layout)?,
             }))
         }
         .await;

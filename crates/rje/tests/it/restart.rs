@@ -625,3 +625,56 @@ async fn files_of_jobs_nobody_can_take_up_are_removed_once_quiet() {
         "a recent one stays for its grace"
     );
 }
+
+#[tokio::test]
+async fn a_job_taken_up_twice_still_has_every_line_once_and_its_output_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let capped = || {
+        let mut command = durable_rje(&db, &state);
+        command.env("RJE_MAX_OUTPUT_BYTES", "4096");
+        command
+    };
+    let first = Process::start_with(capped()).await;
+    let lines = first
+        .submit("for i in $(seq 1 40); do echo line-$i; sleep 0.1; done")
+        .await;
+    // Past the cap before the first kill and after each take-up.
+    let flood = first
+        .submit("seq 1 2000; sleep 1; seq 2001 4000; sleep 1; seq 4001 6000")
+        .await;
+    first
+        .wait_for(&lines, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-3\n"))
+        })
+        .await;
+    first.kill_hard().await;
+    let second = Process::start_with(capped()).await;
+    second
+        .wait_for(&lines, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-15\n"))
+        })
+        .await;
+    second.kill_hard().await;
+    let third = Process::start_with(capped()).await;
+    let job = third.wait_for(&lines, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(job["stdout"], expected, "every line once, in order");
+    assert_eq!(job["reattached"], 2);
+
+    let flooded = third.wait_for(&flood, is_final).await;
+    assert_eq!(flooded["status"], "Success", "{flooded}");
+    let stdout = flooded["stdout"].as_str().unwrap();
+    assert!(stdout.ends_with("5999\n6000\n"), "the end is kept");
+    assert!(
+        stdout.contains("bytes of stdout dropped]"),
+        "the gap is marked"
+    );
+    // The cap, plus the one marker line that names the gap.
+    assert!(stdout.len() <= 4096 + 64, "{} bytes kept", stdout.len());
+}
