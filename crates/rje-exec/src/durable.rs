@@ -344,6 +344,7 @@ pub async fn follow(
     ];
     // Kept open: the files only grow, and each read says where.
     let mut files: [Option<File>; 2] = [None, None];
+    let mut released = [0u64; 2];
     let mut buffer = vec![0; READ_SIZE];
     loop {
         let mut got = 0;
@@ -357,6 +358,7 @@ pub async fn follow(
                 sink,
             )
             .await?;
+            release_behind(path, offsets[i], &mut released[i]);
         }
         if got > 0 {
             // More may have come meanwhile: read on before asking anything.
@@ -386,6 +388,45 @@ pub async fn follow(
             return Err(io::Error::other(
                 "the job's supervisor died before the command ended",
             ));
+        }
+    }
+}
+
+/// What a follower keeps of a file behind what it delivered: more than
+/// what can be delivered and not yet stored (the worker's bounded event
+/// buffer and batch), so that a successor resuming from the store's offset
+/// always finds its bytes.
+const KEEP_BEHIND: u64 = 8 * 1024 * 1024;
+/// Space is given back in steps of this much, not on every read.
+const RELEASE_STEP: u64 = 4 * 1024 * 1024;
+
+/// Gives the disk space of what lies well behind `delivered` back to the
+/// file system (a hole: the file's offsets stay as they are), so that a
+/// command printing gigabytes while followed takes megabytes of disk.
+/// Where the file system cannot punch holes, the file just stays whole.
+fn release_behind(path: &Path, delivered: u64, released: &mut u64) {
+    let upto = delivered.saturating_sub(KEEP_BEHIND) / RELEASE_STEP * RELEASE_STEP;
+    if upto < released.saturating_add(RELEASE_STEP) {
+        return;
+    }
+    let punched = OpenOptions::new().write(true).open(path).and_then(|file| {
+        let from = i64::try_from(*released).map_err(io::Error::other)?;
+        let len = i64::try_from(upto - *released).map_err(io::Error::other)?;
+        nix::fcntl::fallocate(
+            &file,
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            from,
+            len,
+        )
+        .map_err(io::Error::from)
+    });
+    match punched {
+        Ok(()) => *released = upto,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "cannot release the space of read output");
+            // Not again: the file system will not change its mind.
+            *released = u64::MAX;
         }
     }
 }

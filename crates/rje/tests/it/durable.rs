@@ -506,3 +506,45 @@ mod executor {
         gone(taken.process_id.as_deref().unwrap()).await;
     }
 }
+
+#[tokio::test]
+async fn a_followed_flood_takes_little_disk() {
+    use std::os::unix::fs::MetadataExt;
+
+    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, NoGate};
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let executor = DurableLocalExecutor::new(
+        dir.path().to_owned(),
+        env!("CARGO_BIN_EXE_rje").into(),
+        Duration::from_millis(300),
+    );
+    let request = ExecRequest {
+        command: "head -c 64000000 /dev/zero | tr '\\0' 'x'".into(),
+        timeout: Duration::from_secs(60),
+        parameters: rje_domain::ExecParameters::default(),
+    };
+    let (sink, mut events) = tokio::sync::mpsc::channel(8);
+    let run = executor.run_keyed("flood", request, &NoGate, sink, CancellationToken::new());
+    let stdout = executor.job_dir("flood").stdout();
+    let watch = async {
+        let mut taken = 0u64;
+        while let Some(event) = events.recv().await {
+            if let ExecEvent::Output { bytes, .. } = event {
+                taken += bytes.len() as u64;
+            }
+        }
+        taken
+    };
+    let (outcome, taken) = tokio::join!(run, watch);
+    assert!(outcome.is_ok());
+    assert_eq!(taken, 64_000_000, "every byte delivered");
+    let meta = std::fs::metadata(&stdout).unwrap();
+    assert_eq!(meta.len(), 64_000_000, "offsets stay as they were");
+    let on_disk = meta.blocks() * 512;
+    assert!(
+        on_disk < 16_000_000,
+        "{on_disk} bytes on disk for 64 MB read"
+    );
+}
