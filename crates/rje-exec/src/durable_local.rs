@@ -104,6 +104,31 @@ impl DurableLocalExecutor {
         true
     }
 
+    /// The store says the job `key` is over while its files are still
+    /// here (it was settled by a worker elsewhere, or deleted): ends what
+    /// may still run of it, on this boot of the machine. The files stay
+    /// for [`DurableLocalExecutor::sweep_if_stale`].
+    pub fn end_abandoned(&self, key: &str) {
+        let dir = self.job_dir(key);
+        let this_boot = match (dir.read_supervisor(), durable::boot_id()) {
+            (Ok(Some(supervisor)), Ok(boot)) => supervisor.boot_id == boot,
+            _ => false,
+        };
+        let running = !matches!(dir.read_exit(), Ok(Some(_)));
+        if this_boot
+            && running
+            && let Ok(text) = std::fs::read_to_string(dir.pid())
+            && let Ok(pgid) = text.trim().parse()
+        {
+            tracing::warn!(
+                key,
+                pgid,
+                "ending the command of a job the store says is over"
+            );
+            signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+
     /// Removes the job's directory once its result is stored.
     pub async fn forget(&self, key: &str) {
         let dir = self.job_dir(key).root().to_owned();

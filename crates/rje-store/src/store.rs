@@ -64,6 +64,17 @@ pub struct Reattached {
     pub stored: Vec<(i64, Stream, u64, u64)>,
 }
 
+/// What became of an attempt to take a job up (see [`Queue::reattach`]).
+#[derive(Debug, Clone)]
+pub enum TakeUp {
+    /// Taken: this worker follows the job now.
+    Taken(Box<Reattached>),
+    /// Running, and another worker's lease on it is live.
+    Held,
+    /// Not running any more (settled, or unknown to the store).
+    Over,
+}
+
 /// A worker as it announced itself, with the jobs it holds leases on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerInfo {
@@ -243,15 +254,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Takes up a Running job whose lease expired before `expired_before`
     /// (its worker is gone) as a new attempt held by `worker`, so that the
-    /// old attempt is fenced, and counts one more re-attach. `None` when
-    /// the job is not Running or its lease is still live.
+    /// old attempt is fenced, and counts one more re-attach.
     async fn reattach(
         &self,
         id: JobId,
         worker: &WorkerId,
         lease: Duration,
         expired_before: DateTime<Utc>,
-    ) -> Result<Option<Reattached>, StoreError>;
+    ) -> Result<TakeUp, StoreError>;
 
     /// Announces a worker, or beats its heartbeat.
     async fn heartbeat(

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use rje_bus::{Bus, Received, Subscription};
 use rje_domain::{JobId, WorkerId};
-use rje_store::{Queue, Reattached, StoreError};
+use rje_store::{Queue, Reattached, StoreError, TakeUp};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -325,10 +325,17 @@ impl Worker {
                 .reattach(id, &self.id, config.lease, expired_before)
                 .await
             {
-                Ok(Some(reattached)) => found.push(reattached),
-                // Followed by a live worker, or no longer running: its
-                // files go once they have been quiet long enough.
-                Ok(None) => {
+                Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
+                // Another worker of this machine follows it.
+                Ok(TakeUp::Held) => {
+                    durable
+                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
+                        .await;
+                }
+                // The store says the job is over (settled elsewhere, or
+                // deleted): nothing of it may run on.
+                Ok(TakeUp::Over) => {
+                    durable.end_abandoned(&key);
                     durable
                         .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
                         .await;

@@ -12,7 +12,7 @@ use crate::common::{
     REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, source_offsets,
     stored_layout, stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
 use super::{
     JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, current_attempt_pk,
@@ -298,7 +298,7 @@ impl Queue for PostgresStore {
         worker: &WorkerId,
         lease: Duration,
         expired_before: DateTime<Utc>,
-    ) -> Result<Option<Reattached>, StoreError> {
+    ) -> Result<TakeUp, StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let result = async {
@@ -319,7 +319,15 @@ impl Queue for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {
-                return Ok(None);
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Ok(match status.as_deref() {
+                    Some("Running") => TakeUp::Held,
+                    _ => TakeUp::Over,
+                });
             };
             let pk = row.pk;
             let claimed = row.into_claimed()?;
@@ -358,11 +366,11 @@ impl Queue for PostgresStore {
                     (seq, i64::from(stream), i64::from(len), dropped)
                 })
                 .collect();
-            Ok(Some(Reattached {
+            Ok(TakeUp::Taken(Box::new(Reattached {
                 claimed,
                 offsets: source_offsets(rows)?,
                 stored: stored_layout(layout)?,
-            }))
+            })))
         }
         .await;
         conclude(tx, result).await

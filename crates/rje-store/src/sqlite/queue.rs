@@ -12,7 +12,7 @@ use crate::common::{
     REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, source_offsets,
     stored_layout, stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
 use super::{
     JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, current_attempt_pk,
@@ -305,7 +305,7 @@ impl Queue for SqliteStore {
         worker: &WorkerId,
         lease: Duration,
         expired_before: DateTime<Utc>,
-    ) -> Result<Option<Reattached>, StoreError> {
+    ) -> Result<TakeUp, StoreError> {
         let at = now();
         let mut tx = self.writer.begin().await?;
         let result = async {
@@ -325,7 +325,15 @@ impl Queue for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {
-                return Ok(None);
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+                        .bind(id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Ok(match status.as_deref() {
+                    Some("Running") => TakeUp::Held,
+                    _ => TakeUp::Over,
+                });
             };
             let (pk, claimed) = row.into_claimed()?;
             sqlx::query(
@@ -351,11 +359,11 @@ impl Queue for SqliteStore {
             .bind(pk)
             .fetch_all(&mut *tx)
             .await?;
-            Ok(Some(Reattached {
+            Ok(TakeUp::Taken(Box::new(Reattached {
                 claimed,
                 offsets: source_offsets(rows)?,
                 stored: stored_layout(layout)?,
-            }))
+            })))
         }
         .await;
         conclude(tx, result).await

@@ -7,7 +7,7 @@ use rje_domain::{
     Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome,
     Priority, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
-use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, StoreError};
+use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, StoreError, TakeUp};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -1065,19 +1065,28 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
         .unwrap();
     let successor = worker();
     assert!(
-        store
-            .reattach(id, &successor, LEASE, Utc::now())
-            .await
-            .unwrap()
-            .is_none(),
+        matches!(
+            store
+                .reattach(id, &successor, LEASE, Utc::now())
+                .await
+                .unwrap(),
+            TakeUp::Held
+        ),
         "not while its lease lives"
     );
     let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
-    let taken = store
+    let TakeUp::Taken(taken) = store
         .reattach(id, &successor, LEASE, past_the_lease)
         .await
         .unwrap()
-        .expect("taken up once the lease expired");
+    else {
+        panic!("taken up once the lease expired");
+    };
+    assert_eq!(
+        taken.stored.iter().map(|c| (c.0, c.2)).collect::<Vec<_>>(),
+        [(1, 4), (2, 4), (3, 4)],
+        "the sizes of what is stored"
+    );
     assert_eq!(taken.claimed.job.attempts, attempt + 1);
     assert_eq!(taken.claimed.job.reattached, 1);
     assert_eq!(taken.claimed.job.status, Status::Running);
@@ -1105,11 +1114,13 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
         .await
         .unwrap();
     assert!(
-        store
-            .reattach(id, &worker(), LEASE, Utc::now())
-            .await
-            .unwrap()
-            .is_none(),
+        matches!(
+            store
+                .reattach(id, &worker(), LEASE, Utc::now())
+                .await
+                .unwrap(),
+            TakeUp::Held
+        ),
         "the new lease holds it"
     );
     store
@@ -1117,11 +1128,20 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
         .await
         .unwrap();
     assert!(
-        store
-            .reattach(id, &worker(), LEASE, past_the_lease)
-            .await
-            .unwrap()
-            .is_none(),
+        matches!(
+            store
+                .reattach(id, &worker(), LEASE, past_the_lease)
+                .await
+                .unwrap(),
+            TakeUp::Over
+        ),
         "a finished job is never taken up"
     );
+    assert!(matches!(
+        store
+            .reattach(JobId::new(), &worker(), LEASE, past_the_lease)
+            .await
+            .unwrap(),
+        TakeUp::Over
+    ));
 }

@@ -525,3 +525,41 @@ async fn a_paused_worker_that_lost_its_durable_job_lets_it_go_without_killing_it
     let expected: String = (1..=60).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(job["stdout"], expected, "every line once, in order");
 }
+
+#[tokio::test]
+async fn a_durable_job_settled_elsewhere_is_ended_by_the_next_worker_of_its_machine() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rje-state").display().to_string();
+    let durable = [
+        ("RJE_LEASE_SECONDS", "2"),
+        ("RJE_STATE_DIR", state.as_str()),
+    ];
+    let doomed = cluster.worker(&durable).await;
+    let id = cluster.submit(&api, json!({"command": "sleep 300"})).await;
+    let pgid = cluster
+        .wait_for(&api, &id, |job| job["remote_process_id"].is_string())
+        .await["remote_process_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cluster.processes[doomed].start_kill().unwrap();
+    cluster.processes[doomed].wait().await.unwrap();
+    // A worker that cannot see the job's files (as on another machine)
+    // settles it as lost once the lease has lapsed; the command runs on.
+    cluster.worker(&[("RJE_LEASE_SECONDS", "2")]).await;
+    let settled = cluster.wait_for(&api, &id, is_final).await;
+    assert_eq!(settled["error"], "worker lost");
+    assert!(!live_processes_in_group(&pgid).is_empty());
+    // The next worker of the job's machine ends it: the store says it is over.
+    cluster.worker(&durable).await;
+    let deadline = Instant::now() + DEADLINE;
+    while !live_processes_in_group(&pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the command of a settled job ran on"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
