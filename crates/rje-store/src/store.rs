@@ -250,7 +250,20 @@ pub trait Queue: Send + Sync + 'static {
     /// Settles running jobs whose lease expired before `before`, by the
     /// lifecycle rules ([`Job::when_worker_lost`]). Returns the jobs as
     /// they are now.
-    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+    ///
+    /// A job run under a supervisor of its machine (see
+    /// [`Queue::mark_supervised`]) is settled only once its lease expired
+    /// before `supervised_before` (earlier): its own machine's workers get
+    /// that long to take it up, since no other can.
+    async fn reap_expired(
+        &self,
+        before: DateTime<Utc>,
+        supervised_before: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Records that the attempt's command runs under a supervisor of the
+    /// worker's machine, which outlives the worker.
+    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError>;
 
     /// Takes up a Running job whose lease expired before `expired_before`
     /// (its worker is gone) as a new attempt held by `worker`, so that the

@@ -92,6 +92,15 @@ pub(crate) async fn run_job(
     let execution = async {
         match &durable {
             Some(durable) => {
+                // Before anything can start: a reaper elsewhere then leaves
+                // the job to this machine's workers for a while.
+                let supervised = with_retries(|| ctx.store.mark_supervised(id, attempt)).await;
+                if let Err(err) = supervised {
+                    return Err(StartError {
+                        retryable: !matches!(err, StoreError::Fenced),
+                        message: format!("could not record the supervisor: {err}"),
+                    });
+                }
                 durable
                     .run_keyed(&key, request, &gate, sink, stop.clone())
                     .await

@@ -31,6 +31,9 @@ struct Running {
 /// A job directory nobody can take up is removed after this many leases
 /// of quiet: by then any worker that followed it has settled it.
 const STALE_AFTER_LEASES: u32 = 10;
+/// How many leases a durable job's own machine gets to take it up before a
+/// worker anywhere settles it as lost.
+const SUPERVISED_GRACE_LEASES: u32 = 5;
 
 pub struct Worker {
     id: WorkerId,
@@ -62,10 +65,20 @@ impl Worker {
         &self.id
     }
 
-    /// Settles every running job whose lease has expired, publishing their
-    /// new status. Returns how many were settled.
-    pub async fn reap(&self, expired_before: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
-        let reaped = self.ctx.store.reap_expired(expired_before).await?;
+    /// Settles every running job whose lease expired before
+    /// `expired_before` (a job under a machine's supervisor: before
+    /// `supervised_before`), publishing their new status. Returns how many
+    /// were settled.
+    pub async fn reap(
+        &self,
+        expired_before: chrono::DateTime<Utc>,
+        supervised_before: chrono::DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let reaped = self
+            .ctx
+            .store
+            .reap_expired(expired_before, supervised_before)
+            .await?;
         for job in &reaped {
             tracing::warn!(id = %job.id, status = %job.status, "settled a job whose worker was lost");
             self.ctx.bus.publish_status(job).await;
@@ -95,7 +108,8 @@ impl Worker {
         // gone process before: the reap tells them apart.
         let lease =
             chrono::Duration::from_std(self.ctx.config.lease).unwrap_or(chrono::Duration::MAX);
-        match self.reap(now + lease).await {
+        // Alone on the store: no other machine's workers to wait for.
+        match self.reap(now + lease, now + lease).await {
             Ok(reaped) if reaped > 0 => {
                 tracing::warn!(reaped, "settled the jobs a previous process left running");
             }
@@ -183,7 +197,11 @@ impl Worker {
                 }
                 _ = reap.tick() => {
                     self.take_up(Utc::now(), &mut tasks, &mut running).await;
-                    if let Err(err) = self.reap(Utc::now()).await {
+                    let now = Utc::now();
+                    let grace = config.lease * SUPERVISED_GRACE_LEASES;
+                    let supervised_before = now
+                        - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+                    if let Err(err) = self.reap(now, supervised_before).await {
                         tracing::warn!(%err, "reaping expired leases failed");
                     }
                 }

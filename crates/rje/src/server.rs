@@ -129,9 +129,8 @@ impl RunningServer {
             // now rather than when its lease would have expired. (A worker
             // of this process does it itself, after taking up what its
             // supervisors still run.)
-            let reaped = store
-                .reap_expired(Utc::now() + chrono::Duration::days(36500))
-                .await?;
+            let gone = Utc::now() + chrono::Duration::days(36500);
+            let reaped = store.reap_expired(gone, gone).await?;
             for job in &reaped {
                 tracing::warn!(id = %job.id, status = %job.status, "settled a job left running by a previous process");
             }

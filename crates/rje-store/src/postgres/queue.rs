@@ -262,18 +262,24 @@ impl Queue for PostgresStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn reap_expired(
+        &self,
+        before: DateTime<Utc>,
+        supervised_before: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = async {
             // Several reapers may run at once: each takes the rows no other
             // holds, and settles them once.
             let sql = format!(
                 "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
-             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= $1) \
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
+                 CASE WHEN j.supervised THEN $2 ELSE $1 END) \
              FOR UPDATE SKIP LOCKED"
             );
             let rows: Vec<JobRow> = sqlx::query_as(&sql)
                 .bind(before)
+                .bind(supervised_before)
                 .fetch_all(&mut *tx)
                 .await?;
             let mut reaped = Vec::with_capacity(rows.len());
@@ -374,6 +380,17 @@ impl Queue for PostgresStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET supervised = TRUE WHERE id = $1 AND attempts = $2 AND status = 'Running'",
+        )
+        .bind(id.0)
+        .bind(fit::<i32, _>("attempt", attempt)?)
+        .execute(&self.pool)
+        .await?;
+        fenced_unless_written(done.rows_affected())
     }
 
     async fn heartbeat(

@@ -276,13 +276,19 @@ impl Queue for SqliteStore {
             .collect()
     }
 
-    async fn reap_expired(&self, before: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn reap_expired(
+        &self,
+        before: DateTime<Utc>,
+        supervised_before: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let sql = format!(
             "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
-             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)"
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
+             CASE WHEN j.supervised THEN ? ELSE ? END)"
         );
         let rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(micros(supervised_before))
             .bind(micros(before))
             .fetch_all(&mut *tx)
             .await?;
@@ -367,6 +373,17 @@ impl Queue for SqliteStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET supervised = 1 WHERE id = ? AND attempts = ? AND status = 'Running'",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .execute(&self.writer)
+        .await?;
+        fenced_unless_written(done.rows_affected())
     }
 
     async fn heartbeat(

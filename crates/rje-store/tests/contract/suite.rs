@@ -42,6 +42,7 @@ macro_rules! store_contract {
             the_last_chunks_come_oldest_first,
             search_finds_edited_commands_and_forgets_deleted_ones,
             a_lost_running_job_is_taken_up_again_as_a_new_attempt,
+            a_supervised_job_is_left_to_its_machine_for_a_grace,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -419,7 +420,10 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &w).await;
     // The lease lapses and the reaper hands the job to someone else.
     store
-        .reap_expired(Utc::now() + chrono::Duration::hours(1))
+        .reap_expired(
+            Utc::now() + chrono::Duration::hours(1),
+            Utc::now() + chrono::Duration::hours(1),
+        )
         .await
         .unwrap();
     let (again, second) = claim_one(&store, &worker()).await;
@@ -750,7 +754,13 @@ pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
     );
     // The renewal moved the expiry: reaping as of now finds nothing.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(store.reap_expired(Utc::now()).await.unwrap().is_empty());
+    assert!(
+        store
+            .reap_expired(Utc::now(), Utc::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
@@ -770,9 +780,18 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
         .unwrap();
     store.cancel(cancelled.id).await.unwrap();
 
-    assert!(store.reap_expired(Utc::now()).await.unwrap().is_empty());
+    assert!(
+        store
+            .reap_expired(Utc::now(), Utc::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let reaped = store
-        .reap_expired(Utc::now() + chrono::Duration::hours(1))
+        .reap_expired(
+            Utc::now() + chrono::Duration::hours(1),
+            Utc::now() + chrono::Duration::hours(1),
+        )
         .await
         .unwrap();
     assert_eq!(reaped.len(), 3);
@@ -1144,4 +1163,39 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
             .unwrap(),
         TakeUp::Over
     ));
+}
+
+pub async fn a_supervised_job_is_left_to_its_machine_for_a_grace(store: Arc<dyn JobStore>) {
+    store.create(new_job("plain")).await.unwrap();
+    store.create(new_job("supervised")).await.unwrap();
+    let first = claim_one(&store, &worker()).await;
+    let second = claim_one(&store, &worker()).await;
+    for (id, attempt) in [first, second] {
+        store.mark_started(id, attempt).await.unwrap();
+    }
+    store.mark_supervised(second.0, second.1).await.unwrap();
+    assert!(matches!(
+        store.mark_supervised(second.0, second.1 + 1).await,
+        Err(StoreError::Fenced)
+    ));
+    let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
+    let within_the_grace = past_the_lease - chrono::Duration::minutes(10);
+    let reaped = store
+        .reap_expired(past_the_lease, within_the_grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        reaped.iter().map(|job| job.id).collect::<Vec<_>>(),
+        [first.0],
+        "the supervised job waits for its machine"
+    );
+    let reaped = store
+        .reap_expired(past_the_lease, past_the_lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        reaped.iter().map(|job| job.id).collect::<Vec<_>>(),
+        [second.0],
+        "then it is settled like any other"
+    );
 }

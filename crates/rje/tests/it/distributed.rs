@@ -547,8 +547,17 @@ async fn a_durable_job_settled_elsewhere_is_ended_by_the_next_worker_of_its_mach
     cluster.processes[doomed].start_kill().unwrap();
     cluster.processes[doomed].wait().await.unwrap();
     // A worker that cannot see the job's files (as on another machine)
-    // settles it as lost once the lease has lapsed; the command runs on.
+    // leaves it to the job's machine for five leases (10 s here), then
+    // settles it as lost; the command runs on.
     cluster.worker(&[("RJE_LEASE_SECONDS", "2")]).await;
+    // An absence can only be seen by waiting: well inside the grace, and
+    // already past the lease and a few reaps.
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        cluster.job(&api, &id).await["status"],
+        "Running",
+        "still left to its machine"
+    );
     let settled = cluster.wait_for(&api, &id, is_final).await;
     assert_eq!(settled["error"], "worker lost");
     assert!(!live_processes_in_group(&pgid).is_empty());
