@@ -38,6 +38,21 @@ pub(crate) struct RunContext {
     pub config: Arc<WorkerConfig>,
 }
 
+impl RunContext {
+    /// The pump that stores the output of `job`'s attempt, numbering its
+    /// chunks after `last_seq`.
+    fn pump(&self, job: &Job, last_seq: i64) -> OutputPump<'_> {
+        OutputPump::new(
+            &*self.store,
+            &*self.bus,
+            &self.config,
+            job.id,
+            job.attempts,
+            last_seq,
+        )
+    }
+}
+
 pub(crate) async fn run_job(
     ctx: RunContext,
     claimed: ClaimedJob,
@@ -64,14 +79,7 @@ pub(crate) async fn run_job(
     };
 
     let (sink, events) = mpsc::channel(EVENT_BUFFER);
-    let pump = OutputPump::new(
-        &*ctx.store,
-        &*ctx.bus,
-        &ctx.config,
-        id,
-        attempt,
-        claimed.last_seq,
-    );
+    let pump = ctx.pump(&job, claimed.last_seq);
     let durable = ctx.executors.durable_for(job.host.as_deref()).cloned();
     let pumped = async {
         let end = pump.run(events).await;
@@ -237,15 +245,7 @@ pub(crate) async fn run_reattached(
         stop.cancel();
     }
     let (sink, events) = mpsc::channel(EVENT_BUFFER);
-    let pump = OutputPump::new(
-        &*ctx.store,
-        &*ctx.bus,
-        &ctx.config,
-        id,
-        attempt,
-        claimed.last_seq,
-    )
-    .resuming(offsets, &stored);
+    let pump = ctx.pump(&job, claimed.last_seq).resuming(offsets, &stored);
 
     // When the pump ends early its sink closes and the follower lets the
     // command run on for a later take-over (see run_job).
