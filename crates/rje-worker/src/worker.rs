@@ -196,7 +196,11 @@ impl Worker {
                     self.renew(&running).await;
                 }
                 _ = reap.tick() => {
-                    self.take_up(Utc::now(), &mut tasks, &mut running).await;
+                    // A worker on its way out takes nothing new, as it
+                    // claims nothing new.
+                    if drain_deadline.is_none() {
+                        self.take_up(Utc::now(), &mut tasks, &mut running).await;
+                    }
                     let now = Utc::now();
                     let grace = config.lease * SUPERVISED_GRACE_LEASES;
                     let supervised_before = now
