@@ -326,6 +326,18 @@ pub fn is_timeout_error(error: &str) -> bool {
 }
 
 impl Outcome {
+    /// How a command that ended by itself reads: its exit code, else the
+    /// signal that ended it.
+    pub fn of_exit(code: Option<i32>, signal: Option<i32>) -> Self {
+        match (code, signal) {
+            (Some(code), _) => Outcome::Exited { code },
+            (None, Some(signal)) => Outcome::Signaled { signal },
+            (None, None) => Outcome::Error {
+                message: "the command ended with neither an exit code nor a signal".into(),
+            },
+        }
+    }
+
     /// The rules for the final state: Success exactly when the exit code is
     /// 0; output on stderr does not matter.
     pub fn settle(&self) -> Settlement {
@@ -378,6 +390,19 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_reads_as_its_code_else_its_signal() {
+        assert_eq!(Outcome::of_exit(Some(3), None), Outcome::Exited { code: 3 });
+        assert_eq!(
+            Outcome::of_exit(None, Some(9)),
+            Outcome::Signaled { signal: 9 }
+        );
+        assert!(matches!(
+            Outcome::of_exit(None, None),
+            Outcome::Error { .. }
+        ));
+    }
 
     #[test]
     fn names_round_trip_as_the_original_api_spells_them() {

@@ -114,6 +114,20 @@ impl JobDir {
         read_json(&self.exit())
     }
 
+    /// The command's process group, once the supervisor has named it.
+    pub fn read_pgid(&self) -> io::Result<Option<i32>> {
+        match std::fs::read_to_string(self.pid()) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a pid file holding {text:?}"),
+                )
+            }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     pub fn read_supervisor(&self) -> io::Result<Option<SupervisorRecord>> {
         read_json(&self.supervisor())
     }
@@ -439,13 +453,7 @@ pub fn supervisor_died(dir: &JobDir) -> io::Result<bool> {
     };
     // A zombie is gone too: its new parent (init, by now) may not have
     // reaped it yet.
-    let gone = match std::fs::read_to_string(format!("/proc/{}/stat", supervisor.pid)) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().next())
-            .is_some_and(|state| matches!(state, "Z" | "X")),
-        Err(_) => true,
-    };
+    let gone = !crate::group::process_alive(supervisor.pid);
     // The end may have been written just before the supervisor exited.
     Ok(gone && dir.read_exit()?.is_none())
 }
@@ -493,10 +501,10 @@ async fn drain(
     }
 }
 
+/// The supervisor has no log but its stderr (`supervisor.log`).
 fn signal_group(pgid: i32, signal: Signal) {
-    match killpg(Pid::from_raw(pgid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(err) => eprintln!("rje supervise: cannot signal group {pgid}: {err}"),
+    if let Err(err) = crate::group::signal_group(pgid, signal) {
+        eprintln!("rje supervise: cannot signal group {pgid}: {err}");
     }
 }
 

@@ -8,18 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use rje_domain::{ExitReport, Outcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::{self, ExitRecord, JobDir, Spec};
 use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
-
-/// How long a just-launched supervisor may take to name its command.
-const START_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a job cannot be taken up again.
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +88,7 @@ impl DurableLocalExecutor {
             if !matches!(durable::supervisor_died(&dir), Ok(true)) {
                 return false;
             }
-            if let Ok(text) = std::fs::read_to_string(dir.pid())
-                && let Ok(pgid) = text.trim().parse()
-            {
-                signal_group(pgid, Signal::SIGKILL);
-            }
+            kill_command(&dir);
         }
         tracing::info!(key, "removing the files of a job nobody will take up");
         self.forget(key).await;
@@ -115,17 +106,9 @@ impl DurableLocalExecutor {
             _ => false,
         };
         let running = !matches!(dir.read_exit(), Ok(Some(_)));
-        if this_boot
-            && running
-            && let Ok(text) = std::fs::read_to_string(dir.pid())
-            && let Ok(pgid) = text.trim().parse()
-        {
-            tracing::warn!(
-                key,
-                pgid,
-                "ending the command of a job the store says is over"
-            );
-            signal_group(pgid, Signal::SIGKILL);
+        if this_boot && running {
+            tracing::warn!(key, "ending the command of a job the store says is over");
+            kill_command(&dir);
         }
     }
 
@@ -219,11 +202,7 @@ impl DurableLocalExecutor {
             if durable::supervisor_died(&dir)? {
                 // Nobody will end or record the command: end it here, so
                 // that nothing of the job is left running.
-                if let Ok(text) = std::fs::read_to_string(dir.pid())
-                    && let Ok(pgid) = text.trim().parse()
-                {
-                    signal_group(pgid, Signal::SIGKILL);
-                }
+                kill_command(&dir);
                 return Err(ResumeError::SupervisorLost);
             }
         }
@@ -240,7 +219,7 @@ impl DurableLocalExecutor {
         cancel: &CancellationToken,
         timeout: Duration,
     ) -> Outcome {
-        let pgid = match started(dir).await {
+        let pgid = match started(dir) {
             Ok(pgid) => pgid,
             Err(message) => return Outcome::Error { message },
         };
@@ -301,34 +280,17 @@ fn unique() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// The command's process group, once its supervisor has written it.
-async fn started(dir: &JobDir) -> Result<i32, String> {
-    let deadline = tokio::time::Instant::now() + START_WAIT;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match std::fs::read_to_string(dir.pid()) {
-            Ok(text) => {
-                return text
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("the job's pid file holds {text:?}"));
-            }
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("cannot read the job's pid file: {err}"));
-            }
-            Err(_) => {}
-        }
-        if let Ok(Some(exit)) = dir.read_exit() {
-            return Err(format!("the command did not start ({exit:?})"));
-        }
-        if tokio::time::Instant::now() >= deadline {
+/// The command's process group. No waiting: the launcher returns only
+/// once the supervisor has named it, and a job is taken up only long after.
+fn started(dir: &JobDir) -> Result<i32, String> {
+    match dir.read_pgid() {
+        Ok(Some(pgid)) => Ok(pgid),
+        Ok(None) => {
             let log =
                 std::fs::read_to_string(dir.root().join("supervisor.log")).unwrap_or_default();
-            return Err(format!("the supervisor never started the command: {log}"));
+            Err(format!("the supervisor never named the command: {log}"))
         }
-        // Only while the supervisor starts: a few milliseconds.
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+        Err(err) => Err(format!("cannot read the job's pid file: {err}")),
     }
 }
 
@@ -351,19 +313,19 @@ fn outcome(ended: std::io::Result<ExitRecord>, cancelled: bool, timeout: Duratio
             kill,
         }
     } else {
-        match (record.code, record.signal) {
-            (Some(code), _) => Outcome::Exited { code },
-            (None, Some(signal)) => Outcome::Signaled { signal },
-            (None, None) => Outcome::Error {
-                message: "the command ended in an unknown way".into(),
-            },
-        }
+        Outcome::of_exit(record.code, record.signal)
     }
 }
 
 fn signal_group(pgid: i32, signal: Signal) {
-    match killpg(Pid::from_raw(pgid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(err) => tracing::debug!(pgid, %err, "could not signal the group"),
+    if let Err(err) = crate::group::signal_group(pgid, signal) {
+        tracing::debug!(pgid, %err, "could not signal the group");
+    }
+}
+
+/// Kills the job's command, by the group its pid file names, if any.
+fn kill_command(dir: &JobDir) {
+    if let Ok(Some(pgid)) = dir.read_pgid() {
+        signal_group(pgid, Signal::SIGKILL);
     }
 }

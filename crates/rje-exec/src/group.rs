@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::killpg;
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// Whether any process of a group is still alive.
@@ -24,6 +24,23 @@ pub fn group_state(pgid: i32) -> GroupState {
         _ if live_members_in_proc(pgid) == Some(0) => GroupState::Gone,
         _ => GroupState::Alive,
     }
+}
+
+/// Sends `signal` to group `pgid`; a group already gone is no error.
+pub(crate) fn signal_group(pgid: i32, signal: Signal) -> nix::Result<()> {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Err(Errno::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie: a zombie has ended,
+/// whenever its parent gets round to reaping it.
+pub(crate) fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
 /// Counts live members of a group by reading /proc; `None` if /proc cannot

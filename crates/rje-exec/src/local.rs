@@ -187,13 +187,7 @@ async fn finish_readers(readers: [JoinHandle<()>; 2], within: Duration) {
 }
 
 fn exit_outcome(status: ExitStatus) -> Outcome {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => Outcome::Exited { code },
-        (None, Some(signal)) => Outcome::Signaled { signal },
-        (None, None) => Outcome::Error {
-            message: format!("the command ended in an unknown way: {status}"),
-        },
-    }
+    Outcome::of_exit(status.code(), status.signal())
 }
 
 fn spawn_reader(

@@ -16,10 +16,9 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rje_domain::ExitReport;
 use tokio::io::AsyncReadExt;
@@ -27,7 +26,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::group::{GroupState, KillPolicy, group_state};
+use crate::group::{GroupState, KillPolicy, group_state, signal_group};
 
 /// The file descriptor the supervisor reports on.
 const REPORT_FD: RawFd = 3;
@@ -146,9 +145,8 @@ impl Supervised {
     }
 
     fn signal_all(&self, signal: Signal) {
-        match killpg(Pid::from_raw(self.pgid), signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(err) => tracing::debug!(pgid = self.pgid, %err, "could not signal the group"),
+        if let Err(err) = signal_group(self.pgid, signal) {
+            tracing::debug!(pgid = self.pgid, %err, "could not signal the group");
         }
         for pid in self.descendants() {
             let _ = kill(Pid::from_raw(pid), signal);
