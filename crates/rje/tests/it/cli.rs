@@ -423,7 +423,7 @@ async fn a_dropped_websocket_resumes_without_losing_or_repeating_lines() {
     out.read_to_string(&mut seen).await.unwrap();
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
-    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 40);
     assert_eq!(seen, expected, "every line exactly once, in order");
 }
 

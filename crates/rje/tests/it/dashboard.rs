@@ -319,15 +319,7 @@ async fn cancel_from_the_page_kills_the_process_group() {
             "return document.getElementById('status').innerText === 'Cancelled'",
         )
         .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !live_processes_in_group(&pgid).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left behind: {:?}",
-            live_processes_in_group(&pgid)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_group_gone(&pgid).await;
     assert_eq!(app.job(&id).await["status"], "Cancelled");
     // Delete, from the same page, returns to the list.
     browser.click("#delete").await;

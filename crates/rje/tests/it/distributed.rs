@@ -331,7 +331,7 @@ async fn a_redis_restart_loses_no_line_for_a_client_on_another_api() {
     sleep(Duration::from_millis(1000)).await;
     let _redis = OwnRedis::start(port);
     let session = session.await.unwrap();
-    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 40);
     assert_eq!(
         session.output(),
         expected,
@@ -463,7 +463,7 @@ async fn with_a_state_dir_a_killed_workers_jobs_are_finished_by_the_next_once() 
     );
 
     cluster.worker(&durable).await;
-    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 40);
     for id in &ids {
         let job = cluster.wait_for(&api, id, is_final).await;
         assert_eq!(job["status"], "Success", "{job}");
@@ -472,14 +472,7 @@ async fn with_a_state_dir_a_killed_workers_jobs_are_finished_by_the_next_once() 
     }
     let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
     assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
-    let deadline = Instant::now() + DEADLINE;
-    while !live_processes_in_group(&pgid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled command was left running"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_group_gone(&pgid).await;
     let mut lines = lines_of(&runs);
     assert_unique(&lines);
     lines.sort();
@@ -522,7 +515,7 @@ async fn a_paused_worker_that_lost_its_durable_job_lets_it_go_without_killing_it
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     let job = cluster.wait_for(&api, &id, is_final).await;
     assert_eq!(job["status"], "Success", "{job}");
-    let expected: String = (1..=60).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 60);
     assert_eq!(job["stdout"], expected, "every line once, in order");
 }
 
@@ -563,12 +556,5 @@ async fn a_durable_job_settled_elsewhere_is_ended_by_the_next_worker_of_its_mach
     assert!(!live_processes_in_group(&pgid).is_empty());
     // The next worker of the job's machine ends it: the store says it is over.
     cluster.worker(&durable).await;
-    let deadline = Instant::now() + DEADLINE;
-    while !live_processes_in_group(&pgid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the command of a settled job ran on"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_group_gone(&pgid).await;
 }

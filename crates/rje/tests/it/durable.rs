@@ -8,7 +8,7 @@ use std::time::Duration;
 use rje_exec::durable::{ExitRecord, JobDir, Spec, launch};
 use tokio::time::{Instant, sleep};
 
-use crate::helpers::{DEADLINE, live_processes_in_group};
+use crate::helpers::{DEADLINE, live_processes_in_group, numbered_lines};
 
 fn spec(command: &str, timeout_secs: u64) -> Spec {
     Spec {
@@ -227,13 +227,15 @@ async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
     }
     let (record, end) = second.await.unwrap().expect("followed to the end");
     assert_eq!(record.code, Some(0));
-    let expected = |name: &str| -> String { (1..=20).map(|i| format!("{name}-{i}\n")).collect() };
     assert_eq!(
         String::from_utf8_lossy(&taken[0]),
-        expected("out"),
+        numbered_lines("out-", 20),
         "every line once, in order"
     );
-    assert_eq!(String::from_utf8_lossy(&taken[1]), expected("err"));
+    assert_eq!(
+        String::from_utf8_lossy(&taken[1]),
+        numbered_lines("err-", 20)
+    );
     assert_eq!(end, [taken[0].len() as u64, taken[1].len() as u64]);
 }
 
@@ -247,7 +249,7 @@ mod executor {
     use tokio::time::{Instant, sleep};
     use tokio_util::sync::CancellationToken;
 
-    use crate::helpers::{DEADLINE, live_processes_in_group};
+    use crate::helpers::{DEADLINE, live_processes_in_group, numbered_lines, wait_group_gone};
 
     fn executor(dir: &Path) -> DurableLocalExecutor {
         DurableLocalExecutor::new(
@@ -289,18 +291,6 @@ mod executor {
 
         fn text(&self, stream: usize) -> String {
             String::from_utf8_lossy(&self.streams[stream]).into_owned()
-        }
-    }
-
-    async fn gone(pgid: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while !live_processes_in_group(pgid).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "left behind: {:?}",
-                live_processes_in_group(pgid)
-            );
-            sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -394,7 +384,7 @@ mod executor {
         };
         let (outcome, ()) = tokio::join!(resumed, collect);
         assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
-        let expected: String = (1..=15).map(|i| format!("line-{i}\n")).collect();
+        let expected = numbered_lines("line-", 15);
         assert_eq!(taken.text(0), expected, "every line once, in order");
     }
 
@@ -427,7 +417,7 @@ mod executor {
                 kill: ExitReport::Confirmed
             }
         );
-        gone(taken.process_id.as_deref().unwrap()).await;
+        wait_group_gone(taken.process_id.as_deref().unwrap()).await;
     }
 
     #[tokio::test]
@@ -503,7 +493,7 @@ mod executor {
             matches!(resumed, Err(ResumeError::SupervisorLost)),
             "{resumed:?}"
         );
-        gone(taken.process_id.as_deref().unwrap()).await;
+        wait_group_gone(taken.process_id.as_deref().unwrap()).await;
     }
 }
 

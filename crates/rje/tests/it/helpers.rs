@@ -284,6 +284,25 @@ pub fn live_processes_in_group(pgid: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until process group `pgid` has no live process left.
+pub async fn wait_group_gone(pgid: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while !live_processes_in_group(pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            live_processes_in_group(pgid)
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `{prefix}1\n` … `{prefix}{n}\n`: what a job printing numbered lines
+/// prints.
+pub fn numbered_lines(prefix: &str, n: u32) -> String {
+    (1..=n).map(|i| format!("{prefix}{i}\n")).collect()
+}
+
 /// Lines of a file, for tests whose jobs append to one.
 pub fn lines_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -388,7 +388,7 @@ async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once()
     first.kill_hard().await;
 
     let second = Process::start_with(durable()).await;
-    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 30);
     for id in &ids {
         let job = second.wait_for(id, is_final).await;
         assert_eq!(job["status"], "Success", "{job}");
@@ -452,15 +452,7 @@ async fn a_timeout_that_fires_while_no_rje_runs_leaves_nothing_behind() {
     let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
     first.kill_hard().await;
     // Nobody follows the job: its supervisor keeps the deadline.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !live_processes_in_group(&pgid).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left behind: {:?}",
-            live_processes_in_group(&pgid)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_group_gone(&pgid).await;
     let second = Process::start_with(durable_rje(&db, &state)).await;
     let job = second.wait_for(&id, is_final).await;
     assert_eq!(job["status"], "Failed");
@@ -500,14 +492,7 @@ async fn a_job_whose_supervisor_was_killed_fails_with_the_reason_and_never_runs_
         job["error"].as_str().unwrap().contains("supervisor died"),
         "{job}"
     );
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !live_processes_in_group(&pgid).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the command was left running"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_group_gone(&pgid).await;
     assert_eq!(lines_of(&marker), ["run"], "never run a second time");
 }
 
@@ -579,7 +564,7 @@ async fn sigterm_in_detach_mode_leaves_the_job_to_the_next_process() {
     let second = Process::start_with(durable_rje(&db, &state)).await;
     let job = second.wait_for(&id, is_final).await;
     assert_eq!(job["status"], "Success", "{job}");
-    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 30);
     assert_eq!(job["stdout"], expected);
     assert_eq!(job["reattached"], 1);
 }
@@ -663,7 +648,7 @@ async fn a_job_taken_up_twice_still_has_every_line_once_and_its_output_cap() {
     let third = Process::start_with(capped()).await;
     let job = third.wait_for(&lines, is_final).await;
     assert_eq!(job["status"], "Success", "{job}");
-    let expected: String = (1..=40).map(|i| format!("line-{i}\n")).collect();
+    let expected = numbered_lines("line-", 40);
     assert_eq!(job["stdout"], expected, "every line once, in order");
     assert_eq!(job["reattached"], 2);
 
