@@ -140,33 +140,33 @@ impl ReadFrom {
     }
 }
 
-/// Offsets per stream from `(stream, MAX(source_end))` rows.
-pub(crate) fn source_offsets(rows: Vec<(i64, Option<i64>)>) -> Result<[u64; 2], StoreError> {
-    let mut offsets = [0, 0];
-    for (stream, end) in rows {
+/// Where a taken-up job's output goes on, and what of it is stored: see
+/// [`crate::Reattached`].
+pub(crate) type StoredOutput = ([u64; 2], Vec<(i64, Stream, u64, u64)>);
+
+/// A taken-up job's stored output from its rows `(seq, stream, bytes,
+/// dropped_before, source_end)` in seq order: per stream the offset to
+/// read on from (the largest `source_end`), and the layout the new pump
+/// rebuilds its output budget from.
+pub(crate) fn stored_output(
+    rows: Vec<(i64, i64, i64, i64, Option<i64>)>,
+) -> Result<StoredOutput, StoreError> {
+    let mut offsets = [0u64; 2];
+    let mut stored = Vec::with_capacity(rows.len());
+    for (seq, stream, bytes, dropped, end) in rows {
         let stream = Stream::from_index(stream).ok_or_else(|| corrupt("stream", stream))?;
         if let Some(end) = end {
-            offsets[stream.index()] = u64::try_from(end).map_err(|_| corrupt("source_end", end))?;
+            let end = u64::try_from(end).map_err(|_| corrupt("source_end", end))?;
+            offsets[stream.index()] = offsets[stream.index()].max(end);
         }
+        stored.push((
+            seq,
+            stream,
+            u64::try_from(bytes).map_err(|_| corrupt("length", bytes))?,
+            u64::try_from(dropped).map_err(|_| corrupt("dropped_before", dropped))?,
+        ));
     }
-    Ok(offsets)
-}
-
-/// The layout rows `(seq, stream, bytes, dropped_before)` of a job's
-/// stored output, checked.
-pub(crate) fn stored_layout(
-    rows: Vec<(i64, i64, i64, i64)>,
-) -> Result<Vec<(i64, Stream, u64, u64)>, StoreError> {
-    rows.into_iter()
-        .map(|(seq, stream, bytes, dropped)| {
-            Ok((
-                seq,
-                Stream::from_index(stream).ok_or_else(|| corrupt("stream", stream))?,
-                u64::try_from(bytes).map_err(|_| corrupt("length", bytes))?,
-                u64::try_from(dropped).map_err(|_| corrupt("dropped_before", dropped))?,
-            ))
-        })
-        .collect()
+    Ok((offsets, stored))
 }
 
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].

@@ -9,8 +9,8 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, source_offsets,
-    stored_layout, stream_code,
+    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, stored_output,
+    stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
@@ -349,33 +349,24 @@ impl Queue for PostgresStore {
             .bind(at + lease)
             .execute(&mut *tx)
             .await?;
-            let rows: Vec<(i16, Option<i64>)> = sqlx::query_as(
-                "SELECT stream, MAX(source_end) FROM job_output WHERE job_pk = $1 GROUP BY stream",
+            let rows: Vec<(i64, i16, i32, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT seq, stream, octet_length(text), dropped_before, source_end \
+                 FROM job_output WHERE job_pk = $1 ORDER BY seq",
             )
             .bind(pk)
             .fetch_all(&mut *tx)
             .await?;
             let rows = rows
                 .into_iter()
-                .map(|(s, end)| (i64::from(s), end))
-                .collect();
-            let layout: Vec<(i64, i16, i32, i64)> = sqlx::query_as(
-                "SELECT seq, stream, octet_length(text), dropped_before \
-                 FROM job_output WHERE job_pk = $1 ORDER BY seq",
-            )
-            .bind(pk)
-            .fetch_all(&mut *tx)
-            .await?;
-            let layout = layout
-                .into_iter()
-                .map(|(seq, stream, len, dropped)| {
-                    (seq, i64::from(stream), i64::from(len), dropped)
+                .map(|(seq, stream, len, dropped, end)| {
+                    (seq, i64::from(stream), i64::from(len), dropped, end)
                 })
                 .collect();
+            let (offsets, stored) = stored_output(rows)?;
             Ok(TakeUp::Taken(Box::new(Reattached {
                 claimed,
-                offsets: source_offsets(rows)?,
-                stored: stored_layout(layout)?,
+                offsets,
+                stored,
             })))
         }
         .await;

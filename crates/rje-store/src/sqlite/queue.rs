@@ -9,8 +9,8 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, TaskId, WorkerId, 
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, source_offsets,
-    stored_layout, stream_code,
+    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, stored_output,
+    stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
@@ -352,23 +352,18 @@ impl Queue for SqliteStore {
             .bind(micros(at + lease))
             .execute(&mut *tx)
             .await?;
-            let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-                "SELECT stream, MAX(source_end) FROM job_output WHERE job_pk = ? GROUP BY stream",
-            )
-            .bind(pk)
-            .fetch_all(&mut *tx)
-            .await?;
-            let layout: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT seq, stream, length(CAST(text AS BLOB)), dropped_before \
+            let rows: Vec<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT seq, stream, length(CAST(text AS BLOB)), dropped_before, source_end \
                  FROM job_output WHERE job_pk = ? ORDER BY seq",
             )
             .bind(pk)
             .fetch_all(&mut *tx)
             .await?;
+            let (offsets, stored) = stored_output(rows)?;
             Ok(TakeUp::Taken(Box::new(Reattached {
                 claimed,
-                offsets: source_offsets(rows)?,
-                stored: stored_layout(layout)?,
+                offsets,
+                stored,
             })))
         }
         .await;
