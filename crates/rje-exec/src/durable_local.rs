@@ -7,14 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use rje_domain::{ExitReport, Outcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::{self, ExitRecord, JobDir, Spec};
-use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
+use crate::{ExecEvent, ExecRequest, StartError, StartGate};
 
 /// Why a job cannot be taken up again.
 #[derive(Debug, thiserror::Error)]
@@ -257,27 +256,6 @@ impl DurableLocalExecutor {
         };
         outcome(ended, cancelled, timeout)
     }
-}
-
-#[async_trait]
-impl Executor for DurableLocalExecutor {
-    async fn run(
-        &self,
-        request: ExecRequest,
-        gate: &dyn StartGate,
-        sink: mpsc::Sender<ExecEvent>,
-        cancel: CancellationToken,
-    ) -> Result<Outcome, StartError> {
-        // Without a job to name it after, a name nobody else has.
-        let key = format!("run-{}-{}", std::process::id(), unique());
-        self.run_keyed(&key, request, gate, sink, cancel).await
-    }
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// The command's process group. No waiting: the launcher returns only

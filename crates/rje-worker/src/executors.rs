@@ -29,14 +29,10 @@ impl Executors {
         self
     }
 
-    /// Runs `host`'s jobs (this machine's) through `executor` instead.
+    /// Runs `host`'s jobs (this machine's) through `executor` instead,
+    /// each keyed by its job (see [`DurableLocalExecutor::run_keyed`]).
     pub fn with_durable(mut self, host: impl Into<String>, executor: DurableLocalExecutor) -> Self {
-        let host = host.into();
-        self.by_host.insert(
-            host.clone(),
-            Arc::new(executor.clone()) as Arc<dyn Executor>,
-        );
-        self.durable = Some((host, executor));
+        self.durable = Some((host.into(), executor));
         self
     }
 
