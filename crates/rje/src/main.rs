@@ -67,12 +67,6 @@ fn main() -> ExitCode {
         eprintln!("rje: ignoring .env: {err}");
     }
     let cli = Cli::parse();
-    if let Command::Supervise { dir } = &cli.command {
-        // Before anything starts a thread: it forks.
-        return ExitCode::from(
-            u8::try_from(rje_exec::durable::detach_and_supervise(dir)).unwrap_or(1),
-        );
-    }
     let server = matches!(
         cli.command,
         Command::Serve(_) | Command::Worker(_) | Command::Migrate { .. }
@@ -87,7 +81,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Client(command) => return client(cli.connection, command),
-        Command::Supervise { .. } => unreachable!("handled before tracing starts"),
+        // It forks: nothing above has started a thread.
+        Command::Supervise { dir } => {
+            let code = rje_exec::durable::detach_and_supervise(&dir);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
