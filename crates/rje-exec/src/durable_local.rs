@@ -13,20 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::{self, ExitRecord, JobDir, Spec};
-use crate::{ExecEvent, ExecRequest, StartError, StartGate};
-
-/// Why a job cannot be taken up again.
-#[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
-    #[error("the job was never started here (no {0})")]
-    NotStarted(PathBuf),
-    #[error("the machine rebooted while the command ran")]
-    Rebooted,
-    #[error("the job's supervisor died before the command ended")]
-    SupervisorLost,
-    #[error("cannot read the job's directory: {0}")]
-    Io(#[from] std::io::Error),
-}
+use crate::{DurableExecutor, ExecEvent, ExecRequest, ResumeError, StartError, StartGate};
+use async_trait::async_trait;
 
 /// Runs commands on this machine under detached supervisors.
 #[derive(Debug, Clone)]
@@ -111,21 +99,60 @@ impl DurableLocalExecutor {
         }
     }
 
-    /// Removes the job's directory once its result is stored.
-    pub async fn forget(&self, key: &str) {
-        let dir = self.job_dir(key).root().to_owned();
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
-        if let Ok(Err(err)) = removed
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(key, %err, "could not remove the job's directory");
-        }
+    async fn follow_to_end(
+        &self,
+        dir: &JobDir,
+        offsets: &mut [u64; 2],
+        sink: &mpsc::Sender<ExecEvent>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Outcome {
+        let pgid = match started(dir) {
+            Ok(pgid) => pgid,
+            Err(message) => return Outcome::Error { message },
+        };
+        let _ = sink
+            .send(ExecEvent::Started {
+                process_id: pgid.to_string(),
+            })
+            .await;
+        let cancelled = tokio::select! {
+            ended = durable::follow(dir, offsets, sink) => {
+                match &ended {
+                    // Nobody takes the output any more (the worker let the
+                    // job go): the command runs on for whoever comes next.
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    // Nobody will end the command now (its supervisor is
+                    // gone, or its files are): end it here, so that
+                    // nothing of the job is left running.
+                    Err(_) => signal_group(pgid, Signal::SIGKILL),
+                    Ok(_) => {}
+                }
+                return outcome(ended, false, timeout);
+            }
+            () = cancel.cancelled() => true,
+        };
+        // Stop the command; its supervisor ends what it left and writes
+        // the end, which the follower then reads with the last output.
+        signal_group(pgid, Signal::SIGTERM);
+        let ended = tokio::time::timeout(self.grace, durable::follow(dir, offsets, sink)).await;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(_) => {
+                signal_group(pgid, Signal::SIGKILL);
+                durable::follow(dir, offsets, sink).await
+            }
+        };
+        outcome(ended, cancelled, timeout)
     }
+}
 
+#[async_trait]
+impl DurableExecutor for DurableLocalExecutor {
     /// Starts `request` as the job `key` and follows it to its end. A job
     /// directory that exists already means the command may have run: it is
     /// never started twice.
-    pub async fn run_keyed(
+    async fn run_keyed(
         &self,
         key: &str,
         request: ExecRequest,
@@ -179,7 +206,7 @@ impl DurableLocalExecutor {
     /// Takes up the job `key` again, from `offsets` (bytes of stdout and
     /// stderr already delivered), after the process that followed it went
     /// away. A cancel already asked for is carried out at once.
-    pub async fn resume(
+    async fn resume(
         &self,
         key: &str,
         mut offsets: [u64; 2],
@@ -189,7 +216,7 @@ impl DurableLocalExecutor {
     ) -> Result<Outcome, ResumeError> {
         let dir = self.job_dir(key);
         if !dir.spec().exists() {
-            return Err(ResumeError::NotStarted(dir.spec()));
+            return Err(ResumeError::NotStarted(dir.spec().display().to_string()));
         }
         if dir.read_exit()?.is_none() {
             if let Some(supervisor) = dir.read_supervisor()?
@@ -210,51 +237,15 @@ impl DurableLocalExecutor {
             .await)
     }
 
-    async fn follow_to_end(
-        &self,
-        dir: &JobDir,
-        offsets: &mut [u64; 2],
-        sink: &mpsc::Sender<ExecEvent>,
-        cancel: &CancellationToken,
-        timeout: Duration,
-    ) -> Outcome {
-        let pgid = match started(dir) {
-            Ok(pgid) => pgid,
-            Err(message) => return Outcome::Error { message },
-        };
-        let _ = sink
-            .send(ExecEvent::Started {
-                process_id: pgid.to_string(),
-            })
-            .await;
-        let cancelled = tokio::select! {
-            ended = durable::follow(dir, offsets, sink) => {
-                match &ended {
-                    // Nobody takes the output any more (the worker let the
-                    // job go): the command runs on for whoever comes next.
-                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
-                    // Nobody will end the command now (its supervisor is
-                    // gone, or its files are): end it here, so that
-                    // nothing of the job is left running.
-                    Err(_) => signal_group(pgid, Signal::SIGKILL),
-                    Ok(_) => {}
-                }
-                return outcome(ended, false, timeout);
-            }
-            () = cancel.cancelled() => true,
-        };
-        // Stop the command; its supervisor ends what it left and writes
-        // the end, which the follower then reads with the last output.
-        signal_group(pgid, Signal::SIGTERM);
-        let ended = tokio::time::timeout(self.grace, durable::follow(dir, offsets, sink)).await;
-        let ended = match ended {
-            Ok(ended) => ended,
-            Err(_) => {
-                signal_group(pgid, Signal::SIGKILL);
-                durable::follow(dir, offsets, sink).await
-            }
-        };
-        outcome(ended, cancelled, timeout)
+    /// Removes the job's directory once its result is stored.
+    async fn forget(&self, key: &str) {
+        let dir = self.job_dir(key).root().to_owned();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+        if let Ok(Err(err)) = removed
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(key, %err, "could not remove the job's directory");
+        }
     }
 }
 

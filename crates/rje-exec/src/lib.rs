@@ -15,7 +15,7 @@ use rje_domain::{ExecParameters, Outcome, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use durable_local::{DurableLocalExecutor, ResumeError};
+pub use durable_local::DurableLocalExecutor;
 pub use group::{GroupState, group_state};
 pub use local::LocalExecutor;
 
@@ -81,4 +81,53 @@ pub trait Executor: Send + Sync + 'static {
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError>;
+}
+
+/// Why a job cannot be taken up again.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// Nothing of the job is where it would be: it never started there,
+    /// or its files were removed.
+    #[error("the job was never started there (no {0})")]
+    NotStarted(String),
+    #[error("the machine rebooted while the command ran")]
+    Rebooted,
+    #[error("the job's supervisor died before the command ended")]
+    SupervisorLost,
+    /// The job's machine cannot be reached now; another try may succeed.
+    #[error("cannot reach the job's machine: {0}")]
+    Unreachable(String),
+    #[error("cannot read the job's directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs commands under supervisors that outlive the worker: each run is
+/// keyed by its job, and a later worker takes it up again by that key.
+#[async_trait]
+pub trait DurableExecutor: Send + Sync + 'static {
+    /// Starts `request` as the job `key` and follows it to its end. A key
+    /// that was started before is never started again.
+    async fn run_keyed(
+        &self,
+        key: &str,
+        request: ExecRequest,
+        gate: &dyn StartGate,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError>;
+
+    /// Takes up the job `key` again from `offsets` (bytes of stdout and
+    /// stderr already delivered), after the process that followed it went
+    /// away. A cancel already asked for is carried out at once.
+    async fn resume(
+        &self,
+        key: &str,
+        offsets: [u64; 2],
+        timeout: Duration,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, ResumeError>;
+
+    /// Removes what is kept of the job once its result is stored.
+    async fn forget(&self, key: &str);
 }

@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10;
 pub const DEFAULT_MAX_CONCURRENT_JOBS: usize = 64;
 /// How long a connection without channels stays open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where durable jobs keep their files on a host unless it says otherwise.
+pub const DEFAULT_REMOTE_STATE_DIR: &str = "~/.rje/jobs";
 /// The name of the host configured from the environment.
 pub const ENV_HOST_NAME: &str = "default";
 
@@ -73,6 +75,11 @@ pub struct HostConfig {
     pub keepalive: Duration,
     /// A connection without channels for this long is closed.
     pub idle_timeout: Duration,
+    /// Jobs run under a supervisor on the host and outlive the worker.
+    pub durable: bool,
+    /// Where durable jobs keep their files on the host; `~/` is the login
+    /// directory.
+    pub state_dir: String,
 }
 
 impl HostConfig {
@@ -156,6 +163,8 @@ struct FileSettings {
     connect_timeout_seconds: Option<f64>,
     keepalive_seconds: Option<f64>,
     idle_timeout_seconds: Option<f64>,
+    durable: Option<bool>,
+    state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +192,8 @@ struct Common {
     connect_timeout: Duration,
     keepalive: Duration,
     idle_timeout: Duration,
+    durable: bool,
+    state_dir: String,
 }
 
 fn seconds(name: &str, value: Option<f64>, default: Duration) -> Result<Duration, String> {
@@ -198,6 +209,18 @@ fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize, S
         None => Ok(default),
         Some(n) if (1..=10_000).contains(&n) => Ok(n),
         Some(n) => Err(format!("{name} must be from 1 to 10000, not {n}")),
+    }
+}
+
+/// A remote state directory: a path the host's shell takes as one word
+/// (it is quoted), without control characters.
+fn state_dir(name: &str, value: Option<String>, default: &str) -> Result<String, String> {
+    match value {
+        None => Ok(default.to_owned()),
+        Some(dir) if dir.trim().is_empty() || dir.chars().any(char::is_control) => {
+            Err(format!("{name} must be a path, not {dir:?}"))
+        }
+        Some(dir) => Ok(dir),
     }
 }
 
@@ -232,6 +255,8 @@ impl Common {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            durable: false,
+            state_dir: DEFAULT_REMOTE_STATE_DIR.to_owned(),
         }
     }
 
@@ -252,6 +277,8 @@ impl Common {
             connect_timeout: self.connect_timeout,
             keepalive: self.keepalive,
             idle_timeout: self.idle_timeout,
+            durable: self.durable,
+            state_dir: self.state_dir.clone(),
         }
     }
 
@@ -315,6 +342,21 @@ impl Common {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            durable: match env.var("RJE_SSH_DURABLE").as_deref() {
+                None | Some("0" | "false") => false,
+                Some("1" | "true") => true,
+                Some(other) => {
+                    return Err(ConfigError::Env(format!(
+                        "RJE_SSH_DURABLE must be true or false, not {other:?}"
+                    )));
+                }
+            },
+            state_dir: state_dir(
+                "RJE_SSH_STATE_DIR",
+                env.var("RJE_SSH_STATE_DIR"),
+                DEFAULT_REMOTE_STATE_DIR,
+            )
+            .map_err(ConfigError::Env)?,
         })
     }
 
@@ -365,6 +407,12 @@ impl Common {
                 &field("idle_timeout_seconds"),
                 settings.idle_timeout_seconds,
                 self.idle_timeout,
+            )?,
+            durable: settings.durable.unwrap_or(self.durable),
+            state_dir: state_dir(
+                &field("state_dir"),
+                settings.state_dir.clone(),
+                &self.state_dir,
             )?,
         })
     }

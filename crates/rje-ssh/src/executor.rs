@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::{ChannelLease, HostPool};
+use crate::pool::{ChannelLease, HostPool, JobPermit};
 use crate::remote::{self, Header, KillResult};
 
 /// How long output may still arrive after the group was killed.
@@ -150,7 +150,34 @@ async fn forward(events: Vec<ExecEvent>, sink: &mpsc::Sender<ExecEvent>) {
     }
 }
 
-fn start_error(err: impl std::fmt::Display) -> StartError {
+/// What a run reports when it was cancelled before anything started.
+pub(crate) const NOTHING_RAN: Outcome = Outcome::Cancelled {
+    kill: ExitReport::Confirmed,
+};
+
+/// Waits for the host's job limit and a channel, then opens the gate: the
+/// channel is ready for the command. `None` when cancelled first.
+pub(crate) async fn ready_to_launch(
+    pool: &HostPool,
+    gate: &dyn StartGate,
+    cancel: &CancellationToken,
+) -> Result<Option<(JobPermit, ChannelLease)>, StartError> {
+    let permit = tokio::select! {
+        permit = pool.job_permit() => permit,
+        () = cancel.cancelled() => return Ok(None),
+    };
+    let lease = tokio::select! {
+        lease = pool.channel() => lease.map_err(start_error)?,
+        () = cancel.cancelled() => return Ok(None),
+    };
+    if let Err(err) = gate.open().await {
+        lease.close().await;
+        return Err(err);
+    }
+    Ok(Some((permit, lease)))
+}
+
+pub(crate) fn start_error(err: impl std::fmt::Display) -> StartError {
     StartError {
         message: err.to_string(),
         retryable: true,
@@ -166,21 +193,9 @@ impl Executor for SshExecutor {
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError> {
-        let nothing_ran = Outcome::Cancelled {
-            kill: ExitReport::Confirmed,
+        let Some((_permit, mut lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
+            return Ok(NOTHING_RAN);
         };
-        let _permit = tokio::select! {
-            permit = self.pool.job_permit() => permit,
-            () = cancel.cancelled() => return Ok(nothing_ran),
-        };
-        let mut lease = tokio::select! {
-            lease = self.pool.channel() => lease.map_err(start_error)?,
-            () = cancel.cancelled() => return Ok(nothing_ran),
-        };
-        if let Err(err) = gate.open().await {
-            lease.close().await;
-            return Err(err);
-        }
         let script = remote::wrapper(&request.command, &request.parameters);
         if let Err(err) = lease.channel.exec(true, script).await {
             return Err(start_error(format!(
@@ -274,12 +289,14 @@ impl SshExecutor {
             },
             (None, None) => {
                 let kill = match seen.group() {
-                    Some((pgid, boot_id)) => match self.kill(pgid, boot_id).await {
-                        ExitReport::Confirmed => "its process group was killed".to_owned(),
-                        ExitReport::Unconfirmed => format!(
-                            "its process group {pgid} could not be confirmed gone; check the host"
-                        ),
-                    },
+                    Some((pgid, boot_id)) => {
+                        match kill_group(&self.pool, pgid, boot_id, self.grace).await {
+                            ExitReport::Confirmed => "its process group was killed".to_owned(),
+                            ExitReport::Unconfirmed => format!(
+                                "its process group {pgid} could not be confirmed gone; check the host"
+                            ),
+                        }
+                    }
                     None => "it may still be running there".to_owned(),
                 };
                 Outcome::Error {
@@ -316,7 +333,7 @@ impl SshExecutor {
             tracing::warn!(host = %self.pool.host().name, "the command never reported its process group");
             return ExitReport::Unconfirmed;
         };
-        let kill = self.kill(pgid, &boot_id);
+        let kill = kill_group(&self.pool, pgid, &boot_id, self.grace);
         tokio::pin!(kill);
         let mut report = None;
         let mut drain_until = None;
@@ -338,64 +355,75 @@ impl SshExecutor {
         }
         report.unwrap_or(ExitReport::Unconfirmed)
     }
+}
 
-    /// TERM, then KILL after the grace period, to the whole group, over a
-    /// channel of its own; reconnects if it must.
-    async fn kill(&self, pgid: u32, boot_id: &str) -> ExitReport {
-        let host = &self.pool.host().name;
-        let script = remote::kill_script(pgid, boot_id, self.grace);
-        let give_up = tokio::time::Instant::now() + KILL_PATIENCE + self.grace;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.run_control(&script).await {
-                Ok(KillResult::Gone) => return ExitReport::Confirmed,
-                Ok(KillResult::Rebooted) => {
-                    tracing::warn!(
-                        host,
-                        pgid,
-                        "the host rebooted; the job's processes are gone"
-                    );
-                    return ExitReport::Confirmed;
-                }
-                Ok(KillResult::Alive) => {
-                    tracing::warn!(host, pgid, "processes of the job survived KILL");
-                    return ExitReport::Unconfirmed;
-                }
-                Err(err) if tokio::time::Instant::now() + pause < give_up => {
-                    tracing::warn!(host, pgid, %err, "cannot reach the host to kill the job yet");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(err) => {
-                    tracing::error!(host, pgid, %err, "gave up killing the job's processes");
-                    return ExitReport::Unconfirmed;
-                }
+/// TERM, then KILL after the grace period, to the whole group, over a
+/// channel of its own; reconnects if it must.
+pub(crate) async fn kill_group(
+    pool: &HostPool,
+    pgid: u32,
+    boot_id: &str,
+    grace: Duration,
+) -> ExitReport {
+    let host = &pool.host().name;
+    let script = remote::kill_script(pgid, boot_id, grace);
+    let give_up = tokio::time::Instant::now() + KILL_PATIENCE + grace;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match run_control(pool, &script).await {
+            Ok(KillResult::Gone) => return ExitReport::Confirmed,
+            Ok(KillResult::Rebooted) => {
+                tracing::warn!(
+                    host,
+                    pgid,
+                    "the host rebooted; the job's processes are gone"
+                );
+                return ExitReport::Confirmed;
+            }
+            Ok(KillResult::Alive) => {
+                tracing::warn!(host, pgid, "processes of the job survived KILL");
+                return ExitReport::Unconfirmed;
+            }
+            Err(err) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(host, pgid, %err, "cannot reach the host to kill the job yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                tracing::error!(host, pgid, %err, "gave up killing the job's processes");
+                return ExitReport::Unconfirmed;
             }
         }
     }
-
-    async fn run_control(&self, script: &str) -> Result<KillResult, String> {
-        let mut lease = self.pool.channel().await.map_err(|e| e.to_string())?;
-        lease
-            .channel
-            .exec(true, script.to_owned())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut output = String::new();
-        let read = lease
-            .channel
-            .make_reader()
-            .take(4096)
-            .read_to_string(&mut output)
-            .await;
-        lease.close().await;
-        read.map_err(|e| e.to_string())?;
-        remote::parse_kill_result(&output)
-            .ok_or_else(|| format!("the kill script said {:?}", output.trim()))
-    }
 }
 
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+async fn run_control(pool: &HostPool, script: &str) -> Result<KillResult, String> {
+    let output = run_script(pool, script).await?;
+    remote::parse_kill_result(&output)
+        .ok_or_else(|| format!("the kill script said {:?}", output.trim()))
+}
+
+/// Runs a short script on a channel of its own; its stdout (at most 4 KiB).
+pub(crate) async fn run_script(pool: &HostPool, script: &str) -> Result<String, String> {
+    let mut lease = pool.channel().await.map_err(|e| e.to_string())?;
+    lease
+        .channel
+        .exec(true, script.to_owned())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut output = String::new();
+    let read = lease
+        .channel
+        .make_reader()
+        .take(4096)
+        .read_to_string(&mut output)
+        .await;
+    lease.close().await;
+    read.map_err(|e| e.to_string())?;
+    Ok(output)
+}
+
+pub(crate) async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

@@ -9,11 +9,12 @@ use chrono::Utc;
 use rje_domain::{
     CheckReport, CheckStage, HealthState, HostHealth, HostKind, HostNames, HostStatus,
 };
-use rje_exec::{Executor, LocalExecutor, NoGate};
+use rje_exec::{DurableExecutor, Executor, LocalExecutor, NoGate};
 use russh::ChannelMsg;
 
 use crate::config::{HostConfig, Inventory};
 use crate::connection::connect;
+use crate::durable::DurableSshExecutor;
 use crate::error::SshError;
 use crate::executor::SshExecutor;
 use crate::pool::HostPool;
@@ -67,6 +68,22 @@ impl Hosts {
             ));
         }
         executors
+    }
+
+    /// A durable executor per host whose jobs outlive the worker.
+    pub fn durable_executors(&self) -> Vec<(String, Arc<dyn DurableExecutor>)> {
+        self.pools
+            .iter()
+            .filter(|(_, pool)| pool.host().durable)
+            .map(|(name, pool)| {
+                let executor: Arc<dyn DurableExecutor> = Arc::new(DurableSshExecutor::new(
+                    pool.clone(),
+                    &pool.host().state_dir,
+                    self.kill_grace,
+                ));
+                (name.clone(), executor)
+            })
+            .collect()
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<HostPool>> {

@@ -5,6 +5,8 @@
 
 mod config;
 mod connection;
+mod durable;
+mod durable_remote;
 mod error;
 mod executor;
 mod hosts;
@@ -14,10 +16,12 @@ mod raw;
 mod remote;
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_CONCURRENT_JOBS, DEFAULT_MAX_SESSIONS, ENV_HOST_NAME, Environment,
-    HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv, Secret,
+    ConfigError, DEFAULT_MAX_CONCURRENT_JOBS, DEFAULT_MAX_SESSIONS, DEFAULT_REMOTE_STATE_DIR,
+    ENV_HOST_NAME, Environment, HostConfig, HostKeyPolicy, Inventory, Passphrase, ProcessEnv,
+    Secret,
 };
 pub use connection::connect;
+pub use durable::DurableSshExecutor;
 pub use error::SshError;
 pub use executor::SshExecutor;
 pub use hosts::Hosts;

@@ -276,6 +276,15 @@ pub trait Queue: Send + Sync + 'static {
         expired_before: DateTime<Utc>,
     ) -> Result<TakeUp, StoreError>;
 
+    /// The Running jobs of `hosts` whose command runs under a supervisor
+    /// and whose lease expired before `expired_before`: those a worker
+    /// that reaches one of the hosts may take up (see [`Queue::reattach`]).
+    async fn orphaned_supervised(
+        &self,
+        hosts: &[String],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError>;
+
     /// Announces a worker, or beats its heartbeat.
     async fn heartbeat(
         &self,

@@ -80,7 +80,7 @@ pub(crate) async fn run_job(
 
     let (sink, events) = mpsc::channel(EVENT_BUFFER);
     let pump = ctx.pump(&job, claimed.last_seq);
-    let durable = ctx.executors.durable_for(job.host.as_deref()).cloned();
+    let durable = ctx.executors.durable_for(job.host.as_deref());
     let pumped = async {
         let end = pump.run(events).await;
         // Nothing more can be recorded for this attempt. A durable command
@@ -236,7 +236,7 @@ pub(crate) async fn run_reattached(
     let job = claimed.job;
     let (id, attempt) = (job.id, job.attempts);
     tracing::warn!(%id, attempt, reattached = job.reattached, ?offsets, "took up a running job again");
-    let Some(durable) = ctx.executors.durable().cloned() else {
+    let Some(durable) = ctx.executors.durable_for(job.host.as_deref()) else {
         return;
     };
     if job.cancel_requested {
@@ -267,6 +267,12 @@ pub(crate) async fn run_reattached(
     };
     let outcome = match result {
         Ok(outcome) => explain_stop(outcome, &reasons),
+        Err(ResumeError::Unreachable(err)) => {
+            // Nothing is known of the command: it is left to a later take-up
+            // (its lease lapses), or to the reaper after the grace.
+            tracing::warn!(%id, attempt, %err, "cannot reach the job's host to take it up");
+            return;
+        }
         Err(ResumeError::Rebooted) => Outcome::Error {
             message: "the host rebooted while the command ran".into(),
         },

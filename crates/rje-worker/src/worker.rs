@@ -321,15 +321,61 @@ impl Worker {
         }
     }
 
-    /// Claims, as new attempts, the jobs of this machine's supervisors that
-    /// no worker follows (lease expired before `expired_before`) and that
-    /// this worker does not run already.
+    /// Claims, as new attempts, the durable jobs no worker follows (lease
+    /// expired before `expired_before`) that this worker can reach and
+    /// does not run already: this machine's, found in its state directory,
+    /// and those of the remote hosts whose jobs run durably, found in the
+    /// store.
     async fn find_orphans(
         &self,
         expired_before: chrono::DateTime<Utc>,
         running: &HashMap<JobId, Running>,
     ) -> Vec<Reattached> {
-        let Some(durable) = self.ctx.executors.durable() else {
+        let mut found = self.find_local_orphans(expired_before, running).await;
+        let hosts = self.ctx.executors.remote_durable_hosts();
+        let remote = match self
+            .ctx
+            .store
+            .orphaned_supervised(&hosts, expired_before)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::warn!(%err, "could not look for remote jobs to take up");
+                Vec::new()
+            }
+        };
+        for id in remote {
+            if running.contains_key(&id) || found.iter().any(|r| r.claimed.job.id == id) {
+                continue;
+            }
+            match self.take_up_one(id, expired_before).await {
+                Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
+                // Taken up by another worker meanwhile.
+                Ok(TakeUp::Held | TakeUp::Over) => {}
+                Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
+            }
+        }
+        found
+    }
+
+    async fn take_up_one(
+        &self,
+        id: JobId,
+        expired_before: chrono::DateTime<Utc>,
+    ) -> Result<TakeUp, StoreError> {
+        self.ctx
+            .store
+            .reattach(id, &self.id, self.ctx.config.lease, expired_before)
+            .await
+    }
+
+    async fn find_local_orphans(
+        &self,
+        expired_before: chrono::DateTime<Utc>,
+        running: &HashMap<JobId, Running>,
+    ) -> Vec<Reattached> {
+        let Some(durable) = self.ctx.executors.local_durable() else {
             return Vec::new();
         };
         let config = &self.ctx.config;
@@ -341,12 +387,7 @@ impl Worker {
             if running.contains_key(&id) {
                 continue;
             }
-            match self
-                .ctx
-                .store
-                .reattach(id, &self.id, config.lease, expired_before)
-                .await
-            {
+            match self.take_up_one(id, expired_before).await {
                 Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
                 // Another worker of this machine follows it.
                 Ok(TakeUp::Held) => {

@@ -166,6 +166,9 @@ impl RunningServer {
                 Executors::new(hosts.default_host()),
                 |all, (name, executor)| all.with(name, executor),
             );
+            for (name, executor) in hosts.durable_executors() {
+                executors = executors.with_durable_remote(name, executor);
+            }
             if let Some(state_dir) = &settings.state_dir {
                 let program = match &settings.supervisor_program {
                     Some(program) => program.clone(),

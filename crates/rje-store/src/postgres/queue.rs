@@ -384,6 +384,26 @@ impl Queue for PostgresStore {
         fenced_unless_written(done.rows_affected())
     }
 
+    async fn orphaned_supervised(
+        &self,
+        hosts: &[String],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs j WHERE status = 'Running' AND supervised \
+             AND host = ANY($1) AND NOT EXISTS \
+             (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= $2)",
+        )
+        .bind(hosts)
+        .bind(expired_before)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
     async fn heartbeat(
         &self,
         worker: &WorkerId,

@@ -381,6 +381,32 @@ impl Queue for SqliteStore {
         fenced_unless_written(done.rows_affected())
     }
 
+    async fn orphaned_supervised(
+        &self,
+        hosts: &[String],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hosts =
+            serde_json::to_string(hosts).map_err(|err| StoreError::Internal(err.to_string()))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs j WHERE status = 'Running' AND supervised \
+             AND host IN (SELECT value FROM json_each(?)) AND NOT EXISTS \
+             (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)",
+        )
+        .bind(hosts)
+        .bind(micros(expired_before))
+        .fetch_all(&self.reader)
+        .await?;
+        ids.iter()
+            .map(|id| {
+                JobId::parse(id).ok_or_else(|| StoreError::Internal(format!("a job id {id:?}")))
+            })
+            .collect()
+    }
+
     async fn heartbeat(
         &self,
         worker: &WorkerId,

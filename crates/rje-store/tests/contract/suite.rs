@@ -43,6 +43,7 @@ macro_rules! store_contract {
             search_finds_edited_commands_and_forgets_deleted_ones,
             a_lost_running_job_is_taken_up_again_as_a_new_attempt,
             a_supervised_job_is_left_to_its_machine_for_a_grace,
+            orphaned_supervised_jobs_are_found_by_host,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1198,4 +1199,69 @@ pub async fn a_supervised_job_is_left_to_its_machine_for_a_grace(store: Arc<dyn 
         [second.0],
         "then it is settled like any other"
     );
+}
+
+pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>) {
+    let on = |host: &str| request(json!({ "command": "true", "host": host }));
+    store.create(on("a")).await.unwrap();
+    store.create(on("a")).await.unwrap();
+    store.create(on("b")).await.unwrap();
+    store.create(on("elsewhere")).await.unwrap();
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        let (id, attempt) = claim_one(&store, &worker()).await;
+        store.mark_started(id, attempt).await.unwrap();
+        claimed.push((id, attempt, store.get(id).await.unwrap().host));
+    }
+    let host_of = |id: JobId| claimed.iter().find(|c| c.0 == id).unwrap().2.clone();
+    // All but one of the jobs on `a` run under supervisors.
+    let plain_on_a = claimed
+        .iter()
+        .find(|c| c.2.as_deref() == Some("a"))
+        .unwrap()
+        .0;
+    for (id, attempt, _) in &claimed {
+        if *id != plain_on_a {
+            store.mark_supervised(*id, *attempt).await.unwrap();
+        }
+    }
+    let hosts = ["a".to_owned(), "b".to_owned()];
+    let live = Utc::now();
+    assert!(
+        store
+            .orphaned_supervised(&hosts, live)
+            .await
+            .unwrap()
+            .is_empty(),
+        "jobs whose leases are live have their workers"
+    );
+    let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
+    let mut found = store
+        .orphaned_supervised(&hosts, past_the_lease)
+        .await
+        .unwrap();
+    found.sort_by_key(|id| host_of(*id));
+    assert_eq!(
+        found.iter().map(|id| host_of(*id)).collect::<Vec<_>>(),
+        [Some("a".to_owned()), Some("b".to_owned())],
+        "the supervised jobs of the hosts asked for, not the plain one nor another host's"
+    );
+    assert!(!found.contains(&plain_on_a));
+    assert!(
+        store
+            .orphaned_supervised(&[], past_the_lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once taken up, a job has a live lease again.
+    let TakeUp::Taken(_) = store
+        .reattach(found[0], &worker(), LEASE, past_the_lease)
+        .await
+        .unwrap()
+    else {
+        panic!("the orphan is taken up");
+    };
+    let after = store.orphaned_supervised(&hosts, Utc::now()).await.unwrap();
+    assert!(!after.contains(&found[0]));
 }

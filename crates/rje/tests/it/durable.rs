@@ -244,7 +244,9 @@ mod executor {
     use std::time::Duration;
 
     use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
-    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, NoGate, ResumeError};
+    use rje_exec::{
+        DurableExecutor, DurableLocalExecutor, ExecEvent, ExecRequest, NoGate, ResumeError,
+    };
     use tokio::sync::mpsc;
     use tokio::time::{Instant, sleep};
     use tokio_util::sync::CancellationToken;
@@ -501,7 +503,7 @@ mod executor {
 async fn a_followed_flood_takes_little_disk() {
     use std::os::unix::fs::MetadataExt;
 
-    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, NoGate};
+    use rje_exec::{DurableExecutor, DurableLocalExecutor, ExecEvent, ExecRequest, NoGate};
     use tokio_util::sync::CancellationToken;
 
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ mod connections;
 mod dashboard;
 mod distributed;
 mod durable;
+mod durable_ssh;
 mod execution;
 mod helpers;
 mod original_client;

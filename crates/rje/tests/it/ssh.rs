@@ -13,7 +13,7 @@ use crate::helpers::{
     TestApp, id_of, live_processes_in_group, scrape, seq_text, spawn_app_with, total,
 };
 
-fn host(sshd: &TestSshd, name: &str) -> HostConfig {
+pub fn host(sshd: &TestSshd, name: &str) -> HostConfig {
     HostConfig {
         port: sshd.port,
         user: sshd.user.clone(),

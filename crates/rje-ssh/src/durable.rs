@@ -1,0 +1,598 @@
+//! Runs a job's command on a host so that it outlives the worker: the
+//! command runs under a supervisor on the host (see [`crate::durable_remote`])
+//! and the worker only follows its files by byte offset. A worker that
+//! dies leaves the command running; any worker that reaches the host takes
+//! it up again from the offsets the store holds. A dropped connection is
+//! taken up again at once by the same worker.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rje_domain::{ExitReport, Outcome, Stream};
+use rje_exec::{DurableExecutor, ExecEvent, ExecRequest, ResumeError, StartError, StartGate};
+use russh::ChannelMsg;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::durable_remote::{
+    self, DurableHeader, Launch, finish_script, follow_script, launch_script, parse_durable_header,
+};
+use crate::executor::{NOTHING_RAN, kill_group, ready_to_launch, start_error};
+use crate::pool::{ChannelLease, HostPool};
+
+/// Output the login shell may print before the script's first line.
+const MAX_PREAMBLE: usize = 64 * 1024;
+/// How long rje keeps trying to reach the host again after the connection
+/// dropped, beyond the job's own deadline (which the host keeps).
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(30);
+/// Finished jobs whose directories are removed with one exec at most.
+const REMOVALS_PER_SCRIPT: usize = 64;
+
+/// Runs commands on one host under detached supervisors.
+pub struct DurableSshExecutor {
+    pool: Arc<HostPool>,
+    grace: Duration,
+    /// The state directory as the host's shell sees it.
+    state_dir: String,
+    /// Jobs whose results are stored and whose directories are still to be
+    /// removed, by the next script sent to the host.
+    to_remove: Mutex<Vec<String>>,
+    /// Runs following a job now: while any does, removals ride along with
+    /// its scripts instead of costing an exec of their own.
+    active: AtomicUsize,
+}
+
+impl DurableSshExecutor {
+    /// `state_dir` holds the jobs' directories on the host (`~/` is the
+    /// login directory); `grace` is the time between TERM and KILL.
+    pub fn new(pool: Arc<HostPool>, state_dir: &str, grace: Duration) -> Self {
+        Self {
+            pool,
+            grace,
+            state_dir: durable_remote::state_dir_word(state_dir),
+            to_remove: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    fn host(&self) -> &str {
+        &self.pool.host().name
+    }
+
+    /// The removals owed, as shell text for the next script.
+    fn take_removals(&self) -> String {
+        let keys = {
+            let mut pending = self
+                .to_remove
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let take = pending.len().min(REMOVALS_PER_SCRIPT);
+            pending.drain(..take).collect::<Vec<_>>()
+        };
+        durable_remote::removals(&self.state_dir, &keys)
+    }
+
+    /// Follows the job from `follow`'s position to the supervisor's end,
+    /// then reads the rest and the exit status.
+    async fn follow_to_end(
+        &self,
+        key: &str,
+        mut follow: Follow,
+        sink: &mpsc::Sender<ExecEvent>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Outcome {
+        let mut kill: Option<JoinHandle<ExitReport>> = None;
+        let give_up = tokio::time::Instant::now() + timeout + self.grace + RECONNECT_PATIENCE;
+        loop {
+            if let Some(lease) = follow.lease.take() {
+                self.drain(lease, &mut follow, sink, cancel, &mut kill)
+                    .await;
+            }
+            match follow.header_seen {
+                Some(DurableHeader::Gone) => return self.gone(),
+                Some(DurableHeader::Rebooted) => return rebooted(),
+                _ => {}
+            }
+            if follow.ended {
+                break;
+            }
+            // The connection dropped while the command ran: it runs on,
+            // so take it up again from what was delivered.
+            if cancel.is_cancelled() && kill.is_none() {
+                kill = Some(self.start_kill(&follow));
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Outcome::Error {
+                    message: format!(
+                        "lost the connection to {} while the command ran and could not \
+                         reach it again; the host still ends the command at its deadline",
+                        self.host()
+                    ),
+                };
+            }
+            tracing::warn!(
+                host = self.host(),
+                key,
+                "lost the job's channel; following it again"
+            );
+            match self
+                .open(&follow_script(&self.state_dir, key, follow.offsets))
+                .await
+            {
+                Ok(lease) => follow.restart(lease),
+                Err(err) => {
+                    tracing::warn!(host = self.host(), %err, "cannot reach the host yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        let kill_report = match kill {
+            Some(task) => Some(task.await.unwrap_or(ExitReport::Unconfirmed)),
+            None => None,
+        };
+        self.finish(key, &mut follow, sink, kill_report, timeout)
+            .await
+    }
+
+    /// Reads one follow channel to its close, passing output on; a cancel
+    /// starts the kill of the group and goes on reading.
+    async fn drain(
+        &self,
+        mut lease: ChannelLease,
+        follow: &mut Follow,
+        sink: &mpsc::Sender<ExecEvent>,
+        cancel: &CancellationToken,
+        kill: &mut Option<JoinHandle<ExitReport>>,
+    ) {
+        loop {
+            let message = tokio::select! {
+                message = lease.channel.wait() => message,
+                () = cancel.cancelled(), if kill.is_none() => {
+                    *kill = Some(self.start_kill(follow));
+                    continue;
+                }
+            };
+            match message {
+                Some(ChannelMsg::Data { data }) => follow.stdout(&data, sink).await,
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    follow.output(Stream::Stderr, data.to_vec(), sink).await;
+                }
+                Some(ChannelMsg::ExitStatus { .. }) => follow.exited = true,
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+            if follow.header_ends_follow() {
+                break;
+            }
+        }
+        // The script said its last, or the connection dropped: either way
+        // this channel is done.
+        follow.ended = follow.exited || follow.header_ends_follow();
+        lease.close().await;
+    }
+
+    fn start_kill(&self, follow: &Follow) -> JoinHandle<ExitReport> {
+        let pool = self.pool.clone();
+        let grace = self.grace;
+        let group = follow.group.clone();
+        tokio::spawn(async move {
+            match group {
+                Some((pgid, boot_id)) => kill_group(&pool, pgid, &boot_id, grace).await,
+                None => ExitReport::Unconfirmed,
+            }
+        })
+    }
+
+    /// Reads what the tails had not sent and the exit status.
+    async fn finish(
+        &self,
+        key: &str,
+        follow: &mut Follow,
+        sink: &mpsc::Sender<ExecEvent>,
+        kill: Option<ExitReport>,
+        timeout: Duration,
+    ) -> Outcome {
+        let mut tries = 0;
+        let header = loop {
+            let script = finish_script(&self.state_dir, key, follow.offsets, &self.take_removals());
+            match self.open(&script).await {
+                Ok(lease) => {
+                    follow.restart_without_lease();
+                    let never = CancellationToken::new();
+                    let mut no_kill = None;
+                    self.drain(lease, follow, sink, &never, &mut no_kill).await;
+                    if follow.exited
+                        && let Some(header) = follow.header_seen.take()
+                    {
+                        break header;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(host = self.host(), %err, "cannot read the job's end yet")
+                }
+            }
+            tries += 1;
+            if tries >= 10 {
+                return Outcome::Error {
+                    message: format!(
+                        "the command ended on {} but its exit status could not be read",
+                        self.host()
+                    ),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+        };
+        let after_secs = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
+        match (header, kill) {
+            (DurableHeader::Exit { .. }, Some(kill)) => Outcome::Cancelled { kill },
+            (
+                DurableHeader::Exit {
+                    timed_out: true, ..
+                },
+                None,
+            ) => Outcome::TimedOut {
+                after_secs,
+                kill: ExitReport::Confirmed,
+            },
+            (DurableHeader::Exit { code, .. }, None) => shell_status(code),
+            (DurableHeader::NoExit, _) => {
+                // Nobody will end or record the command now: end it here,
+                // so that nothing of the job is left running.
+                let killed = match &follow.group {
+                    Some((pgid, boot_id)) => {
+                        match kill_group(&self.pool, *pgid, boot_id, self.grace).await {
+                            ExitReport::Confirmed => "its process group was killed",
+                            ExitReport::Unconfirmed => {
+                                "its process group could not be confirmed gone"
+                            }
+                        }
+                    }
+                    None => "its process group is unknown",
+                };
+                Outcome::Error {
+                    message: format!(
+                        "the job's supervisor on {} died before the command ended; {killed}",
+                        self.host()
+                    ),
+                }
+            }
+            (DurableHeader::Rebooted, _) => rebooted(),
+            (other, _) => Outcome::Error {
+                message: format!("the job's files on {} are gone ({other:?})", self.host()),
+            },
+        }
+    }
+
+    fn gone(&self) -> Outcome {
+        Outcome::Error {
+            message: format!("the job's files on {} are gone", self.host()),
+        }
+    }
+
+    /// A channel running `script`.
+    async fn open(&self, script: &str) -> Result<ChannelLease, String> {
+        let lease = self.pool.channel().await.map_err(|err| err.to_string())?;
+        lease
+            .channel
+            .exec(true, script.to_owned())
+            .await
+            .map_err(|err| err.to_string())?;
+        let _ = lease.channel.eof().await;
+        Ok(lease)
+    }
+
+    /// Removes owed directories with an exec of their own when no run
+    /// will carry them soon.
+    async fn flush_removals_if_idle(&self) {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let script = self.take_removals();
+        if script.is_empty() {
+            return;
+        }
+        if let Err(err) = crate::executor::run_script(&self.pool, &format!("{script}exit 0")).await
+        {
+            tracing::warn!(host = self.host(), %err, "could not remove the files of finished jobs");
+        }
+    }
+}
+
+fn rebooted() -> Outcome {
+    Outcome::Error {
+        message: "the host rebooted while the command ran".into(),
+    }
+}
+
+/// A shell's status: past 128, the signal that killed the command.
+fn shell_status(code: i32) -> Outcome {
+    match code {
+        129..=192 => Outcome::Signaled { signal: code - 128 },
+        code => Outcome::Exited { code },
+    }
+}
+
+/// Counts a run as active for as long as it lives.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+enum HeaderState {
+    /// stdout held back until the script's first line is found.
+    Waiting(Vec<u8>),
+    Found,
+}
+
+/// Where one run stands in following its job.
+struct Follow {
+    lease: Option<ChannelLease>,
+    /// Bytes of stdout and stderr delivered.
+    offsets: [u64; 2],
+    header: HeaderState,
+    /// The last header found, not yet acted on.
+    header_seen: Option<DurableHeader>,
+    group: Option<(u32, String)>,
+    /// The script's exit status arrived: it ran to its end.
+    exited: bool,
+    /// The supervisor is gone (or the job cannot be followed).
+    ended: bool,
+}
+
+impl Follow {
+    fn new(lease: ChannelLease, offsets: [u64; 2]) -> Self {
+        Self {
+            lease: Some(lease),
+            offsets,
+            header: HeaderState::Waiting(Vec::new()),
+            header_seen: None,
+            group: None,
+            exited: false,
+            ended: false,
+        }
+    }
+
+    /// Follows again on a new channel, from the offsets reached.
+    fn restart(&mut self, lease: ChannelLease) {
+        self.restart_without_lease();
+        self.lease = Some(lease);
+    }
+
+    fn restart_without_lease(&mut self) {
+        self.header = HeaderState::Waiting(Vec::new());
+        self.header_seen = None;
+        self.exited = false;
+    }
+
+    /// Reads the channel until the script's first line; `None` if the
+    /// channel closed before it.
+    async fn read_header(&mut self, sink: &mpsc::Sender<ExecEvent>) -> Option<DurableHeader> {
+        let mut lease = self.lease.take()?;
+        while self.header_seen.is_none() {
+            match lease.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => self.stdout(&data, sink).await,
+                Some(ChannelMsg::Close) | None => return None,
+                Some(_) => {}
+            }
+        }
+        self.lease = Some(lease);
+        self.header_seen.take()
+    }
+
+    /// A header that means there is nothing to follow.
+    fn header_ends_follow(&self) -> bool {
+        matches!(
+            self.header_seen,
+            Some(DurableHeader::Gone | DurableHeader::Rebooted)
+        )
+    }
+
+    async fn output(&mut self, stream: Stream, bytes: Vec<u8>, sink: &mpsc::Sender<ExecEvent>) {
+        let index = usize::from(stream == Stream::Stderr);
+        self.offsets[index] += bytes.len() as u64;
+        // A closed sink means the worker let the job go; the command runs
+        // on for whoever takes it up.
+        let _ = sink.send(ExecEvent::Output { stream, bytes }).await;
+    }
+
+    /// stdout before the script's first line is what the login shell's
+    /// start-up files printed: not the command's, so dropped.
+    async fn stdout(&mut self, data: &[u8], sink: &mpsc::Sender<ExecEvent>) {
+        let HeaderState::Waiting(held) = &mut self.header else {
+            self.output(Stream::Stdout, data.to_vec(), sink).await;
+            return;
+        };
+        held.extend_from_slice(data);
+        let mut line_start = 0;
+        while let Some(length) = held[line_start..].iter().position(|&b| b == b'\n') {
+            let line = &held[line_start..line_start + length];
+            if let Some(header) = parse_durable_header(line) {
+                let rest = held.split_off(line_start + length + 1);
+                if let DurableHeader::Started { pgid, boot_id } = &header {
+                    self.group = Some((*pgid, boot_id.clone()));
+                    let _ = sink
+                        .send(ExecEvent::Started {
+                            process_id: pgid.to_string(),
+                        })
+                        .await;
+                }
+                self.header_seen = Some(header);
+                self.header = HeaderState::Found;
+                if !rest.is_empty() {
+                    self.output(Stream::Stdout, rest, sink).await;
+                }
+                return;
+            }
+            line_start += length + 1;
+        }
+        if held.len() > MAX_PREAMBLE {
+            tracing::warn!("the host printed too much before the job's first line");
+            held.clear();
+        }
+    }
+}
+
+#[async_trait]
+impl DurableExecutor for DurableSshExecutor {
+    async fn run_keyed(
+        &self,
+        key: &str,
+        request: ExecRequest,
+        gate: &dyn StartGate,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, StartError> {
+        let _active = Active::new(&self.active);
+        let Some((_permit, lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
+            return Ok(NOTHING_RAN);
+        };
+        let env: Vec<(String, String)> = request.parameters.env.clone().into_iter().collect();
+        let launch = Launch {
+            state_dir: &self.state_dir,
+            key,
+            command: &request.command,
+            cwd: request.parameters.cwd.as_deref(),
+            env: &env,
+            timeout: request.timeout,
+            grace: self.grace,
+            keep_leftovers: request.parameters.allow_daemons,
+        };
+        let script = launch_script(&launch, &self.take_removals());
+        if let Err(err) = lease.channel.exec(true, script).await {
+            return Err(start_error(format!(
+                "lost the connection to {} before the command was sent: {err}",
+                self.host()
+            )));
+        }
+        let _ = lease.channel.eof().await;
+        let mut follow = Follow::new(lease, [0, 0]);
+        // The first line says whether the command started at all.
+        let host = self.host();
+        let refused = |message: String| Ok(Outcome::Error { message });
+        match follow.read_header(&sink).await {
+            Some(DurableHeader::Started { .. }) => {}
+            Some(DurableHeader::Exists) => {
+                return Err(StartError {
+                    message: format!(
+                        "the job's directory exists on {host}: the command may have started \
+                         before; not starting it again"
+                    ),
+                    retryable: false,
+                });
+            }
+            Some(DurableHeader::NoDirectory) => {
+                let cwd = request.parameters.cwd.as_deref().unwrap_or_default();
+                return refused(format!(
+                    "cannot start the command in {cwd} on {host}: no such directory"
+                ));
+            }
+            Some(DurableHeader::NoTools) => {
+                return refused(format!(
+                    "{host} lacks setsid or flock (util-linux), which durable jobs need"
+                ));
+            }
+            Some(DurableHeader::NoState) => {
+                return refused(format!(
+                    "cannot make the state directory {} on {host}",
+                    self.state_dir
+                ));
+            }
+            Some(other) => {
+                return refused(format!(
+                    "the supervisor did not start on {host} ({other:?})"
+                ));
+            }
+            // The connection dropped before the first line: whether the
+            // command started is known only on the host.
+            None => {}
+        }
+        Ok(self
+            .follow_to_end(key, follow, &sink, &cancel, request.timeout)
+            .await)
+    }
+
+    async fn resume(
+        &self,
+        key: &str,
+        offsets: [u64; 2],
+        timeout: Duration,
+        sink: mpsc::Sender<ExecEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, ResumeError> {
+        let _permit = self.pool.job_permit().await;
+        let _active = Active::new(&self.active);
+        let lease = self
+            .open(&follow_script(&self.state_dir, key, offsets))
+            .await
+            .map_err(ResumeError::Unreachable)?;
+        let mut follow = Follow::new(lease, offsets);
+        match follow.read_header(&sink).await {
+            Some(DurableHeader::Started { .. }) => {}
+            Some(DurableHeader::Gone) => {
+                return Err(ResumeError::NotStarted(format!(
+                    "{}/{key} on {}",
+                    self.state_dir,
+                    self.host()
+                )));
+            }
+            Some(DurableHeader::Rebooted) => return Err(ResumeError::Rebooted),
+            Some(other) => {
+                return Err(ResumeError::Unreachable(format!(
+                    "{} answered {other:?}",
+                    self.host()
+                )));
+            }
+            None => {
+                return Err(ResumeError::Unreachable(format!(
+                    "the connection to {} dropped",
+                    self.host()
+                )));
+            }
+        }
+        if cancel.is_cancelled() {
+            tracing::info!(
+                key,
+                "carrying out a cancel asked for while the job was detached"
+            );
+        }
+        Ok(self
+            .follow_to_end(key, follow, &sink, &cancel, timeout)
+            .await)
+    }
+
+    async fn forget(&self, key: &str) {
+        self.to_remove
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(key.to_owned());
+        self.flush_removals_if_idle().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_statuses_past_128_are_signals() {
+        assert_eq!(shell_status(0), Outcome::Exited { code: 0 });
+        assert_eq!(shell_status(127), Outcome::Exited { code: 127 });
+        assert_eq!(shell_status(143), Outcome::Signaled { signal: 15 });
+        assert_eq!(shell_status(255), Outcome::Exited { code: 255 });
+    }
+}

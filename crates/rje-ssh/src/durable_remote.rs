@@ -1,0 +1,285 @@
+//! The shell text of durable SSH jobs. Each job has a directory on the
+//! host (`<state dir>/<job id>`) where a supervisor, detached from the SSH
+//! session in a session of its own, runs the command with its output in
+//! files, keeps the deadline, and writes the exit status by rename. Any
+//! worker that reaches the host follows the files by byte offset over an
+//! exec channel, so that a worker can die, and another take the job up,
+//! while the command runs on.
+//!
+//! Layout of a job directory:
+//! - `lock`: held (flock, exclusive) by the supervisor for as long as it
+//!   lives; a follower waits on it instead of polling for the end.
+//! - `pid`: "PGID BOOT_ID", written by rename once the command runs.
+//! - `out`, `err`: the command's stdout and stderr.
+//! - `timedout`: made when the deadline fired.
+//! - `exit`: "CODE" or "CODE timedout", written by rename at the end.
+//!
+//! The host needs a POSIX `sh`, `setsid` and `flock` (util-linux or
+//! BusyBox) and `tail`.
+
+use std::time::Duration;
+
+use crate::remote::quote;
+
+const BOOT_ID_READ: &str = "read -r b 2>/dev/null </proc/sys/kernel/random/boot_id";
+
+/// Runs as `sh -c SUPERVISOR rje-supervise DIR TIMEOUT GRACE KEEP COMMAND`
+/// in a session of its own. Its first line of stdout names the group; then
+/// it lets go of stdout, so that the launcher's `$(…)` returns.
+///
+/// The command and the deadline's timer each run in a session of their
+/// own (`setsid` without a fork: a background child is no group leader),
+/// so a kill of one group never reaches the supervisor. Neither keeps the
+/// lock's descriptor (`3>&-`): the lock is free exactly when the
+/// supervisor is gone.
+const SUPERVISOR: &str = r#"d=$1
+exec 3>"$d/lock" && flock -x 3 || exit 1
+b=none; read -r b 2>/dev/null </proc/sys/kernel/random/boot_id
+setsid sh -c "$5" </dev/null >"$d/out" 2>"$d/err" 3>&- & p=$!
+i=0; until kill -s 0 -- -$p 2>/dev/null || [ $i -ge 10000 ]; do i=$((i+1)); done
+echo "$p $b" >"$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
+echo "rje-pid $p $b"
+exec >/dev/null 2>&1
+setsid sh -c 'sleep "$1"; : >"$2/timedout"; kill -s TERM -- -"$3"; sleep "$4"; kill -s KILL -- -"$3"' rje-deadline "$2" "$d" $p "$3" 3>&- & w=$!
+wait $p; c=$?
+kill -s KILL $w; kill -s KILL -- -$w
+if [ -e "$d/timedout" ] || [ "$4" != 1 ]; then kill -s KILL -- -$p; fi
+[ -e "$d/timedout" ] && c="$c timedout"
+echo "$c" >"$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit""#;
+
+/// What a job needs on the host.
+pub struct Launch<'a> {
+    /// The state directory, relative to the login directory or absolute.
+    pub state_dir: &'a str,
+    pub key: &'a str,
+    pub command: &'a str,
+    pub cwd: Option<&'a str>,
+    pub env: &'a [(String, String)],
+    pub timeout: Duration,
+    pub grace: Duration,
+    /// Processes the command leaves behind may outlive it.
+    pub keep_leftovers: bool,
+}
+
+/// The directory of the job `key`, as a shell word.
+fn job_dir(state_dir: &str, key: &str) -> String {
+    quote(&format!("{}/{key}", state_dir.trim_end_matches('/')))
+}
+
+/// A state directory from the settings: `~/` means the login directory,
+/// where every exec starts.
+pub fn state_dir_word(configured: &str) -> String {
+    configured
+        .strip_prefix("~/")
+        .unwrap_or(configured)
+        .to_owned()
+}
+
+/// Creates the job's directory (refused if it exists: a job is never
+/// started twice), starts the supervisor, says `rje-pid PGID BOOT_ID`, and
+/// follows the output from the start (see [`follow_script`]).
+pub fn launch_script(launch: &Launch, removals: &str) -> String {
+    let base = quote(launch.state_dir.trim_end_matches('/'));
+    let key = quote(launch.key);
+    let mut script = format!(
+        "{removals}command -v setsid >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 \
+         || {{ echo rje-no-tools; exit 0; }}; \
+         mkdir -p {base} 2>/dev/null; d=$(cd {base} 2>/dev/null && pwd) \
+         || {{ echo rje-no-state; exit 0; }}; \
+         d=\"$d\"/{key}; mkdir \"$d\" 2>/dev/null || {{ echo rje-exists; exit 0; }}; "
+    );
+    if let Some(cwd) = launch.cwd {
+        script.push_str(&format!(
+            "cd {} 2>/dev/null || {{ rmdir \"$d\"; echo rje-no-dir; exit 0; }}; ",
+            quote(cwd)
+        ));
+    }
+    for (name, value) in launch.env {
+        // Names were checked at submit ([A-Za-z_][A-Za-z0-9_]*).
+        script.push_str(&format!("export {name}={}; ", quote(value)));
+    }
+    let keep = if launch.keep_leftovers { 1 } else { 0 };
+    script.push_str(&format!(
+        "h=$(setsid sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
+         </dev/null 2>>\"$d/supervisor.log\" &); \
+         [ -n \"$h\" ] || {{ echo rje-no-supervisor; exit 0; }}; echo \"$h\"; \
+         cd \"$d\" || exit 0; {follow}",
+        supervisor = quote(SUPERVISOR),
+        timeout = launch.timeout.as_secs(),
+        grace = format_args!("{:.3}", launch.grace.as_secs_f64()),
+        command = quote(launch.command),
+        follow = follow_body([0, 0]),
+    ));
+    script
+}
+
+/// Follows a started job from `offsets` (bytes of stdout and stderr
+/// already delivered) until its supervisor is gone: says `rje-pid PGID
+/// BOOT_ID` first, or `rje-gone` (no such job) or `rje-rebooted` (the host
+/// booted since it started, and it never ended). What the tails had not
+/// sent when the end came is read by [`finish_script`].
+pub fn follow_script(state_dir: &str, key: &str, offsets: [u64; 2]) -> String {
+    format!(
+        "cd {dir} 2>/dev/null && read -r p pb <pid 2>/dev/null || {{ echo rje-gone; exit 0; }}; \
+         b=none; {BOOT_ID_READ}; \
+         [ -e exit ] || [ \"$pb\" = \"$b\" ] || {{ echo rje-rebooted; exit 0; }}; \
+         echo \"rje-pid $p $pb\"; [ -e exit ] && exit 0; {follow}",
+        dir = job_dir(state_dir, key),
+        follow = follow_body(offsets),
+    )
+}
+
+/// Two tails from the offsets, until the supervisor lets go of the lock;
+/// no polling: tail waits on inotify, flock on the lock.
+fn follow_body(offsets: [u64; 2]) -> String {
+    format!(
+        "tail -c +{out} -f out & t1=$!; tail -c +{err} -f err >&2 & t2=$!; \
+         flock -s lock true; kill $t1 $t2 2>/dev/null; wait; exit 0",
+        out = offsets[0] + 1,
+        err = offsets[1] + 1,
+    )
+}
+
+/// Says `rje-exit CODE [timedout]`, or `rje-no-exit` (the supervisor died
+/// before the command ended) or `rje-gone`, then the output from
+/// `offsets` to its end.
+pub fn finish_script(state_dir: &str, key: &str, offsets: [u64; 2], removals: &str) -> String {
+    format!(
+        "{removals}cd {dir} 2>/dev/null || {{ echo rje-gone; exit 0; }}; \
+         if read -r e <exit 2>/dev/null; then echo \"rje-exit $e\"; else echo rje-no-exit; fi; \
+         tail -c +{out} out 2>/dev/null; tail -c +{err} err >&2 2>/dev/null; exit 0",
+        dir = job_dir(state_dir, key),
+        out = offsets[0] + 1,
+        err = offsets[1] + 1,
+    )
+}
+
+/// Removes the directories of `keys` (jobs whose results are stored), and
+/// of any job whose end was written more than an hour ago (a worker that
+/// died before removing it: by then the job was settled, one way or the
+/// other). Empty without keys.
+pub fn removals(state_dir: &str, keys: &[String]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let dirs: Vec<String> = keys.iter().map(|key| job_dir(state_dir, key)).collect();
+    format!(
+        "rm -rf {dirs} 2>/dev/null; \
+         find {base} -mindepth 2 -maxdepth 2 -name exit -mmin +60 \
+         -exec sh -c 'for f; do rm -rf \"${{f%/exit}}\"; done' rje-sweep {{}} + 2>/dev/null; ",
+        dirs = dirs.join(" "),
+        base = quote(state_dir.trim_end_matches('/')),
+    )
+}
+
+/// The first line of a durable job's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurableHeader {
+    Started { pgid: u32, boot_id: String },
+    Exit { code: i32, timed_out: bool },
+    NoExit,
+    Gone,
+    Rebooted,
+    Exists,
+    NoDirectory,
+    NoTools,
+    NoState,
+    NoSupervisor,
+}
+
+pub fn parse_durable_header(line: &[u8]) -> Option<DurableHeader> {
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    Some(match line {
+        "rje-no-exit" => DurableHeader::NoExit,
+        "rje-gone" => DurableHeader::Gone,
+        "rje-rebooted" => DurableHeader::Rebooted,
+        "rje-exists" => DurableHeader::Exists,
+        "rje-no-dir" => DurableHeader::NoDirectory,
+        "rje-no-tools" => DurableHeader::NoTools,
+        "rje-no-state" => DurableHeader::NoState,
+        "rje-no-supervisor" => DurableHeader::NoSupervisor,
+        _ => {
+            if let Some(rest) = line.strip_prefix("rje-exit ") {
+                let mut words = rest.split(' ');
+                let code = words.next()?.parse().ok()?;
+                let timed_out = match words.next() {
+                    None => false,
+                    Some("timedout") => true,
+                    Some(_) => return None,
+                };
+                return Some(DurableHeader::Exit { code, timed_out });
+            }
+            let rest = line.strip_prefix("rje-pid ")?;
+            let (pgid, boot_id) = rest.split_once(' ')?;
+            DurableHeader::Started {
+                pgid: pgid.parse().ok().filter(|&p| p > 1)?,
+                boot_id: boot_id.to_owned(),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_parsed_strictly() {
+        assert_eq!(
+            parse_durable_header(b"rje-pid 42 b-1"),
+            Some(DurableHeader::Started {
+                pgid: 42,
+                boot_id: "b-1".into()
+            })
+        );
+        assert_eq!(
+            parse_durable_header(b"rje-exit 3 timedout"),
+            Some(DurableHeader::Exit {
+                code: 3,
+                timed_out: true
+            })
+        );
+        assert_eq!(
+            parse_durable_header(b"rje-exit 0\r"),
+            Some(DurableHeader::Exit {
+                code: 0,
+                timed_out: false
+            })
+        );
+        assert_eq!(parse_durable_header(b"rje-exit 0 what"), None);
+        assert_eq!(
+            parse_durable_header(b"rje-pid 1 b"),
+            None,
+            "never init's group"
+        );
+        assert_eq!(parse_durable_header(b"rje-gone"), Some(DurableHeader::Gone));
+        assert_eq!(parse_durable_header(b"Welcome to the host"), None);
+    }
+
+    #[test]
+    fn scripts_quote_what_they_are_given() {
+        let launch = Launch {
+            state_dir: ".rje/jobs/",
+            key: "k1",
+            command: "echo 'hi'",
+            cwd: Some("/tmp/a b"),
+            env: &[("NAME".into(), "it's".into())],
+            timeout: Duration::from_secs(30),
+            grace: Duration::from_millis(2500),
+            keep_leftovers: false,
+        };
+        let script = launch_script(&launch, "");
+        assert!(script.contains("mkdir -p '.rje/jobs'"), "{script}");
+        assert!(script.contains("cd '/tmp/a b'"), "{script}");
+        assert!(script.contains(r"export NAME='it'\''s';"), "{script}");
+        assert!(
+            script.contains(r" 30 2.500 0 'echo '\''hi'\'''"),
+            "{script}"
+        );
+        assert!(follow_script(".rje/jobs", "k1", [5, 0]).contains("tail -c +6 -f out"));
+        assert!(finish_script(".rje/jobs", "k1", [0, 7], "").contains("tail -c +8 err"));
+        assert_eq!(removals(".rje/jobs", &[]), "");
+        assert!(removals(".rje/jobs", &["a".into()]).starts_with("rm -rf '.rje/jobs/a'"));
+        assert_eq!(state_dir_word("~/.rje/jobs"), ".rje/jobs");
+    }
+}

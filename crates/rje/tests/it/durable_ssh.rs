@@ -1,0 +1,124 @@
+//! Durable jobs on an SSH host: the command runs under a supervisor on
+//! the host, in a directory of its own, and outlives the worker that
+//! started it. The host is a real OpenSSH sshd on loopback; what a job
+//! left behind is checked with `ps`, and its files on disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rje_ssh::{HostConfig, Inventory};
+use rje_testkit::TestSshd;
+use serde_json::json;
+use tokio::time::{Instant, sleep};
+
+use crate::helpers::{
+    DEADLINE, TestApp, id_of, live_processes_in_group, numbered_lines, spawn_app_with,
+    wait_group_gone,
+};
+
+/// `box` on `sshd`, its jobs durable, their files under `state_dir`.
+pub fn durable_host(sshd: &TestSshd, state_dir: &Path) -> HostConfig {
+    HostConfig {
+        durable: true,
+        state_dir: state_dir.display().to_string(),
+        ..crate::ssh::host(sshd, "box")
+    }
+}
+
+async fn app_on(sshd: &TestSshd, state_dir: &Path) -> TestApp {
+    let inventory = Inventory {
+        hosts: vec![durable_host(sshd, state_dir)],
+        default_host: Some("box".into()),
+    };
+    spawn_app_with(move |settings| {
+        settings.inventory = inventory;
+        settings.worker.concurrency = 16;
+        settings.kill_grace = Duration::from_millis(500);
+    })
+    .await
+}
+
+/// The job directories left under `state_dir`.
+fn job_dirs(state_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state_dir)
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_no_job_dirs(state_dir: &Path) {
+    let deadline = Instant::now() + DEADLINE;
+    while !job_dirs(state_dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "job directories left behind: {:?}",
+            job_dirs(state_dir)
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn durable_ssh_jobs_report_like_any_other_and_leave_nothing_behind() {
+    let sshd = TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let app = app_on(&sshd, &state_dir).await;
+
+    let failing = app
+        .submit(json!({
+            "command": "echo \"$GREETING from $(pwd)\"; echo oops >&2; exit 4",
+            "parameters": { "env": { "GREETING": "it's me" }, "cwd": "/tmp" },
+        }))
+        .await;
+    let job = app.wait_final(&id_of(&failing)).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(job["exit_code"], 4);
+    assert_eq!(job["stdout"], "it's me from /tmp\n");
+    assert_eq!(job["stderr"], "oops\n");
+    assert_eq!(job["reattached"], 0);
+
+    let lines = app
+        .submit(json!({ "command": "for i in $(seq 1 300); do echo line-$i; done" }))
+        .await;
+    let job = app.wait_final(&id_of(&lines)).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], numbered_lines("line-", 300));
+
+    let no_dir = app
+        .submit(json!({ "command": "true", "parameters": { "cwd": "/no/such/dir" } }))
+        .await;
+    let job = app.wait_final(&id_of(&no_dir)).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("no such directory"),
+        "{job}"
+    );
+
+    // The host keeps the deadline, and ends the whole group.
+    let slow = app
+        .submit(json!({ "command": "sleep 300 & sleep 300; wait", "timeout": 1 }))
+        .await;
+    let job = app.wait_final(&id_of(&slow)).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(job["error"], "timed out after 1 s");
+    let pgid = job["remote_process_id"].as_str().unwrap().to_owned();
+    wait_group_gone(&pgid).await;
+
+    let cancelled = app
+        .submit(json!({ "command": "echo started; sleep 300 & sleep 300; wait" }))
+        .await;
+    let id = id_of(&cancelled);
+    let running = app
+        .wait_for(&id, "its first line", |job| job["stdout"] == "started\n")
+        .await;
+    let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
+    assert!(!live_processes_in_group(&pgid).is_empty());
+    assert!(app.cancel(&id).await.status().is_success());
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "Cancelled", "{job}");
+    assert_eq!(job["stdout"], "started\n");
+    wait_group_gone(&pgid).await;
+
+    // Each directory goes once its job's result is stored.
+    wait_no_job_dirs(&state_dir).await;
+}
