@@ -95,7 +95,11 @@ impl Cluster {
     }
 
     async fn api(&mut self) -> String {
-        let line = self.start("serve", &["--no-worker"], &[]).await;
+        self.api_with(&[]).await
+    }
+
+    async fn api_with(&mut self, extra: &[(&str, &str)]) -> String {
+        let line = self.start("serve", &["--no-worker"], extra).await;
         let base = line
             .strip_prefix("rje listening on ")
             .expect("an address")
@@ -557,4 +561,107 @@ async fn a_durable_job_settled_elsewhere_is_ended_by_the_next_worker_of_its_mach
     // The next worker of the job's machine ends it: the store says it is over.
     cluster.worker(&durable).await;
     wait_group_gone(&pgid).await;
+}
+
+/// Durable jobs on an SSH host: a worker killed -9 mid-run, and a second
+/// worker that reaches the same host finishes its jobs from the files on
+/// the host; a cancel sent meanwhile is carried out, and a job whose host
+/// "rebooted" (its boot id changed) fails without anything being killed.
+#[tokio::test]
+async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
+    let sshd = rje_testkit::TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let hosts = crate::ssh::hosts_file_with(
+        &sshd,
+        &format!("durable = true\nstate_dir = \"{}\"", state_dir.display()),
+    );
+    let hosts = hosts.display().to_string();
+    let mut cluster = Cluster::new().await;
+    let api = cluster
+        .api_with(&[("RJE_HOSTS_FILE", hosts.as_str())])
+        .await;
+    let env = [
+        ("RJE_LEASE_SECONDS", "2"),
+        ("RJE_WORKER_CONCURRENCY", "16"),
+        ("RJE_HOSTS_FILE", hosts.as_str()),
+    ];
+    let doomed = cluster.worker(&env).await;
+    let runs = state.path().join("runs");
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let command = format!(
+            "echo job-{n} >> {}; for i in $(seq 1 40); do echo line-$i; sleep 0.1; done",
+            runs.display()
+        );
+        ids.push(cluster.submit(&api, json!({ "command": command })).await);
+    }
+    let sleeper = cluster
+        .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
+        .await;
+    let rebooted = cluster.submit(&api, json!({"command": "sleep 300"})).await;
+    for id in &ids {
+        cluster
+            .wait_for(&api, id, |job| {
+                job["stdout"]
+                    .as_str()
+                    .is_some_and(|out| out.contains("line-2\n"))
+            })
+            .await;
+    }
+    let mut groups = Vec::new();
+    for id in [&sleeper, &rebooted] {
+        let job = cluster
+            .wait_for(&api, id, |job| job["remote_process_id"].is_string())
+            .await;
+        groups.push(job["remote_process_id"].as_str().unwrap().to_owned());
+    }
+    cluster.processes[doomed].start_kill().unwrap();
+    cluster.processes[doomed].wait().await.unwrap();
+
+    let cancel = cluster
+        .client
+        .post(format!("{api}/jobs/{sleeper}/cancel/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    assert!(
+        !live_processes_in_group(&groups[0]).is_empty(),
+        "nobody killed it yet"
+    );
+    // As if the host had booted since: the job's record names another boot.
+    let pid_file = state_dir.join(&rebooted).join("pid");
+    let recorded = std::fs::read_to_string(&pid_file).unwrap();
+    let pgid = recorded.split(' ').next().unwrap().to_owned();
+    std::fs::write(&pid_file, format!("{pgid} a-boot-before\n")).unwrap();
+
+    cluster.worker(&env).await;
+    let expected = numbered_lines("line-", 40);
+    for id in &ids {
+        let job = cluster.wait_for(&api, id, is_final).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["stdout"], expected, "every line once, in order");
+        assert_eq!(job["reattached"], 1);
+    }
+    let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
+    assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
+    wait_group_gone(&groups[0]).await;
+    let failed = cluster.wait_for(&api, &rebooted, is_final).await;
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    assert_eq!(failed["error"], "the host rebooted while the command ran");
+    assert!(
+        !live_processes_in_group(&groups[1]).is_empty(),
+        "a group from another boot is never signalled"
+    );
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(groups[1].parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut lines = lines_of(&runs);
+    assert_unique(&lines);
+    lines.sort();
+    assert_eq!(lines.len(), 8, "every command ran once: {lines:?}");
+    crate::durable_ssh::wait_no_job_dirs(&state_dir).await;
 }

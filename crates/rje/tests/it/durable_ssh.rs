@@ -45,7 +45,7 @@ fn job_dirs(state_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-async fn wait_no_job_dirs(state_dir: &Path) {
+pub async fn wait_no_job_dirs(state_dir: &Path) {
     let deadline = Instant::now() + DEADLINE;
     while !job_dirs(state_dir).is_empty() {
         assert!(
@@ -120,5 +120,38 @@ async fn durable_ssh_jobs_report_like_any_other_and_leave_nothing_behind() {
     wait_group_gone(&pgid).await;
 
     // Each directory goes once its job's result is stored.
+    wait_no_job_dirs(&state_dir).await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_followed_again_by_the_same_worker() {
+    let mut sshd = TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let app = app_on(&sshd, &state_dir).await;
+    let job = app
+        .submit(json!({ "command": "for i in $(seq 1 30); do echo line-$i; sleep 0.1; done" }))
+        .await;
+    let id = id_of(&job);
+    app.wait_for(&id, "its second line", |job| {
+        job["stdout"]
+            .as_str()
+            .is_some_and(|out| out.contains("line-2\n"))
+    })
+    .await;
+    // Every connection, and sshd itself, gone for a while: the command
+    // runs on under its supervisor.
+    sshd.halt();
+    sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.job(&id).await["status"], "Running");
+    sshd.resume();
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(
+        job["stdout"],
+        numbered_lines("line-", 30),
+        "every line once, in order"
+    );
+    assert_eq!(job["reattached"], 0, "the same worker, the same attempt");
     wait_no_job_dirs(&state_dir).await;
 }

@@ -335,6 +335,11 @@ async fn jobs_that_could_not_start_while_sshd_was_down_run_when_it_is_back() {
 
 /// A hosts file for `sshd`, naming it `box` and making it the default.
 fn hosts_file(sshd: &TestSshd) -> std::path::PathBuf {
+    hosts_file_with(sshd, "")
+}
+
+/// The same, with `more` settings for `box`.
+pub fn hosts_file_with(sshd: &TestSshd, more: &str) -> std::path::PathBuf {
     let path = sshd.path("hosts.toml");
     std::fs::write(
         &path,
@@ -348,7 +353,8 @@ fn hosts_file(sshd: &TestSshd) -> std::path::PathBuf {
              port = {port}\n\
              key = \"{key}\"\n\
              max_concurrent_jobs = 32\n\
-             labels = [\"loopback\"]\n",
+             labels = [\"loopback\"]\n\
+             {more}\n",
             user = sshd.user,
             known = sshd.known_hosts.display(),
             port = sshd.port,
