@@ -5,6 +5,7 @@
 //! again from the byte offsets already delivered.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -12,7 +13,7 @@ use rje_domain::{ExitReport, Outcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::durable::{self, ExitRecord, JobDir, Spec};
+use crate::durable::{self, ExitRecord, JobDir, Launcher, Spec};
 use crate::{DurableExecutor, ExecEvent, ExecRequest, ResumeError, StartError, StartGate};
 use async_trait::async_trait;
 
@@ -20,8 +21,8 @@ use async_trait::async_trait;
 #[derive(Debug, Clone)]
 pub struct DurableLocalExecutor {
     state_dir: PathBuf,
-    /// The rje binary, run as `PROGRAM supervise DIR`.
-    program: PathBuf,
+    /// Starts the supervisors, shared by the clones.
+    launcher: Arc<Launcher>,
     grace: Duration,
 }
 
@@ -31,7 +32,7 @@ impl DurableLocalExecutor {
     pub fn new(state_dir: PathBuf, program: PathBuf, grace: Duration) -> Self {
         Self {
             state_dir,
-            program,
+            launcher: Arc::new(Launcher::new(program)),
             grace,
         }
     }
@@ -187,8 +188,8 @@ impl DurableExecutor for DurableLocalExecutor {
             kill_grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
             allow_daemons: request.parameters.allow_daemons,
         };
-        let (program, launched) = (self.program.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || durable::launch(&program, &launched, &spec))
+        let (launcher, launched) = (self.launcher.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || launcher.launch(&launched, &spec))
             .await
             .map_err(|err| StartError {
                 message: format!("could not start the supervisor: {err}"),

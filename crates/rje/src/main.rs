@@ -51,12 +51,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Runs one job's command detached, as the worker asks (internal).
+    /// Starts the supervisors of durable jobs as the worker asks, reading
+    /// their directories from stdin (internal).
     #[command(hide = true)]
-    Supervise {
-        /// The job's directory, with its spec.json.
-        dir: std::path::PathBuf,
-    },
+    Supervise,
 }
 
 fn main() -> ExitCode {
@@ -82,8 +80,8 @@ fn main() -> ExitCode {
         }
         Command::Client(command) => return client(cli.connection, command),
         // It forks: nothing above has started a thread.
-        Command::Supervise { dir } => {
-            let code = rje_exec::durable::detach_and_supervise(&dir);
+        Command::Supervise => {
+            let code = rje_exec::durable::serve_launches();
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rje_exec::durable::{ExitRecord, JobDir, Spec, launch};
+use rje_exec::durable::{ExitRecord, JobDir, Launcher, Spec};
 use tokio::time::{Instant, sleep};
 
 use crate::helpers::{DEADLINE, live_processes_in_group, numbered_lines};
@@ -23,7 +23,10 @@ fn spec(command: &str, timeout_secs: u64) -> Spec {
 
 fn start(dir: &Path, spec: &Spec) -> JobDir {
     let job = JobDir::new(dir.join("job"));
-    launch(Path::new(env!("CARGO_BIN_EXE_rje")), &job, spec).expect("the supervisor starts");
+    // The launcher ends with this call; the supervisor it forked lives on.
+    Launcher::new(env!("CARGO_BIN_EXE_rje").into())
+        .launch(&job, spec)
+        .expect("the supervisor starts");
     job
 }
 
