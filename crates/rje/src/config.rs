@@ -46,10 +46,10 @@ pub struct ServeArgs {
 
     /// Run local jobs under detached supervisors that keep their files
     /// here, so that a job outlives this process and the next one on the
-    /// same store and directory takes it up (durable jobs). Unset: local
+    /// same store and directory takes it up (durable jobs). Empty: local
     /// jobs end with the process that runs them.
-    #[arg(long, env = "RJE_STATE_DIR")]
-    pub state_dir: Option<std::path::PathBuf>,
+    #[arg(long, env = "RJE_STATE_DIR", default_value = "rje-state")]
+    pub state_dir: String,
 
     /// How much of each stream's output a job list carries per job (the
     /// end of it); the whole is on the job and its logs route.
@@ -386,7 +386,9 @@ impl ServeArgs {
             run_worker: !self.no_worker,
             inventory,
             connections,
-            state_dir: self.state_dir.filter(|dir| !dir.as_os_str().is_empty()),
+            state_dir: Some(self.state_dir)
+                .filter(|dir| !dir.is_empty())
+                .map(std::path::PathBuf::from),
             supervisor_program: None,
         })
     }

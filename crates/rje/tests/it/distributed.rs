@@ -64,6 +64,9 @@ impl Cluster {
             .env("RJE_REDIS_URL", &self.redis_url)
             .env("RJE_BUS_NAMESPACE", &self.namespace)
             .env("RJE_KILL_GRACE_SECONDS", "1")
+            // Local jobs end with their worker unless a test gives a state
+            // directory (a default one would land in the crate's directory).
+            .env("RJE_STATE_DIR", "")
             // Errors only: the tests provoke warnings (a killed worker, a
             // lost Redis) on purpose.
             .env("RUST_LOG", "error")

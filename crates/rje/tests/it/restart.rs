@@ -18,10 +18,16 @@ struct Process {
     client: reqwest::Client,
 }
 
+/// `rje serve` on `db`, in the directory of `db`; its local jobs end with
+/// it (no state directory) unless a test gives one.
 fn rje(db: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+    if let Some(dir) = db.parent() {
+        command.current_dir(dir);
+    }
     command
         .arg("serve")
+        .env("RJE_STATE_DIR", "")
         .env_remove("RJE_API_TOKENS")
         .env_remove("RJE_SSH_HOST")
         .env_remove("EC2_HOST")
@@ -361,11 +367,18 @@ async fn websocket_subscribers_are_counted_while_connected() {
 }
 
 #[tokio::test]
-async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once() {
+async fn by_default_running_jobs_outlive_a_killed_server_and_finish_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rje.db");
+    // The default: ./rje-state, beside ./rje.db.
     let state = dir.path().join("rje-state");
-    let durable = || durable_rje(&db, &state);
+    let durable = || {
+        let mut command = rje(&db);
+        command
+            .env_remove("RJE_STATE_DIR")
+            .env("RJE_WORKER_CONCURRENCY", "8");
+        command
+    };
     let first = Process::start_with(durable()).await;
     let mut ids: Vec<String> = Vec::new();
     for _ in 0..5 {
@@ -398,6 +411,7 @@ async fn with_a_state_dir_running_jobs_outlive_a_killed_server_and_finish_once()
     }
     // Once the results are stored, the supervisors' files go.
     let jobs_dir = state.join("jobs");
+    assert!(jobs_dir.is_dir(), "the default state directory was used");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while std::fs::read_dir(&jobs_dir).is_ok_and(|mut entries| entries.next().is_some()) {
         assert!(

@@ -376,6 +376,7 @@ fn rje_binary(dir: &std::path::Path) -> tokio::process::Command {
         .env_remove("RJE_CONFIG")
         .env_remove("SSH_AUTH_SOCK")
         .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("RJE_STATE_DIR", dir.join("rje-state"))
         .env("RJE_BIND", "127.0.0.1:0")
         .env(
             "RJE_DATABASE_URL",
