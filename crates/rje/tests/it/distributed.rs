@@ -603,6 +603,12 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
         .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
         .await;
     let rebooted = cluster.submit(&api, json!({"command": "sleep 300"})).await;
+    let deadline = cluster
+        .submit(
+            &api,
+            json!({"command": "sleep 300 & sleep 300; wait", "timeout": 3}),
+        )
+        .await;
     for id in &ids {
         cluster
             .wait_for(&api, id, |job| {
@@ -613,7 +619,7 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
             .await;
     }
     let mut groups = Vec::new();
-    for id in [&sleeper, &rebooted] {
+    for id in [&sleeper, &rebooted, &deadline] {
         let job = cluster
             .wait_for(&api, id, |job| job["remote_process_id"].is_string())
             .await;
@@ -638,6 +644,8 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
     let recorded = std::fs::read_to_string(&pid_file).unwrap();
     let pgid = recorded.split(' ').next().unwrap().to_owned();
     std::fs::write(&pid_file, format!("{pgid} a-boot-before\n")).unwrap();
+    // The host keeps the deadline while no worker follows the job.
+    wait_group_gone(&groups[2]).await;
 
     cluster.worker(&env).await;
     let expected = numbered_lines("line-", 40);
@@ -650,6 +658,8 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
     let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
     assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
     wait_group_gone(&groups[0]).await;
+    let timed_out = cluster.wait_for(&api, &deadline, is_final).await;
+    assert_eq!(timed_out["error"], "timed out after 3 s", "{timed_out}");
     let failed = cluster.wait_for(&api, &rebooted, is_final).await;
     assert_eq!(failed["status"], "Failed", "{failed}");
     assert_eq!(failed["error"], "the host rebooted while the command ran");
