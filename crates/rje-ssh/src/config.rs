@@ -563,9 +563,14 @@ mod tests {
             ("EC2_USERNAME", "ignored"),
             ("RJE_SSH_KNOWN_HOSTS", "/etc/rje/known_hosts"),
             ("RJE_SSH_HOST_KEY_POLICY", "accept-new"),
+            ("RJE_SSH_DURABLE", "true"),
+            ("RJE_SSH_STATE_DIR", "/srv/rje"),
         ]))
         .unwrap();
         let host = inventory.get(ENV_HOST_NAME).unwrap();
+        assert!(host.durable);
+        assert_eq!(host.state_dir, "/srv/rje");
+        assert!(Inventory::from_env(&env(&[("RJE_SSH_DURABLE", "yes")])).is_err());
         assert_eq!((host.address.as_str(), host.port), ("10.0.0.5", 2222));
         assert_eq!(host.user, "deploy");
         assert_eq!(host.known_hosts, Path::new("/etc/rje/known_hosts"));
@@ -600,6 +605,8 @@ mod tests {
             key_passphrase_file = "/run/secrets/db-key-pass"
             max_concurrent_jobs = 2
             max_sessions = 4
+            durable = true
+            state_dir = "/var/lib/rje/jobs"
         "#;
         let inventory = Inventory::parse_file(text, &env(&[("HOME", "/home/op")])).unwrap();
         assert_eq!(inventory.default_host.as_deref(), Some("web-1"));
@@ -619,6 +626,9 @@ mod tests {
             Some(Passphrase::File("/run/secrets/db-key-pass".into()))
         );
         assert_eq!((db.max_concurrent_jobs, db.max_sessions), (2, 4));
+        assert!(db.durable && !web.durable, "durable only where asked");
+        assert_eq!(db.state_dir, "/var/lib/rje/jobs");
+        assert_eq!(web.state_dir, DEFAULT_REMOTE_STATE_DIR);
     }
 
     #[test]
@@ -665,6 +675,11 @@ mod tests {
                 "names no configured host",
             ),
             ("[hosts.a]\naddress = \"\"", "address is missing or empty"),
+            (
+                "[hosts.a]\naddress = \"x\"\nstate_dir = \"\"",
+                "hosts.a.state_dir must be a path",
+            ),
+            ("[hosts.a]\naddress = \"x\"\ndurable = 1", "durable"),
             ("[hosts.a]\nport = 22", "hosts.a.address is missing"),
             (
                 "[defaults]\naddress = \"x\"",
