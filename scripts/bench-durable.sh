@@ -2,7 +2,9 @@
 # The price of durable jobs: `rje bench` against a release `rje serve` on a
 # fresh SQLite database, plain and durable in turn, ROUNDS times.
 #   scripts/bench-durable.sh local [ROUNDS]   jobs on this machine
-#   scripts/bench-durable.sh ssh [ROUNDS]     jobs on an sshd on loopback
+#   scripts/bench-durable.sh ssh [ROUNDS]     jobs on an sshd on loopback, as
+#     BENCH_USER (default rjebench, made if missing: /bin/sh, no start-up
+#     files, so that the figures measure rje and sshd, not a login shell)
 # Prints one JSON line of figures per run, tagged plain or durable.
 set -euo pipefail
 mode=${1:-local}
@@ -15,10 +17,16 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [[ $mode == ssh ]]; then
+  user=${BENCH_USER:-rjebench}
+  id "$user" >/dev/null 2>&1 || useradd -m -s /bin/sh "$user"
+  # No password, but not locked: sshd refuses locked accounts.
+  usermod -p "*" "$user"
   sshd_port=$(free_port)
   ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
   ssh-keygen -q -t ed25519 -N '' -f "$work/client_key"
   cp "$work/client_key.pub" "$work/authorized_keys"
+  # sshd reads the keys as the user logging in.
+  chmod 755 "$work"; chmod 644 "$work/authorized_keys"
   echo "[127.0.0.1]:$sshd_port $(cat "$work/host_key.pub")" > "$work/known_hosts"
   mkdir -p /run/sshd
   cat > "$work/sshd_config" <<CONF
@@ -46,11 +54,10 @@ default = "box"
 [hosts.box]
 address = "127.0.0.1"
 port = $sshd_port
-user = "$(id -un)"
+user = "$user"
 key = "$work/client_key"
 known_hosts = "$work/known_hosts"
 durable = $1
-state_dir = "$work/remote-state"
 TOML
 }
 

@@ -1,7 +1,8 @@
 //! The shell text of durable SSH jobs. Each job has a directory on the
-//! host (`<state dir>/<job id>`) where a supervisor, detached from the SSH
-//! session in a session of its own, runs the command with its output in
-//! files, keeps the deadline, and writes the exit status by rename. Any
+//! host (`<state dir>/<job id>`) where a supervisor, in the background of
+//! the launch (no terminal: the end of the SSH session signals nothing),
+//! runs the command with its output in files, keeps the deadline, and
+//! writes the exit status by rename. Any
 //! worker that reaches the host follows the files by byte offset over an
 //! exec channel, so that a worker can die, and another take the job up,
 //! while the command runs on.
@@ -9,7 +10,8 @@
 //! Layout of a job directory:
 //! - `lock`: held (flock, exclusive) by the supervisor for as long as it
 //!   lives; a follower waits on it instead of polling for the end.
-//! - `pid`: "PGID BOOT_ID", written by rename once the command runs.
+//! - `pid`: "PGID BOOT_ID", once the command runs (one short write; it is
+//!   read only by a take-up, leases after).
 //! - `out`, `err`: the command's stdout and stderr.
 //! - `timedout`: made when the deadline fired.
 //! - `exit`: "CODE" or "CODE timedout", written by rename at the end.
@@ -24,8 +26,8 @@ use crate::remote::quote;
 const BOOT_ID_READ: &str = "read -r b 2>/dev/null </proc/sys/kernel/random/boot_id";
 
 /// Runs as `sh -c SUPERVISOR rje-supervise DIR TIMEOUT GRACE KEEP COMMAND`
-/// in a session of its own. Its first line of stdout names the group; then
-/// it lets go of stdout, so that the launcher's `$(…)` returns.
+/// in the background. Its first line of stdout names the group; then it
+/// lets go of stdout, so that the launcher's `$(…)` returns.
 ///
 /// The command and the deadline's timer each run in a session of their
 /// own (`setsid` without a fork: a background child is no group leader),
@@ -37,7 +39,7 @@ exec 3>"$d/lock" && flock -x 3 || exit 1
 b=none; read -r b 2>/dev/null </proc/sys/kernel/random/boot_id
 setsid sh -c "$5" </dev/null >"$d/out" 2>"$d/err" 3>&- & p=$!
 i=0; until kill -s 0 -- -$p 2>/dev/null || [ $i -ge 10000 ]; do i=$((i+1)); done
-echo "$p $b" >"$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
+echo "$p $b" >"$d/pid"
 echo "rje-pid $p $b"
 exec >/dev/null 2>&1
 setsid sh -c 'sleep "$1"; : >"$2/timedout"; kill -s TERM -- -"$3"; sleep "$4"; kill -s KILL -- -"$3"' rje-deadline "$2" "$d" $p "$3" 3>&- & w=$!
@@ -84,9 +86,9 @@ pub fn launch_script(launch: &Launch, removals: &str) -> String {
     let mut script = format!(
         "{removals}command -v setsid >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 \
          || {{ echo rje-no-tools; exit 0; }}; \
-         mkdir -p {base} 2>/dev/null; d=$(cd {base} 2>/dev/null && pwd) \
+         cd {base} 2>/dev/null || {{ mkdir -p {base} && cd {base}; }} 2>/dev/null \
          || {{ echo rje-no-state; exit 0; }}; \
-         d=\"$d\"/{key}; mkdir \"$d\" 2>/dev/null || {{ echo rje-exists; exit 0; }}; "
+         d=\"$PWD\"/{key}; mkdir {key} 2>/dev/null || {{ echo rje-exists; exit 0; }}; cd; "
     );
     if let Some(cwd) = launch.cwd {
         script.push_str(&format!(
@@ -100,7 +102,7 @@ pub fn launch_script(launch: &Launch, removals: &str) -> String {
     }
     let keep = if launch.keep_leftovers { 1 } else { 0 };
     script.push_str(&format!(
-        "h=$(setsid sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
+        "h=$(sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
          </dev/null 2>>\"$d/supervisor.log\" &); \
          [ -n \"$h\" ] || {{ echo rje-no-supervisor; exit 0; }}; echo \"$h\"; \
          cd \"$d\" || exit 0; {follow}",
@@ -134,7 +136,7 @@ pub fn follow_script(state_dir: &str, key: &str, offsets: [u64; 2]) -> String {
 fn follow_body(offsets: [u64; 2]) -> String {
     format!(
         "tail -c +{out} -f out & t1=$!; tail -c +{err} -f err >&2 & t2=$!; \
-         flock -s lock true; kill $t1 $t2 2>/dev/null; wait; exit 0",
+         flock -s 4 4<lock; kill $t1 $t2 2>/dev/null; wait; exit 0",
         out = offsets[0] + 1,
         err = offsets[1] + 1,
     )
@@ -270,6 +272,7 @@ mod tests {
         };
         let script = launch_script(&launch, "");
         assert!(script.contains("mkdir -p '.rje/jobs'"), "{script}");
+        assert!(script.contains("mkdir 'k1'"), "{script}");
         assert!(script.contains("cd '/tmp/a b'"), "{script}");
         assert!(script.contains(r"export NAME='it'\''s';"), "{script}");
         assert!(

@@ -21,7 +21,12 @@ struct Process {
 /// `rje serve` on `db`, in the directory of `db`; its local jobs end with
 /// it (no state directory) unless a test gives one.
 fn rje(db: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+    rje_from(Path::new(env!("CARGO_BIN_EXE_rje")), db)
+}
+
+/// [`rje`], run from the binary at `program`.
+fn rje_from(program: &Path, db: &Path) -> Command {
+    let mut command = Command::new(program);
     if let Some(dir) = db.parent() {
         command.current_dir(dir);
     }
@@ -542,11 +547,17 @@ async fn a_job_of_a_machine_that_rebooted_fails_and_nothing_is_killed() {
 }
 
 #[tokio::test]
-async fn sigterm_in_detach_mode_leaves_the_job_to_the_next_process() {
+async fn an_upgrade_in_detach_mode_leaves_the_job_to_the_new_binary() {
     let dir = tempfile::tempdir().unwrap();
     let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
-    let mut detaching = durable_rje(&db, &state);
-    detaching.env("RJE_SHUTDOWN_MODE", "detach");
+    // The binary is replaced between the two processes, as a deploy does.
+    let installed = dir.path().join("bin").join("rje");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_rje"), &installed).unwrap();
+    let mut detaching = rje_from(&installed, &db);
+    detaching
+        .env("RJE_STATE_DIR", &state)
+        .env("RJE_SHUTDOWN_MODE", "detach");
     let mut first = Process::start_with(detaching).await;
     let id = first
         .submit("for i in $(seq 1 30); do echo line-$i; sleep 0.1; done")
@@ -575,7 +586,11 @@ async fn sigterm_in_detach_mode_leaves_the_job_to_the_next_process() {
         !live_processes_in_group(&pgid).is_empty(),
         "the command runs on"
     );
-    let second = Process::start_with(durable_rje(&db, &state)).await;
+    std::fs::remove_file(&installed).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_rje"), &installed).unwrap();
+    let mut upgraded = rje_from(&installed, &db);
+    upgraded.env("RJE_STATE_DIR", &state);
+    let second = Process::start_with(upgraded).await;
     let job = second.wait_for(&id, is_final).await;
     assert_eq!(job["status"], "Success", "{job}");
     let expected = numbered_lines("line-", 30);
