@@ -47,6 +47,12 @@ pub struct Spec {
     /// Processes that leave the command's group may outlive it.
     #[serde(default)]
     pub allow_daemons: bool,
+    /// The store's output cap per stream (0: none). While the command runs
+    /// the supervisor keeps each file within about this much more than
+    /// the cap by giving back the middle, which the cap drops anyway: so
+    /// nothing grows without bound while no worker follows the job.
+    #[serde(default)]
+    pub max_output_bytes: u64,
 }
 
 /// Who supervises, on which boot of the machine: a pid means nothing
@@ -440,9 +446,30 @@ fn supervise_then(dir: &JobDir, on_started: impl FnOnce()) -> Result<ExitRecord,
     let deadline = started + Duration::from_secs(spec.timeout_secs);
     let grace = Duration::from_millis(spec.kill_grace_ms);
     let mut timed_out = false;
-    let status = match ended.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    let mut bounds = [
+        FileBound::new(dir.stdout(), spec.max_output_bytes),
+        FileBound::new(dir.stderr(), spec.max_output_bytes),
+    ];
+    let ended_by_deadline = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if spec.max_output_bytes > 0 {
+            left.min(BOUND_EVERY)
+        } else {
+            left
+        };
+        match ended.recv_timeout(wait) {
+            Ok(status) => break Ok(status),
+            Err(_) if Instant::now() < deadline => {
+                for bound in &mut bounds {
+                    bound.keep();
+                }
+            }
+            Err(_) => break Err(()),
+        }
+    };
+    let status = match ended_by_deadline {
         Ok(status) => status,
-        Err(_) => {
+        Err(()) => {
             timed_out = true;
             signal_group(pgid, Signal::SIGTERM);
             match ended.recv_timeout(grace) {
@@ -468,6 +495,63 @@ fn supervise_then(dir: &JobDir, on_started: impl FnOnce()) -> Result<ExitRecord,
     };
     write_json(&dir.exit(), &record)?;
     Ok(record)
+}
+
+/// How often a running command's files are checked against the bound.
+const BOUND_EVERY: Duration = Duration::from_secs(1);
+/// Space is given back in steps of at least this much.
+const BOUND_STEP: u64 = 4 * 1024 * 1024;
+/// The file system's block: a hole must cover whole blocks, or the edges
+/// are zeroed data instead of a hole.
+const BLOCK: u64 = 4096;
+
+/// Keeps one output file of a running command within the cap plus a
+/// margin: the head the store keeps (a quarter of the cap, and a block or
+/// so more) and the last cap's worth stay; the middle, which the store's
+/// budget drops anyway, is given back as a hole. A follower finds the hole
+/// (`SEEK_DATA`) and reports the bytes skipped.
+struct FileBound {
+    path: PathBuf,
+    head_keep: u64,
+    tail_keep: u64,
+    /// Given back up to here.
+    released: u64,
+}
+
+impl FileBound {
+    fn new(path: PathBuf, cap: u64) -> Self {
+        Self {
+            path,
+            head_keep: (cap / 4 + 64 * 1024).div_ceil(BLOCK) * BLOCK,
+            tail_keep: cap,
+            released: 0,
+        }
+    }
+
+    fn keep(&mut self) {
+        if self.tail_keep == 0 {
+            return;
+        }
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
+            return;
+        };
+        let from = self.released.max(self.head_keep);
+        let to = size.saturating_sub(self.tail_keep) / BLOCK * BLOCK;
+        if to < from.saturating_add(BOUND_STEP) {
+            return;
+        }
+        match punch_hole(&self.path, from, to) {
+            Ok(()) => self.released = to,
+            Err(err) => {
+                eprintln!(
+                    "rje supervise: cannot bound {} ({err}); it grows with the output",
+                    self.path.display()
+                );
+                // Not again: the file system cannot do it.
+                self.tail_keep = 0;
+            }
+        }
+    }
 }
 
 /// Bytes read from an output file at a time.
@@ -567,19 +651,7 @@ fn release_behind(path: &Path, delivered: u64, released: &mut u64) {
     if upto < released.saturating_add(RELEASE_STEP) {
         return;
     }
-    let punched = OpenOptions::new().write(true).open(path).and_then(|file| {
-        let from = i64::try_from(*released).map_err(io::Error::other)?;
-        let len = i64::try_from(upto - *released).map_err(io::Error::other)?;
-        nix::fcntl::fallocate(
-            &file,
-            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-            from,
-            len,
-        )
-        .map_err(io::Error::from)
-    });
-    match punched {
+    match punch_hole(path, *released, upto) {
         Ok(()) => *released = upto,
         Err(err) => {
             tracing::warn!(path = %path.display(), %err, "cannot release the space of read output");
@@ -587,6 +659,22 @@ fn release_behind(path: &Path, delivered: u64, released: &mut u64) {
             *released = u64::MAX;
         }
     }
+}
+
+/// Gives the space of `from..to` of the file back (a hole; the file's size
+/// and offsets stay).
+fn punch_hole(path: &Path, from: u64, to: u64) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    let offset = i64::try_from(from).map_err(io::Error::other)?;
+    let len = i64::try_from(to - from).map_err(io::Error::other)?;
+    nix::fcntl::fallocate(
+        &file,
+        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Whether the job's supervisor is gone without having written the end
@@ -626,6 +714,30 @@ async fn drain(
     };
     let mut total = 0;
     loop {
+        // Output given back while nobody followed is a hole: skipped, and
+        // said so, never read as zeros.
+        let next_data = i64::try_from(*offset)
+            .ok()
+            .map(|at| nix::unistd::lseek(file, at, nix::unistd::Whence::SeekData));
+        match next_data {
+            Some(Ok(data)) if u64::try_from(data).is_ok_and(|data| data > *offset) => {
+                let skipped = data as u64 - *offset;
+                send(
+                    sink,
+                    crate::ExecEvent::Skipped {
+                        stream,
+                        bytes: skipped,
+                    },
+                )
+                .await?;
+                *offset += skipped;
+                total += skipped;
+            }
+            // Nothing but a hole up to the end: nothing to read yet.
+            Some(Err(Errno::ENXIO)) => return Ok(total),
+            // Data here, or a file system that cannot tell: read.
+            _ => {}
+        }
         let read = file.read_at(buffer, *offset)?;
         if read == 0 {
             return Ok(total);
@@ -634,15 +746,22 @@ async fn drain(
             stream,
             bytes: buffer[..read].to_vec(),
         };
-        if sink.send(event).await.is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "nobody takes the output any more",
-            ));
-        }
+        send(sink, event).await?;
         *offset += read as u64;
         total += read as u64;
     }
+}
+
+async fn send(
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+    event: crate::ExecEvent,
+) -> io::Result<()> {
+    sink.send(event).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "nobody takes the output any more",
+        )
+    })
 }
 
 /// The supervisor has no log but its stderr (`supervisor.log`).

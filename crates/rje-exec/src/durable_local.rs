@@ -23,6 +23,8 @@ pub struct DurableLocalExecutor {
     state_dir: PathBuf,
     /// Starts the supervisors, shared by the clones.
     launcher: Arc<Launcher>,
+    /// The store's output cap per stream, which bounds the files (0: none).
+    max_output_bytes: u64,
     grace: Duration,
 }
 
@@ -34,7 +36,16 @@ impl DurableLocalExecutor {
             state_dir,
             launcher: Arc::new(Launcher::new(program)),
             grace,
+            max_output_bytes: 0,
         }
+    }
+
+    /// Keeps each job's files within about `bytes` per stream plus a
+    /// margin while it runs, followed or not (see
+    /// [`Spec::max_output_bytes`]).
+    pub fn with_max_output_bytes(mut self, bytes: u64) -> Self {
+        self.max_output_bytes = bytes;
+        self
     }
 
     /// The directory of the job named `key`.
@@ -187,6 +198,7 @@ impl DurableExecutor for DurableLocalExecutor {
             timeout_secs: request.timeout.as_secs(),
             kill_grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
             allow_daemons: request.parameters.allow_daemons,
+            max_output_bytes: self.max_output_bytes,
         };
         let (launcher, launched) = (self.launcher.clone(), dir.clone());
         tokio::task::spawn_blocking(move || launcher.launch(&launched, &spec))

@@ -34,6 +34,10 @@ pub enum ExecEvent {
     Started { process_id: String },
     /// Bytes the command wrote, in the order they were read per stream.
     Output { stream: Stream, bytes: Vec<u8> },
+    /// This many bytes of the stream, next in order, are gone: given back
+    /// while no worker followed the command, because the output cap would
+    /// have dropped them anyway (see [`durable::Spec::max_output_bytes`]).
+    Skipped { stream: Stream, bytes: u64 },
 }
 
 /// The command never started: nothing ran, so trying again is safe.

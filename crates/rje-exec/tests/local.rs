@@ -40,6 +40,7 @@ async fn run_with(
                     stream: Stream::Stderr,
                     bytes,
                 } => stderr.extend(bytes),
+                ExecEvent::Skipped { .. } => panic!("a plain run never skips output"),
             }
         }
         (pgid, stdout, stderr)

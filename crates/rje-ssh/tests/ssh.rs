@@ -96,6 +96,7 @@ async fn run_with(
                     stream: Stream::Stderr,
                     bytes,
                 } => run.stderr.extend(bytes),
+                ExecEvent::Skipped { .. } => panic!("a plain run never skips output"),
             }
         }
         run

@@ -39,8 +39,12 @@ pub(crate) struct OutputPump<'a> {
     next_seq: i64,
     splitter: OutputSplitter,
     /// Offsets in the command's streams the output starts from (a job
-    /// taken up again), so that each chunk records where it ends in them.
+    /// taken up again), so that each chunk records where it ends in them;
+    /// bytes the executor skipped move them on.
     source_base: [u64; 2],
+    /// Bytes of each stream skipped (gone before anyone read them) and not
+    /// yet stated: the next chunk of the stream says so.
+    skipped: [u64; 2],
     budget: OutputBudget,
     /// Chunks read but not yet stored, with whether each is head output.
     pending: Vec<(Chunk, bool)>,
@@ -82,6 +86,7 @@ impl<'a> OutputPump<'a> {
             partial_since: [None, None],
             process_id: None,
             source_base: [0, 0],
+            skipped: [0, 0],
         }
     }
 
@@ -125,6 +130,7 @@ impl<'a> OutputPump<'a> {
                         self.process_id = Some(process_id);
                         self.batch_due.get_or_insert_with(|| Instant::now() + self.config.batch_interval);
                     }
+                    Some(ExecEvent::Skipped { stream, bytes }) => self.skip(stream, bytes).await?,
                     Some(ExecEvent::Output { stream, bytes }) => {
                         if let Some(text) = self.splitter.push(stream, &bytes) {
                             let end = self.source_end(stream);
@@ -196,20 +202,38 @@ impl<'a> OutputPump<'a> {
         Ok(())
     }
 
+    /// `bytes` of `stream` are gone: what came before goes out as it is
+    /// (a line cut by the gap ends there), and the next chunk of the
+    /// stream states the gap, as the output cap's own drops do.
+    async fn skip(&mut self, stream: Stream, bytes: u64) -> Result<(), StoreError> {
+        if let Some(text) = self.splitter.flush_partial(stream) {
+            let end = self.source_end(stream);
+            self.stage(stream, text, end).await?;
+        }
+        self.track_partial(stream);
+        self.source_base[stream.index()] += bytes;
+        self.skipped[stream.index()] += bytes;
+        Ok(())
+    }
+
     /// Queues text for the next batch, split between head and tail by the
     /// output budget and cut into chunks of at most [`MAX_CHUNK`]. `end`:
     /// the offset in the raw stream just past this text, which the last
     /// chunk records (a durable job's successor reads on from there).
     async fn stage(&mut self, stream: Stream, text: String, end: u64) -> Result<(), StoreError> {
+        let mut skipped = std::mem::take(&mut self.skipped[stream.index()]);
         let admission = self.budget.admit(stream, text);
         let has_tail = admission.tail.is_some();
         if let Some(head) = admission.head {
-            self.stage_pieces(stream, head, true, 0, (!has_tail).then_some(end));
+            let gap = std::mem::take(&mut skipped);
+            self.stage_pieces(stream, head, true, gap, (!has_tail).then_some(end));
         }
         if let Some(mut tail) = admission.tail {
             let budget = usize::try_from(self.budget.tail_budget()).unwrap_or(usize::MAX);
             let cut = tail_cut(&tail, budget);
-            if cut > 0 || self.pending_tail[stream.index()] + tail.len() as u64 > budget as u64 {
+            let dropped = cut as u64 + skipped;
+            if dropped > 0 || self.pending_tail[stream.index()] + tail.len() as u64 > budget as u64
+            {
                 // This text pushes older output out of the tail's window:
                 // store what is pending first, so that the window moves in
                 // the store, which keeps the count of what it dropped.
@@ -218,7 +242,7 @@ impl<'a> OutputPump<'a> {
             if cut > 0 {
                 tail.drain(..cut);
             }
-            self.stage_pieces(stream, tail, false, cut as u64, Some(end));
+            self.stage_pieces(stream, tail, false, dropped, Some(end));
         }
         if self.batch_due.is_none() && !self.pending.is_empty() {
             self.batch_due = Some(Instant::now() + self.config.batch_interval);

@@ -175,7 +175,8 @@ impl RunningServer {
                     None => std::env::current_exe().map_err(ServerError::SupervisorProgram)?,
                 };
                 let durable =
-                    DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace);
+                    DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace)
+                        .with_max_output_bytes(settings.worker.max_output_bytes);
                 executors = executors.with_durable(rje_domain::HostNames::LOCAL, durable);
             }
             let mut worker = Worker::new(

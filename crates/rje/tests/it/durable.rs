@@ -18,6 +18,7 @@ fn spec(command: &str, timeout_secs: u64) -> Spec {
         timeout_secs,
         kill_grace_ms: 200,
         allow_daemons: false,
+        max_output_bytes: 0,
     }
 }
 
@@ -287,6 +288,7 @@ mod executor {
                 ExecEvent::Output { stream, bytes } => {
                     self.streams[usize::from(stream == Stream::Stderr)].extend(bytes)
                 }
+                ExecEvent::Skipped { .. } => panic!("no cap here: nothing is skipped"),
             }
         }
 

@@ -692,3 +692,63 @@ async fn a_job_taken_up_twice_still_has_every_line_once_and_its_output_cap() {
     // The cap, plus the one marker line that names the gap.
     assert!(stdout.len() <= 4096 + 64, "{} bytes kept", stdout.len());
 }
+
+#[tokio::test]
+async fn a_flood_that_nobody_follows_stays_near_the_cap_on_disk() {
+    const CAP: u64 = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let capped = || {
+        let mut command = durable_rje(&db, &state);
+        command.env("RJE_MAX_OUTPUT_BYTES", CAP.to_string());
+        command
+    };
+    let first = Process::start_with(capped()).await;
+    // About 100 MB over a few seconds, in short lines.
+    let id = first
+        .submit(
+            "for i in $(seq 1 100); do yes 'a line of a flood' | head -c 1000000; \
+             echo end-$i; sleep 0.03; done",
+        )
+        .await;
+    first
+        .wait_for(&id, |job| job["remote_process_id"].is_string())
+        .await;
+    first.kill_hard().await;
+
+    // Nobody follows it now: its stdout file may only hold the head, the
+    // last cap's worth, and what a second of flood adds before the next
+    // check. Its disk use is read as the blocks it holds.
+    let stdout = state.join("jobs").join(&id).join("stdout");
+    let exit = state.join("jobs").join(&id).join("exit.json");
+    let mut largest = 0;
+    let mut logical = 0;
+    while !exit.exists() {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(&stdout) {
+            largest = largest.max(meta.blocks() * 512);
+            logical = meta.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        logical > 50_000_000,
+        "the flood ran: {logical} bytes written"
+    );
+    assert!(
+        largest < 40_000_000,
+        "{largest} bytes on disk for a cap of {CAP} and {logical} bytes written"
+    );
+
+    let second = Process::start_with(capped()).await;
+    let job = second.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    let out = job["stdout"].as_str().unwrap();
+    assert!(out.ends_with("end-100\n"), "the end is kept");
+    assert!(out.starts_with("a line of a flood\n"), "the head is kept");
+    assert!(
+        out.contains("bytes of stdout dropped]"),
+        "the gap is marked"
+    );
+    assert!(out.len() as u64 <= CAP + 64, "{} bytes kept", out.len());
+}
