@@ -52,6 +52,10 @@ pub struct HostStatus {
     pub host_key_policy: Option<HostKeyPolicy>,
     /// Jobs this process runs on the host at once.
     pub max_concurrent_jobs: Option<usize>,
+    /// The host's jobs run under a supervisor there and outlive the worker
+    /// that started them (durable jobs).
+    #[serde(default)]
+    pub durable: bool,
     pub health: HostHealth,
 }
 

@@ -31,6 +31,9 @@ const MAX_PREAMBLE: usize = 64 * 1024;
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(30);
 /// Finished jobs whose directories are removed with one exec at most.
 const REMOVALS_PER_SCRIPT: usize = 64;
+/// Removals ride along with a job's script only this many at a time, so
+/// that a busy host pays one `rm` per batch, not one per job.
+const REMOVALS_TO_RIDE: usize = 16;
 
 /// Runs commands on one host under detached supervisors.
 pub struct DurableSshExecutor {
@@ -63,17 +66,26 @@ impl DurableSshExecutor {
         &self.pool.host().name
     }
 
-    /// The removals owed, as shell text for the next script.
-    fn take_removals(&self) -> String {
+    /// The removals owed, as shell text for the next script: none until
+    /// `at_least` are owed. `sweep` also removes what a lost worker left.
+    fn take_removals(&self, at_least: usize, sweep: bool) -> String {
         let keys = {
             let mut pending = self
                 .to_remove
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if pending.len() < at_least.max(1) {
+                return String::new();
+            }
             let take = pending.len().min(REMOVALS_PER_SCRIPT);
             pending.drain(..take).collect::<Vec<_>>()
         };
-        durable_remote::removals(&self.state_dir, &keys)
+        durable_remote::removals(&self.state_dir, &keys, sweep)
+    }
+
+    /// Removals to ride along with a job's script.
+    fn riding_removals(&self) -> String {
+        self.take_removals(REMOVALS_TO_RIDE, false)
     }
 
     /// Follows the job from `follow`'s position to the supervisor's end,
@@ -199,17 +211,30 @@ impl DurableSshExecutor {
     ) -> Outcome {
         let mut tries = 0;
         let header = loop {
-            let script = finish_script(&self.state_dir, key, follow.offsets, &self.take_removals());
+            let script = finish_script(
+                &self.state_dir,
+                key,
+                follow.offsets,
+                &self.riding_removals(),
+            );
             match self.open(&script).await {
                 Ok(lease) => {
                     follow.restart_without_lease();
                     let never = CancellationToken::new();
                     let mut no_kill = None;
                     self.drain(lease, follow, sink, &never, &mut no_kill).await;
-                    if follow.exited
-                        && let Some(header) = follow.header_seen.take()
-                    {
-                        break header;
+                    match follow.header_seen.take() {
+                        // A missing job stays missing: no point asking again.
+                        Some(header)
+                            if follow.exited
+                                || matches!(
+                                    header,
+                                    DurableHeader::Gone | DurableHeader::Rebooted
+                                ) =>
+                        {
+                            break header;
+                        }
+                        _ => {}
                     }
                 }
                 Err(err) => {
@@ -292,7 +317,7 @@ impl DurableSshExecutor {
         if self.active.load(Ordering::Acquire) > 0 {
             return;
         }
-        let script = self.take_removals();
+        let script = self.take_removals(1, true);
         if script.is_empty() {
             return;
         }
@@ -472,7 +497,7 @@ impl DurableExecutor for DurableSshExecutor {
             grace: self.grace,
             keep_leftovers: request.parameters.allow_daemons,
         };
-        let script = launch_script(&launch, &self.take_removals());
+        let script = launch_script(&launch, &self.riding_removals());
         if let Err(err) = lease.channel.exec(true, script).await {
             return Err(start_error(format!(
                 "lost the connection to {} before the command was sent: {err}",

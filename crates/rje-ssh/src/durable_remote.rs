@@ -156,22 +156,24 @@ pub fn finish_script(state_dir: &str, key: &str, offsets: [u64; 2], removals: &s
     )
 }
 
-/// Removes the directories of `keys` (jobs whose results are stored), and
-/// of any job whose end was written more than an hour ago (a worker that
-/// died before removing it: by then the job was settled, one way or the
-/// other). Empty without keys.
-pub fn removals(state_dir: &str, keys: &[String]) -> String {
+/// Removes the directories of `keys` (jobs whose results are stored); with
+/// `sweep`, also of any job whose end was written more than an hour ago (a
+/// worker that died before removing it: by then the job was settled, one
+/// way or the other). Empty without keys.
+pub fn removals(state_dir: &str, keys: &[String], sweep: bool) -> String {
     if keys.is_empty() {
         return String::new();
     }
     let dirs: Vec<String> = keys.iter().map(|key| job_dir(state_dir, key)).collect();
-    format!(
-        "rm -rf {dirs} 2>/dev/null; \
-         find {base} -mindepth 2 -maxdepth 2 -name exit -mmin +60 \
-         -exec sh -c 'for f; do rm -rf \"${{f%/exit}}\"; done' rje-sweep {{}} + 2>/dev/null; ",
-        dirs = dirs.join(" "),
-        base = quote(state_dir.trim_end_matches('/')),
-    )
+    let mut script = format!("rm -rf {} 2>/dev/null; ", dirs.join(" "));
+    if sweep {
+        script.push_str(&format!(
+            "find {base} -mindepth 2 -maxdepth 2 -name exit -mmin +60 \
+             -exec sh -c 'for f; do rm -rf \"${{f%/exit}}\"; done' rje-sweep {{}} + 2>/dev/null; ",
+            base = quote(state_dir.trim_end_matches('/')),
+        ));
+    }
+    script
 }
 
 /// The first line of a durable job's channel.
@@ -281,8 +283,10 @@ mod tests {
         );
         assert!(follow_script(".rje/jobs", "k1", [5, 0]).contains("tail -c +6 -f out"));
         assert!(finish_script(".rje/jobs", "k1", [0, 7], "").contains("tail -c +8 err"));
-        assert_eq!(removals(".rje/jobs", &[]), "");
-        assert!(removals(".rje/jobs", &["a".into()]).starts_with("rm -rf '.rje/jobs/a'"));
+        assert_eq!(removals(".rje/jobs", &[], true), "");
+        let riding = removals(".rje/jobs", &["a".into(), "b".into()], false);
+        assert_eq!(riding, "rm -rf '.rje/jobs/a' '.rje/jobs/b' 2>/dev/null; ");
+        assert!(removals(".rje/jobs", &["a".into()], true).contains("-mmin +60"));
         assert_eq!(state_dir_word("~/.rje/jobs"), ".rje/jobs");
     }
 }

@@ -25,6 +25,8 @@ pub struct Hosts {
     default_host: String,
     pools: BTreeMap<String, Arc<HostPool>>,
     local: Arc<LocalExecutor>,
+    /// Local jobs run durably (a state directory is set).
+    local_durable: bool,
     kill_grace: Duration,
 }
 
@@ -44,8 +46,15 @@ impl Hosts {
                 .unwrap_or_else(|| HostNames::LOCAL.to_owned()),
             pools,
             local: Arc::new(LocalExecutor::new(kill_grace)),
+            local_durable: false,
             kill_grace,
         }
+    }
+
+    /// Says whether local jobs run durably, for the hosts list.
+    pub fn with_local_durable(mut self, durable: bool) -> Self {
+        self.local_durable = durable;
+        self
     }
 
     /// The names a job may give, for validation at submit.
@@ -101,6 +110,7 @@ impl Hosts {
             labels: Vec::new(),
             host_key_policy: None,
             max_concurrent_jobs: None,
+            durable: self.local_durable,
             health: HostHealth {
                 state: HealthState::Up,
                 connections: 0,
@@ -126,6 +136,7 @@ impl Hosts {
             labels: host.labels.clone(),
             host_key_policy: Some(host.host_key_policy),
             max_concurrent_jobs: Some(host.max_concurrent_jobs),
+            durable: host.durable,
             health: pool.health(),
         }
     }

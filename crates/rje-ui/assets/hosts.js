@@ -44,7 +44,9 @@ function row(host) {
     ? el('span', {}, h.last_error, ' ', el('small', {}, timeEl(h.last_error_at)))
     : el('span', { class: 'muted', text: '—' });
   return el('tr', { 'data-host': host.name },
-    el('th', {}, host.name, host.default ? el('small', { class: 'muted', text: ' default' }) : null),
+    el('th', {}, host.name,
+      host.default ? el('small', { class: 'muted', text: ' default' }) : null,
+      host.durable ? el('small', { class: 'muted', text: ' durable', title: 'jobs outlive the worker that started them' }) : null),
     el('td', {}, health(host)),
     el('td', { class: 'opt', text: address(host) }),
     el('td', { class: 'opt num', text: String(h.jobs_running) }),

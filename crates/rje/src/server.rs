@@ -157,7 +157,10 @@ impl RunningServer {
                 source,
             })?;
 
-        let hosts = Arc::new(Hosts::new(settings.inventory.clone(), settings.kill_grace));
+        let hosts = Arc::new(
+            Hosts::new(settings.inventory.clone(), settings.kill_grace)
+                .with_local_durable(settings.state_dir.is_some()),
+        );
         let mut api_settings = settings.api.clone();
         api_settings.hosts = hosts.names();
         let shutdown = CancellationToken::new();

@@ -542,6 +542,7 @@ async fn hosts_and_workers_pages_show_health_and_the_queue() {
     // An SSH host nobody listens for: its check fails at connecting.
     let mut nowhere = rje_ssh::HostConfig::new("nowhere", "127.0.0.1");
     nowhere.port = rje_testkit::free_port();
+    nowhere.durable = true;
     let app = spawn_app_with(move |settings| {
         settings.inventory = rje_ssh::Inventory {
             hosts: vec![nowhere],
@@ -557,6 +558,16 @@ async fn hosts_and_workers_pages_show_health_and_the_queue() {
             "return document.querySelector('tr[data-host=local]')",
         )
         .await;
+    let tags = browser
+        .until(
+            "the hosts' tags",
+            "const n = document.querySelector('tr[data-host=nowhere] th'); \
+             const l = document.querySelector('tr[data-host=local] th'); \
+             return n && l && [n.innerText, l.innerText]",
+        )
+        .await;
+    assert!(tags[0].as_str().unwrap().contains("durable"), "{tags}");
+    assert!(!tags[1].as_str().unwrap().contains("durable"), "{tags}");
     browser.click("tr[data-host=local] button").await;
     let result = browser
         .until(

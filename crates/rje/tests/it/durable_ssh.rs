@@ -63,6 +63,13 @@ async fn durable_ssh_jobs_report_like_any_other_and_leave_nothing_behind() {
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().join("jobs");
     let app = app_on(&sshd, &state_dir).await;
+    let hosts: serde_json::Value = app.get("/hosts/").await.json().await.unwrap();
+    assert_eq!(hosts["hosts"][0]["name"], "local");
+    assert_eq!(
+        hosts["hosts"][0]["durable"], false,
+        "no state directory here"
+    );
+    assert_eq!(hosts["hosts"][1]["durable"], true, "{hosts}");
 
     let failing = app
         .submit(json!({

@@ -152,6 +152,7 @@ async fn hosts_are_listed_and_checked() {
     assert_eq!(hosts[1]["default"], true);
     assert_eq!(hosts[1]["port"], sshd.port);
     assert_eq!(hosts[1]["labels"], json!(["test"]));
+    assert_eq!(hosts[1]["durable"], false, "only where the settings say");
     assert_eq!(hosts[1]["health"]["state"], "unknown", "not contacted yet");
 
     let (status, report) = json_of(app.post("/hosts/box/check/", &json!({})).await).await;
