@@ -75,7 +75,8 @@ pub struct HostConfig {
     pub keepalive: Duration,
     /// A connection without channels for this long is closed.
     pub idle_timeout: Duration,
-    /// Jobs run under a supervisor on the host and outlive the worker.
+    /// Jobs run under a supervisor on the host and outlive the worker
+    /// (the default; a host without `setsid` and `flock` runs them plainly).
     pub durable: bool,
     /// Where durable jobs keep their files on the host; `~/` is the login
     /// directory.
@@ -255,7 +256,7 @@ impl Common {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            durable: false,
+            durable: true,
             state_dir: DEFAULT_REMOTE_STATE_DIR.to_owned(),
         }
     }
@@ -343,8 +344,8 @@ impl Common {
             keepalive: Duration::from_secs(15),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             durable: match env.var("RJE_SSH_DURABLE").as_deref() {
-                None | Some("0" | "false") => false,
-                Some("1" | "true") => true,
+                None | Some("1" | "true") => true,
+                Some("0" | "false") => false,
                 Some(other) => {
                     return Err(ConfigError::Env(format!(
                         "RJE_SSH_DURABLE must be true or false, not {other:?}"
@@ -563,12 +564,12 @@ mod tests {
             ("EC2_USERNAME", "ignored"),
             ("RJE_SSH_KNOWN_HOSTS", "/etc/rje/known_hosts"),
             ("RJE_SSH_HOST_KEY_POLICY", "accept-new"),
-            ("RJE_SSH_DURABLE", "true"),
+            ("RJE_SSH_DURABLE", "false"),
             ("RJE_SSH_STATE_DIR", "/srv/rje"),
         ]))
         .unwrap();
         let host = inventory.get(ENV_HOST_NAME).unwrap();
-        assert!(host.durable);
+        assert!(!host.durable);
         assert_eq!(host.state_dir, "/srv/rje");
         assert!(Inventory::from_env(&env(&[("RJE_SSH_DURABLE", "yes")])).is_err());
         assert_eq!((host.address.as_str(), host.port), ("10.0.0.5", 2222));
@@ -605,7 +606,7 @@ mod tests {
             key_passphrase_file = "/run/secrets/db-key-pass"
             max_concurrent_jobs = 2
             max_sessions = 4
-            durable = true
+            durable = false
             state_dir = "/var/lib/rje/jobs"
         "#;
         let inventory = Inventory::parse_file(text, &env(&[("HOME", "/home/op")])).unwrap();
@@ -626,7 +627,7 @@ mod tests {
             Some(Passphrase::File("/run/secrets/db-key-pass".into()))
         );
         assert_eq!((db.max_concurrent_jobs, db.max_sessions), (2, 4));
-        assert!(db.durable && !web.durable, "durable only where asked");
+        assert!(web.durable && !db.durable, "durable unless a host says not");
         assert_eq!(db.state_dir, "/var/lib/rje/jobs");
         assert_eq!(web.state_dir, DEFAULT_REMOTE_STATE_DIR);
     }

@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rje_domain::{ExitReport, Outcome, Stream};
-use rje_exec::{DurableExecutor, ExecEvent, ExecRequest, ResumeError, StartError, StartGate};
+use rje_exec::{
+    DurableExecutor, ExecEvent, ExecRequest, Executor, NoGate, ResumeError, StartError, StartGate,
+};
 use russh::ChannelMsg;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::durable_remote::{
     self, DurableHeader, Launch, finish_script, follow_script, launch_script, parse_durable_header,
 };
+use crate::executor::SshExecutor;
 use crate::executor::{NOTHING_RAN, kill_group, ready_to_launch, start_error};
 use crate::pool::{ChannelLease, HostPool};
 
@@ -47,6 +50,10 @@ pub struct DurableSshExecutor {
     /// Runs following a job now: while any does, removals ride along with
     /// its scripts instead of costing an exec of their own.
     active: AtomicUsize,
+    /// Runs jobs the plain way on a host that lacks what a supervisor
+    /// needs (`setsid`, `flock`), once it said so.
+    plain: SshExecutor,
+    plain_only: AtomicBool,
 }
 
 impl DurableSshExecutor {
@@ -54,11 +61,13 @@ impl DurableSshExecutor {
     /// login directory); `grace` is the time between TERM and KILL.
     pub fn new(pool: Arc<HostPool>, state_dir: &str, grace: Duration) -> Self {
         Self {
-            pool,
             grace,
             state_dir: durable_remote::state_dir_word(state_dir),
             to_remove: Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
+            plain: SshExecutor::new(pool.clone(), grace),
+            plain_only: AtomicBool::new(false),
+            pool,
         }
     }
 
@@ -482,8 +491,11 @@ impl DurableExecutor for DurableSshExecutor {
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError> {
+        if self.plain_only.load(Ordering::Acquire) {
+            return self.plain.run(request, gate, sink, cancel).await;
+        }
         let _active = Active::new(&self.active);
-        let Some((_permit, lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
+        let Some((permit, lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
             return Ok(NOTHING_RAN);
         };
         let env: Vec<(String, String)> = request.parameters.env.clone().into_iter().collect();
@@ -527,9 +539,17 @@ impl DurableExecutor for DurableSshExecutor {
                 ));
             }
             Some(DurableHeader::NoTools) => {
-                return refused(format!(
-                    "{host} lacks setsid or flock (util-linux), which durable jobs need"
-                ));
+                // Nothing was started (the check comes first): the job runs
+                // the plain way, as will every later one on this host.
+                tracing::warn!(
+                    host,
+                    "the host lacks setsid or flock (util-linux): its jobs run without a \
+                     supervisor there and end with the worker that runs them"
+                );
+                self.plain_only.store(true, Ordering::Release);
+                drop((permit, follow));
+                // The gate is open already: the start is recorded.
+                return self.plain.run(request, &NoGate, sink, cancel).await;
             }
             Some(DurableHeader::NoState) => {
                 return refused(format!(

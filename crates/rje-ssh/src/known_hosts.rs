@@ -167,7 +167,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             keepalive: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
-            durable: false,
+            durable: true,
             state_dir: crate::config::DEFAULT_REMOTE_STATE_DIR.into(),
         }
     }

@@ -122,6 +122,12 @@ impl TestSshd {
 
     /// An sshd that allows `max_sessions` channels per connection.
     pub fn start_with(max_sessions: usize) -> Self {
+        Self::start_configured(max_sessions, &[])
+    }
+
+    /// An sshd with `extra` lines in its configuration (`SetEnv PATH=…`,
+    /// say, for a host that lacks some programs).
+    pub fn start_configured(max_sessions: usize, extra: &[String]) -> Self {
         ensure_installed();
         // sshd refuses to start without its privilege separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
@@ -162,7 +168,10 @@ impl TestSshd {
             format!("MaxSessions {max_sessions}"),
             "MaxStartups 200".into(),
             "LogLevel ERROR".into(),
-        ] {
+        ]
+        .iter()
+        .chain(extra)
+        {
             let _ = writeln!(text, "{line}");
         }
         std::fs::write(&config, text).expect("sshd_config is written");

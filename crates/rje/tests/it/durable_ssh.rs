@@ -162,3 +162,26 @@ async fn a_dropped_connection_is_followed_again_by_the_same_worker() {
     assert_eq!(job["reattached"], 0, "the same worker, the same attempt");
     wait_no_job_dirs(&state_dir).await;
 }
+
+#[tokio::test]
+async fn a_host_without_setsid_or_flock_runs_its_jobs_plainly() {
+    // The host's sessions find nothing but sh.
+    let tools = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/bin/sh", tools.path().join("sh")).unwrap();
+    let sshd = TestSshd::start_configured(10, &[format!("SetEnv PATH={}", tools.path().display())]);
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let app = app_on(&sshd, &state_dir).await;
+    for code in [3, 4] {
+        let job = app
+            .submit(json!({ "command": format!("echo plain; exit {code}") }))
+            .await;
+        let job = app.wait_final(&id_of(&job)).await;
+        assert_eq!(job["exit_code"], code, "{job}");
+        assert_eq!(job["stdout"], "plain\n");
+    }
+    assert!(
+        job_dirs(&state_dir).is_empty(),
+        "nothing was kept on the host"
+    );
+}

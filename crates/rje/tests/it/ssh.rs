@@ -22,6 +22,8 @@ pub fn host(sshd: &TestSshd, name: &str) -> HostConfig {
         agent: None,
         known_hosts: sshd.known_hosts.clone(),
         labels: vec!["test".into()],
+        // The plain way: durable_ssh.rs tests the durable one.
+        durable: false,
         ..HostConfig::new(name, "127.0.0.1")
     }
 }
@@ -152,7 +154,7 @@ async fn hosts_are_listed_and_checked() {
     assert_eq!(hosts[1]["default"], true);
     assert_eq!(hosts[1]["port"], sshd.port);
     assert_eq!(hosts[1]["labels"], json!(["test"]));
-    assert_eq!(hosts[1]["durable"], false, "only where the settings say");
+    assert_eq!(hosts[1]["durable"], false, "as its settings say");
     assert_eq!(hosts[1]["health"]["state"], "unknown", "not contacted yet");
 
     let (status, report) = json_of(app.post("/hosts/box/check/", &json!({})).await).await;
