@@ -119,6 +119,11 @@ impl DurableSshExecutor {
                 Some(DurableHeader::Rebooted) => return rebooted(),
                 _ => {}
             }
+            if follow.let_go {
+                // Nobody takes the output any more (the worker let the job
+                // go): the command runs on for whoever takes it up.
+                return let_go();
+            }
             if follow.ended {
                 break;
             }
@@ -187,7 +192,7 @@ impl DurableSshExecutor {
                 Some(ChannelMsg::Close) | None => break,
                 Some(_) => {}
             }
-            if follow.header_ends_follow() {
+            if follow.header_ends_follow() || follow.let_go {
                 break;
             }
         }
@@ -232,6 +237,9 @@ impl DurableSshExecutor {
                     let never = CancellationToken::new();
                     let mut no_kill = None;
                     self.drain(lease, follow, sink, &never, &mut no_kill).await;
+                    if follow.let_go {
+                        return let_go();
+                    }
                     match follow.header_seen.take() {
                         // A missing job stays missing: no point asking again.
                         Some(header)
@@ -337,6 +345,14 @@ impl DurableSshExecutor {
     }
 }
 
+/// What a run that stopped following reports; nobody stores it (the
+/// worker let the job go first).
+fn let_go() -> Outcome {
+    Outcome::Error {
+        message: "the worker let the job go".into(),
+    }
+}
+
 fn rebooted() -> Outcome {
     Outcome::Error {
         message: "the host rebooted while the command ran".into(),
@@ -386,6 +402,8 @@ struct Follow {
     exited: bool,
     /// The supervisor is gone (or the job cannot be followed).
     ended: bool,
+    /// The sink is closed: nobody takes the output any more.
+    let_go: bool,
 }
 
 impl Follow {
@@ -398,6 +416,7 @@ impl Follow {
             group: None,
             exited: false,
             ended: false,
+            let_go: false,
         }
     }
 
@@ -439,9 +458,13 @@ impl Follow {
     async fn output(&mut self, stream: Stream, bytes: Vec<u8>, sink: &mpsc::Sender<ExecEvent>) {
         let index = usize::from(stream == Stream::Stderr);
         self.offsets[index] += bytes.len() as u64;
-        // A closed sink means the worker let the job go; the command runs
-        // on for whoever takes it up.
-        let _ = sink.send(ExecEvent::Output { stream, bytes }).await;
+        if sink
+            .send(ExecEvent::Output { stream, bytes })
+            .await
+            .is_err()
+        {
+            self.let_go = true;
+        }
     }
 
     /// stdout before the script's first line is what the login shell's
