@@ -1,0 +1,193 @@
+//! Following a supervised job's files by byte offset, woken by inotify.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use super::{ExitRecord, JobDir, punch_hole, supervisor_died};
+
+/// Bytes read from an output file at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+/// A change the watcher missed is still seen within this long.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Follows a supervised command's output files from `offsets` (bytes of
+/// stdout and stderr already taken), sending what they gain to `sink` as
+/// it is written, until the command has ended and both files are read to
+/// their end. Woken by inotify, not by polling. Returns how the command
+/// ended. `offsets` always says what has been delivered, so a follower may
+/// stop at any point (its future dropped) and another go on from there.
+pub async fn follow(
+    dir: &JobDir,
+    offsets: &mut [u64; 2],
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+) -> io::Result<ExitRecord> {
+    use notify::Watcher;
+    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        // Full means a wake-up is already pending: nothing is lost.
+        let _ = wake.try_send(());
+    })
+    .map_err(io::Error::other)?;
+    watcher
+        .watch(dir.root(), notify::RecursiveMode::NonRecursive)
+        .map_err(io::Error::other)?;
+    let streams = [
+        (rje_domain::Stream::Stdout, dir.stdout()),
+        (rje_domain::Stream::Stderr, dir.stderr()),
+    ];
+    // Kept open: the files only grow, and each read says where.
+    let mut files: [Option<File>; 2] = [None, None];
+    let mut released = [0u64; 2];
+    let mut buffer = vec![0; READ_SIZE];
+    loop {
+        let mut got = 0;
+        for (i, (stream, path)) in streams.iter().enumerate() {
+            got += drain(
+                &mut files[i],
+                path,
+                *stream,
+                &mut offsets[i],
+                &mut buffer,
+                sink,
+            )
+            .await?;
+            release_behind(path, offsets[i], &mut released[i]);
+        }
+        if got > 0 {
+            // More may have come meanwhile: read on before asking anything.
+            continue;
+        }
+        // Caught up. The end is written after the last output, so one more
+        // read after seeing it takes everything.
+        if let Some(exit) = dir.read_exit()? {
+            for (i, (stream, path)) in streams.iter().enumerate() {
+                drain(
+                    &mut files[i],
+                    path,
+                    *stream,
+                    &mut offsets[i],
+                    &mut buffer,
+                    sink,
+                )
+                .await?;
+            }
+            return Ok(exit);
+        }
+        if tokio::time::timeout(RECHECK_EVERY, woken.recv())
+            .await
+            .is_err()
+            && supervisor_died(dir)?
+        {
+            return Err(io::Error::other(
+                "the job's supervisor died before the command ended",
+            ));
+        }
+    }
+}
+
+/// What a follower keeps of a file behind what it delivered: more than
+/// what can be delivered and not yet stored (the worker's bounded event
+/// buffer and batch), so that a successor resuming from the store's offset
+/// always finds its bytes.
+const KEEP_BEHIND: u64 = 8 * 1024 * 1024;
+
+/// Space is given back in steps of this much, not on every read.
+const RELEASE_STEP: u64 = 4 * 1024 * 1024;
+
+/// Gives the disk space of what lies well behind `delivered` back to the
+/// file system (a hole: the file's offsets stay as they are), so that a
+/// command printing gigabytes while followed takes megabytes of disk.
+/// Where the file system cannot punch holes, the file just stays whole.
+fn release_behind(path: &Path, delivered: u64, released: &mut u64) {
+    let upto = delivered.saturating_sub(KEEP_BEHIND) / RELEASE_STEP * RELEASE_STEP;
+    if upto < released.saturating_add(RELEASE_STEP) {
+        return;
+    }
+    match punch_hole(path, *released, upto) {
+        Ok(()) => *released = upto,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "cannot release the space of read output");
+            // Not again: the file system will not change its mind.
+            *released = u64::MAX;
+        }
+    }
+}
+
+/// Sends what `path` holds past `offset`, moving `offset` along; how many
+/// bytes that was. A regular file's read does not block on anyone, so it
+/// is done in place.
+async fn drain(
+    file: &mut Option<File>,
+    path: &Path,
+    stream: rje_domain::Stream,
+    offset: &mut u64,
+    buffer: &mut [u8],
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    if file.is_none() {
+        match File::open(path) {
+            Ok(opened) => *file = Some(opened),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(err),
+        }
+    }
+    let Some(file) = file.as_ref() else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    loop {
+        // Output given back while nobody followed is a hole: skipped, and
+        // said so, never read as zeros.
+        let next_data = i64::try_from(*offset)
+            .ok()
+            .map(|at| nix::unistd::lseek(file, at, nix::unistd::Whence::SeekData));
+        match next_data {
+            Some(Ok(data)) if u64::try_from(data).is_ok_and(|data| data > *offset) => {
+                let skipped = data as u64 - *offset;
+                send(
+                    sink,
+                    crate::ExecEvent::Skipped {
+                        stream,
+                        bytes: skipped,
+                    },
+                )
+                .await?;
+                *offset += skipped;
+                total += skipped;
+            }
+            // Nothing but a hole up to the end: nothing to read yet.
+            Some(Err(Errno::ENXIO)) => return Ok(total),
+            // Data here, or a file system that cannot tell: read.
+            _ => {}
+        }
+        let read = file.read_at(buffer, *offset)?;
+        if read == 0 {
+            return Ok(total);
+        }
+        let event = crate::ExecEvent::Output {
+            stream,
+            bytes: buffer[..read].to_vec(),
+        };
+        send(sink, event).await?;
+        *offset += read as u64;
+        total += read as u64;
+    }
+}
+
+async fn send(
+    sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+    event: crate::ExecEvent,
+) -> io::Result<()> {
+    sink.send(event).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "nobody takes the output any more",
+        )
+    })
+}

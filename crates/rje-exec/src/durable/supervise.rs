@@ -1,0 +1,261 @@
+//! What a supervisor does: runs the command to its end, keeps its deadline
+//! and its files' bound, ends what it leaves, and records the end.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::supervisor::{descendants_of, process_table};
+
+use super::{
+    ExitRecord, JobDir, Spec, SuperviseError, SupervisorRecord, boot_id, now_ms, punch_hole,
+    read_json, write_json, write_whole,
+};
+
+/// What a supervisor does with its job directory: runs the spec to its end
+/// and records it.
+pub fn supervise(dir: &JobDir) -> Result<ExitRecord, SuperviseError> {
+    supervise_then(dir, || {})
+}
+
+/// [`supervise`], calling `started` once the command runs and its pid file
+/// is written.
+pub(super) fn supervise_then(
+    dir: &JobDir,
+    on_started: impl FnOnce(),
+) -> Result<ExitRecord, SuperviseError> {
+    let started = Instant::now();
+    let spec: Spec = read_json(&dir.spec())
+        .and_then(|spec| spec.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+        .map_err(|source| SuperviseError::Spec {
+            path: dir.spec(),
+            source,
+        })?;
+    // Orphans of the command are re-parented here, not to PID 1, so that
+    // nothing it started escapes the end of the job.
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    if unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        eprintln!(
+            "rje supervise: cannot adopt orphans ({}); a process that leaves the \
+             job's group may outlive it",
+            io::Error::last_os_error()
+        );
+    }
+    let record = SupervisorRecord {
+        pid: std::process::id() as i32,
+        boot_id: boot_id().unwrap_or_default(),
+        started_at_ms: now_ms(),
+    };
+    write_json(&dir.supervisor(), &record)?;
+    let append = |path: PathBuf| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| SuperviseError::Write { path, source })
+    };
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(append(dir.stdout())?)
+        .stderr(append(dir.stderr())?)
+        .envs(&spec.env);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().map_err(SuperviseError::Start)?;
+    let pgid = child.id() as i32;
+    write_whole(&dir.pid(), pgid.to_string().as_bytes()).map_err(|source| {
+        SuperviseError::Write {
+            path: dir.pid(),
+            source,
+        }
+    })?;
+    on_started();
+
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let deadline = started + Duration::from_secs(spec.timeout_secs);
+    let grace = Duration::from_millis(spec.kill_grace_ms);
+    let mut timed_out = false;
+    let mut bounds = [
+        FileBound::new(dir.stdout(), spec.max_output_bytes),
+        FileBound::new(dir.stderr(), spec.max_output_bytes),
+    ];
+    let ended_by_deadline = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if spec.max_output_bytes > 0 {
+            left.min(BOUND_EVERY)
+        } else {
+            left
+        };
+        match ended.recv_timeout(wait) {
+            Ok(status) => break Ok(status),
+            Err(_) if Instant::now() < deadline => {
+                for bound in &mut bounds {
+                    bound.keep();
+                }
+            }
+            Err(_) => break Err(()),
+        }
+    };
+    let status = match ended_by_deadline {
+        Ok(status) => status,
+        Err(()) => {
+            timed_out = true;
+            signal_group(pgid, Signal::SIGTERM);
+            match ended.recv_timeout(grace) {
+                Ok(status) => status,
+                Err(_) => {
+                    signal_group(pgid, Signal::SIGKILL);
+                    ended
+                        .recv()
+                        .unwrap_or_else(|_| Err(io::Error::other("lost the command")))
+                }
+            }
+        }
+    };
+    if !spec.allow_daemons || timed_out {
+        end_leftovers(pgid, grace);
+    }
+    let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0x7f00));
+    let record = ExitRecord {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        ended_at_ms: now_ms(),
+    };
+    write_json(&dir.exit(), &record)?;
+    Ok(record)
+}
+
+/// How often a running command's files are checked against the bound.
+const BOUND_EVERY: Duration = Duration::from_secs(1);
+
+/// Space is given back in steps of at least this much.
+const BOUND_STEP: u64 = 4 * 1024 * 1024;
+
+/// The file system's block: a hole must cover whole blocks, or the edges
+/// are zeroed data instead of a hole.
+const BLOCK: u64 = 4096;
+
+/// Keeps one output file of a running command within the cap plus a
+/// margin: the head the store keeps (a quarter of the cap, and a block or
+/// so more) and the last cap's worth stay; the middle, which the store's
+/// budget drops anyway, is given back as a hole. A follower finds the hole
+/// (`SEEK_DATA`) and reports the bytes skipped.
+struct FileBound {
+    path: PathBuf,
+    head_keep: u64,
+    tail_keep: u64,
+    /// Given back up to here.
+    released: u64,
+}
+
+impl FileBound {
+    fn new(path: PathBuf, cap: u64) -> Self {
+        Self {
+            path,
+            head_keep: (cap / 4 + 64 * 1024).div_ceil(BLOCK) * BLOCK,
+            tail_keep: cap,
+            released: 0,
+        }
+    }
+
+    fn keep(&mut self) {
+        if self.tail_keep == 0 {
+            return;
+        }
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
+            return;
+        };
+        let from = self.released.max(self.head_keep);
+        let to = size.saturating_sub(self.tail_keep) / BLOCK * BLOCK;
+        if to < from.saturating_add(BOUND_STEP) {
+            return;
+        }
+        match punch_hole(&self.path, from, to) {
+            Ok(()) => self.released = to,
+            Err(err) => {
+                eprintln!(
+                    "rje supervise: cannot bound {} ({err}); it grows with the output",
+                    self.path.display()
+                );
+                // Not again: the file system cannot do it.
+                self.tail_keep = 0;
+            }
+        }
+    }
+}
+
+/// The supervisor has no log but its stderr (`supervisor.log`).
+fn signal_group(pgid: i32, signal: Signal) {
+    if let Err(err) = crate::group::signal_group(pgid, signal) {
+        eprintln!("rje supervise: cannot signal group {pgid}: {err}");
+    }
+}
+
+/// What the command left: its group, and the orphans re-parented here.
+/// TERM, the grace, then KILL until none is left.
+fn end_leftovers(pgid: i32, grace: Duration) {
+    let me = std::process::id() as i32;
+    let signal_all = |signal: Signal| {
+        signal_group(pgid, signal);
+        for pid in descendants_of(me, &process_table()) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    };
+    let gone = || {
+        // No child left (orphans are adopted as children) and no group:
+        // nothing is left, known without reading all of /proc.
+        let no_children = reap_orphans();
+        killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
+            && (no_children || descendants_of(me, &process_table()).is_empty())
+    };
+    if gone() {
+        return;
+    }
+    signal_all(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..250 {
+        signal_all(Signal::SIGKILL);
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("rje supervise: processes of the job survived KILL");
+}
+
+/// Reaps every exited child (orphans adopted as subreaper included);
+/// whether no child at all is left.
+fn reap_orphans() -> bool {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return false,
+            Ok(_) => {}
+            Err(Errno::ECHILD) => return true,
+            Err(_) => return false,
+        }
+    }
+}
