@@ -36,46 +36,16 @@ pub async fn follow(
     watcher
         .watch(dir.root(), notify::RecursiveMode::NonRecursive)
         .map_err(io::Error::other)?;
-    let streams = [
-        (rje_domain::Stream::Stdout, dir.stdout()),
-        (rje_domain::Stream::Stderr, dir.stderr()),
-    ];
-    // Kept open: the files only grow, and each read says where.
-    let mut files: [Option<File>; 2] = [None, None];
-    let mut released = [0u64; 2];
-    let mut buffer = vec![0; READ_SIZE];
+    let mut files = OutputFiles::new(dir);
     loop {
-        let mut got = 0;
-        for (i, (stream, path)) in streams.iter().enumerate() {
-            got += drain(
-                &mut files[i],
-                path,
-                *stream,
-                &mut offsets[i],
-                &mut buffer,
-                sink,
-            )
-            .await?;
-            release_behind(path, offsets[i], &mut released[i]);
-        }
-        if got > 0 {
+        if files.read_new(offsets, sink).await? > 0 {
             // More may have come meanwhile: read on before asking anything.
             continue;
         }
         // Caught up. The end is written after the last output, so one more
         // read after seeing it takes everything.
         if let Some(exit) = dir.read_exit()? {
-            for (i, (stream, path)) in streams.iter().enumerate() {
-                drain(
-                    &mut files[i],
-                    path,
-                    *stream,
-                    &mut offsets[i],
-                    &mut buffer,
-                    sink,
-                )
-                .await?;
-            }
+            files.read_new(offsets, sink).await?;
             return Ok(exit);
         }
         if tokio::time::timeout(RECHECK_EVERY, woken.recv())
@@ -87,6 +57,52 @@ pub async fn follow(
                 "the job's supervisor died before the command ended",
             ));
         }
+    }
+}
+
+/// A job's two output files as a follower reads them: kept open (the files
+/// only grow, and each read says where), with the space behind what was
+/// delivered given back as it goes.
+struct OutputFiles {
+    streams: [(rje_domain::Stream, std::path::PathBuf); 2],
+    files: [Option<File>; 2],
+    released: [u64; 2],
+    buffer: Vec<u8>,
+}
+
+impl OutputFiles {
+    fn new(dir: &JobDir) -> Self {
+        Self {
+            streams: [
+                (rje_domain::Stream::Stdout, dir.stdout()),
+                (rje_domain::Stream::Stderr, dir.stderr()),
+            ],
+            files: [None, None],
+            released: [0, 0],
+            buffer: vec![0; READ_SIZE],
+        }
+    }
+
+    /// Sends what both files gained past `offsets`; how many bytes.
+    async fn read_new(
+        &mut self,
+        offsets: &mut [u64; 2],
+        sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
+    ) -> io::Result<u64> {
+        let mut got = 0;
+        for (i, (stream, path)) in self.streams.iter().enumerate() {
+            got += drain(
+                &mut self.files[i],
+                path,
+                *stream,
+                &mut offsets[i],
+                &mut self.buffer,
+                sink,
+            )
+            .await?;
+            release_behind(path, offsets[i], &mut self.released[i]);
+        }
+        Ok(got)
     }
 }
 
