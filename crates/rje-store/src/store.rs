@@ -71,8 +71,12 @@ pub enum TakeUp {
     Taken(Box<Reattached>),
     /// Running, and another worker's lease on it is live.
     Held,
-    /// Not running any more (settled, or unknown to the store).
+    /// Settled: its command may not run on.
     Over,
+    /// No such job in this store: its files belong to another store that
+    /// shares the state directory (or to one that was wiped), and are
+    /// left alone.
+    Unknown,
 }
 
 /// A worker as it announced itself, with the jobs it holds leases on.

@@ -351,8 +351,8 @@ impl Worker {
             }
             match self.take_up_one(id, expired_before).await {
                 Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
-                // Taken up by another worker meanwhile.
-                Ok(TakeUp::Held | TakeUp::Over) => {}
+                // Taken up by another worker meanwhile, or settled.
+                Ok(TakeUp::Held | TakeUp::Over | TakeUp::Unknown) => {}
                 Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
             }
         }
@@ -395,10 +395,18 @@ impl Worker {
                         .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
                         .await;
                 }
-                // The store says the job is over (settled elsewhere, or
-                // deleted): nothing of it may run on.
+                // The store says the job is over (settled elsewhere):
+                // nothing of it may run on.
                 Ok(TakeUp::Over) => {
                     durable.end_abandoned(&key);
+                    durable
+                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
+                        .await;
+                }
+                // Not this store's job: another store shares the directory
+                // (or this one was wiped). Never ended from here; its files
+                // go once nothing of it runs and it has been quiet long.
+                Ok(TakeUp::Unknown) => {
                     durable
                         .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
                         .await;

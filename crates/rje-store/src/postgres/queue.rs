@@ -332,7 +332,8 @@ impl Queue for PostgresStore {
                         .await?;
                 return Ok(match status.as_deref() {
                     Some("Running") => TakeUp::Held,
-                    _ => TakeUp::Over,
+                    Some(_) => TakeUp::Over,
+                    None => TakeUp::Unknown,
                 });
             };
             let pk = row.pk;

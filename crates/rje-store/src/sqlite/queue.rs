@@ -338,7 +338,8 @@ impl Queue for SqliteStore {
                         .await?;
                 return Ok(match status.as_deref() {
                     Some("Running") => TakeUp::Held,
-                    _ => TakeUp::Over,
+                    Some(_) => TakeUp::Over,
+                    None => TakeUp::Unknown,
                 });
             };
             let (pk, claimed) = row.into_claimed()?;

@@ -1157,13 +1157,16 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
         ),
         "a finished job is never taken up"
     );
-    assert!(matches!(
-        store
-            .reattach(JobId::new(), &worker(), LEASE, past_the_lease)
-            .await
-            .unwrap(),
-        TakeUp::Over
-    ));
+    assert!(
+        matches!(
+            store
+                .reattach(JobId::new(), &worker(), LEASE, past_the_lease)
+                .await
+                .unwrap(),
+            TakeUp::Unknown
+        ),
+        "a job another store owns is told apart from a settled one"
+    );
 }
 
 pub async fn a_supervised_job_is_left_to_its_machine_for_a_grace(store: Arc<dyn JobStore>) {

@@ -752,3 +752,37 @@ async fn a_flood_that_nobody_follows_stays_near_the_cap_on_disk() {
     );
     assert!(out.len() as u64 <= CAP + 64, "{} bytes kept", out.len());
 }
+
+#[tokio::test]
+async fn two_servers_sharing_the_default_state_directory_leave_each_others_jobs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_default = |db: &str| {
+        let mut command = rje(&dir.path().join(db));
+        command.env_remove("RJE_STATE_DIR");
+        command
+    };
+    let first = Process::start_with(by_default("first.db")).await;
+    let id = first
+        .submit("for i in $(seq 1 20); do echo line-$i; sleep 0.1; done")
+        .await;
+    first
+        .wait_for(&id, |job| {
+            job["stdout"]
+                .as_str()
+                .is_some_and(|out| out.contains("line-2\n"))
+        })
+        .await;
+    // Another store in the same directory: at its start it looks at
+    // ./rje-state and finds a job it does not know.
+    let second = Process::start_with(by_default("second.db")).await;
+    let unknown = second
+        .client
+        .get(format!("{}/jobs/{id}/", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404, "not its job");
+    let job = first.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], numbered_lines("line-", 20));
+}
