@@ -786,3 +786,45 @@ async fn two_servers_sharing_the_default_state_directory_leave_each_others_jobs_
     assert_eq!(job["status"], "Success", "{job}");
     assert_eq!(job["stdout"], numbered_lines("line-", 20));
 }
+
+#[tokio::test]
+async fn sigterm_in_drain_mode_gives_a_durable_job_its_grace_then_kills_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rje.db");
+    let mut draining = rje(&db);
+    draining
+        .env_remove("RJE_STATE_DIR")
+        .env("RJE_SHUTDOWN_GRACE_SECONDS", "1");
+    let mut process = Process::start_with(draining).await;
+    let id = process
+        .submit("echo started; sleep 300 & sleep 300; wait")
+        .await;
+    let started = process
+        .wait_for(&id, |job| job["stdout"] == "started\n")
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    let pid = process.child.id().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(DEADLINE, process.child.wait())
+        .await
+        .expect("rje exits after the grace")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Scale-in: nothing of the job may run on, and its end is stored.
+    wait_group_gone(&pgid).await;
+    let after = Process::start(&db).await;
+    let job = after.job(&id).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(
+        job["error"],
+        "the worker shut down before the command finished"
+    );
+    assert!(
+        !dir.path().join("rje-state").join("jobs").join(&id).exists(),
+        "its files went with it"
+    );
+}
