@@ -113,7 +113,9 @@ impl Presenter {
     /// The answer of `GET /hosts/`; `*` marks the default host.
     pub(crate) fn hosts_table(&self, listed: &Value) -> String {
         let mut table = self.table();
-        table.set_header(vec!["NAME", "KIND", "TARGET", "HEALTH", "RUNNING"]);
+        table.set_header(vec![
+            "NAME", "KIND", "TARGET", "DURABLE", "HEALTH", "RUNNING",
+        ]);
         for host in listed["hosts"].as_array().into_iter().flatten() {
             table.add_row(host_row(host));
         }
@@ -212,6 +214,7 @@ fn host_row(host: &Value) -> Vec<String> {
         ),
         text(&host["kind"]),
         target,
+        if host["durable"] == true { "yes" } else { "no" }.to_owned(),
         state,
         text(&health["jobs_running"]),
     ]

@@ -35,6 +35,7 @@ fn box_and_broken(sshd: &TestSshd) -> Inventory {
     new_key(&stranger, "ed25519", &[]);
     let mut broken = host(sshd, "broken");
     broken.key = Some(stranger);
+    broken.durable = true;
     Inventory {
         hosts: vec![host(sshd, "box"), broken],
         default_host: Some("box".into()),
@@ -505,6 +506,15 @@ async fn the_client_lists_and_checks_hosts() {
         table.contains("local") && table.contains("broken"),
         "{table}"
     );
+    let line_of = |name: &str| {
+        table
+            .lines()
+            .find(|line| line.contains(name))
+            .unwrap_or_default()
+    };
+    assert!(table.contains("DURABLE"), "{table}");
+    assert!(line_of("broken").contains(" yes "), "{table}");
+    assert!(line_of("box *").contains(" no "), "{table}");
 
     let out = client(&["hosts", "--json"]).output().await.unwrap();
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
