@@ -304,8 +304,12 @@ impl DurableSshExecutor {
                 }
             }
             (DurableHeader::Rebooted, _) => rebooted(),
+            (DurableHeader::Gone, _) => self.gone(),
             (other, _) => Outcome::Error {
-                message: format!("the job's files on {} are gone ({other:?})", self.host()),
+                message: format!(
+                    "{} answered {other:?} where the job's end was expected",
+                    self.host()
+                ),
             },
         }
     }
