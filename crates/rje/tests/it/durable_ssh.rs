@@ -185,3 +185,36 @@ async fn a_host_without_setsid_or_flock_runs_its_jobs_plainly() {
         "nothing was kept on the host"
     );
 }
+
+#[tokio::test]
+async fn a_job_whose_supervisor_is_killed_fails_with_the_reason_and_leaves_nothing() {
+    let sshd = TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let app = app_on(&sshd, &state_dir).await;
+    let job = app
+        .submit(json!({ "command": "echo started; sleep 300 & sleep 300; wait" }))
+        .await;
+    let id = id_of(&job);
+    let running = app
+        .wait_for(&id, "its first line", |job| job["stdout"] == "started\n")
+        .await;
+    let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
+    // The supervisor is the shell that names the job's directory.
+    let job_dir = state_dir.join(&id).display().to_string();
+    let killed = std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &format!("rje-supervise {job_dir}")])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the supervisor was found");
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("supervisor on box died before the command ended"),
+        "{error}"
+    );
+    assert!(error.contains("its process group was killed"), "{error}");
+    wait_group_gone(&pgid).await;
+    assert_eq!(job["attempts"], 1, "never run again");
+}
