@@ -144,12 +144,14 @@ fn follow_body(offsets: [u64; 2]) -> String {
 
 /// Says `rje-exit CODE [timedout]`, or `rje-no-exit` (the supervisor died
 /// before the command ended) or `rje-gone`, then the output from
-/// `offsets` to its end.
+/// `offsets` to its end (no `tail` for an empty file: most jobs write
+/// nothing on stderr, and each program started costs a job milliseconds).
 pub fn finish_script(state_dir: &str, key: &str, offsets: [u64; 2], removals: &str) -> String {
     format!(
         "{removals}cd {dir} 2>/dev/null || {{ echo rje-gone; exit 0; }}; \
          if read -r e <exit 2>/dev/null; then echo \"rje-exit $e\"; else echo rje-no-exit; fi; \
-         tail -c +{out} out 2>/dev/null; tail -c +{err} err >&2 2>/dev/null; exit 0",
+         [ ! -s out ] || tail -c +{out} out 2>/dev/null; \
+         [ ! -s err ] || tail -c +{err} err >&2 2>/dev/null; exit 0",
         dir = job_dir(state_dir, key),
         out = offsets[0] + 1,
         err = offsets[1] + 1,
