@@ -49,6 +49,15 @@ pub enum ServerError {
     Task(String),
     #[error("cannot find this program to supervise local jobs with: {0}")]
     SupervisorProgram(std::io::Error),
+    #[error(
+        "cannot use the state directory {path} for durable jobs: {source}; set RJE_STATE_DIR \
+         to a directory this process may write, or to nothing (RJE_STATE_DIR=) to run local \
+         jobs without it"
+    )]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the bus: {0}")]
     Bus(String),
     #[error(
@@ -177,6 +186,16 @@ impl RunningServer {
                     Some(program) => program.clone(),
                     None => std::env::current_exe().map_err(ServerError::SupervisorProgram)?,
                 };
+                // Found out now, not by every local job failing to start.
+                let jobs_dir = state_dir.join("jobs");
+                let probe = jobs_dir.join(format!(".writable-{}", std::process::id()));
+                std::fs::create_dir_all(&jobs_dir)
+                    .and_then(|()| std::fs::write(&probe, b""))
+                    .and_then(|()| std::fs::remove_file(&probe))
+                    .map_err(|source| ServerError::StateDir {
+                        path: state_dir.clone(),
+                        source,
+                    })?;
                 let durable =
                     DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace)
                         .with_max_output_bytes(settings.worker.max_output_bytes);

@@ -244,6 +244,12 @@ async fn bad_configuration_is_a_clear_error() {
         ("RJE_WORKER_CONCURRENCY", "0", "worker-concurrency"),
         ("RJE_LEASE_SECONDS", "-4", "RJE_LEASE_SECONDS"),
         ("RJE_DATABASE_URL", "mysql://x", "postgres://"),
+        // A file where the state directory would be.
+        (
+            "RJE_STATE_DIR",
+            "rje.db/state",
+            "cannot use the state directory",
+        ),
     ] {
         let out = rje(&db).env(variable, value).output().await.unwrap();
         assert!(!out.status.success(), "{variable}={value}");
