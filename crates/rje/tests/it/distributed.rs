@@ -163,6 +163,86 @@ impl Cluster {
     }
 }
 
+/// Jobs that each note the run of their command in `runs`, then print
+/// `line-1` to `line-40` a tenth of a second apart: long enough to lose
+/// their worker halfway.
+struct CountedJobs {
+    ids: Vec<String>,
+    runs: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn submit_counted(&self, api: &str, n: usize, runs: std::path::PathBuf) -> CountedJobs {
+        let mut ids = Vec::new();
+        for job in 0..n {
+            let command = format!(
+                "echo job-{job} >> {}; for i in $(seq 1 40); do echo line-$i; sleep 0.1; done",
+                runs.display()
+            );
+            ids.push(self.submit(api, json!({ "command": command })).await);
+        }
+        CountedJobs { ids, runs }
+    }
+
+    /// Waits until every counted job is printing.
+    async fn wait_printing(&self, api: &str, jobs: &CountedJobs) {
+        for id in &jobs.ids {
+            self.wait_for(api, id, |job| {
+                job["stdout"]
+                    .as_str()
+                    .is_some_and(|out| out.contains("line-2\n"))
+            })
+            .await;
+        }
+    }
+
+    /// Every counted job ends Success with every line once, in order,
+    /// taken up once, and each command ran once.
+    async fn assert_finished_once(&self, api: &str, jobs: &CountedJobs) {
+        let expected = numbered_lines("line-", 40);
+        for id in &jobs.ids {
+            let job = self.wait_for(api, id, is_final).await;
+            assert_eq!(job["status"], "Success", "{job}");
+            assert_eq!(job["stdout"], expected, "every line once, in order");
+            assert_eq!(job["reattached"], 1);
+        }
+        let mut lines = lines_of(&jobs.runs);
+        assert_unique(&lines);
+        lines.sort();
+        assert_eq!(
+            lines.len(),
+            jobs.ids.len(),
+            "every command ran once: {lines:?}"
+        );
+    }
+
+    /// The process group of a job whose command has started.
+    async fn group_of(&self, api: &str, id: &str) -> String {
+        self.wait_for(api, id, |job| job["remote_process_id"].is_string())
+            .await["remote_process_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// kill -9 of the process at `index`.
+    async fn kill(&mut self, index: usize) {
+        self.processes[index].start_kill().unwrap();
+        self.processes[index].wait().await.unwrap();
+    }
+
+    /// Asks for a cancel of `id`, which the API accepts.
+    async fn cancel(&self, api: &str, id: &str) {
+        let cancel = self
+            .client
+            .post(format!("{api}/jobs/{id}/cancel/"))
+            .send()
+            .await
+            .unwrap();
+        assert!(cancel.status().is_success(), "{}", cancel.status());
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for process in &mut self.processes {
@@ -238,18 +318,11 @@ async fn a_killed_worker_loses_only_what_it_had_started() {
         let command = format!("echo quick-{n} >> {}", started.display());
         quick.push(cluster.submit(&api, json!({ "command": command })).await);
     }
-    let pgids: Vec<String> = {
-        let mut pgids = Vec::new();
-        for id in &long {
-            let job = cluster
-                .wait_for(&api, id, |job| job["remote_process_id"].is_string())
-                .await;
-            pgids.push(job["remote_process_id"].as_str().unwrap().to_owned());
-        }
-        pgids
-    };
-    cluster.processes[doomed].start_kill().unwrap();
-    cluster.processes[doomed].wait().await.unwrap();
+    let mut pgids = Vec::new();
+    for id in &long {
+        pgids.push(cluster.group_of(&api, id).await);
+    }
+    cluster.kill(doomed).await;
     let killed_at = Instant::now();
 
     // A survivor reaps the lost jobs and runs the queued ones.
@@ -295,10 +368,7 @@ async fn a_cancel_through_one_process_kills_a_job_on_another() {
     let id = cluster
         .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
         .await;
-    let running = cluster
-        .wait_for(&api, &id, |job| job["remote_process_id"].is_string())
-        .await;
-    let pgid = running["remote_process_id"].as_str().unwrap().to_owned();
+    let pgid = cluster.group_of(&api, &id).await;
     let response = cluster
         .client
         .post(format!("{other_api}/jobs/{id}/cancel/"))
@@ -425,65 +495,29 @@ async fn with_a_state_dir_a_killed_workers_jobs_are_finished_by_the_next_once() 
         ("RJE_STATE_DIR", state_env.as_str()),
     ];
     let doomed = cluster.worker(&durable).await;
-    let runs = dir.path().join("runs");
-    let mut ids = Vec::new();
-    for n in 0..12 {
-        let command = format!(
-            "echo job-{n} >> {}; for i in $(seq 1 40); do echo line-$i; sleep 0.1; done",
-            runs.display()
-        );
-        ids.push(cluster.submit(&api, json!({ "command": command })).await);
-    }
+    let jobs = cluster
+        .submit_counted(&api, 12, dir.path().join("runs"))
+        .await;
     let sleeper = cluster
         .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
         .await;
-    for id in &ids {
-        cluster
-            .wait_for(&api, id, |job| {
-                job["stdout"]
-                    .as_str()
-                    .is_some_and(|out| out.contains("line-2\n"))
-            })
-            .await;
-    }
-    let pgid = cluster
-        .wait_for(&api, &sleeper, |job| job["remote_process_id"].is_string())
-        .await["remote_process_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    cluster.processes[doomed].start_kill().unwrap();
-    cluster.processes[doomed].wait().await.unwrap();
+    cluster.wait_printing(&api, &jobs).await;
+    let pgid = cluster.group_of(&api, &sleeper).await;
+    cluster.kill(doomed).await;
 
     // Asked while no worker follows the job: recorded, carried out by
     // whoever takes it up.
-    let cancel = cluster
-        .client
-        .post(format!("{api}/jobs/{sleeper}/cancel/"))
-        .send()
-        .await
-        .unwrap();
-    assert!(cancel.status().is_success(), "{}", cancel.status());
+    cluster.cancel(&api, &sleeper).await;
     assert!(
         !live_processes_in_group(&pgid).is_empty(),
         "nobody killed it yet"
     );
 
     cluster.worker(&durable).await;
-    let expected = numbered_lines("line-", 40);
-    for id in &ids {
-        let job = cluster.wait_for(&api, id, is_final).await;
-        assert_eq!(job["status"], "Success", "{job}");
-        assert_eq!(job["stdout"], expected, "every line once, in order");
-        assert_eq!(job["reattached"], 1);
-    }
+    cluster.assert_finished_once(&api, &jobs).await;
     let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
     assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
     wait_group_gone(&pgid).await;
-    let mut lines = lines_of(&runs);
-    assert_unique(&lines);
-    lines.sort();
-    assert_eq!(lines.len(), 12, "every command ran once: {lines:?}");
 }
 
 #[tokio::test]
@@ -538,14 +572,8 @@ async fn a_durable_job_settled_elsewhere_is_ended_by_the_next_worker_of_its_mach
     ];
     let doomed = cluster.worker(&durable).await;
     let id = cluster.submit(&api, json!({"command": "sleep 300"})).await;
-    let pgid = cluster
-        .wait_for(&api, &id, |job| job["remote_process_id"].is_string())
-        .await["remote_process_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    cluster.processes[doomed].start_kill().unwrap();
-    cluster.processes[doomed].wait().await.unwrap();
+    let pgid = cluster.group_of(&api, &id).await;
+    cluster.kill(doomed).await;
     // A worker that cannot see the job's files (as on another machine)
     // leaves it to the job's machine for five leases (10 s here), then
     // settles it as lost; the command runs on.
@@ -590,15 +618,9 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
         ("RJE_HOSTS_FILE", hosts.as_str()),
     ];
     let doomed = cluster.worker(&env).await;
-    let runs = state.path().join("runs");
-    let mut ids = Vec::new();
-    for n in 0..8 {
-        let command = format!(
-            "echo job-{n} >> {}; for i in $(seq 1 40); do echo line-$i; sleep 0.1; done",
-            runs.display()
-        );
-        ids.push(cluster.submit(&api, json!({ "command": command })).await);
-    }
+    let jobs = cluster
+        .submit_counted(&api, 8, state.path().join("runs"))
+        .await;
     let sleeper = cluster
         .submit(&api, json!({"command": "sleep 300 & sleep 300; wait"}))
         .await;
@@ -609,32 +631,14 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
             json!({"command": "sleep 300 & sleep 300; wait", "timeout": 3}),
         )
         .await;
-    for id in &ids {
-        cluster
-            .wait_for(&api, id, |job| {
-                job["stdout"]
-                    .as_str()
-                    .is_some_and(|out| out.contains("line-2\n"))
-            })
-            .await;
-    }
+    cluster.wait_printing(&api, &jobs).await;
     let mut groups = Vec::new();
     for id in [&sleeper, &rebooted, &deadline] {
-        let job = cluster
-            .wait_for(&api, id, |job| job["remote_process_id"].is_string())
-            .await;
-        groups.push(job["remote_process_id"].as_str().unwrap().to_owned());
+        groups.push(cluster.group_of(&api, id).await);
     }
-    cluster.processes[doomed].start_kill().unwrap();
-    cluster.processes[doomed].wait().await.unwrap();
+    cluster.kill(doomed).await;
 
-    let cancel = cluster
-        .client
-        .post(format!("{api}/jobs/{sleeper}/cancel/"))
-        .send()
-        .await
-        .unwrap();
-    assert!(cancel.status().is_success(), "{}", cancel.status());
+    cluster.cancel(&api, &sleeper).await;
     assert!(
         !live_processes_in_group(&groups[0]).is_empty(),
         "nobody killed it yet"
@@ -648,13 +652,7 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
     wait_group_gone(&groups[2]).await;
 
     cluster.worker(&env).await;
-    let expected = numbered_lines("line-", 40);
-    for id in &ids {
-        let job = cluster.wait_for(&api, id, is_final).await;
-        assert_eq!(job["status"], "Success", "{job}");
-        assert_eq!(job["stdout"], expected, "every line once, in order");
-        assert_eq!(job["reattached"], 1);
-    }
+    cluster.assert_finished_once(&api, &jobs).await;
     let cancelled = cluster.wait_for(&api, &sleeper, is_final).await;
     assert_eq!(cancelled["status"], "Cancelled", "{cancelled}");
     wait_group_gone(&groups[0]).await;
@@ -672,9 +670,5 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let mut lines = lines_of(&runs);
-    assert_unique(&lines);
-    lines.sort();
-    assert_eq!(lines.len(), 8, "every command ran once: {lines:?}");
     crate::durable_ssh::wait_no_job_dirs(&state_dir).await;
 }
