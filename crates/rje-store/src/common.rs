@@ -169,6 +169,16 @@ pub(crate) fn stored_output(
     Ok((offsets, stored))
 }
 
+/// Why a job was not taken up, from its status in the store (`None`: no
+/// such job): see [`crate::TakeUp`].
+pub(crate) fn not_taken_up(status: Option<&str>) -> crate::TakeUp {
+    match status {
+        Some(status) if status == rje_domain::Status::Running.as_str() => crate::TakeUp::Held,
+        Some(_) => crate::TakeUp::Over,
+        None => crate::TakeUp::Unknown,
+    }
+}
+
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].
 pub(crate) fn stored_parameters(json: serde_json::Value) -> Result<JobParameters, StoreError> {
     JobParameters::from_stored(json).map_err(|err| corrupt("parameters", err))

@@ -9,8 +9,8 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, plan_prune, stored_output,
-    stream_code,
+    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, not_taken_up, plan_prune,
+    stored_output, stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
@@ -330,11 +330,7 @@ impl Queue for PostgresStore {
                         .bind(id.0)
                         .fetch_optional(&mut *tx)
                         .await?;
-                return Ok(match status.as_deref() {
-                    Some("Running") => TakeUp::Held,
-                    Some(_) => TakeUp::Over,
-                    None => TakeUp::Unknown,
-                });
+                return Ok(not_taken_up(status.as_deref()));
             };
             let pk = row.pk;
             let claimed = row.into_claimed()?;

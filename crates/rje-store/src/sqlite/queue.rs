@@ -9,8 +9,8 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, TaskId, WorkerId, 
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, plan_prune, stored_output,
-    stream_code,
+    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, not_taken_up, plan_prune,
+    stored_output, stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
 
@@ -336,11 +336,7 @@ impl Queue for SqliteStore {
                         .bind(id.to_string())
                         .fetch_optional(&mut *tx)
                         .await?;
-                return Ok(match status.as_deref() {
-                    Some("Running") => TakeUp::Held,
-                    Some(_) => TakeUp::Over,
-                    None => TakeUp::Unknown,
-                });
+                return Ok(not_taken_up(status.as_deref()));
             };
             let (pk, claimed) = row.into_claimed()?;
             sqlx::query(
