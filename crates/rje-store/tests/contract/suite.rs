@@ -1025,14 +1025,7 @@ pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dy
         }
     };
     assert_eq!(search("ALPHA").await.len(), 2);
-    let patch = JobPatch::parse(
-        &json!({"command": "echo beta"}),
-        &Limits::default(),
-        &list_hosts(),
-        &first,
-    )
-    .unwrap();
-    store.edit(first.id, &patch).await.unwrap();
+    edit_command(&store, &first, "echo beta").await;
     assert_eq!(
         search("alpha").await,
         [second.id],
@@ -1048,14 +1041,7 @@ pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dy
     // next one, are found as they are now.
     let third = store.create(new_job("echo gamma-three")).await.unwrap();
     let fourth = store.create(new_job("echo gamma-four")).await.unwrap();
-    let patch = JobPatch::parse(
-        &json!({"command": "echo delta"}),
-        &Limits::default(),
-        &list_hosts(),
-        &third,
-    )
-    .unwrap();
-    store.edit(third.id, &patch).await.unwrap();
+    edit_command(&store, &third, "echo delta").await;
     store.delete(fourth.id).await.unwrap();
     assert!(search("gamma").await.is_empty());
     assert_eq!(search("delta").await, [third.id]);
@@ -1064,6 +1050,18 @@ pub async fn search_finds_edited_commands_and_forgets_deleted_ones(store: Arc<dy
         [first.id],
         "what was indexed is still found"
     );
+}
+
+/// Edits a queued job's command, as the API would.
+async fn edit_command(store: &Arc<dyn JobStore>, job: &Job, command: &str) {
+    let patch = JobPatch::parse(
+        &json!({ "command": command }),
+        &Limits::default(),
+        &list_hosts(),
+        job,
+    )
+    .unwrap();
+    store.edit(job.id, &patch).await.unwrap();
 }
 
 pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dyn JobStore>) {
