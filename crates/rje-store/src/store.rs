@@ -192,8 +192,16 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Records, *before* the command is launched, that it may have started:
     /// from then on a lost worker's job is failed, never run again, since
-    /// a shell command must not silently run twice.
-    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError>;
+    /// a shell command must not silently run twice. `supervised`: the
+    /// command runs under a supervisor that outlives the worker, so that
+    /// reapers leave the job a while to the workers that can take it up
+    /// (see [`Queue::reap_expired`]).
+    async fn mark_started(
+        &self,
+        id: JobId,
+        attempt: u32,
+        supervised: bool,
+    ) -> Result<(), StoreError>;
 
     /// Appends output chunks, and the command's process (group) id when it
     /// has become known, in one transaction.
@@ -256,7 +264,7 @@ pub trait Queue: Send + Sync + 'static {
     /// they are now.
     ///
     /// A job run under a supervisor of its machine (see
-    /// [`Queue::mark_supervised`]) is settled only once its lease expired
+    /// [`Queue::mark_started`]) is settled only once its lease expired
     /// before `supervised_before` (earlier): its own machine's workers get
     /// that long to take it up, since no other can.
     async fn reap_expired(
@@ -264,10 +272,6 @@ pub trait Queue: Send + Sync + 'static {
         before: DateTime<Utc>,
         supervised_before: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError>;
-
-    /// Records that the attempt's command runs under a supervisor of the
-    /// worker's machine, which outlives the worker.
-    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError>;
 
     /// Takes up a Running job whose lease expired before `expired_before`
     /// (its worker is gone) as a new attempt held by `worker`, so that the

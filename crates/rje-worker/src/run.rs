@@ -95,20 +95,12 @@ pub(crate) async fn run_job(
     let gate = StoreGate {
         store: &*ctx.store,
         job: &job,
+        supervised: durable.is_some(),
     };
     let key = id.to_string();
     let execution = async {
         match &durable {
             Some(durable) => {
-                // Before anything can start: a reaper elsewhere then leaves
-                // the job to this machine's workers for a while.
-                let supervised = with_retries(|| ctx.store.mark_supervised(id, attempt)).await;
-                if let Err(err) = supervised {
-                    return Err(StartError {
-                        retryable: !matches!(err, StoreError::Fenced),
-                        message: format!("could not record the supervisor: {err}"),
-                    });
-                }
                 durable
                     .run_keyed(&key, request, &gate, sink, stop.clone())
                     .await
@@ -172,13 +164,16 @@ fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
 struct StoreGate<'a> {
     store: &'a dyn Queue,
     job: &'a Job,
+    /// It starts under a supervisor that outlives the worker: a reaper
+    /// elsewhere then leaves the job to the workers that can take it up.
+    supervised: bool,
 }
 
 #[async_trait]
 impl StartGate for StoreGate<'_> {
     async fn open(&self) -> Result<(), StartError> {
         let (store, id, attempt) = (self.store, self.job.id, self.job.attempts);
-        let started = with_retries(|| store.mark_started(id, attempt)).await;
+        let started = with_retries(|| store.mark_started(id, attempt, self.supervised)).await;
         if started.is_ok() {
             let waited = (Utc::now() - self.job.created_at).as_seconds_f64().max(0.0);
             metrics::histogram!(

@@ -60,14 +60,20 @@ impl Queue for PostgresStore {
         rows.into_iter().map(JobRow::into_claimed).collect()
     }
 
-    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+    async fn mark_started(
+        &self,
+        id: JobId,
+        attempt: u32,
+        supervised: bool,
+    ) -> Result<(), StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET started_at = $1, modified_at = $1 \
+            "UPDATE jobs SET started_at = $1, modified_at = $1, supervised = $4 \
              WHERE id = $2 AND attempts = $3 AND status = 'Running'",
         )
         .bind(now())
         .bind(id.0)
         .bind(fit::<i32, _>("attempt", attempt)?)
+        .bind(supervised)
         .execute(&self.pool)
         .await?;
         fenced_unless_written(done.rows_affected())
@@ -368,17 +374,6 @@ impl Queue for PostgresStore {
         }
         .await;
         conclude(tx, result).await
-    }
-
-    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET supervised = TRUE WHERE id = $1 AND attempts = $2 AND status = 'Running'",
-        )
-        .bind(id.0)
-        .bind(fit::<i32, _>("attempt", attempt)?)
-        .execute(&self.pool)
-        .await?;
-        fenced_unless_written(done.rows_affected())
     }
 
     async fn orphaned_supervised(

@@ -85,14 +85,20 @@ impl Queue for SqliteStore {
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
 
-    async fn mark_started(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+    async fn mark_started(
+        &self,
+        id: JobId,
+        attempt: u32,
+        supervised: bool,
+    ) -> Result<(), StoreError> {
         let at = micros(now());
         let done = sqlx::query(
-            "UPDATE jobs SET started_at = ?, modified_at = ? \
+            "UPDATE jobs SET started_at = ?, modified_at = ?, supervised = ? \
              WHERE id = ? AND attempts = ? AND status = 'Running'",
         )
         .bind(at)
         .bind(at)
+        .bind(supervised)
         .bind(id.to_string())
         .bind(i64::from(attempt))
         .execute(&self.writer)
@@ -365,17 +371,6 @@ impl Queue for SqliteStore {
         }
         .await;
         conclude(tx, result).await
-    }
-
-    async fn mark_supervised(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET supervised = 1 WHERE id = ? AND attempts = ? AND status = 'Running'",
-        )
-        .bind(id.to_string())
-        .bind(i64::from(attempt))
-        .execute(&self.writer)
-        .await?;
-        fenced_unless_written(done.rows_affected())
     }
 
     async fn orphaned_supervised(

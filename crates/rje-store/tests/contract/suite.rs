@@ -435,7 +435,7 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
         store
             .append_output(id, attempt, &[chunk(1, Stream::Stdout, "x")], None)
             .await,
-        store.mark_started(id, attempt).await,
+        store.mark_started(id, attempt, false).await,
         store
             .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
             .await
@@ -472,7 +472,7 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
 pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     store.create(new_job("echo")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
-    store.mark_started(id, attempt).await.unwrap();
+    store.mark_started(id, attempt, false).await.unwrap();
     let chunks = [
         chunk(1, Stream::Stdout, "one\n"),
         chunk(2, Stream::Stderr, "oops\n"),
@@ -772,11 +772,11 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
     let claimed = store.claim(&w, 3, LEASE).await.unwrap();
     let [not_started, started, cancelled] = [0, 1, 2].map(|i| &claimed[i].job);
     store
-        .mark_started(started.id, started.attempts)
+        .mark_started(started.id, started.attempts, false)
         .await
         .unwrap();
     store
-        .mark_started(cancelled.id, cancelled.attempts)
+        .mark_started(cancelled.id, cancelled.attempts, false)
         .await
         .unwrap();
     store.cancel(cancelled.id).await.unwrap();
@@ -972,7 +972,7 @@ pub async fn search_matches_a_literal_substring_of_the_command(store: Arc<dyn Jo
 pub async fn the_last_chunks_come_oldest_first(store: Arc<dyn JobStore>) {
     store.create(new_job("echo")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
-    store.mark_started(id, attempt).await.unwrap();
+    store.mark_started(id, attempt, false).await.unwrap();
     let chunks: Vec<_> = (1..=6)
         .map(|seq| {
             let stream = if seq % 2 == 0 {
@@ -1067,7 +1067,7 @@ async fn edit_command(store: &Arc<dyn JobStore>, job: &Job, command: &str) {
 pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dyn JobStore>) {
     store.create(new_job("echo")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
-    store.mark_started(id, attempt).await.unwrap();
+    store.mark_started(id, attempt, false).await.unwrap();
     let ended = |mut chunk: Chunk, end: u64| {
         chunk.source_end = Some(end);
         chunk
@@ -1172,14 +1172,12 @@ pub async fn a_supervised_job_is_left_to_its_machine_for_a_grace(store: Arc<dyn 
     store.create(new_job("supervised")).await.unwrap();
     let first = claim_one(&store, &worker()).await;
     let second = claim_one(&store, &worker()).await;
-    for (id, attempt) in [first, second] {
-        store.mark_started(id, attempt).await.unwrap();
-    }
-    store.mark_supervised(second.0, second.1).await.unwrap();
     assert!(matches!(
-        store.mark_supervised(second.0, second.1 + 1).await,
+        store.mark_started(second.0, second.1 + 1, true).await,
         Err(StoreError::Fenced)
     ));
+    store.mark_started(first.0, first.1, false).await.unwrap();
+    store.mark_started(second.0, second.1, true).await.unwrap();
     let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
     let within_the_grace = past_the_lease - chrono::Duration::minutes(10);
     let reaped = store
@@ -1211,7 +1209,6 @@ pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>
     let mut claimed = Vec::new();
     for _ in 0..4 {
         let (id, attempt) = claim_one(&store, &worker()).await;
-        store.mark_started(id, attempt).await.unwrap();
         claimed.push((id, attempt, store.get(id).await.unwrap().host));
     }
     let host_of = |id: JobId| claimed.iter().find(|c| c.0 == id).unwrap().2.clone();
@@ -1222,9 +1219,8 @@ pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>
         .unwrap()
         .0;
     for (id, attempt, _) in &claimed {
-        if *id != plain_on_a {
-            store.mark_supervised(*id, *attempt).await.unwrap();
-        }
+        let supervised = *id != plain_on_a;
+        store.mark_started(*id, *attempt, supervised).await.unwrap();
     }
     let hosts = ["a".to_owned(), "b".to_owned()];
     let live = Utc::now();
