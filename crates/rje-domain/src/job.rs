@@ -221,6 +221,10 @@ impl ListedJob {
 /// The error a job gets when the worker that ran it vanished.
 pub const WORKER_LOST: &str = "worker lost";
 
+/// The error a durable job gets when its machine booted again while its
+/// command ran: the command is gone, and is never run again.
+pub const HOST_REBOOTED: &str = "the host rebooted while the command ran";
+
 /// What becomes of a running job whose attempt ended without an outcome of
 /// its command: its worker vanished, or the command could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,8 @@ pub use host_status::{
 };
 pub use hosts::{HostNames, is_valid_host_name};
 pub use job::{
-    ExitReport, Job, JobId, ListedJob, LostJob, Outcome, Priority, Settlement, Status,
-    TIMED_OUT_PREFIX, TaskId, WORKER_LOST, WorkerId, is_timeout_error,
+    ExitReport, HOST_REBOOTED, Job, JobId, ListedJob, LostJob, Outcome, Priority, Settlement,
+    Status, TIMED_OUT_PREFIX, TaskId, WORKER_LOST, WorkerId, is_timeout_error,
 };
 pub use limits::Limits;
 pub use list::{ListOutput, ListQuery, OrderField, Ordering};

@@ -359,7 +359,7 @@ fn let_go() -> Outcome {
 
 fn rebooted() -> Outcome {
     Outcome::Error {
-        message: "the host rebooted while the command ran".into(),
+        message: rje_domain::HOST_REBOOTED.into(),
     }
 }
 

@@ -269,7 +269,7 @@ pub(crate) async fn run_reattached(
             return;
         }
         Err(ResumeError::Rebooted) => Outcome::Error {
-            message: "the host rebooted while the command ran".into(),
+            message: rje_domain::HOST_REBOOTED.into(),
         },
         Err(err) => Outcome::Error {
             message: format!("could not take the running command up again: {err}"),
