@@ -124,7 +124,8 @@ impl DurableSshExecutor {
                 // go): the command runs on for whoever takes it up.
                 return let_go();
             }
-            if follow.ended {
+            // The follow script ran to its end: the supervisor is gone.
+            if follow.exited {
                 break;
             }
             // The connection dropped while the command ran: it runs on,
@@ -198,7 +199,6 @@ impl DurableSshExecutor {
         }
         // The script said its last, or the connection dropped: either way
         // this channel is done.
-        follow.ended = follow.exited || follow.header_ends_follow();
         lease.close().await;
     }
 
@@ -404,8 +404,6 @@ struct Follow {
     group: Option<(u32, String)>,
     /// The script's exit status arrived: it ran to its end.
     exited: bool,
-    /// The supervisor is gone (or the job cannot be followed).
-    ended: bool,
     /// The sink is closed: nobody takes the output any more.
     let_go: bool,
 }
@@ -419,7 +417,6 @@ impl Follow {
             header_seen: None,
             group: None,
             exited: false,
-            ended: false,
             let_go: false,
         }
     }
