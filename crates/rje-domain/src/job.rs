@@ -330,6 +330,19 @@ pub fn is_timeout_error(error: &str) -> bool {
 }
 
 impl Outcome {
+    /// How a command reads whose end only a shell's `$?` tells (a
+    /// supervisor on an SSH host): past 128, the signal that killed it, as
+    /// shells report one; a command that exits 130 on its own reads the
+    /// same.
+    pub fn of_shell_status(status: i32) -> Self {
+        match status {
+            129..=192 => Outcome::Signaled {
+                signal: status - 128,
+            },
+            code => Outcome::Exited { code },
+        }
+    }
+
     /// How a command that ended by itself reads: its exit code, else the
     /// signal that ended it.
     pub fn of_exit(code: Option<i32>, signal: Option<i32>) -> Self {
@@ -406,6 +419,17 @@ mod tests {
             Outcome::of_exit(None, None),
             Outcome::Error { .. }
         ));
+    }
+
+    #[test]
+    fn shell_statuses_past_128_are_signals() {
+        assert_eq!(Outcome::of_shell_status(0), Outcome::Exited { code: 0 });
+        assert_eq!(Outcome::of_shell_status(127), Outcome::Exited { code: 127 });
+        assert_eq!(
+            Outcome::of_shell_status(143),
+            Outcome::Signaled { signal: 15 }
+        );
+        assert_eq!(Outcome::of_shell_status(255), Outcome::Exited { code: 255 });
     }
 
     #[test]

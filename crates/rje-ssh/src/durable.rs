@@ -281,7 +281,7 @@ impl DurableSshExecutor {
                 after_secs,
                 kill: ExitReport::Confirmed,
             },
-            (DurableHeader::Exit { code, .. }, None) => shell_status(code),
+            (DurableHeader::Exit { code, .. }, None) => Outcome::of_shell_status(code),
             (DurableHeader::NoExit, _) => {
                 // Nobody will end or record the command now: end it here,
                 // so that nothing of the job is left running.
@@ -360,14 +360,6 @@ fn let_go() -> Outcome {
 fn rebooted() -> Outcome {
     Outcome::Error {
         message: rje_domain::HOST_REBOOTED.into(),
-    }
-}
-
-/// A shell's status: past 128, the signal that killed the command.
-fn shell_status(code: i32) -> Outcome {
-    match code {
-        129..=192 => Outcome::Signaled { signal: code - 128 },
-        code => Outcome::Exited { code },
     }
 }
 
@@ -650,18 +642,5 @@ impl DurableExecutor for DurableSshExecutor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(key.to_owned());
         self.flush_removals_if_idle().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_statuses_past_128_are_signals() {
-        assert_eq!(shell_status(0), Outcome::Exited { code: 0 });
-        assert_eq!(shell_status(127), Outcome::Exited { code: 127 });
-        assert_eq!(shell_status(143), Outcome::Signaled { signal: 15 });
-        assert_eq!(shell_status(255), Outcome::Exited { code: 255 });
     }
 }
