@@ -169,12 +169,22 @@ pub(crate) fn stored_output(
     Ok((offsets, stored))
 }
 
+/// Where a job stands from its status in the store and whether a lease on
+/// it is live: see [`crate::Standing`].
+pub(crate) fn standing(status: &str, lease_live: bool) -> crate::Standing {
+    match (status == rje_domain::Status::Running.as_str(), lease_live) {
+        (true, true) => crate::Standing::Held,
+        (true, false) => crate::Standing::Orphaned,
+        (false, _) => crate::Standing::Over,
+    }
+}
+
 /// Why a job was not taken up, from its status in the store (`None`: no
 /// such job): see [`crate::TakeUp`].
 pub(crate) fn not_taken_up(status: Option<&str>) -> crate::TakeUp {
-    match status {
-        Some(status) if status == rje_domain::Status::Running.as_str() => crate::TakeUp::Held,
-        Some(_) => crate::TakeUp::Over,
+    match status.map(|status| standing(status, true)) {
+        Some(crate::Standing::Held | crate::Standing::Orphaned) => crate::TakeUp::Held,
+        Some(crate::Standing::Over) => crate::TakeUp::Over,
         None => crate::TakeUp::Unknown,
     }
 }

@@ -12,5 +12,5 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
     ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue,
-    Reattached, TakeUp, WorkerInfo,
+    Reattached, Standing, TakeUp, WorkerInfo,
 };

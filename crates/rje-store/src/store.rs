@@ -64,6 +64,18 @@ pub struct Reattached {
     pub stored: Vec<(i64, Stream, u64, u64)>,
 }
 
+/// Where a job stands for a worker that found its files (see
+/// [`Queue::standings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Running, and a worker's lease on it is live.
+    Held,
+    /// Running, and nobody's lease is live: a worker may take it up.
+    Orphaned,
+    /// Settled: its command may not run on.
+    Over,
+}
+
 /// What became of an attempt to take a job up (see [`Queue::reattach`]).
 #[derive(Debug, Clone)]
 pub enum TakeUp {
@@ -283,6 +295,15 @@ pub trait Queue: Send + Sync + 'static {
         lease: Duration,
         expired_before: DateTime<Utc>,
     ) -> Result<TakeUp, StoreError>;
+
+    /// Where each of `ids` stands, with a lease that expired before
+    /// `expired_before` counted as gone; ids the store does not know are
+    /// left out. One query for all the job directories a worker finds.
+    async fn standings(
+        &self,
+        ids: &[JobId],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<(JobId, Standing)>, StoreError>;
 
     /// The Running jobs of `hosts` whose command runs under a supervisor
     /// and whose lease expired before `expired_before`: those a worker

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use rje_bus::{Bus, Received, Subscription};
 use rje_domain::{JobId, WorkerId};
-use rje_store::{Queue, Reattached, StoreError, TakeUp};
+use rje_store::{Queue, Reattached, Standing, StoreError, TakeUp};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -378,41 +378,52 @@ impl Worker {
         let Some(durable) = self.ctx.executors.local_durable() else {
             return Vec::new();
         };
-        let config = &self.ctx.config;
-        let mut found = Vec::new();
-        for key in durable.known_jobs() {
-            let Some(id) = JobId::parse(&key) else {
-                continue;
+        let ids: Vec<JobId> = durable
+            .known_jobs()
+            .iter()
+            .filter_map(|key| JobId::parse(key))
+            .filter(|id| !running.contains_key(id))
+            .collect();
+        // One query for all, not one per directory on every tick.
+        let standings: HashMap<JobId, Standing> =
+            match self.ctx.store.standings(&ids, expired_before).await {
+                Ok(standings) => standings.into_iter().collect(),
+                Err(err) => {
+                    tracing::warn!(%err, "could not look at the jobs of this machine");
+                    return Vec::new();
+                }
             };
-            if running.contains_key(&id) {
-                continue;
+        let quiet = self.ctx.config.lease * STALE_AFTER_LEASES;
+        let mut found = Vec::new();
+        for id in ids {
+            let key = id.to_string();
+            let standing = match standings.get(&id) {
+                Some(Standing::Orphaned) => match self.take_up_one(id, expired_before).await {
+                    Ok(TakeUp::Taken(reattached)) => {
+                        found.push(*reattached);
+                        continue;
+                    }
+                    // Taken up or settled meanwhile: as it stands now.
+                    Ok(TakeUp::Held) => Some(Standing::Held),
+                    Ok(TakeUp::Over) => Some(Standing::Over),
+                    Ok(TakeUp::Unknown) => None,
+                    Err(err) => {
+                        tracing::warn!(%id, %err, "could not take up a running job");
+                        continue;
+                    }
+                },
+                other => other.copied(),
+            };
+            // Settled elsewhere: nothing of it may run on. A job another
+            // worker of this machine follows is left alone, and so is one
+            // this store does not know (another store shares the
+            // directory, or this one was wiped): never ended from here.
+            if standing == Some(Standing::Over) {
+                durable.end_abandoned(&key);
             }
-            match self.take_up_one(id, expired_before).await {
-                Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
-                // Another worker of this machine follows it.
-                Ok(TakeUp::Held) => {
-                    durable
-                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
-                        .await;
-                }
-                // The store says the job is over (settled elsewhere):
-                // nothing of it may run on.
-                Ok(TakeUp::Over) => {
-                    durable.end_abandoned(&key);
-                    durable
-                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
-                        .await;
-                }
-                // Not this store's job: another store shares the directory
-                // (or this one was wiped). Never ended from here; its files
-                // go once nothing of it runs and it has been quiet long.
-                Ok(TakeUp::Unknown) => {
-                    durable
-                        .sweep_if_stale(&key, config.lease * STALE_AFTER_LEASES)
-                        .await;
-                }
-                Err(err) => tracing::warn!(%id, %err, "could not take up a running job"),
-            }
+            // Files go once nothing of the job runs and it has been quiet
+            // long; those of a job someone follows never are.
+            durable.sweep_if_stale(&key, quiet).await;
         }
         found
     }

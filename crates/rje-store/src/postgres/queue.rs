@@ -9,10 +9,10 @@ use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, not_taken_up, plan_prune,
+    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, not_taken_up, plan_prune, standing,
     stored_output, stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{
     JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, current_attempt_pk,
@@ -374,6 +374,29 @@ impl Queue for PostgresStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn standings(
+        &self,
+        ids: &[JobId],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<(JobId, Standing)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(
+            "SELECT id, status, EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk \
+             AND l.expires_at >= $2) FROM jobs j WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .bind(expired_before)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, status, lease_live)| (JobId(id), standing(&status, lease_live)))
+            .collect())
     }
 
     async fn orphaned_supervised(

@@ -10,9 +10,9 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
     REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, not_taken_up, plan_prune,
-    stored_output, stream_code,
+    standing, stored_output, stream_code,
 };
-use crate::{ClaimedJob, Pruned, Queue, Reattached, StoreError, TakeUp};
+use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{
     JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, current_attempt_pk,
@@ -371,6 +371,33 @@ impl Queue for SqliteStore {
         }
         .await;
         conclude(tx, result).await
+    }
+
+    async fn standings(
+        &self,
+        ids: &[JobId],
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<(JobId, Standing)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let ids =
+            serde_json::to_string(&ids).map_err(|err| StoreError::Internal(err.to_string()))?;
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT id, status, EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk \
+             AND l.expires_at >= ?) FROM jobs j WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(micros(expired_before))
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(id, status, lease_live)| {
+                let id = JobId::parse(&id).ok_or_else(|| corrupt("id", &id))?;
+                Ok((id, standing(&status, lease_live)))
+            })
+            .collect()
     }
 
     async fn orphaned_supervised(

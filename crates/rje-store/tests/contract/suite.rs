@@ -7,7 +7,7 @@ use rje_domain::{
     Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome,
     Priority, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
-use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, StoreError, TakeUp};
+use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -44,6 +44,7 @@ macro_rules! store_contract {
             a_lost_running_job_is_taken_up_again_as_a_new_attempt,
             a_supervised_job_is_left_to_its_machine_for_a_grace,
             orphaned_supervised_jobs_are_found_by_host,
+            standings_tell_held_orphaned_and_over_apart_in_one_query,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1261,4 +1262,37 @@ pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>
     };
     let after = store.orphaned_supervised(&hosts, Utc::now()).await.unwrap();
     assert!(!after.contains(&found[0]));
+}
+
+pub async fn standings_tell_held_orphaned_and_over_apart_in_one_query(store: Arc<dyn JobStore>) {
+    store.create(new_job("running")).await.unwrap();
+    store.create(new_job("finished")).await.unwrap();
+    let running = claim_one(&store, &worker()).await;
+    let finished = claim_one(&store, &worker()).await;
+    store
+        .finish(finished.0, finished.1, &Outcome::Exited { code: 0 }, None)
+        .await
+        .unwrap();
+    let unknown = JobId::new();
+    let ids = [running.0, finished.0, unknown];
+    let mut now = store.standings(&ids, Utc::now()).await.unwrap();
+    now.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
+    assert_eq!(
+        now,
+        [(running.0, Standing::Held), (finished.0, Standing::Over)],
+        "an unknown id is left out"
+    );
+    let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
+    let later = store.standings(&ids, past_the_lease).await.unwrap();
+    assert!(
+        later.contains(&(running.0, Standing::Orphaned)),
+        "{later:?}"
+    );
+    assert!(
+        store
+            .standings(&[], past_the_lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
