@@ -20,6 +20,13 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// A `Host` this server does not answer to without a token: a
+    /// DNS-rebinding page's name.
+    #[error("this server does not answer to the host name {0:?}; add it to RJE_ALLOWED_HOSTS or use a token")]
+    MisdirectedHost(String),
+    /// A WebSocket or a change sent by another site's page.
+    #[error("cross-site request from {0} refused; allow its origin with RJE_CORS_ORIGINS")]
+    CrossSite(String),
     #[error("job not found")]
     JobNotFound,
     #[error("no host named {0:?}")]
@@ -47,9 +54,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::MisdirectedHost(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::JobNotFound | ApiError::HostNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -120,6 +129,43 @@ impl From<StoreError> for ApiError {
             StoreError::Fenced | StoreError::Internal(_) => ApiError::Internal(err.to_string()),
         }
     }
+}
+
+/// Answers the rejections of axum's own extractors (a path segment that is
+/// not UTF-8, say) with the JSON error every other refusal has, instead of
+/// their plain text.
+pub(crate) async fn plain_rejections_as_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(plain && response.status().is_client_error()) {
+        return response;
+    }
+    let status = response.status();
+    // A rejection's text is one short sentence.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("bad request").to_owned()
+    } else {
+        text
+    };
+    (
+        status,
+        Json(ErrorBody {
+            error: message,
+            details: Vec::new(),
+        }),
+    )
+        .into_response()
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -22,13 +22,7 @@ impl FromRequest<AppState> for JsonObject {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
+            .is_some_and(is_json_media_type);
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -48,6 +42,11 @@ impl FromRequest<AppState> for JsonObject {
             StrictJsonError::Duplicate(path) => {
                 rje_domain::ValidationError::field(&path, "appears more than once").into()
             }
+            StrictJsonError::Inexact(path) => rje_domain::ValidationError::field(
+                &path,
+                "is a number outside the 64-bit integer range, which rje cannot keep exactly; send it as a string",
+            )
+            .into(),
             StrictJsonError::Syntax(err) => {
                 ApiError::BadRequest(format!("request body is not valid JSON: {err}"))
             }
@@ -108,4 +107,17 @@ pub(crate) fn parse_since(query: &QueryPairs) -> Result<i64, ApiError> {
             rje_domain::ValidationError::field("since", "must be a whole number, 0 or more").into()
         }),
     }
+}
+
+/// `application/json` or a `+json` type, parameters aside. Every body rje
+/// takes is JSON.
+pub(crate) fn is_json_media_type(value: &axum::http::HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
 }

@@ -3,6 +3,7 @@
 //! through [`ApiError`], which maps it to HTTP in one place.
 
 mod auth;
+mod browser_guard;
 mod error;
 mod extract;
 mod health;
@@ -30,8 +31,9 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use browser_guard::AllowedHosts;
 pub use error::ApiError;
-pub use state::{ApiSettings, AppState, HostDirectory, RateLimit};
+pub use state::{ApiSettings, AppState, ConnectionSlot, HostDirectory, RateLimit};
 
 /// The whole API as one service. Paths answer with and without their
 /// trailing slash: the slash is trimmed before routing.
@@ -89,18 +91,26 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         Some(limiter) => guarded.layer(limiter),
         None => guarded,
     };
-    let router = with_security_headers(
-        guarded
-            .merge(open)
-            .layer(axum::middleware::from_fn(metrics::track_requests))
-            .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
-    );
+    let router = guarded
+        .merge(open)
+        .layer(axum::middleware::from_fn(error::plain_rejections_as_json))
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     let router = match cors(&settings.cors_origins) {
         Some(cors) => router
             .layer(cors)
             .layer(axum::middleware::from_fn(preflight_answer)),
         None => router,
     };
+    let guard = std::sync::Arc::new(browser_guard::BrowserGuard::new(
+        settings.allowed_hosts.clone(),
+        &settings.cors_origins,
+    ));
+    // Outermost, so that preflights and refusals carry them too.
+    let router = with_security_headers(router.layer(axum::middleware::from_fn_with_state(
+        guard,
+        browser_guard::guard,
+    )));
     let router = router
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

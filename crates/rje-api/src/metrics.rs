@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -164,10 +164,23 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// A method as a label: the standard ones by name, any other as `other`,
+/// so that a client sending made-up methods cannot make a series each
+/// (every label of rje's comes from a closed set).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
+}
+
 /// Counts and times every request by its route (the pattern, never the
 /// path, so job ids do not make a series each) and status.
 pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -178,7 +191,7 @@ pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     metrics::counter!(
         "rje_http_requests_total",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status,
     )

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::Path;
+use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
+use crate::auth::{presented_token, token_index};
 use crate::{ApiSettings, AppState};
 
 /// What every route that takes a token may answer besides its own.
@@ -115,15 +116,26 @@ impl Modify for BearerAuth {
 /// `GET /openapi.json` and the docs page, for `document` as this server
 /// runs it: its hosts and limits.
 pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppState> {
-    let mut json = serde_json::to_value(&document).unwrap_or_default();
-    fit_to_server(&mut json, settings);
-    let json = Arc::new(json);
+    let described = |name_hosts| {
+        let mut json = serde_json::to_value(&document).unwrap_or_default();
+        fit_to_server(&mut json, settings, name_hosts);
+        Arc::new(json)
+    };
+    // With tokens on, the document anyone may read names no host: host
+    // names tell an attacker where to go next. A token's holder gets them.
+    let (full, public) = (described(true), described(settings.tokens.is_empty()));
+    let tokens: Arc<[String]> = settings.tokens.clone().into();
     let config = Arc::new(Config::from("/openapi.json"));
     Router::new()
         .route(
             "/openapi.json",
-            get(move || {
-                let json = json.clone();
+            get(move |request: Request| {
+                let entitled = tokens.is_empty()
+                    || presented_token(&request)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|token| token_index(&tokens, &token).is_some());
+                let json = if entitled { full.clone() } else { public.clone() };
                 async move { Json(json.as_ref().clone()) }
             }),
         )
@@ -143,7 +155,7 @@ pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppSt
 /// What only the running server knows: which hosts a job may name and the
 /// limits it was started with; and the links from a created job to what
 /// can be done with it, which stateful clients (and fuzzers) follow.
-fn fit_to_server(document: &mut Value, settings: &ApiSettings) {
+fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool) {
     let hosts: Vec<Value> = settings.hosts.names().map(Value::from).collect();
     let limits = &settings.limits;
     for request in ["SubmitRequest", "EditRequest"] {
@@ -152,7 +164,9 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings) {
         else {
             continue;
         };
-        properties["host"]["enum"] = Value::from(hosts.clone());
+        if name_hosts {
+            properties["host"]["enum"] = Value::from(hosts.clone());
+        }
         properties["timeout"]["minimum"] = json!(limits.min_timeout_secs);
         properties["timeout"]["maximum"] = json!(limits.max_timeout_secs);
         properties["command"]["maxLength"] = json!(limits.max_command_bytes);
@@ -164,7 +178,9 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings) {
         let pointer = format!("/paths/{}/get/parameters", list.replace('/', "~1"));
         if let Some(Value::Array(parameters)) = document.pointer_mut(&pointer) {
             for parameter in parameters.iter_mut().filter(|p| p["name"] == "host") {
-                parameter["schema"]["enum"] = Value::from(hosts.clone());
+                if name_hosts {
+                    parameter["schema"]["enum"] = Value::from(hosts.clone());
+                }
             }
         }
     }

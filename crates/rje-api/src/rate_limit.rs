@@ -3,7 +3,7 @@
 //! Keys are a token's place in the configured list (never the secret) or
 //! an address, so a flood of made-up tokens is limited by its address.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ impl ClientKeys {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
+            .map(|info| info.0.ip().to_canonical())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if !self.is_trusted(peer) {
             return peer;
@@ -68,7 +68,8 @@ impl ClientKeys {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|part| part.trim().parse().ok())
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .map(|address| address.to_canonical())
             .collect();
         forwarded
             .iter()
@@ -88,9 +89,21 @@ impl KeyExtractor for ClientKeys {
         Ok(
             match token.and_then(|token| token_index(&self.tokens, &token)) {
                 Some(index) => ClientKey::Token(index),
-                None => ClientKey::Address(self.client_address(request)),
+                None => ClientKey::Address(bucket_of(self.client_address(request))),
             },
         )
+    }
+}
+
+/// The address a client's budget is kept under: an IPv4 address as it
+/// is, an IPv6 one by its /64, since one host is usually given a whole /64
+/// and could otherwise take a new budget with each of its addresses.
+fn bucket_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+            u128::from(v6) & (u128::MAX << 64),
+        )),
+        v4 => v4,
     }
 }
 
@@ -146,3 +159,51 @@ fn forget_idle_clients(limiter: Weak<SharedLimiter>) {
 }
 
 type SharedLimiter = <SharedRateLimiter<ClientKey, Middleware> as std::ops::Deref>::Target;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_from(peer: &str, forwarded: Option<&str>) -> Request<()> {
+        let mut request = Request::builder().uri("/jobs/");
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let mut request = request.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        request
+    }
+
+    #[test]
+    fn a_mapped_peer_is_the_ipv4_proxy_it_is() {
+        let keys = ClientKeys::new(&[], &["127.0.0.1".parse().unwrap()]);
+        // A dual-stack listener sees an IPv4 proxy as ::ffff:127.0.0.1.
+        for peer in ["127.0.0.1:5000", "[::ffff:127.0.0.1]:5000"] {
+            for (forwarded, client) in [("203.0.113.7", "203.0.113.7"), ("::ffff:203.0.113.8", "203.0.113.8")] {
+                let request = request_from(peer, Some(forwarded));
+                assert_eq!(
+                    keys.client_address(&request),
+                    client.parse::<IpAddr>().unwrap(),
+                    "{peer} {forwarded}"
+                );
+            }
+        }
+        let untrusted = request_from("[::ffff:10.1.2.3]:5000", Some("203.0.113.7"));
+        assert_eq!(
+            keys.client_address(&untrusted),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let keys = ClientKeys::new(&[], &[]);
+        let key = |peer: &str| keys.extract(&request_from(peer, None)).unwrap();
+        assert_eq!(key("[2001:db8:1:2::1]:1"), key("[2001:db8:1:2:ffff::9]:2"));
+        assert_ne!(key("[2001:db8:1:2::1]:1"), key("[2001:db8:1:3::1]:1"));
+        assert_ne!(key("192.0.2.1:1"), key("192.0.2.2:1"));
+        assert_eq!(key("[::ffff:192.0.2.1]:1"), key("192.0.2.1:2"));
+    }
+}

@@ -12,6 +12,8 @@ use rje_domain::{CheckReport, HostNames, HostStatus, Limits};
 use rje_proto::JobStatsResponse;
 use rje_store::Jobs;
 
+use crate::AllowedHosts;
+
 /// The hosts a process knows, as the API reads them: whatever runs the
 /// jobs provides this.
 #[async_trait]
@@ -20,6 +22,13 @@ pub trait HostDirectory: Send + Sync {
     /// Connects, authenticates and runs `true`; `None` for an unknown host.
     async fn check(&self, name: &str) -> Option<CheckReport>;
 }
+
+/// The listener's hold on one of its connection slots, handed to each
+/// request. A WebSocket keeps it for as long as it lives: an upgraded
+/// connection still holds a socket and a descriptor, so it counts against
+/// `RJE_MAX_CONNECTIONS` like any other.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// What every handler may use, passed explicitly through axum's `State`.
 #[derive(Clone)]
@@ -89,6 +98,14 @@ pub struct ApiSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Origins whose browser pages may call the API; empty: none.
     pub cors_origins: Vec<HeaderValue>,
+    /// `Host` names requests may use: loopback ones (and those listed)
+    /// when there are no tokens, so that no DNS-rebinding page reaches a
+    /// token-less server.
+    pub allowed_hosts: AllowedHosts,
+    /// How long a WebSocket client may take to accept one message before
+    /// it is dropped: a client that stops reading holds no memory or
+    /// socket for longer.
+    pub ws_send_timeout: Duration,
     /// `/openapi.json` and `/docs` readable without a token.
     pub public_docs: bool,
     /// `/metrics` readable without a token.
@@ -116,6 +133,8 @@ impl Default for ApiSettings {
             rate_limit: None,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            allowed_hosts: AllowedHosts::LoopbackAnd(Vec::new()),
+            ws_send_timeout: Duration::from_secs(30),
             public_docs: true,
             public_metrics: false,
         }

@@ -1,6 +1,8 @@
-//! JSON parsing that refuses a duplicated key. serde_json keeps the last of
-//! two equal keys without a word; a client that sends `"priority"` twice
-//! has a bug, and which value it meant is a guess.
+//! JSON parsing that refuses a duplicated key and an integer it cannot keep.
+//! serde_json keeps the last of two equal keys without a word; a client
+//! that sends `"priority"` twice has a bug, and which value it meant is a
+//! guess. It also rounds an integer past 64 bits to the nearest double,
+//! so `18446744073709551617` would be stored as another number.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -14,31 +16,35 @@ pub(crate) enum StrictJsonError {
     /// A key appears twice in one object; its path from the top
     /// (`parameters.env.HOME`).
     Duplicate(String),
+    /// An integer outside the 64-bit range, which could only be kept
+    /// rounded; its path.
+    Inexact(String),
     Syntax(serde_json::Error),
 }
 
 /// Parses `bytes` as JSON, refusing an object with a key twice.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Value, StrictJsonError> {
-    let duplicate = RefCell::new(None);
+    let refused = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let seed = Strict {
         path: String::new(),
-        duplicate: &duplicate,
+        refused: &refused,
     };
     let result = seed
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
-    match (result, duplicate.into_inner()) {
-        (_, Some(path)) => Err(StrictJsonError::Duplicate(path)),
+    match (result, refused.into_inner()) {
+        (_, Some(refusal)) => Err(refusal),
         (Ok(value), None) => Ok(value),
         (Err(err), None) => Err(StrictJsonError::Syntax(err)),
     }
 }
 
 struct Strict<'a> {
-    /// Where this value sits, for naming a duplicate.
+    /// Where this value sits, for naming a refusal.
     path: String,
-    duplicate: &'a RefCell<Option<String>>,
+    /// Why the document is refused, beyond its syntax.
+    refused: &'a RefCell<Option<StrictJsonError>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
@@ -68,7 +74,17 @@ impl<'de> Visitor<'de> for Strict<'_> {
         Ok(Value::Number(v.into()))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // serde_json hands over an integer past u64 or below i64 as a
+        // double: rounded. A double that large is always integral, so a
+        // written `1e30` is refused too: nothing rje takes needs one, and
+        // which of the two a client meant cannot be told apart here.
+        const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+        const MINUS_TWO_POW_63: f64 = -9_223_372_036_854_775_808.0;
+        if v.fract() == 0.0 && (v >= TWO_POW_64 || v < MINUS_TWO_POW_63) {
+            *self.refused.borrow_mut() = Some(StrictJsonError::Inexact(self.path));
+            return Err(E::custom("integer out of range"));
+        }
         // JSON has no NaN or infinity, so every parsed float is finite.
         Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
@@ -89,7 +105,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(Strict {
             path: format!("{}[{}]", self.path, items.len()),
-            duplicate: self.duplicate,
+            refused: self.refused,
         })? {
             items.push(item);
         }
@@ -105,12 +121,12 @@ impl<'de> Visitor<'de> for Strict<'_> {
                 format!("{}.{key}", self.path)
             };
             if object.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some(path);
+                *self.refused.borrow_mut() = Some(StrictJsonError::Duplicate(path));
                 return Err(A::Error::custom("duplicate key"));
             }
             let value = map.next_value_seed(Strict {
                 path,
-                duplicate: self.duplicate,
+                refused: self.refused,
             })?;
             object.insert(key, value);
         }
@@ -143,6 +159,29 @@ mod tests {
                 Err(StrictJsonError::Duplicate(found)) => assert_eq!(found, path, "{text}"),
                 other => panic!("{text}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn an_integer_past_64_bits_is_refused_by_its_path() {
+        for (text, path) in [
+            (r#"{"parameters": {"n": 18446744073709551616}}"#, "parameters.n"),
+            (r#"{"x": [1, -9223372036854775809]}"#, "x[1]"),
+            (r#"{"big": 1e30}"#, "big"),
+            (r#"{"big": 1.5e300}"#, "big"),
+        ] {
+            match parse(text.as_bytes()) {
+                Err(StrictJsonError::Inexact(found)) => assert_eq!(found, path, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for text in [
+            r#"{"n": 18446744073709551615}"#,
+            r#"{"n": -9223372036854775808}"#,
+            r#"{"n": 1e-300}"#,
+            r#"{"n": 0.25}"#,
+        ] {
+            assert!(parse(text.as_bytes()).is_ok(), "{text}");
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::extract::{JobPath, QueryPairs, parse_since};
 use crate::metrics::Subscriber;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ConnectionSlot};
 
 /// Chunks read from the store per round trip while replaying.
 const REPLAY_PAGE: u32 = 256;
@@ -47,14 +47,19 @@ fn upgrade_of(
 /// load generators that watch many jobs over one connection.
 async fn events_upgrade(
     State(state): State<AppState>,
+    slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     Ok(upgrade_of(ws)?
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| events_session(state, socket)))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            events_session(state, socket).await;
+        }))
 }
 
 async fn events_session(state: AppState, mut socket: WebSocket) {
+    let within = state.settings.ws_send_timeout;
     let _counted = Subscriber::new("events");
     let mut events = match state.bus.subscribe_status().await {
         Ok(events) => events,
@@ -64,11 +69,11 @@ async fn events_session(state: AppState, mut socket: WebSocket) {
                 code: close_code::ERROR,
                 reason: Utf8Bytes::from_static("live updates are unavailable"),
             };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            let _ = tokio::time::timeout(within, socket.send(Message::Close(Some(frame)))).await;
             return;
         }
     };
-    if send_event(&mut socket, &EventMessage::Ready).await.is_err() {
+    if send_event(&mut socket, &EventMessage::Ready, within).await.is_err() {
         return;
     }
     loop {
@@ -89,24 +94,40 @@ async fn events_session(state: AppState, mut socket: WebSocket) {
                 Some(Ok(_)) => continue,
             },
         };
-        if send_event(&mut socket, &message).await.is_err() {
+        if send_event(&mut socket, &message, within).await.is_err() {
             return;
         }
     }
 }
 
-async fn send_event(socket: &mut WebSocket, message: &EventMessage) -> Result<(), ()> {
+async fn send_event(
+    socket: &mut WebSocket,
+    message: &EventMessage,
+    within: Duration,
+) -> Result<(), ()> {
     let text = serde_json::to_string(message).map_err(|_| ())?;
-    socket
-        .send(Message::Text(Utf8Bytes::from(text)))
-        .await
-        .map_err(|_| ())
+    send_within(socket, Message::Text(Utf8Bytes::from(text)), within).await
+}
+
+/// Sends one message, giving up on a client that does not take it in
+/// time: one that stopped reading would otherwise hold its buffers and
+/// its socket for as long as it liked.
+async fn send_within(socket: &mut WebSocket, message: Message, within: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(within, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            tracing::debug!(?within, "WebSocket client stopped reading; dropping it");
+            Err(())
+        }
+    }
 }
 
 async fn upgrade(
     State(state): State<AppState>,
     JobPath(id): JobPath,
     query: QueryPairs,
+    slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let since = parse_since(&query)?;
@@ -116,6 +137,7 @@ async fn upgrade(
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let _counted = Subscriber::new("job");
             let mut session = Session {
                 state,
@@ -177,11 +199,9 @@ impl Session {
                     Some(Ok(_)) => Ok(false),
                 },
                 _ = ping.tick() => self
-                    .socket
-                    .send(Message::Ping(Default::default()))
+                    .send_message(Message::Ping(Default::default()))
                     .await
-                    .map(|()| false)
-                    .map_err(|_| End::ClientGone),
+                    .map(|()| false),
             };
             match step {
                 Ok(true) => return End::Finished,
@@ -289,10 +309,14 @@ impl Session {
     async fn send(&mut self, message: &WsMessage) -> Result<(), End> {
         let text = serde_json::to_string(message)
             .map_err(|err| End::Failed(format!("could not encode a message: {err}")))?;
-        self.socket
-            .send(Message::Text(Utf8Bytes::from(text)))
+        self.send_message(Message::Text(Utf8Bytes::from(text)))
             .await
-            .map_err(|_| End::ClientGone)
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        send_within(&mut self.socket, message, self.state.settings.ws_send_timeout)
+            .await
+            .map_err(|()| End::ClientGone)
     }
 
     async fn close(mut self, end: End) {
@@ -310,7 +334,7 @@ impl Session {
                 }
             }
         };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        let _ = self.send_message(Message::Close(Some(frame))).await;
         // Give the client a moment to answer the close, as the protocol
         // asks, without waiting on a client that never does.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::{self, ExitRecord, JobDir, Launcher, Spec};
-use crate::{DurableExecutor, ExecEvent, ExecRequest, ResumeError, StartError, StartGate};
+use crate::{
+    DurableExecutor, ExecEvent, ExecRequest, JobEnvironment, ResumeError, StartError, StartGate,
+};
 use async_trait::async_trait;
 
 /// Runs commands on this machine under detached supervisors.
@@ -26,6 +28,8 @@ pub struct DurableLocalExecutor {
     /// The store's output cap per stream, which bounds the files (0: none).
     max_output_bytes: u64,
     grace: Duration,
+    /// What every job's environment starts from: never rje's own.
+    env: JobEnvironment,
 }
 
 impl DurableLocalExecutor {
@@ -37,7 +41,14 @@ impl DurableLocalExecutor {
             launcher: Arc::new(Launcher::new(program)),
             grace,
             max_output_bytes: 0,
+            env: JobEnvironment::inherited(),
         }
+    }
+
+    /// Jobs start from `env` (see [`JobEnvironment`]).
+    pub fn with_environment(mut self, env: JobEnvironment) -> Self {
+        self.env = env;
+        self
     }
 
     /// Keeps each job's files within about `bytes` per stream plus a
@@ -193,7 +204,9 @@ impl DurableExecutor for DurableLocalExecutor {
         gate.open().await?;
         let spec = Spec {
             command: request.command.clone(),
-            env: request.parameters.env.clone().into_iter().collect(),
+            // The whole environment: the supervisor starts the command
+            // with this and nothing else.
+            env: self.env.of_job(&request.parameters.env),
             cwd: request.parameters.cwd.clone(),
             timeout_secs: request.timeout.as_secs(),
             kill_grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),

@@ -5,6 +5,7 @@
 pub mod durable;
 mod durable_local;
 mod group;
+mod job_env;
 mod local;
 mod supervisor;
 
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use durable_local::DurableLocalExecutor;
 pub use group::{GroupState, group_state};
+pub use job_env::{JobEnvError, JobEnvironment, is_rje_setting};
 pub use local::LocalExecutor;
 
 /// What to run.

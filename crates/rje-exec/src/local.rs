@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::JobEnvironment;
 use crate::group::KillPolicy;
 use crate::supervisor::{self, Supervised};
 use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
@@ -28,6 +29,8 @@ pub struct LocalExecutor {
     /// After the command exits, how long its output pipes may stay open
     /// (held by processes it left behind) before those are killed.
     linger: Duration,
+    /// What every job's environment starts from: never rje's own.
+    env: JobEnvironment,
 }
 
 impl LocalExecutor {
@@ -39,7 +42,14 @@ impl LocalExecutor {
                 confirm: Duration::from_secs(5),
             },
             linger: Duration::from_millis(500),
+            env: JobEnvironment::inherited(),
         }
+    }
+
+    /// Jobs start from `env` (see [`JobEnvironment`]).
+    pub fn with_environment(mut self, env: JobEnvironment) -> Self {
+        self.env = env;
+        self
     }
 }
 
@@ -70,7 +80,8 @@ impl Executor for LocalExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .envs(request.parameters.env.iter().map(|(k, v)| (k, v)));
+            .env_clear()
+            .envs(self.env.of_job(&request.parameters.env));
         if let Some(cwd) = &request.parameters.cwd {
             command.current_dir(cwd);
         }

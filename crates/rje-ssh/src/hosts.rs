@@ -51,6 +51,12 @@ impl Hosts {
         }
     }
 
+    /// Local jobs start from `env` (see [`rje_exec::JobEnvironment`]).
+    pub fn with_job_environment(mut self, env: rje_exec::JobEnvironment) -> Self {
+        self.local = Arc::new(LocalExecutor::new(self.kill_grace).with_environment(env));
+        self
+    }
+
     /// Says whether local jobs run durably, for the hosts list.
     pub fn with_local_durable(mut self, durable: bool) -> Self {
         self.local_durable = durable;

@@ -1,5 +1,6 @@
 //! Test support shared by rje's test suites: real services on loopback.
 
+pub mod packages;
 pub mod postgres;
 pub mod redis;
 pub mod sshd;

@@ -1,58 +1,22 @@
 //! A real OpenSSH sshd on a loopback port, with keys generated for it.
-//! openssh-server is installed with apt-get when it is missing (as root);
-//! otherwise the test fails saying how to get it.
+//! openssh-server is installed with apt-get when it is missing (as root;
+//! see [`crate::packages`]); otherwise the test fails saying how to get it.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-static INSTALL: Mutex<bool> = Mutex::new(false);
-
 /// Makes sure sshd and ssh-keygen exist, installing openssh-server once.
 fn ensure_installed() {
-    let mut tried = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    if Path::new(SSHD).exists() && which("ssh-keygen") {
-        return;
-    }
-    if !*tried {
-        *tried = true;
-        let is_root = nix::unistd::geteuid().is_root();
-        if is_root && which("apt-get") {
-            eprintln!("sshd is missing: installing openssh-server with apt-get");
-            let status = Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "openssh-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status();
-            if !matches!(status, Ok(s) if s.success()) {
-                let _ = Command::new("apt-get")
-                    .args(["update"])
-                    .stdout(Stdio::null())
-                    .status();
-                let _ = Command::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "openssh-server"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdout(Stdio::null())
-                    .status();
-            }
-        }
-    }
-    assert!(
-        Path::new(SSHD).exists() && which("ssh-keygen"),
-        "the SSH tests need OpenSSH's server: install it with \
-         `apt-get install -y openssh-server` (as root), then run the tests again"
+    crate::packages::ensure(
+        &[SSHD, "/usr/bin/ssh-keygen"],
+        &["openssh-server"],
+        "the SSH tests",
     );
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 /// Runs `ssh-keygen` with `args`; panics with its output if it fails.

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::Args;
-use rje_api::{ApiSettings, RateLimit};
+use rje_api::{AllowedHosts, ApiSettings, RateLimit};
 use rje_domain::Limits;
+use rje_exec::JobEnvironment;
 use rje_ssh::{Inventory, ProcessEnv};
 use rje_worker::WorkerConfig;
 
@@ -88,6 +89,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_BODY_TIMEOUT_SECONDS", default_value_t = 30.0)]
     pub body_timeout_seconds: f64,
 
+    /// Seconds a WebSocket client may take to accept one message before
+    /// it is dropped.
+    #[arg(long, env = "RJE_WS_SEND_TIMEOUT_SECONDS", default_value_t = 30.0)]
+    pub ws_send_timeout_seconds: f64,
+
     /// Seconds between TERM and KILL when a job is timed out or cancelled.
     #[arg(long, env = "RJE_KILL_GRACE_SECONDS", default_value_t = 5.0)]
     pub kill_grace_seconds: f64,
@@ -144,6 +150,18 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
 
+    /// Host names (comma-separated) requests may use besides loopback
+    /// ones: `name`, `.example.com` for it and every name under it, `*` for
+    /// any. Unset: loopback names only without tokens, any name with them.
+    #[arg(long, env = "RJE_ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
+
+    /// Variables of rje's environment (comma-separated names) that local
+    /// jobs get besides the user's and the locale's. rje's own settings
+    /// are refused: they never reach a job.
+    #[arg(long, env = "RJE_JOB_ENV_PASS", default_value = "")]
+    pub job_env_pass: String,
+
     /// Serve `/openapi.json` and `/docs` without a token (they hold no
     /// data).
     #[arg(long, env = "RJE_PUBLIC_DOCS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -180,6 +198,8 @@ pub struct Settings {
     pub state_dir: Option<std::path::PathBuf>,
     /// The rje binary that supervises local jobs; `None`: this one.
     pub supervisor_program: Option<std::path::PathBuf>,
+    /// What local jobs' environments start from (never rje's own).
+    pub job_env: JobEnvironment,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +217,8 @@ pub enum ConfigError {
     Invalid { name: &'static str, message: String },
     #[error(transparent)]
     Hosts(#[from] rje_ssh::ConfigError),
+    #[error(transparent)]
+    JobEnv(#[from] rje_exec::JobEnvError),
 }
 
 /// `RJE_RATE_LIMIT_*`: unset means on only beyond loopback; 0 means off.
@@ -281,6 +303,7 @@ impl Default for Settings {
             connections: ConnectionLimits::default(),
             state_dir: None,
             supervisor_program: None,
+            job_env: JobEnvironment::inherited(),
         }
     }
 }
@@ -293,7 +316,7 @@ impl ServeArgs {
             .redis_url
             .or_else(|| std::env::var("REDIS_URL").ok())
             .filter(|v| !v.is_empty());
-        let tokens = self
+        let tokens: Vec<String> = self
             .api_tokens
             .unwrap_or_default()
             .split(',')
@@ -350,6 +373,7 @@ impl ServeArgs {
             0.1,
             3600.0,
         )?;
+        let allowed_hosts = allowed_hosts(&tokens, &self.allowed_hosts)?;
         let api = ApiSettings {
             limits: Limits {
                 max_command_bytes: self.max_command_bytes as usize,
@@ -369,6 +393,13 @@ impl ServeArgs {
             )?,
             trusted_proxies: list("RJE_TRUSTED_PROXIES", &self.trusted_proxies, proxy)?,
             cors_origins: list("RJE_CORS_ORIGINS", &self.cors_origins, origin)?,
+            allowed_hosts,
+            ws_send_timeout: seconds(
+                "RJE_WS_SEND_TIMEOUT_SECONDS",
+                self.ws_send_timeout_seconds,
+                0.1,
+                3600.0,
+            )?,
             public_docs: self.public_docs,
             public_metrics: self.public_metrics,
             ..ApiSettings::default()
@@ -390,8 +421,42 @@ impl ServeArgs {
                 .filter(|dir| !dir.is_empty())
                 .map(std::path::PathBuf::from),
             supervisor_program: None,
+            job_env: JobEnvironment::passing(&names_in(&self.job_env_pass))?,
         })
     }
+}
+
+/// The names in a comma-separated list, blanks dropped.
+fn names_in(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which `Host` names requests may use: without tokens, loopback ones and
+/// those listed, so that a DNS-rebinding page cannot reach a token-less
+/// server; with tokens, those listed, or any when none is.
+fn allowed_hosts(tokens: &[String], listed: &str) -> Result<AllowedHosts, ConfigError> {
+    let names = names_in(listed);
+    if let Some(bad) = names.iter().find(|name| {
+        name.as_str() != "*"
+            && !name
+                .trim_start_matches('.')
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'))
+    }) {
+        return Err(ConfigError::Invalid {
+            name: "RJE_ALLOWED_HOSTS",
+            message: format!("{bad:?} is not a host name, a .domain or *"),
+        });
+    }
+    Ok(if names.is_empty() && !tokens.is_empty() {
+        AllowedHosts::Any
+    } else {
+        AllowedHosts::LoopbackAnd(names)
+    })
 }
 
 /// The store's URL: the flag or `RJE_DATABASE_URL`, then `DATABASE_URL`
@@ -472,6 +537,21 @@ mod tests {
         assert_eq!(proxies.len(), 2);
         assert!(proxies[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
         assert!(list("RJE_TRUSTED_PROXIES", "10.0.0.0/33", proxy).is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_default_to_loopback_without_tokens() {
+        assert_eq!(
+            allowed_hosts(&[], "").unwrap(),
+            AllowedHosts::LoopbackAnd(vec![])
+        );
+        assert_eq!(allowed_hosts(&["t".into()], "").unwrap(), AllowedHosts::Any);
+        assert_eq!(
+            allowed_hosts(&["t".into()], " rje.internal , .ops.example").unwrap(),
+            AllowedHosts::LoopbackAnd(vec!["rje.internal".into(), ".ops.example".into()])
+        );
+        assert!(allowed_hosts(&[], "a b").is_err());
+        assert!(allowed_hosts(&[], "http://a").is_err());
     }
 
     #[test]

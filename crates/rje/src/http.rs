@@ -138,7 +138,10 @@ pub async fn serve<S>(
             // the peer's delayed ACK.
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
-        let service = hyper_service(app.clone(), peer);
+        // Requests carry the slot too: a WebSocket keeps it after the
+        // upgrade, when this connection's task has already ended.
+        let slot = rje_api::ConnectionSlot(Arc::new(slot));
+        let service = hyper_service(app.clone(), peer, slot.clone());
         let mut connection = builder
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();
@@ -177,6 +180,7 @@ fn refuse(tcp: &TcpStream) {
 fn hyper_service<S>(
     app: S,
     peer: SocketAddr,
+    slot: rje_api::ConnectionSlot,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = axum::response::Response,
@@ -192,6 +196,7 @@ where
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
+        request.extensions_mut().insert(slot.clone());
         app.clone().oneshot(request)
     })
 }

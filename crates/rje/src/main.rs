@@ -58,8 +58,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Jobs run as rje's user: without this, any job could read rje's
+    // tokens and URLs in /proc/PID/environ (or its memory) of the server
+    // or of a supervisor. Only root (or CAP_SYS_PTRACE) can then.
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("rje: cannot keep this process's memory from its jobs: {err}");
+    }
+    // A supervisor needs nothing of .env, and holds none of its secrets.
+    let supervising = std::env::args_os().nth(1).is_some_and(|arg| arg == "supervise");
     // A missing .env is normal; a broken one is worth saying.
-    if let Err(err) = dotenvy::dotenv()
+    if !supervising
+        && let Err(err) = dotenvy::dotenv()
         && !err.not_found()
     {
         eprintln!("rje: ignoring .env: {err}");

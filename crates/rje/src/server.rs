@@ -29,34 +29,36 @@ pub enum ServerError {
     )]
     Unprotected(SocketAddr),
     #[error("cannot open the job store: {0}")]
-    Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    Store(StoreError),
+    // The cause is said inline and is not also a `source`: `{:#}` would
+    // print it twice.
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{path} is in use by {owner}; the embedded SQLite store belongs to one process \
          (stop that one first, or run the distributed deployment for more)"
     )]
     Locked { path: PathBuf, owner: String },
-    #[error("cannot lock {path}: {source}")]
+    #[error("cannot lock {path}: {cause}")]
     Lock {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the server failed: {0}")]
     Task(String),
     #[error("cannot find this program to supervise local jobs with: {0}")]
     SupervisorProgram(std::io::Error),
     #[error(
-        "cannot use the state directory {path} for durable jobs: {source}; set RJE_STATE_DIR \
+        "cannot use the state directory {path} for durable jobs: {cause}; set RJE_STATE_DIR \
          to a directory this process may write, or to nothing (RJE_STATE_DIR=) to run local \
          jobs without it"
     )]
     StateDir {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cannot connect to the bus: {0}")]
     Bus(String),
@@ -65,6 +67,14 @@ pub enum ServerError {
          RJE_DATABASE_URL=postgres://…"
     )]
     NeedsPostgres(&'static str),
+}
+
+// By hand, not `#[from]`: that would make the error its source as well,
+// and `{:#}` would print it twice.
+impl From<StoreError> for ServerError {
+    fn from(err: StoreError) -> Self {
+        ServerError::Store(err)
+    }
 }
 
 /// Opens the store the URL names. For the embedded SQLite store, also takes
@@ -149,9 +159,9 @@ impl RunningServer {
             let listener =
                 TcpListener::bind(settings.bind)
                     .await
-                    .map_err(|source| ServerError::Bind {
+                    .map_err(|cause| ServerError::Bind {
                         addr: settings.bind,
-                        source,
+                        cause,
                     })?;
             Some(listener)
         } else {
@@ -161,13 +171,14 @@ impl RunningServer {
             .as_ref()
             .map(TcpListener::local_addr)
             .transpose()
-            .map_err(|source| ServerError::Bind {
+            .map_err(|cause| ServerError::Bind {
                 addr: settings.bind,
-                source,
+                cause,
             })?;
 
         let hosts = Arc::new(
             Hosts::new(settings.inventory.clone(), settings.kill_grace)
+                .with_job_environment(settings.job_env.clone())
                 .with_local_durable(settings.state_dir.is_some()),
         );
         let mut api_settings = settings.api.clone();
@@ -192,13 +203,14 @@ impl RunningServer {
                 std::fs::create_dir_all(&jobs_dir)
                     .and_then(|()| std::fs::write(&probe, b""))
                     .and_then(|()| std::fs::remove_file(&probe))
-                    .map_err(|source| ServerError::StateDir {
+                    .map_err(|cause| ServerError::StateDir {
                         path: state_dir.clone(),
-                        source,
+                        cause,
                     })?;
                 let durable =
                     DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace)
-                        .with_max_output_bytes(settings.worker.max_output_bytes);
+                        .with_max_output_bytes(settings.worker.max_output_bytes)
+                        .with_environment(settings.job_env.clone());
                 executors = executors.with_durable(rje_domain::HostNames::LOCAL, durable);
             }
             let mut worker = Worker::new(
@@ -325,9 +337,9 @@ fn lock_embedded_store(database_url: &str) -> Result<Option<Flock<File>>, Server
     let Some(path) = sqlite_path(database_url) else {
         return Ok(None);
     };
-    let lock_error = |source: std::io::Error| ServerError::Lock {
+    let lock_error = |cause: std::io::Error| ServerError::Lock {
         path: path.clone(),
-        source,
+        cause,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(lock_error)?;

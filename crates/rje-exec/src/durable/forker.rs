@@ -32,8 +32,13 @@ struct Forker {
 
 impl Forker {
     fn start(program: &Path) -> io::Result<Self> {
+        // Nothing of rje's environment (its tokens, its database's URL)
+        // goes to the supervisors: a job runs as the same user and could
+        // read theirs in /proc.
         let mut process = Command::new(program)
             .arg("supervise")
+            .env_clear()
+            .envs(std::env::var_os("RUST_LOG").map(|level| ("RUST_LOG", level)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

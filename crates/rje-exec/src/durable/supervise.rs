@@ -70,6 +70,9 @@ pub(super) fn supervise_then(
         .stdin(Stdio::null())
         .stdout(append(dir.stdout())?)
         .stderr(append(dir.stderr())?)
+        // The spec holds the job's whole environment; the supervisor's own
+        // is not the job's business.
+        .env_clear()
         .envs(&spec.env);
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);

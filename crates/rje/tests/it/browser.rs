@@ -29,16 +29,15 @@ pub struct Browser {
     _turn: MutexGuard<'static, ()>,
 }
 
+/// Debian's Chromium and its driver, installed once when missing (the
+/// README's test command needs nothing installed by hand).
 fn installed(path: &str) -> PathBuf {
-    let path = Path::new(path);
-    assert!(
-        path.exists(),
-        "{} is missing: the dashboard's browser tests need Debian's Chromium and its \
-         driver. Install them with `apt-get install -y chromium chromium-driver` (as root); \
-         .ci/run does this itself.",
-        path.display(),
+    rje_testkit::packages::ensure(
+        &[CHROMIUM, CHROMEDRIVER],
+        &["chromium", "chromium-driver"],
+        "the dashboard's browser tests",
     );
-    path.to_owned()
+    PathBuf::from(path)
 }
 
 impl Browser {

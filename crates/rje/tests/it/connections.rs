@@ -41,7 +41,7 @@ async fn idle_and_half_sent_connections_are_closed_while_the_server_answers() {
     for _ in 0..10 {
         let mut stream = TcpStream::connect(app.addr).await.unwrap();
         stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: rje\r\nX-Slow: ")
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             .await
             .unwrap();
         half_headers.push(stream);
@@ -51,7 +51,7 @@ async fn idle_and_half_sent_connections_are_closed_while_the_server_answers() {
         let mut stream = TcpStream::connect(app.addr).await.unwrap();
         stream
             .write_all(
-                b"POST /jobs/ HTTP/1.1\r\nHost: rje\r\nContent-Type: application/json\r\n\
+                b"POST /jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
                   Content-Length: 100\r\n\r\n{\"command\": ",
             )
             .await
@@ -61,7 +61,7 @@ async fn idle_and_half_sent_connections_are_closed_while_the_server_answers() {
     // Kept alive after one request, then silent.
     let mut kept_alive = TcpStream::connect(app.addr).await.unwrap();
     kept_alive
-        .write_all(b"GET /health HTTP/1.1\r\nHost: rje\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
 

@@ -10,6 +10,7 @@ mod distributed;
 mod durable;
 mod durable_ssh;
 mod execution;
+mod hardening;
 mod helpers;
 mod original_client;
 mod output;

@@ -12,15 +12,15 @@ use tokio::process::{Child, Command};
 use crate::helpers::*;
 
 /// A running `rje serve` process.
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     client: reqwest::Client,
 }
 
 /// `rje serve` on `db`, in the directory of `db`; its local jobs end with
 /// it (no state directory) unless a test gives one.
-fn rje(db: &Path) -> Command {
+pub(crate) fn rje(db: &Path) -> Command {
     rje_from(Path::new(env!("CARGO_BIN_EXE_rje")), db)
 }
 
@@ -55,7 +55,7 @@ impl Process {
         Self::start_with(rje(db)).await
     }
 
-    async fn start_with(mut command: Command) -> Process {
+    pub(crate) async fn start_with(mut command: Command) -> Process {
         let mut child = command.spawn().expect("rje starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -75,7 +75,7 @@ impl Process {
         }
     }
 
-    async fn submit(&self, command: &str) -> String {
+    pub(crate) async fn submit(&self, command: &str) -> String {
         let response = self
             .client
             .post(format!("{}/jobs/", self.base))
@@ -109,7 +109,7 @@ impl Process {
         response.json().await.unwrap()
     }
 
-    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let job = self.job(id).await;

@@ -1,0 +1,306 @@
+//! What a browser can make of rje, refused before any route runs. A page
+//! the operator visits can reach `127.0.0.1` as well as curl can, so:
+//!
+//! - **DNS rebinding**: without tokens, a request must name rje by a
+//!   loopback name or address (or one listed in `RJE_ALLOWED_HOSTS`) in its
+//!   `Host`; an attacker's name that resolves to 127.0.0.1 is refused.
+//! - **Cross-site requests**: a WebSocket upgrade, or a request that changes
+//!   something, whose `Origin` (or `Sec-Fetch-Site`) says another site sent
+//!   it is refused unless that origin is in `RJE_CORS_ORIGINS`.
+//! - **"Simple" requests**: a request that changes something and carries a
+//!   body that is not JSON (an HTML form's) is refused, so no form can
+//!   reach a mutating route even from a browser that sends no `Origin`.
+//!
+//! Clients that are not browsers (curl, the `rje` CLI, the original
+//! system's CLI) send no `Origin` and are unaffected.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::ApiError;
+use crate::extract::is_json_media_type;
+
+/// Which `Host` names a request may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// Any name: the API takes tokens, which no rebinding page has.
+    #[default]
+    Any,
+    /// Loopback names and addresses, and these patterns: `name` exactly,
+    /// `.example.com` for the domain and every name under it, `*` for any.
+    LoopbackAnd(Vec<String>),
+}
+
+impl AllowedHosts {
+    /// Whether a `Host` header's name (port and brackets removed) is one
+    /// a request may use.
+    pub fn allows(&self, name: &str) -> bool {
+        let patterns = match self {
+            AllowedHosts::Any => return true,
+            AllowedHosts::LoopbackAnd(patterns) => patterns,
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if is_loopback_name(&name) {
+            return true;
+        }
+        patterns.iter().any(|pattern| {
+            let pattern = pattern.to_ascii_lowercase();
+            match pattern.strip_prefix('.') {
+                _ if pattern == "*" => true,
+                Some(domain) => name == domain || name.ends_with(&pattern),
+                None => name == pattern,
+            }
+        })
+    }
+}
+
+/// `localhost`, a name under it (RFC 6761 keeps them on loopback), or a
+/// loopback address literal.
+fn is_loopback_name(name: &str) -> bool {
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let literal = name.trim_start_matches('[').trim_end_matches(']');
+    literal
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The name part of a `Host` value: `[::1]:8000` → `::1`, `a:80` → `a`.
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// The browser-facing rules, shared by every request.
+#[derive(Debug, Clone)]
+pub(crate) struct BrowserGuard {
+    allowed_hosts: AllowedHosts,
+    cors_origins: Arc<[HeaderValue]>,
+}
+
+impl BrowserGuard {
+    pub(crate) fn new(allowed_hosts: AllowedHosts, cors_origins: &[HeaderValue]) -> Self {
+        Self {
+            allowed_hosts,
+            cors_origins: cors_origins.into(),
+        }
+    }
+
+    /// Why `request` must be refused, if it must.
+    fn judge(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+        let authority = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        // A request without `Host` comes from no browser (they always send
+        // it); HTTP/1.0 clients may leave it out.
+        if let Some(authority) = authority
+            && !self.allowed_hosts.allows(host_name(authority))
+        {
+            return Err(ApiError::MisdirectedHost(host_name(authority).to_owned()));
+        }
+        let upgrade = headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let changes_something = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !(upgrade || changes_something) {
+            return Ok(());
+        }
+        self.judge_origin(authority, headers)?;
+        if changes_something && !carries_json_or_nothing(headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        Ok(())
+    }
+
+    /// A cross-site sender is refused unless its origin is allowed.
+    fn judge_origin(&self, authority: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+        match headers.get(header::ORIGIN) {
+            Some(origin) => {
+                let same_origin = origin
+                    .to_str()
+                    .ok()
+                    .and_then(|origin| origin.split_once("://"))
+                    .zip(authority)
+                    .is_some_and(|((_, origin_authority), authority)| {
+                        origin_authority.eq_ignore_ascii_case(authority)
+                    });
+                if same_origin || self.cors_origins.iter().any(|allowed| allowed == origin) {
+                    Ok(())
+                } else {
+                    Err(ApiError::CrossSite(
+                        String::from_utf8_lossy(origin.as_bytes()).into_owned(),
+                    ))
+                }
+            }
+            // A browser that sends no Origin may still say where the
+            // request comes from; `none` is the user's own navigation.
+            None => match headers
+                .get("sec-fetch-site")
+                .map(|v| v.as_bytes().to_ascii_lowercase())
+                .as_deref()
+            {
+                Some(b"cross-site") | Some(b"same-site") => {
+                    Err(ApiError::CrossSite("another site".into()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// No `Content-Type`, or a JSON one. A form's or `text/plain` is what a
+/// cross-site page can send without asking first.
+fn carries_json_or_nothing(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_none_or(is_json_media_type)
+}
+
+/// The middleware: every request passes [`BrowserGuard::judge`] first.
+pub(crate) async fn guard(
+    axum::extract::State(guard): axum::extract::State<Arc<BrowserGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match guard.judge(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(err) => {
+            tracing::debug!(%err, "refused a request a browser may have been made to send");
+            err.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(patterns: &[&str]) -> AllowedHosts {
+        AllowedHosts::LoopbackAnd(patterns.iter().map(|p| (*p).to_owned()).collect())
+    }
+
+    #[test]
+    fn loopback_names_are_always_allowed() {
+        let hosts = only(&[]);
+        for name in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "app.localhost",
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(hosts.allows(name), "{name}");
+        }
+        for name in [
+            "rebind.attacker.example",
+            "localhost.attacker.example",
+            "10.0.0.1",
+            "",
+            "0.0.0.0",
+        ] {
+            assert!(!hosts.allows(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn listed_names_and_domains_are_allowed() {
+        let hosts = only(&["rje.internal", ".ops.example"]);
+        assert!(hosts.allows("rje.internal"));
+        assert!(hosts.allows("RJE.Internal"));
+        assert!(hosts.allows("ops.example"));
+        assert!(hosts.allows("a.ops.example"));
+        assert!(!hosts.allows("xops.example"));
+        assert!(!hosts.allows("rje.internal.attacker.example"));
+        assert!(only(&["*"]).allows("anything.example"));
+        assert!(AllowedHosts::Any.allows("anything.example"));
+    }
+
+    #[test]
+    fn the_host_name_drops_port_and_brackets() {
+        assert_eq!(host_name("[::1]:8000"), "::1");
+        assert_eq!(host_name("localhost:8000"), "localhost");
+        assert_eq!(host_name("example"), "example");
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn cross_site_senders_are_refused_unless_allowed() {
+        let guard = BrowserGuard::new(
+            only(&[]),
+            &[HeaderValue::from_static("https://ops.example")],
+        );
+        let host = ("host", "127.0.0.1:8000");
+        let post = Method::POST;
+        assert!(guard.judge(&post, &headers(&[host])).is_ok(), "curl");
+        assert!(
+            guard
+                .judge(&post, &headers(&[host, ("origin", "http://127.0.0.1:8000")]))
+                .is_ok(),
+            "the dashboard"
+        );
+        assert!(
+            guard
+                .judge(&post, &headers(&[host, ("origin", "https://ops.example")]))
+                .is_ok()
+        );
+        for origin in ["https://evil.example", "null", "http://127.0.0.1:9999"] {
+            assert!(
+                guard
+                    .judge(&post, &headers(&[host, ("origin", origin)]))
+                    .is_err(),
+                "{origin}"
+            );
+        }
+        assert!(
+            guard
+                .judge(&post, &headers(&[host, ("sec-fetch-site", "cross-site")]))
+                .is_err()
+        );
+        assert!(
+            guard
+                .judge(&post, &headers(&[host, ("sec-fetch-site", "none")]))
+                .is_ok()
+        );
+        let evil_get = headers(&[host, ("origin", "https://evil.example")]);
+        assert!(guard.judge(&Method::GET, &evil_get).is_ok(), "reads need CORS to be seen");
+        let evil_upgrade = headers(&[
+            host,
+            ("origin", "https://evil.example"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(guard.judge(&Method::GET, &evil_upgrade).is_err());
+    }
+
+    #[test]
+    fn a_changing_request_carries_json_or_nothing() {
+        let guard = BrowserGuard::new(AllowedHosts::Any, &[]);
+        for (content_type, ok) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("application/merge-patch+json", true),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+            ("text/plain", false),
+        ] {
+            let result = guard.judge(&Method::POST, &headers(&[("content-type", content_type)]));
+            assert_eq!(result.is_ok(), ok, "{content_type}");
+        }
+    }
+}
