@@ -251,7 +251,10 @@ mod tests {
         assert!(guard.judge(&post, &headers(&[host])).is_ok(), "curl");
         assert!(
             guard
-                .judge(&post, &headers(&[host, ("origin", "http://127.0.0.1:8000")]))
+                .judge(
+                    &post,
+                    &headers(&[host, ("origin", "http://127.0.0.1:8000")])
+                )
                 .is_ok(),
             "the dashboard"
         );
@@ -279,7 +282,10 @@ mod tests {
                 .is_ok()
         );
         let evil_get = headers(&[host, ("origin", "https://evil.example")]);
-        assert!(guard.judge(&Method::GET, &evil_get).is_ok(), "reads need CORS to be seen");
+        assert!(
+            guard.judge(&Method::GET, &evil_get).is_ok(),
+            "reads need CORS to be seen"
+        );
         let evil_upgrade = headers(&[
             host,
             ("origin", "https://evil.example"),

@@ -22,7 +22,9 @@ pub enum ApiError {
     Forbidden(String),
     /// A `Host` this server does not answer to without a token: a
     /// DNS-rebinding page's name.
-    #[error("this server does not answer to the host name {0:?}; add it to RJE_ALLOWED_HOSTS or use a token")]
+    #[error(
+        "this server does not answer to the host name {0:?}; add it to RJE_ALLOWED_HOSTS or use a token"
+    )]
     MisdirectedHost(String),
     /// A WebSocket or a change sent by another site's page.
     #[error("cross-site request from {0} refused; allow its origin with RJE_CORS_ORIGINS")]
@@ -154,7 +156,10 @@ pub(crate) async fn plain_rejections_as_json(
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
     let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("bad request").to_owned()
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned()
     } else {
         text
     };

@@ -135,7 +135,11 @@ pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppSt
                         .ok()
                         .flatten()
                         .is_some_and(|token| token_index(&tokens, &token).is_some());
-                let json = if entitled { full.clone() } else { public.clone() };
+                let json = if entitled {
+                    full.clone()
+                } else {
+                    public.clone()
+                };
                 async move { Json(json.as_ref().clone()) }
             }),
         )

@@ -100,9 +100,7 @@ impl KeyExtractor for ClientKeys {
 /// and could otherwise take a new budget with each of its addresses.
 fn bucket_of(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
-            u128::from(v6) & (u128::MAX << 64),
-        )),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         v4 => v4,
     }
 }
@@ -178,10 +176,13 @@ mod tests {
 
     #[test]
     fn a_mapped_peer_is_the_ipv4_proxy_it_is() {
-        let keys = ClientKeys::new(&[], &["127.0.0.1".parse().unwrap()]);
+        let keys = ClientKeys::new(&[], &["127.0.0.1/32".parse().unwrap()]);
         // A dual-stack listener sees an IPv4 proxy as ::ffff:127.0.0.1.
         for peer in ["127.0.0.1:5000", "[::ffff:127.0.0.1]:5000"] {
-            for (forwarded, client) in [("203.0.113.7", "203.0.113.7"), ("::ffff:203.0.113.8", "203.0.113.8")] {
+            for (forwarded, client) in [
+                ("203.0.113.7", "203.0.113.7"),
+                ("::ffff:203.0.113.8", "203.0.113.8"),
+            ] {
                 let request = request_from(peer, Some(forwarded));
                 assert_eq!(
                     keys.client_address(&request),

@@ -81,7 +81,9 @@ impl<'de> Visitor<'de> for Strict<'_> {
         // which of the two a client meant cannot be told apart here.
         const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
         const MINUS_TWO_POW_63: f64 = -9_223_372_036_854_775_808.0;
-        if v.fract() == 0.0 && (v >= TWO_POW_64 || v < MINUS_TWO_POW_63) {
+        // -2^63 itself arrives as an i64; as a double it is a rounding.
+        let kept_exactly = v > MINUS_TWO_POW_63 && v < TWO_POW_64;
+        if v.fract() == 0.0 && !kept_exactly {
             *self.refused.borrow_mut() = Some(StrictJsonError::Inexact(self.path));
             return Err(E::custom("integer out of range"));
         }
@@ -165,7 +167,10 @@ mod tests {
     #[test]
     fn an_integer_past_64_bits_is_refused_by_its_path() {
         for (text, path) in [
-            (r#"{"parameters": {"n": 18446744073709551616}}"#, "parameters.n"),
+            (
+                r#"{"parameters": {"n": 18446744073709551616}}"#,
+                "parameters.n",
+            ),
             (r#"{"x": [1, -9223372036854775809]}"#, "x[1]"),
             (r#"{"big": 1e30}"#, "big"),
             (r#"{"big": 1.5e300}"#, "big"),

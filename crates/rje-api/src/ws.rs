@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use axum::extract::{Extension, State};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use axum::routing::get;
 use rje_bus::{JobEvent, Received};
@@ -73,7 +73,10 @@ async fn events_session(state: AppState, mut socket: WebSocket) {
             return;
         }
     };
-    if send_event(&mut socket, &EventMessage::Ready, within).await.is_err() {
+    if send_event(&mut socket, &EventMessage::Ready, within)
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -314,9 +317,13 @@ impl Session {
     }
 
     async fn send_message(&mut self, message: Message) -> Result<(), End> {
-        send_within(&mut self.socket, message, self.state.settings.ws_send_timeout)
-            .await
-            .map_err(|()| End::ClientGone)
+        send_within(
+            &mut self.socket,
+            message,
+            self.state.settings.ws_send_timeout,
+        )
+        .await
+        .map_err(|()| End::ClientGone)
     }
 
     async fn close(mut self, end: End) {

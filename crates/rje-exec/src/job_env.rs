@@ -91,7 +91,8 @@ impl JobEnvironment {
 /// This process's variables that are text (others cannot be passed on
 /// faithfully by name anyway).
 fn process_vars() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
 /// A variable that configures rje, or that rje's libraries read for their
@@ -155,13 +156,21 @@ mod tests {
         assert_eq!(job["HTTP_PROXY"], "http://proxy:3128");
         assert_eq!(job["HOME"], "/tmp/job");
         assert_eq!(job["A"], "b");
-        assert_eq!(job["PATH"], DEFAULT_PATH, "a default PATH when rje has none");
+        assert_eq!(
+            job["PATH"], DEFAULT_PATH,
+            "a default PATH when rje has none"
+        );
         assert!(!job.contains_key("NOT_SET"));
     }
 
     #[test]
     fn rjes_own_settings_cannot_be_passed() {
-        for name in ["RJE_API_TOKENS", "DATABASE_URL", "REDIS_URL", "RJE_ANYTHING"] {
+        for name in [
+            "RJE_API_TOKENS",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "RJE_ANYTHING",
+        ] {
             assert_eq!(
                 JobEnvironment::from_vars(vec![], &[name.to_owned()]),
                 Err(JobEnvError::RjeSetting(name.to_owned()))

@@ -65,7 +65,9 @@ fn main() -> ExitCode {
         eprintln!("rje: cannot keep this process's memory from its jobs: {err}");
     }
     // A supervisor needs nothing of .env, and holds none of its secrets.
-    let supervising = std::env::args_os().nth(1).is_some_and(|arg| arg == "supervise");
+    let supervising = std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "supervise");
     // A missing .env is normal; a broken one is worth saying.
     if !supervising
         && let Err(err) = dotenvy::dotenv()

@@ -35,7 +35,10 @@ async fn a_dns_rebinding_page_cannot_reach_a_token_less_server() {
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("RJE_ALLOWED_HOSTS"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("RJE_ALLOWED_HOSTS"),
         "{body}"
     );
     for host in [
@@ -70,7 +73,10 @@ async fn a_dns_rebinding_page_cannot_reach_a_token_less_server() {
         post_with_host(&listed, "rje.internal:8000").await.status(),
         201
     );
-    assert_eq!(post_with_host(&listed, "other.internal").await.status(), 400);
+    assert_eq!(
+        post_with_host(&listed, "other.internal").await.status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -92,15 +98,18 @@ async fn a_cross_site_websocket_is_refused() {
         match connect("https://evil.example").await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status(), 403, "{path}");
-                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or(b""))
-                    .into_owned();
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(b"")).into_owned();
                 assert!(body.contains("cross-site"), "{body}");
             }
             Ok(_) => panic!("{path}: a cross-site WebSocket was accepted"),
             Err(other) => panic!("{path}: {other}"),
         }
         let own = format!("http://{}", app.addr);
-        assert!(connect(&own).await.is_ok(), "{path}: the dashboard's own origin");
+        assert!(
+            connect(&own).await.is_ok(),
+            "{path}: the dashboard's own origin"
+        );
         assert!(
             connect("https://ops.example").await.is_ok(),
             "{path}: an origin in RJE_CORS_ORIGINS"
@@ -108,7 +117,9 @@ async fn a_cross_site_websocket_is_refused() {
     }
     // Clients that send no Origin (every non-browser client) are unaffected.
     assert_eq!(
-        ws_read_all(app.ws_url(&format!("/ws/jobs/{id}/"))).await.output(),
+        ws_read_all(app.ws_url(&format!("/ws/jobs/{id}/")))
+            .await
+            .output(),
         "secret-output\n"
     );
 }
@@ -130,7 +141,10 @@ async fn a_cross_site_form_cannot_change_anything() {
         (&[("origin", "null")], 403),
         (&[("sec-fetch-site", "cross-site")], 403),
         // An old browser that sends neither, with a form's body.
-        (&[("content-type", "application/x-www-form-urlencoded")], 415),
+        (
+            &[("content-type", "application/x-www-form-urlencoded")],
+            415,
+        ),
     ];
     for (headers, status) in attempts {
         let mut request = app.client.post(app.url(&cancel)).body("a=b");
@@ -186,7 +200,10 @@ fn names_in(env_output: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_job_starts_with_none_of_rjes_settings() {
     let dir = tempfile::tempdir().unwrap();
-    for state_dir in [String::new(), dir.path().join("state").display().to_string()] {
+    for state_dir in [
+        String::new(),
+        dir.path().join("state").display().to_string(),
+    ] {
         let db = dir.path().join(format!("rje-{}.db", state_dir.len()));
         let mut command = rje(&db);
         command
@@ -214,8 +231,11 @@ async fn a_job_starts_with_none_of_rjes_settings() {
         assert!(names.iter().any(|n| n == "PATH"), "{output}");
         for name in &names {
             assert!(
-                ["GREETING", "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"]
-                    .contains(&name.as_str())
+                [
+                    "GREETING", "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE",
+                    "TZ", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"
+                ]
+                .contains(&name.as_str())
                     || name.starts_with("LC_"),
                 "state dir {state_dir:?}: {name} is not a job's:\n{output}"
             );
@@ -225,7 +245,10 @@ async fn a_job_starts_with_none_of_rjes_settings() {
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rje"))
         .arg("serve")
         .env("RJE_JOB_ENV_PASS", "RJE_API_TOKENS")
-        .env("RJE_DATABASE_URL", format!("sqlite://{}/x.db", dir.path().display()))
+        .env(
+            "RJE_DATABASE_URL",
+            format!("sqlite://{}/x.db", dir.path().display()),
+        )
         .env("RJE_BIND", "127.0.0.1:0")
         .output()
         .unwrap();
@@ -240,8 +263,7 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     app.get("/health").await;
     let before = app.get("/metrics").await.text().await.unwrap().len();
     for n in 0..50 {
-        let method =
-            Method::from_bytes(format!("JUNK{n}{}", "X".repeat(2000)).as_bytes()).unwrap();
+        let method = Method::from_bytes(format!("JUNK{n}{}", "X".repeat(2000)).as_bytes()).unwrap();
         let response = app
             .client
             .request(method, app.url("/health"))
@@ -289,7 +311,10 @@ fn unpooled() -> reqwest::Client {
 /// answers such a one with a 503 at once, before it sends anything.
 async fn refused_for_slots(app: &TestApp) -> bool {
     let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let request = format!("GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", app.addr);
+    let request = format!(
+        "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        app.addr
+    );
     // The refusal may come and the socket close before the request is
     // written: only what is read counts.
     let _ = socket.write_all(request.as_bytes()).await;
@@ -348,7 +373,10 @@ async fn websockets_hold_connection_slots_and_silent_ones_are_dropped() {
         silent_websocket(&app, &format!("/ws/jobs/{id}/")).await,
         silent_websocket(&app, &format!("/ws/jobs/{id}/")).await,
     ];
-    assert!(refused_for_slots(&app).await, "WebSockets count as connections");
+    assert!(
+        refused_for_slots(&app).await,
+        "WebSockets count as connections"
+    );
     let deadline = Instant::now() + DEADLINE;
     while refused_for_slots(&app).await {
         assert!(
@@ -399,10 +427,7 @@ async fn the_public_document_names_no_host() {
     let app = spawn_app_with(|s| {
         s.api.tokens = vec!["t0ken".into()];
         s.inventory = rje_ssh::Inventory {
-            hosts: vec![rje_ssh::HostConfig::new(
-                "db-primary-secret",
-                "127.0.0.1",
-            )],
+            hosts: vec![rje_ssh::HostConfig::new("db-primary-secret", "127.0.0.1")],
             default_host: None,
         };
     })
@@ -415,10 +440,16 @@ async fn the_public_document_names_no_host() {
         .unwrap();
     assert_eq!(public.status(), 200);
     let public = public.text().await.unwrap();
-    assert!(!public.contains("db-primary-secret"), "a host name is public");
+    assert!(
+        !public.contains("db-primary-secret"),
+        "a host name is public"
+    );
     serde_json::from_str::<Value>(&public).expect("still a document");
     let full = app.get("/openapi.json").await.text().await.unwrap();
-    assert!(full.contains("db-primary-secret"), "a token's holder sees hosts");
+    assert!(
+        full.contains("db-primary-secret"),
+        "a token's holder sees hosts"
+    );
 }
 
 #[tokio::test]
@@ -491,7 +522,10 @@ async fn a_bad_state_directory_is_said_once() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rje"))
         .arg("serve")
         .env("RJE_STATE_DIR", &file)
-        .env("RJE_DATABASE_URL", format!("sqlite://{}/x.db", dir.path().display()))
+        .env(
+            "RJE_DATABASE_URL",
+            format!("sqlite://{}/x.db", dir.path().display()),
+        )
         .env("RJE_BIND", "127.0.0.1:0")
         .env_remove("RJE_API_TOKENS")
         .output()
