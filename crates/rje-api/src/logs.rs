@@ -86,7 +86,14 @@ async fn logs(
     // already stored and the page can say it is complete.
     let job = state.store.get_meta(id).await?;
     if wants_text(&headers) {
-        return Ok(streamed::text_response(&state, id, since, stream));
+        // A running job's body ends at its last chunk stored now.
+        let upto = if job.status.is_final() {
+            None
+        } else {
+            let last = state.store.read_output_last(id, since, 1, stream).await?;
+            Some(last.chunks.last().map_or(since, |chunk| chunk.seq))
+        };
+        return Ok(streamed::text_response(&state, id, since, stream, upto));
     }
     if let Some(last) = last {
         let page = state

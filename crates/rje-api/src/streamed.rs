@@ -6,11 +6,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream as FuturesStream};
-use rje_domain::{JobId, Stream};
+use rje_domain::{JobId, ListedJob, Stream};
 use rje_proto::JobResponse;
 use rje_store::{Jobs, StoreError};
 
@@ -26,6 +27,19 @@ pub(crate) async fn job_response(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let listed = state.store.get_listed(id, 0).await?;
+    if !listed.job.status.is_final() {
+        // A job still running changes between two reads: the worker
+        // appends and prunes. Paged, its body once mixed several states
+        // (9 MB against a 4 MiB `stdout_bytes`, two drop markers). Read
+        // whole in one store statement instead, one snapshot, its sizes
+        // those of what it shows; the cap bounds it (a settled job, which
+        // no longer changes, is streamed).
+        let job = state.store.get(id).await?;
+        let size = |text: &Option<String>| text.as_ref().map(|text| text.len() as u64);
+        let output_bytes = [size(&job.stdout), size(&job.stderr)];
+        let body = JobResponse::from(ListedJob { job, output_bytes });
+        return Ok((status, Json(body)).into_response());
+    }
     let sizes = listed.output_bytes;
     let mut fields = serde_json::to_value(JobResponse::from(listed))
         .map_err(|err| ApiError::Internal(format!("cannot serialise a job: {err}")))?;
@@ -49,6 +63,7 @@ pub(crate) async fn job_response(
             since: 0,
             only: Some(stream),
             json: true,
+            upto: None,
         });
         text.push('"');
     }
@@ -60,16 +75,24 @@ pub(crate) async fn job_response(
 
 /// The output as plain text, both streams in the order they were read, or
 /// one of them.
+///
+/// `upto`: the last chunk to send (the last one stored when the request
+/// came, for a job still running), so that the body ends where the output
+/// did then instead of following a flood. Each page is one snapshot; a
+/// prune between two pages shows as a second drop marker, never as lines
+/// out of order.
 pub(crate) fn text_response(
     state: &AppState,
     id: JobId,
     since: i64,
     only: Option<Stream>,
+    upto: Option<i64>,
 ) -> Response {
     let segments = VecDeque::from([Segment::Chunks {
         since,
         only,
         json: false,
+        upto,
     }]);
     let body = Body::from_stream(render(state.store.clone(), id, segments));
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -84,6 +107,8 @@ enum Segment {
         since: i64,
         only: Option<Stream>,
         json: bool,
+        /// The last seq to send; `None`: all there is.
+        upto: Option<i64>,
     },
 }
 
@@ -101,15 +126,25 @@ fn render(
                 match segments.pop_front() {
                     None => return Ok(None),
                     Some(Segment::Text(text)) => return Ok(Some((Bytes::from(text), segments))),
-                    Some(Segment::Chunks { since, only, json }) => {
-                        let page = store.read_output(id, since, CHUNKS_PER_STEP, only).await?;
+                    Some(Segment::Chunks {
+                        since,
+                        only,
+                        json,
+                        upto,
+                    }) => {
+                        let mut page = store.read_output(id, since, CHUNKS_PER_STEP, only).await?;
+                        let full = page.chunks.len() == CHUNKS_PER_STEP as usize;
+                        page.chunks
+                            .retain(|chunk| upto.is_none_or(|upto| chunk.seq <= upto));
                         if let Some(last) = page.chunks.last()
-                            && page.chunks.len() == CHUNKS_PER_STEP as usize
+                            && full
+                            && upto.is_none_or(|upto| last.seq < upto)
                         {
                             segments.push_front(Segment::Chunks {
                                 since: last.seq,
                                 only,
                                 json,
+                                upto,
                             });
                         }
                         let mut text = String::new();

@@ -44,8 +44,10 @@ pub struct JobResponse {
     pub stdout_truncated: bool,
     #[serde(default)]
     pub stderr_truncated: bool,
-    /// The size in bytes of the whole of each stream's output (drop markers
-    /// included), where the answer knows it: in lists and on a job.
+    /// The size in bytes of what is stored of each stream's output (at most
+    /// the cap, plus the drop marker, which is counted), where the answer
+    /// knows it: in lists and on a job. Not the size of all the command
+    /// printed: the marker states what was dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

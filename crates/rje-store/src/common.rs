@@ -260,7 +260,8 @@ fn marker_sql(stream: Stream, dialect: &Dialect) -> String {
 /// Columns that show a job's output as lists do: `stdout` and `stderr`
 /// hold at most the last `tail_chars` characters of each stream (the
 /// caller cuts them to bytes), `stdout_bytes` and `stderr_bytes` the size
-/// of the whole, NULL where a job has no output (it never ran). Both are
+/// of all that is stored of each (drop marker included), NULL where a job
+/// has no output (it never ran). Both are
 /// read from the output chunks, by index, whatever the size of the output.
 pub(crate) fn output_view_sql(dialect: &Dialect, tail_chars: u32) -> String {
     let mut columns = Vec::new();

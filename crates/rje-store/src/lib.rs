@@ -9,7 +9,7 @@ mod store;
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{
     ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue,
     Reattached, Standing, TakeUp, WorkerInfo,

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,7 +13,7 @@ use rje_bus::{Bus, MemoryBus, RedisBus};
 use rje_domain::{CheckReport, HostStatus};
 use rje_exec::DurableLocalExecutor;
 use rje_ssh::Hosts;
-use rje_store::{JobStore, PostgresStore, SqliteStore, StoreError};
+use rje_store::{JobStore, PostgresStore, SqliteLocation, SqliteStore, StoreError};
 use rje_worker::{Executors, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -90,8 +90,20 @@ async fn open_store(
     if !settings.run_api {
         return Err(ServerError::NeedsPostgres("a worker-only process"));
     }
-    let lock = lock_embedded_store(url)?;
-    Ok((Arc::new(SqliteStore::open(url).await?), lock))
+    let (store, lock) = open_embedded(url).await?;
+    Ok((Arc::new(store), lock))
+}
+
+/// Opens the embedded store and takes the lock that says this process owns
+/// it. The URL is read once, into the one location both the lock and SQLite
+/// use: the lock is on exactly the file SQLite opens.
+async fn open_embedded(url: &str) -> Result<(SqliteStore, Option<Flock<File>>), ServerError> {
+    let location = SqliteLocation::parse(url)?;
+    let lock = match &location {
+        SqliteLocation::File(path) => Some(lock_embedded_store(path)?),
+        SqliteLocation::Memory => None,
+    };
+    Ok((SqliteStore::open_at(&location).await?, lock))
 }
 
 pub fn is_postgres(url: &str) -> bool {
@@ -333,31 +345,39 @@ fn raise_descriptor_limit() -> u64 {
 /// a hard link or another spelling of its path. (`flock` locks are separate
 /// from the POSIX locks SQLite takes, so the two never interfere; the
 /// descriptor stays open as long as the server runs.)
-fn lock_embedded_store(database_url: &str) -> Result<Option<Flock<File>>, ServerError> {
-    let Some(path) = sqlite_path(database_url) else {
-        return Ok(None);
-    };
+///
+/// The path is the one SQLite opens (see [`open_embedded`]); the file is
+/// created here, for this user only, as the store would create it.
+fn lock_embedded_store(path: &Path) -> Result<Flock<File>, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let lock_error = |cause: std::io::Error| ServerError::Lock {
-        path: path.clone(),
+        path: path.to_owned(),
         cause,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(lock_error)?;
     }
     // SQLite takes an empty file as a new database, so creating it here
-    // changes nothing.
+    // changes nothing; the store sets its mode to exactly 0600.
     let file = File::options()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&path)
+        .mode(0o600)
+        .open(path)
         .map_err(lock_error)?;
+    if file.metadata().map_err(lock_error)?.len() == 0 {
+        // A new database: exactly 0600, whatever the umask took from it.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(lock_error)?;
+    }
     let inode = file_identity(&file);
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
+        Ok(lock) => Ok(lock),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServerError::Locked {
-            path,
+            path: path.to_owned(),
             owner: inode
                 .and_then(lock_owner)
                 .map_or_else(|| "another rje process".to_owned(), describe_process),
@@ -409,15 +429,6 @@ fn describe_process(pid: u32) -> String {
     }
 }
 
-/// The file behind a `sqlite:` URL; `None` for an in-memory database.
-fn sqlite_path(database_url: &str) -> Option<PathBuf> {
-    let rest = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
-}
-
 /// The API's view of the hosts this process runs jobs on.
 struct HostView(Arc<Hosts>);
 
@@ -436,17 +447,103 @@ impl HostDirectory for HostView {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sqlite_paths() {
-        assert_eq!(
-            sqlite_path("sqlite://rje.db"),
-            Some(PathBuf::from("rje.db"))
+    /// Every spelling of one database file either meets the lock the first
+    /// server holds on it (and names that server), or is refused as a bad
+    /// URL: never a second owner. (`jobs%2Edb` and a nested `sqlite://`
+    /// once locked another file while SQLite opened this one.)
+    #[tokio::test]
+    async fn every_spelling_of_the_file_meets_its_lock_or_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        let file = root.join("jobs.db");
+        let abs = file.display().to_string();
+        let (_first, lock) = open_embedded(&format!("sqlite://{abs}")).await.unwrap();
+        assert!(lock.is_some(), "the first server owns the file");
+        std::os::unix::fs::symlink(&file, root.join("link.db")).unwrap();
+
+        // The same file from the working directory, without changing it
+        // (the tests of this binary share it).
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count().saturating_sub(1));
+        let relative = format!("{up}{}", abs.trim_start_matches('/'));
+        let root = root.display();
+        let same_file = [
+            format!("sqlite://{abs}"),
+            format!("sqlite:{abs}"),
+            format!("sqlite:///{abs}"),
+            format!("sqlite://{root}/./jobs.db"),
+            format!("sqlite://{root}/sub/../jobs.db"),
+            format!("sqlite://{root}//jobs.db"),
+            format!("sqlite://{root}/link.db"),
+            format!("sqlite://{relative}"),
+            format!("sqlite://./{relative}"),
+            format!("sqlite:{relative}"),
+        ];
+        let me = format!("process {}", std::process::id());
+        for url in &same_file {
+            match open_embedded(url).await {
+                Err(ServerError::Locked { owner, .. }) => assert!(
+                    // /proc/locks may be unreadable (or in another pid
+                    // namespace); the message then says so plainly.
+                    owner.starts_with(&me) || owner == "another rje process",
+                    "{url}: the owner is named {owner:?}"
+                ),
+                Err(other) => panic!("{url}: refused, but not for the lock: {other}"),
+                Ok(_) => panic!("{url}: a second owner of {abs}"),
+            }
+        }
+
+        let refused = [
+            format!("sqlite://{root}/jobs%2Edb"),
+            format!("sqlite://{root}/jobs.d%62"),
+            format!("sqlite://sqlite://{abs}"),
+            format!("sqlite://sqlite:{abs}"),
+            format!("sqlite:sqlite:{abs}"),
+            format!("sqlite://SQLite://{abs}"),
+            format!("sqlite://file:{abs}"),
+            format!("sqlite://{abs}?mode=rwc"),
+            format!("sqlite://{abs}#x"),
+            "sqlite://".to_owned(),
+        ];
+        for url in &refused {
+            match open_embedded(url).await {
+                Err(ServerError::Store(StoreError::Unavailable(message))) => {
+                    assert!(message.contains("bad SQLite URL"), "{url}: {message}");
+                }
+                Err(other) => panic!("{url}: refused, but not as a bad URL: {other}"),
+                Ok(_) => panic!("{url}: a second owner"),
+            }
+        }
+
+        // No spelling made a database anywhere else in the directory.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(
+            names
+                .iter()
+                .all(|name| name.starts_with("jobs.db") || name == "link.db" || name == "sub"),
+            "{names:?}"
         );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/rje/rje.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/rje/rje.db"))
-        );
-        assert_eq!(sqlite_path("sqlite::memory:"), None);
-        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    /// The database, its WAL and its index are for rje's user only,
+    /// whatever the umask would have made them.
+    #[tokio::test]
+    async fn the_embedded_database_is_private_to_its_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let (_store, _lock) = open_embedded(&url).await.unwrap();
+        for name in ["jobs.db", "jobs.db-wal", "jobs.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rje_domain::{
     Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream,
 };
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::common::{
@@ -16,7 +16,7 @@ use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, W
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore,
-    fetch_for_update, listed_columns, now, push_filters,
+    fetch_for_update, listed_columns, now, push_filters, read_snapshot,
 };
 
 #[async_trait]
@@ -49,6 +49,9 @@ impl Jobs for PostgresStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
+        // One statement, so one snapshot: the job and every chunk of its
+        // output as stored at one instant, however the worker appends and
+        // prunes meanwhile. Keep it one statement.
         let sql = format!("SELECT {} FROM jobs WHERE id = $1", *LIVE_COLUMNS);
         sqlx::query_as::<_, JobRow>(&sql)
             .bind(id.0)
@@ -69,6 +72,7 @@ impl Jobs for PostgresStore {
     }
 
     async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        // One statement, so one snapshot: the tail and the sizes agree.
         let sql = format!(
             "SELECT {} FROM jobs WHERE id = $1",
             listed_columns(tail_bytes)
@@ -82,33 +86,42 @@ impl Jobs for PostgresStore {
     }
 
     async fn list(&self, query: &ListQuery, tail_bytes: u32) -> Result<JobPage, StoreError> {
-        // Count up to a limit: past it, the planner's estimate stands in,
-        // so a list never counts millions of rows.
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs");
-        push_filters(&mut count, query);
-        count
-            .push(" LIMIT ")
-            .push_bind(EXACT_COUNT_LIMIT + 1)
-            .push(") AS capped");
-        let capped: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let (total_count, total_exact) = if capped <= EXACT_COUNT_LIMIT {
-            (capped, true)
-        } else {
-            (self.estimate(query).await?.max(capped), false)
-        };
+        // One snapshot for the count and the page, so that they agree.
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            read_snapshot(&mut tx).await?;
+            // Count up to a limit: past it, the planner's estimate stands
+            // in, so a list never counts millions of rows.
+            let mut count =
+                QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs");
+            push_filters(&mut count, query);
+            count
+                .push(" LIMIT ")
+                .push_bind(EXACT_COUNT_LIMIT + 1)
+                .push(") AS capped");
+            let capped: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+            let (total_count, total_exact) = if capped <= EXACT_COUNT_LIMIT {
+                (capped, true)
+            } else {
+                (estimate(&mut tx, query).await?.max(capped), false)
+            };
 
-        let mut select = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {} FROM jobs",
-            listed_columns(tail_bytes)
-        ));
-        push_filters(&mut select, query);
-        select
-            .push(format!(" ORDER BY {}", order_by(query)))
-            .push(" LIMIT ")
-            .push_bind(i64::from(query.limit))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-        let rows: Vec<JobRow> = select.build_query_as().fetch_all(&self.pool).await?;
+            let mut select = QueryBuilder::<Postgres>::new(format!(
+                "SELECT {} FROM jobs",
+                listed_columns(tail_bytes)
+            ));
+            push_filters(&mut select, query);
+            select
+                .push(format!(" ORDER BY {}", order_by(query)))
+                .push(" LIMIT ")
+                .push_bind(i64::from(query.limit))
+                .push(" OFFSET ")
+                .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+            let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            Ok((rows, total_count, total_exact))
+        }
+        .await;
+        let (rows, total_count, total_exact) = conclude(tx, result).await?;
         Ok(JobPage {
             jobs: rows
                 .into_iter()
@@ -271,7 +284,8 @@ impl Jobs for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Up to `limit` chunks with `seq > since`, from either end.
+    /// Up to `limit` chunks with `seq > since`, from either end: the job
+    /// and its chunks from one snapshot.
     async fn read_chunks(
         &self,
         id: JobId,
@@ -280,33 +294,38 @@ impl PostgresStore {
         stream: Option<Stream>,
         from: ReadFrom,
     ) -> Result<OutputPage, StoreError> {
-        let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let sql = format!(
-            "SELECT seq, stream, text, ts, dropped_before, source_end FROM job_output \
-             WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) {} LIMIT $3",
-            from.order_by()
-        );
-        let rows: Vec<ChunkRow> = sqlx::query_as(&sql)
-            .bind(pk)
-            .bind(since)
-            .bind(i64::from(limit))
-            .bind(stream.map(stream_code))
-            .fetch_all(&self.pool)
-            .await?;
-        from.page(rows, ChunkRow::into_chunk)
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            read_snapshot(&mut tx).await?;
+            let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let sql = format!(
+                "SELECT seq, stream, text, ts, dropped_before, source_end FROM job_output \
+                 WHERE job_pk = $1 AND seq > $2 AND ($4::SMALLINT IS NULL OR stream = $4) {} \
+                 LIMIT $3",
+                from.order_by()
+            );
+            let rows: Vec<ChunkRow> = sqlx::query_as(&sql)
+                .bind(pk)
+                .bind(since)
+                .bind(i64::from(limit))
+                .bind(stream.map(stream_code))
+                .fetch_all(&mut *tx)
+                .await?;
+            Ok(rows)
+        }
+        .await;
+        from.page(conclude(tx, result).await?, ChunkRow::into_chunk)
     }
 }
 
-impl PostgresStore {
-    /// The planner's estimate of the rows matching a list's filters.
-    async fn estimate(&self, query: &ListQuery) -> Result<i64, StoreError> {
-        let mut explain = QueryBuilder::<Postgres>::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs");
-        push_filters(&mut explain, query);
-        let plan: serde_json::Value = explain.build_query_scalar().fetch_one(&self.pool).await?;
-        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
-    }
+/// The planner's estimate of the rows matching a list's filters.
+async fn estimate(conn: &mut PgConnection, query: &ListQuery) -> Result<i64, StoreError> {
+    let mut explain = QueryBuilder::<Postgres>::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs");
+    push_filters(&mut explain, query);
+    let plan: serde_json::Value = explain.build_query_scalar().fetch_one(&mut *conn).await?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
 }

@@ -278,6 +278,19 @@ async fn fetch_for_update(conn: &mut PgConnection, id: JobId) -> Result<(i64, Jo
     Ok((pk, row.into_job()?))
 }
 
+/// Makes the transaction just begun read everything from one snapshot
+/// (REPEATABLE READ), and read-only: what a reader composes from several
+/// statements is then what was stored at one instant, however the worker
+/// appends and prunes meanwhile. (A single statement is one snapshot
+/// already, even at READ COMMITTED.) Must be the transaction's first
+/// statement.
+async fn read_snapshot(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The job row of the current attempt, locked, or [`StoreError::Fenced`].
 async fn current_attempt_pk(
     conn: &mut PgConnection,

@@ -53,6 +53,9 @@ impl Jobs for SqliteStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
+        // One statement, so one snapshot: the job and every chunk of its
+        // output as stored at one instant, however the worker appends and
+        // prunes meanwhile. Keep it one statement.
         let sql = format!("SELECT {} FROM jobs WHERE id = ?", *LIVE_COLUMNS);
         Ok(sqlx::query_as::<_, JobRow>(&sql)
             .bind(id.to_string())
@@ -69,6 +72,7 @@ impl Jobs for SqliteStore {
     }
 
     async fn get_listed(&self, id: JobId, tail_bytes: u32) -> Result<ListedJob, StoreError> {
+        // One statement, so one snapshot: the tail and the sizes agree.
         let sql = format!(
             "SELECT {} FROM jobs WHERE id = ?",
             listed_columns(tail_bytes)
@@ -85,6 +89,8 @@ impl Jobs for SqliteStore {
         if query.search.is_some() {
             self.index_commands().await?;
         }
+        // One read transaction: in WAL mode it reads one snapshot from its
+        // first statement to its end, so the count and the page agree.
         let mut tx = self.reader.begin().await?;
         // An index answers a count by status, priority or host at once; a
         // search must check each match, so it counts up to a limit.
@@ -327,6 +333,7 @@ impl SqliteStore {
         stream: Option<Stream>,
         from: ReadFrom,
     ) -> Result<OutputPage, StoreError> {
+        // One read transaction (one WAL snapshot) for the job and its page.
         let mut tx = self.reader.begin().await?;
         let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
             .bind(id.to_string())

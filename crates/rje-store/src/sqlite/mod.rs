@@ -5,6 +5,7 @@
 mod jobs;
 mod queue;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -32,12 +33,83 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
+/// Where an embedded store lives. Read from its URL by
+/// [`SqliteLocation::parse`] alone, and handed as is both to SQLite and to
+/// whoever locks the file, so that the two can never disagree on which
+/// file a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteLocation {
+    /// `sqlite::memory:`: a database of this process only.
+    Memory,
+    /// The database file, as SQLite opens it (relative to the working
+    /// directory when relative).
+    File(PathBuf),
+}
+
+impl SqliteLocation {
+    /// The location a `sqlite://PATH` (or `sqlite:PATH`) URL names.
+    ///
+    /// Only the plain form is accepted. Forms that SQLite or sqlx would
+    /// read differently from a plain path are refused: percent-escapes
+    /// (sqlx decodes them), query parameters and fragments (sqlx reads
+    /// `?mode=…`), and a nested scheme (`sqlite://sqlite:///x.db`, which
+    /// sqlx strips again; `file:…`, which SQLite reads as a URI). A server
+    /// once locked `jobs%2Edb` while SQLite opened `jobs.db`, and settled
+    /// the running jobs of the server that owned it.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let bad = |why: &str| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {why}"));
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| bad("it does not start with sqlite://"))?;
+        if rest == ":memory:" {
+            return Ok(Self::Memory);
+        }
+        if rest.is_empty() {
+            return Err(bad("it names no file; write sqlite://PATH"));
+        }
+        if rest.contains('%') {
+            return Err(bad(
+                "percent-escapes are not supported; write the path as it is",
+            ));
+        }
+        if rest.contains('?') || rest.contains('#') {
+            return Err(bad("query parameters are not supported; write sqlite://PATH"));
+        }
+        if rest.contains('\0') {
+            return Err(bad("a path cannot hold a NUL"));
+        }
+        let lower = rest.to_ascii_lowercase();
+        if lower.starts_with("sqlite:") || lower.starts_with("file:") || rest.contains("://") {
+            return Err(bad("a nested scheme is not supported; write sqlite://PATH"));
+        }
+        Ok(Self::File(PathBuf::from(rest)))
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
-    /// `sqlite::memory:`) and applies migrations.
+    /// `sqlite::memory:`; see [`SqliteLocation::parse`]) and applies
+    /// migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|err| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {err}")))?
+        Self::open_at(&SqliteLocation::parse(url)?).await
+    }
+
+    /// Opens (creating if needed) the database at `location` and applies
+    /// migrations. A file is made private to this user (see
+    /// [`make_private`]).
+    pub async fn open_at(location: &SqliteLocation) -> Result<Self, StoreError> {
+        let base = match location {
+            // sqlx names each in-memory database apart (with a shared
+            // cache, so that the pool's connections see the same one).
+            SqliteLocation::Memory => SqliteConnectOptions::from_str("sqlite::memory:")
+                .map_err(|err| StoreError::Internal(format!("in-memory SQLite: {err}")))?,
+            SqliteLocation::File(path) => {
+                make_private(path)?;
+                SqliteConnectOptions::new().filename(path)
+            }
+        };
+        let options = base
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -50,19 +122,61 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let in_memory = url.contains(":memory:");
-        let reader = if in_memory {
+        let reader = match location {
             // A second pool would open a second, empty database.
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.read_only(true))
-                .await?
+            SqliteLocation::Memory => writer.clone(),
+            SqliteLocation::File(_) => {
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options.read_only(true))
+                    .await?
+            }
         };
         Ok(Self { writer, reader })
     }
+}
+
+/// The database holds every job's command, parameters and output, so its
+/// file is for this user only (0600), whatever the umask: a new one is
+/// made here with that mode (SQLite would make it 0644 less the umask),
+/// and an existing one, or its `-wal` and `-shm`, open to others is
+/// narrowed. SQLite gives the `-wal` and `-shm` it creates the database
+/// file's mode, so they follow. SQLite takes an empty file as a new
+/// database.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = std::fs::Permissions::from_mode(0o600);
+    let failed = |err: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {err}", path.display()))
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The umask may have taken bits from 0600 too: set it exactly.
+        Ok(file) => file.set_permissions(private.clone()).map_err(failed)?,
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(failed(err)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(err) = std::fs::set_permissions(&file, private.clone())
+        {
+            // Not ours to change (another user's file): say so, and go on
+            // as before rather than refuse a store that worked.
+            tracing::warn!(file = %file.display(), %err, "the database file is open to other users and could not be made private");
+        }
+    }
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]

@@ -20,6 +20,79 @@ mod sqlite {
 
     crate::store_contract!(store);
 
+    /// The database holds every command and its output: the file, its WAL
+    /// and the WAL's index are for the store's user only (0600), whatever
+    /// the umask, and a file left open to others is narrowed.
+    #[tokio::test]
+    async fn the_database_files_are_private_to_their_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let (_store, dir) = store().await;
+        for name in ["rje.db", "rje.db-wal", "rje.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+
+        let loose = dir.path().join("loose.db");
+        std::fs::write(&loose, b"").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = SqliteStore::open(&format!("sqlite://{}", loose.display()))
+            .await
+            .expect("open SQLite store");
+        assert_eq!(mode(&loose), 0o600, "an existing file open to others");
+    }
+
+    /// Spellings of a URL that SQLite (or sqlx) would read as another file
+    /// than the plain path are refused, not guessed at.
+    #[tokio::test]
+    async fn ambiguous_urls_are_refused() {
+        use rje_store::{SqliteLocation, StoreError};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rje.db");
+        let plain = path.display().to_string();
+        assert_eq!(
+            SqliteLocation::parse(&format!("sqlite://{plain}")).unwrap(),
+            SqliteLocation::File(path.clone())
+        );
+        assert_eq!(
+            SqliteLocation::parse(&format!("sqlite:{plain}")).unwrap(),
+            SqliteLocation::File(path.clone())
+        );
+        assert_eq!(
+            SqliteLocation::parse("sqlite::memory:").unwrap(),
+            SqliteLocation::Memory
+        );
+        assert_eq!(
+            SqliteLocation::parse("sqlite://:memory:").unwrap(),
+            SqliteLocation::Memory
+        );
+        for url in [
+            format!("sqlite://{}/rje%2Edb", dir.path().display()),
+            format!("sqlite://sqlite://{plain}"),
+            format!("sqlite://file:{plain}"),
+            format!("sqlite://{plain}?mode=rwc"),
+            format!("sqlite://{plain}#frag"),
+            "sqlite://".to_owned(),
+            "sqlite://?mode=memory".to_owned(),
+            format!("postgres://{plain}"),
+        ] {
+            match SqliteStore::open(&url).await {
+                Err(StoreError::Unavailable(message)) => {
+                    assert!(message.contains("bad SQLite URL"), "{url}: {message}")
+                }
+                Err(other) => panic!("{url}: {other}"),
+                Ok(_) => panic!("{url} was opened"),
+            }
+        }
+        let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(made.is_empty(), "a refused URL made a file: {made:?}");
+    }
+
     /// The search index is kept beside the jobs by triggers and batches:
     /// after edits and deletes of indexed and unindexed jobs, and keys
     /// reused, FTS5's own check finds it exact.

@@ -45,6 +45,7 @@ macro_rules! store_contract {
             a_supervised_job_is_left_to_its_machine_for_a_grace,
             orphaned_supervised_jobs_are_found_by_host,
             standings_tell_held_orphaned_and_over_apart_in_one_query,
+            output_reads_are_each_one_snapshot,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1295,4 +1296,169 @@ pub async fn standings_tell_held_orphaned_and_over_apart_in_one_query(store: Arc
             .unwrap()
             .is_empty()
     );
+}
+
+/// Bytes the consistency test keeps of its job's stdout: a head chunk, and
+/// a tail the writer prunes to [`SNAPSHOT_TAIL`] as the worker does.
+const SNAPSHOT_HEAD: &str = "head\n";
+const SNAPSHOT_TAIL: u64 = 1000;
+/// Lines per chunk and chunks per batch; a line is 9 bytes ("%08d\n").
+const SNAPSHOT_LINES: u64 = 8;
+const SNAPSHOT_BATCH: u64 = 2;
+const SNAPSHOT_ROUNDS: u64 = 150;
+
+/// Lines 1..=last as the writer writes them.
+fn numbered(last: u64) -> String {
+    (1..=last).map(|n| format!("{n:08}\n")).collect()
+}
+
+/// Checks one read of the stdout of the consistency test's job: the head,
+/// at most one drop marker, then the end of the numbered lines; the marker's
+/// count plus what follows it is exactly the lines written up to the last
+/// one shown (a read torn between two prunes would count some bytes twice
+/// or not at all); within the cap.
+fn check_snapshot(text: &str, what: &str) {
+    assert!(
+        text.matches("[rje: ").count() <= 1,
+        "{what}: more than one drop marker in {text:?}"
+    );
+    let tail = text
+        .strip_prefix(SNAPSHOT_HEAD)
+        .unwrap_or_else(|| panic!("{what}: no head in {text:?}"));
+    let (dropped, shown) = match tail.strip_prefix("[rje: ") {
+        Some(marked) => {
+            let (count, rest) = marked
+                .split_once(" bytes of stdout dropped]\n")
+                .unwrap_or_else(|| panic!("{what}: a bad marker in {text:?}"));
+            (count.parse::<u64>().unwrap(), rest)
+        }
+        None => (0, tail),
+    };
+    assert!(
+        shown.len() as u64 <= SNAPSHOT_TAIL,
+        "{what}: {} bytes of tail stored past the cap",
+        shown.len()
+    );
+    if shown.is_empty() {
+        return;
+    }
+    assert!(shown.ends_with('\n'), "{what}: ends inside a line");
+    let last: u64 = shown[shown.len().saturating_sub(9)..shown.len() - 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: not a numbered line at the end of {shown:?}"));
+    let written = numbered(last);
+    assert!(
+        written.ends_with(shown),
+        "{what}: lines missing or out of order in {shown:?}"
+    );
+    assert_eq!(
+        dropped + shown.len() as u64,
+        written.len() as u64,
+        "{what}: the marker's count and the lines shown disagree"
+    );
+}
+
+/// Checks a page of chunks: seqs strictly increasing, and their text as a
+/// reader renders it is one consistent view.
+fn check_page(page: &OutputPage, what: &str) {
+    assert!(
+        page.chunks.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{what}: seqs not strictly increasing"
+    );
+    let text: String = page.chunks.iter().map(|c| c.display_text()).collect();
+    check_snapshot(&text, what);
+}
+
+/// Every read of a running job's output is what was stored at one instant,
+/// while a writer appends and prunes as the worker does: one drop marker at
+/// most, seqs in order, the cap held, the marker's count exact, and the
+/// size a list states the size of what it shows.
+pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
+    store.create(new_job("flood")).await.unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    store
+        .append_output(id, attempt, &[chunk(1, Stream::Stdout, SNAPSHOT_HEAD)], None)
+        .await
+        .unwrap();
+
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (mut seq, mut line) = (1i64, 0u64);
+            let batch_bytes = SNAPSHOT_BATCH * SNAPSHOT_LINES * 9;
+            for _ in 0..SNAPSHOT_ROUNDS {
+                // As the worker: make room for the batch, then store it.
+                store
+                    .prune_output(id, attempt, Stream::Stdout, 1, SNAPSHOT_TAIL - batch_bytes)
+                    .await
+                    .unwrap();
+                let mut batch = Vec::new();
+                for _ in 0..SNAPSHOT_BATCH {
+                    seq += 1;
+                    let text: String = (0..SNAPSHOT_LINES)
+                        .map(|_| {
+                            line += 1;
+                            format!("{line:08}\n")
+                        })
+                        .collect();
+                    batch.push(chunk(seq, Stream::Stdout, &text));
+                }
+                store.append_output(id, attempt, &batch, None).await.unwrap();
+                // Let the reader in between writes, on any runtime.
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    let mut reads = 0;
+    loop {
+        let done = writer.is_finished();
+        let job = store.get(id).await.unwrap();
+        check_snapshot(job.stdout.as_deref().unwrap(), "get");
+
+        // The stored tail is at most 15 chunks, so a tail of the newest 16
+        // is the whole output; its size must be the size of what it shows.
+        let listed = store.get_listed(id, 1 << 20).await.unwrap();
+        let shown = listed.job.stdout.as_deref().unwrap();
+        check_snapshot(shown, "get_listed");
+        assert_eq!(
+            listed.output_bytes[0],
+            Some(shown.len() as u64),
+            "get_listed: stdout_bytes is not the size of the stdout shown"
+        );
+        let page = store.list(&ListQuery::default(), 1 << 20).await.unwrap();
+        let listed = page.jobs.iter().find(|j| j.job.id == id).unwrap();
+        let shown = listed.job.stdout.as_deref().unwrap();
+        check_snapshot(shown, "list");
+        assert_eq!(listed.output_bytes[0], Some(shown.len() as u64), "list");
+
+        let page = store
+            .read_output(id, 0, 10_000, Some(Stream::Stdout))
+            .await
+            .unwrap();
+        check_page(&page, "read_output");
+        let page = store
+            .read_output_last(id, 0, 10_000, Some(Stream::Stdout))
+            .await
+            .unwrap();
+        check_page(&page, "read_output_last");
+
+        // Paged reads are one snapshot per page; across pages the seqs
+        // still only grow, and every gap is stated by a marker.
+        let mut since = 0;
+        loop {
+            let page = store.read_output(id, since, 3, None).await.unwrap();
+            assert!(page.chunks.iter().all(|c| c.seq > since), "pages go forward");
+            match page.chunks.last() {
+                Some(last) if page.chunks.len() == 3 => since = last.seq,
+                _ => break,
+            }
+        }
+        reads += 1;
+        if done {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert!(reads > 1, "the reads ran while the writer wrote");
 }

@@ -248,3 +248,70 @@ async fn lists_carry_the_end_of_the_output_and_a_job_carries_it_all() {
         .unwrap();
     assert_eq!(text, format!("{full}short\n"));
 }
+
+/// A GET of a running job is one snapshot: polled while a flood runs past
+/// the cap, every body shows at most one drop marker, its lines in order,
+/// and `stdout_bytes` is the size of the stdout it carries. (Paged from
+/// the store, a body once mixed states: 9 MB against a 4 MiB cap, two
+/// markers, lines out of order.)
+#[tokio::test]
+async fn a_running_job_is_read_at_one_instant() {
+    let cap = 1024 * 1024u64;
+    let app = spawn_app_with(|s| s.worker.max_output_bytes = cap).await;
+    let id = app.submit_command("seq 1 40000000").await;
+    let mut running_reads = 0;
+    for _ in 0..200 {
+        let job: Value = app
+            .get(&format!("/jobs/{id}/"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "Running" {
+            if running_reads > 0 || job["status"] != "Queued" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        let Some(stdout) = job["stdout"].as_str() else {
+            continue;
+        };
+        running_reads += 1;
+        assert_eq!(
+            job["stdout_bytes"].as_u64(),
+            Some(stdout.len() as u64),
+            "stdout_bytes is the size of the stdout shown"
+        );
+        let markers = stdout.matches("[rje: ").count();
+        assert!(markers <= 1, "{markers} drop markers in one body");
+        assert!(
+            stdout.len() as u64 <= cap + 64,
+            "{} bytes against a cap of {cap}",
+            stdout.len()
+        );
+        // The head, then (past the cap) the marker and the tail; where the
+        // marker is, a line may have been cut on either side of it.
+        let (mut head, tail): (Vec<&str>, &str) = match stdout.find("[rje: ") {
+            Some(at) => {
+                let rest = &stdout[at..];
+                let after = rest.find('\n').map_or("", |end| &rest[end + 1..]);
+                let mut head: Vec<&str> = stdout[..at].lines().collect();
+                head.pop();
+                (head, after.split_once('\n').map_or("", |(_, whole)| whole))
+            }
+            None => (stdout.lines().collect(), ""),
+        };
+        head.extend(tail.lines());
+        let numbers: Vec<u64> = head
+            .into_iter()
+            .map(|line| line.parse::<u64>().expect("a number"))
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "lines out of order"
+        );
+    }
+    assert!(running_reads > 0, "the job was never seen running");
+    app.cancel(&id).await;
+}
