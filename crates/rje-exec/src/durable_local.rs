@@ -13,7 +13,7 @@ use rje_domain::{ExitReport, Outcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::durable::{self, ExitRecord, JobDir, Launcher, Spec};
+use crate::durable::{self, CommandGroup, ExitRecord, JobDir, Launcher, Spec};
 use crate::{
     DurableExecutor, ExecEvent, ExecRequest, JobEnvironment, ResumeError, StartError, StartGate,
 };
@@ -30,6 +30,8 @@ pub struct DurableLocalExecutor {
     grace: Duration,
     /// What every job's environment starts from: never rje's own.
     env: JobEnvironment,
+    /// The store whose jobs this executor runs (see [`Spec::store`]).
+    store: Option<String>,
 }
 
 impl DurableLocalExecutor {
@@ -42,13 +44,23 @@ impl DurableLocalExecutor {
             grace,
             max_output_bytes: 0,
             env: JobEnvironment::inherited(),
+            store: None,
         }
     }
 
-    /// Jobs start from `env` (see [`JobEnvironment`]).
-    pub fn with_environment(mut self, env: JobEnvironment) -> Self {
-        self.env = env;
+    /// Marks each job's files as the store `mark`'s (see [`Spec::store`]),
+    /// so that another store's server sharing the state directory tells
+    /// them from its own.
+    pub fn with_store(mut self, mark: impl Into<String>) -> Self {
+        self.store = Some(mark.into());
         self
+    }
+
+    /// Whether the files of job `key` were made for this executor's store.
+    /// Files without a readable spec, or of an older rje (no mark), are
+    /// not known to be: they are left to a long retention.
+    pub fn is_ours(&self, key: &str) -> bool {
+        matches!(self.job_dir(key).read_spec(), Ok(Some(spec)) if spec.store == self.store)
     }
 
     /// Keeps each job's files within about `bytes` per stream plus a
@@ -65,13 +77,14 @@ impl DurableLocalExecutor {
     }
 
     /// The jobs whose directories are here: those a worker may take up.
+    /// A link is none (it is not followed).
     pub fn known_jobs(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.state_dir.join("jobs")) else {
             return Vec::new();
         };
         entries
             .flatten()
-            .filter(|entry| entry.path().is_dir())
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
             .filter_map(|entry| entry.file_name().into_string().ok())
             .collect()
     }
@@ -79,14 +92,18 @@ impl DurableLocalExecutor {
     /// Removes the directory of a job no worker can take up (its lease is
     /// live elsewhere, or the store settled it) once it has been quiet for
     /// `grace`, when nothing of it runs any more: its end was written, or
-    /// its supervisor is gone (then its group is ended first). Whether it
-    /// was removed.
+    /// its supervisor is gone (then its group is ended first, if it
+    /// provably is still the job's). Whether it was removed.
     pub async fn sweep_if_stale(&self, key: &str, grace: Duration) -> bool {
         let dir = self.job_dir(key);
+        // A directory a launch left empty (it failed early) goes too, by
+        // its own time.
         let newest = [dir.exit(), dir.supervisor(), dir.spec()]
             .iter()
-            .filter_map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
-            .max();
+            .map(PathBuf::as_path)
+            .filter_map(modified)
+            .max()
+            .or_else(|| modified(dir.root()));
         let quiet = newest
             .and_then(|at| at.elapsed().ok())
             .is_some_and(|age| age >= grace);
@@ -95,10 +112,15 @@ impl DurableLocalExecutor {
         }
         let ended = matches!(dir.read_exit(), Ok(Some(_)));
         if !ended {
-            if !matches!(durable::supervisor_died(&dir), Ok(true)) {
-                return false;
+            match dir.read_supervisor() {
+                // No supervisor ever started there (it records itself
+                // before the command): nothing of the job runs.
+                Ok(None) => {}
+                Ok(Some(_)) if matches!(durable::supervisor_died(&dir), Ok(true)) => {
+                    kill_command(&dir);
+                }
+                _ => return false,
             }
-            kill_command(&dir);
         }
         tracing::info!(key, "removing the files of a job nobody will take up");
         self.forget(key).await;
@@ -107,18 +129,14 @@ impl DurableLocalExecutor {
 
     /// The store says the job `key` is over while its files are still
     /// here (it was settled by a worker elsewhere, or deleted): ends what
-    /// may still run of it, on this boot of the machine. The files stay
-    /// for [`DurableLocalExecutor::sweep_if_stale`].
+    /// may still run of it, if its group provably is still the job's (same
+    /// boot, same leader). The files stay for
+    /// [`DurableLocalExecutor::sweep_if_stale`].
     pub fn end_abandoned(&self, key: &str) {
         let dir = self.job_dir(key);
-        let this_boot = match (dir.read_supervisor(), durable::boot_id()) {
-            (Ok(Some(supervisor)), Ok(boot)) => supervisor.boot_id == boot,
-            _ => false,
-        };
         let running = !matches!(dir.read_exit(), Ok(Some(_)));
-        if this_boot && running {
-            tracing::warn!(key, "ending the command of a job the store says is over");
-            kill_command(&dir);
+        if running && kill_command(&dir) {
+            tracing::warn!(key, "ended the command of a job the store says is over");
         }
     }
 
@@ -130,13 +148,15 @@ impl DurableLocalExecutor {
         cancel: &CancellationToken,
         timeout: Duration,
     ) -> Outcome {
-        let pgid = match started(dir) {
-            Ok(pgid) => pgid,
+        // Read now, while the files are sure to be there: the proof that
+        // the group is the command's is kept for any later kill.
+        let group = match started(dir) {
+            Ok(group) => group,
             Err(message) => return Outcome::Error { message },
         };
         let _ = sink
             .send(ExecEvent::Started {
-                process_id: pgid.to_string(),
+                process_id: group.pgid.to_string(),
             })
             .await;
         let cancelled = tokio::select! {
@@ -148,7 +168,7 @@ impl DurableLocalExecutor {
                     // Nobody will end the command now (its supervisor is
                     // gone, or its files are): end it here, so that
                     // nothing of the job is left running.
-                    Err(_) => signal_group(pgid, Signal::SIGKILL),
+                    Err(_) => signal_group(&group, Signal::SIGKILL),
                     Ok(_) => {}
                 }
                 return outcome(ended, false, timeout);
@@ -157,12 +177,12 @@ impl DurableLocalExecutor {
         };
         // Stop the command; its supervisor ends what it left and writes
         // the end, which the follower then reads with the last output.
-        signal_group(pgid, Signal::SIGTERM);
+        signal_group(&group, Signal::SIGTERM);
         let ended = tokio::time::timeout(self.grace, durable::follow(dir, offsets, sink)).await;
         let ended = match ended {
             Ok(ended) => ended,
             Err(_) => {
-                signal_group(pgid, Signal::SIGKILL);
+                signal_group(&group, Signal::SIGKILL);
                 durable::follow(dir, offsets, sink).await
             }
         };
@@ -212,6 +232,7 @@ impl DurableExecutor for DurableLocalExecutor {
             kill_grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
             allow_daemons: request.parameters.allow_daemons,
             max_output_bytes: self.max_output_bytes,
+            store: self.store.clone(),
         };
         let (launcher, launched) = (self.launcher.clone(), dir.clone());
         tokio::task::spawn_blocking(move || launcher.launch(&launched, &spec))
@@ -220,10 +241,7 @@ impl DurableExecutor for DurableLocalExecutor {
                 message: format!("could not start the supervisor: {err}"),
                 retryable: true,
             })?
-            .map_err(|err| StartError {
-                message: format!("could not start the supervisor: {err}"),
-                retryable: true,
-            })?;
+            .map_err(|err| launch_error(&dir, &err))?;
         Ok(self
             .follow_to_end(&dir, &mut [0, 0], &sink, &cancel, request.timeout)
             .await)
@@ -275,14 +293,45 @@ impl DurableExecutor for DurableLocalExecutor {
     }
 }
 
-/// The command's process group. No waiting: the launcher returns only
-/// once the supervisor has named it, and a job is taken up only long after.
-fn started(dir: &JobDir) -> Result<i32, String> {
-    match dir.read_pgid() {
-        Ok(Some(pgid)) => Ok(pgid),
+/// When the file at `path` (a link itself, not what it names) last changed.
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::symlink_metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
+}
+
+/// Why a launch failed, as the job says it. A directory that appeared
+/// meanwhile is the same mistake as one found before: never retried.
+fn launch_error(dir: &JobDir, err: &std::io::Error) -> StartError {
+    if err.kind() == std::io::ErrorKind::AlreadyExists {
+        return StartError {
+            message: format!(
+                "{} exists: the command may have started before; not starting it again",
+                dir.root().display()
+            ),
+            retryable: false,
+        };
+    }
+    StartError {
+        message: format!(
+            "could not start the supervisor: {}",
+            durable::describe_io(err)
+        ),
+        retryable: true,
+    }
+}
+
+/// The command's process group, as its supervisor recorded it. No
+/// waiting: the launcher returns only once the supervisor has named it,
+/// and a job is taken up only long after.
+fn started(dir: &JobDir) -> Result<CommandGroup, String> {
+    match dir.read_command() {
+        Ok(Some(group)) => Ok(group),
         Ok(None) => {
-            let log =
-                std::fs::read_to_string(dir.root().join("supervisor.log")).unwrap_or_default();
+            let log = dir.root().join("supervisor.log");
+            let log = crate::durable::open_nofollow(&log)
+                .and_then(std::io::read_to_string)
+                .unwrap_or_default();
             Err(format!("the supervisor never named the command: {log}"))
         }
         Err(err) => Err(format!("cannot read the job's pid file: {err}")),
@@ -302,6 +351,11 @@ fn outcome(ended: std::io::Result<ExitRecord>, cancelled: bool, timeout: Duratio
     let kill = ExitReport::Confirmed;
     if cancelled {
         Outcome::Cancelled { kill }
+    } else if record.state_dir_full {
+        // Whatever the command said, what it printed may be lost.
+        Outcome::Error {
+            message: durable::STATE_DIR_FULL.to_owned(),
+        }
     } else if record.timed_out {
         Outcome::TimedOut {
             after_secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
@@ -312,15 +366,41 @@ fn outcome(ended: std::io::Result<ExitRecord>, cancelled: bool, timeout: Duratio
     }
 }
 
-fn signal_group(pgid: i32, signal: Signal) {
-    if let Err(err) = crate::group::signal_group(pgid, signal) {
-        tracing::debug!(pgid, %err, "could not signal the group");
+/// Signals the command's group while it provably is the command's; once
+/// its leader is gone the supervisor ends what is left, or has.
+fn signal_group(group: &CommandGroup, signal: Signal) {
+    if !group.signal(signal) {
+        tracing::debug!(
+            pgid = group.pgid,
+            ?signal,
+            "not signalling a group that is no longer provably the command's"
+        );
     }
 }
 
-/// Kills the job's command, by the group its pid file names, if any.
-fn kill_command(dir: &JobDir) {
-    if let Ok(Some(pgid)) = dir.read_pgid() {
-        signal_group(pgid, Signal::SIGKILL);
+/// Kills the job's command, by the group its pid file names, if that group
+/// provably is still the command's: on this boot, with the leader that
+/// started then. A pid file is only a number, and a number is given out
+/// again. Whether it was killed.
+fn kill_command(dir: &JobDir) -> bool {
+    match dir.read_command() {
+        Ok(Some(group)) => {
+            let killed = group.signal(Signal::SIGKILL);
+            // Said only when a group of that number lives: the one case an
+            // operator may have to look at.
+            if !killed && crate::group::group_state(group.pgid) == crate::GroupState::Alive {
+                tracing::warn!(
+                    dir = %dir.root().display(),
+                    pgid = group.pgid,
+                    "not killing process group: nothing proves it is still the job's"
+                );
+            }
+            killed
+        }
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(dir = %dir.root().display(), %err, "cannot read the job's pid file");
+            false
+        }
     }
 }

@@ -43,6 +43,15 @@ pub(crate) fn process_alive(pid: i32) -> bool {
         .is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
+/// When process `pid` started, in clock ticks since the machine booted
+/// (`starttime`, field 22 of /proc/PID/stat); `None` once it is gone (a
+/// zombie still has it). With the boot id, it tells a process from a later
+/// one that was given the same pid.
+pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
 /// Counts live members of a group by reading /proc; `None` if /proc cannot
 /// be read (then the kernel's answer stands).
 fn live_members_in_proc(pgid: i32) -> Option<usize> {
@@ -79,6 +88,13 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
+/// Field 22 of /proc/PID/stat, counted after the command name as
+/// [`parse_stat`] does (field 3, the state, comes first there).
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// How long a kill may take, and how often the group is checked meanwhile.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KillPolicy {
@@ -98,6 +114,22 @@ mod tests {
         let stat = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100";
         assert_eq!(parse_stat(stat), Some(('S', 4240)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_start_time_is_field_22() {
+        let stat = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100 0 0 0 \
+                    1 2 0 0 20 0 1 0 987654 12345 67";
+        assert_eq!(parse_start_ticks(stat), Some(987654));
+        assert_eq!(parse_start_ticks("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_start_time_and_keeps_it() {
+        let me = std::process::id() as i32;
+        let first = start_ticks(me).expect("this process's start time");
+        assert_eq!(start_ticks(me), Some(first));
+        assert_eq!(start_ticks(i32::MAX - 7), None);
     }
 
     #[test]

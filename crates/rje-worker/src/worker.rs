@@ -27,14 +27,20 @@ struct Running {
     abort: tokio::task::AbortHandle,
 }
 
-/// Claims and runs jobs until told to shut down.
 /// A job directory nobody can take up is removed after this many leases
 /// of quiet: by then any worker that followed it has settled it.
 const STALE_AFTER_LEASES: u32 = 10;
+/// The files of a job this store does not know, made for another store
+/// that shares the state directory (or by an older rje, which named no
+/// store), are removed only after this long of quiet: that store's server
+/// may be down for a while and come back for them, and only it can report
+/// the job's end.
+const FOREIGN_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How many leases a durable job's own machine gets to take it up before a
 /// worker anywhere settles it as lost.
 const SUPERVISED_GRACE_LEASES: u32 = 5;
 
+/// Claims and runs jobs until told to shut down.
 pub struct Worker {
     id: WorkerId,
     ctx: RunContext,
@@ -422,8 +428,15 @@ impl Worker {
                 durable.end_abandoned(&key);
             }
             // Files go once nothing of the job runs and it has been quiet
-            // long; those of a job someone follows never are.
-            durable.sweep_if_stale(&key, quiet).await;
+            // long; those of a job someone follows never are. Those of
+            // another store's job are that store's to report: kept until
+            // it has surely given up on them.
+            let grace = if standing.is_none() && !durable.is_ours(&key) {
+                FOREIGN_RETENTION
+            } else {
+                quiet
+            };
+            durable.sweep_if_stale(&key, grace).await;
         }
         found
     }

@@ -60,6 +60,9 @@ pub enum ServerError {
         path: std::path::PathBuf,
         cause: std::io::Error,
     },
+    /// Another user owns it, or could plant files in it.
+    #[error(transparent)]
+    UnsafeStateDir(rje_exec::durable::StateDirError),
     #[error("cannot connect to the bus: {0}")]
     Bus(String),
     #[error(
@@ -210,18 +213,11 @@ impl RunningServer {
                     None => std::env::current_exe().map_err(ServerError::SupervisorProgram)?,
                 };
                 // Found out now, not by every local job failing to start.
-                let jobs_dir = state_dir.join("jobs");
-                let probe = jobs_dir.join(format!(".writable-{}", std::process::id()));
-                std::fs::create_dir_all(&jobs_dir)
-                    .and_then(|()| std::fs::write(&probe, b""))
-                    .and_then(|()| std::fs::remove_file(&probe))
-                    .map_err(|cause| ServerError::StateDir {
-                        path: state_dir.clone(),
-                        cause,
-                    })?;
+                rje_exec::durable::prepare_state_dir(state_dir).map_err(state_dir_error)?;
                 let durable =
                     DurableLocalExecutor::new(state_dir.clone(), program, settings.kill_grace)
                         .with_max_output_bytes(settings.worker.max_output_bytes)
+                        .with_store(store_mark(&settings.database_url))
                         .with_environment(settings.job_env.clone());
                 executors = executors.with_durable(rje_domain::HostNames::LOCAL, durable);
             }
@@ -429,6 +425,51 @@ fn describe_process(pid: u32) -> String {
     }
 }
 
+fn state_dir_error(err: rje_exec::durable::StateDirError) -> ServerError {
+    match err {
+        rje_exec::durable::StateDirError::Io { path, source } => {
+            ServerError::StateDir { path, cause: source }
+        }
+        unsafe_dir => ServerError::UnsafeStateDir(unsafe_dir),
+    }
+}
+
+/// Names the store whose jobs a server runs, for the files of its local
+/// jobs (see README, "Durable jobs"): servers on different stores may share
+/// a state directory, and each leaves the other's jobs' files alone. An
+/// SQLite store is its file's absolute path; any other is a digest of its
+/// URL, which may hold a password (the same database reached by two URLs
+/// gets two names: its servers then keep each other's files longer, never
+/// shorter).
+pub fn store_mark(database_url: &str) -> String {
+    match SqliteLocation::parse(database_url) {
+        Ok(SqliteLocation::File(path)) => format!("sqlite:{}", absolute(&path).display()),
+        _ => format!("db:{:016x}", fnv1a(database_url.as_bytes())),
+    }
+}
+
+/// `path` from the root, its directory's links resolved; as given when
+/// that directory cannot be found.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(parent), Some(name)) => parent.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+    }
+}
+
+/// FNV-1a, 64 bits: a digest that stays the same across builds and
+/// releases (the standard library's hasher promises no such thing), and
+/// the names it gives are compared across upgrades.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// The API's view of the hosts this process runs jobs on.
 struct HostView(Arc<Hosts>);
 
@@ -545,5 +586,27 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[test]
+    fn each_store_has_its_own_mark_and_no_password_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+        assert_eq!(
+            store_mark(&url("first.db")),
+            format!("sqlite:{}", real.join("first.db").display())
+        );
+        assert_ne!(store_mark(&url("first.db")), store_mark(&url("second.db")));
+        let postgres = "postgres://rje:hunter2@db.internal:5432/rje";
+        assert_eq!(store_mark(postgres), store_mark(postgres));
+        assert_ne!(
+            store_mark(postgres),
+            store_mark("postgres://rje:hunter2@db.internal:5432/other")
+        );
+        assert!(!store_mark(postgres).contains("hunter2"));
+        // The digest is FNV-1a's, the same from one release to the next.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

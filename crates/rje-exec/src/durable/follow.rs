@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use super::{ExitRecord, JobDir, punch_hole, supervisor_died};
+use super::{
+    ExitRecord, FILES_REMOVED, JobDir, STATE_DIR_FULL, files_removed, no_room_left, open_nofollow,
+    punch_hole, supervisor_died,
+};
 
 /// Bytes read from an output file at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -21,6 +24,8 @@ const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// their end. Woken by inotify, not by polling. Returns how the command
 /// ended. `offsets` always says what has been delivered, so a follower may
 /// stop at any point (its future dropped) and another go on from there.
+/// A job whose files are removed, or whose supervisor died, ends in an
+/// error that says so: nobody will ever write its end.
 pub async fn follow(
     dir: &JobDir,
     offsets: &mut [u64; 2],
@@ -48,15 +53,27 @@ pub async fn follow(
             files.read_new(offsets, sink).await?;
             return Ok(exit);
         }
+        // The directory's removal wakes the watcher: seen at once.
+        if files_removed(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, FILES_REMOVED));
+        }
         if tokio::time::timeout(RECHECK_EVERY, woken.recv())
             .await
             .is_err()
             && supervisor_died(dir)?
         {
-            return Err(io::Error::other(
-                "the job's supervisor died before the command ended",
-            ));
+            return Err(io::Error::other(why_supervisor_died(dir)));
         }
+    }
+}
+
+/// A supervisor dies without its end on its own only when killed, or when
+/// it could not write (a full disk): the disk is asked, to say which.
+fn why_supervisor_died(dir: &JobDir) -> &'static str {
+    if no_room_left(dir.root()) {
+        STATE_DIR_FULL
+    } else {
+        "the job's supervisor died before the command ended"
     }
 }
 
@@ -147,7 +164,7 @@ async fn drain(
 ) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
     if file.is_none() {
-        match File::open(path) {
+        match open_nofollow(path) {
             Ok(opened) => *file = Some(opened),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(err) => return Err(err),

@@ -11,7 +11,10 @@ use nix::sys::signal::{SigHandler, Signal};
 
 use super::SuperviseError;
 use super::supervise::supervise_then;
-use super::{ExitRecord, JobDir, Spec, write_whole};
+use super::{
+    ExitRecord, JobDir, STATE_DIR_FULL, Spec, create_private, create_private_dir, no_room_left,
+    read_text, write_whole,
+};
 
 /// Starts supervisors through one `PROGRAM supervise`, which lives as long
 /// as this launcher (see [`serve_launches`]): a fork per job instead of an
@@ -77,9 +80,14 @@ impl Launcher {
 
     /// Writes the spec and has a supervisor started for it, detached: no
     /// signal to the caller's group, and no end of the caller, reaches it.
-    /// Returns once the command runs.
+    /// Returns once the command runs. A directory already there is an
+    /// error (`AlreadyExists`): the command may have run, and it is never
+    /// started twice.
     pub fn launch(&self, dir: &JobDir, spec: &Spec) -> io::Result<()> {
-        std::fs::create_dir_all(dir.root())?;
+        if let Some(parent) = dir.root().parent() {
+            create_private_dir(parent, true)?;
+        }
+        create_private_dir(dir.root(), false)?;
         write_whole(
             &dir.spec(),
             &serde_json::to_vec(spec).map_err(io::Error::other)?,
@@ -174,7 +182,7 @@ pub fn serve_launches() -> i32 {
 /// own; returns once its command runs.
 fn fork_supervisor(dir: &Path) -> Result<(), String> {
     let log_path = dir.join("supervisor.log");
-    let log = File::create(&log_path).map_err(|err| format!("{}: {err}", log_path.display()))?;
+    let log = create_private(&log_path).map_err(|err| format!("{}: {err}", log_path.display()))?;
     let null = File::options()
         .read(true)
         .write(true)
@@ -191,10 +199,7 @@ fn fork_supervisor(dir: &Path) -> Result<(), String> {
             let mut byte = [0u8; 1];
             match nix::unistd::read(&started_rx, &mut byte) {
                 Ok(1) => Ok(()),
-                _ => Err(std::fs::read_to_string(&log_path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()),
+                _ => Err(why_not_started(dir, &log_path)),
             }
         }
         Ok(nix::unistd::ForkResult::Child) => {
@@ -208,6 +213,24 @@ fn fork_supervisor(dir: &Path) -> Result<(), String> {
             // SAFETY: ends this process at once, which is all it does.
             unsafe { nix::libc::_exit(code) }
         }
+    }
+}
+
+/// What the log of a supervisor that never started the command says; a
+/// log a full disk kept empty says nothing, so the disk is asked.
+fn why_not_started(dir: &Path, log_path: &Path) -> String {
+    let logged = read_text(log_path)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if !logged.is_empty() {
+        logged
+    } else if no_room_left(dir) {
+        STATE_DIR_FULL.to_owned()
+    } else {
+        "the supervisor ended before its command started".to_owned()
     }
 }
 

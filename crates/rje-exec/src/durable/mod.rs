@@ -15,19 +15,30 @@
 //!
 //! ```text
 //! spec.json        what to run (written by the launcher)
-//! supervisor.json  the supervisor's pid and the machine's boot id
-//! pid              the command's pid, which is its process group id
+//! supervisor.json  the supervisor's pid, start time and the machine's boot id
+//! pid              "PGID START": the command's pid, which is its process
+//!                  group id, and when it started (/proc/PID/stat field 22)
 //! stdout, stderr   everything the command wrote, appended
+//! exit.partial     room for the end, taken when the supervisor starts
 //! exit.json        how it ended; present only once it has
 //! ```
+//!
+//! Every directory is made 0700 and every file 0600 (the spec holds the
+//! job's environment, the output may hold anything), whatever the umask;
+//! files are created only where nothing is (`O_EXCL`) and opened without
+//! following links, so a link planted in a job's directory is never
+//! written or read through. A signal goes to the command's group only
+//! while that group provably is the command's ([`CommandGroup::is_current`]).
 
 mod follow;
 mod forker;
+mod state_dir;
 mod supervise;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,7 +46,16 @@ use serde::{Deserialize, Serialize};
 
 pub use follow::follow;
 pub use forker::{Launcher, serve_launches};
+pub use state_dir::{StateDirError, prepare_state_dir};
 pub use supervise::supervise;
+
+/// Why a job failed when its state directory had no room left: what it
+/// printed then is lost, and nothing else would say so.
+pub const STATE_DIR_FULL: &str = "the state directory is full (No space left on device)";
+
+/// Why a job failed whose directory was removed under it: nobody can learn
+/// its end any more, so its command is ended.
+pub const FILES_REMOVED: &str = "the job's files were removed while it ran";
 
 /// What to run, as the launcher writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +78,12 @@ pub struct Spec {
     /// nothing grows without bound while no worker follows the job.
     #[serde(default)]
     pub max_output_bytes: u64,
+    /// The store the job belongs to (its database, as the server names it):
+    /// servers on different stores may share a state directory, and a
+    /// server does not remove the files of another store's job while that
+    /// store may still come back for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// Who supervises, on which boot of the machine: a pid means nothing
@@ -67,6 +93,67 @@ pub struct SupervisorRecord {
     pub pid: i32,
     pub boot_id: String,
     pub started_at_ms: u64,
+    /// When the supervisor started, in clock ticks since boot (field 22
+    /// of /proc/PID/stat): a later process given its pid started later.
+    /// `None` in a record of an older rje.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+}
+
+impl SupervisorRecord {
+    /// Whether this supervisor still runs: on this boot, its pid alive and
+    /// not a later process's.
+    pub fn is_alive(&self) -> bool {
+        // A boot id that cannot be read was not recorded either.
+        let this_boot = boot_id().map_or(true, |boot| boot == self.boot_id);
+        // A zombie is gone too: its new parent (init, by now) may not have
+        // reaped it yet.
+        this_boot
+            && crate::group::process_alive(self.pid)
+            && self
+                .start_ticks
+                .is_none_or(|ticks| crate::group::start_ticks(self.pid) == Some(ticks))
+    }
+}
+
+/// The command's process group as its supervisor recorded it: enough to
+/// tell it from a group that got the same number later (after a reboot, or
+/// once the job's processes were gone and the number was given out again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandGroup {
+    pub pgid: i32,
+    /// When the group's leader started, in clock ticks since boot; `None`
+    /// in a pid file of an older rje.
+    pub start_ticks: Option<u64>,
+    /// The boot the supervisor recorded ("" when it recorded none).
+    pub boot_id: String,
+}
+
+impl CommandGroup {
+    /// Whether the group is provably still the command's: on the same
+    /// boot, with its leader the very process that started then (a pid is
+    /// not given out again while its process, even a zombie, or its group
+    /// lives). A leader that is gone, or a record without a start time,
+    /// proves nothing: the number may be someone else's group by now.
+    pub fn is_current(&self) -> bool {
+        let Some(recorded) = self.start_ticks else {
+            return false;
+        };
+        boot_id().is_ok_and(|boot| boot == self.boot_id)
+            && crate::group::start_ticks(self.pgid) == Some(recorded)
+    }
+
+    /// Sends `signal` to the group if it is provably still the command's
+    /// ([`CommandGroup::is_current`]); whether it was sent.
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) -> bool {
+        if !self.is_current() {
+            return false;
+        }
+        if let Err(err) = crate::group::signal_group(self.pgid, signal) {
+            tracing::debug!(pgid = self.pgid, %err, "could not signal the group");
+        }
+        true
+    }
 }
 
 /// How the command ended.
@@ -78,6 +165,10 @@ pub struct ExitRecord {
     pub signal: Option<i32>,
     /// The supervisor's deadline killed it.
     pub timed_out: bool,
+    /// The state directory had no room left while the command ran: what
+    /// it printed then may be lost.
+    #[serde(default)]
+    pub state_dir_full: bool,
     pub ended_at_ms: u64,
 }
 
@@ -125,22 +216,55 @@ impl JobDir {
         read_json(&self.exit())
     }
 
+    /// What to run, as the launcher wrote it.
+    pub fn read_spec(&self) -> io::Result<Option<Spec>> {
+        read_json(&self.spec())
+    }
+
     /// The command's process group, once the supervisor has named it.
     pub fn read_pgid(&self) -> io::Result<Option<i32>> {
-        match std::fs::read_to_string(self.pid()) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a pid file holding {text:?}"),
-                )
-            }),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
-        }
+        Ok(read_text(&self.pid())?
+            .map(|text| parse_pid_file(&text))
+            .transpose()?
+            .map(|(pgid, _)| pgid))
+    }
+
+    /// The command's group with what proves it is still the command's,
+    /// once the supervisor has named it.
+    pub fn read_command(&self) -> io::Result<Option<CommandGroup>> {
+        let Some(text) = read_text(&self.pid())? else {
+            return Ok(None);
+        };
+        let (pgid, start_ticks) = parse_pid_file(&text)?;
+        // Written before the pid file: missing, it proves nothing.
+        let boot_id = self
+            .read_supervisor()?
+            .map(|supervisor| supervisor.boot_id)
+            .unwrap_or_default();
+        Ok(Some(CommandGroup {
+            pgid,
+            start_ticks,
+            boot_id,
+        }))
     }
 
     pub fn read_supervisor(&self) -> io::Result<Option<SupervisorRecord>> {
         read_json(&self.supervisor())
+    }
+}
+
+/// "PGID START" (or "PGID", from an older rje).
+fn parse_pid_file(text: &str) -> io::Result<(i32, Option<u64>)> {
+    let mut fields = text.split_whitespace();
+    let pgid = fields.next().and_then(|field| field.parse().ok());
+    let start = fields.next().map(str::parse::<u64>);
+    match (pgid, start, fields.next()) {
+        (Some(pgid), None, None) => Ok((pgid, None)),
+        (Some(pgid), Some(Ok(start)), None) => Ok((pgid, Some(start))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a pid file holding {text:?}"),
+        )),
     }
 }
 
@@ -153,6 +277,9 @@ pub enum SuperviseError {
     Start(io::Error),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    /// Nobody could learn the end any more: the command was ended.
+    #[error("the job's files were removed while it ran; its command was ended")]
+    FilesRemoved,
 }
 
 /// This boot of the machine, as Linux names it.
@@ -165,7 +292,10 @@ pub fn boot_id() -> io::Result<String> {
 /// Gives the space of `from..to` of the file back (a hole; the file's size
 /// and offsets stay).
 fn punch_hole(path: &Path, from: u64, to: u64) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
     let offset = i64::try_from(from).map_err(io::Error::other)?;
     let len = i64::try_from(to - from).map_err(io::Error::other)?;
     nix::fcntl::fallocate(
@@ -179,16 +309,38 @@ fn punch_hole(path: &Path, from: u64, to: u64) -> io::Result<()> {
 }
 
 /// Whether the job's supervisor is gone without having written the end
-/// (killed itself): nobody will ever write it then.
+/// (killed itself, or the machine rebooted): nobody will ever write it then.
 pub fn supervisor_died(dir: &JobDir) -> io::Result<bool> {
     let Some(supervisor) = dir.read_supervisor()? else {
         return Ok(false);
     };
-    // A zombie is gone too: its new parent (init, by now) may not have
-    // reaped it yet.
-    let gone = !crate::group::process_alive(supervisor.pid);
+    let gone = !supervisor.is_alive();
     // The end may have been written just before the supervisor exited.
     Ok(gone && dir.read_exit()?.is_none())
+}
+
+/// Whether the job's files were removed (its spec is there from before
+/// the launch until the directory goes).
+pub fn files_removed(dir: &JobDir) -> bool {
+    matches!(
+        std::fs::symlink_metadata(dir.spec()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound
+    )
+}
+
+/// Whether the file system holding `path` has no room left for anyone
+/// but root (whom `f_bavail` leaves out, as rje does: the room kept for
+/// root is not the state directory's to count on).
+pub fn no_room_left(path: &Path) -> bool {
+    nix::sys::statvfs::statvfs(path).is_ok_and(|stats| stats.blocks_available() == 0)
+}
+
+/// An I/O error as a job's failure says it: a full disk in plain words.
+pub(crate) fn describe_io(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT) => STATE_DIR_FULL.to_owned(),
+        _ => err.to_string(),
+    }
 }
 
 fn now_ms() -> u64 {
@@ -198,12 +350,68 @@ fn now_ms() -> u64 {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    match read_bytes(path)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(io::Error::other),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+        None => Ok(None),
+    }
+}
+
+/// A job file's bytes; `None` when it is not there. A link is not read.
+fn read_bytes(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut file = match open_nofollow(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+fn read_text(path: &Path) -> io::Result<Option<String>> {
+    read_bytes(path)?
+        .map(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
+        .transpose()
+}
+
+/// Opens a job file for reading; a link there is an error (`ELOOP`), never
+/// followed to whatever it names.
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Creates a file only this user may read or write, whatever the umask,
+/// where nothing is yet: `O_EXCL` fails on anything there, a link
+/// included, so nothing planted is written through.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates a directory only this user may enter (0700, whatever the
+/// umask); with `parents`, the missing ones above it too.
+pub(crate) fn create_private_dir(path: &Path, parents: bool) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(parents)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Removes what is at `path` (a link itself, not what it names), if
+/// anything.
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
     }
 }
 
@@ -223,9 +431,18 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SuperviseError
 /// per job cost a third of the throughput).
 fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let partial = path.with_extension("partial");
-    let mut file = File::create(&partial)?;
+    // Whatever is there (a crash's leftover, or a planted link) goes
+    // first: it is never opened.
+    remove_if_present(&partial)?;
+    let mut file = create_private(&partial)?;
     file.write_all(bytes)?;
     std::fs::rename(&partial, path)
+}
+
+/// Whether `mode` lets only its owner in: group and others get nothing.
+#[cfg(test)]
+fn private(mode: u32) -> bool {
+    mode & 0o077 == 0
 }
 
 #[cfg(test)]
@@ -253,5 +470,57 @@ mod tests {
     #[test]
     fn the_boot_id_is_known() {
         assert_eq!(boot_id().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn a_whole_write_is_private_and_goes_around_a_planted_link() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"precious").unwrap();
+        let path = dir.path().join("exit.json");
+        std::os::unix::fs::symlink(&target, path.with_extension("partial")).unwrap();
+        write_whole(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert!(private(meta.mode()), "mode {:o}", meta.mode());
+    }
+
+    #[test]
+    fn a_link_is_never_read_as_a_job_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.json");
+        std::fs::write(&target, b"{}").unwrap();
+        let job = JobDir::new(dir.path());
+        std::os::unix::fs::symlink(&target, job.exit()).unwrap();
+        assert!(job.read_exit().is_err());
+    }
+
+    #[test]
+    fn a_pid_file_names_the_group_and_when_its_leader_started() {
+        assert_eq!(parse_pid_file("4242 987654").unwrap(), (4242, Some(987654)));
+        assert_eq!(parse_pid_file("4242\n").unwrap(), (4242, None));
+        assert!(parse_pid_file("4242 soon").is_err());
+        assert!(parse_pid_file("").is_err());
+    }
+
+    #[test]
+    fn a_group_is_current_only_on_its_boot_with_its_leader() {
+        let me = std::process::id() as i32;
+        let boot = boot_id().unwrap();
+        let ticks = crate::group::start_ticks(me);
+        let group = |start_ticks, boot_id: &str| CommandGroup {
+            pgid: me,
+            start_ticks,
+            boot_id: boot_id.to_owned(),
+        };
+        assert!(group(ticks, &boot).is_current());
+        assert!(
+            !group(ticks.map(|t| t + 1), &boot).is_current(),
+            "a later process"
+        );
+        assert!(!group(ticks, "another-boot").is_current());
+        assert!(!group(None, &boot).is_current(), "no start time: no proof");
     }
 }

@@ -1,8 +1,9 @@
 //! What a supervisor does: runs the command to its end, keeps its deadline
 //! and its files' bound, ends what it leaves, and records the end.
 
-use std::fs::OpenOptions;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -16,8 +17,8 @@ use nix::unistd::Pid;
 use crate::supervisor::{descendants_of, process_table};
 
 use super::{
-    ExitRecord, JobDir, Spec, SuperviseError, SupervisorRecord, boot_id, now_ms, punch_hole,
-    read_json, write_json, write_whole,
+    ExitRecord, JobDir, Spec, SuperviseError, SupervisorRecord, boot_id, create_private,
+    files_removed, no_room_left, now_ms, punch_hole, remove_if_present, write_json, write_whole,
 };
 
 /// What a supervisor does with its job directory: runs the spec to its end
@@ -33,7 +34,8 @@ pub(super) fn supervise_then(
     on_started: impl FnOnce(),
 ) -> Result<ExitRecord, SuperviseError> {
     let started = Instant::now();
-    let spec: Spec = read_json(&dir.spec())
+    let spec: Spec = dir
+        .read_spec()
         .and_then(|spec| spec.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
         .map_err(|source| SuperviseError::Spec {
             path: dir.spec(),
@@ -49,16 +51,27 @@ pub(super) fn supervise_then(
             io::Error::last_os_error()
         );
     }
+    let me = std::process::id() as i32;
     let record = SupervisorRecord {
-        pid: std::process::id() as i32,
+        pid: me,
         boot_id: boot_id().unwrap_or_default(),
         started_at_ms: now_ms(),
+        start_ticks: crate::group::start_ticks(me),
     };
     write_json(&dir.supervisor(), &record)?;
+    // Taken before the command can fill the disk: however full it gets,
+    // the end can be written.
+    let exit_slot = ExitSlot::reserve(dir).map_err(|source| SuperviseError::Write {
+        path: dir.exit(),
+        source,
+    })?;
+    // New files, private: nothing planted in their place is written through.
     let append = |path: PathBuf| {
         OpenOptions::new()
-            .create(true)
             .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|source| SuperviseError::Write { path, source })
     };
@@ -79,11 +92,15 @@ pub(super) fn supervise_then(
     }
     let mut child = command.spawn().map_err(SuperviseError::Start)?;
     let pgid = child.id() as i32;
-    write_whole(&dir.pid(), pgid.to_string().as_bytes()).map_err(|source| {
-        SuperviseError::Write {
-            path: dir.pid(),
-            source,
-        }
+    // Not reaped before the wait below, so its start time can be read: with
+    // it, a later kill can tell this group from one that got its number.
+    let named = match crate::group::start_ticks(pgid) {
+        Some(ticks) => format!("{pgid} {ticks}"),
+        None => pgid.to_string(),
+    };
+    write_whole(&dir.pid(), named.as_bytes()).map_err(|source| SuperviseError::Write {
+        path: dir.pid(),
+        source,
     })?;
     on_started();
 
@@ -93,32 +110,32 @@ pub(super) fn supervise_then(
     });
     let deadline = started + Duration::from_secs(spec.timeout_secs);
     let grace = Duration::from_millis(spec.kill_grace_ms);
-    let mut timed_out = false;
     let mut bounds = [
         FileBound::new(dir.stdout(), spec.max_output_bytes),
         FileBound::new(dir.stderr(), spec.max_output_bytes),
     ];
-    let ended_by_deadline = loop {
+    let mut full = false;
+    let stop = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let wait = if spec.max_output_bytes > 0 {
-            left.min(BOUND_EVERY)
-        } else {
-            left
-        };
-        match ended.recv_timeout(wait) {
-            Ok(status) => break Ok(status),
-            Err(_) if Instant::now() < deadline => {
+        match ended.recv_timeout(left.min(CHECK_EVERY)) {
+            Ok(status) => break Stop::Ended(status),
+            Err(_) if Instant::now() >= deadline => break Stop::Deadline,
+            Err(_) => {
                 for bound in &mut bounds {
                     bound.keep();
                 }
+                full |= no_room_left(dir.root());
+                if files_removed(dir) {
+                    break Stop::FilesRemoved;
+                }
             }
-            Err(_) => break Err(()),
         }
     };
-    let status = match ended_by_deadline {
-        Ok(status) => status,
-        Err(()) => {
-            timed_out = true;
+    let timed_out = matches!(stop, Stop::Deadline);
+    let removed = matches!(stop, Stop::FilesRemoved);
+    let status = match stop {
+        Stop::Ended(status) => status,
+        Stop::Deadline | Stop::FilesRemoved => {
             signal_group(pgid, Signal::SIGTERM);
             match ended.recv_timeout(grace) {
                 Ok(status) => status,
@@ -131,22 +148,93 @@ pub(super) fn supervise_then(
             }
         }
     };
-    if !spec.allow_daemons || timed_out {
+    if !spec.allow_daemons || timed_out || removed {
         end_leftovers(pgid, grace);
+    }
+    if removed {
+        return Err(SuperviseError::FilesRemoved);
     }
     let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0x7f00));
     let record = ExitRecord {
         code: status.code(),
         signal: status.signal(),
         timed_out,
+        // The command may have ended on its failed write just now.
+        state_dir_full: full || no_room_left(dir.root()),
         ended_at_ms: now_ms(),
     };
-    write_json(&dir.exit(), &record)?;
+    exit_slot.fill(&record)?;
     Ok(record)
 }
 
-/// How often a running command's files are checked against the bound.
-const BOUND_EVERY: Duration = Duration::from_secs(1);
+/// Why the supervisor stopped waiting for the command.
+enum Stop {
+    Ended(io::Result<ExitStatus>),
+    Deadline,
+    /// The job's directory went: nobody could learn the end any more.
+    FilesRemoved,
+}
+
+/// How often a running command's files are checked: against the bound,
+/// for room left, and for being there at all.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Room kept for `exit.json`, far more than a record takes.
+const EXIT_ROOM: usize = 1024;
+
+/// `exit.partial`, made with room for the record when the supervisor
+/// starts, so that a command that fills the disk cannot take from the
+/// supervisor the room to say how it ended (the record is written over the
+/// reserved bytes, then renamed to `exit.json`).
+struct ExitSlot {
+    file: File,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl ExitSlot {
+    fn reserve(dir: &JobDir) -> io::Result<Self> {
+        let path = dir.exit();
+        let partial = path.with_extension("partial");
+        remove_if_present(&partial)?;
+        let mut file = create_private(&partial)?;
+        file.write_all(&[b' '; EXIT_ROOM])?;
+        Ok(Self {
+            file,
+            partial,
+            path,
+        })
+    }
+
+    fn fill(self, record: &ExitRecord) -> Result<(), SuperviseError> {
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other);
+        let written = bytes.and_then(|bytes| {
+            if !self.still_in_place() {
+                // Something else took its name (a link planted there, say):
+                // the record is written anew, never through it.
+                return write_whole(&self.path, &bytes);
+            }
+            self.file.write_all_at(&bytes, 0)?;
+            self.file.set_len(bytes.len() as u64)?;
+            std::fs::rename(&self.partial, &self.path)
+        });
+        written.map_err(|source| SuperviseError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Whether `exit.partial` is still the file reserved.
+    fn still_in_place(&self) -> bool {
+        match (
+            self.file.metadata(),
+            std::fs::symlink_metadata(&self.partial),
+        ) {
+            (Ok(ours), Ok(there)) => ours.dev() == there.dev() && ours.ino() == there.ino(),
+            _ => false,
+        }
+    }
+}
 
 /// Space is given back in steps of at least this much.
 const BOUND_STEP: u64 = 4 * 1024 * 1024;

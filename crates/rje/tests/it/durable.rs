@@ -19,6 +19,7 @@ fn spec(command: &str, timeout_secs: u64) -> Spec {
         kill_grace_ms: 200,
         allow_daemons: false,
         max_output_bytes: 0,
+        store: None,
     }
 }
 
@@ -42,12 +43,15 @@ async fn ended(job: &JobDir) -> ExitRecord {
     }
 }
 
-/// The command's process group, once the supervisor has written it.
+/// The command's process group, once the supervisor has written it (the
+/// pid file's first field; the second is when the group's leader started).
 async fn pgid_of(job: &JobDir) -> String {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Ok(pgid) = std::fs::read_to_string(job.pid()) {
-            return pgid;
+        if let Ok(named) = std::fs::read_to_string(job.pid())
+            && let Some(pgid) = named.split_whitespace().next()
+        {
+            return pgid.to_owned();
         }
         assert!(Instant::now() < deadline, "no pid file");
         sleep(Duration::from_millis(20)).await;
@@ -174,6 +178,39 @@ async fn what_leaves_the_group_is_ended_with_the_command() {
 }
 
 #[tokio::test]
+async fn a_link_planted_in_a_job_directory_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "precious\n").unwrap();
+    let gate = dir.path().join("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    // The command waits on the gate, so the link is planted while it runs.
+    let command = format!("read line < '{}'; echo \"$line\"", gate.display());
+    let job = start(dir.path(), &spec(&command, 60));
+    let partial = job.root().join("exit.partial");
+    let _ = std::fs::remove_file(&partial);
+    std::os::unix::fs::symlink(&target, &partial).unwrap();
+    // Opening a FIFO to write waits for its reader: the command.
+    std::fs::write(&gate, "released\n").unwrap();
+    let record = ended(&job).await;
+    assert_eq!(record.code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "precious\n",
+        "the supervisor wrote through the planted link"
+    );
+    assert!(
+        std::fs::symlink_metadata(job.exit()).unwrap().is_file(),
+        "the end is a file of its own"
+    );
+    assert_eq!(std::fs::read_to_string(job.stdout()).unwrap(), "released\n");
+}
+
+#[tokio::test]
 async fn a_follower_stopped_midway_is_continued_by_another_from_its_offsets() {
     use rje_domain::Stream;
     use rje_exec::ExecEvent;
@@ -248,6 +285,7 @@ mod executor {
     use std::time::Duration;
 
     use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
+    use rje_exec::durable::{JobDir, SupervisorRecord};
     use rje_exec::{
         DurableExecutor, DurableLocalExecutor, ExecEvent, ExecRequest, NoGate, ResumeError,
     };
@@ -445,6 +483,189 @@ mod executor {
             matches!(outcome.unwrap(), Outcome::TimedOut { after_secs: 1, .. }),
             "timed out"
         );
+    }
+
+    #[tokio::test]
+    async fn a_jobs_files_are_private_to_its_user_whatever_the_umask() {
+        use std::os::unix::fs::MetadataExt;
+        // The usual umask, which lets everyone read what it creates: the
+        // files must be private anyway. (No test here relies on another.)
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor(dir.path());
+        let mut request = request("echo \"$SECRET\"; echo err >&2", 60);
+        request.parameters.env = vec![("SECRET".into(), "hunter2".into())];
+        let (sink, mut events) = mpsc::channel(8);
+        let run = executor.run_keyed("private", request, &NoGate, sink, CancellationToken::new());
+        let drain = async { while events.recv().await.is_some() {} };
+        let (outcome, ()) = tokio::join!(run, drain);
+        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
+        let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().mode() & 0o7777;
+        let job = executor.job_dir("private");
+        assert_eq!(mode(&dir.path().join("jobs")), 0o700);
+        assert_eq!(mode(job.root()), 0o700);
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(job.root()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert_eq!(mode(&entry.path()), 0o600, "{name}");
+            names.push(name);
+        }
+        for file in [
+            "spec.json",
+            "supervisor.json",
+            "pid",
+            "stdout",
+            "stderr",
+            "exit.json",
+            "supervisor.log",
+        ] {
+            assert!(names.iter().any(|name| name == file), "{file} in {names:?}");
+        }
+    }
+
+    /// A process in a group of its own that echoes a line: proof, at any
+    /// moment, that nothing killed it before (a killed one never answers).
+    struct Victim {
+        child: std::process::Child,
+        input: std::process::ChildStdin,
+        output: std::io::BufReader<std::process::ChildStdout>,
+    }
+
+    impl Victim {
+        fn start() -> Self {
+            use std::os::unix::process::CommandExt;
+            let mut child = std::process::Command::new("cat")
+                .process_group(0)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let input = child.stdin.take().unwrap();
+            let output = std::io::BufReader::new(child.stdout.take().unwrap());
+            Self {
+                child,
+                input,
+                output,
+            }
+        }
+
+        fn pgid(&self) -> i32 {
+            self.child.id() as i32
+        }
+
+        fn answers(&mut self) -> bool {
+            use std::io::{BufRead, Write};
+            if writeln!(self.input, "still here")
+                .and_then(|()| self.input.flush())
+                .is_err()
+            {
+                return false;
+            }
+            let mut line = String::new();
+            self.output.read_line(&mut line).is_ok() && line == "still here\n"
+        }
+    }
+
+    impl Drop for Victim {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// When process `pid` started, in clock ticks since boot (field 22 of
+    /// /proc/PID/stat, counted after the command name).
+    fn start_ticks_of(pid: i32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// A job directory as a supervisor would have left it, its pid file
+    /// holding `named`.
+    fn plant(job: &JobDir, supervisor: i32, boot_id: &str, named: &str) {
+        std::fs::create_dir_all(job.root()).unwrap();
+        std::fs::write(
+            job.spec(),
+            r#"{"command":"sleep 300","timeout_secs":600,"kill_grace_ms":100}"#,
+        )
+        .unwrap();
+        let record = SupervisorRecord {
+            pid: supervisor,
+            boot_id: boot_id.to_owned(),
+            started_at_ms: 0,
+            start_ticks: None,
+        };
+        std::fs::write(job.supervisor(), serde_json::to_vec(&record).unwrap()).unwrap();
+        std::fs::write(job.pid(), named).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_directory_never_gets_a_group_killed_that_may_not_be_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor(dir.path());
+        let mut victim = Victim::start();
+        assert!(victim.answers(), "the victim runs");
+        let pgid = victim.pgid();
+        let ticks = start_ticks_of(pgid);
+        let boot = rje_exec::durable::boot_id().unwrap();
+        let another_boot = "00000000-0000-0000-0000-000000000000";
+        // Far above pid_max: a supervisor long gone.
+        let gone = i32::MAX - 7;
+        let cases = [
+            // This boot, but the group's leader is not the process that
+            // started then: the number was given out again.
+            (
+                "01a20000-0000-7000-8000-0000000000a1",
+                boot.as_str(),
+                format!("{pgid} {}", ticks + 1),
+            ),
+            // No start time at all (an older rje's pid file): no proof.
+            (
+                "01a20000-0000-7000-8000-0000000000a2",
+                boot.as_str(),
+                pgid.to_string(),
+            ),
+            // Another boot: every number names another process now.
+            (
+                "01a20000-0000-7000-8000-0000000000a3",
+                another_boot,
+                format!("{pgid} {ticks}"),
+            ),
+        ];
+        for (key, boot_id, named) in cases {
+            plant(&executor.job_dir(key), gone, boot_id, &named);
+            // The store says the job is over; then a take-up; then the
+            // sweep of files nobody will take up.
+            executor.end_abandoned(key);
+            let (sink, _events) = mpsc::channel(8);
+            let resumed = executor
+                .resume(
+                    key,
+                    [0, 0],
+                    Duration::from_secs(60),
+                    sink,
+                    CancellationToken::new(),
+                )
+                .await;
+            assert!(
+                matches!(
+                    resumed,
+                    Err(ResumeError::SupervisorLost | ResumeError::Rebooted)
+                ),
+                "{key}: {resumed:?}"
+            );
+            assert!(
+                executor.sweep_if_stale(key, Duration::ZERO).await,
+                "{key}: the stale directory goes"
+            );
+            assert!(victim.answers(), "{key}: group {pgid} was killed");
+        }
     }
 
     #[tokio::test]

@@ -604,46 +604,230 @@ async fn an_upgrade_in_detach_mode_leaves_the_job_to_the_new_binary() {
     assert_eq!(job["reattached"], 1);
 }
 
+/// The name the server on `db` gives its store in its jobs' files.
+fn store_of(db: &Path) -> String {
+    rje::server::store_mark(&format!("sqlite://{}", db.display()))
+}
+
+/// Sets the time of each of `paths` to `age` (as `touch -d` reads it).
+fn backdate(paths: &[std::path::PathBuf], age: &str) {
+    for path in paths {
+        let touched = std::process::Command::new("touch")
+            .arg("-d")
+            .arg(age)
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(touched.success(), "touch {}", path.display());
+    }
+}
+
+/// The files of an ended job of the store named `store` (see
+/// [`store_of`]), as old as `age`.
+fn plant_ended_job(dir: &Path, store: &str, age: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = json!({
+        "command": "true",
+        "timeout_secs": 60,
+        "kill_grace_ms": 1000,
+        "store": store,
+    });
+    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
+    std::fs::write(
+        dir.join("exit.json"),
+        br#"{"code":0,"signal":null,"timed_out":false,"ended_at_ms":0}"#,
+    )
+    .unwrap();
+    backdate(&[dir.join("spec.json"), dir.join("exit.json")], age);
+}
+
+/// Waits until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn files_of_jobs_nobody_can_take_up_are_removed_once_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
     let job_dir = |id: &str| state.join("jobs").join(id);
-    for (id, age) in [
-        ("01a20000-0000-7000-8000-000000000001", "2 hours ago"),
-        ("01a20000-0000-7000-8000-000000000002", "now"),
-    ] {
-        std::fs::create_dir_all(job_dir(id)).unwrap();
-        for file in ["spec.json", "exit.json"] {
-            let path = job_dir(id).join(file);
-            let content: &[u8] = if file == "exit.json" {
-                br#"{"code":0,"signal":null,"timed_out":false,"ended_at_ms":0}"#
-            } else {
-                br#"{"command":"true","timeout_secs":60,"kill_grace_ms":1000}"#
-            };
-            std::fs::write(&path, content).unwrap();
-            let touched = std::process::Command::new("touch")
-                .arg("-d")
-                .arg(age)
-                .arg(&path)
-                .status()
-                .unwrap();
-            assert!(touched.success());
-        }
-    }
-    let _server = Process::start_with(durable_rje(&db, &state)).await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while job_dir("01a20000-0000-7000-8000-000000000001").exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stale directory stayed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        job_dir("01a20000-0000-7000-8000-000000000002").exists(),
-        "a recent one stays for its grace"
+    let (stale, recent, foreign) = (
+        "01a20000-0000-7000-8000-000000000001",
+        "01a20000-0000-7000-8000-000000000002",
+        "01a20000-0000-7000-8000-000000000003",
     );
+    let ours = store_of(&db);
+    plant_ended_job(&job_dir(stale), &ours, "2 hours ago");
+    plant_ended_job(&job_dir(recent), &ours, "now");
+    // Another store's, sharing the directory: that store reports it.
+    plant_ended_job(
+        &job_dir(foreign),
+        &store_of(&dir.path().join("other.db")),
+        "2 hours ago",
+    );
+    let _server = Process::start_with(durable_rje(&db, &state)).await;
+    wait_until("the stale directory goes", || !job_dir(stale).exists()).await;
+    assert!(job_dir(recent).exists(), "a recent one stays for its grace");
+    assert!(
+        job_dir(foreign).exists(),
+        "another store's stays for that store"
+    );
+}
+
+#[tokio::test]
+async fn a_server_leaves_another_stores_ended_job_to_it_however_long_it_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rje-state");
+    let (first_db, second_db) = (dir.path().join("first.db"), dir.path().join("second.db"));
+    let gate = dir.path().join("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let first = Process::start_with(durable_rje(&first_db, &state)).await;
+    let id = first
+        .submit(&format!(
+            "echo first-line; read line < '{}'; echo \"$line\"; exit 7",
+            gate.display()
+        ))
+        .await;
+    first
+        .wait_for(&id, |job| job["stdout"] == "first-line\n")
+        .await;
+    first.kill_hard().await;
+    // The job ends while its server is down: nobody reports it yet.
+    // (Opening a FIFO to write waits for its reader: the command.)
+    std::fs::write(&gate, "last-line\n").unwrap();
+    let job_dir = state.join("jobs").join(&id);
+    wait_until("the job ends", || job_dir.join("exit.json").exists()).await;
+    // Past the other server's sweep horizon (ten leases) since.
+    let files = ["spec.json", "supervisor.json", "exit.json"].map(|file| job_dir.join(file));
+    backdate(&files, "2 hours ago");
+    // A directory of the second store's own, as old, that it does not
+    // know: once it is gone, the second server has swept.
+    let control = state
+        .join("jobs")
+        .join("01a20000-0000-7000-8000-0000000000b1");
+    plant_ended_job(&control, &store_of(&second_db), "2 hours ago");
+    let second = Process::start_with(durable_rje(&second_db, &state)).await;
+    wait_until("the second server sweeps", || !control.exists()).await;
+    assert!(
+        job_dir.join("exit.json").exists(),
+        "the second server removed the first store's job"
+    );
+    second.kill_hard().await;
+
+    let first = Process::start_with(durable_rje(&first_db, &state)).await;
+    let job = first.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(job["exit_code"], 7, "{job}");
+    assert_eq!(job["stdout"], "first-line\nlast-line\n", "{job}");
+}
+
+#[tokio::test]
+async fn a_job_whose_files_are_removed_while_it_runs_fails_saying_so_and_is_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let server = Process::start_with(durable_rje(&db, &state)).await;
+    let response = server
+        .client
+        .post(format!("{}/jobs/", server.base))
+        .json(&json!({"command": "sleep 300 & sleep 300; wait", "timeout": 120}))
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&response.json().await.unwrap());
+    let started = server
+        .wait_for(&id, |job| job["remote_process_id"].is_string())
+        .await;
+    let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
+    let removed = std::time::Instant::now();
+    std::fs::remove_dir_all(state.join("jobs").join(&id)).unwrap();
+    let job = server.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("files were removed while it ran")),
+        "{job}"
+    );
+    // Well within a lease (30 s here), and long before its timeout.
+    assert!(
+        removed.elapsed() < std::time::Duration::from_secs(30),
+        "settled after {:?}",
+        removed.elapsed()
+    );
+    wait_group_gone(&pgid).await;
+}
+
+#[tokio::test]
+async fn a_state_directory_others_may_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let out = tokio::time::timeout(DEADLINE, durable_rje(&db, &state).output())
+        .await
+        .expect("rje refuses to start, and exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&state.display().to_string()) && stderr.contains("chmod go-w"),
+        "{stderr}"
+    );
+}
+
+/// Unmounts what a test mounted, however the test ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // Lazily: a process of the test may still hold a file there.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_state_directory_that_fills_up_fails_the_job_saying_so() {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test mounts a 64 KiB tmpfs as the state directory: it needs root \
+         (the suite runs as root in CI)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs on {}", state.display());
+    // Dropped after the server (declared before it): unmounted last.
+    let _unmount = Mounted(state.clone());
+    let server = Process::start_with(durable_rje(&db, &state)).await;
+    let id = server
+        .submit("head -c 1000000 /dev/zero; echo the end")
+        .await;
+    let job = server.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(
+        job["error"], "the state directory is full (No space left on device)",
+        "{job}"
+    );
+    server.kill_hard().await;
 }
 
 #[tokio::test]
