@@ -47,11 +47,10 @@ pub fn prepare_state_dir(state: &Path) -> Result<(), StateDirError> {
     let meta = std::fs::metadata(state).map_err(io_error(state))?;
     check_private(state, &meta)?;
     let jobs = state.join("jobs");
-    match create_private_dir(&jobs, false) {
-        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(io_error(&jobs)(err));
-        }
-        _ => {}
+    if let Err(err) = create_private_dir(&jobs, false)
+        && err.kind() != io::ErrorKind::AlreadyExists
+    {
+        return Err(io_error(&jobs)(err));
     }
     let meta = std::fs::symlink_metadata(&jobs).map_err(io_error(&jobs))?;
     if meta.file_type().is_symlink() {

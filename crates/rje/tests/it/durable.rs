@@ -490,7 +490,7 @@ mod executor {
         use std::os::unix::fs::MetadataExt;
         // The usual umask, which lets everyone read what it creates: the
         // files must be private anyway. (No test here relies on another.)
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let _ = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         let dir = tempfile::tempdir().unwrap();
         let executor = executor(dir.path());
         let mut request = request("echo \"$SECRET\"; echo err >&2", 60);

@@ -533,7 +533,14 @@ async fn a_job_of_a_machine_that_rebooted_fails_and_nothing_is_killed() {
     let pgid = started["remote_process_id"].as_str().unwrap().to_owned();
     let mut supervisor = supervisor_of(&state, &id).await;
     first.kill_hard().await;
-    // A reboot cannot be had on demand: the record says another boot.
+    // A reboot cannot be had on demand: the supervisor goes, as it would
+    // (else it would end its command once the job's files are removed),
+    // and the record says another boot.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     supervisor.boot_id = "00000000-0000-0000-0000-000000000000".into();
     let record = state.join("jobs").join(&id).join("supervisor.json");
     std::fs::write(&record, serde_json::to_vec(&supervisor).unwrap()).unwrap();
