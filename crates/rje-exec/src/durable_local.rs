@@ -48,6 +48,12 @@ impl DurableLocalExecutor {
         }
     }
 
+    /// Jobs start from `env` (see [`JobEnvironment`]).
+    pub fn with_environment(mut self, env: JobEnvironment) -> Self {
+        self.env = env;
+        self
+    }
+
     /// Marks each job's files as the store `mark`'s (see [`Spec::store`]),
     /// so that another store's server sharing the state directory tells
     /// them from its own.

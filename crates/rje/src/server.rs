@@ -427,9 +427,10 @@ fn describe_process(pid: u32) -> String {
 
 fn state_dir_error(err: rje_exec::durable::StateDirError) -> ServerError {
     match err {
-        rje_exec::durable::StateDirError::Io { path, source } => {
-            ServerError::StateDir { path, cause: source }
-        }
+        rje_exec::durable::StateDirError::Io { path, source } => ServerError::StateDir {
+            path,
+            cause: source,
+        },
         unsafe_dir => ServerError::UnsafeStateDir(unsafe_dir),
     }
 }

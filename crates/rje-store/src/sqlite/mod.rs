@@ -74,7 +74,9 @@ impl SqliteLocation {
             ));
         }
         if rest.contains('?') || rest.contains('#') {
-            return Err(bad("query parameters are not supported; write sqlite://PATH"));
+            return Err(bad(
+                "query parameters are not supported; write sqlite://PATH",
+            ));
         }
         if rest.contains('\0') {
             return Err(bad("a path cannot hold a NUL"));

@@ -1377,7 +1377,12 @@ pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
     store.create(new_job("flood")).await.unwrap();
     let (id, attempt) = claim_one(&store, &worker()).await;
     store
-        .append_output(id, attempt, &[chunk(1, Stream::Stdout, SNAPSHOT_HEAD)], None)
+        .append_output(
+            id,
+            attempt,
+            &[chunk(1, Stream::Stdout, SNAPSHOT_HEAD)],
+            None,
+        )
         .await
         .unwrap();
 
@@ -1403,7 +1408,10 @@ pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
                         .collect();
                     batch.push(chunk(seq, Stream::Stdout, &text));
                 }
-                store.append_output(id, attempt, &batch, None).await.unwrap();
+                store
+                    .append_output(id, attempt, &batch, None)
+                    .await
+                    .unwrap();
                 // Let the reader in between writes, on any runtime.
                 tokio::task::yield_now().await;
             }
@@ -1448,7 +1456,10 @@ pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
         let mut since = 0;
         loop {
             let page = store.read_output(id, since, 3, None).await.unwrap();
-            assert!(page.chunks.iter().all(|c| c.seq > since), "pages go forward");
+            assert!(
+                page.chunks.iter().all(|c| c.seq > since),
+                "pages go forward"
+            );
             match page.chunks.last() {
                 Some(last) if page.chunks.len() == 3 => since = last.seq,
                 _ => break,

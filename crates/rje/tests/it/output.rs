@@ -261,12 +261,7 @@ async fn a_running_job_is_read_at_one_instant() {
     let id = app.submit_command("seq 1 40000000").await;
     let mut running_reads = 0;
     for _ in 0..200 {
-        let job: Value = app
-            .get(&format!("/jobs/{id}/"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let job: Value = app.get(&format!("/jobs/{id}/")).await.json().await.unwrap();
         if job["status"] != "Running" {
             if running_reads > 0 || job["status"] != "Queued" {
                 break;
