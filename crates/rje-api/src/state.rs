@@ -40,6 +40,26 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// `GET /jobs/stats/`'s last answer, shared by every caller.
     pub stats: StatsCache,
+    /// Turns for reading a running job whole (see [`SnapshotReads`]).
+    pub snapshots: SnapshotReads,
+}
+
+/// A running job's `GET` body is read from the store in one piece, so
+/// that it is one instant's output: up to the output cap per stream in
+/// memory. A few at a time, so that a flood of such reads waits its turn
+/// instead of taking the server's memory.
+#[derive(Clone)]
+pub struct SnapshotReads(pub(crate) Arc<tokio::sync::Semaphore>);
+
+impl SnapshotReads {
+    /// Whole reads at once, whatever the number of clients.
+    pub const AT_ONCE: usize = 4;
+}
+
+impl Default for SnapshotReads {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(Self::AT_ONCE)))
+    }
 }
 
 /// The job counts, computed at most twice a second however many

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,11 +33,25 @@ pub(crate) async fn job_response(
         // whole in one store statement instead, one snapshot, its sizes
         // those of what it shows; the cap bounds it (a settled job, which
         // no longer changes, is streamed).
+        // Only an error closes the semaphore, and nothing closes it.
+        let turn = state
+            .snapshots
+            .0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
         let job = state.store.get(id).await?;
         let size = |text: &Option<String>| text.as_ref().map(|text| text.len() as u64);
         let output_bytes = [size(&job.stdout), size(&job.stderr)];
-        let body = JobResponse::from(ListedJob { job, output_bytes });
-        return Ok((status, Json(body)).into_response());
+        let body = serde_json::to_vec(&JobResponse::from(ListedJob { job, output_bytes }))
+            .map_err(|err| ApiError::Internal(format!("cannot serialise a job: {err}")))?;
+        return Ok((
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            held_until_sent(body, turn),
+        )
+            .into_response());
     }
     let sizes = listed.output_bytes;
     let mut fields = serde_json::to_value(JobResponse::from(listed))
@@ -71,6 +84,20 @@ pub(crate) async fn job_response(
     segments.push_back(Segment::Text(text));
     let body = Body::from_stream(render(state.store.clone(), id, segments));
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `bytes` as a body sent in steps, holding `turn` as long as the body
+/// lives: the memory a whole read holds is counted until it is gone.
+fn held_until_sent(bytes: Vec<u8>, turn: tokio::sync::OwnedSemaphorePermit) -> Body {
+    const STEP: usize = 64 * 1024;
+    let bytes = Bytes::from(bytes);
+    // The steps own the turn: it goes back when the body is dropped, once
+    // sent or when the client leaves.
+    let steps = (0..bytes.len()).step_by(STEP).map(move |at| {
+        let _held = &turn;
+        Ok::<_, std::convert::Infallible>(bytes.slice(at..(at + STEP).min(bytes.len())))
+    });
+    Body::from_stream(stream::iter(steps))
 }
 
 /// The output as plain text, both streams in the order they were read, or

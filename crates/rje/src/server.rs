@@ -245,6 +245,7 @@ impl RunningServer {
             hosts: Arc::new(HostView(hosts)),
             settings: Arc::new(api_settings),
             stats: Default::default(),
+            snapshots: Default::default(),
         };
         let mut limits = settings.connections;
         let descriptors = raise_descriptor_limit();
