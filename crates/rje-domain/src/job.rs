@@ -258,6 +258,23 @@ impl Job {
         })
     }
 
+    /// The lifecycle rule for a job whose command is proven never to have
+    /// started (its machine found its launch unclaimed and claimed it, so
+    /// it never will): queued again whatever its retries, since nothing
+    /// ran and nothing failed; Cancelled if a cancel came meanwhile, and
+    /// nothing is left to kill.
+    pub fn when_never_started(&self) -> LostJob {
+        if self.cancel_requested {
+            return LostJob::Settle(
+                Outcome::Cancelled {
+                    kill: ExitReport::Confirmed,
+                }
+                .settle(),
+            );
+        }
+        LostJob::Requeue
+    }
+
     /// Whether an infrastructure failure on the current attempt leaves a
     /// retry: `max_retries` counts retries, so attempts go up to one more.
     pub fn may_retry(&self) -> bool {
@@ -536,6 +553,19 @@ mod tests {
         job.cancel_requested = true;
         let LostJob::Settle(settlement) = job.when_worker_lost() else {
             panic!("a cancelled job must not be requeued");
+        };
+        assert_eq!(settlement.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn a_job_that_never_started_is_queued_again_whatever_its_retries() {
+        let mut job = running_job();
+        job.started_at = Some(Utc::now());
+        job.attempts = 9;
+        assert_eq!(job.when_never_started(), LostJob::Requeue);
+        job.cancel_requested = true;
+        let LostJob::Settle(settlement) = job.when_never_started() else {
+            panic!("a cancelled job is not queued again");
         };
         assert_eq!(settlement.status, Status::Cancelled);
     }

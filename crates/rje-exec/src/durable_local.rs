@@ -19,6 +19,19 @@ use crate::{
 };
 use async_trait::async_trait;
 
+/// What [`DurableLocalExecutor::abandon_unlaunched`] found.
+#[derive(Debug)]
+pub enum Unlaunched {
+    /// The command never started, and now never will: the job may be
+    /// queued again at `attempt`, the one its directory was made for.
+    Never { attempt: u32 },
+    /// Its launch was claimed (or nothing proves it was not): the command
+    /// may have started, and is taken up or settled as lost.
+    MayHaveStarted,
+    /// The directory could not be read: nothing is decided now.
+    Unknown(std::io::Error),
+}
+
 /// Runs commands on this machine under detached supervisors.
 #[derive(Debug, Clone)]
 pub struct DurableLocalExecutor {
@@ -133,6 +146,46 @@ impl DurableLocalExecutor {
         true
     }
 
+    /// Whether the command of job `key`, whose worker is gone (its lease
+    /// expired), provably never started here, and if so makes sure it
+    /// never will: its launch is claimed as abandoned, so that its
+    /// launcher, should it only have stalled, starts nothing. Blocking
+    /// (a few small file operations).
+    pub fn abandon_unlaunched(&self, key: &str) -> Unlaunched {
+        let dir = match durable::OpenJobDir::open(&self.job_dir(key)) {
+            Ok(dir) => dir,
+            Err(err) => return Unlaunched::Unknown(err),
+        };
+        let attempt = match dir.read_spec() {
+            Ok(spec) => spec.and_then(|spec| spec.attempt),
+            Err(err) => return Unlaunched::Unknown(err),
+        };
+        // A directory of an older rje, or one made outside a job, names no
+        // attempt: nothing proves which one never started.
+        let Some(attempt) = attempt else {
+            return Unlaunched::MayHaveStarted;
+        };
+        let mark = match dir.read_mark() {
+            Ok(Some(mark)) => Ok(mark),
+            Ok(None) => match dir.mark(durable::LaunchMark::Abandoned) {
+                Ok(Ok(())) => {
+                    tracing::info!(key, attempt, "gave up a launch its lost worker never made");
+                    Ok(durable::LaunchMark::Abandoned)
+                }
+                Ok(Err(first)) => Ok(first),
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
+        };
+        match mark {
+            Ok(durable::LaunchMark::Launched) => Unlaunched::MayHaveStarted,
+            // Claimed here or by a worker before (one that may have died
+            // before it could queue the job again).
+            Ok(durable::LaunchMark::Abandoned) => Unlaunched::Never { attempt },
+            Err(err) => Unlaunched::Unknown(err),
+        }
+    }
+
     /// The store says the job `key` is over while its files are still
     /// here (it was settled by a worker elsewhere, or deleted): ends what
     /// may still run of it, if its group provably is still the job's (same
@@ -198,9 +251,12 @@ impl DurableLocalExecutor {
 
 #[async_trait]
 impl DurableExecutor for DurableLocalExecutor {
-    /// Starts `request` as the job `key` and follows it to its end. A job
-    /// directory that exists already means the command may have run: it is
-    /// never started twice.
+    /// Starts `request` as the job `key` and follows it to its end. The
+    /// job's directory and spec are made before the gate records the
+    /// start, and the launch is claimed after it (see
+    /// [`durable::LaunchMark`]): a worker lost in between leaves proof that
+    /// the command never started. A directory whose launch was claimed
+    /// before means the command may have run: it is never started twice.
     async fn run_keyed(
         &self,
         key: &str,
@@ -210,15 +266,6 @@ impl DurableExecutor for DurableLocalExecutor {
         cancel: CancellationToken,
     ) -> Result<Outcome, StartError> {
         let dir = self.job_dir(key);
-        if dir.root().exists() {
-            return Err(StartError {
-                message: format!(
-                    "{} exists: the command may have started before; not starting it again",
-                    dir.root().display()
-                ),
-                retryable: false,
-            });
-        }
         if let Some(cwd) = &request.parameters.cwd
             && !std::path::Path::new(cwd).is_dir()
         {
@@ -227,7 +274,6 @@ impl DurableExecutor for DurableLocalExecutor {
                 retryable: false,
             });
         }
-        gate.open().await?;
         let spec = Spec {
             command: request.command.clone(),
             // The whole environment: the supervisor starts the command
@@ -239,15 +285,25 @@ impl DurableExecutor for DurableLocalExecutor {
             allow_daemons: request.parameters.allow_daemons,
             max_output_bytes: self.max_output_bytes,
             store: self.store.clone(),
+            attempt: gate.attempt(),
         };
-        let (launcher, launched) = (self.launcher.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || launcher.launch(&launched, &spec))
+        let made = dir.clone();
+        let prepared = tokio::task::spawn_blocking(move || durable::prepare(&made, &spec))
+            .await
+            .map_err(|err| StartError {
+                message: format!("could not make the job's directory: {err}"),
+                retryable: true,
+            })?
+            .map_err(|err| launch_error(&err))?;
+        gate.open().await?;
+        let launcher = self.launcher.clone();
+        tokio::task::spawn_blocking(move || launcher.start(&prepared))
             .await
             .map_err(|err| StartError {
                 message: format!("could not start the supervisor: {err}"),
                 retryable: true,
             })?
-            .map_err(|err| launch_error(&dir, &err))?;
+            .map_err(|err| launch_error(&err))?;
         Ok(self
             .follow_to_end(&dir, &mut [0, 0], &sink, &cancel, request.timeout)
             .await)
@@ -306,24 +362,27 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
         .ok()
 }
 
-/// Why a launch failed, as the job says it. A directory that appeared
-/// meanwhile is the same mistake as one found before: never retried.
-fn launch_error(dir: &JobDir, err: &std::io::Error) -> StartError {
-    if err.kind() == std::io::ErrorKind::AlreadyExists {
-        return StartError {
-            message: format!(
-                "{} exists: the command may have started before; not starting it again",
-                dir.root().display()
-            ),
+/// Why a launch failed, as the job says it. A launch claimed before is
+/// never retried: the command may have run. One given up for this stalled
+/// worker, or whose directory a later attempt replaced, started nothing.
+fn launch_error(err: &durable::LaunchError) -> StartError {
+    use durable::LaunchError;
+    match err {
+        LaunchError::MayHaveStarted(_) => StartError {
+            message: err.to_string(),
             retryable: false,
-        };
-    }
-    StartError {
-        message: format!(
-            "could not start the supervisor: {}",
-            durable::describe_io(err)
-        ),
-        retryable: true,
+        },
+        LaunchError::Abandoned | LaunchError::Replaced => StartError {
+            message: err.to_string(),
+            retryable: true,
+        },
+        LaunchError::Io(err) => StartError {
+            message: format!(
+                "could not start the supervisor: {}",
+                durable::describe_io(err)
+            ),
+            retryable: true,
+        },
     }
 }
 

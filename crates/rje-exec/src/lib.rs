@@ -16,7 +16,7 @@ use rje_domain::{ExecParameters, Outcome, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use durable_local::DurableLocalExecutor;
+pub use durable_local::{DurableLocalExecutor, Unlaunched};
 pub use group::{GroupState, group_state};
 pub use job_env::{JobEnvError, JobEnvironment, is_rje_setting};
 pub use local::LocalExecutor;
@@ -61,6 +61,15 @@ pub struct StartError {
 pub trait StartGate: Send + Sync {
     /// `Err` means the command must not be launched.
     async fn open(&self) -> Result<(), StartError>;
+
+    /// The job's attempt this start is for, when it is a job's: a durable
+    /// executor records it beside the command, before the gate opens, so
+    /// that a worker that later proves the command never started queues
+    /// the job again at exactly that attempt (see
+    /// [`durable::Spec::attempt`]).
+    fn attempt(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A gate that is always open, for running commands outside a job.

@@ -204,7 +204,9 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Records, *before* the command is launched, that it may have started:
     /// from then on a lost worker's job is failed, never run again, since
-    /// a shell command must not silently run twice. `supervised`: the
+    /// a shell command must not silently run twice (unless its machine
+    /// later proves that it never started: see
+    /// [`Queue::requeue_unstarted`]). `supervised`: the
     /// command runs under a supervisor that outlives the worker, so that
     /// reapers leave the job a while to the workers that can take it up
     /// (see [`Queue::reap_expired`]).
@@ -260,6 +262,23 @@ pub trait Queue: Send + Sync + 'static {
         attempt: u32,
         run_at: DateTime<Utc>,
         error: &str,
+    ) -> Result<Job, StoreError>;
+
+    /// Puts a Running job back in the queue, due now, when its machine has
+    /// proven that the command of attempt `attempt` never started and
+    /// never will (the worker was lost between the start mark and the
+    /// launch, and the launch was claimed from it). Nothing ran, so no
+    /// retry is used up, whatever `max_retries`; a job whose cancel was
+    /// requested is Cancelled instead.
+    ///
+    /// Fenced ([`StoreError::Fenced`]) unless the job is still Running at
+    /// `attempt` and no lease on it expires at or after `expired_before`:
+    /// a job that moved on, or whose worker is alive, is left alone.
+    async fn requeue_unstarted(
+        &self,
+        id: JobId,
+        attempt: u32,
+        expired_before: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
 
     /// Extends the leases of all of a worker's jobs in one statement.

@@ -190,6 +190,10 @@ impl StartGate for StoreGate<'_> {
             },
         })
     }
+
+    fn attempt(&self) -> Option<u32> {
+        Some(self.job.attempts)
+    }
 }
 
 async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {

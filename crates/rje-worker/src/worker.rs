@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use rje_exec::Unlaunched;
+
 use crate::run::{RunContext, StopReasons, run_job, run_reattached};
 use crate::{Executors, ShutdownMode, WorkerConfig};
 
@@ -404,17 +406,33 @@ impl Worker {
         for id in ids {
             let key = id.to_string();
             let standing = match standings.get(&id) {
-                Some(Standing::Orphaned) => match self.take_up_one(id, expired_before).await {
-                    Ok(TakeUp::Taken(reattached)) => {
-                        found.push(*reattached);
+                Some(Standing::Orphaned) => match durable.abandon_unlaunched(&key) {
+                    // Its worker was lost between the start mark and the
+                    // launch: nothing ran, so it runs again.
+                    Unlaunched::Never { attempt } => {
+                        self.requeue_unstarted(id, attempt, expired_before).await;
                         continue;
                     }
-                    // Taken up or settled meanwhile: as it stands now.
-                    Ok(TakeUp::Held) => Some(Standing::Held),
-                    Ok(TakeUp::Over) => Some(Standing::Over),
-                    Ok(TakeUp::Unknown) => None,
-                    Err(err) => {
-                        tracing::warn!(%id, %err, "could not take up a running job");
+                    Unlaunched::MayHaveStarted => {
+                        match self.take_up_one(id, expired_before).await {
+                            Ok(TakeUp::Taken(reattached)) => {
+                                found.push(*reattached);
+                                continue;
+                            }
+                            // Taken up or settled meanwhile: as it stands now.
+                            Ok(TakeUp::Held) => Some(Standing::Held),
+                            Ok(TakeUp::Over) => Some(Standing::Over),
+                            Ok(TakeUp::Unknown) => None,
+                            Err(err) => {
+                                tracing::warn!(%id, %err, "could not take up a running job");
+                                continue;
+                            }
+                        }
+                    }
+                    // Left for the next tick (or, should it last, to the
+                    // reaper): nothing is decided on what cannot be read.
+                    Unlaunched::Unknown(err) => {
+                        tracing::warn!(%id, %err, "cannot read the directory of a job to take up");
                         continue;
                     }
                 },
@@ -439,6 +457,37 @@ impl Worker {
             durable.sweep_if_stale(&key, grace).await;
         }
         found
+    }
+
+    /// Queues again, at `attempt`, a job whose command this machine proved
+    /// never started (see [`rje_exec::DurableLocalExecutor::abandon_unlaunched`]).
+    /// Fenced when the job moved on, or its worker renewed its lease
+    /// meanwhile (it stalled, and finds its launch given up): that worker
+    /// reports it then. Failures are tried again on the next tick.
+    async fn requeue_unstarted(
+        &self,
+        id: JobId,
+        attempt: u32,
+        expired_before: chrono::DateTime<Utc>,
+    ) {
+        match self
+            .ctx
+            .store
+            .requeue_unstarted(id, attempt, expired_before)
+            .await
+        {
+            Ok(job) => {
+                tracing::warn!(%id, attempt, status = %job.status, "queued again a job whose worker was lost before its command started");
+                self.ctx.bus.publish_status(&job).await;
+                if !job.status.is_final() {
+                    self.ctx.bus.announce_work().await;
+                }
+            }
+            Err(StoreError::Fenced) => {
+                tracing::debug!(%id, attempt, "a job proven unstarted had moved on already");
+            }
+            Err(err) => tracing::warn!(%id, %err, "could not queue again a job that never started"),
+        }
     }
 
     fn cancel(&self, running: &HashMap<JobId, Running>, id: JobId) {

@@ -12,8 +12,8 @@ use nix::sys::signal::{SigHandler, Signal};
 use super::SuperviseError;
 use super::supervise::supervise_then;
 use super::{
-    ExitRecord, JobDir, STATE_DIR_FULL, Spec, create_private, create_private_dir, no_room_left,
-    read_text, write_whole,
+    ExitRecord, JobDir, LaunchError, LaunchMark, OpenJobDir, STATE_DIR_FULL, Spec, create_private,
+    no_room_left, prepare, read_text,
 };
 
 /// Starts supervisors through one `PROGRAM supervise`, which lives as long
@@ -78,20 +78,39 @@ impl Launcher {
         }
     }
 
-    /// Writes the spec and has a supervisor started for it, detached: no
-    /// signal to the caller's group, and no end of the caller, reaches it.
-    /// Returns once the command runs. A directory already there is an
-    /// error (`AlreadyExists`): the command may have run, and it is never
-    /// started twice.
-    pub fn launch(&self, dir: &JobDir, spec: &Spec) -> io::Result<()> {
-        if let Some(parent) = dir.root().parent() {
-            create_private_dir(parent, true)?;
+    /// Makes the job's directory with its spec ([`prepare`]) and has a
+    /// supervisor started for it ([`Launcher::start`]).
+    pub fn launch(&self, dir: &JobDir, spec: &Spec) -> Result<(), LaunchError> {
+        let prepared = prepare(dir, spec)?;
+        self.start(&prepared)
+    }
+
+    /// Claims the launch of the job in `dir` (made by [`prepare`]) and has
+    /// a supervisor started for it, detached: no signal to the caller's
+    /// group, and no end of the caller, reaches it. Returns once the
+    /// command runs. A launch claimed before, by a launcher
+    /// ([`LaunchError::MayHaveStarted`]: the command may have run, and it
+    /// is never started twice) or by a worker that proved this one gone
+    /// ([`LaunchError::Abandoned`]), starts nothing; so does a directory
+    /// replaced meanwhile ([`LaunchError::Replaced`]).
+    pub fn start(&self, dir: &OpenJobDir) -> Result<(), LaunchError> {
+        match dir.mark(LaunchMark::Launched) {
+            Ok(Ok(())) => {}
+            Ok(Err(LaunchMark::Abandoned)) => return Err(LaunchError::Abandoned),
+            Ok(Err(LaunchMark::Launched)) => {
+                return Err(LaunchError::MayHaveStarted(dir.dir().root().to_owned()));
+            }
+            // Nothing can be made in a removed directory.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(LaunchError::Replaced);
+            }
+            Err(err) => return Err(err.into()),
         }
-        create_private_dir(dir.root(), false)?;
-        write_whole(
-            &dir.spec(),
-            &serde_json::to_vec(spec).map_err(io::Error::other)?,
-        )?;
+        self.fork(dir.dir().root()).map_err(LaunchError::from)
+    }
+
+    /// Asks the forker for a supervisor of the job in `root`.
+    fn fork(&self, root: &Path) -> io::Result<()> {
         let mut forker = self
             .forker
             .lock()
@@ -103,7 +122,7 @@ impl Launcher {
                 Some(running) => running,
                 None => forker.insert(Forker::start(&self.program)?),
             };
-            match ask(running, dir.root()) {
+            match ask(running, root) {
                 Ok(result) => {
                     if result.is_err() {
                         *forker = None;

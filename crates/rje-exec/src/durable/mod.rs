@@ -14,7 +14,12 @@
 //! The directory, as the supervisor leaves it:
 //!
 //! ```text
-//! spec.json        what to run (written by the launcher)
+//! spec.json        what to run (written by the launcher before the job's
+//!                  start is recorded)
+//! launch           who decided the launch, whoever came first: `launched`
+//!                  (the command may have started) or `abandoned` (a
+//!                  worker proved its launcher gone before it started it:
+//!                  it never will)
 //! supervisor.json  the supervisor's pid, start time and the machine's boot id
 //! pid              "PGID START": the command's pid, which is its process
 //!                  group id, and when it started (/proc/PID/stat field 22)
@@ -84,6 +89,244 @@ pub struct Spec {
     /// store may still come back for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// The job's attempt this directory was made for (see
+    /// [`crate::StartGate::attempt`]): a worker that proves the launch
+    /// never happened queues the job again at exactly this attempt.
+    /// `None` from an older rje, or outside a job: never proven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// The name of the file that settles, once, whether a job's command may
+/// start in its directory (see [`LaunchMark`]).
+const LAUNCH: &str = "launch";
+
+/// Who settled a job directory's launch, first: written whole and only
+/// where nothing is (a link of a finished file, which fails on anything
+/// there), so that the launcher and a worker proving it gone never both
+/// win, and a reader never sees half of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchMark {
+    /// The launcher claimed it: the command may have started.
+    Launched,
+    /// A worker proved the launcher gone before it launched: the command
+    /// never started there, and never will.
+    Abandoned,
+}
+
+impl LaunchMark {
+    fn word(self) -> &'static str {
+        match self {
+            LaunchMark::Launched => "launched",
+            LaunchMark::Abandoned => "abandoned",
+        }
+    }
+
+    /// Anything but `abandoned` may have been a launch: only that word
+    /// proves none.
+    fn read(text: &str) -> Self {
+        if text.trim() == LaunchMark::Abandoned.word() {
+            LaunchMark::Abandoned
+        } else {
+            LaunchMark::Launched
+        }
+    }
+}
+
+/// Why a job's launch did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Its directory was launched from before: the command may have run,
+    /// and it is never started twice.
+    #[error("{0} exists: the command may have started before; not starting it again")]
+    MayHaveStarted(PathBuf),
+    /// A worker found this launch's worker silent past its lease, proved
+    /// that the command had not started, and queued the job again.
+    #[error(
+        "the launch was given up while this worker was stalled: the command never started, \
+         and the job was queued again"
+    )]
+    Abandoned,
+    /// The directory made for this launch was replaced or removed before
+    /// the command started (by a later attempt's worker): nothing ran.
+    #[error("the job's directory was replaced before the command started")]
+    Replaced,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A job's directory, held open: what is read, written and claimed
+/// through it stays in this very directory even if the path comes to name
+/// another one (a later attempt replaced it). A launcher that stalled
+/// between the start mark and its claim thus never launches in a
+/// directory made for someone else, nor does a prover claim one.
+#[derive(Debug)]
+pub struct OpenJobDir {
+    dir: JobDir,
+    handle: File,
+}
+
+impl OpenJobDir {
+    /// Opens the directory of `dir`; a link there is refused.
+    pub fn open(dir: &JobDir) -> io::Result<Self> {
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+            .open(dir.root())?;
+        Ok(Self {
+            dir: dir.clone(),
+            handle,
+        })
+    }
+
+    pub fn dir(&self) -> &JobDir {
+        &self.dir
+    }
+
+    /// Who settled the launch, if anyone has.
+    pub fn read_mark(&self) -> io::Result<Option<LaunchMark>> {
+        Ok(self
+            .read_at(LAUNCH)?
+            .map(|bytes| LaunchMark::read(&String::from_utf8_lossy(&bytes))))
+    }
+
+    /// The spec, as read through this very directory.
+    pub fn read_spec(&self) -> io::Result<Option<Spec>> {
+        self.read_at("spec.json")?
+            .map(|bytes| serde_json::from_slice(&bytes).map_err(io::Error::other))
+            .transpose()
+    }
+
+    /// Settles the launch as `mark` unless someone did first: `Ok(Err)`
+    /// holds what they settled it as. `NotFound` once the directory was
+    /// removed (nothing can be created in a removed directory).
+    pub fn mark(&self, mark: LaunchMark) -> io::Result<Result<(), LaunchMark>> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // Claims of one process (a launcher and a prover) never share a
+        // draft; those of others differ by pid.
+        static DRAFTS: AtomicU64 = AtomicU64::new(0);
+        let draft = format!(
+            "launch.{}.{}.partial",
+            std::process::id(),
+            DRAFTS.fetch_add(1, Ordering::Relaxed)
+        );
+        self.write_new(&draft, mark.word().as_bytes())?;
+        // link(2) fails on anything at the name, a link included: the
+        // first to link wins, with its word already in place.
+        let linked = nix::unistd::linkat(
+            &self.handle,
+            draft.as_str(),
+            &self.handle,
+            LAUNCH,
+            nix::fcntl::AtFlags::empty(),
+        );
+        let _ = self.unlink(&draft);
+        match linked {
+            Ok(()) => Ok(Ok(())),
+            Err(nix::errno::Errno::EEXIST) => Ok(Err(self
+                .read_mark()?
+                .unwrap_or(LaunchMark::Launched))),
+            Err(err) => Err(io::Error::from(err)),
+        }
+    }
+
+    /// Writes `bytes` to the file `name` whole (a draft, then a rename).
+    fn write_whole(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let draft = format!("{name}.partial");
+        self.write_new(&draft, bytes)?;
+        nix::fcntl::renameat(&self.handle, draft.as_str(), &self.handle, name)
+            .map_err(io::Error::from)
+    }
+
+    /// Creates the private file `name` where nothing is (whatever was
+    /// there, a leftover or a planted link, is unlinked first, never
+    /// opened) and writes `bytes` to it.
+    fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.unlink(name)?;
+        let fd = nix::fcntl::openat(
+            &self.handle,
+            name,
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_EXCL
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(io::Error::from)?;
+        File::from(fd).write_all(bytes)
+    }
+
+    /// Unlinks the file `name`, if it is there.
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        match nix::unistd::unlinkat(&self.handle, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(err) => Err(io::Error::from(err)),
+        }
+    }
+
+    /// The bytes of the file `name`; `None` when it is not there. A link
+    /// is not read.
+    fn read_at(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let fd = match nix::fcntl::openat(
+            &self.handle,
+            name,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(err) => return Err(io::Error::from(err)),
+        };
+        let mut bytes = Vec::new();
+        File::from(fd).read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+}
+
+/// Makes the job's directory with `spec` in it, before the job's start is
+/// recorded, so that a worker lost in between leaves proof that its
+/// command never started (see [`LaunchMark`]). A directory already there
+/// whose launch nobody claimed, or that was abandoned, is a lost
+/// attempt's: it is replaced by a new one (never reused, so that the lost
+/// attempt's launcher, should it wake, claims nothing here). One whose
+/// launch was claimed is [`LaunchError::MayHaveStarted`].
+pub fn prepare(dir: &JobDir, spec: &Spec) -> Result<OpenJobDir, LaunchError> {
+    if let Some(parent) = dir.root().parent() {
+        create_private_dir(parent, true)?;
+    }
+    let bytes = serde_json::to_vec(spec).map_err(io::Error::other)?;
+    // Twice: a stale worker of an older attempt may make its own at the
+    // same moment (it is fenced at its start mark).
+    for _ in 0..2 {
+        match create_private_dir(dir.root(), false) {
+            Ok(()) => {
+                let open = OpenJobDir::open(dir)?;
+                open.write_whole("spec.json", &bytes)?;
+                return Ok(open);
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                let found = match OpenJobDir::open(dir) {
+                    Ok(found) => found,
+                    // Removed meanwhile: made again on the next round.
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err.into()),
+                };
+                if found.read_mark()? == Some(LaunchMark::Launched) {
+                    return Err(LaunchError::MayHaveStarted(dir.root().to_owned()));
+                }
+                match std::fs::remove_dir_all(dir.root()) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+                    _ => {}
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(LaunchError::Replaced)
 }
 
 /// Who supervises, on which boot of the machine: a pid means nothing

@@ -250,6 +250,44 @@ impl Queue for PostgresStore {
         conclude(tx, result).await
     }
 
+    async fn requeue_unstarted(
+        &self,
+        id: JobId,
+        attempt: u32,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // Locks the row: a reaper or a take-up waits for this to end.
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let live: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM leases WHERE job_pk = $1 AND expires_at >= $2")
+                    .bind(pk)
+                    .bind(expired_before)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if live.is_some() {
+                // Its worker is alive: it is that worker's to report.
+                return Err(StoreError::Fenced);
+            }
+            // The next attempt is claimed, not yet started under a
+            // supervisor: a lost claim is reaped after one lease, not five.
+            sqlx::query("UPDATE jobs SET supervised = $1 WHERE pk = $2")
+                .bind(false)
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            let (_, job) = fetch_for_update(&mut tx, id).await?;
+            let job = match job.when_never_started() {
+                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
     async fn renew_leases(
         &self,
         worker: &WorkerId,

@@ -258,6 +258,43 @@ impl Queue for SqliteStore {
         conclude(tx, result).await
     }
 
+    async fn requeue_unstarted(
+        &self,
+        id: JobId,
+        attempt: u32,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let pk = current_attempt_pk(&mut tx, id, attempt).await?;
+            let live: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM leases WHERE job_pk = ? AND expires_at >= ?")
+                    .bind(pk)
+                    .bind(micros(expired_before))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if live.is_some() {
+                // Its worker is alive: it is that worker's to report.
+                return Err(StoreError::Fenced);
+            }
+            // The next attempt is claimed, not yet started under a
+            // supervisor: a lost claim is reaped after one lease, not five.
+            sqlx::query("UPDATE jobs SET supervised = ? WHERE pk = ?")
+                .bind(false)
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            let (_, job) = fetch_job(&mut tx, id).await?;
+            let job = match job.when_never_started() {
+                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
+                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
+            };
+            Ok(job)
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
     async fn renew_leases(
         &self,
         worker: &WorkerId,

@@ -46,6 +46,7 @@ macro_rules! store_contract {
             orphaned_supervised_jobs_are_found_by_host,
             standings_tell_held_orphaned_and_over_apart_in_one_query,
             output_reads_are_each_one_snapshot,
+            a_job_proven_unstarted_is_queued_again_only_at_its_attempt,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1472,4 +1473,80 @@ pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
     }
     writer.await.unwrap();
     assert!(reads > 1, "the reads ran while the writer wrote");
+}
+
+/// A worker lost between the start mark and the launch of a supervised
+/// command: its machine proves the command never started and the job is
+/// queued again, at that attempt only, once the lease is gone, with no
+/// retry used up; a cancel asked for meanwhile cancels it instead.
+pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(
+    store: Arc<dyn JobStore>,
+) {
+    let created = store
+        .create(request(json!({ "command": "true", "max_retries": 0 })))
+        .await
+        .unwrap();
+    let (id, attempt) = claim_one(&store, &worker()).await;
+    assert_eq!(id, created.id);
+    store.mark_started(id, attempt, true).await.unwrap();
+    let past_the_lease = Utc::now() + chrono::Duration::seconds(60);
+
+    assert!(
+        matches!(
+            store.requeue_unstarted(id, attempt, Utc::now()).await,
+            Err(StoreError::Fenced)
+        ),
+        "the lease is live: its worker is alive"
+    );
+    assert!(
+        matches!(
+            store.requeue_unstarted(id, attempt + 1, past_the_lease).await,
+            Err(StoreError::Fenced)
+        ),
+        "another attempt"
+    );
+    assert_eq!(store.get(id).await.unwrap().status, Status::Running);
+
+    let requeued = store
+        .requeue_unstarted(id, attempt, past_the_lease)
+        .await
+        .unwrap();
+    assert_eq!(requeued.status, Status::Queued);
+    assert_eq!(requeued.started_at, None);
+    assert!(requeued.error.is_some(), "says why it was queued again");
+    assert!(
+        matches!(
+            store.requeue_unstarted(id, attempt, past_the_lease).await,
+            Err(StoreError::Fenced)
+        ),
+        "only once"
+    );
+    // No retries at all, yet it runs again: nothing ran, nothing failed.
+    let (again, next) = claim_one(&store, &worker()).await;
+    assert_eq!((again, next), (id, attempt + 1));
+    assert!(
+        matches!(
+            store.finish(id, attempt, &Outcome::Exited { code: 0 }, None).await,
+            Err(StoreError::Fenced)
+        ),
+        "the lost attempt stays fenced"
+    );
+    // A claimed attempt that never started is reaped after its own lease,
+    // not the supervised grace.
+    let reaped = store
+        .reap_expired(past_the_lease, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(reaped.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(reaped[0].status, Status::Queued);
+
+    // A cancel asked for while nobody followed the job: Cancelled.
+    let (_, third) = claim_one(&store, &worker()).await;
+    store.mark_started(id, third, true).await.unwrap();
+    store.cancel(id).await.unwrap();
+    let cancelled = store
+        .requeue_unstarted(id, third, past_the_lease)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
 }

@@ -20,6 +20,7 @@ fn spec(command: &str, timeout_secs: u64) -> Spec {
         allow_daemons: false,
         max_output_bytes: 0,
         store: None,
+        attempt: None,
     }
 }
 
@@ -765,4 +766,152 @@ async fn a_followed_flood_takes_little_disk() {
         on_disk < 16_000_000,
         "{on_disk} bytes on disk for 64 MB read"
     );
+}
+
+/// The launch is settled once, by whoever comes first: the launcher, or a
+/// worker that proves it gone before it launched (finding 16 of #19).
+mod launch_claims {
+    use std::time::Duration;
+
+    use rje_domain::{ExecParameters, Outcome};
+    use rje_exec::durable::{JobDir, LaunchError, LaunchMark, Launcher, prepare};
+    use rje_exec::{DurableExecutor, DurableLocalExecutor, ExecRequest, NoGate, Unlaunched};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{ended, spec};
+
+    fn launcher() -> Launcher {
+        Launcher::new(env!("CARGO_BIN_EXE_rje").into())
+    }
+
+    fn with_attempt(command: &str, attempt: u32) -> rje_exec::durable::Spec {
+        let mut spec = spec(command, 60);
+        spec.attempt = Some(attempt);
+        spec
+    }
+
+    #[tokio::test]
+    async fn a_launch_given_up_starts_nothing_and_one_claimed_is_never_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_owned();
+        let executor = DurableLocalExecutor::new(
+            state.clone(),
+            env!("CARGO_BIN_EXE_rje").into(),
+            Duration::from_millis(300),
+        );
+        let ran = dir.path().join("ran");
+        let command = format!("echo ran >> {}", ran.display());
+
+        // The worker stalled after the start mark: its launch is given up.
+        let stalled = executor.job_dir("stalled");
+        let prepared = prepare(&stalled, &with_attempt(&command, 3)).unwrap();
+        assert!(matches!(
+            executor.abandon_unlaunched("stalled"),
+            Unlaunched::Never { attempt: 3 }
+        ));
+        assert!(
+            matches!(
+                executor.abandon_unlaunched("stalled"),
+                Unlaunched::Never { attempt: 3 }
+            ),
+            "a second look finds it given up still"
+        );
+        assert!(matches!(
+            launcher().start(&prepared),
+            Err(LaunchError::Abandoned)
+        ));
+        assert!(
+            !stalled.root().join("supervisor.log").exists(),
+            "no supervisor was asked for"
+        );
+
+        // One launched first is the launcher's: it may have started.
+        let launched = executor.job_dir("launched");
+        let prepared = prepare(&launched, &with_attempt(&command, 1)).unwrap();
+        launcher().start(&prepared).expect("the supervisor starts");
+        assert!(matches!(
+            executor.abandon_unlaunched("launched"),
+            Unlaunched::MayHaveStarted
+        ));
+        assert_eq!(ended(&launched).await.code, Some(0));
+        assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n");
+
+        // A directory that names no attempt (an older rje's) proves nothing.
+        let old = executor.job_dir("old");
+        prepare(&old, &spec(&command, 60)).unwrap();
+        assert!(matches!(
+            executor.abandon_unlaunched("old"),
+            Unlaunched::MayHaveStarted
+        ));
+        assert!(
+            !old.root().join("launch").exists(),
+            "left to the lost-worker rules"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_launcher_never_launches_in_a_directory_made_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = JobDir::new(dir.path().join("jobs").join("job"));
+        let ran = dir.path().join("ran");
+        let command = format!("echo ran >> {}", ran.display());
+        // Attempt 1 made its directory, then stalled; attempt 2 made anew.
+        let first = prepare(&job, &with_attempt(&command, 1)).unwrap();
+        let second = prepare(&job, &with_attempt(&command, 2)).unwrap();
+        assert!(matches!(
+            launcher().start(&first),
+            Err(LaunchError::Replaced)
+        ));
+        launcher().start(&second).expect("the supervisor starts");
+        assert_eq!(ended(&job).await.code, Some(0));
+        assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n", "once");
+        // Launched now: never made again.
+        assert!(matches!(
+            prepare(&job, &with_attempt(&command, 3)),
+            Err(LaunchError::MayHaveStarted(_))
+        ));
+        let mark = rje_exec::durable::OpenJobDir::open(&job)
+            .unwrap()
+            .read_mark()
+            .unwrap();
+        assert_eq!(mark, Some(LaunchMark::Launched));
+    }
+
+    #[tokio::test]
+    async fn a_directory_left_before_the_start_mark_or_given_up_is_run_in_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = DurableLocalExecutor::new(
+            dir.path().to_owned(),
+            env!("CARGO_BIN_EXE_rje").into(),
+            Duration::from_millis(300),
+        );
+        let ran = dir.path().join("ran");
+        let command = format!("echo ran >> {}; echo hello", ran.display());
+        // One lost worker left its directory before its start mark, the
+        // next one's launch was given up: neither ran anything.
+        prepare(&executor.job_dir("left"), &with_attempt(&command, 1)).unwrap();
+        prepare(&executor.job_dir("given-up"), &with_attempt(&command, 1)).unwrap();
+        assert!(matches!(
+            executor.abandon_unlaunched("given-up"),
+            Unlaunched::Never { attempt: 1 }
+        ));
+        for key in ["left", "given-up"] {
+            let (sink, mut events) = mpsc::channel(8);
+            let request = ExecRequest {
+                command: command.clone(),
+                timeout: Duration::from_secs(60),
+                parameters: ExecParameters::default(),
+            };
+            let run = executor.run_keyed(key, request, &NoGate, sink, CancellationToken::new());
+            let drain = async { while events.recv().await.is_some() {} };
+            let (outcome, ()) = tokio::join!(run, drain);
+            assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 }, "{key}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&ran).unwrap(),
+            "ran\nran\n",
+            "each once"
+        );
+    }
 }

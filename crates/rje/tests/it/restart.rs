@@ -1025,3 +1025,93 @@ async fn sigterm_in_drain_mode_gives_a_durable_job_its_grace_then_kills_it() {
         "its files went with it"
     );
 }
+
+/// What a worker killed -9 after its job's start mark, before it launched
+/// the command, leaves behind (finding 16 of #19): the job Running at its
+/// attempt, supervised, its lease gone, and its directory with the spec,
+/// made before the mark, whose launch nobody claimed. With `launched`,
+/// the worker died after claiming the launch, before the supervisor
+/// started. Made through the store and the executor's own steps, before
+/// the server (which locks the store) starts. Returns the job's id and
+/// attempt.
+async fn leave_a_job_as_a_killed_worker_does(
+    db: &Path,
+    state: &Path,
+    command: &str,
+    launched: bool,
+) -> (String, u32) {
+    use rje_domain::{HostNames, Limits, NewJob, WorkerId};
+    use rje_exec::durable::{JobDir, LaunchMark, Spec, prepare};
+    use rje_store::{Jobs, Queue, SqliteStore};
+
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    // No retries: queuing it again must not need one.
+    let body = json!({ "command": command, "max_retries": 0 });
+    let new = NewJob::parse(&body, &Limits::default(), &HostNames::local_only()).unwrap();
+    let created = store.create(new).await.unwrap();
+    // A lease that is gone by the time the server looks.
+    let lease = std::time::Duration::from_millis(1);
+    let claimed = store.claim(&WorkerId::generate(), 1, lease).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let (id, attempt) = (claimed[0].job.id, claimed[0].job.attempts);
+    assert_eq!(id, created.id);
+    let spec = Spec {
+        command: command.to_owned(),
+        env: Default::default(),
+        cwd: None,
+        timeout_secs: 60,
+        kill_grace_ms: 1000,
+        allow_daemons: false,
+        max_output_bytes: 0,
+        store: Some(store_of(db)),
+        attempt: Some(attempt),
+    };
+    let dir = JobDir::new(state.join("jobs").join(id.to_string()));
+    let prepared = prepare(&dir, &spec).unwrap();
+    store.mark_started(id, attempt, true).await.unwrap();
+    if launched {
+        prepared.mark(LaunchMark::Launched).unwrap().unwrap();
+    }
+    (id.to_string(), attempt)
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_before_its_launch_runs_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let runs = dir.path().join("runs");
+    let command = format!("echo run >> {}; echo hello", runs.display());
+    let (id, attempt) = leave_a_job_as_a_killed_worker_does(&db, &state, &command, false).await;
+
+    let server = Process::start_with(durable_rje(&db, &state)).await;
+    let job = server.wait_for(&id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], "hello\n");
+    assert_eq!(lines_of(&runs), ["run"], "run once");
+    assert_eq!(job["attempts"], attempt + 1, "one new attempt");
+    assert_eq!(job["reattached"], 0, "not taken up: it never ran");
+    let job_dir = state.join("jobs").join(&id);
+    wait_until("the job's files go", || !job_dir.exists()).await;
+}
+
+#[tokio::test]
+async fn a_job_whose_launch_was_claimed_is_settled_as_lost_never_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, state) = (dir.path().join("rje.db"), dir.path().join("rje-state"));
+    let runs = dir.path().join("runs");
+    let command = format!("echo run >> {}; echo hello", runs.display());
+    let (id, _) = leave_a_job_as_a_killed_worker_does(&db, &state, &command, true).await;
+
+    let server = Process::start_with(durable_rje(&db, &state)).await;
+    let job = server.wait_for(&id, is_final).await;
+    // The command may have started as far as anyone can prove: it is
+    // never run again.
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert!(lines_of(&runs).is_empty(), "never run");
+    // Still nothing later: it was not queued again.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(server.job(&id).await["status"], "Failed");
+    assert!(lines_of(&runs).is_empty(), "never run");
+}
