@@ -223,9 +223,9 @@ impl OpenJobDir {
         let _ = self.unlink(&draft);
         match linked {
             Ok(()) => Ok(Ok(())),
-            Err(nix::errno::Errno::EEXIST) => Ok(Err(self
-                .read_mark()?
-                .unwrap_or(LaunchMark::Launched))),
+            Err(nix::errno::Errno::EEXIST) => {
+                Ok(Err(self.read_mark()?.unwrap_or(LaunchMark::Launched)))
+            }
             Err(err) => Err(io::Error::from(err)),
         }
     }
@@ -259,8 +259,7 @@ impl OpenJobDir {
 
     /// Unlinks the file `name`, if it is there.
     fn unlink(&self, name: &str) -> io::Result<()> {
-        match nix::unistd::unlinkat(&self.handle, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
-        {
+        match nix::unistd::unlinkat(&self.handle, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
             Err(err) => Err(io::Error::from(err)),
         }

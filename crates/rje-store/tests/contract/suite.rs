@@ -1479,9 +1479,7 @@ pub async fn output_reads_are_each_one_snapshot(store: Arc<dyn JobStore>) {
 /// command: its machine proves the command never started and the job is
 /// queued again, at that attempt only, once the lease is gone, with no
 /// retry used up; a cancel asked for meanwhile cancels it instead.
-pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(
-    store: Arc<dyn JobStore>,
-) {
+pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(store: Arc<dyn JobStore>) {
     let created = store
         .create(request(json!({ "command": "true", "max_retries": 0 })))
         .await
@@ -1500,7 +1498,9 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(
     );
     assert!(
         matches!(
-            store.requeue_unstarted(id, attempt + 1, past_the_lease).await,
+            store
+                .requeue_unstarted(id, attempt + 1, past_the_lease)
+                .await,
             Err(StoreError::Fenced)
         ),
         "another attempt"
@@ -1526,7 +1526,9 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(
     assert_eq!((again, next), (id, attempt + 1));
     assert!(
         matches!(
-            store.finish(id, attempt, &Outcome::Exited { code: 0 }, None).await,
+            store
+                .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+                .await,
             Err(StoreError::Fenced)
         ),
         "the lost attempt stays fenced"
