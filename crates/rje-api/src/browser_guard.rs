@@ -59,16 +59,35 @@ impl AllowedHosts {
     }
 }
 
-/// `localhost`, a name under it (RFC 6761 keeps them on loopback), or a
-/// loopback address literal.
+/// `localhost`, a name under it (RFC 6761 keeps them on loopback),
+/// `ip6-localhost`, this machine's own name, or an address literal that
+/// reaches this machine (loopback, or the unspecified address that tools
+/// print for a server on all addresses). None of these can be a page's
+/// origin of an attacker's choosing, which is what rebinding needs.
 fn is_loopback_name(name: &str) -> bool {
-    if name == "localhost" || name.ends_with(".localhost") {
+    if matches!(name, "localhost" | "ip6-localhost" | "ip6-loopback")
+        || name.ends_with(".localhost")
+        || machine_name().is_some_and(|own| own == name)
+    {
         return true;
     }
     let literal = name.trim_start_matches('[').trim_end_matches(']');
-    literal
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    literal.parse::<IpAddr>().is_ok_and(|ip| {
+        let ip = ip.to_canonical();
+        ip.is_loopback() || ip.is_unspecified()
+    })
+}
+
+/// This machine's host name, lowercase, read once.
+fn machine_name() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .map(|name| name.to_ascii_lowercase())
+    })
+    .as_deref()
 }
 
 /// The name part of a `Host` value: `[::1]:8000` → `::1`, `a:80` → `a`.
@@ -84,22 +103,41 @@ fn host_name(authority: &str) -> &str {
 pub(crate) struct BrowserGuard {
     allowed_hosts: AllowedHosts,
     cors_origins: Arc<[HeaderValue]>,
+    /// Whether a request's origin matters: only without tokens, when a
+    /// page could act with what the browser holds by itself (being on
+    /// this machine). A token is never sent by a browser on its own, and a
+    /// proxy that rewrites `Host` would make the dashboard look foreign.
+    judge_origins: bool,
 }
 
 impl BrowserGuard {
-    pub(crate) fn new(allowed_hosts: AllowedHosts, cors_origins: &[HeaderValue]) -> Self {
+    pub(crate) fn new(
+        allowed_hosts: AllowedHosts,
+        cors_origins: &[HeaderValue],
+        judge_origins: bool,
+    ) -> Self {
         Self {
             allowed_hosts,
             cors_origins: cors_origins.into(),
+            judge_origins,
         }
     }
 
-    /// Why `request` must be refused, if it must.
-    fn judge(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
-        let authority = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        // A request without `Host` comes from no browser (they always send
-        // it); HTTP/1.0 clients may leave it out.
+    /// Why a request for `path` must be refused, if it must.
+    fn judge(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+        let authority = match headers.get(header::HOST) {
+            // A request without `Host` comes from no browser (they always
+            // send it); HTTP/1.0 clients may leave it out.
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| {
+                ApiError::MisdirectedHost(String::from_utf8_lossy(value.as_bytes()).into_owned())
+            })?),
+        };
+        // The probes answer anyone (a prober names the pod's address): they
+        // tell nothing and change nothing.
+        let probe = matches!(path, "/health" | "/ready");
         if let Some(authority) = authority
+            && !probe
             && !self.allowed_hosts.allows(host_name(authority))
         {
             return Err(ApiError::MisdirectedHost(host_name(authority).to_owned()));
@@ -108,11 +146,10 @@ impl BrowserGuard {
             .get(header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let changes_something = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !(upgrade || changes_something) {
-            return Ok(());
+        if self.judge_origins && (upgrade || changes_something) {
+            self.judge_origin(authority, headers)?;
         }
-        self.judge_origin(authority, headers)?;
-        if changes_something && !carries_json_or_nothing(headers) {
+        if changes_something && carries_body(headers) && !carries_json(headers) {
             return Err(ApiError::UnsupportedMediaType);
         }
         Ok(())
@@ -154,9 +191,19 @@ impl BrowserGuard {
     }
 }
 
+/// Whether the request has a body: a length above zero, or chunks.
+/// (`curl -d ''` sends a form's type with no body: nothing to misread.)
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|length| length.trim() != "0")
+}
+
 /// No `Content-Type`, or a JSON one. A form's or `text/plain` is what a
 /// cross-site page can send without asking first.
-fn carries_json_or_nothing(headers: &HeaderMap) -> bool {
+fn carries_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_none_or(is_json_media_type)
@@ -168,7 +215,7 @@ pub(crate) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    match guard.judge(request.method(), request.headers()) {
+    match guard.judge(request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(err) => {
             tracing::debug!(%err, "refused a request a browser may have been made to send");
@@ -198,6 +245,9 @@ mod tests {
             "::1",
             "[::1]",
             "::ffff:127.0.0.1",
+            "0.0.0.0",
+            "[::]",
+            "ip6-localhost",
         ] {
             assert!(hosts.allows(name), "{name}");
         }
@@ -206,10 +256,26 @@ mod tests {
             "localhost.attacker.example",
             "10.0.0.1",
             "",
-            "0.0.0.0",
+            "2130706433",
         ] {
             assert!(!hosts.allows(name), "{name}");
         }
+    }
+
+    #[test]
+    fn tokens_make_origins_moot_but_not_hosts_or_bodies() {
+        let guard = BrowserGuard::new(only(&["rje.internal"]), &[], false);
+        let evil = headers(&[("host", "rje.internal"), ("origin", "https://evil.example")]);
+        assert!(guard.judge(&Method::POST, "/jobs/", &evil).is_ok());
+        let rebound = headers(&[("host", "rebind.attacker.example")]);
+        assert!(guard.judge(&Method::POST, "/jobs/", &rebound).is_err());
+        assert!(guard.judge(&Method::GET, "/health", &rebound).is_ok(), "probes");
+        let form = headers(&[
+            ("host", "rje.internal"),
+            ("content-type", "text/plain"),
+            ("content-length", "2"),
+        ]);
+        assert!(guard.judge(&Method::POST, "/jobs/", &form).is_err());
     }
 
     #[test]
@@ -245,45 +311,44 @@ mod tests {
         let guard = BrowserGuard::new(
             only(&[]),
             &[HeaderValue::from_static("https://ops.example")],
+            true,
         );
         let host = ("host", "127.0.0.1:8000");
         let post = Method::POST;
-        assert!(guard.judge(&post, &headers(&[host])).is_ok(), "curl");
+        assert!(guard.judge(&post, "/jobs/", &headers(&[host])).is_ok(), "curl");
         assert!(
             guard
-                .judge(
-                    &post,
-                    &headers(&[host, ("origin", "http://127.0.0.1:8000")])
+                .judge(&post, "/jobs/", &headers(&[host, ("origin", "http://127.0.0.1:8000")])
                 )
                 .is_ok(),
             "the dashboard"
         );
         assert!(
             guard
-                .judge(&post, &headers(&[host, ("origin", "https://ops.example")]))
+                .judge(&post, "/jobs/", &headers(&[host, ("origin", "https://ops.example")]))
                 .is_ok()
         );
         for origin in ["https://evil.example", "null", "http://127.0.0.1:9999"] {
             assert!(
                 guard
-                    .judge(&post, &headers(&[host, ("origin", origin)]))
+                    .judge(&post, "/jobs/", &headers(&[host, ("origin", origin)]))
                     .is_err(),
                 "{origin}"
             );
         }
         assert!(
             guard
-                .judge(&post, &headers(&[host, ("sec-fetch-site", "cross-site")]))
+                .judge(&post, "/jobs/", &headers(&[host, ("sec-fetch-site", "cross-site")]))
                 .is_err()
         );
         assert!(
             guard
-                .judge(&post, &headers(&[host, ("sec-fetch-site", "none")]))
+                .judge(&post, "/jobs/", &headers(&[host, ("sec-fetch-site", "none")]))
                 .is_ok()
         );
         let evil_get = headers(&[host, ("origin", "https://evil.example")]);
         assert!(
-            guard.judge(&Method::GET, &evil_get).is_ok(),
+            guard.judge(&Method::GET, "/jobs/", &evil_get).is_ok(),
             "reads need CORS to be seen"
         );
         let evil_upgrade = headers(&[
@@ -291,12 +356,12 @@ mod tests {
             ("origin", "https://evil.example"),
             ("upgrade", "websocket"),
         ]);
-        assert!(guard.judge(&Method::GET, &evil_upgrade).is_err());
+        assert!(guard.judge(&Method::GET, "/ws/jobs/", &evil_upgrade).is_err());
     }
 
     #[test]
     fn a_changing_request_carries_json_or_nothing() {
-        let guard = BrowserGuard::new(AllowedHosts::Any, &[]);
+        let guard = BrowserGuard::new(AllowedHosts::Any, &[], true);
         for (content_type, ok) in [
             ("application/json", true),
             ("application/json; charset=utf-8", true),
@@ -305,8 +370,12 @@ mod tests {
             ("multipart/form-data; boundary=x", false),
             ("text/plain", false),
         ] {
-            let result = guard.judge(&Method::POST, &headers(&[("content-type", content_type)]));
+            let with_body = headers(&[("content-type", content_type), ("content-length", "3")]);
+            let result = guard.judge(&Method::POST, "/jobs/", &with_body);
             assert_eq!(result.is_ok(), ok, "{content_type}");
+            // `curl -d ''`: a form's type, and nothing in it.
+            let empty = headers(&[("content-type", content_type), ("content-length", "0")]);
+            assert!(guard.judge(&Method::POST, "/jobs/x/cancel/", &empty).is_ok());
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let guard = std::sync::Arc::new(browser_guard::BrowserGuard::new(
         settings.allowed_hosts.clone(),
         &settings.cors_origins,
+        settings.tokens.is_empty(),
     ));
     // Outermost, so that preflights and refusals carry them too.
     let router = with_security_headers(router.layer(axum::middleware::from_fn_with_state(

@@ -54,6 +54,8 @@ pub struct SnapshotReads(pub(crate) Arc<tokio::sync::Semaphore>);
 impl SnapshotReads {
     /// Whole reads at once, whatever the number of clients.
     pub const AT_ONCE: usize = 4;
+    /// How long a read waits for its turn before it is told to come back.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 }
 
 impl Default for SnapshotReads {

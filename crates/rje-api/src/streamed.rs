@@ -14,6 +14,7 @@ use rje_domain::{JobId, ListedJob, Stream};
 use rje_proto::JobResponse;
 use rje_store::{Jobs, StoreError};
 
+use crate::state::SnapshotReads;
 use crate::{ApiError, AppState};
 
 /// Chunks read from the store per step: at most 16 × 64 KiB of text.
@@ -33,14 +34,19 @@ pub(crate) async fn job_response(
         // whole in one store statement instead, one snapshot, its sizes
         // those of what it shows; the cap bounds it (a settled job, which
         // no longer changes, is streamed).
-        // Only an error closes the semaphore, and nothing closes it.
-        let turn = state
-            .snapshots
-            .0
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        // A turn that does not come soon is a 429 to try again, never a
+        // hang: the turns may be held by clients that read slowly.
+        let turn = tokio::time::timeout(
+            SnapshotReads::WAIT,
+            state.snapshots.0.clone().acquire_owned(),
+        )
+        .await
+        .ok()
+        // The semaphore is never closed: `Err` cannot come.
+        .and_then(Result::ok)
+        .ok_or(ApiError::TooManyRequests {
+            retry_after_secs: 1,
+        })?;
         let job = state.store.get(id).await?;
         let size = |text: &Option<String>| text.as_ref().map(|text| text.len() as u64);
         let output_bytes = [size(&job.stdout), size(&job.stderr)];

@@ -445,7 +445,7 @@ fn allowed_hosts(tokens: &[String], listed: &str) -> Result<AllowedHosts, Config
             && !name
                 .trim_start_matches('.')
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'))
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '[' | ']'))
     }) {
         return Err(ConfigError::Invalid {
             name: "RJE_ALLOWED_HOSTS",

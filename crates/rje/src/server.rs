@@ -522,6 +522,11 @@ mod tests {
             format!("sqlite://{relative}"),
             format!("sqlite://./{relative}"),
             format!("sqlite:{relative}"),
+            // Decoded once, as sqlx documents: the same file, locked.
+            format!("sqlite://{root}/jobs%2Edb"),
+            format!("sqlite://{root}/jobs.d%62"),
+            format!("sqlite://{abs}?mode=rwc"),
+            format!("sqlite://{abs}?mode=rw&cache=shared"),
         ];
         let me = format!("process {}", std::process::id());
         for url in &same_file {
@@ -538,14 +543,15 @@ mod tests {
         }
 
         let refused = [
-            format!("sqlite://{root}/jobs%2Edb"),
-            format!("sqlite://{root}/jobs.d%62"),
             format!("sqlite://sqlite://{abs}"),
+            format!("sqlite://sqlite%3A%2F%2F{abs}"),
+            format!("sqlite://{abs}?mode=ro"),
+            format!("sqlite://{abs}?vfs=unix-none"),
+            format!("sqlite://{root}/jobs%FF.db"),
             format!("sqlite://sqlite:{abs}"),
             format!("sqlite:sqlite:{abs}"),
             format!("sqlite://SQLite://{abs}"),
             format!("sqlite://file:{abs}"),
-            format!("sqlite://{abs}?mode=rwc"),
             format!("sqlite://{abs}#x"),
             "sqlite://".to_owned(),
         ];

@@ -49,43 +49,51 @@ pub enum SqliteLocation {
 impl SqliteLocation {
     /// The location a `sqlite://PATH` (or `sqlite:PATH`) URL names.
     ///
-    /// Only the plain form is accepted. Forms that SQLite or sqlx would
-    /// read differently from a plain path are refused: percent-escapes
-    /// (sqlx decodes them), query parameters and fragments (sqlx reads
-    /// `?mode=…`), and a nested scheme (`sqlite://sqlite:///x.db`, which
-    /// sqlx strips again; `file:…`, which SQLite reads as a URI). A server
-    /// once locked `jobs%2Edb` while SQLite opened `jobs.db`, and settled
-    /// the running jobs of the server that owned it.
+    /// The URL is read here once, as sqlx documents it: percent-escapes
+    /// are decoded (once), and of the query only what changes nothing for
+    /// rje is taken (`mode=rwc` and `mode=rw`: rje creates the file anyway;
+    /// `cache=shared`); any other parameter is refused by name, and so is a
+    /// nested scheme (`sqlite://sqlite:///x.db`, which sqlx would strip
+    /// again; `file:…`, which SQLite reads as a URI). The path that comes
+    /// out is opened as a plain file name, never parsed again, so the lock
+    /// and SQLite meet on one file: a server once locked `jobs%2Edb` while
+    /// SQLite opened `jobs.db`, and settled the running jobs of the server
+    /// that owned it.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let bad = |why: &str| StoreError::Unavailable(format!("bad SQLite URL {url:?}: {why}"));
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| bad("it does not start with sqlite://"))?;
-        if rest == ":memory:" {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.contains('#') || query.contains('#') {
+            return Err(bad("a fragment is not supported; write sqlite://PATH"));
+        }
+        for parameter in query.split('&').filter(|p| !p.is_empty()) {
+            if !matches!(parameter, "mode=rwc" | "mode=rw" | "cache=shared") {
+                return Err(bad(&format!(
+                    "the parameter {parameter:?} is not supported (only mode=rwc, mode=rw and \
+                     cache=shared, which change nothing)"
+                )));
+            }
+        }
+        if path == ":memory:" {
             return Ok(Self::Memory);
         }
-        if rest.is_empty() {
+        let path = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|_| bad("its percent-escapes do not make UTF-8 text"))?;
+        if path.is_empty() {
             return Err(bad("it names no file; write sqlite://PATH"));
         }
-        if rest.contains('%') {
-            return Err(bad(
-                "percent-escapes are not supported; write the path as it is",
-            ));
-        }
-        if rest.contains('?') || rest.contains('#') {
-            return Err(bad(
-                "query parameters are not supported; write sqlite://PATH",
-            ));
-        }
-        if rest.contains('\0') {
+        if path.contains('\0') {
             return Err(bad("a path cannot hold a NUL"));
         }
-        let lower = rest.to_ascii_lowercase();
-        if lower.starts_with("sqlite:") || lower.starts_with("file:") || rest.contains("://") {
+        let lower = path.to_ascii_lowercase();
+        if lower.starts_with("sqlite:") || lower.starts_with("file:") || path.contains("://") {
             return Err(bad("a nested scheme is not supported; write sqlite://PATH"));
         }
-        Ok(Self::File(PathBuf::from(rest)))
+        Ok(Self::File(PathBuf::from(path.into_owned())))
     }
 }
 

@@ -71,11 +71,23 @@ mod sqlite {
             SqliteLocation::parse("sqlite://:memory:").unwrap(),
             SqliteLocation::Memory
         );
+        // sqlx's documented forms name the same file, decoded once.
         for url in [
             format!("sqlite://{}/rje%2Edb", dir.path().display()),
-            format!("sqlite://sqlite://{plain}"),
-            format!("sqlite://file:{plain}"),
             format!("sqlite://{plain}?mode=rwc"),
+            format!("sqlite://{plain}?mode=rw&cache=shared"),
+        ] {
+            assert_eq!(
+                SqliteLocation::parse(&url).unwrap(),
+                SqliteLocation::File(path.clone()),
+                "{url}"
+            );
+        }
+        for url in [
+            format!("sqlite://sqlite://{plain}"),
+            format!("sqlite://sqlite%3A{plain}"),
+            format!("sqlite://file:{plain}"),
+            format!("sqlite://{plain}?mode=ro"),
             format!("sqlite://{plain}#frag"),
             "sqlite://".to_owned(),
             "sqlite://?mode=memory".to_owned(),

@@ -187,6 +187,19 @@ async fn a_cross_site_form_cannot_change_anything() {
         .unwrap();
     assert!(own.status().is_success(), "{}", own.status());
     app.wait_final(&id).await;
+    // `curl -X POST … -d ''`: a form's type with nothing in it, no Origin.
+    let other = app.submit_command("sleep 300").await;
+    app.wait_started(&other).await;
+    let curl = app
+        .client
+        .post(app.url(&format!("/jobs/{other}/cancel/")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert!(curl.status().is_success(), "{}", curl.status());
+    app.wait_final(&other).await;
 }
 
 /// Everything a job's `env` printed, as names.
