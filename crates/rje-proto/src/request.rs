@@ -77,9 +77,11 @@ pub struct EditRequest {
     pub host: Option<String>,
 }
 
-/// `parameters`: at most 64 KiB of JSON, no NUL anywhere. `env`, `cwd`
-/// and `allow_daemons` change how the command runs; rje keeps any other
-/// key as it came, for the client's own use.
+/// `parameters`: at most 64 KiB of JSON. `env`, `cwd` and `allow_daemons`
+/// change how the command runs; rje keeps any other key as it came, for the
+/// client's own use, whatever JSON it holds. No key or string anywhere in
+/// them, at any depth, may contain a NUL character (U+0000): stores keep
+/// parameters as JSON text. The server refuses one with 400.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Parameters {
