@@ -90,12 +90,28 @@ fn machine_name() -> Option<&'static str> {
     .as_deref()
 }
 
-/// The name part of a `Host` value: `[::1]:8000` → `::1`, `a:80` → `a`.
-fn host_name(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    authority.split(':').next().unwrap_or(authority)
+/// The name part of a `Host` value: `[::1]:8000` → `::1`, `a:80` → `a`;
+/// `None` when the value is not a name with an optional port
+/// (`localhost:80@evil.example`, `[::1]evil.example`).
+fn host_name(authority: &str) -> Option<&str> {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (name, after) = rest.split_once(']')?;
+            (
+                name,
+                after.strip_prefix(':').or(after.is_empty().then_some(""))?,
+            )
+        }
+        None => match authority.split_once(':') {
+            Some((name, port)) => (name, port),
+            None => (authority, ""),
+        },
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    (name_ok && port.chars().all(|c| c.is_ascii_digit())).then_some(name)
 }
 
 /// The browser-facing rules, shared by every request.
@@ -125,22 +141,32 @@ impl BrowserGuard {
 
     /// Why a request for `path` must be refused, if it must.
     fn judge(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-        let authority = match headers.get(header::HOST) {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let (first, second) = (hosts.next(), hosts.next());
+        let misdirected = |value: &HeaderValue| {
+            ApiError::MisdirectedHost(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        if let Some(second) = second {
+            // Which of two a proxy would act on is a guess.
+            return Err(misdirected(second));
+        }
+        let authority = match first {
             // A request without `Host` comes from no browser (they always
             // send it); HTTP/1.0 clients may leave it out.
             None => None,
-            Some(value) => Some(value.to_str().map_err(|_| {
-                ApiError::MisdirectedHost(String::from_utf8_lossy(value.as_bytes()).into_owned())
-            })?),
+            Some(value) => Some(value.to_str().map_err(|_| misdirected(value))?),
         };
         // The probes answer anyone (a prober names the pod's address): they
         // tell nothing and change nothing.
         let probe = matches!(path, "/health" | "/ready");
         if let Some(authority) = authority
             && !probe
-            && !self.allowed_hosts.allows(host_name(authority))
         {
-            return Err(ApiError::MisdirectedHost(host_name(authority).to_owned()));
+            match host_name(authority) {
+                Some(name) if self.allowed_hosts.allows(name) => {}
+                Some(name) => return Err(ApiError::MisdirectedHost(name.to_owned())),
+                None => return Err(ApiError::MisdirectedHost(authority.to_owned())),
+            }
         }
         let upgrade = headers
             .get(header::UPGRADE)
@@ -159,13 +185,16 @@ impl BrowserGuard {
     fn judge_origin(&self, authority: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
         match headers.get(header::ORIGIN) {
             Some(origin) => {
+                // rje's own pages are served over HTTP, or HTTPS through a
+                // proxy; no other scheme is its origin.
                 let same_origin = origin
                     .to_str()
                     .ok()
                     .and_then(|origin| origin.split_once("://"))
                     .zip(authority)
-                    .is_some_and(|((_, origin_authority), authority)| {
-                        origin_authority.eq_ignore_ascii_case(authority)
+                    .is_some_and(|((scheme, origin_authority), authority)| {
+                        matches!(scheme, "http" | "https")
+                            && origin_authority.eq_ignore_ascii_case(authority)
                     });
                 if same_origin || self.cors_origins.iter().any(|allowed| allowed == origin) {
                     Ok(())
@@ -269,7 +298,10 @@ mod tests {
         assert!(guard.judge(&Method::POST, "/jobs/", &evil).is_ok());
         let rebound = headers(&[("host", "rebind.attacker.example")]);
         assert!(guard.judge(&Method::POST, "/jobs/", &rebound).is_err());
-        assert!(guard.judge(&Method::GET, "/health", &rebound).is_ok(), "probes");
+        assert!(
+            guard.judge(&Method::GET, "/health", &rebound).is_ok(),
+            "probes"
+        );
         let form = headers(&[
             ("host", "rje.internal"),
             ("content-type", "text/plain"),
@@ -293,9 +325,34 @@ mod tests {
 
     #[test]
     fn the_host_name_drops_port_and_brackets() {
-        assert_eq!(host_name("[::1]:8000"), "::1");
-        assert_eq!(host_name("localhost:8000"), "localhost");
-        assert_eq!(host_name("example"), "example");
+        assert_eq!(host_name("[::1]:8000"), Some("::1"));
+        assert_eq!(host_name("[::1]"), Some("::1"));
+        assert_eq!(host_name("localhost:8000"), Some("localhost"));
+        assert_eq!(host_name("example"), Some("example"));
+        for malformed in [
+            "localhost:80@evil.example",
+            "[::1]evil.example",
+            "[localhost",
+            "localhost:8o",
+            "",
+            "a b",
+        ] {
+            assert_eq!(host_name(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn two_hosts_or_a_foreign_scheme_are_refused() {
+        let guard = BrowserGuard::new(only(&[]), &[], true);
+        let two = headers(&[("host", "localhost"), ("host", "evil.example")]);
+        assert!(guard.judge(&Method::GET, "/jobs/", &two).is_err());
+        let scheme = headers(&[
+            ("host", "localhost:8000"),
+            ("origin", "evil://localhost:8000"),
+        ]);
+        assert!(guard.judge(&Method::POST, "/jobs/", &scheme).is_err());
+        let smuggled = headers(&[("host", "localhost:80@evil.example")]);
+        assert!(guard.judge(&Method::GET, "/jobs/", &smuggled).is_err());
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -315,17 +372,27 @@ mod tests {
         );
         let host = ("host", "127.0.0.1:8000");
         let post = Method::POST;
-        assert!(guard.judge(&post, "/jobs/", &headers(&[host])).is_ok(), "curl");
+        assert!(
+            guard.judge(&post, "/jobs/", &headers(&[host])).is_ok(),
+            "curl"
+        );
         assert!(
             guard
-                .judge(&post, "/jobs/", &headers(&[host, ("origin", "http://127.0.0.1:8000")])
+                .judge(
+                    &post,
+                    "/jobs/",
+                    &headers(&[host, ("origin", "http://127.0.0.1:8000")])
                 )
                 .is_ok(),
             "the dashboard"
         );
         assert!(
             guard
-                .judge(&post, "/jobs/", &headers(&[host, ("origin", "https://ops.example")]))
+                .judge(
+                    &post,
+                    "/jobs/",
+                    &headers(&[host, ("origin", "https://ops.example")])
+                )
                 .is_ok()
         );
         for origin in ["https://evil.example", "null", "http://127.0.0.1:9999"] {
@@ -338,12 +405,20 @@ mod tests {
         }
         assert!(
             guard
-                .judge(&post, "/jobs/", &headers(&[host, ("sec-fetch-site", "cross-site")]))
+                .judge(
+                    &post,
+                    "/jobs/",
+                    &headers(&[host, ("sec-fetch-site", "cross-site")])
+                )
                 .is_err()
         );
         assert!(
             guard
-                .judge(&post, "/jobs/", &headers(&[host, ("sec-fetch-site", "none")]))
+                .judge(
+                    &post,
+                    "/jobs/",
+                    &headers(&[host, ("sec-fetch-site", "none")])
+                )
                 .is_ok()
         );
         let evil_get = headers(&[host, ("origin", "https://evil.example")]);
@@ -356,7 +431,11 @@ mod tests {
             ("origin", "https://evil.example"),
             ("upgrade", "websocket"),
         ]);
-        assert!(guard.judge(&Method::GET, "/ws/jobs/", &evil_upgrade).is_err());
+        assert!(
+            guard
+                .judge(&Method::GET, "/ws/jobs/", &evil_upgrade)
+                .is_err()
+        );
     }
 
     #[test]
@@ -375,7 +454,11 @@ mod tests {
             assert_eq!(result.is_ok(), ok, "{content_type}");
             // `curl -d ''`: a form's type, and nothing in it.
             let empty = headers(&[("content-type", content_type), ("content-length", "0")]);
-            assert!(guard.judge(&Method::POST, "/jobs/x/cancel/", &empty).is_ok());
+            assert!(
+                guard
+                    .judge(&Method::POST, "/jobs/x/cancel/", &empty)
+                    .is_ok()
+            );
         }
     }
 }

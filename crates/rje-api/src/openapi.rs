@@ -169,7 +169,10 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
             continue;
         };
         if name_hosts {
-            properties["host"]["enum"] = Value::from(hosts.clone());
+            // `null` asks for the default host.
+            let mut allowed = hosts.clone();
+            allowed.push(Value::Null);
+            properties["host"]["enum"] = Value::from(allowed);
         }
         properties["timeout"]["minimum"] = json!(limits.min_timeout_secs);
         properties["timeout"]["maximum"] = json!(limits.max_timeout_secs);

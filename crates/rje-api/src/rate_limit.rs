@@ -62,23 +62,38 @@ impl ClientKeys {
         if !self.is_trusted(peer) {
             return peer;
         }
-        let forwarded: Vec<IpAddr> = request
+        // From the nearest hop outwards: each trusted proxy names the one
+        // before it. The first untrusted address is the client; an entry
+        // that does not parse ends the walk at the last trusted hop, so a
+        // client cannot hide behind junk of its own to get a new budget.
+        let entries: Vec<&str> = request
             .headers()
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .map(|address| address.to_canonical())
+            .map(str::trim)
             .collect();
-        forwarded
-            .iter()
-            .rev()
-            .find(|address| !self.is_trusted(**address))
-            .or(forwarded.first())
-            .copied()
-            .unwrap_or(peer)
+        let mut client = peer;
+        for entry in entries.iter().rev() {
+            match forwarded_address(entry) {
+                Some(address) if self.is_trusted(address) => client = address,
+                Some(address) => return address,
+                None => return client,
+            }
+        }
+        client
     }
+}
+
+/// An `X-Forwarded-For` entry's address: bare, or with a port as some
+/// proxies write it (`192.0.2.1:5555`, `[2001:db8::1]:5555`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+        .map(|address| address.to_canonical())
 }
 
 impl KeyExtractor for ClientKeys {
@@ -196,6 +211,21 @@ mod tests {
             keys.client_address(&untrusted),
             "10.1.2.3".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn junk_in_the_forwarded_chain_stops_at_the_proxy() {
+        let proxy = "127.0.0.1/32".parse().unwrap();
+        let keys = ClientKeys::new(&[], &[proxy]);
+        let address =
+            |forwarded: &str| keys.client_address(&request_from("127.0.0.1:1", Some(forwarded)));
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        // A client's own left-hand entries never count past junk.
+        assert_eq!(address("192.0.2.7, 192.0.2.200:5555"), ip("192.0.2.200"));
+        assert_eq!(address("192.0.2.7, unknown"), ip("127.0.0.1"));
+        assert_eq!(address("192.0.2.7, [2001:db8::1]:80"), ip("2001:db8::1"));
+        assert_eq!(address("192.0.2.7, 192.0.2.8"), ip("192.0.2.8"));
+        assert_eq!(address("192.0.2.7, 127.0.0.1"), ip("192.0.2.7"));
     }
 
     #[test]

@@ -89,10 +89,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_BODY_TIMEOUT_SECONDS", default_value_t = 30.0)]
     pub body_timeout_seconds: f64,
 
-    /// Seconds a WebSocket client may take to accept one message before
-    /// it is dropped.
-    #[arg(long, env = "RJE_WS_SEND_TIMEOUT_SECONDS", default_value_t = 30.0)]
-    pub ws_send_timeout_seconds: f64,
+    /// Seconds a client may leave what rje sends it (a response, a
+    /// WebSocket message) untaken before it is dropped.
+    #[arg(long, env = "RJE_SEND_TIMEOUT_SECONDS", default_value_t = 30.0)]
+    pub send_timeout_seconds: f64,
 
     /// Seconds between TERM and KILL when a job is timed out or cancelled.
     #[arg(long, env = "RJE_KILL_GRACE_SECONDS", default_value_t = 5.0)]
@@ -357,7 +357,14 @@ impl ServeArgs {
             0.0,
             300.0,
         )?;
+        let send_timeout = seconds(
+            "RJE_SEND_TIMEOUT_SECONDS",
+            self.send_timeout_seconds,
+            0.1,
+            3600.0,
+        )?;
         let connections = ConnectionLimits {
+            send_timeout,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             header_timeout: seconds(
                 "RJE_HEADER_TIMEOUT_SECONDS",
@@ -394,12 +401,7 @@ impl ServeArgs {
             trusted_proxies: list("RJE_TRUSTED_PROXIES", &self.trusted_proxies, proxy)?,
             cors_origins: list("RJE_CORS_ORIGINS", &self.cors_origins, origin)?,
             allowed_hosts,
-            ws_send_timeout: seconds(
-                "RJE_WS_SEND_TIMEOUT_SECONDS",
-                self.ws_send_timeout_seconds,
-                0.1,
-                3600.0,
-            )?,
+            ws_send_timeout: send_timeout,
             public_docs: self.public_docs,
             public_metrics: self.public_metrics,
             ..ApiSettings::default()
@@ -442,10 +444,9 @@ fn allowed_hosts(tokens: &[String], listed: &str) -> Result<AllowedHosts, Config
     let names = names_in(listed);
     if let Some(bad) = names.iter().find(|name| {
         name.as_str() != "*"
-            && !name
-                .trim_start_matches('.')
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '[' | ']'))
+            && !name.trim_start_matches('.').chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '[' | ']')
+            })
     }) {
         return Err(ConfigError::Invalid {
             name: "RJE_ALLOWED_HOSTS",

@@ -25,6 +25,10 @@ use tower::ServiceExt;
 /// Limits on connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
+    /// How long a write to the client may stay blocked (the client not
+    /// reading) before the connection is dropped: a response, or a
+    /// WebSocket's messages after the upgrade.
+    pub send_timeout: Duration,
     /// Connections served at once; more are refused with a 503.
     pub max_connections: usize,
     /// How long a connection may take to deliver a complete request head,
@@ -41,6 +45,7 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -143,7 +148,10 @@ pub async fn serve<S>(
         let slot = rje_api::ConnectionSlot(Arc::new(slot));
         let service = hyper_service(app.clone(), peer, slot.clone());
         let mut connection = builder
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(
+                TokioIo::new(StallGuard::new(tcp, limits.send_timeout)),
+                service,
+            )
             .with_upgrades();
         let stopping = shutdown.clone();
         connections.spawn(async move {
@@ -168,6 +176,105 @@ pub async fn serve<S>(
         .is_err()
     {
         tracing::warn!("some connections were still open at the end of the shutdown grace");
+    }
+}
+
+/// A connection whose writes may not stay blocked longer than `limit`: a
+/// client that stops reading would otherwise hold its slot, its socket and
+/// the response's buffers for as long as it liked (a few such clients hold
+/// every slot). Any write that makes progress starts the clock again, so a
+/// slow but steady reader is never cut off.
+struct StallGuard {
+    tcp: TcpStream,
+    limit: Duration,
+    /// Set while a write is blocked: when it must have moved by.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(tcp: TcpStream, limit: Duration) -> Self {
+        Self {
+            tcp,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write that could not proceed: fails once it has been
+    /// blocked for longer than the limit.
+    fn blocked(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let limit = self.limit;
+        let deadline = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.blocked(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.blocked(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 

@@ -553,6 +553,7 @@ mod tests {
             format!("sqlite://SQLite://{abs}"),
             format!("sqlite://file:{abs}"),
             format!("sqlite://{abs}#x"),
+            format!("sqlite://{abs} "),
             "sqlite://".to_owned(),
         ];
         for url in &refused {

@@ -86,6 +86,11 @@ impl SqliteLocation {
         if path.is_empty() {
             return Err(bad("it names no file; write sqlite://PATH"));
         }
+        if path.trim() != path {
+            return Err(bad(
+                "the path begins or ends with blanks; a blank is a character of a file name",
+            ));
+        }
         if path.contains('\0') {
             return Err(bad("a path cannot hold a NUL"));
         }

@@ -340,20 +340,13 @@ async fn refused_for_slots(app: &TestApp) -> bool {
     }
 }
 
-#[tokio::test]
-async fn websockets_hold_connection_slots_and_silent_ones_are_dropped() {
-    const BYTES: usize = 24_000_000;
-    let app = spawn_app_with(|s| {
-        s.connections.max_connections = 2;
-        s.api.ws_send_timeout = Duration::from_secs(1);
-        s.worker.max_output_bytes = 32 << 20;
-    })
-    .await;
+/// A finished job with more output than two sockets' buffers hold.
+async fn job_with_big_output(app: &TestApp, bytes: usize) -> String {
     let client = unpooled();
     let created: Value = client
         .post(app.url("/jobs/"))
         .json(&json!({
-            "command": format!("head -c {BYTES} /dev/zero | tr '\\0' x | fold -w 99"),
+            "command": format!("head -c {bytes} /dev/zero | tr '\\0' x | fold -w 99"),
         }))
         .send()
         .await
@@ -379,6 +372,30 @@ async fn websockets_hold_connection_slots_and_silent_ones_are_dropped() {
         assert!(Instant::now() < deadline, "the job did not finish");
         sleep(Duration::from_millis(100)).await;
     }
+    id
+}
+
+/// Polls until a new connection is served again.
+async fn until_a_slot_frees(app: &TestApp, what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while refused_for_slots(app).await {
+        assert!(Instant::now() < deadline, "{what} kept their slots");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bounded_app(settings: &mut rje::Settings) {
+    settings.connections.max_connections = 2;
+    settings.connections.send_timeout = Duration::from_secs(1);
+    settings.api.ws_send_timeout = Duration::from_secs(1);
+    settings.worker.max_output_bytes = 32 << 20;
+}
+
+#[tokio::test]
+async fn websockets_hold_connection_slots_and_silent_ones_are_dropped() {
+    const BYTES: usize = 24_000_000;
+    let app = spawn_app_with(bounded_app).await;
+    let id = job_with_big_output(&app, BYTES).await;
     // Two clients that upgrade and never read: more output than the
     // sockets' buffers hold, so the server's sends block. They hold both
     // slots until the send timeout drops them.
@@ -390,19 +407,39 @@ async fn websockets_hold_connection_slots_and_silent_ones_are_dropped() {
         refused_for_slots(&app).await,
         "WebSockets count as connections"
     );
-    let deadline = Instant::now() + DEADLINE;
-    while refused_for_slots(&app).await {
-        assert!(
-            Instant::now() < deadline,
-            "clients that never read kept their slots"
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
+    until_a_slot_frees(&app, "WebSockets that never read").await;
     drop(silent);
 
     // A reading client is not dropped, however long the replay.
     let session = ws_read_all(app.ws_url(&format!("/ws/jobs/{id}/"))).await;
     assert_eq!(session.output().len(), BYTES + BYTES / 99);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_response_is_dropped() {
+    const BYTES: usize = 24_000_000;
+    let app = spawn_app_with(bounded_app).await;
+    let id = job_with_big_output(&app, BYTES).await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let request = format!("GET /jobs/{id}/ HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
+        socket.write_all(request.as_bytes()).await.unwrap();
+        silent.push(socket);
+    }
+    assert!(refused_for_slots(&app).await, "both slots are taken");
+    until_a_slot_frees(&app, "responses nobody read").await;
+    drop(silent);
+    // A reader that keeps up gets the whole body.
+    let job: Value = unpooled()
+        .get(app.url(&format!("/jobs/{id}/")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["stdout"].as_str().unwrap().len(), BYTES + BYTES / 99);
 }
 
 #[tokio::test]
