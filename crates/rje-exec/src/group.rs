@@ -88,6 +88,49 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
+/// Whether the live members of group `pgid` (some, at least) are all of
+/// session `session` and started at `since` or later, as read from /proc:
+/// the proof that a group whose leader is gone is still the one a
+/// supervisor (the session's leader) started then. A group that got the
+/// number later would need its session leader to have the supervisor's
+/// pid too. `false` when /proc cannot tell.
+pub(crate) fn members_all_of(pgid: i32, session: i32, since: u64) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let mut members = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // The process may have exited since read_dir: skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((state, pgrp)) = parse_stat(&stat) else {
+            continue;
+        };
+        if pgrp != pgid || state == 'Z' || state == 'X' {
+            continue;
+        }
+        let ours = parse_session(&stat) == Some(session)
+            && parse_start_ticks(&stat).is_some_and(|ticks| ticks >= since);
+        if !ours {
+            return false;
+        }
+        members += 1;
+    }
+    members > 0
+}
+
+/// Field 6 of /proc/PID/stat, the session id.
+fn parse_session(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6 - 3)?.parse().ok()
+}
+
 /// Field 22 of /proc/PID/stat, counted after the command name as
 /// [`parse_stat`] does (field 3, the state, comes first there).
 fn parse_start_ticks(stat: &str) -> Option<u64> {
@@ -113,6 +156,7 @@ mod tests {
     fn stat_fields_survive_odd_command_names() {
         let stat = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100";
         assert_eq!(parse_stat(stat), Some(('S', 4240)));
+        assert_eq!(parse_session(stat), Some(4240));
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -369,6 +369,9 @@ pub struct CommandGroup {
     pub start_ticks: Option<u64>,
     /// The boot the supervisor recorded ("" when it recorded none).
     pub boot_id: String,
+    /// The supervisor's pid, which is the command's session (it calls
+    /// `setsid`); `None` when it left no record.
+    pub session: Option<i32>,
 }
 
 impl CommandGroup {
@@ -377,12 +380,23 @@ impl CommandGroup {
     /// not given out again while its process, even a zombie, or its group
     /// lives). A leader that is gone, or a record without a start time,
     /// proves nothing: the number may be someone else's group by now.
+    ///
+    /// A leader that is gone still leaves a proof when every process left
+    /// in the group is of the supervisor's session and started after the
+    /// leader: what a command left behind when its supervisor was killed.
     pub fn is_current(&self) -> bool {
         let Some(recorded) = self.start_ticks else {
             return false;
         };
-        boot_id().is_ok_and(|boot| boot == self.boot_id)
-            && crate::group::start_ticks(self.pgid) == Some(recorded)
+        if !boot_id().is_ok_and(|boot| boot == self.boot_id) {
+            return false;
+        }
+        match crate::group::start_ticks(self.pgid) {
+            Some(leader) => leader == recorded,
+            None => self
+                .session
+                .is_some_and(|session| crate::group::members_all_of(self.pgid, session, recorded)),
+        }
     }
 
     /// Sends `signal` to the group if it is provably still the command's
@@ -479,14 +493,16 @@ impl JobDir {
         };
         let (pgid, start_ticks) = parse_pid_file(&text)?;
         // Written before the pid file: missing, it proves nothing.
-        let boot_id = self
-            .read_supervisor()?
+        let supervisor = self.read_supervisor()?;
+        let session = supervisor.as_ref().map(|supervisor| supervisor.pid);
+        let boot_id = supervisor
             .map(|supervisor| supervisor.boot_id)
             .unwrap_or_default();
         Ok(Some(CommandGroup {
             pgid,
             start_ticks,
             boot_id,
+            session,
         }))
     }
 
@@ -570,11 +586,20 @@ pub fn files_removed(dir: &JobDir) -> bool {
     )
 }
 
-/// Whether the file system holding `path` has no room left for anyone
-/// but root (whom `f_bavail` leaves out, as rje does: the room kept for
-/// root is not the state directory's to count on).
+/// Whether the file system holding `path` has no room left for the
+/// command's writes: none at all for root (who may use the blocks kept
+/// for root, so nothing of its output was lost while those remained), none
+/// but root's for anyone else.
 pub fn no_room_left(path: &Path) -> bool {
-    nix::sys::statvfs::statvfs(path).is_ok_and(|stats| stats.blocks_available() == 0)
+    let root = nix::unistd::geteuid().is_root();
+    nix::sys::statvfs::statvfs(path).is_ok_and(|stats| {
+        let left = if root {
+            stats.blocks_free()
+        } else {
+            stats.blocks_available()
+        };
+        left == 0
+    })
 }
 
 /// An I/O error as a job's failure says it: a full disk in plain words.
@@ -756,6 +781,7 @@ mod tests {
             pgid: me,
             start_ticks,
             boot_id: boot_id.to_owned(),
+            session: None,
         };
         assert!(group(ticks, &boot).is_current());
         assert!(
@@ -764,5 +790,52 @@ mod tests {
         );
         assert!(!group(ticks, "another-boot").is_current());
         assert!(!group(None, &boot).is_current(), "no start time: no proof");
+    }
+
+    /// What a command leaves when its supervisor is killed and its leader
+    /// exits: members of the group, of the supervisor's session, started
+    /// after the leader. They may still be ended; a group of another
+    /// session with that number may not.
+    #[test]
+    fn a_group_whose_leader_is_gone_is_current_by_its_session() {
+        let boot = boot_id().unwrap();
+        // `setsid sh` leads a session and a group of its own; it leaves a
+        // `sleep` in both and exits.
+        let output = std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $$"])
+            .output()
+            .unwrap();
+        let leader: i32 = String::from_utf8(output.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while crate::group::start_ticks(leader).is_some() {
+            assert!(std::time::Instant::now() < deadline, "the leader lingered");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let before_it = crate::group::start_ticks(std::process::id() as i32).unwrap();
+        let group = |session, since| CommandGroup {
+            pgid: leader,
+            start_ticks: Some(since),
+            boot_id: boot.clone(),
+            session,
+        };
+        assert!(group(Some(leader), before_it).is_current());
+        assert!(
+            !group(Some(leader + 1), before_it).is_current(),
+            "another session"
+        );
+        assert!(!group(None, before_it).is_current(), "no supervisor record");
+        assert!(
+            !group(Some(leader), u64::MAX).is_current(),
+            "members older than the leader"
+        );
+        assert!(group(Some(leader), before_it).signal(nix::sys::signal::Signal::SIGKILL));
+        while crate::group::members_all_of(leader, leader, 0) {
+            assert!(std::time::Instant::now() < deadline, "the sleep lived on");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
