@@ -55,7 +55,13 @@ pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
 /// Counts live members of a group by reading /proc; `None` if /proc cannot
 /// be read (then the kernel's answer stands).
 fn live_members_in_proc(pgid: i32) -> Option<usize> {
-    let mut live = 0;
+    live_members(pgid).map(|members| members.len())
+}
+
+/// The /proc/PID/stat lines of the live (not zombie) members of group
+/// `pgid`; `None` if /proc cannot be read.
+fn live_members(pgid: i32) -> Option<Vec<String>> {
+    let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -71,10 +77,10 @@ fn live_members_in_proc(pgid: i32) -> Option<usize> {
             && state != 'Z'
             && state != 'X'
         {
-            live += 1;
+            members.push(stat);
         }
     }
-    Some(live)
+    Some(members)
 }
 
 /// State and process group from /proc/PID/stat. The command name may hold
@@ -95,34 +101,13 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
 /// number later would need its session leader to have the supervisor's
 /// pid too. `false` when /proc cannot tell.
 pub(crate) fn members_all_of(pgid: i32, session: i32, since: u64) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    let mut members = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        // The process may have exited since read_dir: skip it.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((state, pgrp)) = parse_stat(&stat) else {
-            continue;
-        };
-        if pgrp != pgid || state == 'Z' || state == 'X' {
-            continue;
-        }
-        let ours = parse_session(&stat) == Some(session)
-            && parse_start_ticks(&stat).is_some_and(|ticks| ticks >= since);
-        if !ours {
-            return false;
-        }
-        members += 1;
-    }
-    members > 0
+    live_members(pgid).is_some_and(|members| {
+        !members.is_empty()
+            && members.iter().all(|stat| {
+                parse_session(stat) == Some(session)
+                    && parse_start_ticks(stat).is_some_and(|ticks| ticks >= since)
+            })
+    })
 }
 
 /// Field 6 of /proc/PID/stat, the session id.

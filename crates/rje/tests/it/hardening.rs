@@ -340,6 +340,18 @@ async fn refused_for_slots(app: &TestApp) -> bool {
     }
 }
 
+/// The job, read on a connection of its own.
+async fn unpooled_job(app: &TestApp, id: &str) -> Value {
+    unpooled()
+        .get(app.url(&format!("/jobs/{id}/")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A finished job with more output than two sockets' buffers hold.
 async fn job_with_big_output(app: &TestApp, bytes: usize) -> String {
     let client = unpooled();
@@ -357,14 +369,7 @@ async fn job_with_big_output(app: &TestApp, bytes: usize) -> String {
     let id = id_of(&created);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let job: Value = client
-            .get(app.url(&format!("/jobs/{id}/")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = unpooled_job(app, &id).await;
         if is_final(&job) {
             assert_eq!(job["status"], "Success");
             break;
@@ -431,14 +436,7 @@ async fn a_client_that_stops_reading_a_response_is_dropped() {
     until_a_slot_frees(&app, "responses nobody read").await;
     drop(silent);
     // A reader that keeps up gets the whole body.
-    let job: Value = unpooled()
-        .get(app.url(&format!("/jobs/{id}/")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = unpooled_job(&app, &id).await;
     assert_eq!(job["stdout"].as_str().unwrap().len(), BYTES + BYTES / 99);
 }
 
