@@ -353,6 +353,15 @@ impl DurableExecutor for DurableLocalExecutor {
             tracing::warn!(key, %err, "could not remove the job's directory");
         }
     }
+
+    /// [`DurableLocalExecutor::abandon_unlaunched`], off the runtime's
+    /// threads (the worker calls that one itself, on its directory list).
+    async fn prove_unlaunched(&self, key: &str) -> Unlaunched {
+        let (executor, key) = (self.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || executor.abandon_unlaunched(&key))
+            .await
+            .unwrap_or_else(|err| Unlaunched::Unknown(std::io::Error::other(err)))
+    }
 }
 
 /// When the file at `path` (a link itself, not what it names) last changed.

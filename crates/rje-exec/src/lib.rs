@@ -145,4 +145,14 @@ pub trait DurableExecutor: Send + Sync + 'static {
 
     /// Removes what is kept of the job once its result is stored.
     async fn forget(&self, key: &str);
+
+    /// Whether the command of job `key`, whose worker is gone (its lease
+    /// expired), provably never started on its machine, and if so makes
+    /// sure it never will: its launch is claimed as abandoned there, so
+    /// that the worker, should it only have stalled, launches nothing. By
+    /// default nothing proves it ([`Unlaunched::MayHaveStarted`]): the job
+    /// is taken up, or settled as lost.
+    async fn prove_unlaunched(&self, _key: &str) -> Unlaunched {
+        Unlaunched::MayHaveStarted
+    }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rje_domain::{ExitReport, Outcome, Stream};
 use rje_exec::{
-    DurableExecutor, ExecEvent, ExecRequest, Executor, NoGate, ResumeError, StartError, StartGate,
+    DurableExecutor, ExecEvent, ExecRequest, Executor, ResumeError, StartError, StartGate,
+    Unlaunched,
 };
 use russh::ChannelMsg;
 use tokio::sync::mpsc;
@@ -21,10 +22,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable_remote::{
-    self, DurableHeader, Launch, finish_script, follow_script, launch_script, parse_durable_header,
+    self, DurableHeader, Launch, LaunchProof, finish_script, follow_script, launch_script,
+    parse_durable_header,
 };
 use crate::executor::SshExecutor;
-use crate::executor::{NOTHING_RAN, kill_group, ready_to_launch, start_error};
+use crate::executor::{NOTHING_RAN, kill_group, ready_channel, run_script, start_error};
 use crate::pool::{ChannelLease, HostPool};
 
 /// Output the login shell may print before the script's first line.
@@ -320,6 +322,43 @@ impl DurableSshExecutor {
         }
     }
 
+    /// The go was sent, or may have been, and the launch script's answer
+    /// was lost with the connection: whether the command started is known
+    /// only on the host. Its launch, unless the script claimed it already,
+    /// is claimed there as abandoned: then nothing ran, and nothing will
+    /// (a start error, retried). Otherwise the job is followed as one that
+    /// may run, as it is when the host stays out of reach.
+    async fn launch_unsure(
+        &self,
+        key: &str,
+        follow: Follow,
+        sink: &mpsc::Sender<ExecEvent>,
+        cancel: &CancellationToken,
+        timeout: Duration,
+    ) -> Result<Outcome, StartError> {
+        let give_up = tokio::time::Instant::now() + RECONNECT_PATIENCE;
+        loop {
+            match self.prove_unlaunched(key).await {
+                Unlaunched::Never { .. } => {
+                    return Err(start_error(format!(
+                        "lost the connection to {} before the command started; nothing ran",
+                        self.host()
+                    )));
+                }
+                Unlaunched::MayHaveStarted => break,
+                Unlaunched::Unknown(err) if tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!(host = self.host(), key, %err, "cannot tell whether the command started; following it");
+                    break;
+                }
+                Unlaunched::Unknown(err) => {
+                    tracing::warn!(host = self.host(), key, %err, "cannot tell yet whether the command started");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Ok(self.follow_to_end(key, follow, sink, cancel, timeout).await)
+    }
+
     /// A channel running `script`.
     async fn open(&self, script: &str) -> Result<ChannelLease, String> {
         let lease = self.pool.channel().await.map_err(|err| err.to_string())?;
@@ -425,6 +464,28 @@ impl Follow {
         self.exited = false;
     }
 
+    /// Tells the launch script, waiting on its stdin, that the start is
+    /// recorded. `false` when the channel failed: whether the go arrived
+    /// is unknown then.
+    async fn send_go(&self) -> bool {
+        match &self.lease {
+            Some(lease) => {
+                lease.channel.data(&b"go\n"[..]).await.is_ok() && lease.channel.eof().await.is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Closes the channel: a launch script still waiting for its go reads
+    /// the end of its input and gives the launch up (nothing ran). A
+    /// channel only dropped would keep it waiting, and a session of sshd.
+    async fn close(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let _ = lease.channel.eof().await;
+            lease.close().await;
+        }
+    }
+
     /// Reads the channel until the script's first line; `None` if the
     /// channel closed before it.
     async fn read_header(&mut self, sink: &mpsc::Sender<ExecEvent>) -> Option<DurableHeader> {
@@ -499,6 +560,15 @@ impl Follow {
 
 #[async_trait]
 impl DurableExecutor for DurableSshExecutor {
+    /// Starts `request` as the job `key` and follows it to its end, in one
+    /// exec: the launch script makes the job's directory (naming the
+    /// attempt) and waits on its stdin; the gate records the start; then
+    /// `go` has the script claim the launch and start the supervisor (see
+    /// [`durable_remote::launch_script`]). A worker lost before its go
+    /// leaves the launch unclaimed, or given up by the script itself when
+    /// its input ended: proof that the command never started (see
+    /// [`DurableExecutor::prove_unlaunched`]). A directory whose launch was
+    /// claimed before is never started again.
     async fn run_keyed(
         &self,
         key: &str,
@@ -511,7 +581,7 @@ impl DurableExecutor for DurableSshExecutor {
             return self.plain.run(request, gate, sink, cancel).await;
         }
         let _active = Active::new(&self.active);
-        let Some((permit, lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
+        let Some((permit, lease)) = ready_channel(&self.pool, &cancel).await? else {
             return Ok(NOTHING_RAN);
         };
         let env: Vec<(String, String)> = request.parameters.env.clone().into_iter().collect();
@@ -524,21 +594,30 @@ impl DurableExecutor for DurableSshExecutor {
             timeout: request.timeout,
             grace: self.grace,
             keep_leftovers: request.parameters.allow_daemons,
+            attempt: gate.attempt(),
         };
         let script = launch_script(&launch, &self.riding_removals());
-        if let Err(err) = lease.channel.exec(true, script).await {
+        let sent = lease.channel.exec(true, script).await;
+        if let Err(err) = sent {
+            // Should the script have started after all, it finds its input
+            // ended and gives the launch up.
+            lease.close().await;
             return Err(start_error(format!(
                 "lost the connection to {} before the command was sent: {err}",
                 self.host()
             )));
         }
-        let _ = lease.channel.eof().await;
+        // stdin stays open: the script waits there for the go.
         let mut follow = Follow::new(lease, [0, 0]);
-        // The first line says whether the command started at all.
         let host = self.host();
-        let refused = |message: String| Ok(Outcome::Error { message });
+        let no_dir = || {
+            let cwd = request.parameters.cwd.as_deref().unwrap_or_default();
+            format!("cannot start the command in {cwd} on {host}: no such directory")
+        };
+        // The first line says whether the job's directory was made; nothing
+        // runs, nor is recorded, yet.
         match follow.read_header(&sink).await {
-            Some(DurableHeader::Started { .. }) => {}
+            Some(DurableHeader::Prepared) => {}
             Some(DurableHeader::Exists) => {
                 return Err(StartError {
                     message: format!(
@@ -549,13 +628,13 @@ impl DurableExecutor for DurableSshExecutor {
                 });
             }
             Some(DurableHeader::NoDirectory) => {
-                let cwd = request.parameters.cwd.as_deref().unwrap_or_default();
-                return refused(format!(
-                    "cannot start the command in {cwd} on {host}: no such directory"
-                ));
+                return Err(StartError {
+                    message: no_dir(),
+                    retryable: false,
+                });
             }
             Some(DurableHeader::NoTools) => {
-                // Nothing was started (the check comes first): the job runs
+                // Nothing was made (the check comes first): the job runs
                 // the plain way, as will every later one on this host.
                 tracing::warn!(
                     host,
@@ -564,23 +643,82 @@ impl DurableExecutor for DurableSshExecutor {
                 );
                 self.plain_only.store(true, Ordering::Release);
                 drop((permit, follow));
-                // The gate is open already: the start is recorded.
-                return self.plain.run(request, &NoGate, sink, cancel).await;
+                return self.plain.run(request, gate, sink, cancel).await;
             }
             Some(DurableHeader::NoState) => {
-                return refused(format!(
-                    "cannot make the state directory {} on {host}",
-                    self.state_dir
-                ));
+                return Err(StartError {
+                    message: format!(
+                        "cannot make the state directory {} on {host}",
+                        self.state_dir
+                    ),
+                    retryable: false,
+                });
+            }
+            Some(DurableHeader::Replaced) => {
+                return Err(start_error(format!(
+                    "the job's directory on {host} was replaced while it was made; nothing ran"
+                )));
             }
             Some(other) => {
-                return refused(format!(
-                    "the supervisor did not start on {host} ({other:?})"
-                ));
+                follow.close().await;
+                return Err(StartError {
+                    message: format!("the job's directory could not be made on {host} ({other:?})"),
+                    retryable: false,
+                });
             }
-            // The connection dropped before the first line: whether the
-            // command started is known only on the host.
-            None => {}
+            // The go was never sent: nothing started.
+            None => {
+                return Err(start_error(format!(
+                    "lost the connection to {host} before the command started; nothing ran"
+                )));
+            }
+        }
+        // What comes next begins with a line of its own.
+        follow.restart_without_lease();
+        if cancel.is_cancelled() {
+            follow.close().await;
+            return Ok(NOTHING_RAN);
+        }
+        if let Err(err) = gate.open().await {
+            follow.close().await;
+            return Err(err);
+        }
+        if !follow.send_go().await {
+            follow.close().await;
+            return self
+                .launch_unsure(key, follow, &sink, &cancel, request.timeout)
+                .await;
+        }
+        // The next line says whether the command started.
+        match follow.read_header(&sink).await {
+            Some(DurableHeader::Started { .. }) => {}
+            Some(DurableHeader::Abandoned) => {
+                return Err(StartError {
+                    message: format!(
+                        "the launch on {host} was given up while this worker was stalled: the \
+                         command never started, and the job was queued again"
+                    ),
+                    retryable: true,
+                });
+            }
+            Some(DurableHeader::Replaced) => {
+                return Err(start_error(format!(
+                    "the job's directory on {host} was replaced before the command started; \
+                     nothing ran"
+                )));
+            }
+            Some(DurableHeader::NoDirectory) => return Ok(Outcome::Error { message: no_dir() }),
+            Some(other) => {
+                return Ok(Outcome::Error {
+                    message: format!("the supervisor did not start on {host} ({other:?})"),
+                });
+            }
+            // The connection dropped before the answer.
+            None => {
+                return self
+                    .launch_unsure(key, follow, &sink, &cancel, request.timeout)
+                    .await;
+            }
         }
         Ok(self
             .follow_to_end(key, follow, &sink, &cancel, request.timeout)
@@ -642,5 +780,37 @@ impl DurableExecutor for DurableSshExecutor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(key.to_owned());
         self.flush_removals_if_idle().await;
+    }
+
+    /// One exec on the host (see [`durable_remote::abandon_script`]): a
+    /// directory that names its attempt and whose launch nobody claimed is
+    /// claimed as abandoned. No directory, or one of an older rje, proves
+    /// nothing; an unreachable host decides nothing.
+    async fn prove_unlaunched(&self, key: &str) -> Unlaunched {
+        let script = durable_remote::abandon_script(&self.state_dir, key);
+        let output = match run_script(&self.pool, &script).await {
+            Ok(output) => output,
+            Err(err) => return Unlaunched::Unknown(std::io::Error::other(err)),
+        };
+        match durable_remote::parse_launch_proof(&output) {
+            Some(LaunchProof::Abandoned { attempt }) => {
+                tracing::info!(
+                    host = self.host(),
+                    key,
+                    attempt,
+                    "gave up a launch its lost worker never made"
+                );
+                Unlaunched::Never { attempt }
+            }
+            Some(LaunchProof::Launched | LaunchProof::Unproven) => Unlaunched::MayHaveStarted,
+            Some(LaunchProof::Unsettled) => {
+                Unlaunched::Unknown(std::io::Error::other("its launch is being claimed"))
+            }
+            None => Unlaunched::Unknown(std::io::Error::other(format!(
+                "{} answered {:?}",
+                self.host(),
+                output.trim()
+            ))),
+        }
     }
 }

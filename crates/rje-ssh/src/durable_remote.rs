@@ -8,6 +8,12 @@
 //! while the command runs on.
 //!
 //! Layout of a job directory:
+//! - `attempt`: the job's attempt the directory was made for, written
+//!   before the job's start is recorded (see [`launch_script`]).
+//! - `launch`: who settled the launch, first (created only where nothing
+//!   is: `set -C`, whose `>` opens with `O_EXCL`): `launched` (the command
+//!   may have started) or `abandoned` (it never started there, and never
+//!   will; see [`abandon_script`]).
 //! - `lock`: held (flock, exclusive) by the supervisor for as long as it
 //!   lives; a follower waits on it instead of polling for the end.
 //! - `pid`: "PGID BOOT_ID", once the command runs (one short write; it is
@@ -61,7 +67,20 @@ pub struct Launch<'a> {
     pub grace: Duration,
     /// Processes the command leaves behind may outlive it.
     pub keep_leftovers: bool,
+    /// The job's attempt (see [`rje_exec::StartGate::attempt`]), written
+    /// in the directory so that a worker that proves the launch never
+    /// happened queues the job again at exactly that one. `None` outside
+    /// a job: then nothing is ever proven, and the directory never made
+    /// again.
+    pub attempt: Option<u32>,
 }
+
+/// Creates the file `$1` holding `$2` in the current directory, only where
+/// nothing is: `set -C` makes `>` open with `O_EXCL` (dash, bash, zsh and
+/// BusyBox alike), so of two claims one fails. Relative to the current
+/// directory on purpose: a directory removed meanwhile takes nothing.
+const CREATE_NEW: &str =
+    "rje_new() { set -C; { echo \"$2\" >\"$1\"; } 2>/dev/null; r=$?; set +C; return $r; }; ";
 
 /// The directory of the job `key`, as a shell word.
 fn job_dir(state_dir: &str, key: &str) -> String {
@@ -77,24 +96,68 @@ pub fn state_dir_word(configured: &str) -> String {
         .to_owned()
 }
 
-/// Creates the job's directory (refused if it exists: a job is never
-/// started twice), starts the supervisor, says `rje-pid PGID BOOT_ID`, and
-/// follows the output from the start (see [`follow_script`]).
+/// Makes the job's directory and says `rje-prepared`, then waits for
+/// `go` on stdin, which the worker sends once it has recorded the start
+/// (the start mark comes after the directory, so a worker lost in between
+/// leaves proof that the command never started); then claims the launch,
+/// starts the supervisor, says `rje-pid PGID BOOT_ID`, and follows the
+/// output from the start (see [`follow_script`]). One exec for all of it.
+///
+/// Before `go`: `rje-no-tools`, `rje-no-state`, `rje-no-dir` (the working
+/// directory is missing), `rje-exists` (a directory whose launch was
+/// claimed, or that an older rje made: the command may have run, and it
+/// is never started twice) and `rje-replaced` (the new directory was taken
+/// from under the script) end it with nothing made or run. A directory
+/// whose launch was never claimed, or was abandoned, is claimed as
+/// abandoned (so nothing can launch there any more) and made anew.
+///
+/// Without `go` (stdin ends: the worker is gone, or did not get its start
+/// recorded) the script claims the launch as abandoned and ends. After it,
+/// a failed claim says `rje-abandoned` (a worker proved this one gone
+/// first) or `rje-replaced` (the directory was removed since): nothing ran.
+/// The script holds the new directory as its working directory from its
+/// making to the claim, so that a launcher that stalled there never claims
+/// a directory made after it for a later attempt: a claim in a removed
+/// directory fails (`ENOENT`), as through the local launcher's descriptor.
 pub fn launch_script(launch: &Launch, removals: &str) -> String {
     let base = quote(launch.state_dir.trim_end_matches('/'));
     let key = quote(launch.key);
     let mut script = format!(
         "{removals}command -v setsid >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 \
-         || {{ echo rje-no-tools; exit 0; }}; \
-         cd {base} 2>/dev/null || {{ mkdir -p {base} && cd {base}; }} 2>/dev/null \
-         || {{ echo rje-no-state; exit 0; }}; \
-         d=\"$PWD\"/{key}; mkdir {key} 2>/dev/null || {{ echo rje-exists; exit 0; }}; cd; "
+         || {{ echo rje-no-tools; exit 0; }}; {CREATE_NEW}"
     );
     if let Some(cwd) = launch.cwd {
+        // Checked before anything is made; entered again for the launch.
         script.push_str(&format!(
-            "cd {} 2>/dev/null || {{ rmdir \"$d\"; echo rje-no-dir; exit 0; }}; ",
+            "cd {} 2>/dev/null || {{ echo rje-no-dir; exit 0; }}; c=\"$PWD\"; cd; ",
             quote(cwd)
         ));
+    }
+    script.push_str(&format!(
+        "cd {base} 2>/dev/null || {{ mkdir -p {base} && cd {base}; }} 2>/dev/null \
+         || {{ echo rje-no-state; exit 0; }}; \
+         mkdir {key} 2>/dev/null || {{ [ -e {key}/attempt ] && cd {key} \
+           && {{ rje_new launch abandoned || {{ read -r m <launch && [ \"$m\" = abandoned ]; }}; }} \
+           && cd .. && rm -rf {key} && mkdir {key}; }} 2>/dev/null \
+         || {{ echo rje-exists; exit 0; }}; \
+         cd {key} 2>/dev/null || {{ echo rje-replaced; exit 0; }}; d=\"$PWD\"; "
+    ));
+    if let Some(attempt) = launch.attempt {
+        script.push_str(&format!(
+            "rje_new attempt {attempt} || {{ echo rje-replaced; exit 0; }}; "
+        ));
+    }
+    script.push_str(
+        "echo rje-prepared; read -r go || go=; \
+         [ \"$go\" = go ] || { rje_new launch abandoned; exit 0; }; \
+         rje_new launch launched || { m=; read -r m 2>/dev/null <launch; \
+           if [ \"$m\" = abandoned ]; then echo rje-abandoned; else echo rje-replaced; fi; exit 0; }; ",
+    );
+    // The command starts in its working directory, or the login one.
+    if launch.cwd.is_some() {
+        script.push_str("cd \"$c\" 2>/dev/null || { echo rje-no-dir; exit 0; }; ");
+    } else {
+        script.push_str("cd; ");
     }
     for (name, value) in launch.env {
         // Names were checked at submit ([A-Za-z_][A-Za-z0-9_]*).
@@ -113,6 +176,56 @@ pub fn launch_script(launch: &Launch, removals: &str) -> String {
         follow = follow_body([0, 0]),
     ));
     script
+}
+
+/// What [`abandon_script`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchProof {
+    /// The launch is claimed as abandoned (now, or before): the command of
+    /// `attempt` never started, and never will.
+    Abandoned { attempt: u32 },
+    /// The launch was claimed: the command may have started.
+    Launched,
+    /// No directory, or one that names no attempt (an older rje's, or not
+    /// a job's): nothing proves the command never started.
+    Unproven,
+    /// Someone is claiming the launch right now (the file is there, its
+    /// word not yet): look again later.
+    Unsettled,
+}
+
+/// For a job whose worker is gone: claims the launch of its directory as
+/// abandoned unless it was claimed before, and says `rje-abandoned
+/// ATTEMPT`, `rje-launched`, `rje-unproven` or `rje-unsettled` (see
+/// [`LaunchProof`]). Everything is done from inside the directory, so that
+/// one removed or replaced meanwhile proves nothing: what the script reads
+/// and claims is of one directory.
+pub fn abandon_script(state_dir: &str, key: &str) -> String {
+    format!(
+        "cd {dir} 2>/dev/null && read -r a 2>/dev/null <attempt || {{ echo rje-unproven; exit 0; }}; \
+         case $a in ''|*[!0-9]*) echo rje-unproven; exit 0;; esac; \
+         set -C; {{ echo abandoned >launch; }} 2>/dev/null && {{ echo \"rje-abandoned $a\"; exit 0; }}; \
+         m=; read -r m 2>/dev/null <launch; \
+         case $m in abandoned) echo \"rje-abandoned $a\";; launched) echo rje-launched;; \
+         *) echo rje-unsettled;; esac; exit 0",
+        dir = job_dir(state_dir, key),
+    )
+}
+
+/// The answer of [`abandon_script`]: its last line that is one (the login
+/// shell may print before it).
+pub fn parse_launch_proof(output: &str) -> Option<LaunchProof> {
+    output.lines().rev().find_map(|line| {
+        let line = line.trim_end_matches('\r');
+        Some(match line {
+            "rje-launched" => LaunchProof::Launched,
+            "rje-unproven" => LaunchProof::Unproven,
+            "rje-unsettled" => LaunchProof::Unsettled,
+            _ => LaunchProof::Abandoned {
+                attempt: line.strip_prefix("rje-abandoned ")?.parse().ok()?,
+            },
+        })
+    })
 }
 
 /// Follows a started job from `offsets` (bytes of stdout and stderr
@@ -181,8 +294,20 @@ pub fn removals(state_dir: &str, keys: &[String], sweep: bool) -> String {
 /// The first line of a durable job's channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DurableHeader {
-    Started { pgid: u32, boot_id: String },
-    Exit { code: i32, timed_out: bool },
+    Started {
+        pgid: u32,
+        boot_id: String,
+    },
+    /// The job's directory is made; the script waits for the go.
+    Prepared,
+    /// The launch was given up by a worker that proved this one gone.
+    Abandoned,
+    /// The directory made for this launch was removed before the claim.
+    Replaced,
+    Exit {
+        code: i32,
+        timed_out: bool,
+    },
     NoExit,
     Gone,
     Rebooted,
@@ -204,6 +329,9 @@ pub fn parse_durable_header(line: &[u8]) -> Option<DurableHeader> {
         "rje-no-tools" => DurableHeader::NoTools,
         "rje-no-state" => DurableHeader::NoState,
         "rje-no-supervisor" => DurableHeader::NoSupervisor,
+        "rje-prepared" => DurableHeader::Prepared,
+        "rje-abandoned" => DurableHeader::Abandoned,
+        "rje-replaced" => DurableHeader::Replaced,
         _ => {
             if let Some(rest) = line.strip_prefix("rje-exit ") {
                 let mut words = rest.split(' ');
@@ -259,6 +387,10 @@ mod tests {
             "never init's group"
         );
         assert_eq!(parse_durable_header(b"rje-gone"), Some(DurableHeader::Gone));
+        assert_eq!(
+            parse_durable_header(b"rje-prepared"),
+            Some(DurableHeader::Prepared)
+        );
         assert_eq!(parse_durable_header(b"Welcome to the host"), None);
     }
 
@@ -273,10 +405,12 @@ mod tests {
             timeout: Duration::from_secs(30),
             grace: Duration::from_millis(2500),
             keep_leftovers: false,
+            attempt: Some(3),
         };
         let script = launch_script(&launch, "");
         assert!(script.contains("mkdir -p '.rje/jobs'"), "{script}");
         assert!(script.contains("mkdir 'k1'"), "{script}");
+        assert!(script.contains("rje_new attempt 3 "), "{script}");
         assert!(script.contains("cd '/tmp/a b'"), "{script}");
         assert!(script.contains(r"export NAME='it'\''s';"), "{script}");
         assert!(
@@ -290,5 +424,25 @@ mod tests {
         assert_eq!(riding, "rm -rf '.rje/jobs/a' '.rje/jobs/b' 2>/dev/null; ");
         assert!(removals(".rje/jobs", &["a".into()], true).contains("-mmin +60"));
         assert_eq!(state_dir_word("~/.rje/jobs"), ".rje/jobs");
+        assert!(abandon_script(".rje/jobs", "k1").starts_with("cd '.rje/jobs/k1' "));
+    }
+
+    #[test]
+    fn launch_proofs_are_parsed_from_the_last_line() {
+        assert_eq!(
+            parse_launch_proof("Welcome\nrje-abandoned 4\n"),
+            Some(LaunchProof::Abandoned { attempt: 4 })
+        );
+        assert_eq!(
+            parse_launch_proof("rje-launched\r\n"),
+            Some(LaunchProof::Launched)
+        );
+        assert_eq!(
+            parse_launch_proof("rje-unproven"),
+            Some(LaunchProof::Unproven)
+        );
+        assert_eq!(parse_launch_proof("rje-abandoned x"), None);
+        assert_eq!(parse_launch_proof("rje-abandoned -1"), None);
+        assert_eq!(parse_launch_proof(""), None);
     }
 }

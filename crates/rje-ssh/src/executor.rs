@@ -155,11 +155,10 @@ pub(crate) const NOTHING_RAN: Outcome = Outcome::Cancelled {
     kill: ExitReport::Confirmed,
 };
 
-/// Waits for the host's job limit and a channel, then opens the gate: the
-/// channel is ready for the command. `None` when cancelled first.
-pub(crate) async fn ready_to_launch(
+/// Waits for the host's job limit and a channel. `None` when cancelled
+/// first.
+pub(crate) async fn ready_channel(
     pool: &HostPool,
-    gate: &dyn StartGate,
     cancel: &CancellationToken,
 ) -> Result<Option<(JobPermit, ChannelLease)>, StartError> {
     let permit = tokio::select! {
@@ -169,6 +168,19 @@ pub(crate) async fn ready_to_launch(
     let lease = tokio::select! {
         lease = pool.channel() => lease.map_err(start_error)?,
         () = cancel.cancelled() => return Ok(None),
+    };
+    Ok(Some((permit, lease)))
+}
+
+/// Waits for the host's job limit and a channel, then opens the gate: the
+/// channel is ready for the command. `None` when cancelled first.
+pub(crate) async fn ready_to_launch(
+    pool: &HostPool,
+    gate: &dyn StartGate,
+    cancel: &CancellationToken,
+) -> Result<Option<(JobPermit, ChannelLease)>, StartError> {
+    let Some((permit, lease)) = ready_channel(pool, cancel).await? else {
+        return Ok(None);
     };
     if let Err(err) = gate.open().await {
         lease.close().await;

@@ -751,3 +751,203 @@ async fn the_check_reports_latency_or_the_exact_error() {
     );
     assert!(listed[1].default && !listed[0].default);
 }
+
+/// The launch of a durable job is settled once on the host, by whoever
+/// comes first: the launch script once its worker recorded the start, or
+/// a worker that proves the launcher gone (finding 16 of #19).
+mod launch_claims {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use rje_domain::{ExecParameters, Outcome};
+    use rje_exec::{DurableExecutor, ExecEvent, StartError, StartGate, Unlaunched};
+    use rje_ssh::{DurableSshExecutor, HostPool};
+    use rje_testkit::TestSshd;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{host, request};
+
+    /// A job's gate at `attempt`; `refuse` makes it fail, as a store that
+    /// fenced the start does.
+    struct JobGate {
+        attempt: u32,
+        refuse: bool,
+    }
+
+    #[async_trait]
+    impl StartGate for JobGate {
+        async fn open(&self) -> Result<(), StartError> {
+            if self.refuse {
+                return Err(StartError {
+                    message: "the job moved on".into(),
+                    retryable: false,
+                });
+            }
+            Ok(())
+        }
+
+        fn attempt(&self) -> Option<u32> {
+            Some(self.attempt)
+        }
+    }
+
+    /// A worker that stalls after its start mark for so long that another
+    /// one proves it gone and gives its launch up.
+    struct StalledGate<'a> {
+        executor: &'a DurableSshExecutor,
+        key: &'a str,
+        attempt: u32,
+    }
+
+    #[async_trait]
+    impl StartGate for StalledGate<'_> {
+        async fn open(&self) -> Result<(), StartError> {
+            let proof = self.executor.prove_unlaunched(self.key).await;
+            assert!(
+                matches!(proof, Unlaunched::Never { attempt } if attempt == self.attempt),
+                "{proof:?}"
+            );
+            Ok(())
+        }
+
+        fn attempt(&self) -> Option<u32> {
+            Some(self.attempt)
+        }
+    }
+
+    async fn run_keyed(
+        executor: &DurableSshExecutor,
+        key: &str,
+        command: &str,
+        gate: &dyn StartGate,
+    ) -> Result<Outcome, StartError> {
+        let (sink, mut events) = mpsc::channel::<ExecEvent>(64);
+        let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let request = request(command, Duration::from_secs(60), ExecParameters::default());
+        let outcome = executor
+            .run_keyed(key, request, gate, sink, CancellationToken::new())
+            .await;
+        drain.await.unwrap();
+        outcome
+    }
+
+    fn launch_mark(state_dir: &Path, key: &str) -> Option<String> {
+        std::fs::read_to_string(state_dir.join(key).join("launch")).ok()
+    }
+
+    #[tokio::test]
+    async fn a_launch_given_up_starts_nothing_and_one_claimed_is_never_given_up() {
+        let sshd = TestSshd::start();
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().join("jobs");
+        let ran = state.path().join("ran");
+        let command = format!("echo ran >> {}", ran.display());
+        let pool = Arc::new(HostPool::new(Arc::new(host(&sshd))));
+        let executor = DurableSshExecutor::new(
+            pool,
+            &state_dir.display().to_string(),
+            Duration::from_millis(500),
+        );
+
+        // The worker stalled after its start mark and another gave its
+        // launch up meanwhile: nothing ran, and trying again is safe.
+        let stalled = StalledGate {
+            executor: &executor,
+            key: "stalled",
+            attempt: 3,
+        };
+        let err = run_keyed(&executor, "stalled", &command, &stalled)
+            .await
+            .expect_err("nothing starts");
+        assert!(err.retryable, "{err}");
+        assert!(err.message.contains("given up"), "{err}");
+        assert!(!ran.exists(), "the command never ran");
+        assert_eq!(
+            launch_mark(&state_dir, "stalled").as_deref(),
+            Some("abandoned\n")
+        );
+        assert!(
+            matches!(
+                executor.prove_unlaunched("stalled").await,
+                Unlaunched::Never { attempt: 3 }
+            ),
+            "a second look finds it given up still"
+        );
+
+        // The next attempt makes the directory anew, and runs once.
+        let next = JobGate {
+            attempt: 4,
+            refuse: false,
+        };
+        let outcome = run_keyed(&executor, "stalled", &command, &next).await;
+        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
+        assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n");
+        assert_eq!(
+            launch_mark(&state_dir, "stalled").as_deref(),
+            Some("launched\n")
+        );
+
+        // Launched: never given up, never started again.
+        assert!(matches!(
+            executor.prove_unlaunched("stalled").await,
+            Unlaunched::MayHaveStarted
+        ));
+        let again = JobGate {
+            attempt: 5,
+            refuse: false,
+        };
+        let err = run_keyed(&executor, "stalled", &command, &again)
+            .await
+            .expect_err("a launched directory is never started again");
+        assert!(!err.retryable, "{err}");
+        assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n", "once");
+
+        // No directory proves nothing: the job is left to the take-up.
+        assert!(matches!(
+            executor.prove_unlaunched("nothing-here").await,
+            Unlaunched::MayHaveStarted
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_launch_whose_start_was_not_recorded_is_given_up_by_the_host() {
+        let sshd = TestSshd::start();
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().join("jobs");
+        let ran = state.path().join("ran");
+        let command = format!("echo ran >> {}", ran.display());
+        let pool = Arc::new(HostPool::new(Arc::new(host(&sshd))));
+        let executor = DurableSshExecutor::new(
+            pool,
+            &state_dir.display().to_string(),
+            Duration::from_millis(500),
+        );
+        let refused = JobGate {
+            attempt: 2,
+            refuse: true,
+        };
+        let err = run_keyed(&executor, "refused", &command, &refused)
+            .await
+            .expect_err("the gate's error");
+        assert_eq!(err.message, "the job moved on");
+        // The script found its input ended without the go, and gave the
+        // launch up itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while launch_mark(&state_dir, "refused").as_deref() != Some("abandoned\n") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the launch is given up: {:?}",
+                launch_mark(&state_dir, "refused")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(
+            executor.prove_unlaunched("refused").await,
+            Unlaunched::Never { attempt: 2 }
+        ));
+        assert!(!ran.exists(), "the command never ran");
+    }
+}

@@ -325,13 +325,15 @@ pub trait Queue: Send + Sync + 'static {
     ) -> Result<Vec<(JobId, Standing)>, StoreError>;
 
     /// The Running jobs of `hosts` whose command runs under a supervisor
-    /// and whose lease expired before `expired_before`: those a worker
-    /// that reaches one of the hosts may take up (see [`Queue::reattach`]).
+    /// and whose lease expired before `expired_before`, each with its
+    /// host: those a worker that reaches one of the hosts may take up (see
+    /// [`Queue::reattach`]), once it asked that host whether the command
+    /// ever started (see [`Queue::requeue_unstarted`]).
     async fn orphaned_supervised(
         &self,
         hosts: &[String],
         expired_before: DateTime<Utc>,
-    ) -> Result<Vec<JobId>, StoreError>;
+    ) -> Result<Vec<(JobId, String)>, StoreError>;
 
     /// Announces a worker, or beats its heartbeat.
     async fn heartbeat(

@@ -353,9 +353,34 @@ impl Worker {
                 Vec::new()
             }
         };
-        for id in remote {
+        for (id, host) in remote {
             if running.contains_key(&id) || found.iter().any(|r| r.claimed.job.id == id) {
                 continue;
+            }
+            // Its worker may have been lost between the start mark and the
+            // launch: the host proves whether the command never started.
+            if let Some(durable) = self.ctx.executors.durable_for(Some(host.as_str())) {
+                let key = id.to_string();
+                match durable.prove_unlaunched(&key).await {
+                    Unlaunched::Never { attempt } => {
+                        if let Some(job) = self.requeue_unstarted(id, attempt, expired_before).await
+                            && job.status.is_final()
+                        {
+                            // Cancelled instead: no later attempt will make
+                            // its directory anew, so it goes now.
+                            durable.forget(&key).await;
+                        }
+                        continue;
+                    }
+                    Unlaunched::MayHaveStarted => {}
+                    // Nothing proven (the host out of reach, say): taken up
+                    // as before, which holds the job while the host cannot
+                    // be reached, so that neither this start's reap nor the
+                    // reaper settles a command that may run on there.
+                    Unlaunched::Unknown(err) => {
+                        tracing::warn!(%id, host, %err, "cannot tell whether the command of a job to take up started");
+                    }
+                }
             }
             match self.take_up_one(id, expired_before).await {
                 Ok(TakeUp::Taken(reattached)) => found.push(*reattached),
@@ -459,17 +484,18 @@ impl Worker {
         found
     }
 
-    /// Queues again, at `attempt`, a job whose command this machine proved
-    /// never started (see [`rje_exec::DurableLocalExecutor::abandon_unlaunched`]).
+    /// Queues again, at `attempt`, a job whose command its machine proved
+    /// never started (see [`rje_exec::DurableExecutor::prove_unlaunched`]).
     /// Fenced when the job moved on, or its worker renewed its lease
     /// meanwhile (it stalled, and finds its launch given up): that worker
-    /// reports it then. Failures are tried again on the next tick.
+    /// reports it then. Failures are tried again on the next tick. Returns
+    /// the job as it is now, when it was changed here.
     async fn requeue_unstarted(
         &self,
         id: JobId,
         attempt: u32,
         expired_before: chrono::DateTime<Utc>,
-    ) {
+    ) -> Option<rje_domain::Job> {
         match self
             .ctx
             .store
@@ -482,11 +508,16 @@ impl Worker {
                 if !job.status.is_final() {
                     self.ctx.bus.announce_work().await;
                 }
+                Some(job)
             }
             Err(StoreError::Fenced) => {
                 tracing::debug!(%id, attempt, "a job proven unstarted had moved on already");
+                None
             }
-            Err(err) => tracing::warn!(%id, %err, "could not queue again a job that never started"),
+            Err(err) => {
+                tracing::warn!(%id, %err, "could not queue again a job that never started");
+                None
+            }
         }
     }
 

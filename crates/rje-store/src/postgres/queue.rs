@@ -441,12 +441,13 @@ impl Queue for PostgresStore {
         &self,
         hosts: &[String],
         expired_before: DateTime<Utc>,
-    ) -> Result<Vec<JobId>, StoreError> {
+    ) -> Result<Vec<(JobId, String)>, StoreError> {
         if hosts.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT id FROM jobs j WHERE status = 'Running' AND supervised \
+        // `host = ANY` leaves out the jobs without a host: never NULL here.
+        let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT id, host FROM jobs j WHERE status = 'Running' AND supervised \
              AND host = ANY($1) AND NOT EXISTS \
              (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= $2)",
         )
@@ -454,7 +455,10 @@ impl Queue for PostgresStore {
         .bind(expired_before)
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(JobId).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, host)| (JobId(id), host))
+            .collect())
     }
 
     async fn heartbeat(

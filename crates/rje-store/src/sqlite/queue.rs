@@ -441,14 +441,15 @@ impl Queue for SqliteStore {
         &self,
         hosts: &[String],
         expired_before: DateTime<Utc>,
-    ) -> Result<Vec<JobId>, StoreError> {
+    ) -> Result<Vec<(JobId, String)>, StoreError> {
         if hosts.is_empty() {
             return Ok(Vec::new());
         }
         let hosts =
             serde_json::to_string(hosts).map_err(|err| StoreError::Internal(err.to_string()))?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs j WHERE status = 'Running' AND supervised \
+        // `host IN` leaves out the jobs without a host: never NULL here.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, host FROM jobs j WHERE status = 'Running' AND supervised \
              AND host IN (SELECT value FROM json_each(?)) AND NOT EXISTS \
              (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)",
         )
@@ -456,9 +457,11 @@ impl Queue for SqliteStore {
         .bind(micros(expired_before))
         .fetch_all(&self.reader)
         .await?;
-        ids.iter()
-            .map(|id| {
-                JobId::parse(id).ok_or_else(|| StoreError::Internal(format!("a job id {id:?}")))
+        rows.into_iter()
+            .map(|(id, host)| {
+                JobId::parse(&id)
+                    .map(|id| (id, host))
+                    .ok_or_else(|| StoreError::Internal(format!("a job id {id:?}")))
             })
             .collect()
     }

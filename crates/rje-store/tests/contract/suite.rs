@@ -1240,13 +1240,19 @@ pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>
         .orphaned_supervised(&hosts, past_the_lease)
         .await
         .unwrap();
-    found.sort_by_key(|id| host_of(*id));
+    found.sort_by_key(|(id, _)| host_of(*id));
     assert_eq!(
-        found.iter().map(|id| host_of(*id)).collect::<Vec<_>>(),
+        found.iter().map(|(id, _)| host_of(*id)).collect::<Vec<_>>(),
         [Some("a".to_owned()), Some("b".to_owned())],
         "the supervised jobs of the hosts asked for, not the plain one nor another host's"
     );
-    assert!(!found.contains(&plain_on_a));
+    assert!(
+        found
+            .iter()
+            .all(|(id, host)| host_of(*id).as_deref() == Some(host.as_str())),
+        "each with its host: {found:?}"
+    );
+    assert!(!found.iter().any(|(id, _)| *id == plain_on_a));
     assert!(
         store
             .orphaned_supervised(&[], past_the_lease)
@@ -1256,14 +1262,14 @@ pub async fn orphaned_supervised_jobs_are_found_by_host(store: Arc<dyn JobStore>
     );
     // Once taken up, a job has a live lease again.
     let TakeUp::Taken(_) = store
-        .reattach(found[0], &worker(), LEASE, past_the_lease)
+        .reattach(found[0].0, &worker(), LEASE, past_the_lease)
         .await
         .unwrap()
     else {
         panic!("the orphan is taken up");
     };
     let after = store.orphaned_supervised(&hosts, Utc::now()).await.unwrap();
-    assert!(!after.contains(&found[0]));
+    assert!(!after.iter().any(|(id, _)| *id == found[0].0));
 }
 
 pub async fn standings_tell_held_orphaned_and_over_apart_in_one_query(store: Arc<dyn JobStore>) {

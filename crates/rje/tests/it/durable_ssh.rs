@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::time::{Instant, sleep};
 
 use crate::helpers::{
-    DEADLINE, TestApp, id_of, live_processes_in_group, numbered_lines, spawn_app_with,
+    DEADLINE, TestApp, id_of, lines_of, live_processes_in_group, numbered_lines, spawn_app_with,
     wait_group_gone,
 };
 
@@ -217,4 +217,111 @@ async fn a_job_whose_supervisor_is_killed_fails_with_the_reason_and_leaves_nothi
     assert!(error.contains("its process group was killed"), "{error}");
     wait_group_gone(&pgid).await;
     assert_eq!(job["attempts"], 1, "never run again");
+}
+
+/// `app_on`, with the database at `db` (made before the server starts).
+async fn app_on_db(sshd: &TestSshd, state_dir: &Path, db: &Path) -> TestApp {
+    let inventory = Inventory {
+        hosts: vec![durable_host(sshd, state_dir)],
+        default_host: Some("box".into()),
+    };
+    let database_url = format!("sqlite://{}", db.display());
+    spawn_app_with(move |settings| {
+        settings.inventory = inventory;
+        settings.database_url = database_url;
+        settings.kill_grace = Duration::from_millis(500);
+    })
+    .await
+}
+
+/// What a worker killed -9 after its job's start mark, before its go
+/// reached the launch script, leaves behind (finding 16 of #19): the job
+/// Running on `box` at its attempt, supervised, its lease gone, and on
+/// the host its directory naming the attempt, made before the mark, whose
+/// launch nobody claimed (as when the host itself went down with the
+/// script: a script that sees its input end claims it abandoned itself).
+/// With `launched`, the worker died after the claim, before the supervisor
+/// started. The host is this machine (sshd on loopback), so its state
+/// directory is written directly. Returns the job's id and attempt.
+async fn leave_a_job_as_a_killed_worker_does(
+    db: &Path,
+    state_dir: &Path,
+    command: &str,
+    launched: bool,
+) -> (String, u32) {
+    use rje_domain::{HostNames, Limits, NewJob, WorkerId};
+    use rje_store::{Jobs, Queue, SqliteStore};
+
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    // No retries: queuing it again must not need one.
+    let body = json!({ "command": command, "host": "box", "max_retries": 0 });
+    let new = NewJob::parse(&body, &Limits::default(), &HostNames::new("box", ["box"])).unwrap();
+    let created = store.create(new).await.unwrap();
+    // A lease that is gone by the time the server looks.
+    let claimed = store
+        .claim(&WorkerId::generate(), 1, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let (id, attempt) = (claimed[0].job.id, claimed[0].job.attempts);
+    assert_eq!(id, created.id);
+    // The launch script's first half: the directory, naming the attempt.
+    let dir = state_dir.join(id.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("attempt"), format!("{attempt}\n")).unwrap();
+    store.mark_started(id, attempt, true).await.unwrap();
+    if launched {
+        std::fs::write(dir.join("launch"), "launched\n").unwrap();
+    }
+    (id.to_string(), attempt)
+}
+
+#[tokio::test]
+async fn an_ssh_job_whose_worker_died_before_its_launch_runs_again_once() {
+    let sshd = TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let (db, runs) = (state.path().join("rje.db"), state.path().join("runs"));
+    let command = format!("echo run >> {}; echo hello", runs.display());
+    let (id, attempt) = leave_a_job_as_a_killed_worker_does(&db, &state_dir, &command, false).await;
+
+    let app = app_on_db(&sshd, &state_dir, &db).await;
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], "hello\n");
+    assert_eq!(lines_of(&runs), ["run"], "run once");
+    assert_eq!(
+        job["attempts"],
+        attempt + 1,
+        "one new attempt, no retry used"
+    );
+    assert_eq!(job["reattached"], 0, "not taken up: it never ran");
+    // The given-up directory was made anew for the new attempt, and went
+    // with its result.
+    wait_no_job_dirs(&state_dir).await;
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(lines_of(&runs), ["run"], "and never again");
+}
+
+#[tokio::test]
+async fn an_ssh_job_whose_launch_was_claimed_is_settled_as_lost_never_run_again() {
+    let sshd = TestSshd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("jobs");
+    let (db, runs) = (state.path().join("rje.db"), state.path().join("runs"));
+    let command = format!("echo run >> {}; echo hello", runs.display());
+    let (id, _) = leave_a_job_as_a_killed_worker_does(&db, &state_dir, &command, true).await;
+
+    let app = app_on_db(&sshd, &state_dir, &db).await;
+    let job = app.wait_final(&id).await;
+    // The command may have started as far as anyone can prove: it is
+    // never run again.
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert_eq!(job["reattached"], 1, "taken up, found without its command");
+    assert!(lines_of(&runs).is_empty(), "never run");
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.job(&id).await["status"], "Failed", "not queued again");
+    assert!(lines_of(&runs).is_empty(), "never run");
 }
