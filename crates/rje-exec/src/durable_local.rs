@@ -377,7 +377,7 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
 fn launch_error(err: &durable::LaunchError) -> StartError {
     use durable::LaunchError;
     match err {
-        LaunchError::MayHaveStarted(_) => StartError {
+        LaunchError::MayHaveStarted(_) | LaunchError::FailedAfterClaim(_) => StartError {
             message: err.to_string(),
             retryable: false,
         },

@@ -159,13 +159,23 @@ pub fn launch_script(launch: &Launch, removals: &str) -> String {
     } else {
         script.push_str("cd; ");
     }
-    for (name, value) in launch.env {
-        // Names were checked at submit ([A-Za-z_][A-Za-z0-9_]*).
-        script.push_str(&format!("export {name}={}; ", quote(value)));
-    }
+    // The job's variables go to the supervisor (and so the command) only,
+    // through `env`: exported here, a job's `d` or `PATH` would change
+    // what the rest of this script does. Names were checked at submit
+    // ([A-Za-z_][A-Za-z0-9_]*).
+    let env: String = launch
+        .env
+        .iter()
+        .map(|(name, value)| format!("{name}={} ", quote(value)))
+        .collect();
+    let env = if env.is_empty() {
+        env
+    } else {
+        format!("env {env}")
+    };
     let keep = if launch.keep_leftovers { 1 } else { 0 };
     script.push_str(&format!(
-        "h=$(sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
+        "h=$({env}sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
          </dev/null 2>>\"$d/supervisor.log\" &); \
          [ -n \"$h\" ] || {{ echo rje-no-supervisor; exit 0; }}; echo \"$h\"; \
          cd \"$d\" || exit 0; {follow}",
@@ -412,7 +422,10 @@ mod tests {
         assert!(script.contains("mkdir 'k1'"), "{script}");
         assert!(script.contains("rje_new attempt 3 "), "{script}");
         assert!(script.contains("cd '/tmp/a b'"), "{script}");
-        assert!(script.contains(r"export NAME='it'\''s';"), "{script}");
+        assert!(
+            script.contains(r"h=$(env NAME='it'\''s' sh -c "),
+            "{script}"
+        );
         assert!(
             script.contains(r" 30 2.500 0 'echo '\''hi'\'''"),
             "{script}"

@@ -38,6 +38,8 @@ const STALE_AFTER_LEASES: u32 = 10;
 /// may be down for a while and come back for them, and only it can report
 /// the job's end.
 const FOREIGN_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How long a host may take to say whether a job's launch was claimed.
+const PROOF_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// How many leases a durable job's own machine gets to take it up before a
 /// worker anywhere settles it as lost.
 const SUPERVISED_GRACE_LEASES: u32 = 5;
@@ -361,7 +363,17 @@ impl Worker {
             // launch: the host proves whether the command never started.
             if let Some(durable) = self.ctx.executors.durable_for(Some(host.as_str())) {
                 let key = id.to_string();
-                match durable.prove_unlaunched(&key).await {
+                // Bounded: a slow host must not hold up this loop's lease
+                // renewals, claims and cancels. Too slow proves nothing.
+                let proof = tokio::time::timeout(PROOF_WITHIN, durable.prove_unlaunched(&key))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Unlaunched::Unknown(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the host did not answer in time",
+                        ))
+                    });
+                match proof {
                     Unlaunched::Never { attempt } => {
                         if let Some(job) = self.requeue_unstarted(id, attempt, expired_before).await
                             && job.status.is_final()

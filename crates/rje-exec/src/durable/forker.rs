@@ -106,7 +106,9 @@ impl Launcher {
             }
             Err(err) => return Err(err.into()),
         }
-        self.fork(dir.dir().root()).map_err(LaunchError::from)
+        // Claimed: from here a failure cannot prove that nothing forked.
+        self.fork(dir.dir().root())
+            .map_err(LaunchError::FailedAfterClaim)
     }
 
     /// Asks the forker for a supervisor of the job in `root`.

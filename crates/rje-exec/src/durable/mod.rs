@@ -151,6 +151,11 @@ pub enum LaunchError {
     /// the command started (by a later attempt's worker): nothing ran.
     #[error("the job's directory was replaced before the command started")]
     Replaced,
+    /// The launch was claimed, then the supervisor's start failed in a
+    /// way that does not prove nothing forked: the command may run, so it
+    /// is not started again (here or on another machine).
+    #[error("{}; the command may have started, so it is not started again", describe_io(.0))]
+    FailedAfterClaim(io::Error),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -201,16 +206,11 @@ impl OpenJobDir {
     /// holds what they settled it as. `NotFound` once the directory was
     /// removed (nothing can be created in a removed directory).
     pub fn mark(&self, mark: LaunchMark) -> io::Result<Result<(), LaunchMark>> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        // Claims of one process (a launcher and a prover) never share a
-        // draft; those of others differ by pid.
-        static DRAFTS: AtomicU64 = AtomicU64::new(0);
-        let draft = format!(
-            "launch.{}.{}.partial",
-            std::process::id(),
-            DRAFTS.fetch_add(1, Ordering::Relaxed)
-        );
-        self.write_new(&draft, mark.word().as_bytes())?;
+        // A random draft name, created only where nothing is: no other
+        // claimant (of this process, or of another pid namespace where pids
+        // repeat) can share it, unlink it or link it as its own.
+        let draft = format!("launch.{}.partial", uuid::Uuid::new_v4().simple());
+        self.create_new(&draft, mark.word().as_bytes())?;
         // link(2) fails on anything at the name, a link included: the
         // first to link wins, with its word already in place.
         let linked = nix::unistd::linkat(
@@ -243,6 +243,12 @@ impl OpenJobDir {
     /// opened) and writes `bytes` to it.
     fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.unlink(name)?;
+        self.create_new(name, bytes)
+    }
+
+    /// Writes `bytes` to a file `name` made here and now: fails if
+    /// anything, a link included, is at the name.
+    fn create_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let fd = nix::fcntl::openat(
             &self.handle,
             name,
@@ -314,8 +320,27 @@ pub fn prepare(dir: &JobDir, spec: &Spec) -> Result<OpenJobDir, LaunchError> {
                     Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                     Err(err) => return Err(err.into()),
                 };
-                if found.read_mark()? == Some(LaunchMark::Launched) {
-                    return Err(LaunchError::MayHaveStarted(dir.root().to_owned()));
+                // Only a lost attempt's directory may go: one made for an
+                // attempt (an older rje's names none) no later than this
+                // one (a stalled worker of an earlier attempt must not
+                // take a newer one's), whose launch is given up first, so
+                // that its launcher, should it wake, starts nothing.
+                let made_for = found.read_spec().ok().flatten().map(|spec| spec.attempt);
+                match made_for {
+                    Some(None) => {
+                        return Err(LaunchError::MayHaveStarted(dir.root().to_owned()));
+                    }
+                    Some(Some(theirs)) if spec.attempt.is_some_and(|ours| theirs > ours) => {
+                        return Err(LaunchError::Replaced);
+                    }
+                    // No spec: its maker died before the start mark.
+                    _ => {}
+                }
+                match found.mark(LaunchMark::Abandoned)? {
+                    Ok(()) | Err(LaunchMark::Abandoned) => {}
+                    Err(LaunchMark::Launched) => {
+                        return Err(LaunchError::MayHaveStarted(dir.root().to_owned()));
+                    }
                 }
                 match std::fs::remove_dir_all(dir.root()) {
                     Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),

@@ -878,6 +878,38 @@ mod launch_claims {
         assert_eq!(mark, Some(LaunchMark::Launched));
     }
 
+    /// A directory is replaced only when it is provably a lost earlier
+    /// attempt's: never an older rje's (it names no attempt, and its
+    /// launch may have happened unclaimed), never a later attempt's (this
+    /// worker is the stalled one).
+    #[test]
+    fn only_a_lost_earlier_attempts_directory_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = JobDir::new(dir.path().join("older"));
+        prepare(&older, &spec("true", 60)).unwrap();
+        assert!(matches!(
+            prepare(&older, &with_attempt("true", 2)),
+            Err(LaunchError::MayHaveStarted(_))
+        ));
+        assert!(older.spec().exists(), "an older rje's directory stays");
+
+        let later = JobDir::new(dir.path().join("later"));
+        prepare(&later, &with_attempt("true", 3)).unwrap();
+        assert!(matches!(
+            prepare(&later, &with_attempt("true", 2)),
+            Err(LaunchError::Replaced)
+        ));
+        let kept: rje_exec::durable::Spec =
+            serde_json::from_slice(&std::fs::read(later.spec()).unwrap()).unwrap();
+        assert_eq!(kept.attempt, Some(3), "the later attempt's directory stays");
+        let open = prepare(&later, &with_attempt("true", 4)).expect("a later attempt replaces it");
+        assert_eq!(
+            open.read_mark().unwrap(),
+            None,
+            "a new directory, unclaimed"
+        );
+    }
+
     #[tokio::test]
     async fn a_directory_left_before_the_start_mark_or_given_up_is_run_in_anew() {
         let dir = tempfile::tempdir().unwrap();
