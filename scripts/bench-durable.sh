@@ -12,7 +12,7 @@ rounds=${2:-2}
 bin=${BIN:-target/release/rje}
 bench_args=(--jobs 1000 --latency-jobs 100 --output-samples 20 --cancel-samples 10 --log-lines 200000 --json)
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
