@@ -249,24 +249,13 @@ async fn leave_a_job_as_a_killed_worker_does(
     command: &str,
     launched: bool,
 ) -> (String, u32) {
-    use rje_domain::{HostNames, Limits, NewJob, WorkerId};
-    use rje_store::{Jobs, Queue, SqliteStore};
+    use crate::helpers::claim_as_a_lost_worker;
+    use rje_store::Queue;
 
-    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
     // No retries: queuing it again must not need one.
     let body = json!({ "command": command, "host": "box", "max_retries": 0 });
-    let new = NewJob::parse(&body, &Limits::default(), &HostNames::new("box", ["box"])).unwrap();
-    let created = store.create(new).await.unwrap();
-    // A lease that is gone by the time the server looks.
-    let claimed = store
-        .claim(&WorkerId::generate(), 1, Duration::from_millis(1))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    let (id, attempt) = (claimed[0].job.id, claimed[0].job.attempts);
-    assert_eq!(id, created.id);
+    let hosts = rje_domain::HostNames::new("box", ["box"]);
+    let (store, id, attempt) = claim_as_a_lost_worker(db, &body, &hosts).await;
     // The launch script's first half: the directory, naming the attempt.
     let dir = state_dir.join(id.to_string());
     std::fs::create_dir_all(&dir).unwrap();

@@ -348,3 +348,29 @@ pub fn total(samples: &Samples, name: &str, labels: &[&str]) -> f64 {
         .map(|(_, value)| value)
         .sum()
 }
+
+/// A job as a worker killed -9 after claiming it leaves it: created in the
+/// store at `db` from `body`, claimed with a lease already gone by the
+/// time a server looks. The caller leaves its files and marks its start.
+/// Returns the store, the job's id and the claimed attempt.
+pub async fn claim_as_a_lost_worker(
+    db: &Path,
+    body: &Value,
+    hosts: &rje_domain::HostNames,
+) -> (rje_store::SqliteStore, rje_domain::JobId, u32) {
+    use rje_domain::{Limits, NewJob, WorkerId};
+    use rje_store::{Jobs, Queue, SqliteStore};
+
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let new = NewJob::parse(body, &Limits::default(), hosts).unwrap();
+    let created = store.create(new).await.unwrap();
+    let claimed = store
+        .claim(&WorkerId::generate(), 1, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id, created.id);
+    (store, created.id, claimed[0].job.attempts)
+}

@@ -1040,23 +1040,13 @@ async fn leave_a_job_as_a_killed_worker_does(
     command: &str,
     launched: bool,
 ) -> (String, u32) {
-    use rje_domain::{HostNames, Limits, NewJob, WorkerId};
     use rje_exec::durable::{JobDir, LaunchMark, Spec, prepare};
-    use rje_store::{Jobs, Queue, SqliteStore};
+    use rje_store::Queue;
 
-    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
     // No retries: queuing it again must not need one.
     let body = json!({ "command": command, "max_retries": 0 });
-    let new = NewJob::parse(&body, &Limits::default(), &HostNames::local_only()).unwrap();
-    let created = store.create(new).await.unwrap();
-    // A lease that is gone by the time the server looks.
-    let lease = std::time::Duration::from_millis(1);
-    let claimed = store.claim(&WorkerId::generate(), 1, lease).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    let (id, attempt) = (claimed[0].job.id, claimed[0].job.attempts);
-    assert_eq!(id, created.id);
+    let hosts = rje_domain::HostNames::local_only();
+    let (store, id, attempt) = claim_as_a_lost_worker(db, &body, &hosts).await;
     let spec = Spec {
         command: command.to_owned(),
         env: Default::default(),
