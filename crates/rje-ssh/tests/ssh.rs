@@ -834,23 +834,55 @@ mod launch_claims {
         outcome
     }
 
+    /// An sshd, a state directory on it, a durable executor for it, and a
+    /// command that says each time it runs in the file `ran`.
+    struct Fixture {
+        _sshd: TestSshd,
+        state: tempfile::TempDir,
+        state_dir: std::path::PathBuf,
+        ran: std::path::PathBuf,
+        command: String,
+        executor: DurableSshExecutor,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let _sshd = TestSshd::start();
+            let state = tempfile::tempdir().unwrap();
+            let state_dir = state.path().join("jobs");
+            let ran = state.path().join("ran");
+            let command = format!("echo ran >> {}", ran.display());
+            let pool = Arc::new(HostPool::new(Arc::new(host(&_sshd))));
+            let executor = DurableSshExecutor::new(
+                pool,
+                &state_dir.display().to_string(),
+                Duration::from_millis(500),
+            );
+            Self {
+                _sshd,
+                state,
+                state_dir,
+                ran,
+                command,
+                executor,
+            }
+        }
+    }
+
     fn launch_mark(state_dir: &Path, key: &str) -> Option<String> {
         std::fs::read_to_string(state_dir.join(key).join("launch")).ok()
     }
 
     #[tokio::test]
     async fn a_launch_given_up_starts_nothing_and_one_claimed_is_never_given_up() {
-        let sshd = TestSshd::start();
-        let state = tempfile::tempdir().unwrap();
-        let state_dir = state.path().join("jobs");
-        let ran = state.path().join("ran");
-        let command = format!("echo ran >> {}", ran.display());
-        let pool = Arc::new(HostPool::new(Arc::new(host(&sshd))));
-        let executor = DurableSshExecutor::new(
-            pool,
-            &state_dir.display().to_string(),
-            Duration::from_millis(500),
-        );
+        let Fixture {
+            _sshd,
+            state: _state,
+            state_dir,
+            ran,
+            command,
+            executor,
+        } = Fixture::new();
 
         // The worker stalled after its start mark and another gave its
         // launch up meanwhile: nothing ran, and trying again is safe.
@@ -914,17 +946,14 @@ mod launch_claims {
 
     #[tokio::test]
     async fn a_launch_whose_start_was_not_recorded_is_given_up_by_the_host() {
-        let sshd = TestSshd::start();
-        let state = tempfile::tempdir().unwrap();
-        let state_dir = state.path().join("jobs");
-        let ran = state.path().join("ran");
-        let command = format!("echo ran >> {}", ran.display());
-        let pool = Arc::new(HostPool::new(Arc::new(host(&sshd))));
-        let executor = DurableSshExecutor::new(
-            pool,
-            &state_dir.display().to_string(),
-            Duration::from_millis(500),
-        );
+        let Fixture {
+            _sshd,
+            state: _state,
+            state_dir,
+            ran,
+            command,
+            executor,
+        } = Fixture::new();
         let refused = JobGate {
             attempt: 2,
             refuse: true,
