@@ -190,9 +190,21 @@ impl OpenJobDir {
 
     /// Who settled the launch, if anyone has.
     pub fn read_mark(&self) -> io::Result<Option<LaunchMark>> {
-        Ok(self
-            .read_at(LAUNCH)?
-            .map(|bytes| LaunchMark::read(&String::from_utf8_lossy(&bytes))))
+        match self.read_at(LAUNCH) {
+            Ok(bytes) => Ok(bytes.map(|bytes| LaunchMark::read(&String::from_utf8_lossy(&bytes)))),
+            // Something that is not a claim's file at the name (a planted
+            // link, a directory) proves nothing about the launch: as if
+            // claimed, so that nothing is started or given up over it.
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(nix::libc::ELOOP | nix::libc::EISDIR)
+                ) =>
+            {
+                Ok(Some(LaunchMark::Launched))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The spec, as read through this very directory.

@@ -910,6 +910,32 @@ mod launch_claims {
         );
     }
 
+    /// A `launch` that is not a claim's file (a planted link, a
+    /// directory) is no proof the command never started: the job is
+    /// refused at once, naming its directory, and the link's target is
+    /// never touched.
+    #[test]
+    fn a_planted_launch_entry_is_refused_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "untouched").unwrap();
+        for (key, plant) in [("linked", true), ("dir", false)] {
+            let job = JobDir::new(dir.path().join(key));
+            std::fs::create_dir(job.root()).unwrap();
+            let launch = job.root().join("launch");
+            if plant {
+                std::os::unix::fs::symlink(&target, &launch).unwrap();
+            } else {
+                std::fs::create_dir(&launch).unwrap();
+            }
+            match prepare(&job, &with_attempt("true", 2)) {
+                Err(LaunchError::MayHaveStarted(path)) => assert_eq!(path, job.root(), "{key}"),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    }
+
     #[tokio::test]
     async fn a_directory_left_before_the_start_mark_or_given_up_is_run_in_anew() {
         let dir = tempfile::tempdir().unwrap();
