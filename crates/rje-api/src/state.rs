@@ -39,9 +39,27 @@ pub struct AppState {
     pub hosts: Arc<dyn HostDirectory>,
     pub settings: Arc<ApiSettings>,
     /// `GET /jobs/stats/`'s last answer, shared by every caller.
-    pub stats: StatsCache,
+    pub(crate) stats: StatsCache,
     /// Turns for reading a running job whole (see [`SnapshotReads`]).
-    pub snapshots: SnapshotReads,
+    pub(crate) snapshots: SnapshotReads,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Jobs>,
+        bus: Arc<dyn Bus>,
+        hosts: Arc<dyn HostDirectory>,
+        settings: ApiSettings,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            hosts,
+            settings: Arc::new(settings),
+            stats: StatsCache::default(),
+            snapshots: SnapshotReads::default(),
+        }
+    }
 }
 
 /// A running job's `GET` body is read from the store in one piece, so

@@ -119,6 +119,13 @@ pub struct CheckReport {
     pub checked_at: DateTime<Utc>,
 }
 
+impl CheckReport {
+    /// A duration as a check reports it: milliseconds, to the hundredth.
+    pub fn millis(duration: std::time::Duration) -> f64 {
+        (duration.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -3,7 +3,6 @@
 //! by killing the whole group and confirming that the group is gone.
 
 pub mod durable;
-mod durable_local;
 mod group;
 mod job_env;
 mod local;
@@ -16,7 +15,7 @@ use rje_domain::{ExecParameters, Outcome, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use durable_local::{DurableLocalExecutor, Unlaunched};
+pub use durable::DurableLocalExecutor;
 pub use group::{GroupState, group_state};
 pub use job_env::{JobEnvError, JobEnvironment, is_rje_setting};
 pub use local::LocalExecutor;
@@ -82,25 +81,126 @@ impl StartGate for NoGate {
     }
 }
 
-/// Runs commands somewhere.
+/// How a run ended, as its follower takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// The command ended, or was ended, this way.
+    Ended(Outcome),
+    /// The sink closed (nobody records the output any more) while the
+    /// command ran under a supervisor that outlives its follower: it runs
+    /// on, and a later worker takes it up with [`Executor::resume`].
+    LetGo,
+}
+
+/// What an executor's machine proves about a job whose worker was lost.
+#[derive(Debug)]
+pub enum Unlaunched {
+    /// The command never started, and now never will: the job may be
+    /// queued again at `attempt`, the one its files were made for.
+    Never { attempt: u32 },
+    /// Its launch was claimed (or nothing proves it was not): the command
+    /// may have started, and is taken up or settled as lost.
+    MayHaveStarted,
+    /// The machine could not be asked, or its files read: nothing is
+    /// proven now.
+    Unknown(std::io::Error),
+}
+
+/// What the store says of a job whose files an executor keeps on its
+/// machine (see [`Executor::kept_jobs`]), for [`Executor::tidy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptJob {
+    /// A worker follows it (its lease is live).
+    Followed,
+    /// It is settled, or deleted: nothing of it may run on.
+    Over,
+    /// The store does not know it: another store shares the machine's
+    /// state directory, or this one was wiped.
+    Unknown,
+}
+
+/// Runs the jobs of one host. Every run is keyed by its job's id.
+///
+/// A plain executor runs a command as a child of its run: it answers
+/// [`Executor::is_durable`] with `false`, and the default methods below
+/// say that nothing of its jobs outlives a run. A durable one starts each
+/// command under a supervisor that outlives the worker, so that a later
+/// worker takes the job up again by its key.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Runs `request` to its end, opening `gate` just before the launch.
-    /// Events go to `sink`, whose bounded buffer slows the reading of
-    /// output when the consumer falls behind, so a flood never grows
-    /// memory. `cancel` ends the run early.
+    /// Starts `request` as the job `key`, opening `gate` just before the
+    /// launch, and follows it to its end. Events go to `sink`, whose
+    /// bounded buffer slows the reading of output when the consumer falls
+    /// behind, so a flood never grows memory. `cancel` ends the run early.
+    /// The sink closing means nobody records the output any more: a plain
+    /// executor then ends the command, as a cancel does, rather than leave
+    /// it running unobserved; a durable one lets it run on
+    /// ([`Ran::LetGo`]). A durable key that was started before is never
+    /// started again.
     async fn run(
         &self,
+        key: &str,
         request: ExecRequest,
         gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, StartError>;
+    ) -> Result<Ran, StartError>;
+
+    /// Whether its commands outlive the worker that follows them, and can
+    /// be taken up again with [`Executor::resume`].
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    /// Takes up the job `key` again from `offsets` (bytes of stdout and
+    /// stderr already delivered), after the process that followed it went
+    /// away. A cancel already asked for is carried out at once.
+    async fn resume(
+        &self,
+        key: &str,
+        _offsets: [u64; 2],
+        _timeout: Duration,
+        _sink: mpsc::Sender<ExecEvent>,
+        _cancel: CancellationToken,
+    ) -> Result<Ran, ResumeError> {
+        Err(ResumeError::NotDurable(key.to_owned()))
+    }
+
+    /// Lets go of the job `key` once its result is stored: removes what is
+    /// kept of it. Nothing is kept of a plain run.
+    async fn forget(&self, _key: &str) {}
+
+    /// Whether the command of job `key`, whose worker is gone (its lease
+    /// expired), provably never started on its machine, and if so makes
+    /// sure it never will: its launch is claimed as abandoned there, so
+    /// that the worker, should it only have stalled, launches nothing. By
+    /// default nothing proves it ([`Unlaunched::MayHaveStarted`]): the job
+    /// is taken up, or settled as lost.
+    async fn prove_unlaunched(&self, _key: &str) -> Unlaunched {
+        Unlaunched::MayHaveStarted
+    }
+
+    /// The machine's housekeeping, first half: the jobs whose files this
+    /// executor keeps and can list on its machine, for the worker to take
+    /// up or tidy. `None` when it lists none itself: the store is then the
+    /// index of its jobs (an SSH host's are found by the host they name).
+    fn kept_jobs(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// The machine's housekeeping, second half: looks after the files of
+    /// the kept job `key`, which no worker here follows, given what the
+    /// store says of it: ends what may run on of a job that is `Over`, and
+    /// removes files that have been quiet for `quiet`.
+    async fn tidy(&self, _key: &str, _standing: KeptJob, _quiet: Duration) {}
 }
 
 /// Why a job cannot be taken up again.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
+    /// Its host runs jobs plainly: nothing of the job outlived its run.
+    #[error("the job {0} ran plainly: nothing of it can be taken up")]
+    NotDurable(String),
     /// Nothing of the job is where it would be: it never started there,
     /// or its files were removed.
     #[error("the job was never started there (no {0})")]
@@ -114,45 +214,4 @@ pub enum ResumeError {
     Unreachable(String),
     #[error("cannot read the job's directory: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Runs commands under supervisors that outlive the worker: each run is
-/// keyed by its job, and a later worker takes it up again by that key.
-#[async_trait]
-pub trait DurableExecutor: Send + Sync + 'static {
-    /// Starts `request` as the job `key` and follows it to its end. A key
-    /// that was started before is never started again.
-    async fn run_keyed(
-        &self,
-        key: &str,
-        request: ExecRequest,
-        gate: &dyn StartGate,
-        sink: mpsc::Sender<ExecEvent>,
-        cancel: CancellationToken,
-    ) -> Result<Outcome, StartError>;
-
-    /// Takes up the job `key` again from `offsets` (bytes of stdout and
-    /// stderr already delivered), after the process that followed it went
-    /// away. A cancel already asked for is carried out at once.
-    async fn resume(
-        &self,
-        key: &str,
-        offsets: [u64; 2],
-        timeout: Duration,
-        sink: mpsc::Sender<ExecEvent>,
-        cancel: CancellationToken,
-    ) -> Result<Outcome, ResumeError>;
-
-    /// Removes what is kept of the job once its result is stored.
-    async fn forget(&self, key: &str);
-
-    /// Whether the command of job `key`, whose worker is gone (its lease
-    /// expired), provably never started on its machine, and if so makes
-    /// sure it never will: its launch is claimed as abandoned there, so
-    /// that the worker, should it only have stalled, launches nothing. By
-    /// default nothing proves it ([`Unlaunched::MayHaveStarted`]): the job
-    /// is taken up, or settled as lost.
-    async fn prove_unlaunched(&self, _key: &str) -> Unlaunched {
-        Unlaunched::MayHaveStarted
-    }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::JobEnvironment;
 use crate::group::KillPolicy;
 use crate::supervisor::{self, Supervised};
-use crate::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
+use crate::{ExecEvent, ExecRequest, Executor, Ran, StartError, StartGate};
 
 /// Bytes read from a pipe at a time: big reads keep floods cheap.
 const READ_SIZE: usize = 64 * 1024;
@@ -64,11 +64,12 @@ enum Ending {
 impl Executor for LocalExecutor {
     async fn run(
         &self,
+        _key: &str,
         request: ExecRequest,
         gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, StartError> {
+    ) -> Result<Ran, StartError> {
         // By absolute path: the job's own PATH (in its env) applies to what
         // the command runs, not to which shell runs it.
         let mut command = Command::new("/bin/sh");
@@ -112,6 +113,9 @@ impl Executor for LocalExecutor {
                 process_id: job.pgid.to_string(),
             })
             .await;
+        // Kept to hear the follower go away: nothing would record the
+        // output then, so the command is ended as on a cancel.
+        let follower = sink.clone();
         let readers = [
             spawn_reader(job.supervisor.stdout.take(), Stream::Stdout, sink.clone()),
             spawn_reader(job.supervisor.stderr.take(), Stream::Stderr, sink),
@@ -123,13 +127,14 @@ impl Executor for LocalExecutor {
                 Err(err) => {
                     let kill = job.kill_all(self.kill).await;
                     finish_readers(readers, self.linger).await;
-                    return Ok(Outcome::Error {
+                    return Ok(Ran::Ended(Outcome::Error {
                         message: format!("lost track of the command: {err} ({kill:?})"),
-                    });
+                    }));
                 }
             },
             () = tokio::time::sleep(request.timeout) => Ending::TimedOut,
             () = cancel.cancelled() => Ending::Cancelled,
+            () = follower.closed() => Ending::Cancelled,
         };
 
         let outcome = match ending {
@@ -151,7 +156,7 @@ impl Executor for LocalExecutor {
                 Outcome::Cancelled { kill }
             }
         };
-        Ok(outcome)
+        Ok(Ran::Ended(outcome))
     }
 }
 

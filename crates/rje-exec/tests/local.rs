@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
-use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, group_state};
+use rje_exec::{
+    ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, Ran, group_state,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -45,10 +47,14 @@ async fn run_with(
         }
         (pgid, stdout, stderr)
     });
-    let outcome = executor
-        .run(request, &NoGate, sink, cancel)
+    let outcome = match executor
+        .run("job", request, &NoGate, sink, cancel)
         .await
-        .expect("started");
+        .expect("started")
+    {
+        Ran::Ended(outcome) => outcome,
+        Ran::LetGo => panic!("a plain run is never let go"),
+    };
     let (pgid, stdout, stderr) = collector.await.unwrap();
     Run {
         outcome,
@@ -192,7 +198,7 @@ async fn a_missing_directory_is_a_start_error() {
         },
     };
     let err = executor
-        .run(request, &NoGate, sink, CancellationToken::new())
+        .run("job", request, &NoGate, sink, CancellationToken::new())
         .await
         .unwrap_err();
     assert!(err.message.contains("/no/such/dir"), "{err}");
@@ -225,7 +231,7 @@ async fn a_closed_gate_means_the_command_never_runs() {
         parameters: ExecParameters::default(),
     };
     let err = executor
-        .run(request, &ClosedGate, sink, CancellationToken::new())
+        .run("job", request, &ClosedGate, sink, CancellationToken::new())
         .await
         .unwrap_err();
     assert_eq!(err.message, "the job moved on");
@@ -393,4 +399,42 @@ async fn a_cancel_at_the_very_start_still_kills_the_command() {
         );
         assert_eq!(processes_running(&["sleep", "7307"]), Vec::<i32>::new());
     }
+}
+
+/// Nobody records the output once the sink closes (the worker's pump
+/// ended early): a plain run ends the command, as on a cancel, rather
+/// than leave it running unobserved.
+#[tokio::test]
+async fn a_plain_run_ends_its_command_when_the_sink_closes() {
+    let executor = LocalExecutor::new(Duration::from_secs(1));
+    let (sink, mut events) = mpsc::channel(4);
+    let request = ExecRequest {
+        command: "echo up; sleep 30".into(),
+        timeout: Duration::from_secs(60),
+        parameters: ExecParameters::default(),
+    };
+    let reader = async move {
+        let mut pgid = None;
+        while let Some(event) = events.recv().await {
+            match event {
+                ExecEvent::Started { process_id } => pgid = process_id.parse::<i32>().ok(),
+                ExecEvent::Output { .. } => break,
+                ExecEvent::Skipped { .. } => {}
+            }
+        }
+        // Dropping the receiver closes the sink.
+        pgid
+    };
+    let run = executor.run("job", request, &NoGate, sink, CancellationToken::new());
+    let (ran, pgid) =
+        tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(run, reader) })
+            .await
+            .expect("the run ends soon after its sink closes");
+    assert_eq!(
+        ran.expect("started"),
+        Ran::Ended(Outcome::Cancelled {
+            kill: ExitReport::Confirmed
+        })
+    );
+    assert_eq!(group_state(pgid.expect("started")), GroupState::Gone);
 }

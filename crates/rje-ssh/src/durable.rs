@@ -13,8 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rje_domain::{ExitReport, Outcome, Stream};
 use rje_exec::{
-    DurableExecutor, ExecEvent, ExecRequest, Executor, ResumeError, StartError, StartGate,
-    Unlaunched,
+    ExecEvent, ExecRequest, Executor, Ran, ResumeError, StartError, StartGate, Unlaunched,
 };
 use russh::ChannelMsg;
 use tokio::sync::mpsc;
@@ -108,7 +107,7 @@ impl DurableSshExecutor {
         sink: &mpsc::Sender<ExecEvent>,
         cancel: &CancellationToken,
         timeout: Duration,
-    ) -> Outcome {
+    ) -> Ran {
         let mut kill: Option<JoinHandle<ExitReport>> = None;
         let give_up = tokio::time::Instant::now() + timeout + self.grace + RECONNECT_PATIENCE;
         loop {
@@ -117,14 +116,14 @@ impl DurableSshExecutor {
                     .await;
             }
             match follow.header_seen {
-                Some(DurableHeader::Gone) => return self.gone(),
-                Some(DurableHeader::Rebooted) => return rebooted(),
+                Some(DurableHeader::Gone) => return Ran::Ended(self.gone()),
+                Some(DurableHeader::Rebooted) => return Ran::Ended(rebooted()),
                 _ => {}
             }
             if follow.let_go {
                 // Nobody takes the output any more (the worker let the job
                 // go): the command runs on for whoever takes it up.
-                return let_go();
+                return Ran::LetGo;
             }
             // The follow script ran to its end: the supervisor is gone.
             if follow.exited {
@@ -136,13 +135,13 @@ impl DurableSshExecutor {
                 kill = Some(self.start_kill(&follow));
             }
             if tokio::time::Instant::now() >= give_up {
-                return Outcome::Error {
+                return Ran::Ended(Outcome::Error {
                     message: format!(
                         "lost the connection to {} while the command ran and could not \
                          reach it again; the host still ends the command at its deadline",
                         self.host()
                     ),
-                };
+                });
             }
             tracing::warn!(
                 host = self.host(),
@@ -224,7 +223,7 @@ impl DurableSshExecutor {
         sink: &mpsc::Sender<ExecEvent>,
         kill: Option<ExitReport>,
         timeout: Duration,
-    ) -> Outcome {
+    ) -> Ran {
         let mut tries = 0;
         let header = loop {
             let script = finish_script(
@@ -240,7 +239,7 @@ impl DurableSshExecutor {
                     let mut no_kill = None;
                     self.drain(lease, follow, sink, &never, &mut no_kill).await;
                     if follow.let_go {
-                        return let_go();
+                        return Ran::LetGo;
                     }
                     match follow.header_seen.take() {
                         // A missing job stays missing: no point asking again.
@@ -262,17 +261,17 @@ impl DurableSshExecutor {
             }
             tries += 1;
             if tries >= 10 {
-                return Outcome::Error {
+                return Ran::Ended(Outcome::Error {
                     message: format!(
                         "the command ended on {} but its exit status could not be read",
                         self.host()
                     ),
-                };
+                });
             }
             tokio::time::sleep(Duration::from_millis(200 * tries)).await;
         };
         let after_secs = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
-        match (header, kill) {
+        Ran::Ended(match (header, kill) {
             (DurableHeader::Exit { .. }, Some(kill)) => Outcome::Cancelled { kill },
             (
                 DurableHeader::Exit {
@@ -313,7 +312,7 @@ impl DurableSshExecutor {
                     self.host()
                 ),
             },
-        }
+        })
     }
 
     fn gone(&self) -> Outcome {
@@ -335,7 +334,7 @@ impl DurableSshExecutor {
         sink: &mpsc::Sender<ExecEvent>,
         cancel: &CancellationToken,
         timeout: Duration,
-    ) -> Result<Outcome, StartError> {
+    ) -> Result<Ran, StartError> {
         let give_up = tokio::time::Instant::now() + RECONNECT_PATIENCE;
         loop {
             match self.prove_unlaunched(key).await {
@@ -390,12 +389,6 @@ impl DurableSshExecutor {
 
 /// What a run that stopped following reports; nobody stores it (the
 /// worker let the job go first).
-fn let_go() -> Outcome {
-    Outcome::Error {
-        message: "the worker let the job go".into(),
-    }
-}
-
 fn rebooted() -> Outcome {
     Outcome::Error {
         message: rje_domain::HOST_REBOOTED.into(),
@@ -559,7 +552,7 @@ impl Follow {
 }
 
 #[async_trait]
-impl DurableExecutor for DurableSshExecutor {
+impl Executor for DurableSshExecutor {
     /// Starts `request` as the job `key` and follows it to its end, in one
     /// exec: the launch script makes the job's directory (naming the
     /// attempt) and waits on its stdin; the gate records the start; then
@@ -567,22 +560,22 @@ impl DurableExecutor for DurableSshExecutor {
     /// [`durable_remote::launch_script`]). A worker lost before its go
     /// leaves the launch unclaimed, or given up by the script itself when
     /// its input ended: proof that the command never started (see
-    /// [`DurableExecutor::prove_unlaunched`]). A directory whose launch was
+    /// [`Executor::prove_unlaunched`]). A directory whose launch was
     /// claimed before is never started again.
-    async fn run_keyed(
+    async fn run(
         &self,
         key: &str,
         request: ExecRequest,
         gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, StartError> {
+    ) -> Result<Ran, StartError> {
         if self.plain_only.load(Ordering::Acquire) {
-            return self.plain.run(request, gate, sink, cancel).await;
+            return self.plain.run(key, request, gate, sink, cancel).await;
         }
         let _active = Active::new(&self.active);
         let Some((permit, lease)) = ready_channel(&self.pool, &cancel).await? else {
-            return Ok(NOTHING_RAN);
+            return Ok(Ran::Ended(NOTHING_RAN));
         };
         let env: Vec<(String, String)> = request.parameters.env.clone().into_iter().collect();
         let launch = Launch {
@@ -643,7 +636,7 @@ impl DurableExecutor for DurableSshExecutor {
                 );
                 self.plain_only.store(true, Ordering::Release);
                 drop((permit, follow));
-                return self.plain.run(request, gate, sink, cancel).await;
+                return self.plain.run(key, request, gate, sink, cancel).await;
             }
             Some(DurableHeader::NoState) => {
                 return Err(StartError {
@@ -677,7 +670,7 @@ impl DurableExecutor for DurableSshExecutor {
         follow.restart_without_lease();
         if cancel.is_cancelled() {
             follow.close().await;
-            return Ok(NOTHING_RAN);
+            return Ok(Ran::Ended(NOTHING_RAN));
         }
         if let Err(err) = gate.open().await {
             follow.close().await;
@@ -707,11 +700,13 @@ impl DurableExecutor for DurableSshExecutor {
                      nothing ran"
                 )));
             }
-            Some(DurableHeader::NoDirectory) => return Ok(Outcome::Error { message: no_dir() }),
+            Some(DurableHeader::NoDirectory) => {
+                return Ok(Ran::Ended(Outcome::Error { message: no_dir() }));
+            }
             Some(other) => {
-                return Ok(Outcome::Error {
+                return Ok(Ran::Ended(Outcome::Error {
                     message: format!("the supervisor did not start on {host} ({other:?})"),
-                });
+                }));
             }
             // The connection dropped before the answer.
             None => {
@@ -732,7 +727,7 @@ impl DurableExecutor for DurableSshExecutor {
         timeout: Duration,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, ResumeError> {
+    ) -> Result<Ran, ResumeError> {
         let _permit = self.pool.job_permit().await;
         let _active = Active::new(&self.active);
         let lease = self
@@ -772,6 +767,10 @@ impl DurableExecutor for DurableSshExecutor {
         Ok(self
             .follow_to_end(key, follow, &sink, &cancel, timeout)
             .await)
+    }
+
+    fn is_durable(&self) -> bool {
+        true
     }
 
     async fn forget(&self, key: &str) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rje_domain::{ExitReport, Outcome, Stream};
-use rje_exec::{ExecEvent, ExecRequest, Executor, StartError, StartGate};
+use rje_exec::{ExecEvent, ExecRequest, Executor, Ran, StartError, StartGate};
 use russh::ChannelMsg;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -200,13 +200,14 @@ pub(crate) fn start_error(err: impl std::fmt::Display) -> StartError {
 impl Executor for SshExecutor {
     async fn run(
         &self,
+        _key: &str,
         request: ExecRequest,
         gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, StartError> {
+    ) -> Result<Ran, StartError> {
         let Some((_permit, mut lease)) = ready_to_launch(&self.pool, gate, &cancel).await? else {
-            return Ok(NOTHING_RAN);
+            return Ok(Ran::Ended(NOTHING_RAN));
         };
         let script = remote::wrapper(&request.command, &request.parameters);
         if let Err(err) = lease.channel.exec(true, script).await {
@@ -240,6 +241,9 @@ impl Executor for SshExecutor {
                 () = sleep_until_some(linger_until) => break Ending::LeftBehind,
                 () = tokio::time::sleep_until(deadline) => break Ending::TimedOut,
                 () = cancel.cancelled() => break Ending::Cancelled,
+                // Nobody records the output any more: ended as on a cancel,
+                // rather than left running unobserved.
+                () = sink.closed() => break Ending::Cancelled,
             }
         };
 
@@ -269,7 +273,7 @@ impl Executor for SshExecutor {
             }
         };
         lease.close().await;
-        Ok(outcome)
+        Ok(Ran::Ended(outcome))
     }
 }
 

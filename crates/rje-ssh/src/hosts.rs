@@ -1,101 +1,54 @@
-//! Every host this process can run jobs on: `local` and the configured SSH
-//! hosts, each SSH host with its pool.
+//! The SSH hosts of one process, each with its pool: their executors,
+//! their status as this process sees it, and their checks. `local` is their
+//! peer in the process's host registry, which holds both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rje_domain::{
-    CheckReport, CheckStage, HealthState, HostHealth, HostKind, HostNames, HostStatus,
-};
-use rje_exec::{DurableExecutor, Executor, LocalExecutor, NoGate};
+use rje_domain::{CheckReport, HostKind, HostStatus};
+use rje_exec::Executor;
 use russh::ChannelMsg;
 
-use crate::config::{HostConfig, Inventory};
+use crate::config::HostConfig;
 use crate::connection::connect;
 use crate::durable::DurableSshExecutor;
 use crate::error::SshError;
 use crate::executor::SshExecutor;
 use crate::pool::HostPool;
 
-/// The hosts of one process.
-pub struct Hosts {
-    names: HostNames,
-    default_host: String,
+/// The configured SSH hosts, by name.
+pub struct SshHosts {
     pools: BTreeMap<String, Arc<HostPool>>,
-    local: Arc<LocalExecutor>,
-    /// Local jobs run durably (a state directory is set).
-    local_durable: bool,
     kill_grace: Duration,
 }
 
-impl Hosts {
+impl SshHosts {
     /// `kill_grace` is the time between TERM and KILL on every host.
-    pub fn new(inventory: Inventory, kill_grace: Duration) -> Self {
-        let names = inventory.names();
-        let pools = inventory
-            .hosts
+    pub fn new(hosts: Vec<HostConfig>, kill_grace: Duration) -> Self {
+        let pools = hosts
             .into_iter()
             .map(|host| (host.name.clone(), Arc::new(HostPool::new(Arc::new(host)))))
             .collect();
-        Self {
-            names,
-            default_host: inventory
-                .default_host
-                .unwrap_or_else(|| HostNames::LOCAL.to_owned()),
-            pools,
-            local: Arc::new(LocalExecutor::new(kill_grace)),
-            local_durable: false,
-            kill_grace,
-        }
+        Self { pools, kill_grace }
     }
 
-    /// Local jobs start from `env` (see [`rje_exec::JobEnvironment`]).
-    pub fn with_job_environment(mut self, env: rje_exec::JobEnvironment) -> Self {
-        self.local = Arc::new(LocalExecutor::new(self.kill_grace).with_environment(env));
-        self
-    }
-
-    /// Says whether local jobs run durably, for the hosts list.
-    pub fn with_local_durable(mut self, durable: bool) -> Self {
-        self.local_durable = durable;
-        self
-    }
-
-    /// The names a job may give, for validation at submit.
-    pub fn names(&self) -> HostNames {
-        self.names.clone()
-    }
-
-    pub fn default_host(&self) -> &str {
-        &self.default_host
-    }
-
-    /// An executor per host name.
+    /// One executor per host: durable where the host's jobs outlive the
+    /// worker (its `durable` setting), plain elsewhere.
     pub fn executors(&self) -> Vec<(String, Arc<dyn Executor>)> {
-        let mut executors: Vec<(String, Arc<dyn Executor>)> =
-            vec![(HostNames::LOCAL.to_owned(), self.local.clone())];
-        for (name, pool) in &self.pools {
-            executors.push((
-                name.clone(),
-                Arc::new(SshExecutor::new(pool.clone(), self.kill_grace)),
-            ));
-        }
-        executors
-    }
-
-    /// A durable executor per host whose jobs outlive the worker.
-    pub fn durable_executors(&self) -> Vec<(String, Arc<dyn DurableExecutor>)> {
         self.pools
             .iter()
-            .filter(|(_, pool)| pool.host().durable)
             .map(|(name, pool)| {
-                let executor: Arc<dyn DurableExecutor> = Arc::new(DurableSshExecutor::new(
-                    pool.clone(),
-                    &pool.host().state_dir,
-                    self.kill_grace,
-                ));
+                let executor: Arc<dyn Executor> = if pool.host().durable {
+                    Arc::new(DurableSshExecutor::new(
+                        pool.clone(),
+                        &pool.host().state_dir,
+                        self.kill_grace,
+                    ))
+                } else {
+                    Arc::new(SshExecutor::new(pool.clone(), self.kill_grace))
+                };
                 (name.clone(), executor)
             })
             .collect()
@@ -105,62 +58,18 @@ impl Hosts {
         self.pools.get(name)
     }
 
-    fn local_status(&self) -> HostStatus {
-        HostStatus {
-            name: HostNames::LOCAL.to_owned(),
-            kind: HostKind::Local,
-            default: self.default_host == HostNames::LOCAL,
-            address: None,
-            port: None,
-            user: None,
-            labels: Vec::new(),
-            host_key_policy: None,
-            max_concurrent_jobs: None,
-            durable: self.local_durable,
-            health: HostHealth {
-                state: HealthState::Up,
-                connections: 0,
-                channels_in_use: 0,
-                jobs_running: 0,
-                last_connected_at: None,
-                last_error: None,
-                last_error_at: None,
-                connect_failures: 0,
-            },
-        }
-    }
-
-    fn ssh_status(&self, pool: &HostPool) -> HostStatus {
-        let host = pool.host();
-        HostStatus {
-            name: host.name.clone(),
-            kind: HostKind::Ssh,
-            default: self.default_host == host.name,
-            address: Some(host.address.clone()),
-            port: Some(host.port),
-            user: Some(host.user.clone()),
-            labels: host.labels.clone(),
-            host_key_policy: Some(host.host_key_policy),
-            max_concurrent_jobs: Some(host.max_concurrent_jobs),
-            durable: host.durable,
-            health: pool.health(),
-        }
-    }
-}
-
-impl Hosts {
-    /// Every host, `local` first, with its health as this process sees it.
-    pub fn list(&self) -> Vec<HostStatus> {
-        std::iter::once(self.local_status())
-            .chain(self.pools.values().map(|pool| self.ssh_status(pool)))
+    /// Every SSH host, in name order, with its health as this process sees
+    /// it; `default_host` is the one a job without a host runs on.
+    pub fn list(&self, default_host: &str) -> Vec<HostStatus> {
+        self.pools
+            .values()
+            .map(|pool| ssh_status(pool, default_host))
             .collect()
     }
 
-    /// Connects, authenticates and runs `true`; `None` for an unknown host.
+    /// Connects, authenticates and runs `true`; `None` for a host that is
+    /// not one of these.
     pub async fn check(&self, name: &str) -> Option<CheckReport> {
-        if name == HostNames::LOCAL {
-            return Some(check_local(&self.local).await);
-        }
         let pool = self.pools.get(name)?;
         let report = check_ssh(pool.host()).await;
         match &report {
@@ -171,11 +80,24 @@ impl Hosts {
     }
 }
 
-type Timings = (Duration, Option<Duration>);
-
-fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+fn ssh_status(pool: &HostPool, default_host: &str) -> HostStatus {
+    let host = pool.host();
+    HostStatus {
+        name: host.name.clone(),
+        kind: HostKind::Ssh,
+        default: default_host == host.name,
+        address: Some(host.address.clone()),
+        port: Some(host.port),
+        user: Some(host.user.clone()),
+        labels: host.labels.clone(),
+        host_key_policy: Some(host.host_key_policy),
+        max_concurrent_jobs: Some(host.max_concurrent_jobs),
+        durable: host.durable,
+        health: pool.health(),
+    }
 }
+
+type Timings = (Duration, Option<Duration>);
 
 fn into_report(name: &str, result: Result<Timings, (SshError, Duration)>) -> CheckReport {
     let checked_at = Utc::now();
@@ -183,8 +105,8 @@ fn into_report(name: &str, result: Result<Timings, (SshError, Duration)>) -> Che
         Ok((total, connect)) => CheckReport {
             host: name.to_owned(),
             ok: true,
-            latency_ms: millis(total),
-            connect_ms: connect.map(millis),
+            latency_ms: CheckReport::millis(total),
+            connect_ms: connect.map(CheckReport::millis),
             stage: None,
             error: None,
             checked_at,
@@ -192,42 +114,12 @@ fn into_report(name: &str, result: Result<Timings, (SshError, Duration)>) -> Che
         Err((err, total)) => CheckReport {
             host: name.to_owned(),
             ok: false,
-            latency_ms: millis(total),
+            latency_ms: CheckReport::millis(total),
             connect_ms: None,
             stage: Some(err.stage()),
             error: Some(err.to_string()),
             checked_at,
         },
-    }
-}
-
-async fn check_local(local: &LocalExecutor) -> CheckReport {
-    let began = Instant::now();
-    let (sink, mut events) = tokio::sync::mpsc::channel(8);
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let request = rje_exec::ExecRequest {
-        command: "true".into(),
-        timeout: Duration::from_secs(10),
-        parameters: Default::default(),
-    };
-    let result = local
-        .run(
-            request,
-            &NoGate,
-            sink,
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .await;
-    let _ = drain.await;
-    let ok = matches!(result, Ok(rje_domain::Outcome::Exited { code: 0 }));
-    CheckReport {
-        host: HostNames::LOCAL.to_owned(),
-        ok,
-        latency_ms: millis(began.elapsed()),
-        connect_ms: None,
-        stage: (!ok).then_some(CheckStage::Exec),
-        error: (!ok).then(|| format!("`true` did not succeed: {result:?}")),
-        checked_at: Utc::now(),
     }
 }
 

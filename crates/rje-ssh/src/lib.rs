@@ -24,7 +24,7 @@ pub use connection::connect;
 pub use durable::DurableSshExecutor;
 pub use error::SshError;
 pub use executor::SshExecutor;
-pub use hosts::Hosts;
+pub use hosts::SshHosts;
 pub use known_hosts::{HostKeyError, Verdict, describe_key, endpoint};
 pub use pool::{ChannelLease, HostPool};
 pub use raw::{RawRates, raw_rates};

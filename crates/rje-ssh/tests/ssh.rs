@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rje_domain::{CheckStage, ExecParameters, ExitReport, HealthState, Outcome, Stream};
-use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, NoGate, group_state};
+use rje_exec::{ExecEvent, ExecRequest, Executor, GroupState, NoGate, Ran, group_state};
 use rje_ssh::{
-    HostConfig, HostKeyError, HostKeyPolicy, HostPool, Hosts, Inventory, Passphrase, Secret,
-    SshError, SshExecutor, connect,
+    HostConfig, HostKeyError, HostKeyPolicy, HostPool, Passphrase, Secret, SshError, SshExecutor,
+    SshHosts, connect,
 };
 use rje_testkit::TestSshd;
 use rje_testkit::sshd::{new_key, public_key};
@@ -101,7 +101,13 @@ async fn run_with(
         }
         run
     });
-    let outcome = executor.run(request, &NoGate, sink, cancel).await;
+    let outcome = executor
+        .run("job", request, &NoGate, sink, cancel)
+        .await
+        .map(|ran| match ran {
+            Ran::Ended(outcome) => outcome,
+            Ran::LetGo => panic!("a plain run is never let go"),
+        });
     (outcome, collect.await.expect("the collector ends"))
 }
 
@@ -717,11 +723,7 @@ async fn the_check_reports_latency_or_the_exact_error() {
     let mut broken = host(&sshd);
     broken.name = "broken".into();
     broken.key = Some(stranger);
-    let inventory = Inventory {
-        hosts: vec![host(&sshd), broken],
-        default_host: Some("box".into()),
-    };
-    let hosts = Hosts::new(inventory, Duration::from_secs(1));
+    let hosts = SshHosts::new(vec![host(&sshd), broken], Duration::from_secs(1));
 
     let report = hosts.check("box").await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -733,23 +735,20 @@ async fn the_check_reports_latency_or_the_exact_error() {
     assert_eq!(report.stage, Some(CheckStage::Auth));
     assert!(report.error.unwrap().contains("authentication as"));
 
-    assert!(hosts.check("local").await.unwrap().ok);
+    // `local` is the host registry's (crates/rje), not the SSH hosts'.
+    assert!(hosts.check("local").await.is_none());
     assert!(hosts.check("nowhere").await.is_none());
 
-    let listed = hosts.list();
+    let listed = hosts.list("box");
     let names: Vec<_> = listed
         .iter()
         .map(|h| (h.name.as_str(), h.health.state))
         .collect();
     assert_eq!(
         names,
-        [
-            ("local", HealthState::Up),
-            ("box", HealthState::Up),
-            ("broken", HealthState::Down)
-        ]
+        [("box", HealthState::Up), ("broken", HealthState::Down)]
     );
-    assert!(listed[1].default && !listed[0].default);
+    assert!(listed[0].default && !listed[1].default);
 }
 
 /// The launch of a durable job is settled once on the host, by whoever
@@ -762,7 +761,7 @@ mod launch_claims {
 
     use async_trait::async_trait;
     use rje_domain::{ExecParameters, Outcome};
-    use rje_exec::{DurableExecutor, ExecEvent, StartError, StartGate, Unlaunched};
+    use rje_exec::{ExecEvent, Executor, Ran, StartError, StartGate, Unlaunched};
     use rje_ssh::{DurableSshExecutor, HostPool};
     use rje_testkit::TestSshd;
     use tokio::sync::mpsc;
@@ -828,8 +827,12 @@ mod launch_claims {
         let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
         let request = request(command, Duration::from_secs(60), ExecParameters::default());
         let outcome = executor
-            .run_keyed(key, request, gate, sink, CancellationToken::new())
-            .await;
+            .run(key, request, gate, sink, CancellationToken::new())
+            .await
+            .map(|ran| match ran {
+                Ran::Ended(outcome) => outcome,
+                Ran::LetGo => panic!("nothing here lets a run go"),
+            });
         drain.await.unwrap();
         outcome
     }

@@ -11,4 +11,4 @@ mod worker;
 
 pub use config::{ShutdownMode, WorkerConfig};
 pub use executors::Executors;
-pub use worker::Worker;
+pub use worker::{Worker, settle_left_running};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rje_bus::Bus;
 use rje_domain::{Job, Outcome, retry_delay};
-use rje_exec::{ExecRequest, ResumeError, StartError, StartGate};
+use rje_exec::{ExecRequest, Ran, ResumeError, StartError, StartGate};
 use rje_store::{ClaimedJob, Queue, Reattached, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -80,34 +80,18 @@ pub(crate) async fn run_job(
 
     let (sink, events) = mpsc::channel(EVENT_BUFFER);
     let pump = ctx.pump(&job, claimed.last_seq);
-    let durable = ctx.executors.durable_for(job.host.as_deref());
-    let pumped = async {
-        let end = pump.run(events).await;
-        // Nothing more can be recorded for this attempt. A durable command
-        // runs on for whoever takes it up (the pump's end closes the
-        // executor's sink, which lets it go); any other is stopped rather
-        // than left running unobserved.
-        if !matches!(end, PumpEnd::Done { .. }) && durable.is_none() {
-            stop.cancel();
-        }
-        end
-    };
+    // When the pump ends early (nothing more can be recorded for this
+    // attempt) the sink closes: a plain executor then stops the command
+    // rather than leave it running unobserved, and a durable one lets it
+    // run on for whoever takes it up.
+    let pumped = pump.run(events);
     let gate = StoreGate {
         store: &*ctx.store,
         job: &job,
-        supervised: durable.is_some(),
+        supervised: executor.is_durable(),
     };
     let key = id.to_string();
-    let execution = async {
-        match &durable {
-            Some(durable) => {
-                durable
-                    .run_keyed(&key, request, &gate, sink, stop.clone())
-                    .await
-            }
-            None => executor.run(request, &gate, sink, stop.clone()).await,
-        }
-    };
+    let execution = executor.run(&key, request, &gate, sink, stop.clone());
     let (result, pump_end) = tokio::join!(execution, pumped);
 
     let process_id = match pump_end {
@@ -116,23 +100,25 @@ pub(crate) async fn run_job(
             tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
             return;
         }
-        PumpEnd::StoreFailed(err) if durable.is_some() => {
-            tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
-            return;
-        }
         PumpEnd::StoreFailed(err) => {
+            if matches!(result, Ok(Ran::LetGo)) {
+                tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
+                return;
+            }
             tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
             None
         }
     };
 
     match result {
-        Ok(outcome) => {
+        Ok(Ran::Ended(outcome)) => {
             let outcome = explain_stop(outcome, &reasons);
-            let stored = settle_with(&ctx, &job, outcome, process_id.as_deref()).await;
-            if stored && let Some(durable) = &durable {
-                durable.forget(&key).await;
+            if settle_with(&ctx, &job, outcome, process_id.as_deref()).await {
+                executor.forget(&key).await;
             }
+        }
+        Ok(Ran::LetGo) => {
+            tracing::info!(%id, attempt, "the job was let go while it ran; it is left for a later take-over");
         }
         Err(StartError {
             message,
@@ -235,7 +221,7 @@ pub(crate) async fn run_reattached(
     let job = claimed.job;
     let (id, attempt) = (job.id, job.attempts);
     tracing::warn!(%id, attempt, reattached = job.reattached, ?offsets, "took up a running job again");
-    let Some(durable) = ctx.executors.durable_for(job.host.as_deref()) else {
+    let Some(executor) = ctx.executors.get(job.host.as_deref()) else {
         return;
     };
     if job.cancel_requested {
@@ -251,7 +237,7 @@ pub(crate) async fn run_reattached(
     let pumped = pump.run(events);
     let key = id.to_string();
     let timeout = Duration::from_secs(u64::from(job.timeout));
-    let resumed = durable.resume(&key, offsets, timeout, sink, stop.clone());
+    let resumed = executor.resume(&key, offsets, timeout, sink, stop.clone());
     let (result, pump_end) = tokio::join!(resumed, pumped);
     let process_id = match pump_end {
         PumpEnd::Done { process_id } => process_id,
@@ -265,7 +251,11 @@ pub(crate) async fn run_reattached(
         }
     };
     let outcome = match result {
-        Ok(outcome) => explain_stop(outcome, &reasons),
+        Ok(Ran::Ended(outcome)) => explain_stop(outcome, &reasons),
+        Ok(Ran::LetGo) => {
+            tracing::info!(%id, attempt, "the job was let go while it ran; it is left for a later take-over");
+            return;
+        }
         Err(ResumeError::Unreachable(err)) => {
             // Nothing is known of the command: it is left to a later take-up
             // (its lease lapses), or to the reaper after the grace.
@@ -280,7 +270,7 @@ pub(crate) async fn run_reattached(
         },
     };
     if settle_with(&ctx, &job, outcome, process_id.as_deref()).await {
-        durable.forget(&key).await;
+        executor.forget(&key).await;
     }
 }
 

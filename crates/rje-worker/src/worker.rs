@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use rje_exec::Unlaunched;
+use rje_exec::{Executor, KeptJob, Unlaunched};
 
 use crate::run::{RunContext, StopReasons, run_job, run_reattached};
 use crate::{Executors, ShutdownMode, WorkerConfig};
@@ -29,15 +29,10 @@ struct Running {
     abort: tokio::task::AbortHandle,
 }
 
-/// A job directory nobody can take up is removed after this many leases
-/// of quiet: by then any worker that followed it has settled it.
+/// The files a machine keeps of a job nobody can take up are removed after
+/// this many leases of quiet: by then any worker that followed it has
+/// settled it.
 const STALE_AFTER_LEASES: u32 = 10;
-/// The files of a job this store does not know, made for another store
-/// that shares the state directory (or by an older rje, which named no
-/// store), are removed only after this long of quiet: that store's server
-/// may be down for a while and come back for them, and only it can report
-/// the job's end.
-const FOREIGN_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How long a host may take to say whether a job's launch was claimed.
 const PROOF_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// How many leases a durable job's own machine gets to take it up before a
@@ -110,9 +105,7 @@ impl Worker {
     /// the rest, before the process says it is up.
     pub async fn recover_sole_store(&mut self) {
         let now = Utc::now();
-        let taken = self
-            .find_orphans(now + chrono::Duration::days(36500), &HashMap::new())
-            .await;
+        let taken = self.find_orphans(past_every_lease(), &HashMap::new()).await;
         self.recovered = taken;
         // The leases taken here expire after `now + lease`, those of the
         // gone process before: the reap tells them apart.
@@ -271,8 +264,8 @@ impl Worker {
                 let durable = self
                     .ctx
                     .executors
-                    .durable_for(job.job.host.as_deref())
-                    .is_some();
+                    .get(job.job.host.as_deref())
+                    .is_some_and(|executor| executor.is_durable());
                 self.start(tasks, running, id, durable, |ctx, stop, reasons| {
                     run_job(ctx, job, stop, reasons)
                 });
@@ -333,20 +326,34 @@ impl Worker {
 
     /// Claims, as new attempts, the durable jobs no worker follows (lease
     /// expired before `expired_before`) that this worker can reach and
-    /// does not run already: this machine's, found in its state directory,
-    /// and those of the remote hosts whose jobs run durably, found in the
-    /// store.
+    /// does not run already: those whose files a host's executor keeps and
+    /// lists on this machine, and those of the other durable hosts, found
+    /// in the store by the host they name.
     async fn find_orphans(
         &self,
         expired_before: chrono::DateTime<Utc>,
         running: &HashMap<JobId, Running>,
     ) -> Vec<Reattached> {
-        let mut found = self.find_local_orphans(expired_before, running).await;
-        let hosts = self.ctx.executors.remote_durable_hosts();
-        let remote = match self
+        let mut found = Vec::new();
+        let mut indexed_by_store = Vec::new();
+        for (host, executor) in self.ctx.executors.durable() {
+            match executor.kept_jobs() {
+                Some(keys) => {
+                    let taken = self
+                        .take_up_kept(&**executor, keys, expired_before, running)
+                        .await;
+                    found.extend(taken);
+                }
+                None => indexed_by_store.push(host.to_owned()),
+            }
+        }
+        if indexed_by_store.is_empty() {
+            return found;
+        }
+        let orphans = match self
             .ctx
             .store
-            .orphaned_supervised(&hosts, expired_before)
+            .orphaned_supervised(&indexed_by_store, expired_before)
             .await
         {
             Ok(ids) => ids,
@@ -355,43 +362,34 @@ impl Worker {
                 Vec::new()
             }
         };
-        for (id, host) in remote {
+        for (id, host) in orphans {
             if running.contains_key(&id) || found.iter().any(|r| r.claimed.job.id == id) {
                 continue;
             }
+            let Some(executor) = self.ctx.executors.get(Some(host.as_str())) else {
+                continue;
+            };
             // Its worker may have been lost between the start mark and the
             // launch: the host proves whether the command never started.
-            if let Some(durable) = self.ctx.executors.durable_for(Some(host.as_str())) {
-                let key = id.to_string();
-                // Bounded: a slow host must not hold up this loop's lease
-                // renewals, claims and cancels. Too slow proves nothing.
-                let proof = tokio::time::timeout(PROOF_WITHIN, durable.prove_unlaunched(&key))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Unlaunched::Unknown(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the host did not answer in time",
-                        ))
-                    });
-                match proof {
-                    Unlaunched::Never { attempt } => {
-                        if let Some(job) = self.requeue_unstarted(id, attempt, expired_before).await
-                            && job.status.is_final()
-                        {
-                            // Cancelled instead: no later attempt will make
-                            // its directory anew, so it goes now.
-                            durable.forget(&key).await;
-                        }
-                        continue;
+            let key = id.to_string();
+            match prove_unlaunched(&*executor, &key).await {
+                Unlaunched::Never { attempt } => {
+                    if let Some(job) = self.requeue_unstarted(id, attempt, expired_before).await
+                        && job.status.is_final()
+                    {
+                        // Cancelled instead: no later attempt will make
+                        // its directory anew, so it goes now.
+                        executor.forget(&key).await;
                     }
-                    Unlaunched::MayHaveStarted => {}
-                    // Nothing proven (the host out of reach, say): taken up
-                    // as before, which holds the job while the host cannot
-                    // be reached, so that neither this start's reap nor the
-                    // reaper settles a command that may run on there.
-                    Unlaunched::Unknown(err) => {
-                        tracing::warn!(%id, host, %err, "cannot tell whether the command of a job to take up started");
-                    }
+                    continue;
+                }
+                Unlaunched::MayHaveStarted => {}
+                // Nothing proven (the host out of reach, say): taken up as
+                // before, which holds the job while the host cannot be
+                // reached, so that neither this start's reap nor the
+                // reaper settles a command that may run on there.
+                Unlaunched::Unknown(err) => {
+                    tracing::warn!(%id, host, %err, "cannot tell whether the command of a job to take up started");
                 }
             }
             match self.take_up_one(id, expired_before).await {
@@ -415,21 +413,21 @@ impl Worker {
             .await
     }
 
-    async fn find_local_orphans(
+    /// Takes up, among the jobs `executor` keeps on this machine (`keys`),
+    /// those no worker follows, and tidies the files of the others.
+    async fn take_up_kept(
         &self,
+        executor: &dyn Executor,
+        keys: Vec<String>,
         expired_before: chrono::DateTime<Utc>,
         running: &HashMap<JobId, Running>,
     ) -> Vec<Reattached> {
-        let Some(durable) = self.ctx.executors.local_durable() else {
-            return Vec::new();
-        };
-        let ids: Vec<JobId> = durable
-            .known_jobs()
+        let ids: Vec<JobId> = keys
             .iter()
             .filter_map(|key| JobId::parse(key))
             .filter(|id| !running.contains_key(id))
             .collect();
-        // One query for all, not one per directory on every tick.
+        // One query for all, not one per job on every tick.
         let standings: HashMap<JobId, Standing> =
             match self.ctx.store.standings(&ids, expired_before).await {
                 Ok(standings) => standings.into_iter().collect(),
@@ -443,7 +441,7 @@ impl Worker {
         for id in ids {
             let key = id.to_string();
             let standing = match standings.get(&id) {
-                Some(Standing::Orphaned) => match durable.abandon_unlaunched(&key) {
+                Some(Standing::Orphaned) => match prove_unlaunched(executor, &key).await {
                     // Its worker was lost between the start mark and the
                     // launch: nothing ran, so it runs again.
                     Unlaunched::Never { attempt } => {
@@ -457,9 +455,9 @@ impl Worker {
                                 continue;
                             }
                             // Taken up or settled meanwhile: as it stands now.
-                            Ok(TakeUp::Held) => Some(Standing::Held),
-                            Ok(TakeUp::Over) => Some(Standing::Over),
-                            Ok(TakeUp::Unknown) => None,
+                            Ok(TakeUp::Held) => KeptJob::Followed,
+                            Ok(TakeUp::Over) => KeptJob::Over,
+                            Ok(TakeUp::Unknown) => KeptJob::Unknown,
                             Err(err) => {
                                 tracing::warn!(%id, %err, "could not take up a running job");
                                 continue;
@@ -469,35 +467,21 @@ impl Worker {
                     // Left for the next tick (or, should it last, to the
                     // reaper): nothing is decided on what cannot be read.
                     Unlaunched::Unknown(err) => {
-                        tracing::warn!(%id, %err, "cannot read the directory of a job to take up");
+                        tracing::warn!(%id, %err, "cannot read the files of a job to take up");
                         continue;
                     }
                 },
-                other => other.copied(),
+                Some(Standing::Held) => KeptJob::Followed,
+                Some(Standing::Over) => KeptJob::Over,
+                None => KeptJob::Unknown,
             };
-            // Settled elsewhere: nothing of it may run on. A job another
-            // worker of this machine follows is left alone, and so is one
-            // this store does not know (another store shares the
-            // directory, or this one was wiped): never ended from here.
-            if standing == Some(Standing::Over) {
-                durable.end_abandoned(&key);
-            }
-            // Files go once nothing of the job runs and it has been quiet
-            // long; those of a job someone follows never are. Those of
-            // another store's job are that store's to report: kept until
-            // it has surely given up on them.
-            let grace = if standing.is_none() && !durable.is_ours(&key) {
-                FOREIGN_RETENTION
-            } else {
-                quiet
-            };
-            durable.sweep_if_stale(&key, grace).await;
+            executor.tidy(&key, standing, quiet).await;
         }
         found
     }
 
     /// Queues again, at `attempt`, a job whose command its machine proved
-    /// never started (see [`rje_exec::DurableExecutor::prove_unlaunched`]).
+    /// never started (see [`rje_exec::Executor::prove_unlaunched`]).
     /// Fenced when the job moved on, or its worker renewed its lease
     /// meanwhile (it stalled, and finds its launch given up): that worker
     /// reports it then. Failures are tried again on the next tick. Returns
@@ -559,6 +543,40 @@ impl Worker {
             Err(err) => tracing::warn!(%err, "renewing leases failed"),
         }
     }
+}
+
+/// Whether the command of job `key` provably never started on its machine
+/// (see [`Executor::prove_unlaunched`]). Bounded: a slow host must not hold
+/// up the worker's lease renewals, claims and cancels; too slow proves
+/// nothing.
+async fn prove_unlaunched(executor: &dyn Executor, key: &str) -> Unlaunched {
+    tokio::time::timeout(PROOF_WITHIN, executor.prove_unlaunched(key))
+        .await
+        .unwrap_or_else(|_| {
+            Unlaunched::Unknown(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the host did not answer in time",
+            ))
+        })
+}
+
+/// A time past every lease, however long: on a store only this process
+/// uses, every lease of the process before has expired.
+fn past_every_lease() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(36500)
+}
+
+/// For the only process on its store when it runs no worker: settles every
+/// job a previous process left running now, rather than when its lease
+/// would have expired (a worker does it with [`Worker::recover_sole_store`],
+/// after taking up what its machine's supervisors still run).
+pub async fn settle_left_running(store: &dyn Queue) -> Result<usize, StoreError> {
+    let gone = past_every_lease();
+    let reaped = store.reap_expired(gone, gone).await?;
+    for job in &reaped {
+        tracing::warn!(id = %job.id, status = %job.status, "settled a job left running by a previous process");
+    }
+    Ok(reaped.len())
 }
 
 fn forget_finished(

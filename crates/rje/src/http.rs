@@ -78,6 +78,50 @@ connection: close\r\n\
 content-length: 63\r\n\r\n\
 {\"error\":\"too many connections, try again later\",\"details\":[]}\n";
 
+impl ConnectionLimits {
+    /// These limits, with the connection cap lowered to what the open file
+    /// limit allows (raised first to its hard limit, as servers do): each
+    /// connection holds a descriptor, and the store, the bus, SSH and the
+    /// jobs' pipes need theirs.
+    pub fn within_descriptor_limit(mut self) -> Self {
+        let descriptors = raise_descriptor_limit();
+        let room = usize::try_from(descriptors.saturating_sub(256))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        if self.max_connections > room {
+            tracing::warn!(
+                configured = self.max_connections,
+                used = room,
+                descriptors,
+                "RJE_MAX_CONNECTIONS is above what the file descriptor limit allows; lowered"
+            );
+            self.max_connections = room;
+        }
+        self
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: the default soft
+/// limit (often 1024) is far below what the connection cap allows.
+/// Returns the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(err) => {
+                tracing::warn!(%err, soft, hard, "could not raise the open file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(err) => {
+            tracing::warn!(%err, "could not read the open file limit");
+            1024
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`, then lets open requests
 /// finish within the grace.
 pub async fn serve<S>(

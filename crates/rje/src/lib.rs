@@ -3,8 +3,10 @@
 
 pub mod bench_ssh;
 pub mod config;
+pub mod hosts;
 pub mod http;
 pub mod server;
+pub mod store;
 
 pub use config::Settings;
 pub use server::{RunningServer, ServerError};

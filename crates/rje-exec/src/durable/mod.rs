@@ -37,6 +37,7 @@
 
 mod follow;
 mod forker;
+mod local;
 mod state_dir;
 mod supervise;
 
@@ -51,6 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use follow::follow;
 pub use forker::{Launcher, serve_launches};
+pub use local::DurableLocalExecutor;
 pub use state_dir::{StateDirError, prepare_state_dir};
 pub use supervise::supervise;
 

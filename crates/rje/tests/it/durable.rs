@@ -287,9 +287,7 @@ mod executor {
 
     use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
     use rje_exec::durable::{JobDir, SupervisorRecord};
-    use rje_exec::{
-        DurableExecutor, DurableLocalExecutor, ExecEvent, ExecRequest, NoGate, ResumeError,
-    };
+    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, Executor, NoGate, ResumeError};
     use tokio::sync::mpsc;
     use tokio::time::{Instant, sleep};
     use tokio_util::sync::CancellationToken;
@@ -345,7 +343,7 @@ mod executor {
         let dir = tempfile::tempdir().unwrap();
         let (sink, mut events) = mpsc::channel(8);
         let executor = executor(dir.path());
-        let run = executor.run_keyed(
+        let run = executor.run(
             "job-1",
             request("echo a; echo b >&2; exit 3", 60),
             &NoGate,
@@ -359,14 +357,17 @@ mod executor {
             }
         };
         let (outcome, ()) = tokio::join!(run, collect);
-        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 3 });
+        assert_eq!(
+            crate::helpers::ended(outcome.unwrap()),
+            Outcome::Exited { code: 3 }
+        );
         assert!(taken.process_id.is_some());
         assert_eq!(taken.text(0), "a\n");
         assert_eq!(taken.text(1), "b\n");
         // The same key again would run the command twice: refused.
         let (sink, _events) = mpsc::channel(8);
         let again = executor
-            .run_keyed(
+            .run(
                 "job-1",
                 request("echo a", 60),
                 &NoGate,
@@ -386,7 +387,7 @@ mod executor {
             let executor = executor(dir.path());
             tokio::spawn(async move {
                 executor
-                    .run_keyed(
+                    .run(
                         "job-2",
                         request(command, 60),
                         &NoGate,
@@ -429,7 +430,10 @@ mod executor {
             }
         };
         let (outcome, ()) = tokio::join!(resumed, collect);
-        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
+        assert_eq!(
+            crate::helpers::ended(outcome.unwrap()),
+            Outcome::Exited { code: 0 }
+        );
         let expected = numbered_lines("line-", 15);
         assert_eq!(taken.text(0), expected, "every line once, in order");
     }
@@ -440,7 +444,7 @@ mod executor {
         let cancel = CancellationToken::new();
         let (sink, mut events) = mpsc::channel(8);
         let executor = executor(dir.path());
-        let run = executor.run_keyed(
+        let run = executor.run(
             "job-3",
             request("trap '' TERM; sleep 300 & sleep 300 & echo up; wait", 60),
             &NoGate,
@@ -458,7 +462,7 @@ mod executor {
         };
         let (outcome, ()) = tokio::join!(run, drive);
         assert_eq!(
-            outcome.unwrap(),
+            crate::helpers::ended(outcome.unwrap()),
             Outcome::Cancelled {
                 kill: ExitReport::Confirmed
             }
@@ -471,7 +475,7 @@ mod executor {
         let dir = tempfile::tempdir().unwrap();
         let (sink, mut events) = mpsc::channel(8);
         let executor = executor(dir.path());
-        let run = executor.run_keyed(
+        let run = executor.run(
             "job-4",
             request("sleep 300", 1),
             &NoGate,
@@ -481,7 +485,10 @@ mod executor {
         let drain = async { while events.recv().await.is_some() {} };
         let (outcome, ()) = tokio::join!(run, drain);
         assert!(
-            matches!(outcome.unwrap(), Outcome::TimedOut { after_secs: 1, .. }),
+            matches!(
+                crate::helpers::ended(outcome.unwrap()),
+                Outcome::TimedOut { after_secs: 1, .. }
+            ),
             "timed out"
         );
     }
@@ -497,10 +504,13 @@ mod executor {
         let mut request = request("echo \"$SECRET\"; echo err >&2", 60);
         request.parameters.env = vec![("SECRET".into(), "hunter2".into())];
         let (sink, mut events) = mpsc::channel(8);
-        let run = executor.run_keyed("private", request, &NoGate, sink, CancellationToken::new());
+        let run = executor.run("private", request, &NoGate, sink, CancellationToken::new());
         let drain = async { while events.recv().await.is_some() {} };
         let (outcome, ()) = tokio::join!(run, drain);
-        assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
+        assert_eq!(
+            crate::helpers::ended(outcome.unwrap()),
+            Outcome::Exited { code: 0 }
+        );
         let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().mode() & 0o7777;
         let job = executor.job_dir("private");
         assert_eq!(mode(&dir.path().join("jobs")), 0o700);
@@ -678,7 +688,7 @@ mod executor {
             let executor = executor.clone();
             tokio::spawn(async move {
                 executor
-                    .run_keyed(
+                    .run(
                         "job-5",
                         request("sleep 300", 60),
                         &NoGate,
@@ -730,7 +740,7 @@ mod executor {
 async fn a_followed_flood_takes_little_disk() {
     use std::os::unix::fs::MetadataExt;
 
-    use rje_exec::{DurableExecutor, DurableLocalExecutor, ExecEvent, ExecRequest, NoGate};
+    use rje_exec::{DurableLocalExecutor, ExecEvent, ExecRequest, Executor, NoGate};
     use tokio_util::sync::CancellationToken;
 
     let dir = tempfile::tempdir().unwrap();
@@ -745,7 +755,7 @@ async fn a_followed_flood_takes_little_disk() {
         parameters: rje_domain::ExecParameters::default(),
     };
     let (sink, mut events) = tokio::sync::mpsc::channel(8);
-    let run = executor.run_keyed("flood", request, &NoGate, sink, CancellationToken::new());
+    let run = executor.run("flood", request, &NoGate, sink, CancellationToken::new());
     let stdout = executor.job_dir("flood").stdout();
     let watch = async {
         let mut taken = 0u64;
@@ -775,7 +785,7 @@ mod launch_claims {
 
     use rje_domain::{ExecParameters, Outcome};
     use rje_exec::durable::{JobDir, LaunchError, LaunchMark, Launcher, prepare};
-    use rje_exec::{DurableExecutor, DurableLocalExecutor, ExecRequest, NoGate, Unlaunched};
+    use rje_exec::{DurableLocalExecutor, ExecRequest, Executor, NoGate, Unlaunched};
     use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
 
@@ -961,10 +971,14 @@ mod launch_claims {
                 timeout: Duration::from_secs(60),
                 parameters: ExecParameters::default(),
             };
-            let run = executor.run_keyed(key, request, &NoGate, sink, CancellationToken::new());
+            let run = executor.run(key, request, &NoGate, sink, CancellationToken::new());
             let drain = async { while events.recv().await.is_some() {} };
             let (outcome, ()) = tokio::join!(run, drain);
-            assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 }, "{key}");
+            assert_eq!(
+                crate::helpers::ended(outcome.unwrap()),
+                Outcome::Exited { code: 0 },
+                "{key}"
+            );
         }
         assert_eq!(
             std::fs::read_to_string(&ran).unwrap(),

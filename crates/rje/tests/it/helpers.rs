@@ -374,3 +374,11 @@ pub async fn claim_as_a_lost_worker(
     assert_eq!(claimed[0].job.id, created.id);
     (store, created.id, claimed[0].job.attempts)
 }
+
+/// The outcome of a run that ended (not let go, which no test here does).
+pub fn ended(ran: rje_exec::Ran) -> rje_domain::Outcome {
+    match ran {
+        rje_exec::Ran::Ended(outcome) => outcome,
+        rje_exec::Ran::LetGo => panic!("the run was let go"),
+    }
+}

@@ -1,7 +1,7 @@
 //! Local execution that survives its worker: each command runs under
 //! `rje supervise` (see [`crate::durable`]) in a directory of its own, and
 //! the executor only follows the files. Dropping a run (the worker dies)
-//! leaves the command running; [`DurableLocalExecutor::resume`] takes it up
+//! leaves the command running; [`Executor::resume`] takes it up
 //! again from the byte offsets already delivered.
 
 use std::path::PathBuf;
@@ -15,22 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::durable::{self, CommandGroup, ExitRecord, JobDir, Launcher, Spec};
 use crate::{
-    DurableExecutor, ExecEvent, ExecRequest, JobEnvironment, ResumeError, StartError, StartGate,
+    ExecEvent, ExecRequest, Executor, JobEnvironment, KeptJob, Ran, ResumeError, StartError,
+    StartGate, Unlaunched,
 };
 use async_trait::async_trait;
 
-/// What [`DurableLocalExecutor::abandon_unlaunched`] found.
-#[derive(Debug)]
-pub enum Unlaunched {
-    /// The command never started, and now never will: the job may be
-    /// queued again at `attempt`, the one its directory was made for.
-    Never { attempt: u32 },
-    /// Its launch was claimed (or nothing proves it was not): the command
-    /// may have started, and is taken up or settled as lost.
-    MayHaveStarted,
-    /// The directory could not be read: nothing is decided now.
-    Unknown(std::io::Error),
-}
+/// The files of a job the store does not know, made for another store
+/// that shares the state directory (or by an older rje, which named no
+/// store), are removed only after this long of quiet: that store's server
+/// may be down for a while and come back for them, and only it can report
+/// the job's end.
+const FOREIGN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Runs commands on this machine under detached supervisors.
 #[derive(Debug, Clone)]
@@ -206,12 +201,12 @@ impl DurableLocalExecutor {
         sink: &mpsc::Sender<ExecEvent>,
         cancel: &CancellationToken,
         timeout: Duration,
-    ) -> Outcome {
+    ) -> Ran {
         // Read now, while the files are sure to be there: the proof that
         // the group is the command's is kept for any later kill.
         let group = match started(dir) {
             Ok(group) => group,
-            Err(message) => return Outcome::Error { message },
+            Err(message) => return Ran::Ended(Outcome::Error { message }),
         };
         let _ = sink
             .send(ExecEvent::Started {
@@ -223,14 +218,14 @@ impl DurableLocalExecutor {
                 match &ended {
                     // Nobody takes the output any more (the worker let the
                     // job go): the command runs on for whoever comes next.
-                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ran::LetGo,
                     // Nobody will end the command now (its supervisor is
                     // gone, or its files are): end it here, so that
                     // nothing of the job is left running.
                     Err(_) => signal_group(&group, Signal::SIGKILL),
                     Ok(_) => {}
                 }
-                return outcome(ended, false, timeout);
+                return Ran::Ended(outcome(ended, false, timeout));
             }
             () = cancel.cancelled() => true,
         };
@@ -245,26 +240,26 @@ impl DurableLocalExecutor {
                 durable::follow(dir, offsets, sink).await
             }
         };
-        outcome(ended, cancelled, timeout)
+        Ran::Ended(outcome(ended, cancelled, timeout))
     }
 }
 
 #[async_trait]
-impl DurableExecutor for DurableLocalExecutor {
+impl Executor for DurableLocalExecutor {
     /// Starts `request` as the job `key` and follows it to its end. The
     /// job's directory and spec are made before the gate records the
     /// start, and the launch is claimed after it (see
     /// [`durable::LaunchMark`]): a worker lost in between leaves proof that
     /// the command never started. A directory whose launch was claimed
     /// before means the command may have run: it is never started twice.
-    async fn run_keyed(
+    async fn run(
         &self,
         key: &str,
         request: ExecRequest,
         gate: &dyn StartGate,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, StartError> {
+    ) -> Result<Ran, StartError> {
         let dir = self.job_dir(key);
         if let Some(cwd) = &request.parameters.cwd
             && !std::path::Path::new(cwd).is_dir()
@@ -319,7 +314,7 @@ impl DurableExecutor for DurableLocalExecutor {
         timeout: Duration,
         sink: mpsc::Sender<ExecEvent>,
         cancel: CancellationToken,
-    ) -> Result<Outcome, ResumeError> {
+    ) -> Result<Ran, ResumeError> {
         let dir = self.job_dir(key);
         if !dir.spec().exists() {
             return Err(ResumeError::NotStarted(dir.spec().display().to_string()));
@@ -343,6 +338,10 @@ impl DurableExecutor for DurableLocalExecutor {
             .await)
     }
 
+    fn is_durable(&self) -> bool {
+        true
+    }
+
     /// Removes the job's directory once its result is stored.
     async fn forget(&self, key: &str) {
         let dir = self.job_dir(key).root().to_owned();
@@ -355,12 +354,41 @@ impl DurableExecutor for DurableLocalExecutor {
     }
 
     /// [`DurableLocalExecutor::abandon_unlaunched`], off the runtime's
-    /// threads (the worker calls that one itself, on its directory list).
+    /// threads.
     async fn prove_unlaunched(&self, key: &str) -> Unlaunched {
         let (executor, key) = (self.clone(), key.to_owned());
         tokio::task::spawn_blocking(move || executor.abandon_unlaunched(&key))
             .await
             .unwrap_or_else(|err| Unlaunched::Unknown(std::io::Error::other(err)))
+    }
+
+    /// The job directories here: every job of this machine a worker may
+    /// take up or tidy.
+    fn kept_jobs(&self) -> Option<Vec<String>> {
+        Some(self.known_jobs())
+    }
+
+    /// Ends what may run on of a job the store says is over, and removes
+    /// the files of one nobody follows once they have been quiet for
+    /// `quiet` (or, for another store's job, for [`FOREIGN_RETENTION`]).
+    async fn tidy(&self, key: &str, standing: KeptJob, quiet: Duration) {
+        // Settled elsewhere: nothing of it may run on. A job another
+        // worker of this machine follows is left alone, and so is one
+        // this store does not know (another store shares the directory,
+        // or this one was wiped): never ended from here.
+        if standing == KeptJob::Over {
+            self.end_abandoned(key);
+        }
+        // Files go once nothing of the job runs and it has been quiet
+        // long; those of a job someone follows never are. Those of
+        // another store's job are that store's to report: kept until it
+        // has surely given up on them.
+        let grace = if standing == KeptJob::Unknown && !self.is_ours(key) {
+            FOREIGN_RETENTION
+        } else {
+            quiet
+        };
+        self.sweep_if_stale(key, grace).await;
     }
 }
 
