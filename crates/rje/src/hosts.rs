@@ -226,7 +226,9 @@ mod tests {
         assert_eq!(executors.default_host(), "box");
         assert!(executors.knows("local") && executors.knows("box"));
         assert!(!executors.knows("nowhere"));
-        assert_eq!(executors.durable().count(), 0);
+        // SSH hosts run their jobs durably by default; this local one not.
+        let durable: Vec<_> = executors.durable().map(|(host, _)| host).collect();
+        assert_eq!(durable, ["box"]);
     }
 
     #[test]
