@@ -225,6 +225,31 @@ pub const WORKER_LOST: &str = "worker lost";
 /// command ran: the command is gone, and is never run again.
 pub const HOST_REBOOTED: &str = "the host rebooted while the command ran";
 
+/// The error a job shows that was queued again because its worker was lost
+/// before its command started.
+pub const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
+
+/// A lifecycle step the job's status does not allow: an edit of a job
+/// that is not queued, a delete of a running job, a cancel of a finished
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("job is {status}")]
+pub struct LifecycleConflict {
+    /// The status that refused the step.
+    pub status: Status,
+}
+
+/// What a cancel does to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelDecision {
+    /// The job never ran (it is queued): it ends now in this state, and
+    /// never runs. Its output is not copied: it has none.
+    CancelNow(Settlement),
+    /// The job runs: the request is recorded (`cancel_requested`) for its
+    /// worker to carry out.
+    Request,
+}
+
 /// What becomes of a running job whose attempt ended without an outcome of
 /// its command: its worker vanished, or the command could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +262,49 @@ pub enum LostJob {
 }
 
 impl Job {
+    /// The lifecycle rule for an edit: only a job nobody has picked up yet
+    /// may be edited.
+    pub fn when_edited(&self) -> Result<(), LifecycleConflict> {
+        if self.status.is_editable() {
+            Ok(())
+        } else {
+            Err(self.conflict())
+        }
+    }
+
+    /// The lifecycle rule for a delete: anything but a running job, whose
+    /// process deleting would orphan.
+    pub fn when_deleted(&self) -> Result<(), LifecycleConflict> {
+        if self.status.is_deletable() {
+            Ok(())
+        } else {
+            Err(self.conflict())
+        }
+    }
+
+    /// The lifecycle rule for a cancel: a queued job is Cancelled at once
+    /// (with no exit code and no signal, since it never ran; an error a
+    /// requeue gave it stays), a running one gets the request, a finished
+    /// one refuses.
+    pub fn when_cancelled(&self) -> Result<CancelDecision, LifecycleConflict> {
+        match self.status {
+            Status::Queued => Ok(CancelDecision::CancelNow(Settlement {
+                status: Status::Cancelled,
+                exit_code: None,
+                signal: None,
+                error: self.error.clone(),
+            })),
+            Status::Running => Ok(CancelDecision::Request),
+            Status::Success | Status::Failed | Status::Cancelled => Err(self.conflict()),
+        }
+    }
+
+    fn conflict(&self) -> LifecycleConflict {
+        LifecycleConflict {
+            status: self.status,
+        }
+    }
+
     /// The lifecycle rule for a job whose worker was lost.
     pub fn when_worker_lost(&self) -> LostJob {
         if self.cancel_requested {
@@ -598,6 +666,81 @@ mod tests {
         job.attempts = 1;
         job.cancel_requested = true;
         assert!(!job.may_retry());
+    }
+
+    fn job_in(status: Status) -> Job {
+        Job {
+            status,
+            ..running_job()
+        }
+    }
+
+    #[test]
+    fn only_a_queued_job_may_be_edited() {
+        for status in Status::ALL {
+            let decision = job_in(*status).when_edited();
+            match status {
+                Status::Queued => assert_eq!(decision, Ok(())),
+                _ => assert_eq!(decision, Err(LifecycleConflict { status: *status })),
+            }
+        }
+    }
+
+    #[test]
+    fn every_job_but_a_running_one_may_be_deleted() {
+        for status in Status::ALL {
+            let decision = job_in(*status).when_deleted();
+            match status {
+                Status::Running => assert_eq!(
+                    decision,
+                    Err(LifecycleConflict {
+                        status: Status::Running
+                    })
+                ),
+                _ => assert_eq!(decision, Ok(())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cancel_ends_a_queued_job_asks_a_running_one_and_refuses_the_rest() {
+        for status in Status::ALL {
+            let mut job = job_in(*status);
+            job.error = Some(REQUEUED_AFTER_LOSS.to_owned());
+            let decision = job.when_cancelled();
+            match status {
+                Status::Queued => assert_eq!(
+                    decision,
+                    Ok(CancelDecision::CancelNow(Settlement {
+                        status: Status::Cancelled,
+                        exit_code: None,
+                        signal: None,
+                        error: Some(REQUEUED_AFTER_LOSS.to_owned()),
+                    }))
+                ),
+                Status::Running => {
+                    assert_eq!(decision, Ok(CancelDecision::Request));
+                    job.cancel_requested = true;
+                    assert_eq!(
+                        job.when_cancelled(),
+                        Ok(CancelDecision::Request),
+                        "asking again changes nothing"
+                    );
+                }
+                _ => assert_eq!(decision, Err(LifecycleConflict { status: *status })),
+            }
+        }
+    }
+
+    #[test]
+    fn a_conflict_names_the_status() {
+        assert_eq!(
+            LifecycleConflict {
+                status: Status::Running
+            }
+            .to_string(),
+            "job is Running"
+        );
     }
 
     #[test]

@@ -21,8 +21,9 @@ pub use host_status::{
 };
 pub use hosts::{HostNames, is_valid_host_name};
 pub use job::{
-    ExitReport, HOST_REBOOTED, Job, JobId, ListedJob, LostJob, Outcome, Priority, Settlement,
-    Status, TIMED_OUT_PREFIX, TaskId, WORKER_LOST, WorkerId, is_timeout_error,
+    CancelDecision, ExitReport, HOST_REBOOTED, Job, JobId, LifecycleConflict, ListedJob, LostJob,
+    Outcome, Priority, REQUEUED_AFTER_LOSS, Settlement, Status, TIMED_OUT_PREFIX, TaskId,
+    WORKER_LOST, WorkerId, is_timeout_error,
 };
 pub use limits::Limits;
 pub use list::{ListOutput, ListQuery, OrderField, Ordering};
