@@ -9,9 +9,6 @@ use rje_domain::{
 
 use crate::{ActiveCount, OutputPage, Pruned, StoreError, WorkerInfo};
 
-/// Why a job whose worker vanished before starting it is queued again.
-pub(crate) const REQUEUED_AFTER_LOSS: &str = "worker lost before the command started; queued again";
-
 /// Ends a transaction by its result: commit on success, an explicit
 /// rollback on error. A transaction merely dropped keeps its locks until its
 /// connection is next used; in PostgreSQL, `SKIP LOCKED` claims would skip

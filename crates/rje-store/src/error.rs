@@ -1,6 +1,6 @@
 //! The store's one error type, in terms callers can act on.
 
-use rje_domain::Status;
+use rje_domain::{LifecycleConflict, Status};
 
 /// Everything that can go wrong in the store, in terms callers can act on.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,15 @@ pub enum StoreError {
     /// Anything else: a bug or damaged data. Logged, never shown to clients.
     #[error("store failure: {0}")]
     Internal(String),
+}
+
+/// The one place a lifecycle rule's refusal becomes the store's error.
+impl From<LifecycleConflict> for StoreError {
+    fn from(conflict: LifecycleConflict) -> Self {
+        StoreError::Conflict {
+            status: conflict.status,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream,
+    CancelDecision, Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Status,
+    Stream,
 };
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -15,8 +16,8 @@ use crate::common::{
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{
-    ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore,
-    fetch_for_update, listed_columns, now, push_filters, read_snapshot,
+    ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore, end_unstarted,
+    fetch_for_update, listed_columns, now, push_filters, read_snapshot, request_cancel,
 };
 
 #[async_trait]
@@ -136,9 +137,7 @@ impl Jobs for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, mut job) = fetch_for_update(&mut tx, id).await?;
-            if !job.status.is_editable() {
-                return Err(StoreError::Conflict { status: job.status });
-            }
+            job.when_edited()?;
             patch.apply(&mut job);
             job.modified_at = now();
             sqlx::query(
@@ -164,9 +163,7 @@ impl Jobs for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, job) = fetch_for_update(&mut tx, id).await?;
-            if !job.status.is_deletable() {
-                return Err(StoreError::Conflict { status: job.status });
-            }
+            job.when_deleted()?;
             sqlx::query("DELETE FROM jobs WHERE pk = $1")
                 .bind(pk)
                 .execute(&mut *tx)
@@ -181,32 +178,13 @@ impl Jobs for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, job) = fetch_for_update(&mut tx, id).await?;
-            let outcome = match job.status {
-                Status::Queued => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'Cancelled', completed_at = $1, modified_at = $1 \
-                     WHERE pk = $2 RETURNING {META_COLUMNS}"
-                    );
-                    let row: JobRow = sqlx::query_as(&sql)
-                        .bind(now())
-                        .bind(pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    CancelOutcome::Cancelled(row.into_job()?)
+            let outcome = match job.when_cancelled()? {
+                CancelDecision::CancelNow(settlement) => {
+                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
                 }
-                Status::Running => {
-                    let sql = format!(
-                        "UPDATE jobs SET cancel_requested = TRUE, modified_at = $1 \
-                     WHERE pk = $2 RETURNING {META_COLUMNS}"
-                    );
-                    let row: JobRow = sqlx::query_as(&sql)
-                        .bind(now())
-                        .bind(pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    CancelOutcome::Requested(row.into_job()?)
+                CancelDecision::Request => {
+                    CancelOutcome::Requested(request_cancel(&mut tx, pk).await?)
                 }
-                status => return Err(StoreError::Conflict { status }),
             };
             Ok(outcome)
         }

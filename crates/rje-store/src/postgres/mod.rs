@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, ListQuery, ListedJob, Priority, Settlement, Status, Stream};
+use rje_domain::{
+    Chunk, Job, JobId, ListQuery, ListedJob, LostJob, Priority, Settlement, Status, Stream,
+};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -195,12 +197,17 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The assignments of a job's final state, its output aside, numbered
+/// from `$1`: status, exit_code, signal, error, completed_at and
+/// modified_at ($5).
+const END_ASSIGNMENTS: &str = "status = $1, exit_code = $2, signal = $3, error = $4, \
+    completed_at = $5, modified_at = $5";
+
 /// The assignments that end a job, numbered from `$1`: status, exit_code,
 /// signal, error, completed_at and modified_at ($5), and the output.
 static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "status = $1, exit_code = $2, signal = $3, error = $4, completed_at = $5, \
-         modified_at = $5, stdout = {}, stderr = {}",
+        "{END_ASSIGNMENTS}, stdout = {}, stderr = {}",
         assembled(Stream::Stdout),
         assembled(Stream::Stderr)
     )
@@ -244,6 +251,51 @@ async fn settle(
         .fetch_one(&mut *conn)
         .await?;
     row.into_job()
+}
+
+/// Ends a job that never ran (see [`rje_domain::CancelDecision`]): its
+/// final state, with no output to copy.
+async fn end_unstarted(
+    conn: &mut PgConnection,
+    pk: i64,
+    settlement: &Settlement,
+) -> Result<Job, StoreError> {
+    let sql = format!("UPDATE jobs SET {END_ASSIGNMENTS} WHERE pk = $6 RETURNING {META_COLUMNS}");
+    let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.into_job()
+}
+
+/// Records a cancel of a running job, for its worker to carry out.
+async fn request_cancel(conn: &mut PgConnection, pk: i64) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET cancel_requested = TRUE, modified_at = $1 \
+         WHERE pk = $2 RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(now())
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.into_job()
+}
+
+/// Carries out the lifecycle's answer for an attempt that ended without an
+/// outcome of its command: queued again, not before `run_at` and with
+/// `reason` as its error, or settled.
+async fn carry_out_lost(
+    conn: &mut PgConnection,
+    pk: i64,
+    lost: LostJob,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Job, StoreError> {
+    match lost {
+        LostJob::Requeue => requeue(conn, pk, run_at, reason).await,
+        LostJob::Settle(settlement) => settle(conn, pk, &settlement).await,
+    }
 }
 
 async fn requeue(

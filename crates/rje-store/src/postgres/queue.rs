@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, WorkerId, tail_cut};
+use rje_domain::{Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut};
 use uuid::Uuid;
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, fenced_unless_written, fit, not_taken_up, plan_prune, standing,
-    stored_output, stream_code,
+    conclude, fenced_unless_written, fit, not_taken_up, plan_prune, standing, stored_output,
+    stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{
-    JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, current_attempt_pk,
-    fetch_for_update, now, requeue, settle,
+    JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, carry_out_lost,
+    current_attempt_pk, fetch_for_update, now,
 };
 
 #[async_trait]
@@ -240,11 +240,7 @@ impl Queue for PostgresStore {
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let (_, job) = fetch_for_update(&mut tx, id).await?;
-            let job = match job.when_start_failed(error) {
-                LostJob::Requeue => requeue(&mut tx, pk, run_at, error).await?,
-                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-            };
-            Ok(job)
+            carry_out_lost(&mut tx, pk, job.when_start_failed(error), run_at, error).await
         }
         .await;
         conclude(tx, result).await
@@ -278,11 +274,8 @@ impl Queue for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let (_, job) = fetch_for_update(&mut tx, id).await?;
-            let job = match job.when_never_started() {
-                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
-                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-            };
-            Ok(job)
+            let lost = job.when_never_started();
+            carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await
         }
         .await;
         conclude(tx, result).await
@@ -330,11 +323,8 @@ impl Queue for PostgresStore {
             for row in rows {
                 let pk = row.pk;
                 let job = row.into_job()?;
-                let job = match job.when_worker_lost() {
-                    LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
-                    LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-                };
-                reaped.push(job);
+                let lost = job.when_worker_lost();
+                reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
             }
             Ok(reaped)
         }

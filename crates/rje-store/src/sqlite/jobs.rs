@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream};
+use rje_domain::{
+    CancelDecision, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream,
+};
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
@@ -12,8 +14,8 @@ use crate::common::{
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{
-    ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, fetch_job, from_micros,
-    listed_columns, micros, now, push_filters,
+    ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, end_unstarted, fetch_job,
+    from_micros, listed_columns, micros, now, push_filters, request_cancel,
 };
 
 /// Past this many matches a search reports this many, not exact.
@@ -133,9 +135,7 @@ impl Jobs for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, mut job) = fetch_job(&mut tx, id).await?;
-            if !job.status.is_editable() {
-                return Err(StoreError::Conflict { status: job.status });
-            }
+            job.when_edited()?;
             patch.apply(&mut job);
             job.modified_at = now();
             sqlx::query(
@@ -161,9 +161,7 @@ impl Jobs for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, job) = fetch_job(&mut tx, id).await?;
-            if !job.status.is_deletable() {
-                return Err(StoreError::Conflict { status: job.status });
-            }
+            job.when_deleted()?;
             sqlx::query("DELETE FROM jobs WHERE pk = ?")
                 .bind(pk)
                 .execute(&mut *tx)
@@ -178,34 +176,13 @@ impl Jobs for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, job) = fetch_job(&mut tx, id).await?;
-            let at = micros(now());
-            let outcome = match job.status {
-                Status::Queued => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'Cancelled', completed_at = ?, modified_at = ? \
-                     WHERE pk = ? RETURNING {META_COLUMNS}"
-                    );
-                    let row: JobRow = sqlx::query_as(&sql)
-                        .bind(at)
-                        .bind(at)
-                        .bind(pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    CancelOutcome::Cancelled(row.into_job()?.1)
+            let outcome = match job.when_cancelled()? {
+                CancelDecision::CancelNow(settlement) => {
+                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
                 }
-                Status::Running => {
-                    let sql = format!(
-                        "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
-                     WHERE pk = ? RETURNING {META_COLUMNS}"
-                    );
-                    let row: JobRow = sqlx::query_as(&sql)
-                        .bind(at)
-                        .bind(pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    CancelOutcome::Requested(row.into_job()?.1)
+                CancelDecision::Request => {
+                    CancelOutcome::Requested(request_cancel(&mut tx, pk).await?)
                 }
-                status => return Err(StoreError::Conflict { status }),
             };
             Ok(outcome)
         }

@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, ListQuery, ListedJob, Priority, Settlement, Status, Stream};
+use rje_domain::{
+    Chunk, Job, JobId, ListQuery, ListedJob, LostJob, Priority, Settlement, Status, Stream,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -358,13 +360,17 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The assignments of a job's final state, its output aside. Binds:
+/// status, exit_code, signal, error, completed_at, modified_at.
+const END_ASSIGNMENTS: &str =
+    "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?";
+
 /// The assignments that end a job: its final state, and its whole output
 /// copied from its chunks into its row. Binds: status, exit_code, signal,
 /// error, completed_at, modified_at.
 static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?, \
-         stdout = {}, stderr = {}",
+        "{END_ASSIGNMENTS}, stdout = {}, stderr = {}",
         assembled_sql(Stream::Stdout, "group_concat", "char(10)"),
         assembled_sql(Stream::Stderr, "group_concat", "char(10)")
     )
@@ -413,6 +419,51 @@ async fn settle(
         .fetch_one(&mut *conn)
         .await?;
     Ok(row.into_job()?.1)
+}
+
+/// Ends a job that never ran (see [`rje_domain::CancelDecision`]): its
+/// final state, with no output to copy.
+async fn end_unstarted(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    settlement: &Settlement,
+) -> Result<Job, StoreError> {
+    let sql = format!("UPDATE jobs SET {END_ASSIGNMENTS} WHERE pk = ? RETURNING {META_COLUMNS}");
+    let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
+/// Records a cancel of a running job, for its worker to carry out.
+async fn request_cancel(conn: &mut SqliteConnection, pk: i64) -> Result<Job, StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
+         WHERE pk = ? RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(micros(now()))
+        .bind(pk)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.into_job()?.1)
+}
+
+/// Carries out the lifecycle's answer for an attempt that ended without an
+/// outcome of its command: queued again, not before `run_at` and with
+/// `reason` as its error, or settled.
+async fn carry_out_lost(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    lost: LostJob,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Job, StoreError> {
+    match lost {
+        LostJob::Requeue => requeue(conn, pk, run_at, reason).await,
+        LostJob::Settle(settlement) => settle(conn, pk, &settlement).await,
+    }
 }
 
 /// Puts a job back in the queue for a new attempt, not before `run_at`,

@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, LostJob, Outcome, Stream, TaskId, WorkerId, tail_cut};
+use rje_domain::{
+    Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, TaskId, WorkerId, tail_cut,
+};
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    REQUEUED_AFTER_LOSS, conclude, corrupt, fenced_unless_written, not_taken_up, plan_prune,
-    standing, stored_output, stream_code,
+    conclude, corrupt, fenced_unless_written, not_taken_up, plan_prune, standing, stored_output,
+    stream_code,
 };
 use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{
-    JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, current_attempt_pk,
-    fetch_job, micros, now, requeue, settle,
+    JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, carry_out_lost,
+    current_attempt_pk, fetch_job, micros, now,
 };
 
 #[async_trait]
@@ -248,11 +250,7 @@ impl Queue for SqliteStore {
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let (_, job) = fetch_job(&mut tx, id).await?;
-            let job = match job.when_start_failed(error) {
-                LostJob::Requeue => requeue(&mut tx, pk, run_at, error).await?,
-                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-            };
-            Ok(job)
+            carry_out_lost(&mut tx, pk, job.when_start_failed(error), run_at, error).await
         }
         .await;
         conclude(tx, result).await
@@ -285,11 +283,8 @@ impl Queue for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             let (_, job) = fetch_job(&mut tx, id).await?;
-            let job = match job.when_never_started() {
-                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
-                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-            };
-            Ok(job)
+            let lost = job.when_never_started();
+            carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await
         }
         .await;
         conclude(tx, result).await
@@ -325,27 +320,27 @@ impl Queue for SqliteStore {
         supervised_before: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let sql = format!(
-            "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
-             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
-             CASE WHEN j.supervised THEN ? ELSE ? END)"
-        );
-        let rows: Vec<JobRow> = sqlx::query_as(&sql)
-            .bind(micros(supervised_before))
-            .bind(micros(before))
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut reaped = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (pk, job) = row.into_job()?;
-            let job = match job.when_worker_lost() {
-                LostJob::Requeue => requeue(&mut tx, pk, now(), REQUEUED_AFTER_LOSS).await?,
-                LostJob::Settle(settlement) => settle(&mut tx, pk, &settlement).await?,
-            };
-            reaped.push(job);
+        let result = async {
+            let sql = format!(
+                "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
+                 NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
+                 CASE WHEN j.supervised THEN ? ELSE ? END)"
+            );
+            let rows: Vec<JobRow> = sqlx::query_as(&sql)
+                .bind(micros(supervised_before))
+                .bind(micros(before))
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut reaped = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (pk, job) = row.into_job()?;
+                let lost = job.when_worker_lost();
+                reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
+            }
+            Ok(reaped)
         }
-        tx.commit().await?;
-        Ok(reaped)
+        .await;
+        conclude(tx, result).await
     }
 
     async fn reattach(
