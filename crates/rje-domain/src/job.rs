@@ -59,13 +59,11 @@ impl fmt::Display for WorkerId {
     }
 }
 
-/// The id of one claim of a job, reported as the original's `task_id`.
-pub struct TaskId;
-
-impl TaskId {
-    pub fn format(worker: &WorkerId, attempt: u32) -> String {
-        format!("{worker}/{attempt}")
-    }
+/// The `task_id` of one claim of a job (the original's field): the worker
+/// that claimed it and the attempt, `worker-…/3`. The stores build the
+/// same text in SQL as they claim.
+pub fn task_id(worker: &WorkerId, attempt: u32) -> String {
+    format!("{worker}/{attempt}")
 }
 
 macro_rules! string_enum {
@@ -741,6 +739,11 @@ mod tests {
             .to_string(),
             "job is Running"
         );
+    }
+
+    #[test]
+    fn a_task_id_names_the_worker_and_the_attempt() {
+        assert_eq!(task_id(&WorkerId("worker-a".into()), 3), "worker-a/3");
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub use host_status::{
 pub use hosts::{HostNames, is_valid_host_name};
 pub use job::{
     CancelDecision, ExitReport, HOST_REBOOTED, Job, JobId, LifecycleConflict, ListedJob, LostJob,
-    Outcome, Priority, REQUEUED_AFTER_LOSS, Settlement, Status, TIMED_OUT_PREFIX, TaskId,
-    WORKER_LOST, WorkerId, is_timeout_error,
+    Outcome, Priority, REQUEUED_AFTER_LOSS, Settlement, Status, TIMED_OUT_PREFIX, WORKER_LOST,
+    WorkerId, is_timeout_error, task_id,
 };
 pub use limits::Limits;
 pub use list::{ListOutput, ListQuery, OrderField, Ordering};

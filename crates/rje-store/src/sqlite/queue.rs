@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, TaskId, WorkerId, tail_cut,
+    Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut, task_id,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -69,7 +69,7 @@ impl Queue for SqliteStore {
             return Ok(Vec::new());
         }
         debug_assert!(claimed.iter().all(|(_, c)| {
-            c.job.task_id.as_deref() == Some(TaskId::format(worker, c.job.attempts).as_str())
+            c.job.task_id.as_deref() == Some(task_id(worker, c.job.attempts).as_str())
         }));
         let mut leases = QueryBuilder::<Sqlite>::new(
             "INSERT OR REPLACE INTO leases (job_pk, worker_id, attempt, expires_at) ",
