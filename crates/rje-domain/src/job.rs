@@ -15,9 +15,12 @@ use crate::parameters::JobParameters;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct JobId(pub Uuid);
+pub struct JobId(Uuid);
 
 impl JobId {
+    /// A new id, never seen before. Not `Default`: a default that is a
+    /// different random id each time would surprise.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         // v7 ids sort by creation time, which keeps index inserts local.
         Self(Uuid::now_v7())
@@ -28,11 +31,17 @@ impl JobId {
     pub fn parse(text: &str) -> Option<Self> {
         Uuid::parse_str(text).ok().map(Self)
     }
+
+    /// The UUID, as a store keeps it.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
 }
 
-impl Default for JobId {
-    fn default() -> Self {
-        Self::new()
+/// An id as a store kept it.
+impl From<Uuid> for JobId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
     }
 }
 
@@ -751,5 +760,12 @@ mod tests {
         assert!(JobId::parse("not-a-uuid").is_none());
         let id = JobId::new();
         assert_eq!(JobId::parse(&id.to_string()), Some(id));
+    }
+
+    #[test]
+    fn an_id_round_trips_through_its_uuid() {
+        let id = JobId::new();
+        assert_eq!(JobId::from(id.as_uuid()), id);
+        assert_ne!(JobId::new(), id, "every new id is new");
     }
 }

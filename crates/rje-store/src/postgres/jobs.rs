@@ -35,7 +35,7 @@ impl Jobs for PostgresStore {
              VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6) RETURNING {META_COLUMNS}"
         );
         let row: JobRow = sqlx::query_as(&sql)
-            .bind(JobId::new().0)
+            .bind(JobId::new().as_uuid())
             .bind(job.command())
             .bind(fit::<i32, _>("timeout", job.timeout())?)
             .bind(fit::<i32, _>("priority", job.priority().rank())?)
@@ -55,7 +55,7 @@ impl Jobs for PostgresStore {
         // prunes meanwhile. Keep it one statement.
         let sql = format!("SELECT {} FROM jobs WHERE id = $1", *LIVE_COLUMNS);
         sqlx::query_as::<_, JobRow>(&sql)
-            .bind(id.0)
+            .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?
@@ -65,7 +65,7 @@ impl Jobs for PostgresStore {
     async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {
         let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = $1");
         sqlx::query_as::<_, JobRow>(&sql)
-            .bind(id.0)
+            .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?
@@ -79,7 +79,7 @@ impl Jobs for PostgresStore {
             listed_columns(tail_bytes)
         );
         sqlx::query_as::<_, JobRow>(&sql)
-            .bind(id.0)
+            .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?
@@ -233,7 +233,7 @@ impl Jobs for PostgresStore {
                 concurrency: concurrency.into(),
                 started_at,
                 heartbeat_at,
-                job: job.map(JobId),
+                job: job.map(JobId::from),
             },
         ))
     }
@@ -276,7 +276,7 @@ impl PostgresStore {
         let result = async {
             read_snapshot(&mut tx).await?;
             let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = $1")
-                .bind(id.0)
+                .bind(id.as_uuid())
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound)?;

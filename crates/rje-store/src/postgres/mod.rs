@@ -113,7 +113,7 @@ impl JobRow {
 
     fn into_claimed(self) -> Result<ClaimedJob, StoreError> {
         let job = Job {
-            id: JobId(self.id),
+            id: JobId::from(self.id),
             command: self.command,
             timeout: to_u32("timeout", self.timeout.into())?,
             priority: Priority::from_rank(self.priority.into())
@@ -322,7 +322,7 @@ async fn requeue(
 async fn fetch_for_update(conn: &mut PgConnection, id: JobId) -> Result<(i64, Job), StoreError> {
     let sql = format!("SELECT {META_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE");
     let row: JobRow = sqlx::query_as(&sql)
-        .bind(id.0)
+        .bind(id.as_uuid())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -352,7 +352,7 @@ async fn current_attempt_pk(
     sqlx::query_scalar(
         "SELECT pk FROM jobs WHERE id = $1 AND attempts = $2 AND status = 'Running' FOR UPDATE",
     )
-    .bind(id.0)
+    .bind(id.as_uuid())
     .bind(fit::<i32, _>("attempt", attempt)?)
     .fetch_optional(&mut *conn)
     .await?

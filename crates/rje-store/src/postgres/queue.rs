@@ -71,7 +71,7 @@ impl Queue for PostgresStore {
              WHERE id = $2 AND attempts = $3 AND status = 'Running'",
         )
         .bind(now())
-        .bind(id.0)
+        .bind(id.as_uuid())
         .bind(fit::<i32, _>("attempt", attempt)?)
         .bind(supervised)
         .execute(&self.pool)
@@ -92,7 +92,7 @@ impl Queue for PostgresStore {
                  WHERE id = $2 AND attempts = $3 AND status = 'Running'",
             )
             .bind(process_id)
-            .bind(id.0)
+            .bind(id.as_uuid())
             .bind(fit::<i32, _>("attempt", attempt)?)
             .execute(&self.pool)
             .await?;
@@ -126,7 +126,7 @@ impl Queue for PostgresStore {
                 .map(|c| i64::try_from(c.dropped_before).unwrap_or(i64::MAX))
                 .collect::<Vec<_>>(),
         )
-        .bind(id.0)
+        .bind(id.as_uuid())
         .bind(fit::<i32, _>("attempt", attempt)?)
         .bind(
             chunks
@@ -222,7 +222,7 @@ impl Queue for PostgresStore {
         );
         let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
             .bind(process_id)
-            .bind(id.0)
+            .bind(id.as_uuid())
             .bind(fit::<i32, _>("attempt", attempt)?)
             .fetch_optional(&self.pool)
             .await?;
@@ -296,7 +296,7 @@ impl Queue for PostgresStore {
         .bind(&worker.0)
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(JobId).collect())
+        Ok(ids.into_iter().map(JobId::from).collect())
     }
 
     async fn reap_expired(
@@ -354,14 +354,14 @@ impl Queue for PostgresStore {
             let row: Option<JobRow> = sqlx::query_as(&sql)
                 .bind(at)
                 .bind(&worker.0)
-                .bind(id.0)
+                .bind(id.as_uuid())
                 .bind(expired_before)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {
                 let status: Option<String> =
                     sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-                        .bind(id.0)
+                        .bind(id.as_uuid())
                         .fetch_optional(&mut *tx)
                         .await?;
                 return Ok(not_taken_up(status.as_deref()));
@@ -412,7 +412,7 @@ impl Queue for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let ids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
         let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(
             "SELECT id, status, EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk \
              AND l.expires_at >= $2) FROM jobs j WHERE id = ANY($1)",
@@ -423,7 +423,7 @@ impl Queue for PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, status, lease_live)| (JobId(id), standing(&status, lease_live)))
+            .map(|(id, status, lease_live)| (JobId::from(id), standing(&status, lease_live)))
             .collect())
     }
 
@@ -447,7 +447,7 @@ impl Queue for PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, host)| (JobId(id), host))
+            .map(|(id, host)| (JobId::from(id), host))
             .collect())
     }
 
