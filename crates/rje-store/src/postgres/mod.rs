@@ -107,11 +107,19 @@ impl JobRow {
         output_view(self.into_job()?, tail_bytes, sizes)
     }
 
+    /// The job the row holds.
     fn into_job(self) -> Result<Job, StoreError> {
-        self.into_claimed().map(|claimed| claimed.job)
+        self.into_keyed_job().map(|(_, job)| job)
     }
 
-    fn into_claimed(self) -> Result<ClaimedJob, StoreError> {
+    /// The job the row holds, with its row key.
+    fn into_keyed_job(self) -> Result<(i64, Job), StoreError> {
+        self.into_keyed_claimed()
+            .map(|(pk, claimed)| (pk, claimed.job))
+    }
+
+    /// The job as a claim hands it out, with its row key.
+    fn into_keyed_claimed(self) -> Result<(i64, ClaimedJob), StoreError> {
         let job = Job {
             id: JobId::from(self.id),
             command: self.command,
@@ -139,10 +147,13 @@ impl JobRow {
             cancel_requested: self.cancel_requested,
             run_at: self.run_at,
         };
-        Ok(ClaimedJob {
-            job,
-            last_seq: self.last_seq.unwrap_or(0),
-        })
+        Ok((
+            self.pk,
+            ClaimedJob {
+                job,
+                last_seq: self.last_seq.unwrap_or(0),
+            },
+        ))
     }
 }
 
@@ -326,8 +337,7 @@ async fn fetch_for_update(conn: &mut PgConnection, id: JobId) -> Result<(i64, Jo
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::NotFound)?;
-    let pk = row.pk;
-    Ok((pk, row.into_job()?))
+    row.into_keyed_job()
 }
 
 /// Makes the transaction just begun read everything from one snapshot

@@ -57,7 +57,9 @@ impl Queue for PostgresStore {
             .bind(at + lease)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(JobRow::into_claimed).collect()
+        rows.into_iter()
+            .map(|row| row.into_keyed_claimed().map(|(_, claimed)| claimed))
+            .collect()
     }
 
     async fn mark_started(
@@ -321,8 +323,7 @@ impl Queue for PostgresStore {
                 .await?;
             let mut reaped = Vec::with_capacity(rows.len());
             for row in rows {
-                let pk = row.pk;
-                let job = row.into_job()?;
+                let (pk, job) = row.into_keyed_job()?;
                 let lost = job.when_worker_lost();
                 reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
             }
@@ -366,8 +367,7 @@ impl Queue for PostgresStore {
                         .await?;
                 return Ok(not_taken_up(status.as_deref()));
             };
-            let pk = row.pk;
-            let claimed = row.into_claimed()?;
+            let (pk, claimed) = row.into_keyed_claimed()?;
             sqlx::query(
                 "INSERT INTO leases (job_pk, worker_id, attempt, expires_at) \
                  VALUES ($1, $2, $3, $4) \

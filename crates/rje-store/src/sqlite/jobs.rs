@@ -51,7 +51,7 @@ impl Jobs for SqliteStore {
             .bind(at)
             .fetch_one(&self.writer)
             .await?;
-        Ok(row.into_job()?.1)
+        row.into_job()
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -59,13 +59,12 @@ impl Jobs for SqliteStore {
         // output as stored at one instant, however the worker appends and
         // prunes meanwhile. Keep it one statement.
         let sql = format!("SELECT {} FROM jobs WHERE id = ?", *LIVE_COLUMNS);
-        Ok(sqlx::query_as::<_, JobRow>(&sql)
+        sqlx::query_as::<_, JobRow>(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?
-            .into_job()?
-            .1)
+            .into_job()
     }
 
     async fn get_meta(&self, id: JobId) -> Result<Job, StoreError> {

@@ -264,14 +264,22 @@ fn to_i32(what: &str, value: Option<i64>) -> Result<Option<i32>, StoreError> {
 impl JobRow {
     fn into_listed(self, tail_bytes: u32) -> Result<ListedJob, StoreError> {
         let sizes = [self.stdout_bytes, self.stderr_bytes];
-        output_view(self.into_job()?.1, tail_bytes, sizes)
+        output_view(self.into_job()?, tail_bytes, sizes)
     }
 
-    fn into_job(self) -> Result<(i64, Job), StoreError> {
-        self.into_claimed().map(|(pk, claimed)| (pk, claimed.job))
+    /// The job the row holds.
+    fn into_job(self) -> Result<Job, StoreError> {
+        self.into_keyed_job().map(|(_, job)| job)
     }
 
-    fn into_claimed(self) -> Result<(i64, ClaimedJob), StoreError> {
+    /// The job the row holds, with its row key.
+    fn into_keyed_job(self) -> Result<(i64, Job), StoreError> {
+        self.into_keyed_claimed()
+            .map(|(pk, claimed)| (pk, claimed.job))
+    }
+
+    /// The job as a claim hands it out, with its row key.
+    fn into_keyed_claimed(self) -> Result<(i64, ClaimedJob), StoreError> {
         let last_seq = self.last_seq;
         let job = Job {
             id: JobId::parse(&self.id).ok_or_else(|| corrupt("id", &self.id))?,
@@ -345,7 +353,7 @@ async fn fetch_job(conn: &mut SqliteConnection, id: JobId) -> Result<(i64, Job),
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::NotFound)?
-        .into_job()
+        .into_keyed_job()
 }
 
 /// The job columns, with the output of a running job assembled from its
@@ -418,7 +426,7 @@ async fn settle(
         .bind(pk)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(row.into_job()?.1)
+    row.into_job()
 }
 
 /// Ends a job that never ran (see [`rje_domain::CancelDecision`]): its
@@ -433,7 +441,7 @@ async fn end_unstarted(
         .bind(pk)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(row.into_job()?.1)
+    row.into_job()
 }
 
 /// Records a cancel of a running job, for its worker to carry out.
@@ -447,7 +455,7 @@ async fn request_cancel(conn: &mut SqliteConnection, pk: i64) -> Result<Job, Sto
         .bind(pk)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(row.into_job()?.1)
+    row.into_job()
 }
 
 /// Carries out the lifecycle's answer for an attempt that ended without an
@@ -486,7 +494,7 @@ async fn requeue(
         .bind(pk)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(row.into_job()?.1)
+    row.into_job()
 }
 
 const DIALECT: Dialect = Dialect {

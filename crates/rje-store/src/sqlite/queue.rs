@@ -63,7 +63,7 @@ impl Queue for SqliteStore {
             .await?;
         let mut claimed: Vec<(i64, ClaimedJob)> = rows
             .into_iter()
-            .map(JobRow::into_claimed)
+            .map(JobRow::into_keyed_claimed)
             .collect::<Result<_, _>>()?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -236,7 +236,7 @@ impl Queue for SqliteStore {
             .bind(i64::from(attempt))
             .fetch_optional(&self.writer)
             .await?;
-        Ok(row.ok_or(StoreError::Fenced)?.into_job()?.1)
+        row.ok_or(StoreError::Fenced)?.into_job()
     }
 
     async fn retry_later(
@@ -333,7 +333,7 @@ impl Queue for SqliteStore {
                 .await?;
             let mut reaped = Vec::with_capacity(rows.len());
             for row in rows {
-                let (pk, job) = row.into_job()?;
+                let (pk, job) = row.into_keyed_job()?;
                 let lost = job.when_worker_lost();
                 reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
             }
@@ -376,7 +376,7 @@ impl Queue for SqliteStore {
                         .await?;
                 return Ok(not_taken_up(status.as_deref()));
             };
-            let (pk, claimed) = row.into_claimed()?;
+            let (pk, claimed) = row.into_keyed_claimed()?;
             sqlx::query(
                 "INSERT OR REPLACE INTO leases (job_pk, worker_id, attempt, expires_at) \
                  VALUES (?, ?, ?, ?)",
