@@ -1,11 +1,15 @@
 //! Where jobs and their output live. The store is the truth: the bus only
 //! speeds things up, so everything a job needs to survive a crash is here.
 
-mod common;
 mod error;
 mod postgres;
+mod prune;
+mod rows;
+mod sql;
 mod sqlite;
 mod store;
+mod tx;
+mod workers;
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;

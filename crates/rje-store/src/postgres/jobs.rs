@@ -9,10 +9,10 @@ use rje_domain::{
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::common::{
-    COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, WorkerJobRow, active_count, conclude, fit,
-    group_workers, order_by, status_counts, stream_code,
-};
+use crate::rows::{active_count, fit, status_counts, stream_code};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
+use crate::tx::conclude;
+use crate::workers::{WorkerJobRow, group_workers};
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{

@@ -18,9 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::common::{
-    Dialect, assembled_sql, corrupt, fit, output_view, output_view_sql, stored_parameters, to_u32,
-};
+use crate::rows::{corrupt, fit, output_view, stored_parameters, to_u32};
+use crate::sql::{Dialect, assembled_sql, output_view_sql};
 use crate::{ClaimedJob, StoreError};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \

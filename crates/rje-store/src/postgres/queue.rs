@@ -8,10 +8,9 @@ use chrono::{DateTime, Utc};
 use rje_domain::{Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut};
 use uuid::Uuid;
 
-use crate::common::{
-    conclude, fenced_unless_written, fit, not_taken_up, plan_prune, standing, stored_output,
-    stream_code,
-};
+use crate::prune::plan_prune;
+use crate::rows::{fit, not_taken_up, standing, stored_output, stream_code};
+use crate::tx::{conclude, fenced_unless_written};
 use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{

@@ -7,10 +7,10 @@ use rje_domain::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::common::{
-    COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, WorkerJobRow, active_count, conclude, corrupt,
-    group_workers, order_by, status_counts, stream_code,
-};
+use crate::rows::{active_count, corrupt, status_counts, stream_code};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
+use crate::tx::conclude;
+use crate::workers::{WorkerJobRow, group_workers};
 use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
 
 use super::{

@@ -19,9 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::common::{
-    Dialect, assembled_sql, corrupt, output_view, output_view_sql, stored_parameters, to_u32,
-};
+use crate::rows::{corrupt, output_view, stored_parameters, to_u32};
+use crate::sql::{Dialect, assembled_sql, output_view_sql};
 use crate::{ClaimedJob, StoreError};
 
 /// Columns of a job row in [`JobRow`] order; output columns are separate

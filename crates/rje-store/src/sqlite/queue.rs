@@ -10,10 +10,9 @@ use rje_domain::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::common::{
-    conclude, corrupt, fenced_unless_written, not_taken_up, plan_prune, standing, stored_output,
-    stream_code,
-};
+use crate::prune::plan_prune;
+use crate::rows::{corrupt, not_taken_up, standing, stored_output, stream_code};
+use crate::tx::{conclude, fenced_unless_written};
 use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
 
 use super::{

@@ -1,0 +1,150 @@
+//! The SQL both stores share: statements and fragments that do not depend
+//! on the dialect, or that take the dialect's few words as a [`Dialect`].
+
+use rje_domain::{Chunk, ListQuery, OrderField, Stream};
+
+use crate::{OutputPage, StoreError};
+
+/// The statement behind [`crate::Jobs::count_active`], the same in both
+/// dialects.
+pub(crate) const COUNT_ACTIVE_SQL: &str = "SELECT status, priority, COUNT(*) AS jobs FROM jobs \
+     WHERE status IN ('Queued', 'Running') GROUP BY status, priority";
+
+/// The statement behind [`crate::Jobs::count_by_status`]: one pass over
+/// the status index, whatever the number of jobs.
+pub(crate) const COUNT_BY_STATUS_SQL: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+
+/// Which end of a job's output a read starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    /// The first chunks after `since`.
+    Start,
+    /// The last chunks after `since`.
+    End,
+}
+
+impl ReadFrom {
+    /// The ORDER BY that puts the wanted chunks first.
+    pub(crate) fn order_by(self) -> &'static str {
+        match self {
+            ReadFrom::Start => "ORDER BY seq",
+            ReadFrom::End => "ORDER BY seq DESC",
+        }
+    }
+
+    /// The rows read in [`ReadFrom::order_by`]'s order as a page, oldest
+    /// first whichever end they were read from.
+    pub(crate) fn page<R>(
+        self,
+        mut rows: Vec<R>,
+        into_chunk: impl Fn(R) -> Result<Chunk, StoreError>,
+    ) -> Result<OutputPage, StoreError> {
+        if self == ReadFrom::End {
+            rows.reverse();
+        }
+        Ok(OutputPage {
+            chunks: rows.into_iter().map(into_chunk).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// The ORDER BY of a job list. Ties break on the row key, so that pages
+/// never overlap or skip.
+pub(crate) fn order_by(query: &ListQuery) -> String {
+    let dir = if query.ordering.descending {
+        "DESC"
+    } else {
+        "ASC"
+    };
+    match query.ordering.field {
+        OrderField::CreatedAt => format!("created_at {dir}, pk {dir}"),
+        // Within a priority, queue order: first come first.
+        OrderField::Priority => format!("priority {dir}, pk ASC"),
+        OrderField::StartedAt => format!("started_at {dir} NULLS LAST, pk {dir}"),
+        OrderField::CompletedAt => format!("completed_at {dir} NULLS LAST, pk {dir}"),
+    }
+}
+
+/// SQL for one stream of a job's output (the job row is `jobs`), assembled
+/// from its chunks in seq order, with the marker of
+/// [`rje_domain::drop_marker`] wherever output was dropped. The dialect
+/// gives its ordered string aggregate (`group_concat`, `string_agg`) and
+/// its newline (`char(10)`, `chr(10)`).
+pub(crate) fn assembled_sql(stream: Stream, aggregate: &str, newline: &str) -> String {
+    format!(
+        "(SELECT COALESCE({aggregate}(\
+            CASE WHEN o.dropped_before > 0 \
+                 THEN '[rje: ' || o.dropped_before || ' bytes of {name} dropped]' || {newline} \
+                 ELSE '' END || o.text, '' ORDER BY o.seq), '') \
+          FROM job_output o WHERE o.job_pk = jobs.pk AND o.stream = {index})",
+        name = stream.as_str(),
+        index = stream.index()
+    )
+}
+
+/// How a SQL dialect spells what the output views need.
+pub(crate) struct Dialect {
+    /// The ordered string aggregate: `group_concat`, `string_agg`.
+    pub aggregate: &'static str,
+    /// A newline: `char(10)`, `chr(10)`.
+    pub newline: &'static str,
+    /// The last N characters of a text: `substr(X, -N)`, `right(X, N)`.
+    pub last_chars: fn(&str, u32) -> String,
+    /// Makes an integer expression 64-bit: `""`, `"::BIGINT"`.
+    pub bigint: &'static str,
+    /// A NULL of type text.
+    pub null_text: &'static str,
+}
+
+/// How many of a stream's newest chunks a tail is taken from: enough for a
+/// few KiB of lines, and a bound on what one list may read per job.
+const TAIL_CHUNKS: u32 = 16;
+
+/// The drop marker of [`rje_domain::drop_marker`] in SQL, for chunk `o`.
+fn marker_sql(stream: Stream, dialect: &Dialect) -> String {
+    format!(
+        "CASE WHEN o.dropped_before > 0 \
+              THEN '[rje: ' || o.dropped_before || ' bytes of {name} dropped]' || {newline} \
+              ELSE '' END",
+        name = stream.as_str(),
+        newline = dialect.newline
+    )
+}
+
+/// Columns that show a job's output as lists do: `stdout` and `stderr`
+/// hold at most the last `tail_chars` characters of each stream (the
+/// caller cuts them to bytes), `stdout_bytes` and `stderr_bytes` the size
+/// of all that is stored of each (drop marker included), NULL where a job
+/// has no output (it never ran). Both are
+/// read from the output chunks, by index, whatever the size of the output.
+pub(crate) fn output_view_sql(dialect: &Dialect, tail_chars: u32) -> String {
+    let mut columns = Vec::new();
+    for stream in Stream::BOTH {
+        let name = stream.as_str();
+        let index = stream.index();
+        let marker = marker_sql(stream, dialect);
+        let bytes = format!(
+            "(CASE WHEN status = 'Running' THEN \
+                (SELECT COALESCE(SUM(octet_length(o.text) + \
+                    CASE WHEN o.dropped_before > 0 THEN octet_length({marker}) ELSE 0 END), 0) \
+                 FROM job_output o WHERE o.job_pk = jobs.pk AND o.stream = {index}) \
+              ELSE octet_length({name}) END){bigint}",
+            bigint = dialect.bigint
+        );
+        let tail = if tail_chars == 0 {
+            dialect.null_text.to_owned()
+        } else {
+            format!(
+                "(SELECT COALESCE({aggregate}(t.piece, '' ORDER BY t.seq), '') FROM \
+                   (SELECT o.seq, {last} AS piece FROM job_output o \
+                    WHERE o.job_pk = jobs.pk AND o.stream = {index} \
+                    ORDER BY o.seq DESC LIMIT {TAIL_CHUNKS}) t)",
+                aggregate = dialect.aggregate,
+                last = (dialect.last_chars)(&format!("({marker}) || o.text"), tail_chars),
+            )
+        };
+        columns.push(format!("{tail} AS {name}"));
+        columns.push(format!("{bytes} AS {name}_bytes"));
+    }
+    columns.join(", ")
+}
