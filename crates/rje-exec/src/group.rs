@@ -1,7 +1,5 @@
 //! Process groups on this machine: whether one still has a live member.
 
-use std::time::Duration;
-
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -121,16 +119,6 @@ fn parse_session(stat: &str) -> Option<i32> {
 fn parse_start_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// How long a kill may take, and how often the group is checked meanwhile.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KillPolicy {
-    /// Between TERM and KILL: time for the command to clean up.
-    pub grace: Duration,
-    /// After KILL: how long to wait for the kernel before giving up on
-    /// confirming.
-    pub confirm: Duration,
 }
 
 #[cfg(test)]

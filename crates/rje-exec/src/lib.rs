@@ -5,6 +5,7 @@
 pub mod durable;
 mod group;
 mod job_env;
+mod kill;
 mod local;
 mod supervisor;
 

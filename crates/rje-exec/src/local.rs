@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::JobEnvironment;
-use crate::group::KillPolicy;
+use crate::kill::KillSequence;
 use crate::supervisor::{self, Supervised};
 use crate::{ExecEvent, ExecRequest, Executor, Ran, StartError, StartGate};
 
@@ -25,7 +25,7 @@ const READ_SIZE: usize = 64 * 1024;
 /// that a kill reaches everything the command started.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
-    kill: KillPolicy,
+    kill: KillSequence,
     /// After the command exits, how long its output pipes may stay open
     /// (held by processes it left behind) before those are killed.
     linger: Duration,
@@ -37,9 +37,11 @@ impl LocalExecutor {
     /// `grace` is the time between TERM and KILL.
     pub fn new(grace: Duration) -> Self {
         Self {
-            kill: KillPolicy {
+            kill: KillSequence {
                 grace,
-                confirm: Duration::from_secs(5),
+                confirm_within: Duration::from_secs(5),
+                // KILL again every 100 ms, to reach what was forked since.
+                kill_every: Duration::from_millis(100),
             },
             linger: Duration::from_millis(500),
             env: JobEnvironment::inherited(),

@@ -26,7 +26,8 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::group::{GroupState, KillPolicy, group_state, signal_group};
+use crate::group::{GroupState, group_state, signal_group};
+use crate::kill::{KillSequence, KillTarget};
 
 /// The file descriptor the supervisor reports on.
 const REPORT_FD: RawFd = 3;
@@ -113,35 +114,21 @@ impl Supervised {
         }
     }
 
-    /// Kills every process of the job: TERM to the command's group and to
-    /// every descendant of the supervisor, up to `grace` for them to go,
-    /// then KILL, repeated until none is left or `confirm` has passed.
-    pub async fn kill_all(&mut self, policy: KillPolicy) -> ExitReport {
-        self.signal_all(Signal::SIGTERM);
-        if self.wait_all_gone(policy.grace).await {
-            return ExitReport::Confirmed;
+    /// Kills every process of the job, as `sequence` goes (see
+    /// [`KillSequence`]): TERM to the command's group and to every
+    /// descendant of the supervisor, up to the grace for them to go, then
+    /// KILL, repeated until none is left or the bound has passed.
+    pub async fn kill_all(&mut self, sequence: KillSequence) -> ExitReport {
+        let report = sequence.run(&mut *self).await;
+        if report == ExitReport::Unconfirmed {
+            let left = self.descendants();
+            tracing::warn!(
+                pgid = self.pgid,
+                ?left,
+                "processes of the job survived KILL"
+            );
         }
-        tracing::debug!(
-            pgid = self.pgid,
-            "the job outlived its grace period; sending KILL"
-        );
-        let deadline = Instant::now() + policy.confirm;
-        loop {
-            // Each round also reaches what was forked since the last one.
-            self.signal_all(Signal::SIGKILL);
-            if self.wait_all_gone(CHECK_EVERY * 5).await {
-                return ExitReport::Confirmed;
-            }
-            if Instant::now() >= deadline {
-                let left = self.descendants();
-                tracing::warn!(
-                    pgid = self.pgid,
-                    ?left,
-                    "processes of the job survived KILL"
-                );
-                return ExitReport::Unconfirmed;
-            }
-        }
+        report
     }
 
     fn signal_all(&self, signal: Signal) {
@@ -163,6 +150,24 @@ impl Supervised {
         };
         root.map(|root| descendants_of(root, &process_table()))
             .unwrap_or_default()
+    }
+}
+
+/// What [`Supervised::kill_all`] ends: every process of the job.
+impl KillTarget for Supervised {
+    fn signal(&mut self, signal: Signal) {
+        self.signal_all(signal);
+    }
+
+    async fn wait_gone(&mut self, within: Duration) -> bool {
+        self.wait_all_gone(within).await
+    }
+
+    fn outlived_grace(&mut self) {
+        tracing::debug!(
+            pgid = self.pgid,
+            "the job outlived its grace period; sending KILL"
+        );
     }
 }
 
