@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+use rje_domain::ExitReport;
 
+use crate::kill::{BlockingKillTarget, KillSequence, poll_gone};
 use crate::supervisor::{descendants_of, process_table};
 
 use super::{
@@ -136,16 +138,22 @@ pub(super) fn supervise_then(
     let status = match stop {
         Stop::Ended(status) => status,
         Stop::Deadline | Stop::FilesRemoved => {
-            signal_group(pgid, Signal::SIGTERM);
-            match ended.recv_timeout(grace) {
-                Ok(status) => status,
-                Err(_) => {
-                    signal_group(pgid, Signal::SIGKILL);
-                    ended
-                        .recv()
-                        .unwrap_or_else(|_| Err(io::Error::other("lost the command")))
-                }
+            let mut command = Overdue {
+                pgid,
+                ended: &ended,
+                status: None,
+                killed: false,
+            };
+            // After the KILL the shell is waited for, however long it takes.
+            KillSequence {
+                grace,
+                confirm_within: Duration::MAX,
+                kill_every: Duration::MAX,
             }
+            .run_blocking(&mut command);
+            command
+                .status
+                .unwrap_or_else(|| Err(io::Error::other("lost the command")))
         }
     };
     if !spec.allow_daemons || timed_out || removed {
@@ -165,6 +173,37 @@ pub(super) fn supervise_then(
     };
     exit_slot.fill(&record)?;
     Ok(record)
+}
+
+/// The command past its deadline (or with its files gone), as its kill
+/// sees it: signalled by its group, and gone once its shell has been
+/// waited for (`ended`), whose status is kept.
+struct Overdue<'a> {
+    pgid: i32,
+    ended: &'a mpsc::Receiver<io::Result<ExitStatus>>,
+    status: Option<io::Result<ExitStatus>>,
+    killed: bool,
+}
+
+impl BlockingKillTarget for Overdue<'_> {
+    fn signal(&mut self, signal: Signal) {
+        signal_group(self.pgid, signal);
+        self.killed |= signal == Signal::SIGKILL;
+    }
+
+    fn wait_gone(&mut self, within: Duration) -> bool {
+        match self.ended.recv_timeout(within) {
+            Ok(status) => {
+                self.status = Some(status);
+                true
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            // The waiter went without a word: nothing will tell any more.
+            // Before the KILL that is as a wait that ran out (the KILL
+            // follows); after it, the end is lost.
+            Err(mpsc::RecvTimeoutError::Disconnected) => self.killed,
+        }
+    }
 }
 
 /// Why the supervisor stopped waiting for the command.
@@ -300,41 +339,57 @@ fn signal_group(pgid: i32, signal: Signal) {
 }
 
 /// What the command left: its group, and the orphans re-parented here.
-/// TERM, the grace, then KILL until none is left.
+/// TERM, the grace, then KILL until none is left (for 5 s at most).
 fn end_leftovers(pgid: i32, grace: Duration) {
-    let me = std::process::id() as i32;
-    let signal_all = |signal: Signal| {
-        signal_group(pgid, signal);
-        for pid in descendants_of(me, &process_table()) {
-            let _ = kill(Pid::from_raw(pid), signal);
-        }
+    let mut leftovers = Leftovers {
+        pgid,
+        me: std::process::id() as i32,
     };
-    let gone = || {
-        // No child left (orphans are adopted as children) and no group:
-        // nothing is left, known without reading all of /proc.
-        let no_children = reap_orphans();
-        killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
-            && (no_children || descendants_of(me, &process_table()).is_empty())
-    };
-    if gone() {
+    if leftovers.gone() {
         return;
     }
-    signal_all(Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if gone() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let sequence = KillSequence {
+        grace,
+        confirm_within: Duration::from_secs(5),
+        kill_every: LEFTOVERS_CHECK,
+    };
+    if sequence.run_blocking(&mut leftovers) == ExitReport::Unconfirmed {
+        eprintln!("rje supervise: processes of the job survived KILL");
     }
-    for _ in 0..250 {
-        signal_all(Signal::SIGKILL);
-        if gone() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+}
+
+/// How often [`end_leftovers`] looks for what is left, and sends KILL
+/// again.
+const LEFTOVERS_CHECK: Duration = Duration::from_millis(20);
+
+/// What the command left: its group, and the orphans re-parented to the
+/// supervisor (`me`).
+struct Leftovers {
+    pgid: i32,
+    me: i32,
+}
+
+impl Leftovers {
+    /// No child left (orphans are adopted as children) and no group:
+    /// nothing is left, known without reading all of /proc.
+    fn gone(&self) -> bool {
+        let no_children = reap_orphans();
+        killpg(Pid::from_raw(self.pgid), None) == Err(Errno::ESRCH)
+            && (no_children || descendants_of(self.me, &process_table()).is_empty())
     }
-    eprintln!("rje supervise: processes of the job survived KILL");
+}
+
+impl BlockingKillTarget for Leftovers {
+    fn signal(&mut self, signal: Signal) {
+        signal_group(self.pgid, signal);
+        for pid in descendants_of(self.me, &process_table()) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    fn wait_gone(&mut self, within: Duration) -> bool {
+        poll_gone(within, LEFTOVERS_CHECK, || self.gone())
+    }
 }
 
 /// Reaps every exited child (orphans adopted as subreaper included);
