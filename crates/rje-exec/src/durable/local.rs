@@ -231,15 +231,24 @@ impl DurableLocalExecutor {
         };
         // Stop the command; its supervisor ends what it left and writes
         // the end, which the follower then reads with the last output.
-        signal_group(&group, Signal::SIGTERM);
-        let ended = tokio::time::timeout(self.grace, durable::follow(dir, offsets, sink)).await;
-        let ended = match ended {
-            Ok(ended) => ended,
-            Err(_) => {
-                signal_group(&group, Signal::SIGKILL);
-                durable::follow(dir, offsets, sink).await
-            }
+        let mut command = Following {
+            group: &group,
+            dir,
+            offsets,
+            sink,
+            ended: None,
         };
+        // After the KILL the end is waited for, however long it takes.
+        crate::kill::KillSequence {
+            grace: self.grace,
+            confirm_within: Duration::MAX,
+            kill_every: Duration::MAX,
+        }
+        .run(&mut command)
+        .await;
+        let ended = command
+            .ended
+            .unwrap_or_else(|| Err(std::io::Error::other("the kill ended before the command")));
         Ran::Ended(outcome(ended, cancelled, timeout))
     }
 }
@@ -477,6 +486,35 @@ fn signal_group(group: &CommandGroup, signal: Signal) {
             ?signal,
             "not signalling a group that is no longer provably the command's"
         );
+    }
+}
+
+/// A cancelled command, as its kill sees it: signalled by its group while
+/// that provably is the command's, and gone once the follower has read its
+/// end, which the supervisor writes only once nothing of the job is left.
+struct Following<'a> {
+    group: &'a CommandGroup,
+    dir: &'a JobDir,
+    offsets: &'a mut [u64; 2],
+    sink: &'a mpsc::Sender<ExecEvent>,
+    /// The end, once read (or what kept it from being read).
+    ended: Option<std::io::Result<ExitRecord>>,
+}
+
+impl crate::kill::KillTarget for Following<'_> {
+    fn signal(&mut self, signal: Signal) {
+        signal_group(self.group, signal);
+    }
+
+    async fn wait_gone(&mut self, within: Duration) -> bool {
+        let follow = durable::follow(self.dir, self.offsets, self.sink);
+        match tokio::time::timeout(within, follow).await {
+            Ok(ended) => {
+                self.ended = Some(ended);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
