@@ -74,30 +74,55 @@ pub enum KillResult {
 }
 
 /// A script that sends TERM to the group, KILL after `grace`, and then
-/// says whether any process of the group is left. It checks the boot id
-/// first, so that a group id from before a reboot is never signalled.
-///
-/// A process counts as left only if it is not a zombie: a killed child
-/// that has been handed to a PID 1 which does not reap stays a zombie in
-/// the group, and `kill -0` alone would call it alive. `ps` tells zombies
-/// apart; without a working `ps`, the kernel's answer is taken as it is.
+/// says whether any process of the group is left (see
+/// [`kill_group_fn`]). It checks the boot id first, so that a group id
+/// from before a reboot is never signalled.
 pub fn kill_script(pgid: u32, boot_id: &str, grace: Duration) -> String {
-    let step = Duration::from_millis(50);
-    let grace_steps = (grace.as_millis() / step.as_millis()).max(1);
-    // `kill -s SIG -- -PGID` is the form dash, bash and busybox all accept.
     format!(
         "p={pgid}; \
          if [ \"{BOOT_ID}\" != {boot} ]; then echo rebooted; exit 0; fi; \
-         alive() {{ kill -s 0 -- -$p 2>/dev/null || return 1; \
-           s=$(ps -e -o pgid= -o stat= 2>/dev/null) || return 0; [ -n \"$s\" ] || return 0; \
-           echo \"$s\" | awk -v p=$p '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; }}; \
-         kill -s TERM -- -$p 2>/dev/null || {{ echo gone; exit 0; }}; \
-         i=0; while alive; do \
-           if [ $i -ge {grace_steps} ]; then kill -s KILL -- -$p 2>/dev/null; break; fi; \
-           sleep 0.05; i=$((i+1)); done; \
-         i=0; while alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \
-         if alive; then echo alive; else echo gone; fi",
+         {kill}if rje_kill_group $p; then echo gone; else echo alive; fi",
         boot = quote(boot_id),
+        kill = kill_group_fn(&grace_steps(grace).to_string()),
+    )
+}
+
+/// How often the kill of a remote group looks at it.
+const KILL_STEP: Duration = Duration::from_millis(50);
+
+/// Steps of [`KILL_STEP`] in `grace`, at least one.
+fn grace_steps(grace: Duration) -> u128 {
+    (grace.as_millis() / KILL_STEP.as_millis()).max(1)
+}
+
+/// The kill of a remote process group, as shell text written once for
+/// [`kill_script`] and for the deadline a durable job's supervisor keeps
+/// ([`crate::durable_remote`]). It defines two functions:
+///
+/// - `rje_alive PGID`: whether a process of the group is left. One counts
+///   only if it is not a zombie: a killed child that has been handed to a
+///   PID 1 which does not reap stays a zombie in the group, and `kill -0`
+///   alone would call it alive. `ps` tells zombies apart; without a
+///   working `ps`, the kernel's answer is taken as it is.
+/// - `rje_kill_group PGID`: TERM to the group, up to `grace_steps` steps
+///   of 50 ms for it to go (over as soon as it has), then KILL, and up to
+///   100 steps more for it to be gone. Its status is 0 once the group is
+///   gone (or was before the TERM), 1 if a process of it is left.
+///
+/// `grace_steps` is a shell word: a number, or a variable set before the
+/// call (`$g`). The functions set `s` and `i`.
+pub(crate) fn kill_group_fn(grace_steps: &str) -> String {
+    // `kill -s SIG -- -PGID` is the form dash, bash and busybox all accept.
+    format!(
+        "rje_alive() {{ kill -s 0 -- -$1 2>/dev/null || return 1; \
+           s=$(ps -e -o pgid= -o stat= 2>/dev/null) || return 0; [ -n \"$s\" ] || return 0; \
+           echo \"$s\" | awk -v p=$1 '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; }}; \
+         rje_kill_group() {{ kill -s TERM -- -$1 2>/dev/null || return 0; \
+           i=0; while rje_alive $1; do \
+             if [ $i -ge {grace_steps} ]; then kill -s KILL -- -$1 2>/dev/null; break; fi; \
+             sleep 0.05; i=$((i+1)); done; \
+           i=0; while rje_alive $1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \
+           ! rje_alive $1; }}; "
     )
 }
 
@@ -182,5 +207,16 @@ mod tests {
         assert_eq!(signal_number(&russh::Sig::TERM), Some(15));
         assert_eq!(signal_number(&russh::Sig::Custom("WINCH".into())), Some(28));
         assert!(kill_script(7, "b", Duration::from_secs(2)).contains("-ge 40"));
+    }
+
+    #[test]
+    fn the_kill_script_is_the_one_kill_function() {
+        let script = kill_script(7, "b", Duration::from_secs(2));
+        assert!(script.contains(&kill_group_fn("40")), "{script}");
+        assert!(script.ends_with("if rje_kill_group $p; then echo gone; else echo alive; fi"));
+        // No second copy of the steps.
+        assert_eq!(script.matches("kill -s TERM").count(), 1, "{script}");
+        assert_eq!(grace_steps(Duration::from_millis(2560)), 51);
+        assert_eq!(grace_steps(Duration::ZERO), 1, "at least one step");
     }
 }
