@@ -102,8 +102,9 @@ fn grace_steps(grace: Duration) -> u128 {
 /// - `rje_alive PGID`: whether a process of the group is left. One counts
 ///   only if it is not a zombie: a killed child that has been handed to a
 ///   PID 1 which does not reap stays a zombie in the group, and `kill -0`
-///   alone would call it alive. `ps` tells zombies apart; without a
-///   working `ps`, the kernel's answer is taken as it is.
+///   alone would call it alive. `ps` and `awk` tell zombies apart;
+///   without a working `ps`, or `awk` (any status but 1, "none left"),
+///   the kernel's answer is taken as it is.
 /// - `rje_kill_group PGID`: TERM to the group, up to `grace_steps` steps
 ///   of 50 ms for it to go (over as soon as it has), then KILL, and up to
 ///   100 steps more for it to be gone. Its status is 0 once the group is
@@ -116,7 +117,8 @@ pub(crate) fn kill_group_fn(grace_steps: &str) -> String {
     format!(
         "rje_alive() {{ kill -s 0 -- -$1 2>/dev/null || return 1; \
            s=$(ps -e -o pgid= -o stat= 2>/dev/null) || return 0; [ -n \"$s\" ] || return 0; \
-           echo \"$s\" | awk -v p=$1 '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; }}; \
+           echo \"$s\" | awk -v p=$1 '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; \
+           [ $? -ne 1 ]; }}; \
          rje_kill_group() {{ kill -s TERM -- -$1 2>/dev/null || return 0; \
            i=0; while rje_alive $1; do \
              if [ $i -ge {grace_steps} ]; then kill -s KILL -- -$1 2>/dev/null; break; fi; \
