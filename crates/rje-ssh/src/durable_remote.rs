@@ -23,23 +23,29 @@
 //! - `exit`: "CODE" or "CODE timedout", written by rename at the end.
 //!
 //! The host needs a POSIX `sh`, `setsid` and `flock` (util-linux or
-//! BusyBox) and `tail`.
+//! BusyBox) and `tail`; at a deadline, `ps` and `awk`, where they work,
+//! tell a zombie from a live process (see [`kill_group_fn`]).
 
 use std::time::Duration;
 
-use crate::remote::quote;
+use crate::remote::{kill_group_fn, quote};
 
 const BOOT_ID_READ: &str = "read -r b 2>/dev/null </proc/sys/kernel/random/boot_id";
 
-/// Runs as `sh -c SUPERVISOR rje-supervise DIR TIMEOUT GRACE KEEP COMMAND`
-/// in the background. Its first line of stdout names the group; then it
-/// lets go of stdout, so that the launcher's `$(…)` returns.
+/// Runs as `sh -c SUPERVISOR rje-supervise DIR TIMEOUT GRACE KEEP COMMAND
+/// KILL` in the background, KILL being the text of the remote kill
+/// ([`kill_group_fn`], its grace counted in `$g`). Its first line of
+/// stdout names the group; then it lets go of stdout, so that the
+/// launcher's `$(…)` returns.
 ///
 /// The command and the deadline's timer each run in a session of their
 /// own (`setsid` without a fork: a background child is no group leader),
 /// so a kill of one group never reaches the supervisor. Neither keeps the
 /// lock's descriptor (`3>&-`): the lock is free exactly when the
-/// supervisor is gone.
+/// supervisor is gone. At the deadline the timer kills the command's group
+/// as a worker's kill does (`rje_kill_group`), GRACE (seconds, three
+/// decimals) counted in its steps of 50 ms; the supervisor ends the timer
+/// once the command is gone.
 const SUPERVISOR: &str = r#"d=$1
 exec 3>"$d/lock" && flock -x 3 || exit 1
 b=none; read -r b 2>/dev/null </proc/sys/kernel/random/boot_id
@@ -48,7 +54,7 @@ i=0; until kill -s 0 -- -$p 2>/dev/null || [ $i -ge 10000 ]; do i=$((i+1)); done
 echo "$p $b" >"$d/pid"
 echo "rje-pid $p $b"
 exec >/dev/null 2>&1
-setsid sh -c 'sleep "$1"; : >"$2/timedout"; kill -s TERM -- -"$3"; sleep "$4"; kill -s KILL -- -"$3"' rje-deadline "$2" "$d" $p "$3" 3>&- & w=$!
+setsid sh -c "$6"'sleep "$1"; : >"$2/timedout"; g=$((${4%.*} * 20 + (1${4#*.} - 1000) / 50)); [ $g -ge 1 ] || g=1; rje_kill_group "$3"' rje-deadline "$2" "$d" $p "$3" 3>&- & w=$!
 wait $p; c=$?
 kill -s KILL $w; kill -s KILL -- -$w
 if [ -e "$d/timedout" ] || [ "$4" != 1 ]; then kill -s KILL -- -$p; fi
@@ -176,13 +182,14 @@ pub fn launch_script(launch: &Launch, removals: &str) -> String {
     let keep = if launch.keep_leftovers { 1 } else { 0 };
     script.push_str(&format!(
         "h=$({env}sh -c {supervisor} rje-supervise \"$d\" {timeout} {grace} {keep} {command} \
-         </dev/null 2>>\"$d/supervisor.log\" &); \
+         {kill} </dev/null 2>>\"$d/supervisor.log\" &); \
          [ -n \"$h\" ] || {{ echo rje-no-supervisor; exit 0; }}; echo \"$h\"; \
          cd \"$d\" || exit 0; {follow}",
         supervisor = quote(SUPERVISOR),
         timeout = launch.timeout.as_secs(),
         grace = format_args!("{:.3}", launch.grace.as_secs_f64()),
         command = quote(launch.command),
+        kill = quote(&kill_group_fn("$g")),
         follow = follow_body([0, 0]),
     ));
     script
@@ -438,6 +445,34 @@ mod tests {
         assert!(removals(".rje/jobs", &["a".into()], true).contains("-mmin +60"));
         assert_eq!(state_dir_word("~/.rje/jobs"), ".rje/jobs");
         assert!(abandon_script(".rje/jobs", "k1").starts_with("cd '.rje/jobs/k1' "));
+    }
+
+    #[test]
+    fn the_deadline_kills_with_the_one_kill_function() {
+        let launch = Launch {
+            state_dir: ".rje/jobs",
+            key: "k1",
+            command: "sleep 300",
+            cwd: None,
+            env: &[],
+            timeout: Duration::from_secs(30),
+            grace: Duration::from_millis(2500),
+            keep_leftovers: true,
+            attempt: None,
+        };
+        let script = launch_script(&launch, "");
+        // Handed to the supervisor after the command, for its deadline.
+        let kill = quote(&kill_group_fn("$g"));
+        assert!(
+            script.contains(&format!(r" 30 2.500 1 'sleep 300' {kill} ")),
+            "{script}"
+        );
+        assert!(SUPERVISOR.contains(r#"setsid sh -c "$6"'sleep "$1"; "#));
+        assert!(SUPERVISOR.contains(r#"rje_kill_group "$3"' rje-deadline "#));
+        // No second copy of the steps.
+        assert!(!SUPERVISOR.contains("kill -s TERM"), "{SUPERVISOR}");
+        let remote = crate::remote::kill_script(7, "b", Duration::from_secs(2));
+        assert!(remote.contains(&kill_group_fn("40")), "{remote}");
     }
 
     #[test]
