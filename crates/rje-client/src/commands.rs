@@ -56,11 +56,36 @@ impl ClientCommand {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// A priority on the command line: `high`, `medium` or `low`, in any case
+/// (`High` as the API writes it, too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PriorityArg {
     High,
     Medium,
     Low,
+}
+
+/// A status on the command line, in any case (`Failed` as the API writes
+/// it, `failed`, `FAILED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Queued,
+    Running,
+    Success,
+    Failed,
+    Cancelled,
+}
+
+impl From<StatusArg> for Status {
+    fn from(arg: StatusArg) -> Self {
+        match arg {
+            StatusArg::Queued => Status::Queued,
+            StatusArg::Running => Status::Running,
+            StatusArg::Success => Status::Success,
+            StatusArg::Failed => Status::Failed,
+            StatusArg::Cancelled => Status::Cancelled,
+        }
+    }
 }
 
 impl From<PriorityArg> for Priority {
@@ -77,7 +102,8 @@ impl From<PriorityArg> for Priority {
 pub struct SubmitArgs {
     /// The shell command to run (`sh -c`). Quote it.
     pub command: String,
-    #[arg(long, short, value_enum)]
+    /// high, medium or low (any case).
+    #[arg(long, short, value_enum, ignore_case = true)]
     pub priority: Option<PriorityArg>,
     /// Seconds before the job is killed.
     #[arg(long, short)]
@@ -105,7 +131,7 @@ pub enum Format {
 #[derive(Debug, Clone, Args)]
 pub struct ViewArgs {
     pub id: String,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, default_value = "table", ignore_case = true)]
     pub format: Format,
     /// Show status changes live until the job finishes.
     #[arg(long)]
@@ -135,9 +161,11 @@ pub struct CancelArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
-    #[arg(long, value_parser = ["Queued", "Running", "Success", "Failed", "Cancelled"])]
-    pub status: Option<String>,
-    #[arg(long, value_enum)]
+    /// Only jobs in this status (any case: `failed`, `Failed`).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub status: Option<StatusArg>,
+    /// Only jobs of this priority (any case: `high`, `High`).
+    #[arg(long, value_enum, ignore_case = true)]
     pub priority: Option<PriorityArg>,
     #[arg(long = "host")]
     pub host: Option<String>,
@@ -438,8 +466,8 @@ pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, C
         ("offset", args.offset.to_string()),
         ("ordering", args.ordering.clone()),
     ];
-    if let Some(status) = &args.status {
-        query.push(("status", status.clone()));
+    if let Some(status) = args.status {
+        query.push(("status", Status::from(status).to_string()));
     }
     if let Some(priority) = args.priority {
         query.push(("priority", Priority::from(priority).to_string()));
@@ -557,6 +585,68 @@ mod tests {
             job_exit_code(&job(Status::Cancelled, None, None, None)),
             ExitCode::CANCELLED
         );
+    }
+
+    /// `rje ARGS…` as the binary parses it.
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: ClientCommand,
+        }
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("rje").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn list_filters_take_any_case() {
+        for (status, priority) in [
+            ("Failed", "High"),
+            ("failed", "high"),
+            ("FAILED", "HIGH"),
+            ("fAiLeD", "hIgH"),
+        ] {
+            let command = parse(&["list", "--status", status, "--priority", priority])
+                .unwrap_or_else(|err| panic!("{status} {priority}: {err}"));
+            let ClientCommand::List(args) = command else {
+                panic!("not a list");
+            };
+            assert_eq!(args.status, Some(StatusArg::Failed), "{status}");
+            assert_eq!(args.priority, Some(PriorityArg::High), "{priority}");
+            // The API gets its own spelling whatever the user typed.
+            assert_eq!(Status::from(args.status.unwrap()).as_str(), "Failed");
+            assert_eq!(Priority::from(args.priority.unwrap()).as_str(), "High");
+        }
+        for status in ["queued", "Running", "SUCCESS", "Cancelled"] {
+            assert!(parse(&["list", "--status", status]).is_ok(), "{status}");
+        }
+        assert!(parse(&["list", "--status", "done"]).is_err());
+        assert!(parse(&["list", "--priority", "urgent"]).is_err());
+    }
+
+    #[test]
+    fn submit_and_view_take_any_case() {
+        for priority in ["High", "high", "HIGH"] {
+            let ClientCommand::Submit(args) =
+                parse(&["submit", "true", "--priority", priority]).unwrap()
+            else {
+                panic!("not a submit");
+            };
+            assert_eq!(args.priority, Some(PriorityArg::High), "{priority}");
+        }
+        for format in ["json", "JSON", "Json"] {
+            let ClientCommand::View(args) = parse(&[
+                "view",
+                "0195f5a4-1a2b-7c3d-8e4f-0123456789ab",
+                "--format",
+                format,
+            ])
+            .unwrap() else {
+                panic!("not a view");
+            };
+            assert_eq!(args.format, Format::Json, "{format}");
+        }
     }
 
     #[test]

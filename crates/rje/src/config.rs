@@ -110,7 +110,13 @@ pub struct ServeArgs {
     /// On SIGTERM: `drain` waits for running jobs (up to the grace), then
     /// kills them; `detach` leaves the jobs that run under supervisors
     /// (RJE_STATE_DIR) to the next process and exits at once.
-    #[arg(long, env = "RJE_SHUTDOWN_MODE", value_enum, default_value = "drain")]
+    #[arg(
+        long,
+        env = "RJE_SHUTDOWN_MODE",
+        value_enum,
+        default_value = "drain",
+        ignore_case = true
+    )]
     pub shutdown_mode: rje_worker::ShutdownMode,
 
     /// Seconds running jobs get to finish on shutdown before they are

@@ -16,7 +16,13 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "rje", version, about, long_about = None)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, env = "RJE_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "RJE_LOG_FORMAT",
+        default_value = "text",
+        global = true,
+        ignore_case = true
+    )]
     log_format: LogFormat,
 
     #[command(flatten)]
@@ -48,7 +54,7 @@ enum Command {
     Client(ClientCommand),
     /// Print shell completions.
     Completions {
-        #[arg(value_enum)]
+        #[arg(value_enum, ignore_case = true)]
         shell: clap_complete::Shell,
     },
     /// Starts the supervisors of durable jobs as the worker asks, reading
