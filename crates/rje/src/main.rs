@@ -114,9 +114,36 @@ fn main() -> ExitCode {
 fn migrate(database_url: Option<String>) -> anyhow::Result<()> {
     let url = rje::config::database_url(database_url)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(rje::server::migrate(&url))?;
+    runtime
+        .block_on(rje::server::migrate(&url))
+        .map_err(|err| store_error(&url, &err))?;
     println!("migrations applied to {}", rje::config::redact(&url));
     Ok(())
+}
+
+/// An error opening the store, said once (the caller prints it), and with
+/// what to do when the PostgreSQL database is not there yet: neither
+/// `rje migrate` nor a server creates it.
+fn store_error(url: &str, err: &impl std::fmt::Display) -> anyhow::Error {
+    let message = err.to_string();
+    match missing_database(&message) {
+        Some(name) if rje::server::is_postgres(url) => anyhow::anyhow!(
+            "the PostgreSQL database {name:?} does not exist ({}): create it first, e.g. \
+             `createdb {name}` (with -h HOST -U USER for another server or role) or \
+             `CREATE DATABASE \"{name}\";` in psql, then run this again",
+            rje::config::redact(url)
+        ),
+        _ => anyhow::anyhow!("{message}"),
+    }
+}
+
+/// The name in PostgreSQL's `database "NAME" does not exist`.
+fn missing_database(message: &str) -> Option<&str> {
+    const OPEN: &str = "database \"";
+    let start = message.find(OPEN)? + OPEN.len();
+    let rest = &message[start..];
+    let end = rest.find("\" does not exist")?;
+    Some(&rest[..end])
 }
 
 fn init_tracing(format: LogFormat, server: bool) {
@@ -158,13 +185,16 @@ fn client(connection: Connection, command: ClientCommand) -> ExitCode {
 /// `rje serve` (`api`), or `rje worker`.
 fn serve(args: ServeArgs, api: bool) -> anyhow::Result<()> {
     let mut settings = args.into_settings()?;
+    let database_url = settings.database_url.clone();
     if !api {
         settings.run_api = false;
         settings.run_worker = true;
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = RunningServer::start(settings).await?;
+        let server = RunningServer::start(settings)
+            .await
+            .map_err(|err| store_error(&database_url, &err))?;
         // Scripts and tests read this line to find a port chosen with :0.
         match server.api_addr() {
             Some(addr) => println!("rje listening on http://{addr}"),
@@ -191,5 +221,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_database_is_named_with_the_fix() {
+        let message = "cannot open the job store: store failure: error returned from \
+                       database: database \"rje\" does not exist";
+        assert_eq!(missing_database(message), Some("rje"));
+        let said = store_error("postgres://rje:secret@db:5432/rje", &message).to_string();
+        assert!(said.contains("createdb rje"), "{said}");
+        assert!(!said.contains("secret"), "{said}");
+        assert_eq!(said.matches("does not exist").count(), 1, "{said}");
+        // Anything else is said as it was.
+        let other = "cannot open the job store: store unavailable: connection refused";
+        assert_eq!(missing_database(other), None);
+        assert_eq!(store_error("postgres://db/rje", &other).to_string(), other);
+        // A relation that does not exist is not a missing database.
+        assert_eq!(missing_database("relation \"jobs\" does not exist"), None);
     }
 }

@@ -672,3 +672,64 @@ async fn a_second_worker_takes_up_the_ssh_jobs_of_a_killed_one() {
     .unwrap();
     crate::durable_ssh::wait_no_job_dirs(&state_dir).await;
 }
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |at| at + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |at| scheme_end + at);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+#[test]
+fn a_database_is_replaced_in_a_url() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h:5432?sslmode=disable", "x"),
+        "postgres://u@h:5432/x?sslmode=disable"
+    );
+}
+
+/// `rje migrate` on a database nobody created: one message, naming it
+/// and saying how to create it (neither migrate nor a server does).
+#[tokio::test]
+async fn migrate_says_once_how_to_create_a_missing_database() {
+    // Fails saying how to start PostgreSQL when it is not there.
+    let _schema = TestSchema::create("rje_it").await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("rje_missing_{}_{nanos}", std::process::id());
+    let url = with_database(&rje_testkit::postgres::admin_url(), &name);
+    let output = tokio::time::timeout(
+        DEADLINE,
+        Command::new(env!("CARGO_BIN_EXE_rje"))
+            .arg("migrate")
+            .env("RJE_DATABASE_URL", &url)
+            .env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("rje migrate finishes")
+    .expect("rje runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("does not exist").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(stderr.contains(&format!("createdb {name}")), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing was applied");
+}
