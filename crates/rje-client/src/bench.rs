@@ -198,6 +198,8 @@ pub async fn bench(
     ssh: &impl SshBaseline,
 ) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
+    // Said even with --json (on stderr): the jobs outlive the bench.
+    eprintln!("{}", leftover_warning(&args));
     let began = Instant::now();
     let say = |what: &str| {
         if !args.json {
@@ -248,6 +250,29 @@ pub async fn bench(
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many jobs the bench submits: the throughput run's, the latency
+/// run's, the first-output and cancel samples, and the log job.
+fn jobs_submitted(args: &BenchArgs) -> u64 {
+    u64::from(args.jobs)
+        + u64::from(args.latency_jobs)
+        + u64::from(args.output_samples)
+        + u64::from(args.cancel_samples)
+        + u64::from(args.log_lines > 0)
+}
+
+/// What the bench leaves behind: its jobs stay in the server's store like
+/// any job, and rje has no bulk delete.
+fn leftover_warning(args: &BenchArgs) -> String {
+    format!(
+        "bench: warning: the {} jobs it submits stay in the server's store afterwards, \
+         like any job (`rje delete ID` removes one; there is no bulk delete). Bench a \
+         server of its own, e.g. `RJE_BIND=127.0.0.1:8001 \
+         RJE_DATABASE_URL=sqlite:///tmp/rje-bench.db rje serve` and `rje bench --url \
+         http://127.0.0.1:8001`, not one whose job list matters.",
+        jobs_submitted(args)
+    )
 }
 
 /// The raw figures each of rje's is printed beside: the SSH connection's
@@ -683,5 +708,36 @@ impl EventStream {
             }
         }
         Ok(finals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(log_lines: u64) -> BenchArgs {
+        BenchArgs {
+            jobs: 20,
+            concurrency: 4,
+            command: "true".into(),
+            latency_jobs: 5,
+            output_samples: 3,
+            cancel_samples: 2,
+            log_lines,
+            baseline: false,
+            host: None,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn the_warning_counts_every_job_left_behind() {
+        assert_eq!(jobs_submitted(&args(100)), 20 + 5 + 3 + 2 + 1);
+        assert_eq!(jobs_submitted(&args(0)), 20 + 5 + 3 + 2, "no log job");
+        let warning = leftover_warning(&args(100));
+        assert!(
+            warning.contains("the 31 jobs it submits stay in the server's store"),
+            "{warning}"
+        );
     }
 }

@@ -451,4 +451,9 @@ async fn bench_counts_are_right() {
         json!(20 + 5 + 3 + 2 + 1),
         "every job it made"
     );
+    assert!(
+        stderr(&out).contains("the 31 jobs it submits stay in the server's store"),
+        "it says what it leaves behind, --json or not: {}",
+        stderr(&out)
+    );
 }
