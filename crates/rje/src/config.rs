@@ -178,6 +178,28 @@ pub struct ServeArgs {
     pub public_metrics: bool,
 }
 
+/// The end of `rje serve --help` and `rje worker --help`: the settings read
+/// from the environment only, which have no flag above.
+pub const ENVIRONMENT_HELP: &str = "\
+SSH hosts, from the environment only (docs/SSH.md):
+  RJE_SSH_HOST (or EC2_HOST)      the default host, named `default` [default: none: jobs run here]
+  RJE_SSH_PORT                    its port [default: 22]
+  RJE_SSH_USER (or EC2_USERNAME)  the user to log in as [default: $USER]
+  RJE_SSH_KEY (or EC2_KEY_PATH)   private key file: ed25519, ECDSA or RSA
+  RJE_SSH_KEY_PASSPHRASE          the key's passphrase...
+  RJE_SSH_KEY_PASSPHRASE_FILE     ...or a file whose first line is it
+  RJE_SSH_KNOWN_HOSTS             host keys to trust [default: ~/.ssh/known_hosts]
+  RJE_SSH_HOST_KEY_POLICY         strict, or accept-new to trust a new host's key [default: strict]
+  RJE_SSH_MAX_CONCURRENT_JOBS     jobs this process runs on one host at once [default: 64]
+  RJE_SSH_DURABLE                 jobs outlive the worker: true or false [default: true]
+  RJE_SSH_STATE_DIR               where durable jobs keep their files on the host [default: ~/.rje/jobs]
+  RJE_HOSTS_FILE                  a TOML file of named hosts
+  SSH_AUTH_SOCK                   an ssh-agent whose keys are offered after the key file's
+
+Also read: DATABASE_URL and REDIS_URL when RJE_DATABASE_URL and RJE_REDIS_URL are unset;
+RUST_LOG, the log filter [default: info]; and a .env file in the working directory.
+Every setting: docs/CONFIGURATION.md";
+
 /// The default rate limit when listening beyond loopback.
 pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
 

@@ -41,8 +41,10 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: the API and a worker in one process.
+    #[command(after_help = rje::config::ENVIRONMENT_HELP)]
     Serve(ServeArgs),
     /// Run a worker only (distributed deployment: needs PostgreSQL).
+    #[command(after_help = rje::config::ENVIRONMENT_HELP)]
     Worker(ServeArgs),
     /// Apply database migrations, then exit.
     Migrate {
@@ -227,6 +229,55 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variable rje reads for its settings, as the sources spell
+    /// them: the server's flags' and the SSH hosts'.
+    fn variables_read() -> Vec<String> {
+        let sources = [
+            include_str!("config.rs"),
+            include_str!("../../rje-ssh/src/config.rs"),
+        ];
+        // Every piece between two quotes: each quoted name is one, whatever
+        // escaped quotes elsewhere do to the pairing.
+        let mut names: Vec<String> = sources
+            .iter()
+            .flat_map(|source| source.split('"'))
+            .filter(|piece| {
+                (piece.starts_with("RJE_") || piece.starts_with("EC2_"))
+                    && piece.len() > 4
+                    && piece
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn serve_and_worker_help_name_every_variable() {
+        let names = variables_read();
+        for needed in ["RJE_BIND", "RJE_SSH_HOST", "RJE_HOSTS_FILE", "EC2_HOST"] {
+            assert!(names.iter().any(|n| n == needed), "{needed} in {names:?}");
+        }
+        for subcommand in ["serve", "worker"] {
+            let mut cli = Cli::command();
+            let help = cli
+                .find_subcommand_mut(subcommand)
+                .expect("the subcommand")
+                .render_long_help()
+                .to_string();
+            for name in &names {
+                assert!(
+                    help.contains(name.as_str()),
+                    "rje {subcommand} --help: {name}"
+                );
+            }
+            assert!(help.contains("SSH_AUTH_SOCK"), "rje {subcommand} --help");
+        }
+    }
 
     #[test]
     fn a_missing_database_is_named_with_the_fix() {
