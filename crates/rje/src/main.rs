@@ -197,9 +197,15 @@ fn serve(args: ServeArgs, api: bool) -> anyhow::Result<()> {
         let server = RunningServer::start(settings)
             .await
             .map_err(|err| store_error(&database_url, &err))?;
-        // Scripts and tests read this line to find a port chosen with :0.
+        // Scripts and tests read the first line to find a port chosen with
+        // :0. Both lines go out in one write: a reader that stops after the
+        // first never makes the second fail on a closed pipe.
         match server.api_addr() {
-            Some(addr) => println!("rje listening on http://{addr}"),
+            Some(addr) => {
+                let banner =
+                    format!("rje listening on http://{addr}\ndashboard at http://{addr}/ui/\n");
+                print!("{banner}");
+            }
             None => println!("rje worker running"),
         }
         shutdown_signal().await;

@@ -68,6 +68,11 @@ impl Process {
             .strip_prefix("rje listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let dashboard = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("rje prints the dashboard's address")
+            .unwrap();
+        assert_eq!(dashboard, Some(format!("dashboard at {base}/ui/")));
         Process {
             child,
             base,
