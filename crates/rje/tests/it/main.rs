@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod original_client;
 mod output;
+mod readme;
 mod restart;
 mod security;
 mod ssh;
