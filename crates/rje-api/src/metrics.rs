@@ -110,7 +110,7 @@ fn describe() {
     );
 }
 
-/// Prometheus' text format (see the README for every metric).
+/// Prometheus' text format (see docs/METRICS.md for every metric).
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The exit codes of the `rje` client. Scripts rely on them, so they are
-/// fixed and documented in the README.
+/// fixed and documented in docs/CLI.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitCode(pub i32);
 

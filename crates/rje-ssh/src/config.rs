@@ -461,7 +461,7 @@ impl Inventory {
         Ok(inventory)
     }
 
-    /// Parses a hosts file's text (see the README for its form).
+    /// Parses a hosts file's text (see docs/SSH.md for its form).
     pub fn parse_file(text: &str, env: &dyn Environment) -> Result<Self, String> {
         let mut inventory = Inventory::default();
         inventory.add_file(text, Common::from_env(env).map_err(|e| e.to_string())?, env)?;
