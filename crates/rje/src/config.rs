@@ -21,7 +21,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
-    /// Where jobs are stored: sqlite://PATH. (`DATABASE_URL` is read too.)
+    /// Where jobs are stored: sqlite://PATH, or postgres://… for a database
+    /// that exists (`createdb`). (`DATABASE_URL` is read too.) [default:
+    /// sqlite://rje.db]
     #[arg(long, env = "RJE_DATABASE_URL")]
     pub database_url: Option<String>,
 
