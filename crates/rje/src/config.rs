@@ -109,9 +109,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_RETRY_BASE_SECONDS", default_value_t = 30.0)]
     pub retry_base_seconds: f64,
 
-    /// On SIGTERM: `drain` waits for running jobs (up to the grace), then
-    /// kills them; `detach` leaves the jobs that run under supervisors
-    /// (RJE_STATE_DIR) to the next process and exits at once.
+    /// On SIGTERM or Ctrl-C: `drain` waits for running jobs (up to the
+    /// grace), then kills them (for a scale-in); `detach` leaves the durable
+    /// jobs (local ones under RJE_STATE_DIR, SSH ones on durable hosts) to
+    /// the next process and exits at once (for an upgrade or a restart).
     #[arg(
         long,
         env = "RJE_SHUTDOWN_MODE",

@@ -262,7 +262,8 @@ async fn the_quickstart_runs_as_written() {
     };
     let work = tempfile::tempdir().unwrap();
     let script = script(&steps, &base);
-    let run = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(&script)
         .current_dir(work.path())
@@ -274,9 +275,8 @@ async fn the_quickstart_runs_as_written() {
         .env_remove("RJE_LOG_FORMAT")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(DEADLINE * 2, run)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(DEADLINE * 2, command.output())
         .await
         .expect("the quickstart finishes")
         .expect("sh runs");
