@@ -163,9 +163,9 @@ fn per_step(output: &str, steps: usize) -> Vec<Vec<&str>> {
 fn last_started(output: &str) -> Option<usize> {
     output
         .lines()
+        .rev()
         .filter_map(|line| line.strip_prefix(MARK))
-        .filter_map(|index| index.trim().parse().ok())
-        .last()
+        .find_map(|index| index.trim().parse().ok())
 }
 
 #[test]
