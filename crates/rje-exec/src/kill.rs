@@ -3,7 +3,7 @@
 //! everything is gone or a bound has passed.
 //!
 //! What is signalled, and how "gone" is learnt, are the caller's
-//! ([`KillTarget`]): a plain job's group and the supervisor's descendants,
+//! ([`KillTarget`]): a plain job's group and its subreaper's descendants,
 //! looked for in /proc; a durable job's end, which its supervisor writes
 //! once nothing of the job is left; the shell a supervisor waits for. The
 //! same steps run in the worker ([`KillSequence::run`]) and in a job's

@@ -7,7 +7,7 @@ mod group;
 mod job_env;
 mod kill;
 mod local;
-mod supervisor;
+mod subreaper;
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Local execution: `/bin/sh -c` under a supervisor on this machine.
+//! Plain local execution: `/bin/sh -c` under a subreaper on this machine (see
+//! [`crate::subreaper`]); a durable job runs under `rje supervise` instead.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -14,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::JobEnvironment;
 use crate::kill::KillSequence;
-use crate::supervisor::{self, Supervised};
+use crate::subreaper::{self, Subreaped};
 use crate::{ExecEvent, ExecRequest, Executor, Ran, StartError, StartGate};
 
 /// Bytes read from a pipe at a time: big reads keep floods cheap.
 const READ_SIZE: usize = 64 * 1024;
 
 /// Runs commands on this machine with `/bin/sh -c`, each in a process group
-/// of its own under a supervisor that adopts whatever leaves that group, so
+/// of its own under a subreaper that adopts whatever leaves that group, so
 /// that a kill reaches everything the command started.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
@@ -99,7 +100,7 @@ impl Executor for LocalExecutor {
             }
         }
         gate.open().await?;
-        let mut job = supervisor::spawn(command, request.parameters.allow_daemons)
+        let mut job = subreaper::spawn(command, request.parameters.allow_daemons)
             .await
             .map_err(|err| StartError {
                 retryable: err.kind() != std::io::ErrorKind::NotFound,
@@ -119,8 +120,8 @@ impl Executor for LocalExecutor {
         // output then, so the command is ended as on a cancel.
         let follower = sink.clone();
         let readers = [
-            spawn_reader(job.supervisor.stdout.take(), Stream::Stdout, sink.clone()),
-            spawn_reader(job.supervisor.stderr.take(), Stream::Stderr, sink),
+            spawn_reader(job.subreaper.stdout.take(), Stream::Stdout, sink.clone()),
+            spawn_reader(job.subreaper.stderr.take(), Stream::Stderr, sink),
         ];
 
         let ending = tokio::select! {
@@ -166,7 +167,7 @@ impl LocalExecutor {
     /// The command exited. Processes it left behind (`cmd &`, daemons)
     /// would hold its pipes open and outlive the job: give them a moment to
     /// finish writing, then kill them, so a job leaves nothing behind.
-    async fn reap_leftovers(&self, job: &mut Supervised, readers: [JoinHandle<()>; 2]) {
+    async fn reap_leftovers(&self, job: &mut Subreaped, readers: [JoinHandle<()>; 2]) {
         let [stdout, stderr] = readers;
         let drained = tokio::time::timeout(self.linger, async {
             let _ = stdout.await;

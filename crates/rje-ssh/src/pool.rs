@@ -38,7 +38,7 @@ struct Connection {
 
 /// A channel and the session slot it holds on its connection.
 pub struct ChannelLease {
-    pub channel: Channel<Msg>,
+    pub(crate) channel: Channel<Msg>,
     connection: Arc<Connection>,
     in_use: Arc<AtomicUsize>,
     idle_timeout: Duration,

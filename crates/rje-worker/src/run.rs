@@ -53,6 +53,13 @@ impl RunContext {
     }
 }
 
+/// Runs a claimed job to its final status. Its span names the job, so that
+/// every line logged on the way (the executor's too) says which it is.
+#[tracing::instrument(
+    name = "job",
+    skip_all,
+    fields(id = %claimed.job.id, attempt = claimed.job.attempts, host = claimed.job.host.as_deref())
+)]
 pub(crate) async fn run_job(
     ctx: RunContext,
     claimed: ClaimedJob,
@@ -207,6 +214,16 @@ async fn settle_with(
 /// Takes up a job whose command outlived the worker that followed it:
 /// the output goes on from where the store stopped, and the job ends with
 /// the command's real outcome. Never runs the command again.
+#[tracing::instrument(
+    name = "job",
+    skip_all,
+    fields(
+        id = %reattached.claimed.job.id,
+        attempt = reattached.claimed.job.attempts,
+        host = reattached.claimed.job.host.as_deref(),
+        reattached = true,
+    )
+)]
 pub(crate) async fn run_reattached(
     ctx: RunContext,
     reattached: Reattached,

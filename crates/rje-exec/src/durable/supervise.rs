@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use rje_domain::ExitReport;
 
 use crate::kill::{BlockingKillTarget, KillSequence, poll_gone};
-use crate::supervisor::{descendants_of, process_table};
+use crate::subreaper::{descendants_of, process_table};
 
 use super::{
     ExitRecord, JobDir, Spec, SuperviseError, SupervisorRecord, boot_id, create_private,

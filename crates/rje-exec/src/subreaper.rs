@@ -1,14 +1,15 @@
-//! A job's supervisor: a process between rje and the command that adopts
-//! every orphan the command leaves, so that nothing it started can slip out
-//! of rje's reach by leaving its process group (`setsid`, `setpgid`, a
-//! double fork).
+//! A plain local job's subreaper: a process between rje and the command
+//! that adopts every orphan the command leaves, so that nothing it started
+//! can slip out of rje's reach by leaving its process group (`setsid`,
+//! `setpgid`, a double fork). (A durable job's supervisor is another
+//! thing: `rje supervise`, in [`crate::durable`].)
 //!
-//! The supervisor is the child rje spawns. It is forked from the spawning
+//! The subreaper is the child rje spawns. It is forked from the spawning
 //! child before that one execs the command, marks itself a child subreaper
 //! (`PR_SET_CHILD_SUBREAPER`), so that orphaned descendants are re-parented
 //! to it instead of to PID 1, reaps them, and exits once none is left. The
 //! command runs in a process group of its own below it. Over a pipe the
-//! supervisor tells rje the command's pid (which is its group id) and, when
+//! subreaper tells rje the command's pid (which is its group id) and, when
 //! the command exits, its wait status. Its own exit therefore means "no
 //! process of the job is left", which is what a kill waits for.
 
@@ -29,13 +30,13 @@ use tokio::time::{Instant, sleep, timeout};
 use crate::group::{GroupState, group_state, signal_group};
 use crate::kill::{KillSequence, KillTarget};
 
-/// The file descriptor the supervisor reports on.
+/// The file descriptor the subreaper reports on.
 const REPORT_FD: RawFd = 3;
 
-/// A command running under its supervisor.
-pub(crate) struct Supervised {
-    /// The supervisor: tokio's child, reaped by tokio.
-    pub supervisor: Child,
+/// A command running under its subreaper.
+pub(crate) struct Subreaped {
+    /// The subreaper: tokio's child, reaped by tokio.
+    pub subreaper: Child,
     /// The command's pid, which is also its process group id.
     pub pgid: i32,
     /// Whether orphans are adopted and killed at the end (the default), or
@@ -44,9 +45,9 @@ pub(crate) struct Supervised {
     report: pipe::Receiver,
 }
 
-/// Starts `command` under a supervisor. `allow_daemons` lets processes
+/// Starts `command` under a subreaper. `allow_daemons` lets processes
 /// that leave the command's group outlive its normal end.
-pub(crate) async fn spawn(mut command: Command, allow_daemons: bool) -> io::Result<Supervised> {
+pub(crate) async fn spawn(mut command: Command, allow_daemons: bool) -> io::Result<Subreaped> {
     let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     let write_fd = write_end.as_raw_fd();
     let keeps_descendants = !allow_daemons;
@@ -55,9 +56,9 @@ pub(crate) async fn spawn(mut command: Command, allow_daemons: bool) -> io::Resu
     // close_range, close, sigaction, write, waitpid, _exit); it allocates
     // nothing and takes no lock.
     unsafe {
-        command.pre_exec(move || become_supervisor(write_fd, keeps_descendants));
+        command.pre_exec(move || become_subreaper(write_fd, keeps_descendants));
     }
-    let supervisor = command.spawn()?;
+    let subreaper = command.spawn()?;
     drop(write_end);
     let mut report = pipe::Receiver::from_owned_fd(read_end)?;
     let pid = read_i32(&mut report).await.map_err(|err| {
@@ -65,8 +66,8 @@ pub(crate) async fn spawn(mut command: Command, allow_daemons: bool) -> io::Resu
             "the job's supervisor did not report the command: {err}"
         ))
     })?;
-    Ok(Supervised {
-        supervisor,
+    Ok(Subreaped {
+        subreaper,
         pgid: pid,
         keeps_descendants,
         report,
@@ -79,9 +80,9 @@ async fn read_i32(report: &mut pipe::Receiver) -> io::Result<i32> {
     Ok(i32::from_ne_bytes(bytes))
 }
 
-impl Supervised {
+impl Subreaped {
     /// Waits for the command (not its leftovers) to exit: its raw wait
-    /// status, or an error if the supervisor died without reporting it.
+    /// status, or an error if the subreaper died without reporting it.
     pub async fn command_exit(&mut self) -> io::Result<i32> {
         read_i32(&mut self.report).await
     }
@@ -89,10 +90,10 @@ impl Supervised {
     /// Whether every process of the job is gone.
     fn all_gone(&mut self) -> bool {
         if self.keeps_descendants {
-            // The supervisor exits when its last descendant has.
-            matches!(self.supervisor.try_wait(), Ok(Some(_)) | Err(_))
+            // The subreaper exits when its last descendant has.
+            matches!(self.subreaper.try_wait(), Ok(Some(_)) | Err(_))
         } else {
-            let _ = self.supervisor.try_wait();
+            let _ = self.subreaper.try_wait();
             group_state(self.pgid) == GroupState::Gone
         }
     }
@@ -100,7 +101,7 @@ impl Supervised {
     /// Waits up to `within` for every process of the job to be gone.
     pub async fn wait_all_gone(&mut self, within: Duration) -> bool {
         if self.keeps_descendants {
-            return timeout(within, self.supervisor.wait()).await.is_ok();
+            return timeout(within, self.subreaper.wait()).await.is_ok();
         }
         let deadline = Instant::now() + within;
         loop {
@@ -116,7 +117,7 @@ impl Supervised {
 
     /// Kills every process of the job, as `sequence` goes (see
     /// [`KillSequence`]): TERM to the command's group and to every
-    /// descendant of the supervisor, up to the grace for them to go, then
+    /// descendant of the subreaper, up to the grace for them to go, then
     /// KILL, repeated until none is left or the bound has passed.
     pub async fn kill_all(&mut self, sequence: KillSequence) -> ExitReport {
         let report = sequence.run(&mut *self).await;
@@ -140,11 +141,11 @@ impl Supervised {
         }
     }
 
-    /// Live processes below the supervisor (or, for a job that allows
+    /// Live processes below the subreaper (or, for a job that allows
     /// daemons, below the command), from /proc.
     fn descendants(&self) -> Vec<i32> {
         let root = if self.keeps_descendants {
-            self.supervisor.id().and_then(|pid| i32::try_from(pid).ok())
+            self.subreaper.id().and_then(|pid| i32::try_from(pid).ok())
         } else {
             Some(self.pgid)
         };
@@ -153,8 +154,8 @@ impl Supervised {
     }
 }
 
-/// What [`Supervised::kill_all`] ends: every process of the job.
-impl KillTarget for Supervised {
+/// What [`Subreaped::kill_all`] ends: every process of the job.
+impl KillTarget for Subreaped {
     fn signal(&mut self, signal: Signal) {
         self.signal_all(signal);
     }
@@ -171,7 +172,7 @@ impl KillTarget for Supervised {
     }
 }
 
-impl Drop for Supervised {
+impl Drop for Subreaped {
     /// A run abandoned half-way (its task dropped) still leaves nothing
     /// behind.
     fn drop(&mut self) {
@@ -220,8 +221,8 @@ pub(crate) fn descendants_of(root: i32, table: &[(i32, i32)]) -> Vec<i32> {
 
 /// Runs in the child rje spawned, after fork and before exec. Forks the
 /// command's process, which returns to exec it; the calling process stays
-/// behind as the supervisor and never returns.
-fn become_supervisor(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()> {
+/// behind as the subreaper and never returns.
+fn become_subreaper(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()> {
     // SAFETY (for every libc call below): plain system calls on values we
     // own, async-signal-safe as required after fork in a threaded process.
     unsafe {
@@ -235,7 +236,7 @@ fn become_supervisor(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()
         }
         if command == 0 {
             // The command: its own process group, so that its group id is
-            // its pid and a group kill never reaches the supervisor.
+            // its pid and a group kill never reaches the subreaper.
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -249,11 +250,11 @@ fn become_supervisor(report_fd: RawFd, keeps_descendants: bool) -> io::Result<()
     }
 }
 
-/// The supervisor's whole life. Never returns.
+/// The subreaper's whole life. Never returns.
 unsafe fn supervise(command: libc::pid_t, report_fd: RawFd, keeps_descendants: bool) -> ! {
-    // SAFETY: as in `become_supervisor`.
+    // SAFETY: as in `become_subreaper`.
     unsafe {
-        // Keep only the report pipe: the supervisor must not hold rje's
+        // Keep only the report pipe: the subreaper must not hold rje's
         // sockets, database or locks, the job's output pipes, or the pipe
         // through which the spawning rje waits for the exec.
         if report_fd != REPORT_FD {
@@ -263,7 +264,7 @@ unsafe fn supervise(command: libc::pid_t, report_fd: RawFd, keeps_descendants: b
         for fd in 0..REPORT_FD {
             libc::close(fd);
         }
-        // A stray signal to the supervisor would set the job's processes
+        // A stray signal to the subreaper would set the job's processes
         // loose; rje never signals it (a kill reaches the command's group
         // and the descendants instead).
         // sigaction, not signal(): only the former is async-signal-safe.
