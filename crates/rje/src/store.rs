@@ -167,7 +167,7 @@ fn describe_process(pid: u32) -> String {
 }
 
 /// Names the store whose jobs a server runs, for the files of its local
-/// jobs (see README, "Durable jobs"): servers on different stores may share
+/// jobs (see docs/DURABLE-JOBS.md): servers on different stores may share
 /// a state directory, and each leaves the other's jobs' files alone. An
 /// SQLite store is its file's absolute path; any other is a digest of its
 /// URL, which may hold a password (the same database reached by two URLs
