@@ -103,12 +103,13 @@ impl Subreaped {
         if self.keeps_descendants {
             return timeout(within, self.subreaper.wait()).await.is_ok();
         }
-        let deadline = Instant::now() + within;
+        // `None`: no bound (a wait of `Duration::MAX`).
+        let deadline = Instant::now().checked_add(within);
         loop {
             if self.all_gone() {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|at| Instant::now() >= at) {
                 return false;
             }
             sleep(CHECK_EVERY).await;

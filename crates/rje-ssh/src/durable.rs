@@ -387,8 +387,6 @@ impl DurableSshExecutor {
     }
 }
 
-/// What a run that stopped following reports; nobody stores it (the
-/// worker let the job go first).
 fn rebooted() -> Outcome {
     Outcome::Error {
         message: rje_domain::HOST_REBOOTED.into(),
@@ -769,8 +767,10 @@ impl Executor for DurableSshExecutor {
             .await)
     }
 
+    /// Until the host is found to lack what a supervisor needs: its jobs
+    /// then run plainly, and end with the worker that runs them.
     fn is_durable(&self) -> bool {
-        true
+        !self.plain_only.load(Ordering::Acquire)
     }
 
     async fn forget(&self, key: &str) {

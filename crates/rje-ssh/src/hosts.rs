@@ -54,10 +54,6 @@ impl SshHosts {
             .collect()
     }
 
-    pub fn pool(&self, name: &str) -> Option<&Arc<HostPool>> {
-        self.pools.get(name)
-    }
-
     /// Every SSH host, in name order, with its health as this process sees
     /// it; `default_host` is the one a job without a host runs on.
     pub fn list(&self, default_host: &str) -> Vec<HostStatus> {

@@ -817,7 +817,7 @@ mod launch_claims {
         }
     }
 
-    async fn run_keyed(
+    async fn run_to_end(
         executor: &DurableSshExecutor,
         key: &str,
         command: &str,
@@ -894,7 +894,7 @@ mod launch_claims {
             key: "stalled",
             attempt: 3,
         };
-        let err = run_keyed(&executor, "stalled", &command, &stalled)
+        let err = run_to_end(&executor, "stalled", &command, &stalled)
             .await
             .expect_err("nothing starts");
         assert!(err.retryable, "{err}");
@@ -917,7 +917,7 @@ mod launch_claims {
             attempt: 4,
             refuse: false,
         };
-        let outcome = run_keyed(&executor, "stalled", &command, &next).await;
+        let outcome = run_to_end(&executor, "stalled", &command, &next).await;
         assert_eq!(outcome.unwrap(), Outcome::Exited { code: 0 });
         assert_eq!(std::fs::read_to_string(&ran).unwrap(), "ran\n");
         assert_eq!(
@@ -934,7 +934,7 @@ mod launch_claims {
             attempt: 5,
             refuse: false,
         };
-        let err = run_keyed(&executor, "stalled", &command, &again)
+        let err = run_to_end(&executor, "stalled", &command, &again)
             .await
             .expect_err("a launched directory is never started again");
         assert!(!err.retryable, "{err}");
@@ -961,7 +961,7 @@ mod launch_claims {
             attempt: 2,
             refuse: true,
         };
-        let err = run_keyed(&executor, "refused", &command, &refused)
+        let err = run_to_end(&executor, "refused", &command, &refused)
             .await
             .expect_err("the gate's error");
         assert_eq!(err.message, "the job moved on");

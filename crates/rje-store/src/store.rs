@@ -281,12 +281,16 @@ pub trait Queue: Send + Sync + 'static {
         expired_before: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
 
-    /// Extends the leases of all of a worker's jobs in one statement.
-    /// Returns those of its jobs whose cancel has been requested, so that a
-    /// lost cancel message costs latency, never the cancel.
+    /// Extends, in one statement, the worker's leases on `jobs`: those it
+    /// follows. A lease of its on any other job lapses, so that a job it let
+    /// go (its store failed, or its host could not be reached) is taken up
+    /// or settled instead of held for as long as the worker lives. Returns
+    /// those of `jobs` whose cancel has been requested, so that a lost
+    /// cancel message costs latency, never the cancel.
     async fn renew_leases(
         &self,
         worker: &WorkerId,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<JobId>, StoreError>;
 

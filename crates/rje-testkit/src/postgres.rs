@@ -35,6 +35,19 @@ impl TestSchema {
         let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
         Self { name, url }
     }
+
+    /// Runs `sql` (one or more statements) in the schema: a fault or a fix
+    /// a test makes on the real server.
+    pub async fn execute(&self, sql: &str) {
+        let pool = sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test schema");
+        sqlx::raw_sql(sql)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+        pool.close().await;
+    }
 }
 
 impl Drop for TestSchema {

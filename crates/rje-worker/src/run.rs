@@ -95,7 +95,7 @@ pub(crate) async fn run_job(
     let gate = StoreGate {
         store: &*ctx.store,
         job: &job,
-        supervised: executor.is_durable(),
+        executor: &*executor,
     };
     let key = id.to_string();
     let execution = executor.run(&key, request, &gate, sink, stop.clone());
@@ -107,12 +107,16 @@ pub(crate) async fn run_job(
             tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
             return;
         }
+        // What the store lacks is still in the job's files, whether the
+        // command runs on or has ended: the job is left for a take-up,
+        // which goes on from the stored offsets, rather than settled (and
+        // its files removed) without it.
+        PumpEnd::StoreFailed(err) if executor.is_durable() => {
+            tracing::error!(%id, attempt, %err, "could not store output; the job is left for a later take-over");
+            return;
+        }
         PumpEnd::StoreFailed(err) => {
-            if matches!(result, Ok(Ran::LetGo)) {
-                tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
-                return;
-            }
-            tracing::error!(%id, attempt, %err, "could not store output; the job was stopped");
+            tracing::error!(%id, attempt, %err, "could not store output; the job was ended and its stored output may be incomplete");
             None
         }
     };
@@ -157,16 +161,19 @@ fn explain_stop(outcome: Outcome, reasons: &StopReasons) -> Outcome {
 struct StoreGate<'a> {
     store: &'a dyn Queue,
     job: &'a Job,
-    /// It starts under a supervisor that outlives the worker: a reaper
-    /// elsewhere then leaves the job to the workers that can take it up.
-    supervised: bool,
+    /// Says, when the gate opens, whether the command starts under a
+    /// supervisor that outlives the worker: a reaper elsewhere then leaves
+    /// the job to the workers that can take it up. Asked then, not
+    /// before: a host found unable to supervise runs it plainly.
+    executor: &'a dyn rje_exec::Executor,
 }
 
 #[async_trait]
 impl StartGate for StoreGate<'_> {
     async fn open(&self) -> Result<(), StartError> {
         let (store, id, attempt) = (self.store, self.job.id, self.job.attempts);
-        let started = with_retries(|| store.mark_started(id, attempt, self.supervised)).await;
+        let supervised = self.executor.is_durable();
+        let started = with_retries(|| store.mark_started(id, attempt, supervised)).await;
         if started.is_ok() {
             let waited = (Utc::now() - self.job.created_at).as_seconds_f64().max(0.0);
             metrics::histogram!(
@@ -238,7 +245,13 @@ pub(crate) async fn run_reattached(
     let job = claimed.job;
     let (id, attempt) = (job.id, job.attempts);
     tracing::warn!(%id, attempt, reattached = job.reattached, ?offsets, "took up a running job again");
-    let Some(executor) = ctx.executors.get(job.host.as_deref()) else {
+    // Only a durable executor has anything to take up; the host of a job
+    // taken up is one, unless it was configured otherwise since.
+    let Some(executor) = ctx
+        .executors
+        .get(job.host.as_deref())
+        .filter(|executor| executor.is_durable())
+    else {
         return;
     };
     if job.cancel_requested {

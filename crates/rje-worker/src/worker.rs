@@ -24,9 +24,18 @@ struct Running {
     reasons: Arc<StopReasons>,
     /// The task running it, to find the job again if the task fails.
     task: tokio::task::Id,
-    /// Runs under a supervisor of this machine: may be left running.
-    durable: bool,
+    /// Runs it: asked at shutdown whether the command outlives the worker
+    /// (then it may be left running).
+    executor: Option<Arc<dyn Executor>>,
     abort: tokio::task::AbortHandle,
+}
+
+impl Running {
+    fn outlives_worker(&self) -> bool {
+        self.executor
+            .as_ref()
+            .is_some_and(|executor| executor.is_durable())
+    }
 }
 
 /// The files a machine keeps of a job nobody can take up are removed after
@@ -94,10 +103,6 @@ impl Worker {
         Ok(reaped.len())
     }
 
-    /// Runs until `shutdown` fires (call [`Worker::register`] first), then
-    /// stops claiming, gives running jobs
-    /// `shutdown_grace` to finish, kills the rest, and returns once every
-    /// job it ran is settled.
     /// For the only process on its store (the embedded server, which holds
     /// the store's lock): every job found Running was left by a process
     /// that is gone. Takes up those whose commands still run under this
@@ -121,6 +126,10 @@ impl Worker {
         }
     }
 
+    /// Runs until `shutdown` fires (call [`Worker::register`] first), then
+    /// stops claiming, gives running jobs
+    /// `shutdown_grace` to finish, kills the rest, and returns once every
+    /// job it ran is settled.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let config = self.ctx.config.clone();
         let mut work = subscribe(self.ctx.bus.subscribe_work().await, "work");
@@ -137,10 +146,17 @@ impl Worker {
         let mut killed_for_shutdown = false;
         tracing::info!(worker = %self.id, concurrency = config.concurrency, "worker started");
         for reattached in std::mem::take(&mut self.recovered) {
-            let id = reattached.claimed.job.id;
-            self.start(&mut tasks, &mut running, id, true, |ctx, stop, reasons| {
-                run_reattached(ctx, reattached, stop, reasons)
-            });
+            let (id, host) = (
+                reattached.claimed.job.id,
+                reattached.claimed.job.host.clone(),
+            );
+            self.start(
+                &mut tasks,
+                &mut running,
+                id,
+                host.as_deref(),
+                |ctx, stop, reasons| run_reattached(ctx, reattached, stop, reasons),
+            );
         }
 
         loop {
@@ -151,8 +167,8 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled(), if drain_deadline.is_none() => {
                     if config.shutdown_mode == ShutdownMode::Detach {
-                        let detached = running.values().filter(|job| job.durable).count();
-                        for job in running.values().filter(|job| job.durable) {
+                        let detached = running.values().filter(|job| job.outlives_worker()).count();
+                        for job in running.values().filter(|job| job.outlives_worker()) {
                             // Only the following stops: the command runs on.
                             job.abort.abort();
                         }
@@ -261,12 +277,8 @@ impl Worker {
             for job in claimed {
                 let id = job.job.id;
                 tracing::debug!(%id, attempt = job.job.attempts, "claimed");
-                let durable = self
-                    .ctx
-                    .executors
-                    .get(job.job.host.as_deref())
-                    .is_some_and(|executor| executor.is_durable());
-                self.start(tasks, running, id, durable, |ctx, stop, reasons| {
+                let host = job.job.host.clone();
+                self.start(tasks, running, id, host.as_deref(), |ctx, stop, reasons| {
                     run_job(ctx, job, stop, reasons)
                 });
             }
@@ -282,7 +294,7 @@ impl Worker {
         tasks: &mut JoinSet<JobId>,
         running: &mut HashMap<JobId, Running>,
         id: JobId,
-        durable: bool,
+        host: Option<&str>,
         run: F,
     ) where
         F: FnOnce(RunContext, CancellationToken, Arc<StopReasons>) -> Fut,
@@ -301,7 +313,7 @@ impl Worker {
                 stop,
                 reasons,
                 task: task.id(),
-                durable,
+                executor: self.ctx.executors.get(host),
                 abort: task,
             },
         );
@@ -317,8 +329,11 @@ impl Worker {
         running: &mut HashMap<JobId, Running>,
     ) {
         for reattached in self.find_orphans(expired_before, running).await {
-            let id = reattached.claimed.job.id;
-            self.start(tasks, running, id, true, |ctx, stop, reasons| {
+            let (id, host) = (
+                reattached.claimed.job.id,
+                reattached.claimed.job.host.clone(),
+            );
+            self.start(tasks, running, id, host.as_deref(), |ctx, stop, reasons| {
                 run_reattached(ctx, reattached, stop, reasons)
             });
         }
@@ -529,10 +544,12 @@ impl Worker {
         if running.is_empty() {
             return;
         }
+        // Only what this worker follows: a job it let go keeps no lease.
+        let following: Vec<JobId> = running.keys().copied().collect();
         match self
             .ctx
             .store
-            .renew_leases(&self.id, self.ctx.config.lease)
+            .renew_leases(&self.id, &following, self.ctx.config.lease)
             .await
         {
             Ok(cancelled) => {

@@ -79,12 +79,10 @@ content-length: 63\r\n\r\n\
 {\"error\":\"too many connections, try again later\",\"details\":[]}\n";
 
 impl ConnectionLimits {
-    /// These limits, with the connection cap lowered to what the open file
-    /// limit allows (raised first to its hard limit, as servers do): each
-    /// connection holds a descriptor, and the store, the bus, SSH and the
-    /// jobs' pipes need theirs.
-    pub fn within_descriptor_limit(mut self) -> Self {
-        let descriptors = raise_descriptor_limit();
+    /// These limits, with the connection cap lowered to what `descriptors`
+    /// (the open file limit in force) allows: each connection holds one,
+    /// and the store, the bus, SSH and the jobs' pipes need theirs.
+    pub fn within_descriptor_limit(mut self, descriptors: u64) -> Self {
         let room = usize::try_from(descriptors.saturating_sub(256))
             .unwrap_or(usize::MAX)
             .max(16);
@@ -101,10 +99,10 @@ impl ConnectionLimits {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit: the default soft
-/// limit (often 1024) is far below what the connection cap allows.
-/// Returns the limit in force.
-fn raise_descriptor_limit() -> u64 {
+/// Raises the soft limit on open files to the hard limit, as servers do:
+/// the default soft limit (often 1024) is far below what the connection
+/// cap and a worker's jobs may need. Returns the limit in force.
+pub fn raise_descriptor_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {

@@ -94,11 +94,14 @@ impl Drop for RunningServer {
 }
 
 impl RunningServer {
-    /// Opens the store and the bus, starts the worker, binds and serves.
+    /// Opens the store and the bus, binds, starts the worker, and serves.
     pub async fn start(settings: Settings) -> Result<Self, ServerError> {
         refuse_unprotected(&settings)?;
         // Before the worker runs, so that nothing it counts is lost.
         rje_api::install_metrics();
+        // Every process: the worker's jobs hold pipes and connections, the
+        // API's clients sockets.
+        let descriptors = crate::http::raise_descriptor_limit();
         let opened = store::open_store(&settings).await?;
         let bus = connect_bus(&settings).await?;
         let listener = bind(&settings).await?;
@@ -117,7 +120,7 @@ impl RunningServer {
             let mut api_settings = settings.api.clone();
             api_settings.hosts = hosts.names();
             let state = AppState::new(opened.store.clone(), bus, hosts, api_settings);
-            let limits = settings.connections.within_descriptor_limit();
+            let limits = settings.connections.within_descriptor_limit(descriptors);
             crate::http::serve(listener, rje_api::app(state), limits, shutdown.clone())
         });
         let task = tokio::spawn(run_until_stopped(serve, worker, opened, shutdown.clone()));

@@ -285,16 +285,23 @@ impl Queue for PostgresStore {
     async fn renew_leases(
         &self,
         worker: &WorkerId,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<JobId>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<Uuid> = jobs.iter().map(JobId::as_uuid).collect();
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "WITH renewed AS ( \
-                UPDATE leases SET expires_at = $1 WHERE worker_id = $2 RETURNING job_pk \
+                UPDATE leases SET expires_at = $1 WHERE worker_id = $2 \
+                AND job_pk IN (SELECT pk FROM jobs WHERE id = ANY($3)) RETURNING job_pk \
              ) \
              SELECT j.id FROM jobs j JOIN renewed r ON r.job_pk = j.pk WHERE j.cancel_requested",
         )
         .bind(now() + lease)
         .bind(&worker.0)
+        .bind(jobs)
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(JobId::from).collect())

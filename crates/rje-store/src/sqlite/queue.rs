@@ -292,19 +292,32 @@ impl Queue for SqliteStore {
     async fn renew_leases(
         &self,
         worker: &WorkerId,
+        jobs: &[JobId],
         lease: Duration,
     ) -> Result<Vec<JobId>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+        let jobs =
+            serde_json::to_string(&jobs).map_err(|err| StoreError::Internal(err.to_string()))?;
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE leases SET expires_at = ? WHERE worker_id = ?")
-            .bind(micros(now() + lease))
-            .bind(&worker.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE leases SET expires_at = ? WHERE worker_id = ? AND job_pk IN \
+             (SELECT pk FROM jobs WHERE id IN (SELECT value FROM json_each(?)))",
+        )
+        .bind(micros(now() + lease))
+        .bind(&worker.0)
+        .bind(&jobs)
+        .execute(&mut *tx)
+        .await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT j.id FROM leases l JOIN jobs j ON j.pk = l.job_pk \
-             WHERE l.worker_id = ? AND j.cancel_requested = 1",
+             WHERE l.worker_id = ? AND j.cancel_requested = 1 \
+             AND j.id IN (SELECT value FROM json_each(?))",
         )
         .bind(&worker.0)
+        .bind(&jobs)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ macro_rules! store_contract {
             prune_keeps_head_and_tail_and_counts_the_gap,
             lists_carry_the_tail_of_the_output,
             renewal_reports_requested_cancels,
+            renewal_lets_the_lease_of_a_job_let_go_lapse,
             reaping_follows_the_lifecycle_rules,
             retries_requeue_until_exhausted,
             workers_announce_themselves_with_their_jobs,
@@ -742,15 +743,22 @@ pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
     store.create(new_job("b")).await.unwrap();
     let w = worker();
     let claimed = store.claim(&w, 2, Duration::from_secs(1)).await.unwrap();
-    assert!(store.renew_leases(&w, LEASE).await.unwrap().is_empty());
+    let both = [claimed[0].job.id, claimed[1].job.id];
+    assert!(
+        store
+            .renew_leases(&w, &both, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.cancel(claimed[1].job.id).await.unwrap();
     assert_eq!(
-        store.renew_leases(&w, LEASE).await.unwrap(),
+        store.renew_leases(&w, &both, LEASE).await.unwrap(),
         [claimed[1].job.id]
     );
     assert!(
         store
-            .renew_leases(&worker(), LEASE)
+            .renew_leases(&worker(), &both, LEASE)
             .await
             .unwrap()
             .is_empty(),
@@ -764,6 +772,48 @@ pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A worker renews only the leases of the jobs it follows: one it let go
+/// (its store failed, its host was out of reach) lapses and is taken up,
+/// however busy the worker stays with the others.
+pub async fn renewal_lets_the_lease_of_a_job_let_go_lapse(store: Arc<dyn JobStore>) {
+    store.create(new_job("followed")).await.unwrap();
+    store.create(new_job("let go")).await.unwrap();
+    let w = worker();
+    let claimed = store.claim(&w, 2, Duration::from_secs(1)).await.unwrap();
+    let (followed, let_go) = (claimed[0].job.id, claimed[1].job.id);
+    for job in &claimed {
+        store
+            .mark_started(job.job.id, job.job.attempts, false)
+            .await
+            .unwrap();
+    }
+    store.cancel(let_go).await.unwrap();
+    assert!(
+        store
+            .renew_leases(&w, &[followed], LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a job not followed is not reported, even with a cancel pending"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let standings: HashMap<_, _> = store
+        .standings(&[followed, let_go], Utc::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(standings[&followed], Standing::Held);
+    assert_eq!(standings[&let_go], Standing::Orphaned);
+    let reaped = store.reap_expired(Utc::now(), Utc::now()).await.unwrap();
+    let reaped: Vec<_> = reaped.iter().map(|job| job.id).collect();
+    assert_eq!(reaped, [let_go], "only the job let go is settled");
+    assert!(
+        store.renew_leases(&w, &[], LEASE).await.unwrap().is_empty(),
+        "nothing followed, nothing renewed"
     );
 }
 

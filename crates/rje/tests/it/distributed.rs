@@ -29,7 +29,7 @@ struct Cluster {
     apis: Vec<String>,
     client: reqwest::Client,
     /// Dropped after the processes are killed, with the fields.
-    _schema: TestSchema,
+    schema: TestSchema,
 }
 
 impl Cluster {
@@ -47,7 +47,7 @@ impl Cluster {
             database_url,
             redis_url,
             namespace: format!("rje-it-{}", schema.name),
-            _schema: schema,
+            schema,
             processes: Vec::new(),
             apis: Vec::new(),
             client: reqwest::Client::new(),
@@ -558,6 +558,76 @@ async fn a_paused_worker_that_lost_its_durable_job_lets_it_go_without_killing_it
     assert_eq!(job["status"], "Success", "{job}");
     let expected = numbered_lines("line-", 60);
     assert_eq!(job["stdout"], expected, "every line once, in order");
+}
+
+/// The last output of a durable job that the store refused (the command
+/// had ended) is still in the job's files: the job is left for a take-up,
+/// which stores it, never settled without it and its files removed. The
+/// store's refusal is real: a trigger on the server refuses that line
+/// until the test drops it.
+#[tokio::test]
+async fn output_the_store_refused_at_the_end_is_stored_by_a_take_up() {
+    let mut cluster = Cluster::new().await;
+    let api = cluster.api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rje-state");
+    let state_dir = state.display().to_string();
+    cluster
+        .worker(&[("RJE_LEASE_SECONDS", "2"), ("RJE_STATE_DIR", &state_dir)])
+        .await;
+    cluster
+        .schema
+        .execute(
+            "CREATE FUNCTION refuse_line() RETURNS trigger AS $$ BEGIN \
+               IF NEW.text LIKE '%refused-line%' THEN RAISE EXCEPTION 'refused by the test'; \
+               END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse BEFORE INSERT ON job_output \
+               FOR EACH ROW EXECUTE FUNCTION refuse_line();",
+        )
+        .await;
+    // The worker stays busy with another job meanwhile: it renews the
+    // leases of what it follows, not that of the job it let go.
+    let busy = cluster.submit(&api, json!({"command": "sleep 120"})).await;
+    cluster
+        .wait_for(&api, &busy, |job| job["status"] == "Running")
+        .await;
+    let id = cluster
+        .submit(
+            &api,
+            json!({"command": "echo first; sleep 1; echo refused-line"}),
+        )
+        .await;
+    // The command ends: its supervisor wrote the end (unless the worker
+    // settled the job and removed its files first).
+    let exit = state.join("jobs").join(&id).join("exit.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !exit.exists() && !is_final(&cluster.job(&api, &id).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never ended"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    // An absence can only be seen by waiting: the worker has long tried
+    // to store the last line, and would have settled the job by now.
+    sleep(Duration::from_secs(1)).await;
+    let job = cluster.job(&api, &id).await;
+    assert_eq!(
+        job["status"], "Running",
+        "settled without its last line: {job}"
+    );
+    assert!(exit.exists(), "the job's files were removed");
+
+    cluster
+        .schema
+        .execute("DROP TRIGGER refuse ON job_output")
+        .await;
+    let job = cluster.wait_for(&api, &id, is_final).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["stdout"], "first\nrefused-line\n", "every line once");
+    assert!(job["reattached"].as_u64().unwrap() >= 1, "{job}");
+    assert_eq!(cluster.job(&api, &busy).await["status"], "Running");
+    cluster.cancel(&api, &busy).await;
 }
 
 #[tokio::test]
