@@ -168,10 +168,10 @@ impl LocalExecutor {
     /// would hold its pipes open and outlive the job: give them a moment to
     /// finish writing, then kill them, so a job leaves nothing behind.
     async fn reap_leftovers(&self, job: &mut Subreaped, readers: [JoinHandle<()>; 2]) {
-        let [stdout, stderr] = readers;
+        let [mut stdout, mut stderr] = readers;
         let drained = tokio::time::timeout(self.linger, async {
-            let _ = stdout.await;
-            let _ = stderr.await;
+            let _ = (&mut stdout).await;
+            let _ = (&mut stderr).await;
         });
         if drained.await.is_ok() && job.wait_all_gone(Duration::ZERO).await {
             return;
@@ -186,6 +186,10 @@ impl LocalExecutor {
                 "could not confirm the leftover processes are gone"
             );
         }
+        // What the killed ones wrote is read to the end; a daemon the job
+        // may leave (`allow_daemons`) holds the pipes for as long as it
+        // lives, and is read no more, so that the job ends.
+        finish_readers([stdout, stderr], self.linger).await;
     }
 }
 

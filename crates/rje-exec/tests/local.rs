@@ -310,6 +310,45 @@ async fn timeout_kills_processes_that_left_the_group() {
     assert_eq!(processes_running(&["sleep", "7304"]), Vec::<i32>::new());
 }
 
+/// A daemon the job may leave that keeps the command's output open (no
+/// redirect) does not keep the job running: it ends when its command does,
+/// and the daemon lives on.
+#[tokio::test]
+async fn an_allowed_daemon_holding_the_output_does_not_hold_the_job() {
+    let allowed = ExecParameters {
+        allow_daemons: true,
+        ..ExecParameters::default()
+    };
+    let done = tokio::time::timeout(
+        Duration::from_secs(20),
+        run_with(
+            "setsid sleep 7311 & echo parent done",
+            Duration::from_secs(60),
+            allowed,
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the job ends with its command, not with its daemon");
+    assert_eq!(done.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(done.stdout, "parent done\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let daemons = loop {
+        let daemons = processes_running(&["sleep", "7311"]);
+        if !daemons.is_empty() || std::time::Instant::now() > deadline {
+            break daemons;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(daemons.len(), 1, "the daemon lives on");
+    for pid in daemons {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 #[tokio::test]
 async fn daemons_are_killed_at_the_end_unless_the_job_allows_them() {
     let done = run("setsid sleep 7305 & echo parent done").await;
