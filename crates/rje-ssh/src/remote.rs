@@ -108,7 +108,10 @@ fn grace_steps(grace: Duration) -> u128 {
 /// - `rje_kill_group PGID`: TERM to the group, up to `grace_steps` steps
 ///   of 50 ms for it to go (over as soon as it has), then KILL, and up to
 ///   100 steps more for it to be gone. Its status is 0 once the group is
-///   gone (or was before the TERM), 1 if a process of it is left.
+///   gone (or was before the TERM), 1 if a process of it is left. During
+///   the grace only the kernel is asked (`kill -0`, a builtin), so that the
+///   grace lasts what it says however many processes the host runs; a
+///   group of zombies alone then waits out the grace before its KILL.
 ///
 /// `grace_steps` is a shell word: a number, or a variable set before the
 /// call (`$g`). The functions set `s` and `i`.
@@ -120,7 +123,7 @@ pub(crate) fn kill_group_fn(grace_steps: &str) -> String {
            echo \"$s\" | awk -v p=$1 '$1 == p && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; \
            [ $? -ne 1 ]; }}; \
          rje_kill_group() {{ kill -s TERM -- -$1 2>/dev/null || return 0; \
-           i=0; while rje_alive $1; do \
+           i=0; while kill -s 0 -- -$1 2>/dev/null; do \
              if [ $i -ge {grace_steps} ]; then kill -s KILL -- -$1 2>/dev/null; break; fi; \
              sleep 0.05; i=$((i+1)); done; \
            i=0; while rje_alive $1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \

@@ -72,6 +72,9 @@ fn main() -> ExitCode {
     if let Err(err) = nix::sys::prctl::set_dumpable(false) {
         eprintln!("rje: cannot keep this process's memory from its jobs: {err}");
     }
+    // Descriptors this process was given by whoever started it (a shell's,
+    // a service manager's) are not its jobs' business: none passes on.
+    close_inherited_descriptors_on_exec();
     // A supervisor needs nothing of .env, and holds none of its secrets.
     let supervising = std::env::args_os()
         .nth(1)
@@ -89,6 +92,23 @@ fn main() -> ExitCode {
         Command::Serve(_) | Command::Worker(_) | Command::Migrate { .. }
     );
     init_tracing(cli.log_format, server);
+    if matches!(
+        cli.command,
+        Command::Client(_) | Command::Completions { .. }
+    ) {
+        // A client piped into `head` or `true` ends quietly when its reader
+        // goes, as other command-line tools do, instead of panicking on
+        // the broken pipe. (Rust ignores SIGPIPE; a server must keep doing
+        // so, since a client it answers may go at any time.)
+        // SAFETY: setting a signal's disposition to its default, before any
+        // thread of this process has started.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args, true),
         Command::Worker(args) => serve(args, false),
@@ -229,6 +249,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Marks every descriptor past stderr close-on-exec: those rje opens are
+/// already, those it inherited would otherwise reach every job (and the
+/// supervisors) it starts. Before any thread starts, so that no spawn
+/// races it.
+fn close_inherited_descriptors_on_exec() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: the descriptor is only looked at and flagged, never
+        // closed or owned here; one that was the directory listing's own
+        // and is gone by now just fails.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD) {
+            let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+            let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
+        }
     }
 }
 

@@ -231,8 +231,21 @@ impl DurableLocalExecutor {
         };
         // Stop the command; its supervisor ends what it left and writes
         // the end, which the follower then reads with the last output.
+        // What left the group is the job's too, unless the job lets its
+        // daemons live: it gets the same TERM and KILL at the same time,
+        // rather than a grace of its own once the group is gone.
+        let allows_daemons = dir
+            .read_spec()
+            .ok()
+            .flatten()
+            .is_none_or(|s| s.allow_daemons);
+        let supervisor = match allows_daemons {
+            true => None,
+            false => dir.read_supervisor().ok().flatten(),
+        };
         let mut command = Following {
             group: &group,
+            supervisor,
             dir,
             offsets,
             sink,
@@ -494,6 +507,9 @@ fn signal_group(group: &CommandGroup, signal: Signal) {
 /// end, which the supervisor writes only once nothing of the job is left.
 struct Following<'a> {
     group: &'a CommandGroup,
+    /// The supervisor whose descendants (the orphans it adopted) are
+    /// signalled with the group, while it provably is the job's.
+    supervisor: Option<durable::SupervisorRecord>,
     dir: &'a JobDir,
     offsets: &'a mut [u64; 2],
     sink: &'a mpsc::Sender<ExecEvent>,
@@ -504,6 +520,12 @@ struct Following<'a> {
 impl crate::kill::KillTarget for Following<'_> {
     fn signal(&mut self, signal: Signal) {
         signal_group(self.group, signal);
+        if let Some(supervisor) = self.supervisor.as_ref().filter(|s| s.is_alive()) {
+            let table = crate::subreaper::process_table();
+            for pid in crate::subreaper::descendants_of(supervisor.pid, &table) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            }
+        }
     }
 
     async fn wait_gone(&mut self, within: Duration) -> bool {

@@ -138,27 +138,37 @@ pub(super) fn supervise_then(
     let status = match stop {
         Stop::Ended(status) => status,
         Stop::Deadline | Stop::FilesRemoved => {
+            // Everything of the job at once, daemons too: one grace for
+            // all, not one for the group and another for what left it.
             let mut command = Overdue {
-                pgid,
+                leftovers: Leftovers::of(pgid, true),
                 ended: &ended,
                 status: None,
                 killed: false,
             };
-            // After the KILL the shell is waited for, however long it takes.
             KillSequence {
                 grace,
-                confirm_within: Duration::MAX,
-                kill_every: Duration::MAX,
+                confirm_within: KILL_CONFIRM,
+                kill_every: LEFTOVERS_CHECK,
             }
             .run_blocking(&mut command);
-            command
-                .status
-                .unwrap_or_else(|| Err(io::Error::other("lost the command")))
+            // After the KILL the shell is waited for, however long it takes.
+            command.status.unwrap_or_else(|| {
+                ended
+                    .recv()
+                    .unwrap_or_else(|_| Err(io::Error::other("lost the command")))
+            })
         }
     };
-    if !spec.allow_daemons || timed_out || removed {
-        end_leftovers(pgid, grace);
+    // What the command left: given a moment to finish writing, as on a
+    // plain run, then ended. A job that allows daemons keeps those that
+    // left its group; its group's stragglers go all the same.
+    let escaped = !spec.allow_daemons || timed_out || removed;
+    let mut leftovers = Leftovers::of(pgid, escaped);
+    if !(timed_out || removed) {
+        poll_gone(LINGER, LEFTOVERS_CHECK, || leftovers.gone());
     }
+    leftovers.end(grace);
     if removed {
         return Err(SuperviseError::FilesRemoved);
     }
@@ -176,10 +186,11 @@ pub(super) fn supervise_then(
 }
 
 /// The command past its deadline (or with its files gone), as its kill
-/// sees it: signalled by its group, and gone once its shell has been
-/// waited for (`ended`), whose status is kept.
+/// sees it: everything of the job is signalled, and it is gone once its
+/// shell has been waited for (`ended`, whose status is kept) and nothing
+/// else of it is left.
 struct Overdue<'a> {
-    pgid: i32,
+    leftovers: Leftovers,
     ended: &'a mpsc::Receiver<io::Result<ExitStatus>>,
     status: Option<io::Result<ExitStatus>>,
     killed: bool,
@@ -187,22 +198,29 @@ struct Overdue<'a> {
 
 impl BlockingKillTarget for Overdue<'_> {
     fn signal(&mut self, signal: Signal) {
-        signal_group(self.pgid, signal);
+        self.leftovers.signal(signal);
         self.killed |= signal == Signal::SIGKILL;
     }
 
     fn wait_gone(&mut self, within: Duration) -> bool {
-        match self.ended.recv_timeout(within) {
-            Ok(status) => {
-                self.status = Some(status);
-                true
+        let deadline = Instant::now().checked_add(within);
+        if self.status.is_none() {
+            match self.ended.recv_timeout(within) {
+                Ok(status) => self.status = Some(status),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                // The waiter went without a word: nothing will tell any
+                // more. Before the KILL that is as a wait that ran out
+                // (the KILL follows); after it, the end is lost.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.killed,
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
-            // The waiter went without a word: nothing will tell any more.
-            // Before the KILL that is as a wait that ran out (the KILL
-            // follows); after it, the end is lost.
-            Err(mpsc::RecvTimeoutError::Disconnected) => self.killed,
         }
+        // Only once the shell has been waited for: looking for what is
+        // left reaps every exited child, which must not take the shell's
+        // status from its waiter.
+        let left = deadline.map_or(Duration::MAX, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        poll_gone(left, LEFTOVERS_CHECK, || self.leftovers.gone())
     }
 }
 
@@ -338,52 +356,67 @@ fn signal_group(pgid: i32, signal: Signal) {
     }
 }
 
-/// What the command left: its group, and the orphans re-parented here.
-/// TERM, the grace, then KILL until none is left (for 5 s at most).
-fn end_leftovers(pgid: i32, grace: Duration) {
-    let mut leftovers = Leftovers {
-        pgid,
-        me: std::process::id() as i32,
-    };
-    if leftovers.gone() {
-        return;
-    }
-    let sequence = KillSequence {
-        grace,
-        confirm_within: Duration::from_secs(5),
-        kill_every: LEFTOVERS_CHECK,
-    };
-    if sequence.run_blocking(&mut leftovers) == ExitReport::Unconfirmed {
-        eprintln!("rje supervise: processes of the job survived KILL");
-    }
-}
-
-/// How often [`end_leftovers`] looks for what is left, and sends KILL
-/// again.
+/// How often what is left of a job is looked for, and KILL sent again.
 const LEFTOVERS_CHECK: Duration = Duration::from_millis(20);
+/// How long after a KILL the job's processes may take to be gone before
+/// the supervisor gives up confirming it.
+const KILL_CONFIRM: Duration = Duration::from_secs(5);
+/// After the command exits, how long what it left behind may take to
+/// finish on its own (writing its last output) before it is ended: as on
+/// a plain run.
+const LINGER: Duration = Duration::from_millis(500);
 
-/// What the command left: its group, and the orphans re-parented to the
-/// supervisor (`me`).
+/// What the command left: its group, and (`escaped`) the orphans
+/// re-parented to the supervisor (`me`), which left the group.
 struct Leftovers {
     pgid: i32,
     me: i32,
+    escaped: bool,
 }
 
 impl Leftovers {
-    /// No child left (orphans are adopted as children) and no group:
-    /// nothing is left, known without reading all of /proc.
+    fn of(pgid: i32, escaped: bool) -> Self {
+        Self {
+            pgid,
+            me: std::process::id() as i32,
+            escaped,
+        }
+    }
+
+    /// No group, and (when they count) no child left, orphans being
+    /// adopted as children: known without reading all of /proc.
     fn gone(&self) -> bool {
         let no_children = reap_orphans();
         killpg(Pid::from_raw(self.pgid), None) == Err(Errno::ESRCH)
-            && (no_children || descendants_of(self.me, &process_table()).is_empty())
+            && (!self.escaped
+                || no_children
+                || descendants_of(self.me, &process_table()).is_empty())
+    }
+
+    /// TERM, the grace, then KILL until none is left (for
+    /// [`KILL_CONFIRM`] at most).
+    fn end(&mut self, grace: Duration) {
+        if self.gone() {
+            return;
+        }
+        let sequence = KillSequence {
+            grace,
+            confirm_within: KILL_CONFIRM,
+            kill_every: LEFTOVERS_CHECK,
+        };
+        if sequence.run_blocking(self) == ExitReport::Unconfirmed {
+            eprintln!("rje supervise: processes of the job survived KILL");
+        }
     }
 }
 
 impl BlockingKillTarget for Leftovers {
     fn signal(&mut self, signal: Signal) {
         signal_group(self.pgid, signal);
-        for pid in descendants_of(self.me, &process_table()) {
-            let _ = kill(Pid::from_raw(pid), signal);
+        if self.escaped {
+            for pid in descendants_of(self.me, &process_table()) {
+                let _ = kill(Pid::from_raw(pid), signal);
+            }
         }
     }
 

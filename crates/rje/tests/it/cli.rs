@@ -457,3 +457,35 @@ async fn bench_counts_are_right() {
         stderr(&out)
     );
 }
+
+/// A client whose reader went (`rje list | head -0`) ends quietly by
+/// SIGPIPE, as other command-line tools do: no panic, no backtrace.
+#[tokio::test]
+async fn a_client_whose_output_is_closed_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let app = spawn_app().await;
+    run(&app, &["submit", "echo one", "--wait"]).await;
+    // A pipe whose read end is closed before the client writes a byte.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    // Spawned, not `output()`, which would capture stdout in a pipe of its
+    // own.
+    let client = rje(&app)
+        .args(["list", "--json"])
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client starts");
+    let output = tokio::time::timeout(DEADLINE, client.wait_with_output())
+        .await
+        .expect("the client finishes")
+        .expect("the client is waited for");
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    assert_eq!(
+        output.status.signal(),
+        Some(nix::libc::SIGPIPE),
+        "{:?} {}",
+        output.status,
+        stderr(&output)
+    );
+}

@@ -378,6 +378,87 @@ mod executor {
         assert!(again.is_err_and(|err| !err.retryable));
     }
 
+    /// Pids whose command line is exactly `args`.
+    fn processes_running(args: &[&str]) -> Vec<i32> {
+        let wanted: Vec<u8> = args
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+            .collect()
+    }
+
+    async fn run_to_end(
+        executor: &DurableLocalExecutor,
+        key: &str,
+        request: ExecRequest,
+    ) -> (Outcome, Taken) {
+        let (sink, mut events) = mpsc::channel(8);
+        let run = executor.run(key, request, &NoGate, sink, CancellationToken::new());
+        let mut taken = Taken::default();
+        let collect = async {
+            while let Some(event) = events.recv().await {
+                taken.take(event);
+            }
+        };
+        let (outcome, ()) = tokio::join!(run, collect);
+        (crate::helpers::ended(outcome.unwrap()), taken)
+    }
+
+    /// What a command leaves behind is treated as on a plain run: given a
+    /// moment to finish writing, then ended; a job that allows daemons
+    /// keeps those that left its group, not its group's stragglers.
+    #[tokio::test]
+    async fn leftovers_get_a_moment_then_go_and_allowed_daemons_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor(dir.path());
+        let (outcome, taken) = run_to_end(
+            &executor,
+            "linger",
+            request("(sleep 0.2; echo late) & echo done", 60),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Exited { code: 0 });
+        assert_eq!(
+            taken.text(0),
+            "done\nlate\n",
+            "a leftover's last words are kept"
+        );
+
+        let mut allowed = request(
+            "setsid sleep 7401 > /dev/null 2>&1 & sleep 7402 > /dev/null 2>&1 & echo started",
+            60,
+        );
+        allowed.parameters.allow_daemons = true;
+        let (outcome, taken) = run_to_end(&executor, "daemons", allowed).await;
+        assert_eq!(outcome, Outcome::Exited { code: 0 });
+        assert_eq!(taken.text(0), "started\n");
+        let deadline = Instant::now() + DEADLINE;
+        let daemon = loop {
+            let found = processes_running(&["sleep", "7401"]);
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(daemon.len(), 1, "the daemon that left the group lives on");
+        assert_eq!(
+            processes_running(&["sleep", "7402"]),
+            Vec::<i32>::new(),
+            "the group's straggler is ended"
+        );
+        for pid in daemon {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_dropped_run_leaves_the_command_running_and_a_resume_finishes_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -210,6 +210,43 @@ fn names_in(env_output: &str) -> Vec<String> {
         .collect()
 }
 
+/// A descriptor rje was handed by whoever started it (a shell's, a
+/// service manager's) does not reach its jobs, plain or durable.
+#[tokio::test]
+async fn a_job_inherits_no_descriptor_rje_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    for state_dir in [
+        String::new(),
+        dir.path().join("state").display().to_string(),
+    ] {
+        let db = dir.path().join(format!("fds-{}.db", state_dir.len()));
+        let mut command = rje(&db);
+        command.env("RJE_STATE_DIR", &state_dir);
+        // SAFETY: only dup2, async-signal-safe, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // Stdout's pipe again, as descriptor 9, without
+                // close-on-exec: as a shell hands one on.
+                if nix::libc::dup2(1, 9) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let server = Process::start_with(command).await;
+        let id = server
+            .submit("for fd in /proc/self/fd/*; do echo ${fd##*/}; done")
+            .await;
+        let job = server.wait_for(&id, is_final).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        let fds: Vec<&str> = job["stdout"].as_str().unwrap().lines().collect();
+        assert!(
+            !fds.contains(&"9"),
+            "state dir {state_dir:?}: the job holds rje's descriptor 9: {fds:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_job_starts_with_none_of_rjes_settings() {
     let dir = tempfile::tempdir().unwrap();
