@@ -192,7 +192,8 @@ pub struct Job {
     pub reattached: u32,
     pub max_retries: u32,
     pub streaming: bool,
-    /// A cancel was asked for while the job ran and is being carried out.
+    /// A cancel was asked for while the job ran: being carried out while it
+    /// runs, and kept once it ended (it may have ended otherwise first).
     pub cancel_requested: bool,
     /// A retried job is not claimed before this time.
     pub run_at: DateTime<Utc>,

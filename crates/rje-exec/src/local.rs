@@ -168,12 +168,9 @@ impl LocalExecutor {
     /// would hold its pipes open and outlive the job: give them a moment to
     /// finish writing, then kill them, so a job leaves nothing behind.
     async fn reap_leftovers(&self, job: &mut Subreaped, readers: [JoinHandle<()>; 2]) {
-        let [mut stdout, mut stderr] = readers;
-        let drained = tokio::time::timeout(self.linger, async {
-            let _ = (&mut stdout).await;
-            let _ = (&mut stderr).await;
-        });
-        if drained.await.is_ok() && job.wait_all_gone(Duration::ZERO).await {
+        let mut readers = readers.map(Some);
+        let drained = join_within(&mut readers, self.linger).await;
+        if drained && job.wait_all_gone(Duration::ZERO).await {
             return;
         }
         tracing::debug!(
@@ -189,23 +186,38 @@ impl LocalExecutor {
         // What the killed ones wrote is read to the end; a daemon the job
         // may leave (`allow_daemons`) holds the pipes for as long as it
         // lives, and is read no more, so that the job ends.
-        finish_readers([stdout, stderr], self.linger).await;
+        finish_those_left(&mut readers, self.linger).await;
     }
+}
+
+/// Waits up to `within` for the readers still running (`Some`) to reach
+/// the end of their pipes, taking out each that did: a finished reader is
+/// never waited for again. Whether all did.
+async fn join_within(readers: &mut [Option<JoinHandle<()>>; 2], within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        for slot in readers.iter_mut() {
+            if let Some(reader) = slot {
+                let _ = reader.await;
+                *slot = None;
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// Waits a bounded time for the readers to reach the end of their pipes; a
 /// process that escaped the group may hold one open for ever.
 async fn finish_readers(readers: [JoinHandle<()>; 2], within: Duration) {
-    let [stdout, stderr] = readers;
-    let (stdout_abort, stderr_abort) = (stdout.abort_handle(), stderr.abort_handle());
-    let done = tokio::time::timeout(within.max(Duration::from_secs(2)), async {
-        let _ = stdout.await;
-        let _ = stderr.await;
-    })
-    .await;
-    if done.is_err() {
-        stdout_abort.abort();
-        stderr_abort.abort();
+    finish_those_left(&mut readers.map(Some), within).await;
+}
+
+/// [`finish_readers`], of the readers still running (`Some`).
+async fn finish_those_left(readers: &mut [Option<JoinHandle<()>>; 2], within: Duration) {
+    if !join_within(readers, within.max(Duration::from_secs(2))).await {
+        for reader in readers.iter().flatten() {
+            reader.abort();
+        }
     }
 }
 

@@ -49,8 +49,10 @@ pub struct ServeArgs {
 
     /// Run local jobs under detached supervisors that keep their files
     /// here, so that a job outlives this process and the next one on the
-    /// same store and directory takes it up (durable jobs). Empty: local
-    /// jobs end with the process that runs them.
+    /// same store and directory takes it up (durable jobs). Empty: plain
+    /// local jobs, ended by a clean stop (SIGTERM, Ctrl-C) but not by
+    /// SIGKILL: their commands then run on unobserved, and the next process
+    /// settles them Failed ("worker lost") without killing them.
     #[arg(long, env = "RJE_STATE_DIR", default_value = "rje-state")]
     pub state_dir: String,
 
@@ -112,7 +114,9 @@ pub struct ServeArgs {
     /// On SIGTERM or Ctrl-C: `drain` waits for running jobs (up to the
     /// grace), then kills them (for a scale-in); `detach` leaves the durable
     /// jobs (local ones under RJE_STATE_DIR, SSH ones on durable hosts) to
-    /// the next process and exits at once (for an upgrade or a restart).
+    /// the next process and exits once its worker has let go of them,
+    /// typically in a second or two (for an upgrade or a restart). A second
+    /// signal during a shutdown does nothing.
     #[arg(
         long,
         env = "RJE_SHUTDOWN_MODE",
@@ -225,7 +229,7 @@ pub struct Settings {
     /// Limits on the API's connections.
     pub connections: ConnectionLimits,
     /// Where local jobs' supervisors keep their files (`RJE_STATE_DIR`);
-    /// `None`: local jobs die with the process that runs them.
+    /// `None`: plain local jobs, ended by a clean stop, not by SIGKILL.
     pub state_dir: Option<std::path::PathBuf>,
     /// The rje binary that supervises local jobs; `None`: this one.
     pub supervisor_program: Option<std::path::PathBuf>,
