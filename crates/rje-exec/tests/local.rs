@@ -177,6 +177,12 @@ async fn leftover_background_processes_are_killed() {
     assert_eq!(done.outcome, Outcome::Exited { code: 0 });
     assert_eq!(done.stdout, "parent done\n");
     assert_eq!(group_state(done.pgid), GroupState::Gone);
+    // One that holds no pipe: the output ends at once, the leftover lives
+    // on until it is killed.
+    let done = run("sleep 301 > /dev/null 2>&1 & echo parent done").await;
+    assert_eq!(done.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(done.stdout, "parent done\n");
+    assert_eq!(group_state(done.pgid), GroupState::Gone);
 }
 
 #[tokio::test]
