@@ -18,7 +18,7 @@ use rje_worker::Executors;
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
-use crate::server::ServerError;
+use crate::error::ServerError;
 use crate::store::store_mark;
 
 /// Every host of one process, by name.

@@ -3,10 +3,12 @@
 
 pub mod bench_ssh;
 pub mod config;
+pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod server;
 pub mod store;
 
 pub use config::Settings;
-pub use server::{RunningServer, ServerError};
+pub use error::ServerError;
+pub use server::RunningServer;

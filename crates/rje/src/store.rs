@@ -10,7 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 use rje_store::{JobStore, PostgresStore, SqliteLocation, SqliteStore};
 
 use crate::Settings;
-use crate::server::ServerError;
+use crate::error::ServerError;
 
 /// A store, opened; for the embedded store, the lock that says this
 /// process owns it (held as long as the process runs).
