@@ -184,6 +184,13 @@ impl DurableSshExecutor {
                     *kill = Some(self.start_kill(follow));
                     continue;
                 }
+                // Nobody records the output any more: let go at once, not
+                // at the command's next output (unless a kill is under way,
+                // which is carried through).
+                () = sink.closed(), if kill.is_none() => {
+                    follow.let_go = true;
+                    break;
+                }
             };
             match message {
                 Some(ChannelMsg::Data { data }) => follow.stdout(&data, sink).await,

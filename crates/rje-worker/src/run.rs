@@ -96,6 +96,7 @@ pub(crate) async fn run_job(
         store: &*ctx.store,
         job: &job,
         executor: &*executor,
+        supervised: std::sync::OnceLock::new(),
     };
     let key = id.to_string();
     let execution = executor.run(&key, request, &gate, sink, stop.clone());
@@ -107,11 +108,7 @@ pub(crate) async fn run_job(
             tracing::info!(%id, attempt, "job moved on from this attempt; its run was stopped");
             return;
         }
-        // What the store lacks is still in the job's files, whether the
-        // command runs on or has ended: the job is left for a take-up,
-        // which goes on from the stored offsets, rather than settled (and
-        // its files removed) without it.
-        PumpEnd::StoreFailed(err) if executor.is_durable() => {
+        PumpEnd::StoreFailed(err) if left_for_take_up(gate.ran_supervised(), &result, &reasons) => {
             tracing::error!(%id, attempt, %err, "could not store output; the job is left for a later take-over");
             return;
         }
@@ -137,6 +134,18 @@ pub(crate) async fn run_job(
         }) => retry(&ctx, &job, &message).await,
         Err(StartError { message, .. }) => settle(&ctx, &job, Outcome::Error { message }).await,
     }
+}
+
+/// Whether a job whose output could not be stored is left for a take-up
+/// rather than settled. What the store lacks of a durable job is still in
+/// its files, whether the command runs on or has ended: a take-up goes on
+/// from the stored offsets, rather than the job being settled (and its
+/// files removed) without it. Not once a cancel has ended the command: the
+/// job ends Cancelled with what was stored, instead of being taken up again
+/// for as long as the store refuses its output.
+fn left_for_take_up<E>(supervised: bool, result: &Result<Ran, E>, reasons: &StopReasons) -> bool {
+    let cancelled = reasons.cancelled.load(Ordering::SeqCst) && matches!(result, Ok(Ran::Ended(_)));
+    supervised && !cancelled
 }
 
 /// The executor only knows it was stopped; the worker knows why.
@@ -166,13 +175,27 @@ struct StoreGate<'a> {
     /// the job to the workers that can take it up. Asked then, not
     /// before: a host found unable to supervise runs it plainly.
     executor: &'a dyn rje_exec::Executor,
+    /// What the gate recorded, once it opened.
+    supervised: std::sync::OnceLock<bool>,
+}
+
+impl StoreGate<'_> {
+    /// Whether the command started under a supervisor that outlives the
+    /// worker, as the start mark says (as the executor says, if the gate
+    /// never opened).
+    fn ran_supervised(&self) -> bool {
+        self.supervised
+            .get()
+            .copied()
+            .unwrap_or_else(|| self.executor.is_durable())
+    }
 }
 
 #[async_trait]
 impl StartGate for StoreGate<'_> {
     async fn open(&self) -> Result<(), StartError> {
         let (store, id, attempt) = (self.store, self.job.id, self.job.attempts);
-        let supervised = self.executor.is_durable();
+        let supervised = *self.supervised.get_or_init(|| self.executor.is_durable());
         let started = with_retries(|| store.mark_started(id, attempt, supervised)).await;
         if started.is_ok() {
             let waited = (Utc::now() - self.job.created_at).as_seconds_f64().max(0.0);
@@ -275,9 +298,13 @@ pub(crate) async fn run_reattached(
             tracing::info!(%id, attempt, "job moved on from this attempt; stopped following it");
             return;
         }
-        PumpEnd::StoreFailed(err) => {
-            tracing::error!(%id, attempt, %err, "could not store output; the job is left running for a later take-over");
+        PumpEnd::StoreFailed(err) if left_for_take_up(true, &result, &reasons) => {
+            tracing::error!(%id, attempt, %err, "could not store output; the job is left for a later take-over");
             return;
+        }
+        PumpEnd::StoreFailed(err) => {
+            tracing::error!(%id, attempt, %err, "could not store output of a cancelled job; it ends with what was stored");
+            None
         }
     };
     let outcome = match result {

@@ -96,18 +96,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Client(_) | Command::Completions { .. }
     ) {
-        // A client piped into `head` or `true` ends quietly when its reader
-        // goes, as other command-line tools do, instead of panicking on
-        // the broken pipe. (Rust ignores SIGPIPE; a server must keep doing
-        // so, since a client it answers may go at any time.)
-        // SAFETY: setting a signal's disposition to its default, before any
-        // thread of this process has started.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGPIPE,
-                nix::sys::signal::SigHandler::SigDfl,
-            );
-        }
+        quiet_when_the_reader_goes();
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args, true),
@@ -251,6 +240,32 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
 }
+
+/// A client piped into `head` or `true` ends quietly when its reader goes,
+/// with the status a shell gives a command killed by SIGPIPE (141), as
+/// other command-line tools do, instead of panicking on the broken pipe.
+/// SIGPIPE itself stays ignored: a write to a socket whose server went
+/// away must stay an error the client reports with its own exit code.
+fn quiet_when_the_reader_goes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // How the standard library's print macros fail on a closed stdout.
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(OUTPUT_CLOSED);
+        }
+        report(info);
+    }));
+}
+
+/// The exit status of a client whose output was closed: a shell's for a
+/// command ended by SIGPIPE.
+const OUTPUT_CLOSED: i32 = 128 + 13;
 
 /// Marks every descriptor past stderr close-on-exec: those rje opens are
 /// already, those it inherited would otherwise reach every job (and the

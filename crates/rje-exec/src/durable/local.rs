@@ -228,6 +228,9 @@ impl DurableLocalExecutor {
                 return Ran::Ended(outcome(ended, false, timeout));
             }
             () = cancel.cancelled() => true,
+            // The same, heard at once rather than at the command's next
+            // output: a quiet command is let go as soon as the sink closes.
+            () = sink.closed() => return Ran::LetGo,
         };
         // Stop the command; its supervisor ends what it left and writes
         // the end, which the follower then reads with the last output.
@@ -520,7 +523,7 @@ struct Following<'a> {
 impl crate::kill::KillTarget for Following<'_> {
     fn signal(&mut self, signal: Signal) {
         signal_group(self.group, signal);
-        if let Some(supervisor) = self.supervisor.as_ref().filter(|s| s.is_alive()) {
+        if let Some(supervisor) = self.supervisor.as_ref().filter(|s| s.is_provably_alive()) {
             let table = crate::subreaper::process_table();
             for pid in crate::subreaper::descendants_of(supervisor.pid, &table) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);

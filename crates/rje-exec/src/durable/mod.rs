@@ -382,6 +382,16 @@ pub struct SupervisorRecord {
 }
 
 impl SupervisorRecord {
+    /// Whether this supervisor provably still runs, strictly enough to
+    /// signal what is below it: this boot's id read and matched, its pid
+    /// alive and started when the record says (a record without its start,
+    /// of an older rje, proves nothing).
+    pub fn is_provably_alive(&self) -> bool {
+        boot_id().is_ok_and(|boot| boot == self.boot_id)
+            && self.start_ticks.is_some()
+            && self.is_alive()
+    }
+
     /// Whether this supervisor still runs: on this boot, its pid alive and
     /// not a later process's.
     pub fn is_alive(&self) -> bool {

@@ -163,12 +163,15 @@ pub(super) fn supervise_then(
     // What the command left: given a moment to finish writing, as on a
     // plain run, then ended. A job that allows daemons keeps those that
     // left its group; its group's stragglers go all the same.
-    let escaped = !spec.allow_daemons || timed_out || removed;
-    let mut leftovers = Leftovers::of(pgid, escaped);
-    if !(timed_out || removed) {
+    let killed = timed_out || removed;
+    let mut leftovers = Leftovers::of(pgid, !spec.allow_daemons || killed);
+    if killed {
+        // What survived the kill above had its grace already.
+        leftovers.end(Duration::ZERO);
+    } else {
         poll_gone(LINGER, LEFTOVERS_CHECK, || leftovers.gone());
+        leftovers.end(grace);
     }
-    leftovers.end(grace);
     if removed {
         return Err(SuperviseError::FilesRemoved);
     }
@@ -372,6 +375,9 @@ struct Leftovers {
     pgid: i32,
     me: i32,
     escaped: bool,
+    /// The group was found empty once: its number is free from then on,
+    /// and may name another group, which is never signalled nor waited for.
+    group_gone: std::cell::Cell<bool>,
 }
 
 impl Leftovers {
@@ -380,14 +386,22 @@ impl Leftovers {
             pgid,
             me: std::process::id() as i32,
             escaped,
+            group_gone: std::cell::Cell::new(false),
         }
+    }
+
+    fn group_gone(&self) -> bool {
+        if !self.group_gone.get() && killpg(Pid::from_raw(self.pgid), None) == Err(Errno::ESRCH) {
+            self.group_gone.set(true);
+        }
+        self.group_gone.get()
     }
 
     /// No group, and (when they count) no child left, orphans being
     /// adopted as children: known without reading all of /proc.
     fn gone(&self) -> bool {
         let no_children = reap_orphans();
-        killpg(Pid::from_raw(self.pgid), None) == Err(Errno::ESRCH)
+        self.group_gone()
             && (!self.escaped
                 || no_children
                 || descendants_of(self.me, &process_table()).is_empty())
@@ -412,7 +426,9 @@ impl Leftovers {
 
 impl BlockingKillTarget for Leftovers {
     fn signal(&mut self, signal: Signal) {
-        signal_group(self.pgid, signal);
+        if !self.group_gone() {
+            signal_group(self.pgid, signal);
+        }
         if self.escaped {
             for pid in descendants_of(self.me, &process_table()) {
                 let _ = kill(Pid::from_raw(pid), signal);

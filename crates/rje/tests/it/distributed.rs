@@ -618,6 +618,19 @@ async fn output_the_store_refused_at_the_end_is_stored_by_a_take_up() {
     );
     assert!(exit.exists(), "the job's files were removed");
 
+    // A job whose output the store keeps refusing is taken up again and
+    // again; a cancel still ends it, with what was stored.
+    let refused = cluster
+        .submit(&api, json!({"command": "echo refused-line; sleep 120"}))
+        .await;
+    cluster
+        .wait_for(&api, &refused, |job| job["reattached"].as_u64() >= Some(1))
+        .await;
+    cluster.cancel(&api, &refused).await;
+    let job = cluster.wait_for(&api, &refused, is_final).await;
+    assert_eq!(job["status"], "Cancelled", "{job}");
+    assert_eq!(job["stdout"], "", "{job}");
+
     cluster
         .schema
         .execute("DROP TRIGGER refuse ON job_output")
