@@ -6,6 +6,7 @@ use rje_domain::{ExecParameters, ExitReport, Outcome, Stream};
 use rje_exec::{
     ExecEvent, ExecRequest, Executor, GroupState, LocalExecutor, NoGate, Ran, group_state,
 };
+use rje_testkit::processes_running;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -242,25 +243,6 @@ async fn a_closed_gate_means_the_command_never_runs() {
         .unwrap_err();
     assert_eq!(err.message, "the job moved on");
     assert!(!dir.exists(), "the command ran through a closed gate");
-}
-
-/// Live processes whose command line is exactly `args`.
-fn processes_running(args: &[&str]) -> Vec<i32> {
-    let wanted: Vec<u8> = args
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let zombie = stat[stat.rfind(')')? + 1..].trim_start().starts_with('Z');
-            (cmdline == wanted && !zombie).then_some(pid)
-        })
-        .collect()
 }
 
 fn cancel_after(delay: Duration) -> CancellationToken {

@@ -16,3 +16,25 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("a free loopback port")
 }
+
+/// Live processes (not zombies) whose command line is exactly `args`: how
+/// a test finds what a job left running.
+pub fn processes_running(args: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let zombie = stat[stat.rfind(')')? + 1..].trim_start().starts_with('Z');
+            (cmdline == wanted && !zombie).then_some(pid)
+        })
+        .collect()
+}

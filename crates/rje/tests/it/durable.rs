@@ -378,20 +378,6 @@ mod executor {
         assert!(again.is_err_and(|err| !err.retryable));
     }
 
-    /// Pids whose command line is exactly `args`.
-    fn processes_running(args: &[&str]) -> Vec<i32> {
-        let wanted: Vec<u8> = args
-            .iter()
-            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-            .collect();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
-            .collect()
-    }
-
     async fn run_to_end(
         executor: &DurableLocalExecutor,
         key: &str,
@@ -439,7 +425,7 @@ mod executor {
         assert_eq!(taken.text(0), "started\n");
         let deadline = Instant::now() + DEADLINE;
         let daemon = loop {
-            let found = processes_running(&["sleep", "7401"]);
+            let found = rje_testkit::processes_running(&["sleep", "7401"]);
             if !found.is_empty() || Instant::now() > deadline {
                 break found;
             }
@@ -447,7 +433,7 @@ mod executor {
         };
         assert_eq!(daemon.len(), 1, "the daemon that left the group lives on");
         assert_eq!(
-            processes_running(&["sleep", "7402"]),
+            rje_testkit::processes_running(&["sleep", "7402"]),
             Vec::<i32>::new(),
             "the group's straggler is ended"
         );
