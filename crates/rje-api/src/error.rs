@@ -39,6 +39,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("not allowed while the job is {status}")]
     Conflict { status: Status },
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
     #[error("the request body did not arrive in time")]
     RequestTimeout,
     #[error("request body is larger than {limit} bytes")]
@@ -65,7 +67,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::NameTaken(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -127,6 +129,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::JobNotFound,
             StoreError::Conflict { status } => ApiError::Conflict { status },
+            StoreError::NameTaken(name) => ApiError::NameTaken(name),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Fenced | StoreError::Internal(_) => ApiError::Internal(err.to_string()),
         }

@@ -2,6 +2,7 @@
 //! every rule about input and output. Nothing here does I/O, so every rule
 //! can be unit-tested and shared by the store, the worker and the API.
 
+mod access;
 mod error;
 mod host_status;
 mod hosts;
@@ -15,6 +16,7 @@ mod patch;
 mod retry;
 pub mod wire_time;
 
+pub use access::{AuditEntry, Denied, MAX_SCOPE_ENTRIES, NewToken, Principal, Role, Scope, Token};
 pub use error::{FieldError, ValidationError};
 pub use host_status::{
     CheckReport, CheckStage, HealthState, HostHealth, HostKeyPolicy, HostKind, HostStatus,

@@ -14,6 +14,9 @@ pub enum StoreError {
     /// claim, a cancel or the reaper moved the job on.
     #[error("the job moved on from this attempt")]
     Fenced,
+    /// A name that must be unique (a token's) is taken already.
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
     /// The database cannot be reached or is overloaded.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -55,5 +58,16 @@ fn is_busy(code: Option<&str>) -> bool {
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
         StoreError::Internal(format!("migration failed: {err}"))
+    }
+}
+
+/// `err`, unless it is a unique name met (`name`): that is said as such,
+/// not as a database failure.
+pub(crate) fn name_taken(err: sqlx::Error, name: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::NameTaken(name.to_owned())
+        }
+        _ => err.into(),
     }
 }

@@ -1,6 +1,7 @@
 //! Where jobs and their output live. The store is the truth: the bus only
 //! speeds things up, so everything a job needs to survive a crash is here.
 
+mod access;
 mod error;
 mod postgres;
 mod prune;
@@ -11,6 +12,7 @@ mod store;
 mod tx;
 mod workers;
 
+pub use access::{Access, AuditPage, AuditQuery, MAX_AUDIT_PAGE, hash_secret, new_secret};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteLocation, SqliteStore};

@@ -351,8 +351,8 @@ pub trait Queue: Send + Sync + 'static {
     async fn remove_worker(&self, worker: &WorkerId) -> Result<(), StoreError>;
 }
 
-/// Both faces: what a backend implements, and what the server that wires
+/// Every face: what a backend implements, and what the server that wires
 /// the API and the worker together holds.
-pub trait JobStore: Jobs + Queue {}
+pub trait JobStore: Jobs + Queue + crate::Access {}
 
-impl<T: Jobs + Queue> JobStore for T {}
+impl<T: Jobs + Queue + crate::Access> JobStore for T {}

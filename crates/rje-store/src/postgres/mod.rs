@@ -3,6 +3,7 @@
 //! number of machines claim without waiting on each other; every worker
 //! write carries its attempt in the `WHERE` clause (fencing).
 
+mod access;
 mod jobs;
 mod queue;
 

@@ -2,6 +2,7 @@
 //! single connection, which is how SQLite wants to be written to; reads use
 //! a small pool of their own so they never wait behind a write.
 
+mod access;
 mod jobs;
 mod queue;
 

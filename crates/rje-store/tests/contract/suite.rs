@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rje_domain::{
-    Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob, Outcome,
-    Priority, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
+    AuditEntry, Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob,
+    NewToken, Outcome, Priority, Role, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
-use rje_store::{CancelOutcome, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp};
+use rje_store::{
+    AuditQuery, CancelOutcome, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp,
+    hash_secret, new_secret,
+};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -48,6 +51,8 @@ macro_rules! store_contract {
             standings_tell_held_orphaned_and_over_apart_in_one_query,
             output_reads_are_each_one_snapshot,
             a_job_proven_unstarted_is_queued_again_only_at_its_attempt,
+            tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once,
+            the_audit_trail_is_appended_paged_filtered_and_pruned,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1607,4 +1612,172 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(store: A
         .await
         .unwrap();
     assert_eq!(cancelled.status, Status::Cancelled);
+}
+
+pub async fn tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once(
+    store: Arc<dyn JobStore>,
+) {
+    let hosts = HostNames::new("local", ["web-1"]);
+    let new = NewToken::parse(
+        &json!({"name": "ci", "role": "run", "hosts": ["web-1"], "labels": ["eu"]}),
+        &hosts,
+    )
+    .unwrap();
+    let secret = new_secret();
+    let created = store
+        .create_token(&new, &hash_secret(&secret))
+        .await
+        .unwrap();
+    assert_eq!(created.name, "ci");
+    assert_eq!(created.role, Role::Run);
+    assert_eq!(created.scope.hosts, ["web-1"]);
+    assert_eq!(created.scope.labels, ["eu"]);
+    assert_eq!(created.last_used_at, None);
+    let again = store.create_token(&new, &hash_secret(&new_secret())).await;
+    assert!(
+        matches!(&again, Err(StoreError::NameTaken(name)) if name == "ci"),
+        "{again:?}"
+    );
+    let viewer = NewToken::parse(&json!({"name": "viewer", "role": "read"}), &hosts).unwrap();
+    store
+        .create_token(&viewer, &hash_secret(&new_secret()))
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|token| token.name)
+        .collect();
+    assert_eq!(names, ["ci", "viewer"]);
+
+    let found = store
+        .token_by_hash(&hash_secret(&secret))
+        .await
+        .unwrap()
+        .expect("the token of that secret");
+    assert_eq!(found.name, "ci");
+    assert!(found.last_used_at.is_some(), "its use is recorded");
+    let listed = store.tokens().await.unwrap();
+    assert!(listed[0].last_used_at.is_some());
+    assert!(
+        store.token_by_hash(&secret).await.unwrap().is_none(),
+        "the secret itself is not what is kept"
+    );
+    assert!(
+        store
+            .token_by_hash(&hash_secret("rje_guess"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.revoke_token("ci").await.unwrap();
+    assert!(
+        store
+            .token_by_hash(&hash_secret(&secret))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.revoke_token("ci").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dyn JobStore>) {
+    let start = Utc::now() - chrono::Duration::hours(1);
+    for (i, (token, route)) in [
+        (Some("ci"), "/jobs/"),
+        (Some("ci"), "/jobs/{id}/cancel/"),
+        (None, "/jobs/"),
+        (Some("admin"), "/tokens/"),
+        (Some("ci"), "/jobs/"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let entry = AuditEntry {
+            at: start + chrono::Duration::minutes(i as i64 * 10),
+            token: token.map(str::to_owned),
+            client: "127.0.0.1".into(),
+            method: "POST".into(),
+            route: route.into(),
+            target: Some(format!("target-{i}")),
+            status: 201,
+        };
+        store.append_audit(&entry).await.unwrap();
+    }
+    let targets = |page: &rje_store::AuditPage| -> Vec<String> {
+        page.entries
+            .iter()
+            .map(|entry| entry.target.clone().unwrap())
+            .collect()
+    };
+    let page = store
+        .audit(&AuditQuery {
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total_count, 5);
+    assert_eq!(targets(&page), ["target-4", "target-3"], "newest first");
+    let page = store
+        .audit(&AuditQuery {
+            limit: 2,
+            offset: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(targets(&page), ["target-2", "target-1"]);
+    let ci = store
+        .audit(&AuditQuery {
+            limit: 10,
+            token: Some("ci".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (ci.total_count, targets(&ci)),
+        (
+            3,
+            vec![
+                "target-4".to_owned(),
+                "target-1".to_owned(),
+                "target-0".to_owned()
+            ]
+        )
+    );
+    let creates = store
+        .audit(&AuditQuery {
+            limit: 10,
+            token: Some("ci".into()),
+            route: Some("/jobs/".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(creates.total_count, 2);
+    assert_eq!(creates.entries[0].token.as_deref(), Some("ci"));
+    assert_eq!(creates.entries[0].status, 201);
+    assert_eq!(creates.entries[0].method, "POST");
+
+    let pruned = store
+        .prune_audit(start + chrono::Duration::minutes(25))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 3);
+    let left = store
+        .audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(targets(&left), ["target-4", "target-3"]);
 }

@@ -1,0 +1,101 @@
+//! The store's face for access control: API tokens (kept by the hash of
+//! their secret, never the secret) and the audit trail of every change.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{AuditEntry, NewToken, Token};
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+/// The most audit entries one page may hold.
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// Which audit entries to read: newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// At most [`MAX_AUDIT_PAGE`].
+    pub limit: u32,
+    pub offset: u64,
+    /// Only this token's entries.
+    pub token: Option<String>,
+    /// Only this route's (its pattern, as recorded).
+    pub route: Option<String>,
+}
+
+/// A page of the audit trail, and how many entries match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total_count: u64,
+}
+
+/// Tokens and the audit trail, shared by every API process of a
+/// deployment through the store.
+#[async_trait]
+pub trait Access: Send + Sync + 'static {
+    /// Keeps `token` by `secret_hash` (see [`hash_secret`]);
+    /// [`StoreError::NameTaken`] when its name is.
+    async fn create_token(&self, token: &NewToken, secret_hash: &str) -> Result<Token, StoreError>;
+
+    /// Every token, by name.
+    async fn tokens(&self) -> Result<Vec<Token>, StoreError>;
+
+    /// The token whose secret hashes to `secret_hash`, if any; its use is
+    /// recorded (`last_used_at`, at most once a minute, so that a busy
+    /// client costs no write per request).
+    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, StoreError>;
+
+    /// Revokes the token `name` at once; [`StoreError::NotFound`] when
+    /// there is none.
+    async fn revoke_token(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Appends one entry to the audit trail.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// A page of the audit trail, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// Removes the entries older than `before`; how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// A new token's secret: 256 random bits, hex, after a prefix that says
+/// what it is (and that secret scanners can look for).
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("rje_{}", hex(&bytes))
+}
+
+/// What the store keeps of a secret: its SHA-256. The secret has 256
+/// random bits, so no stretching is needed, and a lookup by the hash
+/// compares in the database, never a secret in memory.
+pub fn hash_secret(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `last_used_at` is written again only after this long.
+pub(crate) const USE_RECORDED_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_only_their_hash_is_kept() {
+        let (one, two) = (new_secret(), new_secret());
+        assert_ne!(one, two);
+        assert!(one.starts_with("rje_") && one.len() == 4 + 64);
+        assert_eq!(hash_secret(&one), hash_secret(&one));
+        assert_ne!(hash_secret(&one), hash_secret(&two));
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(!hash_secret(&one).contains(&one[4..]));
+    }
+}
