@@ -159,7 +159,13 @@ fn missing_database(message: &str) -> Option<&str> {
 
 fn init_tracing(format: LogFormat, server: bool) {
     // The client's stderr belongs to the job's output: quiet by default.
-    let default = if server { "info" } else { "warn" };
+    // PostgreSQL's notices (a migration table that exists already, at
+    // every start) are not news for an operator.
+    let default = if server {
+        "info,sqlx::postgres::notice=warn"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
