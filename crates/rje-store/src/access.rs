@@ -79,7 +79,42 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `last_used_at` is written again only after this long.
-pub(crate) const USE_RECORDED_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+const USE_RECORDED_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// Whether a token last used at `last_used_at` is worth a write for its
+/// use at `at`: at most once a minute, so that a busy client costs no write
+/// per request.
+pub(crate) fn use_worth_recording(last_used_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> bool {
+    last_used_at.is_none_or(|used| at - used >= USE_RECORDED_EVERY)
+}
+
+/// An audit row, as both stores read it, as the trail's entry.
+pub(crate) struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub token: Option<String>,
+    pub client: String,
+    pub method: String,
+    pub route: String,
+    pub target: Option<String>,
+    pub status: i64,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditEntry {
+            status: u16::try_from(row.status)
+                .map_err(|_| crate::rows::corrupt("audit status", row.status))?,
+            at: row.at,
+            token: row.token,
+            client: row.client,
+            method: row.method,
+            route: row.route,
+            target: row.target,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {

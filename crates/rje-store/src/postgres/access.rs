@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{AuditEntry, NewToken, Role, Scope, Token};
 
-use crate::access::USE_RECORDED_EVERY;
+use crate::access::{AuditRow, use_worth_recording};
 use crate::error::name_taken;
 use crate::rows::corrupt;
 use crate::{Access, AuditPage, AuditQuery, MAX_AUDIT_PAGE, StoreError};
@@ -72,10 +72,7 @@ impl Access for PostgresStore {
         };
         let mut token = into_token(row)?;
         let at = now();
-        if token
-            .last_used_at
-            .is_none_or(|used| at - used >= USE_RECORDED_EVERY)
-        {
+        if use_worth_recording(token.last_used_at, at) {
             sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE secret_hash = $2")
                 .bind(at)
                 .bind(secret_hash)
@@ -146,14 +143,14 @@ impl Access for PostgresStore {
         let entries = rows
             .into_iter()
             .map(|(at, token, client, method, route, target, status)| {
-                Ok(AuditEntry {
+                AuditEntry::try_from(AuditRow {
                     at,
                     token,
                     client,
                     method,
                     route,
                     target,
-                    status: u16::try_from(status).map_err(|_| corrupt("status", status))?,
+                    status: i64::from(status),
                 })
             })
             .collect::<Result<_, StoreError>>()?;

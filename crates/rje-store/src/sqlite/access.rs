@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{AuditEntry, NewToken, Role, Scope, Token};
 
-use crate::access::USE_RECORDED_EVERY;
+use crate::access::{AuditRow, use_worth_recording};
 use crate::error::name_taken;
 use crate::rows::corrupt;
 use crate::{Access, AuditPage, AuditQuery, MAX_AUDIT_PAGE, StoreError};
@@ -74,10 +74,7 @@ impl Access for SqliteStore {
         };
         let mut token = into_token(row)?;
         let at = now();
-        if token
-            .last_used_at
-            .is_none_or(|used| at - used >= USE_RECORDED_EVERY)
-        {
+        if use_worth_recording(token.last_used_at, at) {
             sqlx::query("UPDATE tokens SET last_used_at = ? WHERE secret_hash = ?")
                 .bind(micros(at))
                 .bind(secret_hash)
@@ -148,14 +145,14 @@ impl Access for SqliteStore {
         let entries = rows
             .into_iter()
             .map(|(at, token, client, method, route, target, status)| {
-                Ok(AuditEntry {
+                AuditEntry::try_from(AuditRow {
                     at: from_micros(at)?,
                     token,
                     client,
                     method,
                     route,
                     target,
-                    status: u16::try_from(status).map_err(|_| corrupt("status", status))?,
+                    status,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
