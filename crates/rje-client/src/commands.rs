@@ -263,14 +263,14 @@ async fn follow_job(
     id: &str,
     since: i64,
     presenter: Presenter,
-    mut on_event: impl FnMut(Event),
+    mut on_event: impl FnMut(Event) -> Result<(), ClientError>,
 ) -> Result<Followed, ClientError> {
     let mut follower = JobFollower::new(api.clone(), id, since);
     let mut cancel_sent = false;
     loop {
         tokio::select! {
             event = follower.next() => match event? {
-                Some(event) => on_event(event),
+                Some(event) => on_event(event)?,
                 None => return Ok(Followed::Finished),
             },
             _ = tokio::signal::ctrl_c() => {
@@ -315,11 +315,13 @@ async fn follow_output(
                 "{}",
                 json!({"type": "output", "stream": stream, "log": text})
             );
+            Ok(())
         }
         Event::Status { status } if presenter.json => {
             println!("{}", json!({"type": "status", "status": status}));
+            Ok(())
         }
-        Event::Status { .. } => {}
+        Event::Status { .. } => Ok(()),
     })
     .await?;
     if let Followed::Detached = followed {
@@ -353,6 +355,7 @@ async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<Exit
         if let (Some(spinner), Event::Status { status }) = (&spinner, &event) {
             spinner.set_message(format!("job {id} is {status}"));
         }
+        Ok(())
     })
     .await;
     if let Some(spinner) = spinner {
@@ -368,11 +371,11 @@ async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<Exit
         write_output(
             rje_domain::Stream::Stdout,
             job.stdout.as_deref().unwrap_or(""),
-        );
+        )?;
         write_output(
             rje_domain::Stream::Stderr,
             job.stderr.as_deref().unwrap_or(""),
-        );
+        )?;
         if presenter.decorate() {
             eprintln!("{}", summary(&job, started));
         }
@@ -405,6 +408,7 @@ pub async fn view(connection: &Connection, args: ViewArgs) -> Result<ExitCode, C
                     );
                 }
             }
+            Ok(())
         })
         .await?;
         if let Followed::Detached = followed {

@@ -28,6 +28,9 @@ impl ExitCode {
     pub const JOB_ERROR: ExitCode = ExitCode(125);
     /// The job was cancelled, or the client interrupted with Ctrl-C.
     pub const CANCELLED: ExitCode = ExitCode(130);
+    /// The client's output was closed (`| head`): the status a shell gives
+    /// a command ended by SIGPIPE.
+    pub const OUTPUT_CLOSED: ExitCode = ExitCode(128 + 13);
 }
 
 impl fmt::Display for ExitCode {
@@ -55,6 +58,10 @@ pub enum ClientError {
     Server(String),
     #[error("{0}")]
     Config(String),
+    /// Whoever read the output went away: nothing to say, nobody to say it
+    /// to.
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 impl ClientError {
@@ -66,6 +73,7 @@ impl ClientError {
             ClientError::BadInput(_) | ClientError::Config(_) => ExitCode::BAD_INPUT,
             ClientError::Conflict(_) => ExitCode::CONFLICT,
             ClientError::Server(_) => ExitCode::SERVER_ERROR,
+            ClientError::OutputClosed => ExitCode::OUTPUT_CLOSED,
         }
     }
 }

@@ -13,6 +13,8 @@ use rje_proto::JobResponse;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ClientError;
+
 /// What the terminals around the client can do, and what the user asked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Presenter {
@@ -170,10 +172,12 @@ pub(crate) fn print_json(value: &impl Serialize) {
     }
 }
 
-/// Writes job output to the stream it came from.
-pub(crate) fn write_output(stream: Stream, text: &str) {
-    // A closed pipe (`| head`) is the reader's choice, not an error.
-    let _ = match stream {
+/// Writes job output to the stream it came from. A closed pipe (`| head`)
+/// is the reader's choice, not an error: [`ClientError::OutputClosed`], so
+/// that the client stops following and ends quietly instead of reading
+/// the rest of the job for nobody.
+pub(crate) fn write_output(stream: Stream, text: &str) -> Result<(), ClientError> {
+    let written = match stream {
         Stream::Stdout => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes()).and_then(|()| out.flush())
@@ -183,6 +187,12 @@ pub(crate) fn write_output(stream: Stream, text: &str) {
             err.write_all(text.as_bytes()).and_then(|()| err.flush())
         }
     };
+    match written {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(ClientError::OutputClosed),
+        // Any other failure to write is the terminal's, and the job's
+        // output stays on the server: following goes on.
+        _ => Ok(()),
+    }
 }
 
 /// One host's row: name, where, health, and whether jobs go there by default.

@@ -191,6 +191,8 @@ fn client(connection: Connection, command: ClientCommand) -> ExitCode {
     let result = runtime.block_on(command.run(&connection, &rje::bench_ssh::InventoryBaseline));
     let code = match result {
         Ok(code) => code,
+        // Nobody reads any more: nothing to say.
+        Err(rje_client::ClientError::OutputClosed) => rje_client::ExitCode::OUTPUT_CLOSED,
         Err(err) => {
             eprintln!("rje: {err}");
             err.exit_code()
@@ -263,15 +265,11 @@ fn quiet_when_the_reader_goes() {
             .unwrap_or_default();
         // How the standard library's print macros fail on a closed stdout.
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(OUTPUT_CLOSED);
+            std::process::exit(rje_client::ExitCode::OUTPUT_CLOSED.0);
         }
         report(info);
     }));
 }
-
-/// The exit status of a client whose output was closed: a shell's for a
-/// command ended by SIGPIPE.
-const OUTPUT_CLOSED: i32 = 128 + 13;
 
 /// Marks every descriptor past stderr close-on-exec: those rje opens are
 /// already, those it inherited would otherwise reach every job (and the

@@ -465,21 +465,38 @@ async fn bench_counts_are_right() {
 async fn a_client_whose_output_is_closed_ends_quietly() {
     let app = spawn_app().await;
     run(&app, &["submit", "echo one", "--wait"]).await;
-    // A pipe whose read end is closed before the client writes a byte.
-    let (read_end, write_end) = nix::unistd::pipe().unwrap();
-    drop(read_end);
-    // Spawned, not `output()`, which would capture stdout in a pipe of its
-    // own.
-    let client = rje(&app)
-        .args(["list", "--json"])
-        .stdout(Stdio::from(write_end))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the client starts");
-    let output = tokio::time::timeout(DEADLINE, client.wait_with_output())
+    // A job that prints for two minutes: a client that streams it stops
+    // when its reader goes, not when the job ends.
+    let long = run(
+        &app,
+        &[
+            "submit",
+            "for i in $(seq 1 1200); do echo line-$i; sleep 0.1; done",
+        ],
+    )
+    .await;
+    let long = stdout(&long).trim().to_owned();
+    for args in [vec!["list", "--json"], vec!["stream", long.as_str()]] {
+        // A pipe whose read end is closed before the client writes a byte.
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        drop(read_end);
+        // Spawned, not `output()`, which would capture stdout in a pipe of
+        // its own.
+        let client = rje(&app)
+            .args(&args)
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the client starts");
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            client.wait_with_output(),
+        )
         .await
-        .expect("the client finishes")
+        .unwrap_or_else(|_| panic!("{args:?} went on after its reader went"))
         .expect("the client is waited for");
-    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
-    assert_eq!(code(&output), 141, "{}", stderr(&output));
+        assert_eq!(stderr(&output), "", "{args:?}: quietly");
+        assert_eq!(code(&output), 141, "{args:?}");
+    }
+    run(&app, &["cancel", "--force", &long]).await;
 }
