@@ -50,6 +50,18 @@ pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     parse_start_ticks(&stat)
 }
 
+/// The parent of process `pid`; `None` once it is gone.
+pub(crate) fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_parent(&stat)
+}
+
+/// Field 4 of /proc/PID/stat, counted as [`parse_stat`] does.
+fn parse_parent(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(4 - 3)?.parse().ok()
+}
+
 /// Counts live members of a group by reading /proc; `None` if /proc cannot
 /// be read (then the kernel's answer stands).
 fn live_members_in_proc(pgid: i32) -> Option<usize> {
@@ -130,6 +142,7 @@ mod tests {
         let stat = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100";
         assert_eq!(parse_stat(stat), Some(('S', 4240)));
         assert_eq!(parse_session(stat), Some(4240));
+        assert_eq!(parse_parent(stat), Some(1));
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -242,9 +242,14 @@ impl DurableLocalExecutor {
             .ok()
             .flatten()
             .is_none_or(|s| s.allow_daemons);
+        // A record is only a file: it counts only for the supervisor that
+        // started the command, the parent of the group's leader while that
+        // provably is the command's.
         let supervisor = match allows_daemons {
             true => None,
-            false => dir.read_supervisor().ok().flatten(),
+            false => dir.read_supervisor().ok().flatten().filter(|record| {
+                group.is_current() && crate::group::parent_of(group.pgid) == Some(record.pid)
+            }),
         };
         let mut command = Following {
             group: &group,

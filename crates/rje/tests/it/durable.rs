@@ -395,6 +395,76 @@ mod executor {
         (crate::helpers::ended(outcome.unwrap()), taken)
     }
 
+    /// A cancel reaches what is below the job's supervisor only on proof
+    /// that the supervisor is the one that started the command: a record
+    /// naming another live process (its true start time and all) gets
+    /// nothing of that process's killed.
+    #[tokio::test]
+    async fn a_planted_supervisor_record_gets_nothing_outside_the_job_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor(dir.path());
+        let mut outsider = std::process::Command::new("sh")
+            .args(["-c", "sleep 7411; true"])
+            .spawn()
+            .unwrap();
+        let pid = outsider.id() as i32;
+        let deadline = Instant::now() + DEADLINE;
+        while rje_testkit::processes_running(&["sleep", "7411"]).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the outsider's child never started"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+        let (sink, mut events) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let run = executor.run(
+            "planted",
+            request("sleep 7412", 60),
+            &NoGate,
+            sink,
+            cancel.clone(),
+        );
+        let job = JobDir::new(dir.path().join("jobs").join("planted"));
+        let plant = async {
+            let mut started = false;
+            while let Some(event) = events.recv().await {
+                if matches!(event, ExecEvent::Started { .. }) && !started {
+                    started = true;
+                    let record = SupervisorRecord {
+                        pid,
+                        boot_id: rje_exec::durable::boot_id().unwrap(),
+                        started_at_ms: 0,
+                        start_ticks: Some(start_ticks_of(pid)),
+                    };
+                    std::fs::write(job.supervisor(), serde_json::to_vec(&record).unwrap()).unwrap();
+                    cancel.cancel();
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(run, plant);
+        assert!(
+            matches!(
+                crate::helpers::ended(outcome.unwrap()),
+                Outcome::Cancelled { .. }
+            ),
+            "the job itself is cancelled"
+        );
+        assert_eq!(
+            rje_testkit::processes_running(&["sleep", "7411"]).len(),
+            1,
+            "the outsider's child lives"
+        );
+        let _ = outsider.kill();
+        let _ = outsider.wait();
+        for pid in rje_testkit::processes_running(&["sleep", "7411"]) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     /// What a command leaves behind is treated as on a plain run: given a
     /// moment to finish writing, then ended; a job that allows daemons
     /// keeps those that left its group, not its group's stragglers.
