@@ -1,31 +1,125 @@
 //! Bearer-token authentication: one middleware in front of every route
-//! except the health probes (and the docs, unless they are private).
+//! except the health probes (and the docs, unless they are private). It
+//! finds who a request is (a [`Principal`]) and hands it on in the
+//! request's extensions; what the principal may do is decided after it
+//! (`rules`, and the handlers for scopes and owners).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use rje_domain::{ENV_TOKEN_PREFIX, Principal, Role, Scope};
+use rje_store::{Access, hash_secret};
 use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
 
-/// Requires a configured bearer token on every route it wraps (every
-/// route but the probes, and the docs unless they are private). The
-/// WebSocket also takes it as `?token=`, since browsers cannot set headers
-/// on a WebSocket.
-pub(crate) async fn require_token(
+/// How a process tells who presents a token: the tokens of its
+/// configuration (each an admin), then the store's, shared by every
+/// process and revoked at once (each request looks its token up).
+pub(crate) struct Authentication {
+    configured: Vec<String>,
+    /// Tokens are asked for: some are configured, or the store holds one.
+    /// Once so, so until the process ends.
+    required: AtomicBool,
+    /// While none is, when the store was last asked whether it holds one.
+    last_asked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Authentication {
+    /// While a server runs without tokens, how often it asks the store
+    /// whether one was made meanwhile (`rje tokens create --local`).
+    const ASK_EVERY: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new(configured: &[String], tokens_in_store: bool) -> Self {
+        Self {
+            configured: configured.to_vec(),
+            required: AtomicBool::new(!configured.is_empty() || tokens_in_store),
+            last_asked: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A token was made here: from now on, tokens are asked for.
+    pub(crate) fn require_tokens(&self) {
+        self.required.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server answers without a token: none is configured and
+    /// the store held none when last asked (at most a second ago).
+    pub(crate) async fn is_open(&self, access: &dyn Access) -> Result<bool, ApiError> {
+        if self.required.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut last_asked = self.last_asked.lock().await;
+        if last_asked.is_some_and(|at| at.elapsed() < Self::ASK_EVERY) {
+            return Ok(true);
+        }
+        if !access.tokens().await?.is_empty() {
+            self.require_tokens();
+            return Ok(false);
+        }
+        *last_asked = Some(Instant::now());
+        Ok(true)
+    }
+
+    /// Who presents `secret`: a configured token's admin, a store token's
+    /// principal, or `None` for a token that is neither.
+    pub(crate) async fn principal_of(
+        &self,
+        secret: &str,
+        access: &dyn Access,
+    ) -> Result<Option<Principal>, ApiError> {
+        if let Some(index) = token_index(&self.configured, secret) {
+            return Ok(Some(Principal {
+                name: Some(configured_name(&self.configured[index])),
+                role: Role::Admin,
+                scope: Scope::everything(),
+            }));
+        }
+        // The store compares hashes, never the secret itself.
+        match access.token_by_hash(&hash_secret(secret)).await? {
+            Some(token) => {
+                self.require_tokens();
+                Ok(Some(token.principal()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The name a configured token goes by in `submitted_by` and the audit
+/// trail: its hash's first 8 hex digits tell tokens apart and reveal none.
+pub(crate) fn configured_name(secret: &str) -> String {
+    format!("{ENV_TOKEN_PREFIX}{}", &hash_secret(secret)[..8])
+}
+
+/// Finds who a request is, on every route it wraps (every route but the
+/// probes, and the docs unless they are private). The WebSocket also takes
+/// the token as `?token=`, since browsers cannot set headers on a
+/// WebSocket. A server without tokens takes anyone (it listens on loopback
+/// only), as before tokens had names: a token presented to it that it does
+/// not know is not refused.
+pub(crate) async fn authenticate(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let tokens = &state.settings.tokens;
-    if tokens.is_empty() {
-        return Ok(next.run(request).await);
-    }
-    match presented_token(&request)? {
-        Some(token) if is_valid(tokens, &token) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
-    }
+    let auth = &state.authentication;
+    let access = &*state.access;
+    let principal = match presented_token(&request)? {
+        Some(secret) => match auth.principal_of(&secret, access).await? {
+            Some(principal) => principal,
+            None if auth.is_open(access).await? => Principal::anyone(),
+            None => return Err(ApiError::Unauthorized),
+        },
+        None if auth.is_open(access).await? => Principal::anyone(),
+        None => return Err(ApiError::Unauthorized),
+    };
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
 }
 
 /// The token a request presents: the `Authorization: Bearer` header, or
@@ -75,10 +169,6 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-fn is_valid(tokens: &[String], presented: &str) -> bool {
-    token_index(tokens, presented).is_some()
-}
-
 /// The place of `presented` among the tokens. Every token is compared, in
 /// constant time, so that timing reveals neither which token nor how much
 /// of one matched.
@@ -98,6 +188,18 @@ pub(crate) fn token_index(tokens: &[String], presented: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_valid(tokens: &[String], presented: &str) -> bool {
+        token_index(tokens, presented).is_some()
+    }
+
+    #[test]
+    fn a_configured_token_is_named_by_its_hash_not_by_itself() {
+        let name = configured_name("root-secret");
+        assert!(name.starts_with("env-") && name.len() == 12, "{name}");
+        assert!(!name.contains("root"));
+        assert_ne!(name, configured_name("other-secret"));
+    }
 
     #[test]
     fn tokens_match_exactly() {

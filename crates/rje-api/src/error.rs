@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rje_domain::{FieldError, Status, ValidationError};
+use rje_domain::{Denied, FieldError, Status, ValidationError};
 use rje_proto::ErrorBody;
 use rje_store::StoreError;
 
@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// The token's role, scope or ownership does not cover the request.
+    #[error("{0}")]
+    Denied(#[from] Denied),
     /// A `Host` this server does not answer to without a token: a
     /// DNS-rebinding page's name.
     #[error(
@@ -33,6 +36,8 @@ pub enum ApiError {
     JobNotFound,
     #[error("no host named {0:?}")]
     HostNotFound(String),
+    #[error("no token named {0:?}")]
+    TokenNotFound(String),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -62,10 +67,13 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
-            ApiError::JobNotFound | ApiError::HostNotFound(_) | ApiError::RouteNotFound => {
-                StatusCode::NOT_FOUND
+            ApiError::Forbidden(_) | ApiError::Denied(_) | ApiError::CrossSite(_) => {
+                StatusCode::FORBIDDEN
             }
+            ApiError::JobNotFound
+            | ApiError::HostNotFound(_)
+            | ApiError::TokenNotFound(_)
+            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::NameTaken(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +95,13 @@ impl IntoResponse for ApiError {
                 field: "status".into(),
                 message: format!("is {status}"),
             }],
+            ApiError::Denied(denied) => {
+                crate::metrics::denied(denied.reason());
+                vec![FieldError {
+                    field: denied.missing().into(),
+                    message: denied.to_string(),
+                }]
+            }
             _ => Vec::new(),
         };
         match &self {

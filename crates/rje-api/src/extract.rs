@@ -122,3 +122,20 @@ pub(crate) fn is_json_media_type(value: &axum::http::HeaderValue) -> bool {
                 || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
 }
+
+/// Who the request is, as authentication found: every guarded route has
+/// one; a request without one is not let through.
+pub(crate) struct Caller(pub rje_domain::Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<rje_domain::Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
+    }
+}

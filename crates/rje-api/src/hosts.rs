@@ -8,6 +8,7 @@ use rje_proto::{ErrorBody, HostListResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::extract::Caller;
 use crate::openapi::Guarded;
 use crate::{ApiError, AppState};
 
@@ -26,9 +27,15 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "The hosts", body = HostListResponse), Guarded),
     security(("bearer" = []))
 )]
-async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
+async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Json<HostListResponse> {
+    let known = &state.settings.hosts;
     Json(HostListResponse {
-        hosts: state.hosts.list(),
+        hosts: state
+            .hosts
+            .list()
+            .into_iter()
+            .filter(|host| caller.sees(Some(&host.name), known))
+            .collect(),
     })
 }
 
@@ -50,8 +57,12 @@ async fn list(State(state): State<AppState>) -> Json<HostListResponse> {
 )]
 async fn check(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<CheckReport>, ApiError> {
+    if state.settings.hosts.is_known(&name) {
+        caller.require_host(Some(&name), &state.settings.hosts)?;
+    }
     state
         .hosts
         .check(&name)

@@ -18,7 +18,8 @@ use tokio::time::timeout;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{JobPath, JsonObject, QueryPairs};
+use crate::audit::AuditTarget;
+use crate::extract::{Caller, JobPath, JsonObject, QueryPairs};
 use crate::openapi::{EditAnswers, Guarded, WithBody};
 use crate::{ApiError, AppState, streamed};
 
@@ -42,6 +43,8 @@ struct ListParams {
     priority: Option<Priority>,
     /// Only jobs on this host (a name of `GET /hosts/`).
     host: Option<String>,
+    /// Only jobs submitted by this token (its name).
+    submitted_by: Option<String>,
     /// Only jobs whose command contains this text: 3 to 200 characters
     /// (ASCII case ignored; `%` and `_` match only themselves). Empty: no
     /// search.
@@ -101,20 +104,28 @@ pub(crate) struct JobIdParam {
 )]
 async fn create(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let settings = &state.settings;
     let new_job = NewJob::parse(&body, &settings.limits, &settings.hosts)?;
-    let job = state.store.create(new_job).await?;
+    caller.require_host(Some(new_job.host()), &settings.hosts)?;
+    let job = state
+        .store
+        .create(new_job.submitted_by(caller.name))
+        .await?;
     crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
     state.bus.announce_work().await;
     let location = format!("/jobs/{}/", job.id);
-    Ok((
+    let target = AuditTarget(job.id.to_string());
+    let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(JobResponse::from(job)),
     )
-        .into_response())
+        .into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// A page of jobs, newest first unless `ordering` says otherwise.
@@ -129,9 +140,15 @@ async fn create(
 )]
 async fn list(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     query: QueryPairs,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    let query = ListQuery::parse(query.iter(), &state.settings.hosts)?;
+    let hosts = &state.settings.hosts;
+    let mut query = ListQuery::parse(query.iter(), hosts)?;
+    if let Some(host) = &query.host {
+        caller.require_host(Some(host), hosts)?;
+    }
+    query.hosts_within = caller.visible_hosts(hosts);
     let tail_bytes = match query.output {
         ListOutput::Tail => state.settings.list_output_bytes,
         ListOutput::None => 0,
@@ -156,9 +173,10 @@ async fn list(
 )]
 async fn list_alias(
     state: State<AppState>,
+    caller: Caller,
     query: QueryPairs,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    list(state, query).await
+    list(state, caller, query).await
 }
 
 /// A job with its whole output, streamed from the store; `?output=` asks
@@ -178,9 +196,11 @@ async fn list_alias(
 )]
 async fn show(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JobPath(id): JobPath,
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
+    require_sight(&state, &caller, id).await?;
     let tail_bytes = match query.get("output").map(str::parse::<ListOutput>) {
         None => return streamed::job_response(&state, id, StatusCode::OK).await,
         Some(Err(message)) => return Err(ValidationError::field("output", message).into()),
@@ -239,10 +259,11 @@ async fn stats(State(state): State<AppState>) -> Result<Json<JobStatsResponse>, 
 )]
 async fn patch(
     state: State<AppState>,
+    caller: Caller,
     path: JobPath,
     body: JsonObject,
 ) -> Result<Json<JobResponse>, ApiError> {
-    edit(state, path, body).await
+    edit(state, caller, path, body).await
 }
 
 /// Edits a queued job (PUT and PATCH alike: a partial edit, or the whole
@@ -259,19 +280,24 @@ async fn patch(
 )]
 async fn edit(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JobPath(id): JobPath,
     JsonObject(body): JsonObject,
 ) -> Result<Json<JobResponse>, ApiError> {
     // Read first: a field sent back unchanged is judged against the job as
     // it is, and a job that cannot be edited is a 409 whatever the body.
+    let settings = &state.settings;
     let current = state.store.get_meta(id).await?;
+    caller.require_change(&current, &settings.hosts)?;
     if !current.status.is_editable() {
         return Err(ApiError::Conflict {
             status: current.status,
         });
     }
-    let settings = &state.settings;
     let patch = JobPatch::parse(&body, &settings.limits, &settings.hosts, &current)?;
+    if let Some(host) = patch.host() {
+        caller.require_host(Some(host), &settings.hosts)?;
+    }
     let job = state.store.edit(id, &patch).await?;
     if patch.priority().is_some() {
         // A job may now be first in line.
@@ -297,8 +323,10 @@ async fn edit(
 )]
 async fn delete(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JobPath(id): JobPath,
 ) -> Result<StatusCode, ApiError> {
+    require_sight(&state, &caller, id).await?;
     state.store.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -322,10 +350,16 @@ async fn delete(
     ),
     security(("bearer" = []))
 )]
-async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<Response, ApiError> {
+async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JobPath(id): JobPath,
+) -> Result<Response, ApiError> {
+    let job = state.store.get_meta(id).await?;
+    caller.require_change(&job, &state.settings.hosts)?;
     // Subscribe before asking, so the final status cannot slip by unseen.
     let events = state.bus.subscribe_job(id).await.ok();
-    match state.store.cancel(id).await? {
+    match state.store.cancel(id, caller.name.as_deref()).await? {
         CancelOutcome::Cancelled(job) => {
             state.bus.publish_status(&job).await;
             Ok(Json(JobResponse::from(job)).into_response())
@@ -341,6 +375,22 @@ async fn cancel(State(state): State<AppState>, JobPath(id): JobPath) -> Result<R
             streamed::job_response(&state, id, status).await
         }
     }
+}
+
+/// Refuses a job outside the caller's scope: a 403 naming its host, never
+/// a 404 that would hide a job the token may not see. Reads the job only
+/// for a scoped token.
+pub(crate) async fn require_sight(
+    state: &AppState,
+    caller: &rje_domain::Principal,
+    id: JobId,
+) -> Result<(), ApiError> {
+    if caller.scope.is_everything() {
+        return Ok(());
+    }
+    let job = state.store.get_meta(id).await?;
+    caller.require_sight(&job, &state.settings.hosts)?;
+    Ok(())
 }
 
 /// Waits for a final status event, then asks the store (the truth) whether

@@ -2,6 +2,8 @@
 //! the domain judge it, call the store and the bus, reply. Every error goes
 //! through [`ApiError`], which maps it to HTTP in one place.
 
+mod access;
+mod audit;
 mod auth;
 mod browser_guard;
 mod error;
@@ -13,6 +15,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod rules;
 mod state;
 mod streamed;
 mod strict_json;
@@ -48,6 +51,8 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .merge(ws::router())
         .merge(health::workers_router())
         .merge(hosts::router())
+        .merge(access::router())
+        .merge(audit::router())
         .merge(if settings.public_metrics {
             OpenApiRouter::new()
         } else {
@@ -79,9 +84,16 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let guarded = guarded
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Inside out: the rules judge, the trail records their verdict and
+        // the handler's, authentication says who asked before either.
+        .layer(axum::middleware::from_fn(rules::enforce))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
         ));
     let keys = rate_limit::ClientKeys::new(&settings.tokens, &settings.trusted_proxies);
     let guarded = match settings
@@ -105,7 +117,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     let guard = std::sync::Arc::new(browser_guard::BrowserGuard::new(
         settings.allowed_hosts.clone(),
         &settings.cors_origins,
-        settings.tokens.is_empty(),
+        settings.tokens.is_empty() && !settings.tokens_in_store,
     ));
     // Outermost, so that preflights and refusals carry them too.
     let router = with_security_headers(router.layer(axum::middleware::from_fn_with_state(

@@ -10,7 +10,7 @@ use rje_proto::{ChunkResponse, ErrorBody, LogsResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{JobPath, QueryPairs, parse_since};
+use crate::extract::{Caller, JobPath, QueryPairs, parse_since};
 use crate::jobs::JobIdParam;
 use crate::openapi::Guarded;
 use crate::{ApiError, AppState, streamed};
@@ -67,6 +67,7 @@ struct LogsParams {
 )]
 async fn logs(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JobPath(id): JobPath,
     headers: HeaderMap,
     query: QueryPairs,
@@ -85,6 +86,7 @@ async fn logs(
     // Read the status first: if the job was finished then, every chunk is
     // already stored and the page can say it is complete.
     let job = state.store.get_meta(id).await?;
+    caller.require_sight(&job, &state.settings.hosts)?;
     if wants_text(&headers) {
         // A running job's body ends at its last chunk stored now.
         let upto = if job.status.is_final() {

@@ -103,6 +103,18 @@ fn describe() {
         "Failed SSH connections and checks per host."
     );
     describe_counter!("rje_http_requests_total", "HTTP requests answered.");
+    describe_counter!(
+        "rje_api_denied_total",
+        "Requests refused for the token's role, scope or ownership, by reason."
+    );
+    describe_counter!(
+        "rje_audit_entries_total",
+        "Changes recorded in the audit trail by this process."
+    );
+    describe_counter!(
+        "rje_audit_write_failures_total",
+        "Changes this process could not record in the audit trail."
+    );
     describe_histogram!(
         "rje_http_request_duration_seconds",
         Unit::Seconds,
@@ -229,4 +241,18 @@ pub(crate) fn job_created(priority: Priority, host: &str) {
         "host" => host.to_owned(),
     )
     .increment(1);
+}
+
+/// A request refused for `reason`: `role`, `host` or `owner`.
+pub(crate) fn denied(reason: &'static str) {
+    metrics::counter!("rje_api_denied_total", "reason" => reason).increment(1);
+}
+
+/// An audit entry written, or not.
+pub(crate) fn audit_written(written: bool) {
+    if written {
+        metrics::counter!("rje_audit_entries_total").increment(1);
+    } else {
+        metrics::counter!("rje_audit_write_failures_total").increment(1);
+    }
 }

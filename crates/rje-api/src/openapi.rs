@@ -34,6 +34,11 @@ pub(crate) enum Guarded {
     /// Past the rate limit; `Retry-After` says when to try again.
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
     TooManyRequests(ErrorBody),
+    /// The token's role or scope does not cover the request, or (for a
+    /// run token) the job is another's: `details` names what is missing
+    /// (`role`, `host` or `submitted_by`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// The store cannot be reached; try again.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -83,7 +88,11 @@ pub(crate) enum EditAnswers {
             stored output from `?since=SEQ` first, then live output, then the final status, \
             then a normal close. `GET /ws/jobs/` streams every job's status changes \
             (`EventMessage`): `ready` once subscribed, then `status` events, and `gap` when \
-            the client fell behind. Browsers pass the token as `?token=`.",
+            the client fell behind. Browsers pass the token as `?token=`.\n\n\
+            **Access**: a token has a role (`read`: GET routes and WebSockets; `run`: also \
+            submit, and edit and cancel its own jobs; `admin`: everything, tokens and the \
+            audit trail too) and may be limited to some hosts. A request outside them is a 403 \
+            whose `details` name what is missing. `RJE_API_TOKENS` tokens are admins.",
         license(name = "MIT")
     ),
     modifiers(&BearerAuth),
@@ -96,7 +105,8 @@ pub(crate) enum EditAnswers {
     tags(
         (name = "jobs", description = "Submit, list, edit, cancel and delete jobs; read their output"),
         (name = "service", description = "Probes, workers, hosts and metrics"),
-        (name = "live", description = "WebSocket streams (see the description above)")
+        (name = "live", description = "WebSocket streams (see the description above)"),
+        (name = "access", description = "Who a token is, the tokens (admin), the audit trail (admin)")
     )
 )]
 pub(crate) struct ApiDoc;
@@ -123,14 +133,15 @@ pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppSt
     };
     // With tokens on, the document anyone may read names no host: host
     // names tell an attacker where to go next. A token's holder gets them.
-    let (full, public) = (described(true), described(settings.tokens.is_empty()));
+    let open = settings.tokens.is_empty() && !settings.tokens_in_store;
+    let (full, public) = (described(true), described(open));
     let tokens: Arc<[String]> = settings.tokens.clone().into();
     let config = Arc::new(Config::from("/openapi.json"));
     Router::new()
         .route(
             "/openapi.json",
             get(move |request: Request| {
-                let entitled = tokens.is_empty()
+                let entitled = open
                     || presented_token(&request)
                         .ok()
                         .flatten()

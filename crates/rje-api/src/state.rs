@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use rje_bus::Bus;
 use rje_domain::{CheckReport, HostNames, HostStatus, Limits};
 use rje_proto::JobStatsResponse;
-use rje_store::Jobs;
+use rje_store::{Access, Jobs};
 
 use crate::AllowedHosts;
 
@@ -34,10 +34,14 @@ pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Jobs>,
+    /// Tokens and the audit trail: the same store, by its access face.
+    pub access: Arc<dyn Access>,
     pub bus: Arc<dyn Bus>,
     /// The hosts jobs run on, for `/hosts/`.
     pub hosts: Arc<dyn HostDirectory>,
     pub settings: Arc<ApiSettings>,
+    /// Who presents which token.
+    pub(crate) authentication: Arc<crate::auth::Authentication>,
     /// `GET /jobs/stats/`'s last answer, shared by every caller.
     pub(crate) stats: StatsCache,
     /// Turns for reading a running job whole (see [`SnapshotReads`]).
@@ -47,12 +51,19 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn Jobs>,
+        access: Arc<dyn Access>,
         bus: Arc<dyn Bus>,
         hosts: Arc<dyn HostDirectory>,
         settings: ApiSettings,
     ) -> Self {
+        let authentication = Arc::new(crate::auth::Authentication::new(
+            &settings.tokens,
+            settings.tokens_in_store,
+        ));
         Self {
             store,
+            access,
+            authentication,
             bus,
             hosts,
             settings: Arc::new(settings),
@@ -115,9 +126,16 @@ impl StatsCache {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub limits: Limits,
-    /// Bearer tokens accepted; empty means no authentication (loopback only,
-    /// which the server enforces at startup).
+    /// Bearer tokens of the configuration (`RJE_API_TOKENS`), each an
+    /// admin's. Without them and without a token in the store, no
+    /// authentication (loopback only, which the server enforces at
+    /// startup).
     pub tokens: Vec<String>,
+    /// The store held a token when the server started: tokens are asked
+    /// for from the first request.
+    pub tokens_in_store: bool,
+    /// Audit entries older than this are pruned; `None`: kept for ever.
+    pub audit_retention: Option<Duration>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// How much of each stream's output a job list carries per job.
@@ -164,6 +182,8 @@ impl Default for ApiSettings {
         Self {
             limits: Limits::default(),
             tokens: Vec::new(),
+            tokens_in_store: false,
+            audit_retention: Some(Duration::from_secs(90 * 24 * 3600)),
             max_body_bytes: 1024 * 1024,
             list_output_bytes: 4096,
             body_timeout: Duration::from_secs(30),

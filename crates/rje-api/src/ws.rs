@@ -12,11 +12,11 @@ use axum::extract::{Extension, State};
 use axum::response::Response;
 use axum::routing::get;
 use rje_bus::{JobEvent, Received};
-use rje_domain::{Chunk, JobId, Status};
+use rje_domain::{Chunk, JobId, Principal, Status};
 use rje_proto::{EventMessage, WsMessage};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::extract::{JobPath, QueryPairs, parse_since};
+use crate::extract::{Caller, JobPath, QueryPairs, parse_since};
 use crate::metrics::Subscriber;
 use crate::{ApiError, AppState, ConnectionSlot};
 
@@ -47,6 +47,7 @@ fn upgrade_of(
 /// load generators that watch many jobs over one connection.
 async fn events_upgrade(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -54,11 +55,11 @@ async fn events_upgrade(
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
-            events_session(state, socket).await;
+            events_session(state, caller, socket).await;
         }))
 }
 
-async fn events_session(state: AppState, mut socket: WebSocket) {
+async fn events_session(state: AppState, caller: Principal, mut socket: WebSocket) {
     let within = state.settings.ws_send_timeout;
     let _counted = Subscriber::new("events");
     let mut events = match state.bus.subscribe_status().await {
@@ -82,6 +83,9 @@ async fn events_session(state: AppState, mut socket: WebSocket) {
     loop {
         let message = tokio::select! {
             received = events.recv() => match received {
+                // A scoped token hears only of its hosts' jobs.
+                Received::Message(event)
+                    if !caller.sees(event.host.as_deref(), &state.settings.hosts) => continue,
                 Received::Message(event) => EventMessage::Status {
                     job_id: event.job,
                     status: event.status,
@@ -128,6 +132,7 @@ async fn send_within(socket: &mut WebSocket, message: Message, within: Duration)
 
 async fn upgrade(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JobPath(id): JobPath,
     query: QueryPairs,
     slot: Option<Extension<ConnectionSlot>>,
@@ -135,8 +140,10 @@ async fn upgrade(
 ) -> Result<Response, ApiError> {
     let since = parse_since(&query)?;
     let ws = upgrade_of(ws)?;
-    // An unknown job is a plain 404, before any upgrade.
-    state.store.get_meta(id).await?;
+    // An unknown job is a plain 404, one outside the token's scope a 403,
+    // before any upgrade.
+    let job = state.store.get_meta(id).await?;
+    caller.require_sight(&job, &state.settings.hosts)?;
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {

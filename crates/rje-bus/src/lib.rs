@@ -46,6 +46,10 @@ pub struct StatusEvent {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub at: DateTime<Utc>,
+    /// The job's host, so that a stream of every job's events can leave
+    /// out those a token's scope does not cover.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl StatusEvent {
@@ -56,6 +60,7 @@ impl StatusEvent {
             exit_code: job.exit_code,
             error: job.error.clone(),
             at: job.modified_at,
+            host: job.host.clone(),
         }
     }
 }

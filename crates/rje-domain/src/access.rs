@@ -99,6 +99,26 @@ pub enum Denied {
     NotItsJob { role: Role },
 }
 
+impl Denied {
+    /// What is missing, as the 403's detail names it.
+    pub fn missing(&self) -> &'static str {
+        match self {
+            Denied::Role { .. } => "role",
+            Denied::Host { .. } => "host",
+            Denied::NotItsJob { .. } => "submitted_by",
+        }
+    }
+
+    /// The metric's label for the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denied::Role { .. } => "role",
+            Denied::Host { .. } => "host",
+            Denied::NotItsJob { .. } => "owner",
+        }
+    }
+}
+
 impl Principal {
     /// A server without tokens: anyone who reaches it (loopback only) may
     /// do everything, and is named by nothing.
@@ -122,16 +142,44 @@ impl Principal {
         }
     }
 
-    /// The rule for running on, or seeing a job of, `host` (carrying
-    /// `labels`).
-    pub fn require_host(&self, host: &str, labels: &[String]) -> Result<(), Denied> {
-        if self.scope.covers(host, labels) {
+    /// Whether a job on `host` is this principal's to see and run: every
+    /// job for a token without a scope; for a scoped one, a job whose host
+    /// it names or whose host carries one of its labels (as `hosts` knows
+    /// them). A job without a host (older than hosts) only when unscoped.
+    pub fn sees(&self, host: Option<&str>, hosts: &HostNames) -> bool {
+        self.scope.is_everything()
+            || host.is_some_and(|host| self.scope.covers(host, hosts.labels_of(host)))
+    }
+
+    /// The rule for running on, or seeing a job of, `host`.
+    pub fn require_host(&self, host: Option<&str>, hosts: &HostNames) -> Result<(), Denied> {
+        if self.sees(host, hosts) {
             Ok(())
         } else {
             Err(Denied::Host {
-                host: host.to_owned(),
+                host: host.unwrap_or("(none)").to_owned(),
             })
         }
+    }
+
+    /// The hosts whose jobs a list shows this principal: `None` for every
+    /// host. The hosts its scope names stay in even once unconfigured, so
+    /// that their jobs' history remains visible.
+    pub fn visible_hosts(&self, hosts: &HostNames) -> Option<Vec<String>> {
+        if self.scope.is_everything() {
+            return None;
+        }
+        let mut visible: Vec<String> = hosts
+            .names()
+            .filter(|host| self.scope.covers(host, hosts.labels_of(host)))
+            .map(str::to_owned)
+            .collect();
+        for host in &self.scope.hosts {
+            if !visible.contains(host) {
+                visible.push(host.clone());
+            }
+        }
+        Some(visible)
     }
 
     /// The rule for changing (editing, cancelling, retrying) a job that
@@ -145,6 +193,20 @@ impl Principal {
         } else {
             Err(Denied::NotItsJob { role: self.role })
         }
+    }
+}
+
+impl Principal {
+    /// The rule for seeing `job`: its host in the scope.
+    pub fn require_sight(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
+        self.require_host(job.host.as_deref(), hosts)
+    }
+
+    /// The rule for changing `job` (editing, cancelling it): its host in
+    /// the scope, and the job the token's own unless it is an admin's.
+    pub fn require_change(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
+        self.require_owner(job.submitted_by.as_deref())?;
+        self.require_sight(job, hosts)
     }
 }
 
@@ -172,6 +234,11 @@ impl Token {
         }
     }
 }
+
+/// The tokens of `RJE_API_TOKENS` are named this and the first 8 hex
+/// digits of their secret's SHA-256: the audit trail and `submitted_by`
+/// tell them apart without showing them.
+pub const ENV_TOKEN_PREFIX: &str = "env-";
 
 /// The most hosts or labels one token's scope may name.
 pub const MAX_SCOPE_ENTRIES: usize = 100;
@@ -216,6 +283,15 @@ impl NewToken {
             }
         }
         let labels = errors.take("labels", names(fields.get("labels")));
+        let scoped = host_list.as_ref().is_some_and(|list| !list.is_empty())
+            || labels.as_ref().is_some_and(|list| !list.is_empty());
+        if role == Some(Role::Admin) && scoped {
+            // A scoped admin could make itself an unscoped token.
+            errors.push(
+                "role",
+                "an admin token covers every host: give it no hosts or labels",
+            );
+        }
         errors.finish()?;
         // Every `take` above succeeded, or `finish` returned the errors.
         let (Some(name), Some(role), Some(hosts), Some(labels)) = (name, role, host_list, labels)
@@ -245,6 +321,9 @@ impl NewToken {
 /// A token's name: like a host's, safe in URLs and logs.
 fn token_name(value: Option<&Value>) -> Result<String, String> {
     match value {
+        Some(Value::String(name)) if name.starts_with(ENV_TOKEN_PREFIX) => Err(format!(
+            "must not begin with {ENV_TOKEN_PREFIX:?}: those name the tokens of RJE_API_TOKENS"
+        )),
         Some(Value::String(name)) if is_valid_host_name(name) => Ok(name.clone()),
         None => Err("is required".to_owned()),
         Some(_) => Err("must be 1 to 64 letters, digits, '-', '_' or '.'".to_owned()),
@@ -274,6 +353,95 @@ fn names(value: Option<&Value>) -> Result<Vec<String>, String> {
         }
     }
     Ok(names)
+}
+
+/// The most audit entries one page may hold.
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// Which audit entries to read: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// At most [`MAX_AUDIT_PAGE`].
+    pub limit: u32,
+    pub offset: u64,
+    /// Only this token's entries.
+    pub token: Option<String>,
+    /// Only this route's (its pattern, as recorded).
+    pub route: Option<String>,
+}
+
+impl Default for AuditQuery {
+    fn default() -> Self {
+        Self {
+            limit: Self::DEFAULT_LIMIT,
+            offset: 0,
+            token: None,
+            route: None,
+        }
+    }
+}
+
+impl AuditQuery {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The longest filter worth looking for: a route pattern or a name.
+    pub const MAX_FILTER_CHARS: usize = 200;
+
+    /// Checks the query parameters of `GET /audit/`; parameters it does
+    /// not know are ignored, as the job list's are. An empty filter is no
+    /// filter.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ValidationError> {
+        let mut query = Self::default();
+        let mut errors = Collector::default();
+        for (name, value) in pairs {
+            match name {
+                "limit" => {
+                    let limit = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            format!("must be a whole number from 1 to {MAX_AUDIT_PAGE}")
+                        });
+                    if let Some(limit) = errors.take("limit", limit) {
+                        query.limit = limit;
+                    }
+                }
+                "offset" => {
+                    let offset = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| i64::try_from(*n).is_ok())
+                        .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX));
+                    if let Some(offset) = errors.take("offset", offset) {
+                        query.offset = offset;
+                    }
+                }
+                "token" | "route" => {
+                    let filter =
+                        if value.chars().count() > Self::MAX_FILTER_CHARS || value.contains('\0') {
+                            Err(format!(
+                                "must be at most {} characters, without NUL",
+                                Self::MAX_FILTER_CHARS
+                            ))
+                        } else {
+                            Ok(Some(value.to_owned()).filter(|text| !text.is_empty()))
+                        };
+                    if let Some(filter) = errors.take(name, filter) {
+                        if name == "token" {
+                            query.token = filter;
+                        } else {
+                            query.route = filter;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        errors.finish()?;
+        Ok(query)
+    }
 }
 
 /// One request that changed something, as the audit trail keeps it.
@@ -345,11 +513,26 @@ mod tests {
         assert!(!scope.covers("local", &[]), "local only when named");
         assert!(!scope.covers("db-1", &["us".into()]));
         assert!(Scope::everything().covers("local", &[]));
+        let hosts = HostNames::new("local", ["web-1", "web-2", "db-1", "db-9"])
+            .with_labels("db-9", &["eu".into()]);
         let who = principal(Role::Run, scope);
         assert_eq!(
-            who.require_host("db-1", &[]).unwrap_err().to_string(),
+            who.require_host(Some("db-1"), &hosts)
+                .unwrap_err()
+                .to_string(),
             "the token's scope does not include host db-1"
         );
+        assert!(
+            who.require_host(Some("db-9"), &hosts).is_ok(),
+            "by its label"
+        );
+        assert!(!who.sees(None, &hosts), "a job without a host");
+        assert!(Principal::anyone().sees(None, &hosts));
+        assert_eq!(
+            who.visible_hosts(&hosts),
+            Some(vec!["db-9".to_owned(), "web-1".to_owned()])
+        );
+        assert_eq!(Principal::anyone().visible_hosts(&hosts), None);
     }
 
     #[test]
@@ -392,6 +575,16 @@ mod tests {
         let fields: Vec<&str> = err.details.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["x", "name", "role", "hosts", "labels"]);
         assert!(NewToken::parse(&json!([]), &hosts).is_err());
+        let scoped_admin = NewToken::parse(
+            &json!({"name": "a", "role": "admin", "labels": ["eu"]}),
+            &hosts,
+        )
+        .unwrap_err();
+        assert_eq!(scoped_admin.details[0].field, "role");
+        assert!(NewToken::parse(&json!({"name": "a", "role": "admin"}), &hosts).is_ok());
+        let reserved =
+            NewToken::parse(&json!({"name": "env-1234abcd", "role": "read"}), &hosts).unwrap_err();
+        assert_eq!(reserved.details[0].field, "name");
         assert!(NewToken::parse(&json!({"role": "read"}), &hosts).is_err());
         let many: Vec<String> = (0..=MAX_SCOPE_ENTRIES).map(|i| format!("l{i}")).collect();
         assert!(
@@ -401,6 +594,34 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn an_audit_query_is_checked_and_bounded() {
+        let query = AuditQuery::parse([
+            ("limit", "5"),
+            ("offset", "10"),
+            ("token", "ci"),
+            ("route", ""),
+            ("other", "x"),
+        ])
+        .unwrap();
+        assert_eq!(
+            query,
+            AuditQuery {
+                limit: 5,
+                offset: 10,
+                token: Some("ci".into()),
+                route: None,
+            }
+        );
+        assert_eq!(AuditQuery::parse([]).unwrap().limit, 100);
+        let long = "x".repeat(201);
+        let err = AuditQuery::parse([("limit", "0"), ("offset", "-1"), ("route", long.as_str())])
+            .unwrap_err();
+        let fields: Vec<&str> = err.details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "offset", "route"]);
+        assert!(AuditQuery::parse([("limit", "1001")]).is_err());
     }
 
     #[test]

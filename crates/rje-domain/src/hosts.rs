@@ -16,6 +16,8 @@ pub fn is_valid_host_name(name: &str) -> bool {
 pub struct HostNames {
     default: String,
     known: BTreeSet<String>,
+    /// Each host's labels, for the scopes of tokens that name labels.
+    labels: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl HostNames {
@@ -34,7 +36,21 @@ impl HostNames {
         Self {
             default: default.to_owned(),
             known,
+            labels: Default::default(),
         }
+    }
+
+    /// The same hosts, `name` carrying `labels`.
+    pub fn with_labels(mut self, name: &str, labels: &[String]) -> Self {
+        if !labels.is_empty() {
+            self.labels.insert(name.to_owned(), labels.to_vec());
+        }
+        self
+    }
+
+    /// The labels a host carries; none for an unknown host.
+    pub fn labels_of(&self, name: &str) -> &[String] {
+        self.labels.get(name).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn is_known(&self, name: &str) -> bool {

@@ -195,6 +195,10 @@ pub struct Job {
     /// A cancel was asked for while the job ran: being carried out while it
     /// runs, and kept once it ended (it may have ended otherwise first).
     pub cancel_requested: bool,
+    /// The name of the token that submitted the job; `None` without tokens.
+    pub submitted_by: Option<String>,
+    /// The name of the token that cancelled it, once one did.
+    pub cancelled_by: Option<String>,
     /// A retried job is not claimed before this time.
     pub run_at: DateTime<Utc>,
 }
@@ -612,6 +616,8 @@ mod tests {
             max_retries: 3,
             streaming: false,
             cancel_requested: false,
+            submitted_by: None,
+            cancelled_by: None,
             run_at: now,
         }
     }

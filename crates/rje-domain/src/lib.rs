@@ -16,7 +16,10 @@ mod patch;
 mod retry;
 pub mod wire_time;
 
-pub use access::{AuditEntry, Denied, MAX_SCOPE_ENTRIES, NewToken, Principal, Role, Scope, Token};
+pub use access::{
+    AuditEntry, AuditQuery, Denied, ENV_TOKEN_PREFIX, MAX_AUDIT_PAGE, MAX_SCOPE_ENTRIES, NewToken,
+    Principal, Role, Scope, Token,
+};
 pub use error::{FieldError, ValidationError};
 pub use host_status::{
     CheckReport, CheckStage, HealthState, HostHealth, HostKeyPolicy, HostKind, HostStatus,

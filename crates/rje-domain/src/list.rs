@@ -81,6 +81,10 @@ pub struct ListQuery {
     pub status: Option<Status>,
     pub priority: Option<Priority>,
     pub host: Option<String>,
+    /// Only jobs submitted by this token.
+    pub submitted_by: Option<String>,
+    /// Only jobs on these hosts (a token's scope); `None`: every host.
+    pub hosts_within: Option<Vec<String>>,
     /// Only jobs whose command contains this text, ignoring ASCII case.
     pub search: Option<String>,
     pub ordering: Ordering,
@@ -95,6 +99,8 @@ impl Default for ListQuery {
             status: None,
             priority: None,
             host: None,
+            submitted_by: None,
+            hosts_within: None,
             search: None,
             ordering: Ordering::DEFAULT,
             output: ListOutput::Tail,
@@ -182,6 +188,14 @@ impl ListQuery {
                         ))
                     };
                     query.host = errors.take("host", host);
+                }
+                "submitted_by" => {
+                    let name = if crate::is_valid_host_name(value) {
+                        Ok(value.to_owned())
+                    } else {
+                        Err("must be a token's name".to_owned())
+                    };
+                    query.submitted_by = errors.take("submitted_by", name);
                 }
                 "search" => {
                     let chars = value.chars().count();

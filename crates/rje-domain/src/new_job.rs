@@ -20,6 +20,7 @@ pub struct NewJob {
     streaming: bool,
     host: String,
     max_retries: u32,
+    submitted_by: Option<String>,
 }
 
 /// Fields the server owns. Naming one in a request is a mistake worth
@@ -40,6 +41,8 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "error",
     "attempts",
     "cancel_requested",
+    "submitted_by",
+    "cancelled_by",
 ];
 
 const CREATE_FIELDS: &[&str] = &[
@@ -100,7 +103,21 @@ impl NewJob {
             streaming,
             host,
             max_retries,
+            submitted_by: None,
         })
+    }
+
+    /// The same job, recorded as submitted by the token `name`.
+    pub fn submitted_by(self, name: Option<String>) -> Self {
+        Self {
+            submitted_by: name,
+            ..self
+        }
+    }
+
+    /// The name of the token that submitted it.
+    pub fn submitter(&self) -> Option<&str> {
+        self.submitted_by.as_deref()
     }
 
     pub fn command(&self) -> &str {

@@ -61,6 +61,11 @@ impl JobPatch {
         Ok(patch)
     }
 
+    /// The new host, when the edit changes it.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
     /// The new priority, when the edit changes it.
     pub fn priority(&self) -> Option<Priority> {
         self.priority
@@ -134,6 +139,8 @@ fn shown_value(job: &Job, field: &str) -> Option<Value> {
         "attempts" => json!(job.attempts),
         "reattached" => json!(job.reattached),
         "cancel_requested" => json!(job.cancel_requested),
+        "submitted_by" => json!(job.submitted_by),
+        "cancelled_by" => json!(job.cancelled_by),
         "max_retries" => json!(job.max_retries),
         "streaming" => json!(job.streaming),
         "stdout_truncated" | "stderr_truncated" => json!(false),
@@ -188,6 +195,8 @@ mod tests {
             max_retries: 3,
             streaming: false,
             cancel_requested: false,
+            submitted_by: None,
+            cancelled_by: None,
             run_at: at,
         }
     }

@@ -38,6 +38,13 @@ pub struct JobResponse {
     pub max_retries: u32,
     pub streaming: bool,
     pub cancel_requested: bool,
+    /// The name of the token that submitted the job; `null` without tokens
+    /// (or for a job older than access control).
+    #[serde(default)]
+    pub submitted_by: Option<String>,
+    /// The name of the token that cancelled it, once one did.
+    #[serde(default)]
+    pub cancelled_by: Option<String>,
     /// In lists: `stdout` holds only the last `RJE_LIST_OUTPUT_BYTES` of
     /// the output (get the job, or its logs, for the whole).
     #[serde(default)]
@@ -96,6 +103,8 @@ impl From<Job> for JobResponse {
             max_retries: job.max_retries,
             streaming: job.streaming,
             cancel_requested: job.cancel_requested,
+            submitted_by: job.submitted_by,
+            cancelled_by: job.cancelled_by,
             stdout_truncated: false,
             stderr_truncated: false,
             stdout_bytes: None,

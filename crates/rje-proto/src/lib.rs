@@ -6,6 +6,7 @@
 //! Field names and values are the original API's; everything rje adds is
 //! an extra field.
 
+mod access;
 mod error;
 mod job;
 mod logs;
@@ -13,6 +14,7 @@ mod request;
 mod service;
 mod ws;
 
+pub use access::{AuditResponse, TokenCreated, TokenListResponse, TokenRequest, WhoAmIResponse};
 pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, StatusCounts};
 pub use logs::{ChunkResponse, LogsResponse};

@@ -514,10 +514,13 @@ impl Inventory {
     /// The names a job may give (`local` and every host), and the default.
     pub fn names(&self) -> rje_domain::HostNames {
         use rje_domain::HostNames;
-        HostNames::new(
+        let names = HostNames::new(
             self.default_host.as_deref().unwrap_or(HostNames::LOCAL),
             std::iter::once(HostNames::LOCAL).chain(self.hosts.iter().map(|h| h.name.as_str())),
-        )
+        );
+        self.hosts.iter().fold(names, |names, host| {
+            names.with_labels(&host.name, &host.labels)
+        })
     }
 }
 

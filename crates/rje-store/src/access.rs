@@ -8,20 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 
-/// The most audit entries one page may hold.
-pub const MAX_AUDIT_PAGE: u32 = 1000;
-
-/// Which audit entries to read: newest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    /// At most [`MAX_AUDIT_PAGE`].
-    pub limit: u32,
-    pub offset: u64,
-    /// Only this token's entries.
-    pub token: Option<String>,
-    /// Only this route's (its pattern, as recorded).
-    pub route: Option<String>,
-}
+pub use rje_domain::{AuditQuery, MAX_AUDIT_PAGE};
 
 /// A page of the audit trail, and how many entries match in all.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -151,8 +151,9 @@ pub trait Jobs: Send + Sync + 'static {
     async fn delete(&self, id: JobId) -> Result<(), StoreError>;
 
     /// Cancels a queued job at once, or records the request for a running
-    /// one. [`StoreError::Conflict`] for a finished job.
-    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
+    /// one. [`StoreError::Conflict`] for a finished job. `by` (a token's
+    /// name) is recorded as the job's `cancelled_by`.
+    async fn cancel(&self, id: JobId, by: Option<&str>) -> Result<CancelOutcome, StoreError>;
 
     /// How many jobs are Queued and Running now, by status and priority:
     /// figures that hold for the whole deployment, whichever process asks.

@@ -31,10 +31,17 @@ pub struct ServeArgs {
     #[arg(long, env = "RJE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// Comma-separated bearer tokens. Without one, rje listens on loopback
-    /// only.
+    /// Comma-separated bearer tokens, each an admin's (named `env-` and 8
+    /// hex digits of its hash). Without one, and without a token in the
+    /// store (`rje tokens create`), rje listens on loopback only.
     #[arg(long, env = "RJE_API_TOKENS", hide_env_values = true)]
     pub api_tokens: Option<String>,
+
+    /// Days the audit trail keeps an entry; 0 keeps every entry. Each API
+    /// process prunes hourly.
+    #[arg(long, env = "RJE_AUDIT_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
 
     /// Jobs run at once by this process's worker.
     #[arg(long, env = "RJE_WORKER_CONCURRENCY", default_value_t = 16,
@@ -423,6 +430,9 @@ impl ServeArgs {
                 ..Limits::default()
             },
             tokens,
+            tokens_in_store: false,
+            audit_retention: (self.audit_retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.audit_retention_days) * 24 * 3600)),
             max_body_bytes: self.max_body_bytes as usize,
             list_output_bytes: self.list_output_bytes,
             body_timeout,

@@ -10,7 +10,8 @@ use rje_store::StoreError;
 pub enum ServerError {
     #[error(
         "refusing to listen on {0} without an API token: set RJE_API_TOKENS to one or more \
-         comma-separated tokens, or bind to a loopback address such as 127.0.0.1"
+         comma-separated tokens, or make one with `rje tokens create NAME --role admin --local`, \
+         or bind to a loopback address such as 127.0.0.1"
     )]
     Unprotected(SocketAddr),
     #[error("cannot open the job store: {0}")]

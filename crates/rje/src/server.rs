@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rje_api::AppState;
+use rje_api::{AllowedHosts, AppState};
 use rje_bus::{Bus, MemoryBus, RedisBus};
 use rje_worker::Worker;
 use tokio::net::TcpListener;
@@ -36,13 +36,20 @@ impl Drop for RunningServer {
 impl RunningServer {
     /// Opens the store and the bus, binds, starts the worker, and serves.
     pub async fn start(settings: Settings) -> Result<Self, ServerError> {
-        refuse_unprotected(&settings)?;
         // Before the worker runs, so that nothing it counts is lost.
         rje_api::install_metrics();
         // Every process: the worker's jobs hold pipes and connections, the
         // API's clients sockets.
         let descriptors = crate::http::raise_descriptor_limit();
         let opened = store::open_store(&settings).await?;
+        let tokens_in_store = settings.run_api
+            && !opened
+                .store
+                .tokens()
+                .await
+                .map_err(ServerError::Store)?
+                .is_empty();
+        refuse_unprotected(&settings, tokens_in_store)?;
         let bus = connect_bus(&settings).await?;
         let listener = bind(&settings).await?;
         let addr = listener.as_ref().map(|(_, addr)| *addr);
@@ -59,7 +66,25 @@ impl RunningServer {
         let serve = listener.map(|(listener, _)| {
             let mut api_settings = settings.api.clone();
             api_settings.hosts = hosts.names();
-            let state = AppState::new(opened.store.clone(), bus, hosts, api_settings);
+            api_settings.tokens_in_store = tokens_in_store;
+            if tokens_in_store && api_settings.allowed_hosts == AllowedHosts::LoopbackAnd(vec![]) {
+                // Tokens are asked for: no rebinding page has one.
+                api_settings.allowed_hosts = AllowedHosts::Any;
+            }
+            if let Some(retention) = api_settings.audit_retention {
+                tokio::spawn(prune_audit_trail(
+                    opened.store.clone(),
+                    retention,
+                    shutdown.clone(),
+                ));
+            }
+            let state = AppState::new(
+                opened.store.clone(),
+                opened.store.clone(),
+                bus,
+                hosts,
+                api_settings,
+            );
             let limits = settings.connections.within_descriptor_limit(descriptors);
             crate::http::serve(listener, rje_api::app(state), limits, shutdown.clone())
         });
@@ -101,13 +126,42 @@ impl RunningServer {
     }
 }
 
-/// A server without tokens answers anyone who reaches it: only on a
-/// loopback address.
-fn refuse_unprotected(settings: &Settings) -> Result<(), ServerError> {
-    if settings.run_api && settings.api.tokens.is_empty() && !settings.bind.ip().is_loopback() {
+/// A server without tokens (configured, or in the store) answers anyone
+/// who reaches it: only on a loopback address.
+fn refuse_unprotected(settings: &Settings, tokens_in_store: bool) -> Result<(), ServerError> {
+    if settings.run_api
+        && settings.api.tokens.is_empty()
+        && !tokens_in_store
+        && !settings.bind.ip().is_loopback()
+    {
         return Err(ServerError::Unprotected(settings.bind));
     }
     Ok(())
+}
+
+/// Removes the audit entries older than `retention`, now and hourly, until
+/// the server stops. Every API process does: a second prune finds nothing.
+async fn prune_audit_trail(
+    store: Arc<dyn rje_store::JobStore>,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    let mut every = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let Ok(kept) = chrono::TimeDelta::from_std(retention) else {
+            return;
+        };
+        match store.prune_audit(chrono::Utc::now() - kept).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned the audit trail"),
+            Err(err) => tracing::warn!(%err, "could not prune the audit trail"),
+        }
+    }
 }
 
 /// The bus the settings name: Redis, or the one in this process.

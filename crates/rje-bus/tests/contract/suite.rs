@@ -64,6 +64,7 @@ fn status(job: JobId, status: Status) -> JobEvent {
         exit_code: None,
         error: None,
         at: Utc::now(),
+        host: Some("local".into()),
     })
 }
 

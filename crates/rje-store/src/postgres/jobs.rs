@@ -17,7 +17,8 @@ use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, W
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore, end_unstarted,
-    fetch_for_update, listed_columns, now, push_filters, read_snapshot, request_cancel,
+    fetch_for_update, listed_columns, now, push_filters, read_snapshot, record_canceller,
+    request_cancel,
 };
 
 #[async_trait]
@@ -31,8 +32,9 @@ impl Jobs for PostgresStore {
         let at = now();
         let sql = format!(
             "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-             modified_at, host, max_retries, streaming, run_at) \
-             VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6) RETURNING {META_COLUMNS}"
+             modified_at, host, max_retries, streaming, run_at, submitted_by) \
+             VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6, $10) \
+             RETURNING {META_COLUMNS}"
         );
         let row: JobRow = sqlx::query_as(&sql)
             .bind(JobId::new().as_uuid())
@@ -44,6 +46,7 @@ impl Jobs for PostgresStore {
             .bind(job.host())
             .bind(fit::<i32, _>("max_retries", job.max_retries())?)
             .bind(job.streaming())
+            .bind(job.submitter())
             .fetch_one(&self.pool)
             .await?;
         row.into_job()
@@ -174,11 +177,13 @@ impl Jobs for PostgresStore {
         conclude(tx, result).await
     }
 
-    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(&self, id: JobId, by: Option<&str>) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, job) = fetch_for_update(&mut tx, id).await?;
-            let outcome = match job.when_cancelled()? {
+            let decision = job.when_cancelled()?;
+            record_canceller(&mut tx, pk, by).await?;
+            let outcome = match decision {
                 CancelDecision::CancelNow(settlement) => {
                     CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
                 }

@@ -25,7 +25,8 @@ use crate::{ClaimedJob, StoreError};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
-    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at";
+    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
+    submitted_by, cancelled_by";
 
 /// Past this many matching jobs, `total_count` is the planner's estimate
 /// instead of an exact count, so that a list never counts millions of rows.
@@ -87,6 +88,10 @@ struct JobRow {
     max_retries: i32,
     streaming: bool,
     cancel_requested: bool,
+    #[sqlx(default)]
+    submitted_by: Option<String>,
+    #[sqlx(default)]
+    cancelled_by: Option<String>,
     run_at: DateTime<Utc>,
     #[sqlx(default)]
     last_seq: Option<i64>,
@@ -145,6 +150,8 @@ impl JobRow {
             max_retries: to_u32("max_retries", self.max_retries.into())?,
             streaming: self.streaming,
             cancel_requested: self.cancel_requested,
+            submitted_by: self.submitted_by,
+            cancelled_by: self.cancelled_by,
             run_at: self.run_at,
         };
         Ok((
@@ -279,6 +286,21 @@ async fn end_unstarted(
     row.into_job()
 }
 
+/// Records who cancels a job, before the cancel is carried out in the same
+/// transaction.
+async fn record_canceller(
+    conn: &mut PgConnection,
+    pk: i64,
+    by: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET cancelled_by = $1 WHERE pk = $2")
+        .bind(by)
+        .bind(pk)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Records a cancel of a running job, for its worker to carry out.
 async fn request_cancel(conn: &mut PgConnection, pk: i64) -> Result<Job, StoreError> {
     let sql = format!(
@@ -383,6 +405,15 @@ fn push_filters(builder: &mut QueryBuilder<'_, Postgres>, query: &ListQuery) {
     }
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
+    }
+    if let Some(name) = &query.submitted_by {
+        builder.push(" AND submitted_by = ").push_bind(name.clone());
+    }
+    if let Some(hosts) = &query.hosts_within {
+        builder
+            .push(" AND host = ANY(")
+            .push_bind(hosts.clone())
+            .push(")");
     }
     // ILIKE: case ignored, as in the SQLite store (which folds only ASCII).
     if let Some(pattern) = query.search_pattern() {

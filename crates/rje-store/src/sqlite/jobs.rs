@@ -15,7 +15,7 @@ use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, W
 
 use super::{
     ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, end_unstarted, fetch_job,
-    from_micros, listed_columns, micros, now, push_filters, request_cancel,
+    from_micros, listed_columns, micros, now, push_filters, record_canceller, request_cancel,
 };
 
 /// Past this many matches a search reports this many, not exact.
@@ -34,8 +34,8 @@ impl Jobs for SqliteStore {
         let at = micros(now());
         let sql = format!(
             "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-             modified_at, host, max_retries, streaming, run_at) \
-             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
+             modified_at, host, max_retries, streaming, run_at, submitted_by) \
+             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
         );
         let row: JobRow = sqlx::query_as(&sql)
             .bind(JobId::new().to_string())
@@ -49,6 +49,7 @@ impl Jobs for SqliteStore {
             .bind(i64::from(job.max_retries()))
             .bind(job.streaming())
             .bind(at)
+            .bind(job.submitter())
             .fetch_one(&self.writer)
             .await?;
         row.into_job()
@@ -171,11 +172,13 @@ impl Jobs for SqliteStore {
         conclude(tx, result).await
     }
 
-    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(&self, id: JobId, by: Option<&str>) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, job) = fetch_job(&mut tx, id).await?;
-            let outcome = match job.when_cancelled()? {
+            let decision = job.when_cancelled()?;
+            record_canceller(&mut tx, pk, by).await?;
+            let outcome = match decision {
                 CancelDecision::CancelNow(settlement) => {
                     CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
                 }

@@ -28,7 +28,8 @@ use crate::{ClaimedJob, StoreError};
 /// so cheap reads can leave them out.
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
-    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at";
+    signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
+    submitted_by, cancelled_by";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -221,6 +222,10 @@ struct JobRow {
     max_retries: i64,
     streaming: bool,
     cancel_requested: bool,
+    #[sqlx(default)]
+    submitted_by: Option<String>,
+    #[sqlx(default)]
+    cancelled_by: Option<String>,
     run_at: i64,
     /// Only claims ask for it: the last output seq already stored.
     #[sqlx(default)]
@@ -311,6 +316,8 @@ impl JobRow {
             max_retries: to_u32("max_retries", self.max_retries)?,
             streaming: self.streaming,
             cancel_requested: self.cancel_requested,
+            submitted_by: self.submitted_by,
+            cancelled_by: self.cancelled_by,
             run_at: from_micros(self.run_at)?,
         };
         Ok((self.pk, ClaimedJob { job, last_seq }))
@@ -444,6 +451,21 @@ async fn end_unstarted(
     row.into_job()
 }
 
+/// Records who cancels a job, before the cancel is carried out in the same
+/// transaction.
+async fn record_canceller(
+    conn: &mut SqliteConnection,
+    pk: i64,
+    by: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET cancelled_by = ? WHERE pk = ?")
+        .bind(by)
+        .bind(pk)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Records a cancel of a running job, for its worker to carry out.
 async fn request_cancel(conn: &mut SqliteConnection, pk: i64) -> Result<Job, StoreError> {
     let sql = format!(
@@ -520,6 +542,17 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     }
     if let Some(host) = &query.host {
         builder.push(" AND host = ").push_bind(host.clone());
+    }
+    if let Some(name) = &query.submitted_by {
+        builder.push(" AND submitted_by = ").push_bind(name.clone());
+    }
+    if let Some(hosts) = &query.hosts_within {
+        // A list of names serialises; were it ever not to, nothing shows.
+        let hosts = serde_json::to_string(hosts).unwrap_or_else(|_| "[]".to_owned());
+        builder
+            .push(" AND host IN (SELECT value FROM json_each(")
+            .push_bind(hosts)
+            .push("))");
     }
     // The trigram index finds the candidates among the jobs it holds, the
     // range of keys above its mark the rest (see 0005_command_search.sql);

@@ -53,6 +53,7 @@ macro_rules! store_contract {
             a_job_proven_unstarted_is_queued_again_only_at_its_attempt,
             tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once,
             the_audit_trail_is_appended_paged_filtered_and_pruned,
+            jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -137,7 +138,10 @@ pub async fn unknown_jobs_are_not_found(store: Arc<dyn JobStore>) {
     let id = JobId::new();
     assert!(matches!(store.get(id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.delete(id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.cancel(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.cancel(id, None).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         store.edit(id, &JobPatch::default()).await,
         Err(StoreError::NotFound)
@@ -307,17 +311,21 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &worker()).await;
     assert_eq!(id, running.id);
 
-    let CancelOutcome::Cancelled(cancelled) = store.cancel(queued.id).await.unwrap() else {
+    let CancelOutcome::Cancelled(cancelled) = store.cancel(queued.id, Some("ops")).await.unwrap()
+    else {
         panic!("a queued job is cancelled at once");
     };
     assert_eq!(cancelled.status, Status::Cancelled);
     assert!(cancelled.completed_at.is_some());
+    assert_eq!(cancelled.cancelled_by.as_deref(), Some("ops"));
 
-    let CancelOutcome::Requested(requested) = store.cancel(running.id).await.unwrap() else {
+    let CancelOutcome::Requested(requested) = store.cancel(running.id, Some("ops")).await.unwrap()
+    else {
         panic!("a running job's cancel is a request");
     };
     assert_eq!(requested.status, Status::Running);
     assert!(requested.cancel_requested);
+    assert_eq!(requested.cancelled_by.as_deref(), Some("ops"));
 
     assert!(
         store.claim(&worker(), 10, LEASE).await.unwrap().is_empty(),
@@ -335,7 +343,7 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
         .await
         .unwrap();
     assert!(matches!(
-        store.cancel(running.id).await,
+        store.cancel(running.id, None).await,
         Err(StoreError::Conflict {
             status: Status::Cancelled
         })
@@ -756,7 +764,7 @@ pub async fn renewal_reports_requested_cancels(store: Arc<dyn JobStore>) {
             .unwrap()
             .is_empty()
     );
-    store.cancel(claimed[1].job.id).await.unwrap();
+    store.cancel(claimed[1].job.id, None).await.unwrap();
     assert_eq!(
         store.renew_leases(&w, &both, LEASE).await.unwrap(),
         [claimed[1].job.id]
@@ -795,7 +803,7 @@ pub async fn renewal_lets_the_lease_of_a_job_let_go_lapse(store: Arc<dyn JobStor
             .await
             .unwrap();
     }
-    store.cancel(let_go).await.unwrap();
+    store.cancel(let_go, None).await.unwrap();
     assert!(
         store
             .renew_leases(&w, &[followed], LEASE)
@@ -837,7 +845,7 @@ pub async fn reaping_follows_the_lifecycle_rules(store: Arc<dyn JobStore>) {
         .mark_started(cancelled.id, cancelled.attempts, false)
         .await
         .unwrap();
-    store.cancel(cancelled.id).await.unwrap();
+    store.cancel(cancelled.id, None).await.unwrap();
 
     assert!(
         store
@@ -950,7 +958,7 @@ pub async fn active_jobs_are_counted_by_status_and_priority(store: Arc<dyn JobSt
         store.create(new_job_with(command, priority)).await.unwrap();
     }
     let done = store.create(new_job("d")).await.unwrap();
-    store.cancel(done.id).await.unwrap();
+    store.cancel(done.id, None).await.unwrap();
     claim_one(&store, &worker()).await; // the High one
     let mut counts: Vec<_> = store
         .count_active()
@@ -977,7 +985,7 @@ pub async fn every_status_is_counted(store: Arc<dyn JobStore>) {
         store.create(new_job(command)).await.unwrap();
     }
     let cancelled = store.create(new_job("d")).await.unwrap();
-    store.cancel(cancelled.id).await.unwrap();
+    store.cancel(cancelled.id, None).await.unwrap();
     claim_one(&store, &worker()).await;
     let counts = store.count_by_status().await.unwrap();
     let count = |status| counts.iter().find(|(s, _)| *s == status).unwrap().1;
@@ -1606,7 +1614,7 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(store: A
     // A cancel asked for while nobody followed the job: Cancelled.
     let (_, third) = claim_one(&store, &worker()).await;
     store.mark_started(id, third, true).await.unwrap();
-    store.cancel(id).await.unwrap();
+    store.cancel(id, None).await.unwrap();
     let cancelled = store
         .requeue_unstarted(id, third, past_the_lease)
         .await
@@ -1780,4 +1788,62 @@ pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dy
         .await
         .unwrap();
     assert_eq!(targets(&left), ["target-4", "target-3"]);
+}
+
+pub async fn jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope(
+    store: Arc<dyn JobStore>,
+) {
+    let on = |host: &str, by: Option<&str>| {
+        request(json!({ "command": "true", "host": host })).submitted_by(by.map(str::to_owned))
+    };
+    let team_a = store.create(on("a", Some("team"))).await.unwrap();
+    let team_b = store.create(on("b", Some("team"))).await.unwrap();
+    let other = store.create(on("a", Some("other"))).await.unwrap();
+    let nobody = store.create(on("elsewhere", None)).await.unwrap();
+    assert_eq!(team_a.submitted_by.as_deref(), Some("team"));
+    assert_eq!(nobody.submitted_by, None);
+    assert_eq!(
+        store.get(team_a.id).await.unwrap().submitted_by.as_deref(),
+        Some("team"),
+        "kept"
+    );
+    assert_eq!(team_a.cancelled_by, None);
+
+    let ids = |page: rje_store::JobPage| {
+        let mut ids: Vec<JobId> = page.jobs.iter().map(|listed| listed.job.id).collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids
+    };
+    let sorted = |mut ids: Vec<JobId>| {
+        ids.sort_by_key(|id| id.to_string());
+        ids
+    };
+    let by_team = ListQuery {
+        submitted_by: Some("team".into()),
+        ..ListQuery::default()
+    };
+    let page = store.list(&by_team, 0).await.unwrap();
+    assert_eq!(page.total_count, 2);
+    assert_eq!(ids(page), sorted(vec![team_a.id, team_b.id]));
+
+    let within_a = ListQuery {
+        hosts_within: Some(vec!["a".into()]),
+        ..ListQuery::default()
+    };
+    let page = store.list(&within_a, 0).await.unwrap();
+    assert_eq!(page.total_count, 2);
+    assert_eq!(ids(page), sorted(vec![team_a.id, other.id]));
+
+    let both = ListQuery {
+        submitted_by: Some("team".into()),
+        hosts_within: Some(vec!["b".into(), "elsewhere".into()]),
+        ..ListQuery::default()
+    };
+    assert_eq!(ids(store.list(&both, 0).await.unwrap()), vec![team_b.id]);
+
+    let nowhere = ListQuery {
+        hosts_within: Some(Vec::new()),
+        ..ListQuery::default()
+    };
+    assert_eq!(store.list(&nowhere, 0).await.unwrap().total_count, 0);
 }
