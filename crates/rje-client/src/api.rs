@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use rje_proto::{ErrorBody, JobListResponse, JobResponse};
+use rje_proto::{
+    AuditResponse, ErrorBody, JobListResponse, JobResponse, TokenCreated, TokenListResponse,
+    TokenRequest, WhoAmIResponse,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -200,6 +203,40 @@ impl Api {
         self.call(Method::DELETE, &format!("/jobs/{id}/"), None)
             .await
             .map(|_| ())
+    }
+
+    pub(crate) async fn whoami(&self) -> Result<WhoAmIResponse, ClientError> {
+        Ok(self.call_json(Method::GET, "/whoami/", None).await?.1)
+    }
+
+    pub(crate) async fn create_token(
+        &self,
+        request: &TokenRequest,
+    ) -> Result<TokenCreated, ClientError> {
+        let body = serde_json::to_value(request)
+            .map_err(|err| ClientError::BadInput(format!("cannot encode the token: {err}")))?;
+        Ok(self
+            .call_json(Method::POST, "/tokens/", Some(&body))
+            .await?
+            .1)
+    }
+
+    pub(crate) async fn tokens(&self) -> Result<TokenListResponse, ClientError> {
+        Ok(self.call_json(Method::GET, "/tokens/", None).await?.1)
+    }
+
+    /// `name` must be a valid token name: it becomes a path segment.
+    pub(crate) async fn revoke_token(&self, name: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/tokens/{name}/"), None)
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn audit(&self, query: &str) -> Result<AuditResponse, ClientError> {
+        Ok(self
+            .call_json(Method::GET, &format!("/audit/?{query}"), None)
+            .await?
+            .1)
     }
 }
 

@@ -33,15 +33,23 @@ pub enum ClientCommand {
     Hosts(crate::hosts::HostsArgs),
     /// Measure a running server: throughput, latencies, log throughput.
     Bench(crate::bench::BenchArgs),
+    /// Who the token is: its name, role and the hosts it may use.
+    Whoami(crate::access::WhoamiArgs),
+    /// The server's API tokens: create, list, revoke (admin).
+    Tokens(crate::access::TokensArgs),
+    /// The audit trail: every change made through the API (admin).
+    Audit(crate::access::AuditArgs),
 }
 
 impl ClientCommand {
     /// Runs the command; `ssh` measures SSH hosts raw for `bench
-    /// --baseline`.
+    /// --baseline`, `local` creates tokens in a database for `tokens
+    /// create --local`.
     pub async fn run(
         self,
         connection: &Connection,
         ssh: &impl crate::bench::SshBaseline,
+        local: &impl crate::access::LocalTokens,
     ) -> Result<ExitCode, ClientError> {
         match self {
             ClientCommand::Submit(args) => submit(connection, args).await,
@@ -52,6 +60,9 @@ impl ClientCommand {
             ClientCommand::Delete(args) => delete(connection, args).await,
             ClientCommand::Hosts(args) => crate::hosts::hosts(connection, args).await,
             ClientCommand::Bench(args) => crate::bench::bench(connection, args, ssh).await,
+            ClientCommand::Whoami(args) => crate::access::whoami(connection, args).await,
+            ClientCommand::Tokens(args) => crate::access::tokens(connection, args, local).await,
+            ClientCommand::Audit(args) => crate::access::audit(connection, args).await,
         }
     }
 }
@@ -169,6 +180,10 @@ pub struct ListArgs {
     pub priority: Option<PriorityArg>,
     #[arg(long = "host")]
     pub host: Option<String>,
+    /// Only jobs submitted with this token (its name, as `rje whoami`
+    /// says it).
+    #[arg(long)]
+    pub submitted_by: Option<String>,
     /// Jobs per page (1 to 100).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub limit: u32,
@@ -479,12 +494,10 @@ pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, C
     if let Some(host) = &args.host {
         query.push(("host", host.clone()));
     }
-    let query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let page = api.list(&query).await?;
+    if let Some(name) = &args.submitted_by {
+        query.push(("submitted_by", name.clone()));
+    }
+    let page = api.list(&query_string(&query)).await?;
     if presenter.json {
         print_json(&page);
         return Ok(ExitCode::SUCCESS);
@@ -512,6 +525,15 @@ pub async fn delete(connection: &Connection, args: DeleteArgs) -> Result<ExitCod
         println!("deleted job {id}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `k=v&…`, each value percent-encoded.
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Percent-encodes a query value.
@@ -654,8 +676,63 @@ mod tests {
     }
 
     #[test]
+    fn token_and_audit_flags_parse() {
+        use crate::access::{RoleArg, TokensAction};
+        let ClientCommand::Tokens(args) = parse(&[
+            "tokens", "create", "ci", "--role", "RUN", "--host", "web-1", "--host", "web-2",
+            "--label", "eu",
+        ])
+        .unwrap() else {
+            panic!("not tokens");
+        };
+        let TokensAction::Create(create) = args.action else {
+            panic!("not a create");
+        };
+        assert_eq!(create.name, "ci");
+        assert_eq!(create.role, RoleArg::Run);
+        assert_eq!(rje_domain::Role::from(create.role), rje_domain::Role::Run);
+        assert_eq!(create.hosts, ["web-1", "web-2"]);
+        assert_eq!(create.labels, ["eu"]);
+        assert!(!create.local);
+        assert!(
+            parse(&["tokens", "create", "x"]).is_err(),
+            "a role is needed"
+        );
+        assert!(parse(&["tokens", "create", "x", "--role", "root"]).is_err());
+        let ClientCommand::Tokens(args) = parse(&["tokens", "list", "--json"]).unwrap() else {
+            panic!("not tokens");
+        };
+        assert!(args.json && matches!(args.action, TokensAction::List));
+        assert!(parse(&["tokens", "revoke", "ci"]).is_ok());
+
+        let ClientCommand::Audit(audit) = parse(&[
+            "audit",
+            "--token-name",
+            "ci",
+            "--route",
+            "/jobs/",
+            "--limit",
+            "1000",
+        ])
+        .unwrap() else {
+            panic!("not an audit");
+        };
+        assert_eq!(audit.token_name.as_deref(), Some("ci"));
+        assert_eq!(audit.route.as_deref(), Some("/jobs/"));
+        assert!(parse(&["audit", "--limit", "1001"]).is_err());
+        let ClientCommand::List(list) = parse(&["list", "--submitted-by", "ci"]).unwrap() else {
+            panic!("not a list");
+        };
+        assert_eq!(list.submitted_by.as_deref(), Some("ci"));
+    }
+
+    #[test]
     fn query_values_are_encoded() {
         assert_eq!(encode("-created_at"), "-created_at");
         assert_eq!(encode("a b&c"), "a%20b%26c");
+        assert_eq!(
+            query_string(&[("route", "/jobs/{id}/".into()), ("limit", "5".into())]),
+            "route=%2Fjobs%2F%7Bid%7D%2F&limit=5"
+        );
     }
 }

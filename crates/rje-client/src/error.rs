@@ -15,7 +15,8 @@ impl ExitCode {
     pub const NOT_FOUND: ExitCode = ExitCode(66);
     /// Not allowed in the job's state (409).
     pub const CONFLICT: ExitCode = ExitCode(67);
-    /// The server could not be reached, or is unavailable (503).
+    /// The server could not be reached, or is unavailable (503); for
+    /// `tokens create --local`, the database.
     pub const UNREACHABLE: ExitCode = ExitCode(69);
     /// The server failed or answered something unexpected.
     pub const SERVER_ERROR: ExitCode = ExitCode(70);
@@ -58,6 +59,10 @@ pub enum ClientError {
     Server(String),
     #[error("{0}")]
     Config(String),
+    /// The database of `tokens create --local` cannot be opened or
+    /// written.
+    #[error("{0}")]
+    Store(String),
     /// Whoever read the output went away: nothing to say, nobody to say it
     /// to.
     #[error("the output was closed")]
@@ -67,7 +72,9 @@ pub enum ClientError {
 impl ClientError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ClientError::Unreachable { .. } | ClientError::Unavailable(_) => ExitCode::UNREACHABLE,
+            ClientError::Unreachable { .. }
+            | ClientError::Unavailable(_)
+            | ClientError::Store(_) => ExitCode::UNREACHABLE,
             ClientError::Unauthorized(_) => ExitCode::UNAUTHORIZED,
             ClientError::NotFound(_) => ExitCode::NOT_FOUND,
             ClientError::BadInput(_) | ClientError::Config(_) => ExitCode::BAD_INPUT,

@@ -2,6 +2,7 @@
 //! `rje bench`. It speaks only the public HTTP and WebSocket API, so it works
 //! against any rje server (or the original system, for the original routes).
 
+mod access;
 mod api;
 pub mod bench;
 
@@ -12,6 +13,7 @@ mod follow;
 mod hosts;
 mod present;
 
+pub use access::{LocalTokens, NoLocalTokens};
 pub use commands::ClientCommand;
 pub use config::Connection;
 pub use error::{ClientError, ExitCode};

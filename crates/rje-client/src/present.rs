@@ -8,7 +8,7 @@ use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
-use rje_domain::{Status, Stream};
+use rje_domain::{AuditEntry, Scope, Status, Stream, Token};
 use rje_proto::JobResponse;
 use serde::Serialize;
 use serde_json::Value;
@@ -105,9 +105,54 @@ impl Presenter {
             ("started", time(job.started_at)),
             ("completed", time(job.completed_at)),
             ("process group", text(&job.remote_process_id)),
+            ("submitted by", text(&job.submitted_by)),
         ];
         for (name, value) in rows {
             table.add_row(vec![name.to_owned(), value]);
+        }
+        if let Some(name) = &job.cancelled_by {
+            table.add_row(vec!["cancelled by".to_owned(), name.clone()]);
+        }
+        table.to_string()
+    }
+
+    /// The answer of `GET /tokens/`: never a secret, which the server
+    /// does not keep.
+    pub(crate) fn tokens_table(&self, tokens: &[Token]) -> String {
+        let mut table = self.table();
+        table.set_header(vec!["NAME", "ROLE", "SCOPE", "CREATED", "LAST USED"]);
+        for token in tokens {
+            table.add_row(vec![
+                token.name.clone(),
+                token.role.to_string(),
+                scope_text(&token.scope),
+                token.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                token.last_used_at.map_or_else(
+                    || "never".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                ),
+            ]);
+        }
+        table.to_string()
+    }
+
+    /// A page of the audit trail, newest first.
+    pub(crate) fn audit_table(&self, entries: &[AuditEntry]) -> String {
+        let mut table = self.table();
+        table.set_header(vec![
+            "AT", "TOKEN", "CLIENT", "METHOD", "ROUTE", "TARGET", "STATUS",
+        ]);
+        let text = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".to_owned());
+        for entry in entries {
+            table.add_row(vec![
+                entry.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                text(&entry.token),
+                entry.client.clone(),
+                entry.method.clone(),
+                entry.route.clone(),
+                text(&entry.target),
+                entry.status.to_string(),
+            ]);
         }
         table.to_string()
     }
@@ -154,6 +199,21 @@ pub(crate) fn status_text(status: Status) -> String {
         Status::Queued => text.dim(),
     }
     .to_string()
+}
+
+/// A token's scope in a few words: `every host`, or the hosts it names
+/// and the labels whose hosts it covers (`web-1, web-2; labels eu`).
+pub(crate) fn scope_text(scope: &Scope) -> String {
+    if scope.is_everything() {
+        return "every host".to_owned();
+    }
+    let hosts = scope.hosts.join(", ");
+    let labels = scope.labels.join(", ");
+    match (hosts.is_empty(), labels.is_empty()) {
+        (false, true) => hosts,
+        (true, false) => format!("labels {labels}"),
+        _ => format!("{hosts}; labels {labels}"),
+    }
 }
 
 fn one_line(text: &str, max: usize) -> String {
@@ -228,4 +288,26 @@ fn host_row(host: &Value) -> Vec<String> {
         state,
         text(&health["jobs_running"]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_reads_in_a_few_words() {
+        fn scope(hosts: &[&str], labels: &[&str]) -> Scope {
+            Scope {
+                hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            }
+        }
+        assert_eq!(scope_text(&scope(&[], &[])), "every host");
+        assert_eq!(scope_text(&scope(&["web-1", "web-2"], &[])), "web-1, web-2");
+        assert_eq!(scope_text(&scope(&[], &["eu"])), "labels eu");
+        assert_eq!(
+            scope_text(&scope(&["web-1"], &["eu", "us"])),
+            "web-1; labels eu, us"
+        );
+    }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod hosts;
 pub mod http;
+pub mod local_tokens;
 pub mod server;
 pub mod store;
 

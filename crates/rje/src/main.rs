@@ -188,7 +188,11 @@ fn client(connection: Connection, command: ClientCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(command.run(&connection, &rje::bench_ssh::InventoryBaseline));
+    let result = runtime.block_on(command.run(
+        &connection,
+        &rje::bench_ssh::InventoryBaseline,
+        &rje::local_tokens::StoreTokens,
+    ));
     let code = match result {
         Ok(code) => code,
         // Nobody reads any more: nothing to say.
