@@ -500,3 +500,236 @@ async fn a_client_whose_output_is_closed_ends_quietly() {
     }
     run(&app, &["cancel", "--force", &long]).await;
 }
+
+/// `rje ARGS…` presenting `token` instead of the app's.
+async fn run_as(app: &TestApp, token: &str, args: &[&str]) -> Output {
+    let mut command = rje(app);
+    command.env("RJE_TOKEN", token).args(args);
+    tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .expect("the client finishes")
+        .expect("the client runs")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert_eq!(code(output), 0, "{}", stderr(output));
+    serde_json::from_str(&stdout(output)).expect("JSON")
+}
+
+/// The audit trail's entries (as an admin sees them) once one matches
+/// `wanted`: an entry may be written just after its answer.
+async fn audit_entry(app: &TestApp, args: &[&str], wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let page = json_of(&run(app, &[&["audit", "--json"][..], args].concat()).await);
+        if let Some(entry) = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| wanted(*e))
+        {
+            return entry.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no such audit entry: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn whoami_on_a_server_without_tokens_names_nobody() {
+    let app = spawn_app().await;
+    let who = run(&app, &["whoami"]).await;
+    assert_eq!(code(&who), 0, "{}", stderr(&who));
+    assert_eq!(
+        stdout(&who),
+        "name: (none: the server runs without tokens)\nrole: admin\nhosts: every host\n"
+    );
+    let who = json_of(&run(&app, &["whoami", "--json"]).await);
+    assert_eq!(who["name"], Value::Null);
+    assert_eq!(who["auth"], false);
+}
+
+#[tokio::test]
+async fn a_token_an_admin_made_submits_under_its_name_until_it_is_revoked() {
+    let app = spawn_app_with(|s| s.api.tokens = vec!["root-secret".into()]).await;
+    let admin = format!("env-{}", &rje_store::hash_secret("root-secret")[..8]);
+    let by_admin = run(&app, &["submit", "true"]).await;
+    assert_eq!(code(&by_admin), 0, "{}", stderr(&by_admin));
+
+    let created = run(&app, &["tokens", "create", "ci", "--role", "run"]).await;
+    assert_eq!(code(&created), 0, "{}", stderr(&created));
+    let secret = stdout(&created).trim_end().to_owned();
+    assert!(secret.starts_with("rje_"), "{secret:?}");
+    assert_eq!(stdout(&created), format!("{secret}\n"), "the secret alone");
+    assert!(
+        stderr(&created).contains("only this once"),
+        "{}",
+        stderr(&created)
+    );
+
+    let who = run_as(&app, &secret, &["whoami"]).await;
+    assert_eq!(code(&who), 0, "{}", stderr(&who));
+    assert_eq!(stdout(&who), "name: ci\nrole: run\nhosts: every host\n");
+    let who = json_of(&run_as(&app, &secret, &["whoami", "--json"]).await);
+    assert_eq!(who["name"], "ci");
+    assert_eq!(who["role"], "run");
+    assert_eq!(who["auth"], true);
+    let mine = json_of(&run(&app, &["whoami", "--json"]).await);
+    assert_eq!(mine["name"], admin.as_str());
+    assert_eq!(mine["role"], "admin");
+
+    let submitted = run_as(&app, &secret, &["submit", "echo by-ci", "--wait"]).await;
+    assert_eq!(code(&submitted), 0, "{}", stderr(&submitted));
+    assert_eq!(stdout(&submitted), "by-ci\n");
+    let page = json_of(&run(&app, &["list", "--submitted-by", "ci", "--json"]).await);
+    assert_eq!(page["total_count"], 1, "{page}");
+    assert_eq!(page["jobs"][0]["submitted_by"], "ci");
+    assert_eq!(page["jobs"][0]["command"], "echo by-ci");
+    let page = json_of(&run(&app, &["list", "--submitted-by", &admin, "--json"]).await);
+    assert_eq!(page["total_count"], 1, "{page}");
+    assert_eq!(page["jobs"][0]["command"], "true");
+
+    // A run token may not manage tokens: a 403, which exits 65.
+    let refused = run_as(&app, &secret, &["tokens", "list"]).await;
+    assert_eq!(code(&refused), 65, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("admin"), "{}", stderr(&refused));
+
+    let listed = json_of(&run(&app, &["tokens", "list", "--json"]).await);
+    let ci = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .expect("ci is listed")
+        .clone();
+    assert_eq!(ci["role"], "run");
+    assert!(ci.get("secret").is_none(), "{ci}");
+    let table = run(&app, &["tokens", "list"]).await;
+    assert_eq!(code(&table), 0, "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(text.contains("LAST USED") && text.contains("ci"), "{text}");
+    assert!(text.contains("every host"), "{text}");
+    assert!(!text.contains(&secret), "{text}");
+
+    // The trail names the token made, by whom, and what it did.
+    let made = audit_entry(&app, &[], |e| {
+        e["method"] == "POST" && e["target"] == "ci" && e["status"] == 201
+    })
+    .await;
+    assert_eq!(made["token"], admin.as_str());
+    let route = made["route"].as_str().unwrap().to_owned();
+    let by_route = json_of(&run(&app, &["audit", "--route", &route, "--json"]).await);
+    assert!(
+        by_route["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["route"] == route.as_str()),
+        "{by_route}"
+    );
+    audit_entry(&app, &["--token-name", "ci"], |e| e["method"] == "POST").await;
+    let by_ci = json_of(&run(&app, &["audit", "--token-name", "ci", "--json"]).await);
+    assert!(
+        by_ci["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["token"] == "ci"),
+        "{by_ci}"
+    );
+    let table = run(&app, &["audit"]).await;
+    assert_eq!(code(&table), 0, "{}", stderr(&table));
+    assert!(
+        stdout(&table).contains("ROUTE") && stdout(&table).contains(&route),
+        "{}",
+        stdout(&table)
+    );
+
+    let revoked = run(&app, &["tokens", "revoke", "ci"]).await;
+    assert_eq!(code(&revoked), 0, "{}", stderr(&revoked));
+    assert_eq!(stdout(&revoked), "revoked ci\n");
+    let refused = run_as(&app, &secret, &["list"]).await;
+    assert_eq!(code(&refused), 77, "revoked at once: {}", stderr(&refused));
+    assert_eq!(code(&run(&app, &["tokens", "revoke", "ci"]).await), 66);
+    let listed = json_of(&run(&app, &["tokens", "list", "--json"]).await);
+    assert!(
+        listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "ci"),
+        "{listed}"
+    );
+}
+
+/// `rje tokens create --local`, with nothing of the caller's settings.
+async fn create_local(dir: &std::path::Path, args: &[&str]) -> Output {
+    let url = format!("sqlite://{}", dir.join("rje.db").display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
+    command
+        .args(["tokens", "create"])
+        .args(args)
+        .args(["--local", "--database-url", &url])
+        // No .env of the repository's, no settings of the caller's.
+        .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env_remove("RJE_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("RJE_HOSTS_FILE")
+        .env_remove("RJE_SSH_HOST")
+        .env_remove("EC2_HOST")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .expect("the client finishes")
+        .expect("the client runs")
+}
+
+#[tokio::test]
+async fn a_local_token_is_the_first_admin_of_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = create_local(dir.path(), &["first", "--role", "admin"]).await;
+    assert_eq!(code(&created), 0, "{}", stderr(&created));
+    let secret = stdout(&created).trim_end().to_owned();
+    assert_eq!(stdout(&created), format!("{secret}\n"), "the secret alone");
+
+    // Refused as the API refuses them: a name taken, a reserved name, a
+    // scoped admin.
+    let taken = create_local(dir.path(), &["first", "--role", "read"]).await;
+    assert_eq!(code(&taken), 67, "{}", stderr(&taken));
+    let reserved = create_local(dir.path(), &["env-12345678", "--role", "read"]).await;
+    assert_eq!(code(&reserved), 65, "{}", stderr(&reserved));
+    let scoped = create_local(dir.path(), &["boss", "--role", "admin", "--host", "local"]).await;
+    assert_eq!(code(&scoped), 65, "{}", stderr(&scoped));
+
+    {
+        use rje_store::Access;
+        let url = format!("sqlite://{}", dir.path().join("rje.db").display());
+        let store = rje_store::SqliteStore::open(&url).await.unwrap();
+        let tokens = store.tokens().await.unwrap();
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+        assert_eq!(tokens[0].name, "first");
+        assert_eq!(tokens[0].role, rje_domain::Role::Admin);
+    }
+
+    // A server on that database asks for a token from the first request,
+    // and takes this one.
+    let mut app = spawn_app_in(dir, |_| {}).await;
+    let refused = run(&app, &["list"]).await;
+    assert_eq!(code(&refused), 77, "{}", stderr(&refused));
+    app.token = Some(secret);
+    let who = run(&app, &["whoami"]).await;
+    assert_eq!(code(&who), 0, "{}", stderr(&who));
+    assert_eq!(
+        stdout(&who),
+        "name: first\nrole: admin\nhosts: every host\n"
+    );
+    let submitted = run(&app, &["submit", "echo ok", "--wait"]).await;
+    assert_eq!(code(&submitted), 0, "{}", stderr(&submitted));
+    let made = run(&app, &["tokens", "create", "viewer", "--role", "read"]).await;
+    assert_eq!(code(&made), 0, "{}", stderr(&made));
+}

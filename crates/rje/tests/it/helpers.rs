@@ -63,7 +63,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(tempfile::tempdir().expect("temp dir"), configure).await
+}
+
+/// A server on the database `dir` holds already (`rje.db`), as a test
+/// prepared it.
+pub async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = test_settings(dir.path());
     configure(&mut settings);
     let token = settings.api.tokens.first().cloned();
