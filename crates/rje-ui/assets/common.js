@@ -1,10 +1,17 @@
-// What every page shares: the token, calls to the API, WebSockets that
-// reconnect, and the small formatting helpers.
+// What every page shares: the token and who it is, calls to the API,
+// WebSockets that reconnect, and the small formatting helpers.
 
 const TOKEN_KEY = 'rje.token';
+const WHOAMI_KEY = 'rje.whoami';
 
 export const STATUSES = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled'];
 export const FINAL = new Set(['Success', 'Failed', 'Cancelled']);
+
+/** The roles, least first: each may do what the ones before it may. */
+const RANK = { read: 1, run: 2, admin: 3 };
+
+/** This page's one question to GET /whoami/, once asked. */
+let whoamiAnswer = null;
 
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -13,6 +20,95 @@ export function token() {
 export function setToken(value) {
   if (value) sessionStorage.setItem(TOKEN_KEY, value);
   else sessionStorage.removeItem(TOKEN_KEY);
+  // Who a token is belongs to that token: another one is asked anew.
+  sessionStorage.removeItem(WHOAMI_KEY);
+  whoamiAnswer = null;
+}
+
+/**
+ * What every token may do on a server older than roles (its /whoami/ is a
+ * 404), or when /whoami/ cannot be read: everything, as before roles. The
+ * server refuses what a token may not do either way; hiding is a courtesy.
+ * `auth: null`: not known, so the header names nobody.
+ */
+const EVERYTHING = Object.freeze({ name: null, role: 'admin', hosts: [], labels: [], auth: null });
+
+function isWhoami(me) {
+  return Boolean(me) && typeof me === 'object' && Object.hasOwn(RANK, me.role)
+    && (me.name === null || typeof me.name === 'string')
+    && Array.isArray(me.hosts) && Array.isArray(me.labels) && typeof me.auth === 'boolean';
+}
+
+/**
+ * A short fingerprint of a token (FNV-1a): the kept answer says whose it
+ * is without the tab keeping the token twice. Not a secret's hash, only
+ * a way to tell the tab's tokens apart.
+ */
+function fingerprint(secret) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < secret.length; i++) {
+    hash ^= secret.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return `${secret.length}:${hash.toString(16)}`;
+}
+
+/** Keeps `me` (a /whoami/ answer) for this tab as the answer for `secret`. */
+export function keepWhoami(me, secret = token()) {
+  if (!isWhoami(me)) return;
+  try {
+    sessionStorage.setItem(WHOAMI_KEY, JSON.stringify({ token: fingerprint(secret || ''), me }));
+  } catch { /* storage full or refused: asked again next page */ }
+}
+
+function keptWhoami(secret) {
+  let kept = null;
+  try { kept = JSON.parse(sessionStorage.getItem(WHOAMI_KEY)); } catch { return null; }
+  // The answer for another token (or for none) is not this one's.
+  if (!kept || kept.token !== fingerprint(secret || '') || !isWhoami(kept.me)) return null;
+  return kept.me;
+}
+
+/**
+ * Who the kept token is: `{name, role, hosts, labels, auth}` as
+ * GET /whoami/ answers. Asked at most once per page, and not at all when
+ * the tab kept the answer for this very token. Never fails: a server
+ * older than roles, or one that cannot answer, gives `EVERYTHING`; a
+ * refused token (401) gives null (the page's own calls go to sign-in).
+ */
+export function whoami() {
+  if (!whoamiAnswer) whoamiAnswer = askWhoami();
+  return whoamiAnswer;
+}
+
+async function askWhoami() {
+  const secret = token();
+  const kept = keptWhoami(secret);
+  if (kept) return kept;
+  let res;
+  try {
+    res = await fetch('/whoami/', { headers: authHeaders({ Accept: 'application/json' }) });
+  } catch {
+    return EVERYTHING;
+  }
+  if (res.status === 401) return null;
+  if (!res.ok) return EVERYTHING;
+  let me = null;
+  try { me = await res.json(); } catch { /* not JSON: as if unknown */ }
+  if (!isWhoami(me)) return EVERYTHING;
+  keepWhoami(me, secret);
+  return me;
+}
+
+/** Whether `me` (from whoami()) has `role` or a greater one. */
+export function may(me, role) {
+  return Boolean(me) && (RANK[me.role] || 0) >= RANK[role];
+}
+
+/** Whether `me` may cancel or change `job`: an admin any, run its own. */
+export function mayChange(me, job) {
+  if (may(me, 'admin')) return true;
+  return may(me, 'run') && typeof job.submitted_by === 'string' && job.submitted_by === me.name;
 }
 
 /** An API answer that was not a success, with the server's error body. */
@@ -188,9 +284,37 @@ export function throttle(fn, ms) {
   };
 }
 
+/** What a token can be used for: "every host", or its hosts and labels. */
+function scopeText(me) {
+  const parts = [];
+  if (me.hosts.length) parts.push('hosts ' + me.hosts.join(', '));
+  if (me.labels.length) parts.push('hosts labelled ' + me.labels.join(', '));
+  return parts.length ? parts.join(' and ') : 'every host';
+}
+
+/** The header names the token ("ci · run") and links hide what its role cannot use. */
+function showWhoami(me) {
+  if (!me) return;
+  for (const node of document.querySelectorAll('[data-needs]')) {
+    node.hidden = !may(me, node.dataset.needs);
+  }
+  const box = document.getElementById('whoami');
+  if (!box || me.auth === null) return;
+  if (me.auth) {
+    box.textContent = me.name ? `${me.name} · ${me.role}` : me.role;
+    box.title = `The token ${me.name || ''}: role ${me.role}, on ${scopeText(me)}.`;
+  } else {
+    box.textContent = 'no token';
+    box.title = 'The server asks for no token: every call may do everything.';
+  }
+  box.hidden = false;
+}
+
 // Every page: the sign-out button appears when a token is kept.
 const signout = document.getElementById('signout');
 if (signout && token()) {
   signout.hidden = false;
   signout.addEventListener('click', () => { setToken(null); toLogin(); });
 }
+// Every page but sign-in: who the token is, in the header.
+if (document.body.dataset.page !== 'login') whoami().then(showWhoami);

@@ -1,6 +1,6 @@
 // Hosts: their health as the server sees it, and a check on demand.
 
-import { api, el, flash, formatSeconds, timeEl } from './common.js';
+import { api, el, flash, formatSeconds, may, timeEl, whoami } from './common.js';
 
 const tbody = document.querySelector('#hosts tbody');
 
@@ -16,9 +16,12 @@ function address(host) {
   return `${host.user ? host.user + '@' : ''}${host.address}${host.port ? ':' + host.port : ''}`;
 }
 
-function row(host) {
+/** A host's row; `check`: whether the token may check hosts (run or admin). */
+function row(host, check) {
   const result = el('span', { class: 'check-result', 'aria-live': 'polite' });
-  const button = el('button', { type: 'button', text: 'Check', 'aria-label': `Check ${host.name}` });
+  const button = el('button', {
+    type: 'button', text: 'Check', 'aria-label': `Check ${host.name}`, hidden: !check,
+  });
   button.addEventListener('click', async () => {
     button.disabled = true;
     result.textContent = 'checking…';
@@ -57,8 +60,9 @@ function row(host) {
 
 async function load() {
   try {
-    const { hosts } = await api('/hosts/');
-    tbody.replaceChildren(...hosts.map(row));
+    const [{ hosts }, me] = await Promise.all([api('/hosts/'), whoami()]);
+    const check = may(me, 'run');
+    tbody.replaceChildren(...hosts.map((host) => row(host, check)));
   } catch (err) {
     flash(err.message);
   }

@@ -4,7 +4,7 @@
 
 import {
   FINAL, ApiError, api, badge, download, duration, el, flash, formatBytes, liveSocket,
-  showLive, timeEl,
+  may, mayChange, showLive, timeEl, whoami,
 } from './common.js';
 import { Style, lineElement, segments } from './terminal.js';
 
@@ -21,6 +21,8 @@ const follow = document.getElementById('follow');
 const note = document.getElementById('output-note');
 const styles = { stdout: new Style(), stderr: new Style() };
 let job = null;
+/** Who the token is (whoami()); until known, no action is offered. */
+let me = null;
 let lastSeq = 0;
 let hiddenLines = 0;
 let startedAtEnd = false;
@@ -119,8 +121,10 @@ function render() {
     ...field('Host', job.host || 'local'),
     ...field('Timeout', `${job.timeout} s`),
     ...field('Created', timeEl(job.created_at)),
+    ...field('Submitted by', job.submitted_by),
     ...field('Started', job.started_at && timeEl(job.started_at)),
     ...field('Completed', job.completed_at && timeEl(job.completed_at)),
+    ...field('Cancelled by', job.cancelled_by),
     ...field('Duration', job.started_at && duration(job)),
     ...field('Exit code', exit === null ? null : String(exit)),
     ...field('Signal', job.signal && String(job.signal)),
@@ -132,9 +136,12 @@ function render() {
     ...field('Output', `${formatBytes(job.stdout_bytes || 0)} stdout, ${formatBytes(job.stderr_bytes || 0)} stderr`),
     ...field('Parameters', params),
   );
-  document.getElementById('cancel').hidden = FINAL.has(job.status);
-  document.getElementById('delete').hidden = job.status === 'Running';
-  document.getElementById('rerun').hidden = false;
+  // Only what the token's role may do (the server refuses the rest anyway):
+  // cancel its own jobs from run up (any from admin), run again from run,
+  // delete as admin.
+  document.getElementById('cancel').hidden = FINAL.has(job.status) || !mayChange(me, job);
+  document.getElementById('delete').hidden = job.status === 'Running' || !may(me, 'admin');
+  document.getElementById('rerun').hidden = !may(me, 'run');
 }
 
 async function refreshJob() {
@@ -211,4 +218,8 @@ document.getElementById('rerun').addEventListener('click', async () => {
   } catch (err) { flash(err.message); }
 });
 
+whoami().then((answer) => {
+  me = answer;
+  if (job) render();
+});
 start();

@@ -43,6 +43,17 @@ function fillForm(view) {
   }
 }
 
+/** Who submitted the job, and who cancelled it when someone did. */
+function submitter(job) {
+  const by = job.submitted_by
+    ? el('span', { text: job.submitted_by })
+    : el('span', { class: 'muted', text: '—' });
+  const cancelled = job.cancelled_by
+    ? el('small', { class: 'muted', text: ` · cancelled by ${job.cancelled_by}` })
+    : null;
+  return el('td', { class: 'opt' }, by, cancelled);
+}
+
 function row(job) {
   const link = el('a', { href: '/ui/jobs/' + job.id, title: job.command, class: 'cmd' });
   link.textContent = job.command.length > 200 ? job.command.slice(0, 200) + '…' : job.command;
@@ -55,6 +66,7 @@ function row(job) {
     el('td', {}, timeEl(job.created_at)),
     el('td', { class: 'opt num', text: duration(job) }),
     el('td', { class: 'opt num', text: String(exit) }),
+    submitter(job),
   );
 }
 

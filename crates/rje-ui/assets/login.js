@@ -1,7 +1,8 @@
-// Sign in: the token is tried on the API before it is kept, for this tab
-// only (sessionStorage).
+// Sign in: the token is tried on the API (GET /whoami/, whose answer the
+// next page then need not ask for) before it is kept, for this tab only
+// (sessionStorage).
 
-import { setToken } from './common.js';
+import { keepWhoami, setToken } from './common.js';
 
 const form = document.getElementById('login');
 const error = document.getElementById('login-error');
@@ -20,9 +21,14 @@ form.addEventListener('submit', async (event) => {
     error.textContent = 'Type a token.';
     return;
   }
+  const headers = { Authorization: 'Bearer ' + token, Accept: 'application/json' };
   let res;
+  let me = null;
   try {
-    res = await fetch('/hosts/', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' } });
+    res = await fetch('/whoami/', { headers });
+    // A server older than roles has no /whoami/: any read shows the token works.
+    if (res.status === 404) res = await fetch('/hosts/', { headers });
+    else if (res.ok) me = await res.json().catch(() => null);
   } catch {
     error.textContent = 'The server cannot be reached.';
     return;
@@ -38,6 +44,7 @@ form.addEventListener('submit', async (event) => {
     return;
   }
   setToken(token);
+  keepWhoami(me, token);
   location.assign(next());
 });
 form.elements.token.focus();

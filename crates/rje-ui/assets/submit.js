@@ -1,7 +1,7 @@
 // The submit form: the server judges every field, and its errors are
 // shown beside the fields they name.
 
-import { api, el, flash } from './common.js';
+import { api, el, flash, may, whoami } from './common.js';
 
 const form = document.getElementById('submit');
 const envRows = document.getElementById('env');
@@ -92,6 +92,18 @@ form.addEventListener('submit', async (event) => {
   } finally {
     button.disabled = false;
   }
+});
+
+// A token whose role is read may not submit: the page says so instead of
+// offering a form the server would refuse.
+whoami().then((me) => {
+  if (!me || may(me, 'run')) return;
+  const note = document.getElementById('cannot-submit');
+  const who = me.name ? `The token ${me.name}` : 'This token';
+  note.textContent = `${who} may not submit jobs: its role is ${me.role}, `
+    + 'and submitting needs the run or admin role.';
+  note.hidden = false;
+  form.hidden = true;
 });
 
 fillHosts();

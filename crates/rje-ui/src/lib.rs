@@ -129,6 +129,17 @@ mod tests {
     }
 
     #[test]
+    fn the_header_has_room_for_the_token_and_the_submit_link_names_its_role() {
+        let html = pages::jobs(&settings()).into_string();
+        assert!(html.contains(r#"id="whoami""#), "{html}");
+        assert!(
+            html.contains(r#"href="/ui/submit" data-needs="run""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/ui/" aria-current="page" data-needs="read""#));
+    }
+
+    #[test]
     fn a_job_id_in_the_path_is_escaped() {
         let html = pages::job(&settings(), "\"><script>x</script>").into_string();
         assert!(!html.contains("<script>x"));

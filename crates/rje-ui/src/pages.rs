@@ -6,12 +6,14 @@ use rje_domain::{Priority, Status};
 
 use crate::UiSettings;
 
-/// The navigation, in order: (path, label, page name).
-const NAV: &[(&str, &str, &str)] = &[
-    ("/ui/", "Jobs", "jobs"),
-    ("/ui/submit", "Submit", "submit"),
-    ("/ui/hosts", "Hosts", "hosts"),
-    ("/ui/workers", "Workers", "workers"),
+/// The navigation, in order: (path, label, page name, the least role
+/// whose token can use the page). The pages' script hides a link the
+/// token's role does not reach; the server refuses the calls regardless.
+const NAV: &[(&str, &str, &str, &str)] = &[
+    ("/ui/", "Jobs", "jobs", "read"),
+    ("/ui/submit", "Submit", "submit", "run"),
+    ("/ui/hosts", "Hosts", "hosts", "read"),
+    ("/ui/workers", "Workers", "workers", "read"),
 ];
 
 /// Priorities as people pick them: the most urgent first.
@@ -35,17 +37,21 @@ fn layout(settings: &UiSettings, name: &str, title: &str, main: Markup) -> Marku
                 header.top {
                     a.brand href="/ui/" { "rje" }
                     nav.nav aria-label="Pages" {
-                        @for (path, label, page) in NAV {
+                        @for (path, label, page, needs) in NAV {
                             @if *page == name {
-                                a href=(path) aria-current="page" { (label) }
+                                a href=(path) aria-current="page" data-needs=(needs) { (label) }
                             } @else {
-                                a href=(path) { (label) }
+                                a href=(path) data-needs=(needs) { (label) }
                             }
                         }
                         a href="/docs/" { "API" }
                     }
-                    span #live .live hidden title="Live updates" { "live" }
-                    button #signout .link type="button" hidden { "Sign out" }
+                    div.session {
+                        span #live .live hidden title="Live updates" { "live" }
+                        // Who the token is ("name · role"), from GET /whoami/.
+                        span #whoami .whoami hidden {}
+                        button #signout .link type="button" hidden { "Sign out" }
+                    }
                 }
                 div #flash .flash role="alert" hidden {}
                 main #main { (main) }
@@ -109,6 +115,7 @@ pub(crate) fn jobs(settings: &UiSettings) -> Markup {
                 thead { tr {
                     th { "Status" } th { "Command" } th.opt { "Host" } th.opt { "Priority" }
                     th { "Created" } th.opt { "Duration" } th.opt { "Exit" }
+                    th.opt { "Submitted by" }
                 } }
                 tbody {}
             }
@@ -156,6 +163,8 @@ pub(crate) fn submit(settings: &UiSettings) -> Markup {
     let limits = &settings.limits;
     let main = html! {
         h1 { "Submit a job" }
+        // Shown instead of the form to a token whose role is read.
+        p #cannot-submit .note hidden {}
         form #submit .stack novalidate {
             div.field {
                 label for="command" { "Command" }
@@ -273,7 +282,8 @@ pub(crate) fn login(settings: &UiSettings) -> Markup {
                 label for="token" { "API token" }
                 input #token name="token" type="password" autocomplete="current-password"
                     required spellcheck="false";
-                p.hint { "One of the server's RJE_API_TOKENS. It is kept for this tab only." }
+                p.hint { "One of the server's RJE_API_TOKENS, or one made with "
+                    code { "rje tokens create" } ". It is kept for this tab only." }
                 p.error #login-error {}
             }
             div.actions { button.primary type="submit" { "Sign in" } }
