@@ -33,10 +33,17 @@ export function setToken(value) {
  */
 const EVERYTHING = Object.freeze({ name: null, role: 'admin', hosts: [], labels: [], auth: null });
 
-function isWhoami(me) {
-  return Boolean(me) && typeof me === 'object' && Object.hasOwn(RANK, me.role)
-    && (me.name === null || typeof me.name === 'string')
-    && Array.isArray(me.hosts) && Array.isArray(me.labels) && typeof me.auth === 'boolean';
+/** A /whoami/ answer as the pages use it, or null when it is not one. */
+function asWhoami(raw) {
+  if (!raw || typeof raw !== 'object' || !Object.hasOwn(RANK, raw.role)) return null;
+  return {
+    name: typeof raw.name === 'string' ? raw.name : null,
+    role: raw.role,
+    hosts: Array.isArray(raw.hosts) ? raw.hosts.map(String) : [],
+    labels: Array.isArray(raw.labels) ? raw.labels.map(String) : [],
+    // Unsaid: tokens are in use when the answer names one.
+    auth: typeof raw.auth === 'boolean' ? raw.auth : typeof raw.name === 'string',
+  };
 }
 
 /**
@@ -54,8 +61,9 @@ function fingerprint(secret) {
 }
 
 /** Keeps `me` (a /whoami/ answer) for this tab as the answer for `secret`. */
-export function keepWhoami(me, secret = token()) {
-  if (!isWhoami(me)) return;
+export function keepWhoami(raw, secret = token()) {
+  const me = asWhoami(raw);
+  if (!me) return;
   try {
     sessionStorage.setItem(WHOAMI_KEY, JSON.stringify({ token: fingerprint(secret || ''), me }));
   } catch { /* storage full or refused: asked again next page */ }
@@ -65,8 +73,8 @@ function keptWhoami(secret) {
   let kept = null;
   try { kept = JSON.parse(sessionStorage.getItem(WHOAMI_KEY)); } catch { return null; }
   // The answer for another token (or for none) is not this one's.
-  if (!kept || kept.token !== fingerprint(secret || '') || !isWhoami(kept.me)) return null;
-  return kept.me;
+  if (!kept || kept.token !== fingerprint(secret || '')) return null;
+  return asWhoami(kept.me);
 }
 
 /**
@@ -94,8 +102,8 @@ async function askWhoami() {
   if (res.status === 401) return null;
   if (!res.ok) return EVERYTHING;
   let me = null;
-  try { me = await res.json(); } catch { /* not JSON: as if unknown */ }
-  if (!isWhoami(me)) return EVERYTHING;
+  try { me = asWhoami(await res.json()); } catch { /* not JSON: as if unknown */ }
+  if (!me) return EVERYTHING;
   keepWhoami(me, secret);
   return me;
 }
