@@ -755,3 +755,212 @@ async fn the_system_dark_setting_and_the_keyboard_are_followed() {
         .await;
     browser.close().await;
 }
+
+/// The header's "name · role", once the page has asked who the token is.
+const WHOAMI: &str = "const w = document.getElementById('whoami'); return !w.hidden && w.innerText";
+
+/// Which of a job page's actions are offered: [Cancel, Run again, Delete].
+const ACTIONS: &str =
+    "return ['cancel', 'rerun', 'delete'].map(id => !document.getElementById(id).hidden)";
+
+/// How many times this page asked GET /whoami/.
+const WHOAMI_ASKED: &str = "return performance.getEntriesByType('resource')\
+     .filter(e => new URL(e.name).pathname === '/whoami/').length";
+
+/// A token the app's admin token makes through POST /tokens/: its secret.
+async fn make_token(app: &TestApp, name: &str, role: &str) -> String {
+    let response = app
+        .post("/tokens/", &json!({"name": name, "role": role}))
+        .await;
+    assert_eq!(response.status(), 201, "the {role} token {name} is made");
+    let created: Value = response.json().await.unwrap();
+    created["secret"].as_str().expect("its secret").to_owned()
+}
+
+/// Signs in with `secret` on the sign-in page, which then opens `next`.
+async fn sign_in(browser: &Browser, app: &TestApp, secret: &str, next: &str) {
+    browser
+        .goto(&app.url(&format!("/ui/login?next={next}")))
+        .await;
+    browser.type_into("#token", secret).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .until(
+            "the page after signing in",
+            &format!("return location.pathname === '{next}'"),
+        )
+        .await;
+}
+
+/// Waits until the job page shows its (queued) job.
+async fn the_queued_job(browser: &Browser) {
+    browser
+        .until(
+            "the queued job",
+            "return document.getElementById('status').innerText === 'Queued'",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn the_header_names_the_token_and_pages_offer_only_what_its_role_may() {
+    // No worker: the jobs stay queued, so Cancel stays on offer.
+    let app = spawn_app_with(|settings| {
+        settings.api.tokens = vec!["the-admin-token".into()];
+        settings.run_worker = false;
+    })
+    .await;
+    let viewer = make_token(&app, "viewer", "read").await;
+    let runner = make_token(&app, "runner", "run").await;
+    // One job of the admin token's, one of the run token's.
+    let theirs = app.submit(json!({"command": "echo theirs"})).await;
+    let by_admin = theirs["submitted_by"].as_str().expect("submitted_by");
+    assert!(by_admin.starts_with("env-"), "{theirs}");
+    let theirs = id_of(&theirs);
+    let response = app
+        .client
+        .post(app.url("/jobs/"))
+        .bearer_auth(&runner)
+        .json(&json!({"command": "echo mine"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201, "a run token submits");
+    let mine: Value = response.json().await.unwrap();
+    assert_eq!(mine["submitted_by"], "runner");
+    let mine = id_of(&mine);
+
+    let browser = Browser::start().await;
+    // read: the header names it; no action on any job, no Submit.
+    sign_in(&browser, &app, &viewer, &format!("/ui/jobs/{mine}")).await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "viewer · read"
+    );
+    the_queued_job(&browser).await;
+    assert_eq!(
+        browser.js(ACTIONS).await,
+        json!([false, false, false]),
+        "a read token is offered no Cancel, Run again or Delete"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelector('.nav a[href=\"/ui/submit\"]').hidden")
+            .await,
+        true,
+        "no Submit link"
+    );
+    let fields = browser
+        .js("return document.getElementById('fields').innerText")
+        .await;
+    assert!(
+        fields.as_str().unwrap().contains("Submitted by\nrunner"),
+        "{fields}"
+    );
+    // Sign-in kept the answer: the page did not ask again.
+    assert_eq!(browser.js(WHOAMI_ASKED).await, 0);
+    browser.goto(&app.url("/ui/submit")).await;
+    let refusal = browser
+        .until(
+            "the submit page's refusal",
+            "const note = document.getElementById('cannot-submit'); \
+             return !note.hidden && note.innerText",
+        )
+        .await;
+    assert!(
+        refusal.as_str().unwrap().contains("may not submit"),
+        "{refusal}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('submit').hidden")
+            .await,
+        true,
+        "no form to fill in vain"
+    );
+    // The list names who submitted each job.
+    browser.goto(&app.url("/ui/")).await;
+    let by = browser
+        .until(
+            "the run token's job in the list",
+            &format!(
+                "const row = document.querySelector('tr[data-id=\"{mine}\"]'); \
+                 return row && row.cells[7].innerText"
+            ),
+        )
+        .await;
+    assert_eq!(by, "runner");
+
+    // run: another token's job offers no Cancel, and the server refuses
+    // it anyway, its message shown.
+    sign_in(&browser, &app, &runner, &format!("/ui/jobs/{theirs}")).await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "runner · run"
+    );
+    the_queued_job(&browser).await;
+    assert_eq!(
+        browser.js(ACTIONS).await,
+        json!([false, true, false]),
+        "only Run again on another token's job"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelector('.nav a[href=\"/ui/submit\"]').hidden")
+            .await,
+        false,
+        "a run token may submit"
+    );
+    browser
+        .js(
+            "window.confirm = () => true; const c = document.getElementById('cancel'); \
+             c.hidden = false; c.click(); return true",
+        )
+        .await;
+    let refused = browser
+        .until(
+            "the server's refusal",
+            "const f = document.getElementById('flash'); \
+             return !f.hidden && f.classList.contains('error') && f.innerText",
+        )
+        .await;
+    assert!(
+        !refused.as_str().unwrap().starts_with("the server answered"),
+        "the server's own message: {refused}"
+    );
+    assert_eq!(app.job(&theirs).await["status"], "Queued");
+    // Its own job: Cancel, which records who cancelled it.
+    browser.goto(&app.url(&format!("/ui/jobs/{mine}"))).await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "runner · run"
+    );
+    browser
+        .until(
+            "Cancel on its own job",
+            "return !document.getElementById('cancel').hidden",
+        )
+        .await;
+    assert_eq!(browser.js(ACTIONS).await, json!([true, true, false]));
+    assert_eq!(
+        browser.js(WHOAMI_ASKED).await,
+        0,
+        "who the token is was kept for the tab"
+    );
+    browser.click("#cancel").await;
+    browser.accept_confirm().await;
+    browser
+        .until(
+            "Cancelled on the page",
+            "return document.getElementById('status').innerText === 'Cancelled'",
+        )
+        .await;
+    browser
+        .until(
+            "who cancelled it",
+            "return document.getElementById('fields').innerText.includes('Cancelled by\\nrunner')",
+        )
+        .await;
+    assert_eq!(app.job(&mine).await["cancelled_by"], "runner");
+    browser.close().await;
+}
