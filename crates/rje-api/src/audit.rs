@@ -90,8 +90,10 @@ struct AuditParams {
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     offset: Option<u64>,
     /// Only this token's entries (its name).
+    #[param(max_length = 200, pattern = "^[^\\x00]*$")]
     token: Option<String>,
     /// Only this route's (its pattern, as entries show it: `/jobs/{id}/cancel`).
+    #[param(max_length = 200, pattern = "^[^\\x00]*$")]
     route: Option<String>,
 }
 

@@ -44,6 +44,7 @@ struct ListParams {
     /// Only jobs on this host (a name of `GET /hosts/`).
     host: Option<String>,
     /// Only jobs submitted by this token (its name).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     submitted_by: Option<String>,
     /// Only jobs whose command contains this text: 3 to 200 characters
     /// (ASCII case ignored; `%` and `_` match only themselves). Empty: no

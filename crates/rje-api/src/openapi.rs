@@ -192,6 +192,20 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
     if let Some(properties) = document.pointer_mut("/components/schemas/SubmitRequest/properties") {
         properties["max_retries"]["maximum"] = json!(limits.max_retries);
     }
+    // A token's name is a host's kind of name, `env-…` reserved; its
+    // scope names configured hosts, and labels of a host's kind.
+    if let Some(properties) = document.pointer_mut("/components/schemas/TokenRequest/properties") {
+        let name = r"^[A-Za-z0-9._-]{1,64}$";
+        properties["name"]["pattern"] = json!(r"^(?!env-)[A-Za-z0-9._-]{1,64}$");
+        properties["labels"]["items"]["pattern"] = json!(name);
+        properties["hosts"]["items"]["pattern"] = json!(name);
+        for list in ["hosts", "labels"] {
+            properties[list]["maxItems"] = json!(rje_domain::MAX_SCOPE_ENTRIES);
+        }
+        if name_hosts {
+            properties["hosts"]["items"]["enum"] = Value::from(hosts.clone());
+        }
+    }
     for list in ["/jobs", "/jobs/list"] {
         let pointer = format!("/paths/{}/get/parameters", list.replace('/', "~1"));
         if let Some(Value::Array(parameters)) = document.pointer_mut(&pointer) {

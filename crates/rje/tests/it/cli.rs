@@ -526,7 +526,7 @@ async fn audit_entry(app: &TestApp, args: &[&str], wanted: impl Fn(&Value) -> bo
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| wanted(*e))
+            .find(|e| wanted(e))
         {
             return entry.clone();
         }

@@ -1,6 +1,7 @@
 //! rje end to end: the real app on 127.0.0.1:0, spoken to over HTTP and
 //! WebSocket, and the real binary where a test needs a process to kill.
 
+mod access;
 mod api;
 mod browser;
 mod cli;

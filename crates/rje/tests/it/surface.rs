@@ -321,6 +321,10 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/hosts", &["get"]),
     ("/hosts/{name}/check", &["post"]),
     ("/metrics", &["get"]),
+    ("/whoami", &["get"]),
+    ("/tokens", &["get", "post"]),
+    ("/tokens/{name}", &["delete"]),
+    ("/audit", &["get"]),
     ("/health", &["get"]),
     ("/ready", &["get"]),
 ];
@@ -382,7 +386,7 @@ async fn the_openapi_document_describes_every_route() {
 
     // Every error an operation lists has the error body's schema.
     let create = &paths["/jobs"]["post"]["responses"];
-    for status in ["400", "401", "408", "413", "415", "429", "503"] {
+    for status in ["400", "401", "403", "408", "413", "415", "429", "503"] {
         let schema = &create[status]["content"]["application/json"]["schema"]["$ref"];
         assert_eq!(schema, "#/components/schemas/ErrorBody", "{status}");
     }

@@ -1,0 +1,663 @@
+//! Access control end to end: each role against every route, scopes over
+//! REST and both WebSockets, the audit trail, secrets kept out of sight,
+//! and servers without tokens as before.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+const ADMIN: &str = "root-secret";
+
+/// Each route's least role, as the rules give it. A route the
+/// server serves that is missing here fails the test, and so does one
+/// that answers a role otherwise.
+const RULES: &[(&str, &str, &str)] = &[
+    ("GET", "/jobs", "read"),
+    ("POST", "/jobs", "run"),
+    ("GET", "/jobs/list", "read"),
+    ("GET", "/jobs/stats", "read"),
+    ("GET", "/jobs/{id}", "read"),
+    ("PUT", "/jobs/{id}", "run"),
+    ("PATCH", "/jobs/{id}", "run"),
+    ("DELETE", "/jobs/{id}", "admin"),
+    ("POST", "/jobs/{id}/cancel", "run"),
+    ("GET", "/jobs/{id}/logs", "read"),
+    ("GET", "/workers", "read"),
+    ("GET", "/hosts", "read"),
+    ("POST", "/hosts/{name}/check", "run"),
+    ("GET", "/metrics", "read"),
+    ("GET", "/whoami", "read"),
+    ("GET", "/tokens", "admin"),
+    ("POST", "/tokens", "admin"),
+    ("DELETE", "/tokens/{name}", "admin"),
+    ("GET", "/audit", "admin"),
+    ("GET", "/ws/jobs", "read"),
+    ("GET", "/ws/jobs/{id}", "read"),
+    ("GET", "/openapi.json", "read"),
+    ("GET", "/docs", "read"),
+];
+
+/// Routes no token is asked for.
+const OPEN: &[&str] = &["/health", "/ready"];
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "read" => 0,
+        "run" => 1,
+        "admin" => 2,
+        other => panic!("no role {other}"),
+    }
+}
+
+async fn app_with_admin(configure: impl FnOnce(&mut rje::Settings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.api.tokens = vec![ADMIN.into()];
+        configure(s);
+    })
+    .await
+}
+
+/// Makes a token as the admin; its secret.
+async fn make_token(app: &TestApp, body: Value) -> String {
+    let response = app.post("/tokens/", &body).await;
+    assert_eq!(response.status(), 201, "{body}");
+    let created: Value = response.json().await.unwrap();
+    created["secret"].as_str().expect("a secret").to_owned()
+}
+
+async fn call(
+    app: &TestApp,
+    secret: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(secret);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}
+
+async fn submit_as(app: &TestApp, secret: &str, body: Value) -> Value {
+    let response = call(app, secret, Method::POST, "/jobs/", Some(body.clone())).await;
+    assert_eq!(response.status(), 201, "{body}");
+    response.json().await.unwrap()
+}
+
+/// A 403 whose first detail names `missing`.
+async fn assert_denied(response: reqwest::Response, missing: &str, what: &str) {
+    assert_eq!(response.status(), 403, "{what}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["details"][0]["field"], missing, "{what}: {body}");
+    assert!(body["error"].is_string(), "{what}: {body}");
+}
+
+#[tokio::test]
+async fn each_role_is_held_to_each_routes_rule() {
+    let app = app_with_admin(|s| {
+        s.run_worker = false;
+        s.api.public_docs = false;
+        s.api.public_metrics = false;
+    })
+    .await;
+    // Every route the server describes, and those it cannot, has a rule.
+    let document: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut served: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| !OPEN.contains(&path.as_str()))
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|key| matches!(key.as_str(), "get" | "post" | "put" | "patch" | "delete"))
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    for path in ["/ws/jobs", "/ws/jobs/{id}", "/openapi.json", "/docs"] {
+        served.insert(("GET".into(), path.into()));
+    }
+    let ruled: BTreeSet<(String, String)> = RULES
+        .iter()
+        .map(|(method, path, _)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(served, ruled, "every route has a rule here, and only those");
+
+    let reader = make_token(&app, json!({"name": "reader", "role": "read"})).await;
+    let runner = make_token(&app, json!({"name": "runner", "role": "run"})).await;
+    for (role, secret) in [
+        ("read", reader.as_str()),
+        ("run", &runner),
+        ("admin", ADMIN),
+    ] {
+        for (method, route, least) in RULES {
+            // A job of the token's own, so that only the role decides.
+            let owner = if role == "read" { ADMIN } else { secret };
+            let job = submit_as(&app, owner, json!({"command": "true"})).await;
+            let path = route.replace("{id}", &id_of(&job)).replace(
+                "{name}",
+                if route.starts_with("/tokens") {
+                    "nobody"
+                } else {
+                    "local"
+                },
+            );
+            let body = matches!(*method, "POST" | "PUT" | "PATCH").then(|| json!({}));
+            let response = call(&app, secret, method.parse().unwrap(), &path, body).await;
+            let what = format!("{role} {method} {path}");
+            if rank(role) >= rank(least) {
+                assert_ne!(
+                    response.status(),
+                    403,
+                    "{what}: {}",
+                    response.text().await.unwrap()
+                );
+            } else {
+                assert_denied(response, "role", &what).await;
+            }
+        }
+    }
+}
+
+/// A server with `local`, `web-1` (labelled `web`) and `db-1`; jobs stay
+/// queued (no worker), and the SSH hosts are never reached.
+async fn three_host_app() -> TestApp {
+    let mut web = rje_ssh::HostConfig::new("web-1", "127.0.0.1");
+    web.labels = vec!["web".into()];
+    let db = rje_ssh::HostConfig::new("db-1", "127.0.0.1");
+    app_with_admin(move |s| {
+        s.run_worker = false;
+        s.inventory = rje_ssh::Inventory {
+            hosts: vec![web, db],
+            default_host: None,
+        };
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_scoped_token_runs_on_sees_and_changes_only_its_hosts_jobs() {
+    let app = three_host_app().await;
+    let team = make_token(
+        &app,
+        json!({"name": "team", "role": "run", "labels": ["web"]}),
+    )
+    .await;
+    let admin_web =
+        id_of(&submit_as(&app, ADMIN, json!({"command": "true", "host": "web-1"})).await);
+    let admin_db = id_of(&submit_as(&app, ADMIN, json!({"command": "true", "host": "db-1"})).await);
+    let admin_local = id_of(&submit_as(&app, ADMIN, json!({"command": "true"})).await);
+
+    // Runs only on its hosts, local included only when named.
+    for host in ["db-1", "local"] {
+        let response = call(
+            &app,
+            &team,
+            Method::POST,
+            "/jobs/",
+            Some(json!({"command": "true", "host": host})),
+        )
+        .await;
+        assert_denied(response, "host", host).await;
+    }
+    let own = submit_as(&app, &team, json!({"command": "true", "host": "web-1"})).await;
+    assert_eq!(own["submitted_by"], "team");
+    let own = id_of(&own);
+
+    // Sees only its hosts' jobs: lists, single jobs, logs.
+    let page: Value = call(&app, &team, Method::GET, "/jobs/?output=none", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: BTreeSet<String> = page["jobs"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(listed, BTreeSet::from([admin_web.clone(), own.clone()]));
+    assert_eq!(page["total_count"], 2);
+    let response = call(&app, &team, Method::GET, "/jobs/?host=db-1", None).await;
+    assert_denied(response, "host", "a list of another host").await;
+    for hidden in [&admin_db, &admin_local] {
+        for path in [format!("/jobs/{hidden}/"), format!("/jobs/{hidden}/logs/")] {
+            let response = call(&app, &team, Method::GET, &path, None).await;
+            assert_denied(response, "host", &path).await;
+        }
+    }
+    assert_eq!(
+        call(
+            &app,
+            &team,
+            Method::GET,
+            &format!("/jobs/{admin_web}/"),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    let hosts: Value = call(&app, &team, Method::GET, "/hosts/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| host["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-1"]);
+
+    // Changes only its own jobs, on its hosts.
+    let response = call(
+        &app,
+        &team,
+        Method::POST,
+        &format!("/jobs/{admin_web}/cancel/"),
+        None,
+    )
+    .await;
+    assert_denied(response, "submitted_by", "another's job").await;
+    let response = call(
+        &app,
+        &team,
+        Method::PATCH,
+        &format!("/jobs/{own}/"),
+        Some(json!({"host": "db-1"})),
+    )
+    .await;
+    assert_denied(response, "host", "moving its job out of scope").await;
+    let response = call(
+        &app,
+        &team,
+        Method::POST,
+        &format!("/jobs/{own}/cancel/"),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let cancelled: Value = response.json().await.unwrap();
+    assert_eq!(cancelled["status"], "Cancelled");
+    assert_eq!(cancelled["cancelled_by"], "team");
+
+    // Over WebSocket: a job of another host is refused before the upgrade.
+    let refused =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/{admin_db}/?token={team}")))
+            .await
+            .unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+
+    // The all-jobs stream tells the token only of its hosts' jobs.
+    let (mut events, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/?token={team}")))
+            .await
+            .expect("the event stream");
+    assert_eq!(next(&mut events).await["type"], "ready");
+    // The admin cancels a job the token may not see, then one it may: the
+    // first event it hears of is the second.
+    assert_eq!(app.cancel(&admin_db).await.status(), 200);
+    assert_eq!(app.cancel(&admin_web).await.status(), 200);
+    let event = next(&mut events).await;
+    assert_eq!(event["job_id"], admin_web.as_str(), "{event}");
+    assert_eq!(event["status"], "Cancelled");
+}
+
+#[tokio::test]
+async fn every_change_is_in_the_audit_trail_under_its_tokens_name() {
+    let app = app_with_admin(|s| s.run_worker = false).await;
+    let admin = format!("env-{}", &rje_store::hash_secret(ADMIN)[..8]);
+    let runner = make_token(&app, json!({"name": "runner", "role": "run"})).await;
+    let reader = make_token(&app, json!({"name": "reader", "role": "read"})).await;
+    let job = id_of(&submit_as(&app, &runner, json!({"command": "true"})).await);
+    let patched = call(
+        &app,
+        &runner,
+        Method::PATCH,
+        &format!("/jobs/{job}/"),
+        Some(json!({"priority": "High"})),
+    )
+    .await;
+    assert_eq!(patched.status(), 200);
+    let refused = call(
+        &app,
+        &reader,
+        Method::POST,
+        &format!("/jobs/{job}/cancel/"),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let cancelled = call(
+        &app,
+        &runner,
+        Method::POST,
+        &format!("/jobs/{job}/cancel/"),
+        None,
+    )
+    .await;
+    assert_eq!(cancelled.status(), 200);
+    assert_eq!(
+        app.send(Method::DELETE, &format!("/jobs/{job}/"), None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/tokens/reader/", None)
+            .await
+            .status(),
+        204
+    );
+    // Reads are not changes.
+    assert_eq!(app.get("/jobs/").await.status(), 200);
+
+    let trail: Value = app.get("/audit/?limit=100").await.json().await.unwrap();
+    let entries: Vec<(String, String, String, String, u64)> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|entry| {
+            (
+                entry["token"].as_str().unwrap_or("").to_owned(),
+                entry["method"].as_str().unwrap().to_owned(),
+                entry["route"].as_str().unwrap().to_owned(),
+                entry["target"].as_str().unwrap_or("").to_owned(),
+                entry["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |token: &str, method: &str, route: &str, target: &str, status: u64| {
+        (
+            token.to_owned(),
+            method.to_owned(),
+            route.to_owned(),
+            target.to_owned(),
+            status,
+        )
+    };
+    assert_eq!(
+        entries,
+        vec![
+            row(&admin, "POST", "/tokens", "runner", 201),
+            row(&admin, "POST", "/tokens", "reader", 201),
+            row("runner", "POST", "/jobs", &job, 201),
+            row("runner", "PATCH", "/jobs/{id}", &job, 200),
+            row("reader", "POST", "/jobs/{id}/cancel", &job, 403),
+            row("runner", "POST", "/jobs/{id}/cancel", &job, 200),
+            row(&admin, "DELETE", "/jobs/{id}", &job, 204),
+            row(&admin, "DELETE", "/tokens/{name}", "reader", 204),
+        ]
+    );
+    assert_eq!(trail["total_count"], 8);
+    let first = &trail["entries"][7];
+    assert_eq!(first["client"], "127.0.0.1");
+    assert!(first["at"].as_str().unwrap().ends_with('Z'));
+
+    let mine: Value = app.get("/audit/?token=runner").await.json().await.unwrap();
+    assert_eq!(mine["total_count"], 3);
+    let cancels: Value = app
+        .get("/audit/?route=/jobs/{id}/cancel&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancels["total_count"], 2);
+    assert_eq!(cancels["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(cancels["entries"][0]["token"], "runner", "newest first");
+    // The trail is an admin's to read, and nobody's to change.
+    let response = call(&app, &runner, Method::GET, "/audit/", None).await;
+    assert_denied(response, "role", "a run token reads the trail").await;
+    assert_eq!(
+        app.send(Method::DELETE, "/audit/", None).await.status(),
+        405
+    );
+    assert_eq!(app.get("/audit/?limit=0").await.status(), 400);
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_an_admin_covers_every_host() {
+    let app = app_with_admin(|_| {}).await;
+    for (body, field) in [
+        (
+            json!({"name": "ops", "role": "admin", "hosts": ["local"]}),
+            "role",
+        ),
+        (json!({"name": "env-12345678", "role": "read"}), "name"),
+        (
+            json!({"name": "x", "role": "run", "hosts": ["nowhere"]}),
+            "hosts",
+        ),
+        (json!({"name": "bad name", "role": "read"}), "name"),
+        (json!({"name": "x", "role": "root"}), "role"),
+    ] {
+        let response = app.post("/tokens/", &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["details"][0]["field"], field, "{body}: {error}");
+    }
+    make_token(
+        &app,
+        json!({"name": "ci", "role": "run", "hosts": ["local"]}),
+    )
+    .await;
+    let again = app
+        .post("/tokens/", &json!({"name": "ci", "role": "read"}))
+        .await;
+    assert_eq!(again.status(), 409);
+    let listed: Value = app.get("/tokens/").await.json().await.unwrap();
+    assert_eq!(
+        listed["tokens"].as_array().unwrap().len(),
+        1,
+        "nothing half-made"
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/tokens/nobody/", None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/tokens/ci/", None).await.status(),
+        204
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/tokens/ci/", None).await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_tokens_is_open_until_one_is_made() {
+    let app = spawn_app_with(|s| s.run_worker = false).await;
+    let who: Value = app.get("/whoami/").await.json().await.unwrap();
+    assert_eq!(
+        who,
+        json!({"name": null, "role": "admin", "hosts": [], "labels": [], "auth": false})
+    );
+    // As before tokens had names: a token it does not know is not refused.
+    let response = call(&app, "anything", Method::GET, "/jobs/", None).await;
+    assert_eq!(response.status(), 200);
+    let job = app.submit(json!({"command": "true"})).await;
+    assert_eq!(job["submitted_by"], Value::Null);
+
+    let secret = make_token(&app, json!({"name": "first", "role": "admin"})).await;
+    assert_eq!(
+        app.get("/jobs/").await.status(),
+        401,
+        "tokens are now asked for"
+    );
+    assert_eq!(
+        call(&app, "anything", Method::GET, "/jobs/", None)
+            .await
+            .status(),
+        401
+    );
+    let who: Value = call(&app, &secret, Method::GET, "/whoami/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["name"], "first");
+    assert_eq!(who["auth"], true);
+}
+
+#[tokio::test]
+async fn secrets_appear_in_no_log_no_listing_and_not_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("rje.db");
+    let log = dir.path().join("rje.log");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rje"))
+        .arg("serve")
+        .env("RJE_BIND", "127.0.0.1:0")
+        .env(
+            "RJE_DATABASE_URL",
+            format!("sqlite://{}", database.display()),
+        )
+        .env("RJE_API_TOKENS", ADMIN)
+        .env("RJE_STATE_DIR", "")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rje starts");
+    let stdout = server.stdout.take().unwrap();
+    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("rje says it is up")
+        .unwrap()
+        .expect("a line");
+    let base = line
+        .strip_prefix("rje listening on ")
+        .expect("an address")
+        .to_owned();
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{base}/tokens/"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "ci", "role": "run"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    // Used over REST and, as browsers do, in a WebSocket's query.
+    let job: Value = client
+        .post(format!("{base}/jobs/"))
+        .bearer_auth(&secret)
+        .json(&json!({"command": "echo hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws = base.replace("http://", "ws://");
+    let session = ws_read_all(format!("{ws}/ws/jobs/{}/?token={secret}", id_of(&job))).await;
+    assert_eq!(session.output(), "hello\n");
+    let listed = client
+        .get(format!("{base}/tokens/"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("\"ci\"") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let wrong = client
+        .get(format!("{base}/jobs/"))
+        .bearer_auth(format!("{secret}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("request"), "debug logs were written");
+    for secret in [secret.as_str(), ADMIN] {
+        assert!(!logged.contains(secret), "a secret in the log");
+        for file in ["rje.db", "rje.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|window| window == secret.as_bytes()),
+                "a secret in {file}"
+            );
+        }
+    }
+    let hash = rje_store::hash_secret(&secret);
+    let stored = [
+        std::fs::read(&database).unwrap(),
+        std::fs::read(dir.path().join("rje.db-wal")).unwrap_or_default(),
+    ]
+    .concat();
+    assert!(
+        stored
+            .windows(hash.len())
+            .any(|window| window == hash.as_bytes()),
+        "the hash is what the store keeps"
+    );
+}
+
+#[tokio::test]
+async fn a_token_the_store_holds_when_a_server_starts_is_asked_for_at_once() {
+    let app = spawn_app_with(|s| s.run_worker = false).await;
+    let secret = make_token(&app, json!({"name": "first", "role": "read"})).await;
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, |s| s.run_worker = false).await;
+    assert_eq!(app.get("/jobs/").await.status(), 401);
+    assert_eq!(
+        call(&app, &secret, Method::GET, "/jobs/", None)
+            .await
+            .status(),
+        200
+    );
+    // The token's role holds after a restart.
+    let response = call(
+        &app,
+        &secret,
+        Method::POST,
+        "/jobs/",
+        Some(json!({"command": "true"})),
+    )
+    .await;
+    assert_denied(response, "role", "a read token submits").await;
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON message of a WebSocket.
+async fn next(events: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream is open")
+            .expect("a message");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
