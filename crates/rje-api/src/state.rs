@@ -96,28 +96,41 @@ impl Default for SnapshotReads {
 /// The job counts, computed at most twice a second however many
 /// dashboards ask: at a million jobs a count by status reads the whole
 /// status index. Dashboards re-read at most once a second, so each read
-/// finds a new count.
+/// finds a new count. One count per scope of hosts (`None`: every host),
+/// since a scoped token sees only its hosts' jobs counted.
 #[derive(Clone, Default)]
-pub struct StatsCache(Arc<tokio::sync::Mutex<Option<(Instant, JobStatsResponse)>>>);
+pub struct StatsCache(Arc<tokio::sync::Mutex<StatsByScope>>);
+
+type StatsByScope = std::collections::HashMap<Option<Vec<String>>, (Instant, JobStatsResponse)>;
 
 impl StatsCache {
     const FRESH_FOR: Duration = Duration::from_millis(500);
+    /// Counts kept at once: past it, the stale ones go.
+    const SCOPES: usize = 64;
 
-    /// The cached counts while fresh, else `count()`'s, kept. Callers that
-    /// arrive during a count wait for it rather than start their own.
-    pub(crate) async fn get_or_count<F, Fut, E>(&self, count: F) -> Result<JobStatsResponse, E>
+    /// The cached counts of `scope` while fresh, else `count()`'s, kept.
+    /// Callers that arrive during a count wait for it rather than start
+    /// their own.
+    pub(crate) async fn get_or_count<F, Fut, E>(
+        &self,
+        scope: Option<Vec<String>>,
+        count: F,
+    ) -> Result<JobStatsResponse, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<JobStatsResponse, E>>,
     {
         let mut cached = self.0.lock().await;
-        if let Some((at, stats)) = cached.as_ref()
+        if let Some((at, stats)) = cached.get(&scope)
             && at.elapsed() < Self::FRESH_FOR
         {
             return Ok(*stats);
         }
         let stats = count().await?;
-        *cached = Some((Instant::now(), stats));
+        if cached.len() >= Self::SCOPES {
+            cached.retain(|_, (at, _)| at.elapsed() < Self::FRESH_FOR);
+        }
+        cached.insert(scope, (Instant::now(), stats));
         Ok(stats)
     }
 }

@@ -334,7 +334,7 @@ fn token_name(value: Option<&Value>) -> Result<String, String> {
 /// repeats; missing is empty.
 fn names(value: Option<&Value>) -> Result<Vec<String>, String> {
     let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
         Some(_) => return Err("must be a list of names".to_owned()),
     };
@@ -575,6 +575,10 @@ mod tests {
         let fields: Vec<&str> = err.details.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["x", "name", "role", "hosts", "labels"]);
         assert!(NewToken::parse(&json!([]), &hosts).is_err());
+        assert!(
+            NewToken::parse(&json!({"name": "n", "role": "read", "labels": null}), &hosts).is_err(),
+            "a list, or nothing"
+        );
         let scoped_admin = NewToken::parse(
             &json!({"name": "a", "role": "admin", "labels": ["eu"]}),
             &hosts,

@@ -21,6 +21,7 @@ pub struct WhoAmIResponse {
 /// `POST /tokens/`: what to create.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// 1 to 64 letters, digits, `-`, `_` or `.`; `env-…` is reserved for
     /// the tokens of `RJE_API_TOKENS`.

@@ -163,6 +163,11 @@ pub trait Jobs: Send + Sync + 'static {
     /// included), in the order of [`Status::ALL`].
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
 
+    /// How many jobs on `hosts` there are, by status and priority (every
+    /// status, not only the active ones): the counts a token whose scope
+    /// is `hosts` may see. Only the pairs that have jobs are listed.
+    async fn count_within(&self, hosts: &[String]) -> Result<Vec<ActiveCount>, StoreError>;
+
     /// Workers whose heartbeat is newer than `since`, with their jobs.
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError>;
 

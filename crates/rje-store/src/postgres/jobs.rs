@@ -206,6 +206,19 @@ impl Jobs for PostgresStore {
             .collect()
     }
 
+    async fn count_within(&self, hosts: &[String]) -> Result<Vec<ActiveCount>, StoreError> {
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT status, priority, COUNT(*) FROM jobs \
+             WHERE host = ANY($1) GROUP BY status, priority",
+        )
+        .bind(hosts)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(status, priority, jobs)| active_count(&status, priority.into(), jobs))
+            .collect()
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
         let rows = sqlx::query_as(COUNT_BY_STATUS_SQL)
             .fetch_all(&self.pool)

@@ -201,6 +201,21 @@ impl Jobs for SqliteStore {
             .collect()
     }
 
+    async fn count_within(&self, hosts: &[String]) -> Result<Vec<ActiveCount>, StoreError> {
+        let hosts =
+            serde_json::to_string(hosts).map_err(|err| StoreError::Internal(err.to_string()))?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, priority, COUNT(*) FROM jobs \
+             WHERE host IN (SELECT value FROM json_each(?)) GROUP BY status, priority",
+        )
+        .bind(hosts)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(status, priority, jobs)| active_count(&status, priority, jobs))
+            .collect()
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
         let rows = sqlx::query_as(COUNT_BY_STATUS_SQL)
             .fetch_all(&self.reader)

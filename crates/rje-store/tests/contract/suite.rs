@@ -1846,4 +1846,23 @@ pub async fn jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope(
         ..ListQuery::default()
     };
     assert_eq!(store.list(&nowhere, 0).await.unwrap().total_count, 0);
+
+    // Counted within a scope: every status, by priority.
+    store.cancel(other.id, Some("team")).await.unwrap();
+    let mut counted: Vec<(Status, Priority, u64)> = store
+        .count_within(&["a".to_owned()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|count| (count.status, count.priority, count.jobs))
+        .collect();
+    counted.sort_by_key(|(status, _, _)| status.as_str());
+    assert_eq!(
+        counted,
+        vec![
+            (Status::Cancelled, Priority::Medium, 1),
+            (Status::Queued, Priority::Medium, 1)
+        ]
+    );
+    assert!(store.count_within(&[]).await.unwrap().is_empty());
 }

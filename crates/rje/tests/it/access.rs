@@ -169,6 +169,11 @@ async fn each_role_is_held_to_each_routes_rule() {
             }
         }
     }
+    // Refusals and recorded changes are counted.
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let samples = scrape(&text);
+    assert!(total(&samples, "rje_api_denied_total", &["reason=\"role\""]) >= 13.0, "{text}");
+    assert!(total(&samples, "rje_audit_entries_total", &[]) >= 1.0, "{text}");
 }
 
 /// A server with `local`, `web-1` (labelled `web`) and `db-1`; jobs stay
@@ -257,6 +262,15 @@ async fn a_scoped_token_runs_on_sees_and_changes_only_its_hosts_jobs() {
         .map(|host| host["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["web-1"]);
+    let stats: Value = call(&app, &team, Method::GET, "/jobs/stats/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["total"], 2, "its hosts' jobs only: {stats}");
+    assert_eq!(stats["queued_by_priority"]["Medium"], 2, "{stats}");
+    let all: Value = app.get("/jobs/stats/").await.json().await.unwrap();
+    assert_eq!(all["total"], 4, "{all}");
 
     // Changes only its own jobs, on its hosts.
     let response = call(
