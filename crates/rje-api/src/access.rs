@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rje_domain::{NewToken, is_valid_host_name};
 use rje_proto::{ErrorBody, TokenCreated, TokenListResponse, TokenRequest, WhoAmIResponse};
@@ -75,7 +75,6 @@ async fn create_token(
     state.authentication.require_tokens();
     let mut response = (
         StatusCode::CREATED,
-        [(header::LOCATION, format!("/tokens/{}/", token.name))],
         Json(TokenCreated {
             token: token.clone(),
             secret,

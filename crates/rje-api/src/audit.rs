@@ -16,7 +16,6 @@ use utoipa_axum::routes;
 
 use crate::extract::QueryPairs;
 use crate::openapi::Guarded;
-use crate::rate_limit::ClientKeys;
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -35,7 +34,7 @@ pub(crate) async fn record(
     State(state): State<AppState>,
     request: Request,
     next: Next,
-) -> Response {
+) -> Result<Response, ApiError> {
     let changes = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -43,39 +42,69 @@ pub(crate) async fn record(
     let principal = request.extensions().get::<Principal>().cloned();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let (Some(principal), Some(route), true) = (principal, route, changes) else {
-        return next.run(request).await;
+        return Ok(next.run(request).await);
     };
     let (mut parts, body) = request.into_parts();
     let named = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .ok()
-        .and_then(|params| params.iter().next().map(|(_, value)| value.to_owned()));
+        .and_then(|params| params.iter().next().map(|(_, value)| printable(value)));
     let request = Request::from_parts(parts, body);
-    let client = ClientKeys::new(&[], &state.settings.trusted_proxies)
-        .client_address(&request)
-        .to_string();
+    let client = state.clients.client_address(&request).to_string();
     let method = request.method().to_string();
-    let response = next.run(request).await;
-    let target = response
-        .extensions()
-        .get::<AuditTarget>()
-        .map(|target| target.0.clone())
-        .or(named);
-    let entry = AuditEntry {
-        at: Utc::now(),
-        token: principal.name,
-        client,
-        method,
-        route: route.as_str().to_owned(),
-        target,
-        status: response.status().as_u16(),
-    };
-    let written = state.access.append_audit(&entry).await;
-    if let Err(err) = &written {
-        tracing::error!(%err, route = %entry.route, "could not record a change in the audit trail");
+    // The change and its entry run on together, whether or not the client
+    // waits for the answer: a client that hangs up once the change is made
+    // does not take the entry with it.
+    tokio::spawn(async move {
+        let response = next.run(request).await;
+        let target = response
+            .extensions()
+            .get::<AuditTarget>()
+            .map(|target| target.0.clone())
+            .or(named);
+        let entry = AuditEntry {
+            at: Utc::now(),
+            token: principal.name,
+            client,
+            method,
+            route: route.as_str().to_owned(),
+            target,
+            status: response.status().as_u16(),
+        };
+        let written = state.access.append_audit(&entry).await;
+        if let Err(err) = &written {
+            tracing::error!(%err, route = %entry.route, "could not record a change in the audit trail");
+        }
+        crate::metrics::audit_written(written.is_ok());
+        response
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("a change's task failed: {err}")))
+}
+
+/// The most of a path's own text an entry keeps: job ids, host and token
+/// names are far shorter, and a made-up path must not grow the trail.
+const MAX_TARGET_CHARS: usize = 100;
+
+/// A path parameter as the trail keeps it: at most [`MAX_TARGET_CHARS`],
+/// with control and direction-changing characters (a NUL, escapes that
+/// redraw a terminal, a right-to-left override) written as `\u{…}`, so
+/// that an entry reads as what was asked and never as another entry.
+fn printable(value: &str) -> String {
+    let mut kept = String::new();
+    for c in value.chars().take(MAX_TARGET_CHARS) {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if hidden {
+            kept.extend(c.escape_unicode());
+        } else {
+            kept.push(c);
+        }
     }
-    crate::metrics::audit_written(written.is_ok());
-    response
+    if value.chars().nth(MAX_TARGET_CHARS).is_some() {
+        kept.push('…');
+    }
+    kept
 }
 
 /// The audit trail's query parameters.
@@ -118,4 +147,19 @@ async fn audit(
         entries: page.entries,
         total_count: page.total_count,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_kept_short_and_printable() {
+        assert_eq!(printable("web-1"), "web-1");
+        assert_eq!(printable("a\u{1b}[2Jb\0c"), "a\\u{1b}[2Jb\\u{0}c");
+        assert_eq!(printable("\u{202e}x"), "\\u{202e}x");
+        let kept = printable(&"a".repeat(60_000));
+        assert_eq!(kept.chars().count(), MAX_TARGET_CHARS + 1);
+        assert!(kept.ends_with('…'));
+    }
 }

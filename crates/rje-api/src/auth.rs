@@ -4,6 +4,8 @@
 //! request's extensions; what the principal may do is decided after it
 //! (`rules`, and the handlers for scopes and owners).
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use rje_domain::{ENV_TOKEN_PREFIX, Principal, Role, Scope};
-use rje_store::{Access, hash_secret};
+use rje_store::{Access, hash_secret, is_secret_shaped};
 use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
@@ -22,11 +24,16 @@ use crate::{ApiError, AppState};
 /// process and revoked at once (each request looks its token up).
 pub(crate) struct Authentication {
     configured: Vec<String>,
+    /// Each configured token's name, in the same order.
+    configured_names: Vec<String>,
     /// Tokens are asked for: some are configured, or the store holds one.
     /// Once so, so until the process ends.
     required: AtomicBool,
     /// While none is, when the store was last asked whether it holds one.
     last_asked: tokio::sync::Mutex<Option<Instant>>,
+    /// The names of the store's live tokens, as last read, for sessions
+    /// that outlive their request (WebSockets): one read a second for all.
+    live: tokio::sync::Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
 }
 
 impl Authentication {
@@ -37,9 +44,53 @@ impl Authentication {
     pub(crate) fn new(configured: &[String], tokens_in_store: bool) -> Self {
         Self {
             configured: configured.to_vec(),
+            configured_names: configured
+                .iter()
+                .map(|secret| configured_name(secret))
+                .collect(),
             required: AtomicBool::new(!configured.is_empty() || tokens_in_store),
             last_asked: tokio::sync::Mutex::new(None),
+            live: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether a session that `principal` opened may go on: `false` once
+    /// its store token was revoked (seen within a second). Configured
+    /// tokens and servers without tokens are never revoked. While the
+    /// store cannot be read, sessions go on: nothing else is decided then.
+    pub(crate) async fn still_valid(&self, principal: &Principal, access: &dyn Access) -> bool {
+        let Some(name) = principal.name.as_deref() else {
+            return true;
+        };
+        if name.starts_with(ENV_TOKEN_PREFIX) {
+            return true;
+        }
+        let mut live = self.live.lock().await;
+        if let Some((at, names)) = live.as_ref()
+            && at.elapsed() < Self::ASK_EVERY
+        {
+            return names.contains(name);
+        }
+        match access.tokens().await {
+            Ok(tokens) => {
+                let names: HashSet<String> = tokens.into_iter().map(|token| token.name).collect();
+                let valid = names.contains(name);
+                *live = Some((Instant::now(), Arc::new(names)));
+                valid
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot tell whether a session's token is revoked");
+                true
+            }
+        }
+    }
+
+    /// Whether a session of `principal` must be checked for revocation.
+    pub(crate) fn may_be_revoked(principal: &Principal) -> bool {
+        principal
+            .name
+            .as_deref()
+            .is_some_and(|name| !name.starts_with(ENV_TOKEN_PREFIX))
     }
 
     /// A token was made here: from now on, tokens are asked for.
@@ -57,7 +108,7 @@ impl Authentication {
         if last_asked.is_some_and(|at| at.elapsed() < Self::ASK_EVERY) {
             return Ok(true);
         }
-        if !access.tokens().await?.is_empty() {
+        if access.has_tokens().await? {
             self.require_tokens();
             return Ok(false);
         }
@@ -74,10 +125,13 @@ impl Authentication {
     ) -> Result<Option<Principal>, ApiError> {
         if let Some(index) = token_index(&self.configured, secret) {
             return Ok(Some(Principal {
-                name: Some(configured_name(&self.configured[index])),
+                name: self.configured_names.get(index).cloned(),
                 role: Role::Admin,
                 scope: Scope::everything(),
             }));
+        }
+        if !is_secret_shaped(secret) {
+            return Ok(None);
         }
         // The store compares hashes, never the secret itself.
         match access.token_by_hash(&hash_secret(secret)).await? {
@@ -91,10 +145,29 @@ impl Authentication {
 }
 
 /// The name a configured token goes by in `submitted_by` and the audit
-/// trail: its hash's first 8 hex digits tell tokens apart and reveal none.
-pub(crate) fn configured_name(secret: &str) -> String {
-    format!("{ENV_TOKEN_PREFIX}{}", &hash_secret(secret)[..8])
+/// trail, which read tokens see: 8 hex digits of a memory-hard hash of it.
+/// A fast hash's would let anyone with a read token try guesses at a weak
+/// configured secret offline at billions a second; Argon2id makes each
+/// guess cost what it costs here once per start.
+pub fn configured_name(secret: &str) -> String {
+    // Fixed, valid parameters (OWASP's minimum memory, two passes): they
+    // cannot fail, and a failure would only cost the name its digits.
+    let mut digest = [0u8; 4];
+    let named = argon2::Params::new(19 * 1024, 2, 1, Some(digest.len()))
+        .map(|params| {
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        })
+        .and_then(|argon| argon.hash_password_into(secret.as_bytes(), NAME_SALT, &mut digest));
+    if let Err(err) = named {
+        tracing::error!(%err, "cannot name a configured token");
+    }
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{ENV_TOKEN_PREFIX}{hex}")
 }
+
+/// The same for every deployment, so that every process names a configured
+/// token alike; its secrecy is not what protects the token.
+const NAME_SALT: &[u8] = b"rje configured token name";
 
 /// Finds who a request is, on every route it wraps (every route but the
 /// probes, and the docs unless they are private). The WebSocket also takes

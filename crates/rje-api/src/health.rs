@@ -8,6 +8,7 @@ use rje_proto::{HealthResponse, ReadyResponse, WorkerListResponse, WorkerRespons
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::extract::Caller;
 use crate::openapi::Guarded;
 use crate::{ApiError, AppState};
 
@@ -80,8 +81,12 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse
     responses((status = 200, description = "Live workers", body = WorkerListResponse), Guarded),
     security(("bearer" = []))
 )]
-async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListResponse>, ApiError> {
+async fn workers(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<WorkerListResponse>, ApiError> {
     let since = Utc::now() - state.settings.worker_liveness;
+    let hosts = &state.settings.hosts;
     let workers = state.store.workers(since).await?;
     let workers = workers
         .into_iter()
@@ -91,7 +96,13 @@ async fn workers(State(state): State<AppState>) -> Result<Json<WorkerListRespons
             concurrency: w.concurrency,
             started_at: w.started_at,
             heartbeat_at: w.heartbeat_at,
-            jobs: w.jobs,
+            // A token limited to some hosts is shown their jobs only.
+            jobs: w
+                .jobs
+                .into_iter()
+                .filter(|job| caller.sees(job.host.as_deref(), hosts))
+                .map(|job| job.id)
+                .collect(),
         })
         .collect();
     Ok(Json(WorkerListResponse { workers }))

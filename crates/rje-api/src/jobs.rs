@@ -201,7 +201,7 @@ async fn show(
     JobPath(id): JobPath,
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
-    require_sight(&state, &caller, id).await?;
+    require_in_scope(&state, &caller, id).await?;
     let tail_bytes = match query.get("output").map(str::parse::<ListOutput>) {
         None => return streamed::job_response(&state, id, StatusCode::OK).await,
         Some(Err(message)) => return Err(ValidationError::field("output", message).into()),
@@ -349,7 +349,7 @@ async fn delete(
     Caller(caller): Caller,
     JobPath(id): JobPath,
 ) -> Result<StatusCode, ApiError> {
-    require_sight(&state, &caller, id).await?;
+    require_in_scope(&state, &caller, id).await?;
     state.store.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -403,7 +403,7 @@ async fn cancel(
 /// Refuses a job outside the caller's scope: a 403 naming its host, never
 /// a 404 that would hide a job the token may not see. Reads the job only
 /// for a scoped token.
-pub(crate) async fn require_sight(
+pub(crate) async fn require_in_scope(
     state: &AppState,
     caller: &rje_domain::Principal,
     id: JobId,

@@ -34,6 +34,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use auth::configured_name;
 pub use browser_guard::AllowedHosts;
 pub use error::ApiError;
 pub use state::{ApiSettings, AppState, ConnectionSlot, HostDirectory, RateLimit};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +16,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
-use crate::auth::{presented_token, token_index};
+use rje_domain::Principal;
+
+use crate::auth::presented_token;
 use crate::{ApiSettings, AppState};
 
 /// What every route that takes a token may answer besides its own.
@@ -133,25 +135,25 @@ pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppSt
     };
     // With tokens on, the document anyone may read names no host: host
     // names tell an attacker where to go next. A token's holder gets them.
-    let open = settings.tokens.is_empty() && !settings.tokens_in_store;
-    let (full, public) = (described(true), described(open));
-    let tokens: Arc<[String]> = settings.tokens.clone().into();
+    let (full, public) = (described(true), described(false));
     let config = Arc::new(Config::from("/openapi.json"));
     Router::new()
         .route(
             "/openapi.json",
-            get(move |request: Request| {
-                let entitled = open
-                    || presented_token(&request)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|token| token_index(&tokens, &token).is_some());
-                let json = if entitled {
-                    full.clone()
-                } else {
-                    public.clone()
-                };
-                async move { Json(json.as_ref().clone()) }
+            get(move |State(state): State<AppState>, request: Request| {
+                let (full, public) = (full.clone(), public.clone());
+                // What the answer depends on, read before any wait: a
+                // request's body cannot be held across one.
+                let authenticated = request.extensions().get::<Principal>().is_some();
+                let presented = presented_token(&request).ok().flatten();
+                async move {
+                    let json = if authenticated || entitled(&state, presented).await {
+                        full
+                    } else {
+                        public
+                    };
+                    Json(json.as_ref().clone())
+                }
             }),
         )
         .route(
@@ -165,6 +167,20 @@ pub(crate) fn router(document: Document, settings: &ApiSettings) -> Router<AppSt
             "/docs/{*file}",
             get(move |Path(file): Path<String>| docs_file(file, config.clone())),
         )
+}
+
+/// Whether a request that did not come through authentication (public
+/// docs) may read the document with the hosts in it: one that presents a
+/// valid token, or any while the server runs without tokens.
+async fn entitled(state: &AppState, presented: Option<String>) -> bool {
+    let auth = &state.authentication;
+    let access = &*state.access;
+    if let Some(secret) = presented
+        && matches!(auth.principal_of(&secret, access).await, Ok(Some(_)))
+    {
+        return true;
+    }
+    matches!(auth.is_open(access).await, Ok(true))
 }
 
 /// What only the running server knows: which hosts a job may name and the
@@ -196,7 +212,8 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
     // scope names configured hosts, and labels of a host's kind.
     if let Some(properties) = document.pointer_mut("/components/schemas/TokenRequest/properties") {
         let name = r"^[A-Za-z0-9._-]{1,64}$";
-        properties["name"]["pattern"] = json!(r"^(?!env-)[A-Za-z0-9._-]{1,64}$");
+        properties["name"]["pattern"] =
+            json!(r"^(?![Ee][Nn][Vv]-)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
         properties["labels"]["items"]["pattern"] = json!(name);
         properties["hosts"]["items"]["pattern"] = json!(name);
         for list in ["hosts", "labels"] {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Who presents which token.
     pub(crate) authentication: Arc<crate::auth::Authentication>,
+    /// How a request's client address is read (behind trusted proxies).
+    pub(crate) clients: crate::rate_limit::ClientKeys,
     /// `GET /jobs/stats/`'s last answer, shared by every caller.
     pub(crate) stats: StatsCache,
     /// Turns for reading a running job whole (see [`SnapshotReads`]).
@@ -60,10 +62,12 @@ impl AppState {
             &settings.tokens,
             settings.tokens_in_store,
         ));
+        let clients = crate::rate_limit::ClientKeys::new(&[], &settings.trusted_proxies);
         Self {
             store,
             access,
             authentication,
+            clients,
             bus,
             hosts,
             settings: Arc::new(settings),

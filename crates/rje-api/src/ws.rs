@@ -25,6 +25,36 @@ const REPLAY_PAGE: u32 = 256;
 /// Keeps idle connections (and the proxies between) alive, and finds dead
 /// clients.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How soon a session learns that its token was revoked.
+const REVOCATION_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A tick every [`REVOCATION_CHECK_EVERY`] for a session whose token may
+/// be revoked; none for one whose token cannot be.
+fn revocation_checks(caller: &Principal) -> Option<tokio::time::Interval> {
+    crate::auth::Authentication::may_be_revoked(caller).then(|| {
+        let mut every = tokio::time::interval(REVOCATION_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    })
+}
+
+/// Waits for the next revocation check; never, without checks.
+async fn next_check(checks: &mut Option<tokio::time::Interval>) {
+    match checks {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The close a session whose token was revoked gets.
+fn revoked_frame() -> CloseFrame {
+    CloseFrame {
+        code: close_code::POLICY,
+        reason: Utf8Bytes::from_static("the token was revoked"),
+    }
+}
 
 /// Described in the document's prose: OpenAPI cannot model a WebSocket.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -80,8 +110,17 @@ async fn events_session(state: AppState, caller: Principal, mut socket: WebSocke
     {
         return;
     }
+    let mut checks = revocation_checks(&caller);
     loop {
         let message = tokio::select! {
+            () = next_check(&mut checks) => {
+                if state.authentication.still_valid(&caller, &*state.access).await {
+                    continue;
+                }
+                let close = Message::Close(Some(revoked_frame()));
+                let _ = tokio::time::timeout(within, socket.send(close)).await;
+                return;
+            }
             received = events.recv() => match received {
                 // A scoped token hears only of its hosts' jobs.
                 Received::Message(event)
@@ -151,6 +190,7 @@ async fn upgrade(
             let _counted = Subscriber::new("job");
             let mut session = Session {
                 state,
+                caller,
                 id,
                 socket,
                 last_seq: since,
@@ -169,10 +209,16 @@ enum End {
     ClientGone,
     /// Something on our side failed.
     Failed(String),
+    /// The session's token was revoked.
+    Revoked,
+    /// The job moved to a host outside the token's scope.
+    OutOfScope,
 }
 
 struct Session {
     state: AppState,
+    /// Who opened the session: it ends when the token is revoked.
+    caller: Principal,
     id: JobId,
     socket: WebSocket,
     /// The last output seq the client has.
@@ -199,8 +245,10 @@ impl Session {
         };
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut checks = revocation_checks(&self.caller);
         loop {
             let step = tokio::select! {
+                () = next_check(&mut checks) => self.check_still_allowed().await.map(|()| false),
                 received = events.recv() => self.on_event(received).await,
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Err(End::ClientGone),
@@ -218,6 +266,32 @@ impl Session {
                 Ok(false) => {}
                 Err(end) => return end,
             }
+        }
+    }
+
+    /// Ends the session once its token is revoked, or once its job left
+    /// the token's scope (an admin moved it while it was queued).
+    async fn check_still_allowed(&mut self) -> Result<(), End> {
+        let state = &self.state;
+        if !state
+            .authentication
+            .still_valid(&self.caller, &*state.access)
+            .await
+        {
+            return Err(End::Revoked);
+        }
+        if self.caller.scope.is_everything() {
+            return Ok(());
+        }
+        let job = state
+            .store
+            .get_meta(self.id)
+            .await
+            .map_err(|err| End::Failed(err.to_string()))?;
+        if self.caller.sees(job.host.as_deref(), &state.settings.hosts) {
+            Ok(())
+        } else {
+            Err(End::OutOfScope)
         }
     }
 
@@ -339,6 +413,11 @@ impl Session {
             End::Finished => CloseFrame {
                 code: close_code::NORMAL,
                 reason: Utf8Bytes::from_static("job finished"),
+            },
+            End::Revoked => revoked_frame(),
+            End::OutOfScope => CloseFrame {
+                code: close_code::POLICY,
+                reason: Utf8Bytes::from_static("the job left the token's scope"),
             },
             End::Failed(reason) => {
                 tracing::warn!(job = %self.id, %reason, "WebSocket session failed");

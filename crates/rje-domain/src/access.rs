@@ -182,6 +182,20 @@ impl Principal {
         Some(visible)
     }
 
+    /// The rule for seeing `job`: its host in the scope.
+    pub fn require_sight(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
+        self.require_host(job.host.as_deref(), hosts)
+    }
+
+    /// The rule for changing `job` (editing, cancelling it): its host in
+    /// the scope, and the job the token's own unless it is an admin's. The
+    /// scope first: a job outside it is refused for its host, whoever's.
+    pub fn require_change(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
+        self.require(Role::Run)?;
+        self.require_sight(job, hosts)?;
+        self.require_owner(job.submitted_by.as_deref())
+    }
+
     /// The rule for changing (editing, cancelling, retrying) a job that
     /// `submitted_by` submitted: a `run` token changes its own jobs, an
     /// `admin` any job; a `read` token none.
@@ -193,20 +207,6 @@ impl Principal {
         } else {
             Err(Denied::NotItsJob { role: self.role })
         }
-    }
-}
-
-impl Principal {
-    /// The rule for seeing `job`: its host in the scope.
-    pub fn require_sight(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
-        self.require_host(job.host.as_deref(), hosts)
-    }
-
-    /// The rule for changing `job` (editing, cancelling it): its host in
-    /// the scope, and the job the token's own unless it is an admin's.
-    pub fn require_change(&self, job: &crate::Job, hosts: &HostNames) -> Result<(), Denied> {
-        self.require_owner(job.submitted_by.as_deref())?;
-        self.require_sight(job, hosts)
     }
 }
 
@@ -321,12 +321,29 @@ impl NewToken {
 /// A token's name: like a host's, safe in URLs and logs.
 fn token_name(value: Option<&Value>) -> Result<String, String> {
     match value {
-        Some(Value::String(name)) if name.starts_with(ENV_TOKEN_PREFIX) => Err(format!(
-            "must not begin with {ENV_TOKEN_PREFIX:?}: those name the tokens of RJE_API_TOKENS"
-        )),
-        Some(Value::String(name)) if is_valid_host_name(name) => Ok(name.clone()),
+        // Any case: `ENV-…` would read in the audit trail as a configured
+        // token's name.
+        Some(Value::String(name))
+            if name
+                .get(..ENV_TOKEN_PREFIX.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(ENV_TOKEN_PREFIX)) =>
+        {
+            Err(format!(
+                "must not begin with {ENV_TOKEN_PREFIX:?}: those name the tokens of RJE_API_TOKENS"
+            ))
+        }
+        // A letter or digit first: `.` and `..` are not names a path can carry.
+        Some(Value::String(name))
+            if is_valid_host_name(name)
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric()) =>
+        {
+            Ok(name.clone())
+        }
         None => Err("is required".to_owned()),
-        Some(_) => Err("must be 1 to 64 letters, digits, '-', '_' or '.'".to_owned()),
+        Some(_) => Err(
+            "must be 1 to 64 letters, digits, '-', '_' or '.', beginning with a letter or digit"
+                .to_owned(),
+        ),
     }
 }
 
@@ -426,7 +443,14 @@ impl AuditQuery {
                                 Self::MAX_FILTER_CHARS
                             ))
                         } else {
-                            Ok(Some(value.to_owned()).filter(|text| !text.is_empty()))
+                            // Paths answer with and without their trailing
+                            // slash; the trail keeps routes without it.
+                            let text = if name == "route" && value.len() > 1 {
+                                value.trim_end_matches('/')
+                            } else {
+                                value
+                            };
+                            Ok(Some(text.to_owned()).filter(|text| !text.is_empty()))
                         };
                     if let Some(filter) = errors.take(name, filter) {
                         if name == "token" {
@@ -576,7 +600,11 @@ mod tests {
         assert_eq!(fields, ["x", "name", "role", "hosts", "labels"]);
         assert!(NewToken::parse(&json!([]), &hosts).is_err());
         assert!(
-            NewToken::parse(&json!({"name": "n", "role": "read", "labels": null}), &hosts).is_err(),
+            NewToken::parse(
+                &json!({"name": "n", "role": "read", "labels": null}),
+                &hosts
+            )
+            .is_err(),
             "a list, or nothing"
         );
         let scoped_admin = NewToken::parse(
@@ -586,9 +614,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(scoped_admin.details[0].field, "role");
         assert!(NewToken::parse(&json!({"name": "a", "role": "admin"}), &hosts).is_ok());
-        let reserved =
-            NewToken::parse(&json!({"name": "env-1234abcd", "role": "read"}), &hosts).unwrap_err();
-        assert_eq!(reserved.details[0].field, "name");
+        for name in ["env-1234abcd", "ENV-1234abcd", "..", ".", "-x"] {
+            let refused =
+                NewToken::parse(&json!({"name": name, "role": "read"}), &hosts).unwrap_err();
+            assert_eq!(refused.details[0].field, "name", "{name}");
+        }
         assert!(NewToken::parse(&json!({"role": "read"}), &hosts).is_err());
         let many: Vec<String> = (0..=MAX_SCOPE_ENTRIES).map(|i| format!("l{i}")).collect();
         assert!(
@@ -620,6 +650,13 @@ mod tests {
             }
         );
         assert_eq!(AuditQuery::parse([]).unwrap().limit, 100);
+        assert_eq!(
+            AuditQuery::parse([("route", "/jobs/{id}/cancel/")])
+                .unwrap()
+                .route
+                .as_deref(),
+            Some("/jobs/{id}/cancel")
+        );
         let long = "x".repeat(201);
         let err = AuditQuery::parse([("limit", "0"), ("offset", "-1"), ("route", long.as_str())])
             .unwrap_err();

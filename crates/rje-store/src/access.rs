@@ -22,10 +22,16 @@ pub struct AuditPage {
 #[async_trait]
 pub trait Access: Send + Sync + 'static {
     /// Keeps `token` by `secret_hash` (see [`hash_secret`]);
-    /// [`StoreError::NameTaken`] when its name is.
+    /// [`StoreError::NameTaken`] when its name is, by a live token or a
+    /// revoked one: a name names one token for ever, so that the jobs and
+    /// the audit entries of a revoked token never pass to a new one.
     async fn create_token(&self, token: &NewToken, secret_hash: &str) -> Result<Token, StoreError>;
 
-    /// Every token, by name.
+    /// Whether a token was ever made here, revoked ones included: once one
+    /// was, the API asks for tokens.
+    async fn has_tokens(&self) -> Result<bool, StoreError>;
+
+    /// Every token not revoked, by name.
     async fn tokens(&self) -> Result<Vec<Token>, StoreError>;
 
     /// The token whose secret hashes to `secret_hash`, if any; its use is
@@ -34,7 +40,8 @@ pub trait Access: Send + Sync + 'static {
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, StoreError>;
 
     /// Revokes the token `name` at once; [`StoreError::NotFound`] when
-    /// there is none.
+    /// there is none, or it is revoked already. The token is kept, unusable,
+    /// so that its name stays its own.
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError>;
 
     /// Appends one entry to the audit trail.
@@ -52,6 +59,15 @@ pub trait Access: Send + Sync + 'static {
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("rje_{}", hex(&bytes))
+}
+
+/// Whether `presented` could be a secret [`new_secret`] made: only such a
+/// one is worth looking up, so that a flood of made-up tokens costs the
+/// store nothing.
+pub fn is_secret_shaped(presented: &str) -> bool {
+    presented.strip_prefix("rje_").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// What the store keeps of a secret: its SHA-256. The secret has 256
@@ -112,6 +128,10 @@ mod tests {
         let (one, two) = (new_secret(), new_secret());
         assert_ne!(one, two);
         assert!(one.starts_with("rje_") && one.len() == 4 + 64);
+        assert!(is_secret_shaped(&one));
+        assert!(!is_secret_shaped(&one[..one.len() - 1]));
+        assert!(!is_secret_shaped(&one.to_uppercase()));
+        assert!(!is_secret_shaped("root-secret"));
         assert_eq!(hash_secret(&one), hash_secret(&one));
         assert_ne!(hash_secret(&one), hash_secret(&two));
         assert_eq!(

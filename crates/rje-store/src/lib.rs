@@ -12,11 +12,13 @@ mod store;
 mod tx;
 mod workers;
 
-pub use access::{Access, AuditPage, AuditQuery, MAX_AUDIT_PAGE, hash_secret, new_secret};
+pub use access::{
+    Access, AuditPage, AuditQuery, MAX_AUDIT_PAGE, hash_secret, is_secret_shaped, new_secret,
+};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{
-    ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, OutputPage, Pruned, Queue,
-    Reattached, Standing, TakeUp, WorkerInfo,
+    ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, LeasedJob, OutputPage, Pruned,
+    Queue, Reattached, Standing, TakeUp, WorkerInfo,
 };

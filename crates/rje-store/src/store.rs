@@ -100,7 +100,15 @@ pub struct WorkerInfo {
     pub concurrency: u32,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
-    pub jobs: Vec<JobId>,
+    pub jobs: Vec<LeasedJob>,
+}
+
+/// A job a worker holds, and the host it runs on (so that a token limited
+/// to some hosts is shown only theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedJob {
+    pub id: JobId,
+    pub host: Option<String>,
 }
 
 /// What a prune left.

@@ -2,10 +2,10 @@
 //! they lease, folded into one [`WorkerInfo`] each.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{JobId, WorkerId};
+use rje_domain::WorkerId;
 
 use crate::rows::to_u32;
-use crate::{StoreError, WorkerInfo};
+use crate::{LeasedJob, StoreError, WorkerInfo};
 
 /// One row of workers joined to the jobs they lease, ordered by worker.
 pub(crate) struct WorkerJobRow {
@@ -14,7 +14,7 @@ pub(crate) struct WorkerJobRow {
     pub concurrency: i64,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
-    pub job: Option<JobId>,
+    pub job: Option<LeasedJob>,
 }
 
 /// Folds worker rows (one per leased job, or one with no job) into workers.

@@ -43,12 +43,11 @@ impl RunningServer {
         let descriptors = crate::http::raise_descriptor_limit();
         let opened = store::open_store(&settings).await?;
         let tokens_in_store = settings.run_api
-            && !opened
+            && opened
                 .store
-                .tokens()
+                .has_tokens()
                 .await
-                .map_err(ServerError::Store)?
-                .is_empty();
+                .map_err(ServerError::Store)?;
         refuse_unprotected(&settings, tokens_in_store)?;
         let bus = connect_bus(&settings).await?;
         let listener = bind(&settings).await?;

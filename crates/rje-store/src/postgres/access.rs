@@ -55,14 +55,23 @@ impl Access for PostgresStore {
         into_token(row)
     }
 
+    async fn has_tokens(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tokens)")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name");
+        let sql =
+            format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL ORDER BY name");
         let rows: Vec<TokenRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
         rows.into_iter().map(into_token).collect()
     }
 
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = $1");
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = $1 AND revoked_at IS NULL"
+        );
         let Some(row): Option<TokenRow> = sqlx::query_as(&sql)
             .bind(secret_hash)
             .fetch_optional(&self.pool)
@@ -84,11 +93,13 @@ impl Access for PostgresStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = sqlx::query("DELETE FROM tokens WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        match deleted.rows_affected() {
+        let revoked =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        match revoked.rows_affected() {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }

@@ -13,7 +13,9 @@ use crate::rows::{active_count, fit, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
 use crate::tx::conclude;
 use crate::workers::{WorkerJobRow, group_workers};
-use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+use crate::{
+    ActiveCount, CancelOutcome, JobPage, Jobs, LeasedJob, OutputPage, StoreError, WorkerInfo,
+};
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore, end_unstarted,
@@ -234,9 +236,10 @@ impl Jobs for PostgresStore {
             DateTime<Utc>,
             DateTime<Utc>,
             Option<Uuid>,
+            Option<String>,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id, j.host \
              FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
              LEFT JOIN jobs j ON j.pk = l.job_pk \
              WHERE w.heartbeat_at > $1 ORDER BY w.started_at, w.id, j.pk",
@@ -245,13 +248,16 @@ impl Jobs for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         group_workers(rows.into_iter().map(
-            |(id, host, concurrency, started_at, heartbeat_at, job)| WorkerJobRow {
+            |(id, host, concurrency, started_at, heartbeat_at, job, job_host)| WorkerJobRow {
                 id,
                 host,
                 concurrency: concurrency.into(),
                 started_at,
                 heartbeat_at,
-                job: job.map(JobId::from),
+                job: job.map(|id| LeasedJob {
+                    id: JobId::from(id),
+                    host: job_host,
+                }),
             },
         ))
     }

@@ -293,7 +293,8 @@ async fn record_canceller(
     pk: i64,
     by: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE jobs SET cancelled_by = $1 WHERE pk = $2")
+    // The first to ask is who cancelled it.
+    sqlx::query("UPDATE jobs SET cancelled_by = COALESCE(cancelled_by, $1) WHERE pk = $2")
         .bind(by)
         .bind(pk)
         .execute(&mut *conn)

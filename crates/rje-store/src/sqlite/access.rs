@@ -57,14 +57,23 @@ impl Access for SqliteStore {
         into_token(row)
     }
 
+    async fn has_tokens(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tokens)")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name");
+        let sql =
+            format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL ORDER BY name");
         let rows: Vec<TokenRow> = sqlx::query_as(&sql).fetch_all(&self.reader).await?;
         rows.into_iter().map(into_token).collect()
     }
 
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?");
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL"
+        );
         let Some(row): Option<TokenRow> = sqlx::query_as(&sql)
             .bind(secret_hash)
             .fetch_optional(&self.reader)
@@ -86,11 +95,13 @@ impl Access for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = sqlx::query("DELETE FROM tokens WHERE name = ?")
-            .bind(name)
-            .execute(&self.writer)
-            .await?;
-        match deleted.rows_affected() {
+        let revoked =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+                .bind(micros(now()))
+                .bind(name)
+                .execute(&self.writer)
+                .await?;
+        match revoked.rows_affected() {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }

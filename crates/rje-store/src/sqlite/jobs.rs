@@ -11,7 +11,9 @@ use crate::rows::{active_count, corrupt, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
 use crate::tx::conclude;
 use crate::workers::{WorkerJobRow, group_workers};
-use crate::{ActiveCount, CancelOutcome, JobPage, Jobs, OutputPage, StoreError, WorkerInfo};
+use crate::{
+    ActiveCount, CancelOutcome, JobPage, Jobs, LeasedJob, OutputPage, StoreError, WorkerInfo,
+};
 
 use super::{
     ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, end_unstarted, fetch_job,
@@ -224,8 +226,17 @@ impl Jobs for SqliteStore {
     }
 
     async fn workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>, StoreError> {
-        let rows: Vec<(String, String, i64, i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id \
+        type Row = (
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT w.id, w.host, w.concurrency, w.started_at, w.heartbeat_at, j.id, j.host \
              FROM workers w LEFT JOIN leases l ON l.worker_id = w.id \
              LEFT JOIN jobs j ON j.pk = l.job_pk \
              WHERE w.heartbeat_at > ? ORDER BY w.started_at, w.id, j.pk",
@@ -235,18 +246,21 @@ impl Jobs for SqliteStore {
         .await?;
         let rows = rows
             .into_iter()
-            .map(|(id, host, concurrency, started_at, heartbeat_at, job)| {
-                Ok(WorkerJobRow {
-                    id,
-                    host,
-                    concurrency,
-                    started_at: from_micros(started_at)?,
-                    heartbeat_at: from_micros(heartbeat_at)?,
-                    job: job
-                        .map(|job| JobId::parse(&job).ok_or_else(|| corrupt("id", &job)))
-                        .transpose()?,
-                })
-            })
+            .map(
+                |(id, host, concurrency, started_at, heartbeat_at, job, job_host)| {
+                    Ok(WorkerJobRow {
+                        id,
+                        host,
+                        concurrency,
+                        started_at: from_micros(started_at)?,
+                        heartbeat_at: from_micros(heartbeat_at)?,
+                        job: job
+                            .map(|job| JobId::parse(&job).ok_or_else(|| corrupt("id", &job)))
+                            .transpose()?
+                            .map(|id| LeasedJob { id, host: job_host }),
+                    })
+                },
+            )
             .collect::<Result<Vec<_>, StoreError>>()?;
         group_workers(rows)
     }

@@ -458,7 +458,8 @@ async fn record_canceller(
     pk: i64,
     by: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE jobs SET cancelled_by = ? WHERE pk = ?")
+    // The first to ask is who cancelled it.
+    sqlx::query("UPDATE jobs SET cancelled_by = COALESCE(cancelled_by, ?) WHERE pk = ?")
         .bind(by)
         .bind(pk)
         .execute(&mut *conn)

@@ -922,11 +922,14 @@ pub async fn workers_announce_themselves_with_their_jobs(store: Arc<dyn JobStore
     assert_eq!(found.host, "host-a");
     assert_eq!(found.concurrency, 4);
     assert!(found.heartbeat_at >= found.started_at);
-    let mut jobs = found.jobs.clone();
+    let mut jobs: Vec<_> = found.jobs.iter().map(|j| (j.id, j.host.clone())).collect();
     jobs.sort();
-    let mut expected: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
+    let mut expected: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.job.id, c.job.host.clone()))
+        .collect();
     expected.sort();
-    assert_eq!(jobs, expected);
+    assert_eq!(jobs, expected, "each with its host");
     assert!(
         workers
             .iter()
@@ -1625,6 +1628,7 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(store: A
 pub async fn tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once(
     store: Arc<dyn JobStore>,
 ) {
+    assert!(!store.has_tokens().await.unwrap());
     let hosts = HostNames::new("local", ["web-1"]);
     let new = NewToken::parse(
         &json!({"name": "ci", "role": "run", "hosts": ["web-1"], "labels": ["eu"]}),
@@ -1692,6 +1696,19 @@ pub async fn tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once(
     assert!(matches!(
         store.revoke_token("ci").await,
         Err(StoreError::NotFound)
+    ));
+    // Revoked, it is no longer listed, and its name stays its own.
+    assert!(store.tokens().await.unwrap().iter().all(|t| t.name != "ci"));
+    assert!(
+        store.has_tokens().await.unwrap(),
+        "once made, tokens are asked for"
+    );
+    let again = NewToken::parse(&json!({"name": "ci", "role": "read"}), &hosts).unwrap();
+    assert!(matches!(
+        store
+            .create_token(&again, &hash_secret(&new_secret()))
+            .await,
+        Err(StoreError::NameTaken(_))
     ));
 }
 

@@ -42,6 +42,7 @@ const RULES: &[(&str, &str, &str)] = &[
     ("GET", "/ws/jobs/{id}", "read"),
     ("GET", "/openapi.json", "read"),
     ("GET", "/docs", "read"),
+    ("GET", "/docs/{*file}", "read"),
 ];
 
 /// Routes no token is asked for.
@@ -126,7 +127,13 @@ async fn each_role_is_held_to_each_routes_rule() {
                 .map(move |method| (method.to_uppercase(), path.clone()))
         })
         .collect();
-    for path in ["/ws/jobs", "/ws/jobs/{id}", "/openapi.json", "/docs"] {
+    for path in [
+        "/ws/jobs",
+        "/ws/jobs/{id}",
+        "/openapi.json",
+        "/docs",
+        "/docs/{*file}",
+    ] {
         served.insert(("GET".into(), path.into()));
     }
     let ruled: BTreeSet<(String, String)> = RULES
@@ -146,22 +153,25 @@ async fn each_role_is_held_to_each_routes_rule() {
             // A job of the token's own, so that only the role decides.
             let owner = if role == "read" { ADMIN } else { secret };
             let job = submit_as(&app, owner, json!({"command": "true"})).await;
-            let path = route.replace("{id}", &id_of(&job)).replace(
-                "{name}",
-                if route.starts_with("/tokens") {
-                    "nobody"
-                } else {
-                    "local"
-                },
-            );
+            let path = route
+                .replace("{id}", &id_of(&job))
+                .replace("{*file}", "index.css")
+                .replace(
+                    "{name}",
+                    if route.starts_with("/tokens") {
+                        "nobody"
+                    } else {
+                        "local"
+                    },
+                );
             let body = matches!(*method, "POST" | "PUT" | "PATCH").then(|| json!({}));
             let response = call(&app, secret, method.parse().unwrap(), &path, body).await;
             let what = format!("{role} {method} {path}");
             if rank(role) >= rank(least) {
-                assert_ne!(
-                    response.status(),
-                    403,
-                    "{what}: {}",
+                let status = response.status();
+                assert!(
+                    status != 401 && status != 403 && !status.is_server_error(),
+                    "{what}: {status} {}",
                     response.text().await.unwrap()
                 );
             } else {
@@ -172,8 +182,14 @@ async fn each_role_is_held_to_each_routes_rule() {
     // Refusals and recorded changes are counted.
     let text = app.get("/metrics").await.text().await.unwrap();
     let samples = scrape(&text);
-    assert!(total(&samples, "rje_api_denied_total", &["reason=\"role\""]) >= 13.0, "{text}");
-    assert!(total(&samples, "rje_audit_entries_total", &[]) >= 1.0, "{text}");
+    assert!(
+        total(&samples, "rje_api_denied_total", &["reason=\"role\""]) >= 13.0,
+        "{text}"
+    );
+    assert!(
+        total(&samples, "rje_audit_entries_total", &[]) >= 1.0,
+        "{text}"
+    );
 }
 
 /// A server with `local`, `web-1` (labelled `web`) and `db-1`; jobs stay
@@ -272,7 +288,21 @@ async fn a_scoped_token_runs_on_sees_and_changes_only_its_hosts_jobs() {
     let all: Value = app.get("/jobs/stats/").await.json().await.unwrap();
     assert_eq!(all["total"], 4, "{all}");
 
-    // Changes only its own jobs, on its hosts.
+    // A read token with the same scope sees the same.
+    let viewer = make_token(
+        &app,
+        json!({"name": "viewer", "role": "read", "hosts": ["web-1"]}),
+    )
+    .await;
+    let page: Value = call(&app, &viewer, Method::GET, "/jobs/list/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total_count"], 2, "{page}");
+
+    // Changes only its own jobs, on its hosts: outside them, the host is
+    // what is missing, whoever's the job.
     let response = call(
         &app,
         &team,
@@ -282,6 +312,17 @@ async fn a_scoped_token_runs_on_sees_and_changes_only_its_hosts_jobs() {
     )
     .await;
     assert_denied(response, "submitted_by", "another's job").await;
+    let response = call(
+        &app,
+        &team,
+        Method::POST,
+        &format!("/jobs/{admin_db}/cancel/"),
+        None,
+    )
+    .await;
+    assert_denied(response, "host", "a job of another host").await;
+    let response = call(&app, &team, Method::POST, "/hosts/db-1/check/", None).await;
+    assert_denied(response, "host", "a check of another host").await;
     let response = call(
         &app,
         &team,
@@ -329,7 +370,7 @@ async fn a_scoped_token_runs_on_sees_and_changes_only_its_hosts_jobs() {
 #[tokio::test]
 async fn every_change_is_in_the_audit_trail_under_its_tokens_name() {
     let app = app_with_admin(|s| s.run_worker = false).await;
-    let admin = format!("env-{}", &rje_store::hash_secret(ADMIN)[..8]);
+    let admin = rje_api::configured_name(ADMIN);
     let runner = make_token(&app, json!({"name": "runner", "role": "run"})).await;
     let reader = make_token(&app, json!({"name": "reader", "role": "read"})).await;
     let job = id_of(&submit_as(&app, &runner, json!({"command": "true"})).await);
@@ -372,6 +413,8 @@ async fn every_change_is_in_the_audit_trail_under_its_tokens_name() {
             .status(),
         204
     );
+    let check = app.send(Method::POST, "/hosts/local/check/", None).await;
+    assert_eq!(check.status(), 200);
     // Reads are not changes.
     assert_eq!(app.get("/jobs/").await.status(), 200);
 
@@ -411,10 +454,11 @@ async fn every_change_is_in_the_audit_trail_under_its_tokens_name() {
             row("runner", "POST", "/jobs/{id}/cancel", &job, 200),
             row(&admin, "DELETE", "/jobs/{id}", &job, 204),
             row(&admin, "DELETE", "/tokens/{name}", "reader", 204),
+            row(&admin, "POST", "/hosts/{name}/check", "local", 200),
         ]
     );
-    assert_eq!(trail["total_count"], 8);
-    let first = &trail["entries"][7];
+    assert_eq!(trail["total_count"], 9);
+    let first = &trail["entries"][8];
     assert_eq!(first["client"], "127.0.0.1");
     assert!(first["at"].as_str().unwrap().ends_with('Z'));
 
@@ -672,6 +716,52 @@ async fn next(events: &mut Socket) -> Value {
             .expect("a message");
         if let Message::Text(text) = message {
             return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_loses_its_open_websockets() {
+    let app = app_with_admin(|s| s.run_worker = false).await;
+    let viewer = make_token(&app, json!({"name": "viewer", "role": "read"})).await;
+    let job = app.submit_command("true").await;
+    let (mut events, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/?token={viewer}")))
+            .await
+            .expect("the event stream");
+    assert_eq!(next(&mut events).await["type"], "ready");
+    let (mut stream, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/{job}/?token={viewer}")))
+            .await
+            .expect("the job's stream");
+    assert_eq!(next(&mut stream).await["type"], "status");
+    assert_eq!(
+        app.send(Method::DELETE, "/tokens/viewer/", None)
+            .await
+            .status(),
+        204
+    );
+    for socket in [&mut events, &mut stream] {
+        assert_eq!(closed(socket).await, "the token was revoked");
+    }
+}
+
+/// Reads until the server closes; the close's reason, its code checked to
+/// be a policy violation's.
+async fn closed(socket: &mut Socket) -> String {
+    loop {
+        let message = tokio::time::timeout(DEADLINE, socket.next())
+            .await
+            .expect("closed in time")
+            .expect("a close frame before the end")
+            .expect("a message");
+        if let Message::Close(frame) = message {
+            let frame = frame.expect("a close frame with a reason");
+            assert_eq!(
+                frame.code,
+                tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy
+            );
+            return frame.reason.to_string();
         }
     }
 }

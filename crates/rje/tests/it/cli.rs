@@ -555,7 +555,7 @@ async fn whoami_on_a_server_without_tokens_names_nobody() {
 #[tokio::test]
 async fn a_token_an_admin_made_submits_under_its_name_until_it_is_revoked() {
     let app = spawn_app_with(|s| s.api.tokens = vec!["root-secret".into()]).await;
-    let admin = format!("env-{}", &rje_store::hash_secret("root-secret")[..8]);
+    let admin = rje_api::configured_name("root-secret");
     let by_admin = run(&app, &["submit", "true"]).await;
     assert_eq!(code(&by_admin), 0, "{}", stderr(&by_admin));
 
