@@ -278,6 +278,50 @@ export function flash(message, kind = 'error') {
   box.hidden = !message;
 }
 
+/** Clears what `showFieldErrors` showed in `form`. */
+export function clearFieldErrors(form) {
+  for (const p of form.querySelectorAll('[data-error-for]')) p.textContent = '';
+  for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+}
+
+/**
+ * The server's validation errors (an ApiError's `details`) beside the
+ * fields they name (`parameters.env` beside `parameters`), the others in
+ * the form's general slot (`data-error-for=""`); the first field named
+ * takes the focus.
+ */
+export function showFieldErrors(form, err) {
+  const details = err.details.length ? err.details : [{ field: '', message: err.message }];
+  let first = null;
+  for (const { field, message } of details) {
+    const top = String(field || '').split('.')[0];
+    const slot = form.querySelector(`[data-error-for="${CSS.escape(top)}"]`)
+      || form.querySelector('[data-error-for=""]');
+    slot.textContent = slot.textContent ? `${slot.textContent} ${message}` : message;
+    const input = top ? form.elements.namedItem(top) : null;
+    if (input && input.setAttribute) {
+      input.setAttribute('aria-invalid', 'true');
+      first = first || input;
+    }
+  }
+  (first || form.querySelector('.error:not(:empty)'))?.focus?.();
+}
+
+/**
+ * An admin's page opened with a lesser token (`me` from whoami()): the
+ * page says so (#needs-admin) and hides what the server would refuse
+ * (#admin-only) rather than show its 403. Returns whether it did.
+ */
+export function refuseUnlessAdmin(me) {
+  if (!me || may(me, 'admin')) return false;
+  const note = document.getElementById('needs-admin');
+  const who = me.name ? `The token ${me.name}` : 'This token';
+  note.textContent = `This page needs an admin token. ${who} has the role ${me.role}.`;
+  note.hidden = false;
+  document.getElementById('admin-only').hidden = true;
+  return true;
+}
+
 /** Runs `fn` at most once per `ms`, the last call always honoured. */
 export function throttle(fn, ms) {
   let timer = null;

@@ -1,7 +1,9 @@
 // The submit form: the server judges every field, and its errors are
 // shown beside the fields they name.
 
-import { api, el, flash, may, whoami } from './common.js';
+import {
+  api, clearFieldErrors, el, flash, may, showFieldErrors, whoami,
+} from './common.js';
 
 const form = document.getElementById('submit');
 const envRows = document.getElementById('env');
@@ -33,28 +35,6 @@ async function fillHosts() {
   }
 }
 
-function clearErrors() {
-  for (const p of form.querySelectorAll('[data-error-for]')) p.textContent = '';
-  for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-}
-
-function showErrors(err) {
-  const details = err.details.length ? err.details : [{ field: '', message: err.message }];
-  let first = null;
-  for (const { field, message } of details) {
-    const top = field.split('.')[0];
-    const slot = form.querySelector(`[data-error-for="${CSS.escape(top)}"]`)
-      || form.querySelector('[data-error-for=""]');
-    slot.textContent = slot.textContent ? `${slot.textContent} ${message}` : message;
-    const input = form.elements[top];
-    if (input && input.setAttribute) {
-      input.setAttribute('aria-invalid', 'true');
-      first = first || input;
-    }
-  }
-  (first || form.querySelector('.error:not(:empty)'))?.focus?.();
-}
-
 function body() {
   const request = {
     command: form.elements.command.value,
@@ -79,7 +59,7 @@ function body() {
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
-  clearErrors();
+  clearFieldErrors(form);
   flash('');
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
@@ -87,7 +67,7 @@ form.addEventListener('submit', async (event) => {
     const job = await api('/jobs/', { method: 'POST', body: body() });
     location.assign('/ui/jobs/' + job.id);
   } catch (err) {
-    if (err.status === 400 || err.status === 422) showErrors(err);
+    if (err.status === 400 || err.status === 422) showFieldErrors(form, err);
     else flash(err.message);
   } finally {
     button.disabled = false;
