@@ -40,6 +40,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
         .route("/ui/submit", get(submit))
         .route("/ui/hosts", get(hosts))
         .route("/ui/workers", get(workers))
+        .route("/ui/tokens", get(tokens))
         .route("/ui/login", get(login))
         .route("/ui/{*rest}", get(not_found))
         .with_state(settings);
@@ -67,6 +68,10 @@ async fn hosts(State(settings): State<UiSettings>) -> Response {
 
 async fn workers(State(settings): State<UiSettings>) -> Response {
     page(StatusCode::OK, pages::workers(&settings))
+}
+
+async fn tokens(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::tokens(&settings))
 }
 
 async fn login(State(settings): State<UiSettings>) -> Response {
@@ -112,6 +117,7 @@ mod tests {
             ("submit", pages::submit(&settings())),
             ("hosts", pages::hosts(&settings())),
             ("workers", pages::workers(&settings())),
+            ("tokens", pages::tokens(&settings())),
             ("login", pages::login(&settings())),
         ] {
             let html = markup.into_string();
@@ -137,6 +143,29 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(r#"href="/ui/" aria-current="page" data-needs="read""#));
+    }
+
+    #[test]
+    fn the_admin_pages_are_linked_for_admins_and_say_so_to_others() {
+        let html = pages::jobs(&settings()).into_string();
+        for page in ["tokens"] {
+            assert!(
+                html.contains(&format!(r#"href="/ui/{page}" data-needs="admin""#)),
+                "{html}"
+            );
+        }
+        for html in [pages::tokens(&settings())] {
+            let html = html.into_string();
+            assert!(html.contains(r#"id="needs-admin""#), "{html}");
+            assert!(html.contains(r#"id="admin-only""#), "{html}");
+        }
+    }
+
+    #[test]
+    fn the_new_secret_has_a_box_of_its_own_hidden_until_made() {
+        let html = pages::tokens(&settings()).into_string();
+        assert!(html.contains(r#"id="secret-box""#), "{html}");
+        assert!(html.contains("will not be shown again"), "{html}");
     }
 
     #[test]

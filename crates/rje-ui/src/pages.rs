@@ -14,6 +14,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/ui/submit", "Submit", "submit", "run"),
     ("/ui/hosts", "Hosts", "hosts", "read"),
     ("/ui/workers", "Workers", "workers", "read"),
+    ("/ui/tokens", "Tokens", "tokens", "admin"),
 ];
 
 /// Priorities as people pick them: the most urgent first.
@@ -272,6 +273,94 @@ pub(crate) fn workers(settings: &UiSettings) -> Markup {
         p #no-workers .note hidden { "No worker is alive: queued jobs wait until one starts." }
     };
     layout(settings, "workers", "Workers", main)
+}
+
+/// Shown instead of an admin's page to a lesser token; the script fills
+/// in who the token is.
+fn needs_admin() -> Markup {
+    html! { p #needs-admin .note hidden { "This page needs an admin token." } }
+}
+
+pub(crate) fn tokens(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Tokens" }
+        (needs_admin())
+        div #admin-only {
+            // Shown when the server takes no token yet.
+            p #open-server .note hidden {
+                "This server takes no token yet: the first one made turns tokens on for "
+                "every client, this tab included. Make an admin token first and sign in with it."
+            }
+            div.table-wrap {
+                table #tokens {
+                    thead { tr {
+                        th { "Name" } th { "Role" } th { "Scope" } th.opt { "Created" }
+                        th.opt { "Last used" } th { "Revoke" }
+                    } }
+                    tbody {}
+                }
+            }
+            p #no-tokens .note hidden {
+                "The server keeps no token yet. Those of RJE_API_TOKENS are not listed: "
+                "they are named env- and the first 8 hex digits of their SHA-256."
+            }
+            h2 { "Make a token" }
+            form #new-token .stack novalidate autocomplete="off" {
+                div.row {
+                    div.field {
+                        label for="token-name" { "Name" }
+                        input #token-name name="name" type="text" required maxlength="64"
+                            spellcheck="false" autocomplete="off" placeholder="e.g. ci";
+                        p.hint { "1 to 64 letters, digits, '-', '_' or '.'. It names the \
+                            token in the audit trail and in a job's submitted_by." }
+                        p.error data-error-for="name" {}
+                    }
+                    div.field {
+                        label for="token-role" { "Role" }
+                        select #token-role name="role" {
+                            option value="read" selected { "read: sees jobs, hosts and workers" }
+                            option value="run" { "run: also submits, cancels its own jobs" }
+                            option value="admin" { "admin: everything, tokens included" }
+                        }
+                        p.error data-error-for="role" {}
+                    }
+                }
+                div.row {
+                    div.field {
+                        label for="token-hosts" { "Hosts" }
+                        input #token-hosts name="hosts" type="text" spellcheck="false"
+                            autocomplete="off" placeholder="e.g. web-1, web-2";
+                        p.hint { "Separated by commas. With no hosts and no labels: every host." }
+                        p.error data-error-for="hosts" {}
+                    }
+                    div.field {
+                        label for="token-labels" { "Labels" }
+                        input #token-labels name="labels" type="text" spellcheck="false"
+                            autocomplete="off" placeholder="e.g. prod";
+                        p.hint { "The hosts carrying any of them. An admin token takes no \
+                            hosts or labels: it covers every host." }
+                        p.error data-error-for="labels" {}
+                    }
+                }
+                p.error data-error-for="" {}
+                div.actions { button.primary type="submit" { "Make the token" } }
+            }
+            // The new token's secret, this once: never stored, cleared when
+            // the page is left.
+            section #secret-box .secret-box hidden tabindex="-1" aria-labelledby="secret-title" {
+                h2 #secret-title { "The secret of " span #secret-name {} }
+                p { strong { "Copy it now: it will not be shown again." }
+                    " The server keeps only its hash. If it is lost, revoke the token and make another." }
+                div.secret-row {
+                    code #secret .secret-value {}
+                    button #copy type="button" { "Copy" }
+                }
+                p #copied .hint aria-live="polite" {}
+                div.actions { button #secret-done type="button" { "Done: hide it" } }
+            }
+        }
+    };
+    layout(settings, "tokens", "Tokens", main)
 }
 
 pub(crate) fn login(settings: &UiSettings) -> Markup {
