@@ -41,6 +41,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
         .route("/ui/hosts", get(hosts))
         .route("/ui/workers", get(workers))
         .route("/ui/tokens", get(tokens))
+        .route("/ui/audit", get(audit))
         .route("/ui/login", get(login))
         .route("/ui/{*rest}", get(not_found))
         .with_state(settings);
@@ -72,6 +73,10 @@ async fn workers(State(settings): State<UiSettings>) -> Response {
 
 async fn tokens(State(settings): State<UiSettings>) -> Response {
     page(StatusCode::OK, pages::tokens(&settings))
+}
+
+async fn audit(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::audit(&settings))
 }
 
 async fn login(State(settings): State<UiSettings>) -> Response {
@@ -118,6 +123,7 @@ mod tests {
             ("hosts", pages::hosts(&settings())),
             ("workers", pages::workers(&settings())),
             ("tokens", pages::tokens(&settings())),
+            ("audit", pages::audit(&settings())),
             ("login", pages::login(&settings())),
         ] {
             let html = markup.into_string();
@@ -148,13 +154,13 @@ mod tests {
     #[test]
     fn the_admin_pages_are_linked_for_admins_and_say_so_to_others() {
         let html = pages::jobs(&settings()).into_string();
-        for page in ["tokens"] {
+        for page in ["tokens", "audit"] {
             assert!(
                 html.contains(&format!(r#"href="/ui/{page}" data-needs="admin""#)),
                 "{html}"
             );
         }
-        for html in [pages::tokens(&settings())] {
+        for html in [pages::tokens(&settings()), pages::audit(&settings())] {
             let html = html.into_string();
             assert!(html.contains(r#"id="needs-admin""#), "{html}");
             assert!(html.contains(r#"id="admin-only""#), "{html}");

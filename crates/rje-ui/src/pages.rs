@@ -15,6 +15,19 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/ui/hosts", "Hosts", "hosts", "read"),
     ("/ui/workers", "Workers", "workers", "read"),
     ("/ui/tokens", "Tokens", "tokens", "admin"),
+    ("/ui/audit", "Audit", "audit", "admin"),
+];
+
+/// The routes whose calls the audit trail records (those that change
+/// something), offered as the route filter's suggestions: the trail
+/// filters on a route's pattern exactly, as its entries show it.
+const AUDITED_ROUTES: &[&str] = &[
+    "/jobs",
+    "/jobs/{id}",
+    "/jobs/{id}/cancel",
+    "/hosts/{name}/check",
+    "/tokens",
+    "/tokens/{name}",
 ];
 
 /// Priorities as people pick them: the most urgent first.
@@ -361,6 +374,47 @@ pub(crate) fn tokens(settings: &UiSettings) -> Markup {
         }
     };
     layout(settings, "tokens", "Tokens", main)
+}
+
+pub(crate) fn audit(settings: &UiSettings) -> Markup {
+    let main = html! {
+        h1 { "Audit trail" }
+        (needs_admin())
+        div #admin-only {
+            p.hint { "Every change asked of the API, newest first: which token asked, from \
+                where, and how the server answered, refusals included." }
+            form #audit-filters .filters role="search" {
+                label { "Token "
+                    input type="search" name="token" list="token-names" maxlength="200"
+                        autocomplete="off" spellcheck="false" placeholder="a token's name, e.g. ci";
+                }
+                label.grow { "Route "
+                    input type="search" name="route" list="audited-routes" maxlength="200"
+                        autocomplete="off" spellcheck="false" placeholder="e.g. /jobs/{id}/cancel";
+                }
+                datalist #token-names {}
+                datalist #audited-routes {
+                    @for route in AUDITED_ROUTES { option value=(route) {} }
+                }
+            }
+            div.table-wrap {
+                table #audit {
+                    thead { tr {
+                        th { "When" } th { "Token" } th.opt { "Client" } th { "Request" }
+                        th { "Target" } th { "Status" }
+                    } }
+                    tbody {}
+                }
+            }
+            p #empty .note hidden { "No entry matches." }
+            nav.pager aria-label="Pages of the audit trail" {
+                button #prev type="button" disabled { "← Previous" }
+                span #range { "" }
+                button #next type="button" disabled { "Next →" }
+            }
+        }
+    };
+    layout(settings, "audit", "Audit", main)
 }
 
 pub(crate) fn login(settings: &UiSettings) -> Markup {
