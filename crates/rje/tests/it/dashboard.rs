@@ -964,3 +964,222 @@ async fn the_header_names_the_token_and_pages_offer_only_what_its_role_may() {
     assert_eq!(app.job(&mine).await["cancelled_by"], "runner");
     browser.close().await;
 }
+
+/// The audit page's entries as `[token, request, target, status]`, once it
+/// shows some.
+const AUDIT_ROWS: &str = "const rows = [...document.querySelectorAll('#audit tbody tr')]; \
+     return rows.length > 0 && rows.map(r => [1, 3, 4, 5].map(i => r.cells[i].innerText))";
+
+/// An admin's page told to a lesser token: the note, and nothing else.
+const NEEDS_ADMIN: &str = "const note = document.getElementById('needs-admin'); \
+     return !note.hidden && document.getElementById('admin-only').hidden && note.innerText";
+
+#[tokio::test]
+async fn an_admin_makes_and_revokes_tokens_and_reads_the_audit_trail_in_the_pages() {
+    let app = spawn_app_with(|settings| {
+        settings.api.tokens = vec!["the-admin-token".into()];
+        settings.run_worker = false;
+    })
+    .await;
+    let admin = format!("env-{}", &rje_store::hash_secret("the-admin-token")[..8]);
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "the-admin-token", "/ui/tokens").await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        format!("{admin} · admin")
+    );
+    browser
+        .until(
+            "the empty list",
+            "return !document.getElementById('no-tokens').hidden",
+        )
+        .await;
+
+    // An admin token limited to a host: the server's error, beside the role.
+    browser.type_into("#token-name", "ops").await;
+    browser
+        .js("document.getElementById('token-role').value = 'admin'; return true")
+        .await;
+    browser.type_into("#token-hosts", "local").await;
+    browser.click("#new-token button[type=submit]").await;
+    let error = browser
+        .until(
+            "the role's error",
+            "return document.querySelector('[data-error-for=role]').innerText",
+        )
+        .await;
+    assert!(
+        error.as_str().unwrap().contains("covers every host"),
+        "{error}"
+    );
+    let tokens: Value = app.get("/tokens/").await.json().await.unwrap();
+    assert_eq!(tokens["tokens"], json!([]), "a refused form makes no token");
+
+    // A run token for CI on every host: its secret is shown once.
+    browser.type_into("#token-name", "ci").await;
+    browser
+        .js("document.getElementById('token-role').value = 'run'; \
+             document.getElementById('token-hosts').value = ''; return true")
+        .await;
+    browser.click("#new-token button[type=submit]").await;
+    let secret = browser
+        .until(
+            "the new token's secret",
+            "const box = document.getElementById('secret-box'); \
+             return !box.hidden && document.getElementById('secret').innerText",
+        )
+        .await;
+    let secret = secret.as_str().unwrap().to_owned();
+    assert!(secret.starts_with("rje_"), "{secret}");
+    let warning = browser
+        .js("return document.getElementById('secret-box').innerText")
+        .await;
+    assert!(
+        warning
+            .as_str()
+            .unwrap()
+            .contains("it will not be shown again"),
+        "{warning}"
+    );
+    let kept = browser
+        .js("return JSON.stringify([{ ...sessionStorage }, { ...localStorage }])")
+        .await;
+    assert!(
+        !kept.as_str().unwrap().contains(&secret),
+        "the secret is kept nowhere: {kept}"
+    );
+    let row = browser
+        .until(
+            "ci in the list",
+            "const row = document.querySelector('#tokens tr[data-token=ci]'); \
+             return row && [...row.cells].map(c => c.innerText)",
+        )
+        .await;
+    assert_eq!(row[0], "ci");
+    assert_eq!(row[1], "run");
+    assert_eq!(row[2], "every host");
+    assert_eq!(row[4], "never", "not used yet");
+    browser.screenshot("tokens").await;
+
+    // The secret works as any client's token.
+    let response = app
+        .client
+        .post(app.url("/jobs/"))
+        .bearer_auth(&secret)
+        .json(&json!({"command": "echo from ci"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201, "the new token submits");
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["submitted_by"], "ci");
+    let job = id_of(&job);
+
+    // Revoke, after a confirmation: gone from the list, refused at once.
+    browser.click("#tokens tr[data-token=ci] button").await;
+    browser.accept_confirm().await;
+    browser
+        .until(
+            "ci gone from the list read again",
+            "return document.querySelector('#tokens tr[data-token=ci]') === null \
+             && !document.getElementById('no-tokens').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('secret').innerText")
+            .await,
+        "",
+        "the revoked token's secret is off the screen"
+    );
+    let refused = app
+        .client
+        .get(app.url("/jobs/"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 401, "a revoked token is refused");
+
+    // The audit trail, newest first, under the tokens' names.
+    browser.goto(&app.url("/ui/audit")).await;
+    let rows = browser.until("the audit trail", AUDIT_ROWS).await;
+    let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+    let entry = |token: &str, request: &str, target: &str, status: &str| {
+        [token, request, target, status].map(str::to_owned).to_vec()
+    };
+    assert_eq!(
+        rows,
+        vec![
+            entry(&admin, "DELETE /tokens/{name}", "ci", "204"),
+            entry("ci", "POST /jobs", &job[..8], "201"),
+            entry(&admin, "POST /tokens", "ci", "201"),
+            entry(&admin, "POST /tokens", "—", "400"),
+        ]
+    );
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#audit tbody tr')].map(r => r.cells[5].className)")
+            .await,
+        json!(["st-ok", "st-ok", "st-ok", "st-refused"]),
+        "statuses are coloured by class"
+    );
+    browser.screenshot("audit").await;
+    // Only ci's: its job, linked to the job's page.
+    browser
+        .type_into("#audit-filters input[name=token]", "ci")
+        .await;
+    browser
+        .until(
+            "ci's entries only",
+            "return location.search === '?token=ci' \
+             && document.getElementById('range').innerText === '1–1 of 1'",
+        )
+        .await;
+    let rows = browser.until("ci's entry", AUDIT_ROWS).await;
+    assert_eq!(rows, json!([["ci", "POST /jobs", &job[..8], "201"]]));
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#audit tbody td:nth-child(5) a').getAttribute('href')")
+            .await,
+        format!("/ui/jobs/{job}")
+    );
+
+    // A read token: no Check on the hosts, and no admin's pages.
+    let viewer = make_token(&app, "viewer", "read").await;
+    sign_in(&browser, &app, &viewer, "/ui/hosts").await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "viewer · read"
+    );
+    browser
+        .until(
+            "the local host",
+            "return document.querySelector('tr[data-host=local] button')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('tr[data-host=local] button').hidden")
+            .await,
+        true,
+        "a read token is offered no Check"
+    );
+    assert_eq!(
+        browser
+            .js("return ['/ui/tokens', '/ui/audit']\
+                 .map(p => document.querySelector(`.nav a[href=\"${p}\"]`).hidden)")
+            .await,
+        json!([true, true]),
+        "no links to the admin's pages"
+    );
+    for page in ["/ui/tokens", "/ui/audit"] {
+        browser.goto(&app.url(page)).await;
+        let note = browser.until("the admin-only note", NEEDS_ADMIN).await;
+        assert!(
+            note.as_str().unwrap().contains("needs an admin token"),
+            "{page}: {note}"
+        );
+    }
+    browser.close().await;
+}
