@@ -124,7 +124,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "NAME")]
     pub token_name: Option<String>,
     /// Only the entries of this route, as the trail writes it (e.g.
-    /// `/jobs/{id}/cancel/`).
+    /// `/jobs/{id}/cancel`; a trailing slash is ignored).
     #[arg(long)]
     pub route: Option<String>,
     /// Entries per page (1 to 1000), newest first.

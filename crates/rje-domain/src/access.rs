@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Collector;
+use crate::list::{page_limit, page_offset};
 use crate::{HostNames, ValidationError, is_valid_host_name};
 
 /// What a token may do, each role all the ones before it may.
@@ -235,9 +236,9 @@ impl Token {
     }
 }
 
-/// The tokens of `RJE_API_TOKENS` are named this and the first 8 hex
-/// digits of their secret's SHA-256: the audit trail and `submitted_by`
-/// tell them apart without showing them.
+/// The tokens of `RJE_API_TOKENS` are named this and 8 hex digits of a
+/// memory-hard hash of their secret (`rje_api::configured_name`): the
+/// audit trail and `submitted_by` tell them apart without showing them.
 pub const ENV_TOKEN_PREFIX: &str = "env-";
 
 /// The most hosts or labels one token's scope may name.
@@ -414,24 +415,12 @@ impl AuditQuery {
         for (name, value) in pairs {
             match name {
                 "limit" => {
-                    let limit = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            format!("must be a whole number from 1 to {MAX_AUDIT_PAGE}")
-                        });
-                    if let Some(limit) = errors.take("limit", limit) {
+                    if let Some(limit) = errors.take("limit", page_limit(value, MAX_AUDIT_PAGE)) {
                         query.limit = limit;
                     }
                 }
                 "offset" => {
-                    let offset = value
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| i64::try_from(*n).is_ok())
-                        .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX));
-                    if let Some(offset) = errors.take("offset", offset) {
+                    if let Some(offset) = errors.take("offset", page_offset(value)) {
                         query.offset = offset;
                     }
                 }
@@ -479,7 +468,7 @@ pub struct AuditEntry {
     /// The client's address.
     pub client: String,
     pub method: String,
-    /// The route's pattern (`/jobs/{id}/cancel/`), not the path.
+    /// The route's pattern (`/jobs/{id}/cancel`), not the path.
     pub route: String,
     /// The job or token it touched.
     pub target: Option<String>,

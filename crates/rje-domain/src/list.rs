@@ -108,6 +108,24 @@ impl Default for ListQuery {
     }
 }
 
+/// A page's size: a whole number from 1 to `max`.
+pub(crate) fn page_limit(value: &str, max: u32) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("must be a whole number from 1 to {max}"))
+}
+
+/// How many to skip: a store's OFFSET is a signed 64-bit number.
+pub(crate) fn page_offset(value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX))
+}
+
 impl ListQuery {
     pub const DEFAULT_LIMIT: u32 = 10;
     pub const MAX_LIMIT: u32 = 100;
@@ -154,25 +172,12 @@ impl ListQuery {
         for (name, value) in pairs {
             match name {
                 "limit" => {
-                    let limit = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            format!("must be a whole number from 1 to {}", Self::MAX_LIMIT)
-                        });
-                    if let Some(limit) = errors.take("limit", limit) {
+                    if let Some(limit) = errors.take("limit", page_limit(value, Self::MAX_LIMIT)) {
                         query.limit = limit;
                     }
                 }
                 "offset" => {
-                    // A store's OFFSET is a signed 64-bit number.
-                    let offset = value
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| i64::try_from(*n).is_ok())
-                        .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX));
-                    if let Some(offset) = errors.take("offset", offset) {
+                    if let Some(offset) = errors.take("offset", page_offset(value)) {
                         query.offset = offset;
                     }
                 }

@@ -2,13 +2,10 @@
 //! REST and both WebSockets, the audit trail, secrets kept out of sight,
 //! and servers without tokens as before.
 
-use std::collections::BTreeSet;
-use std::process::Stdio;
-
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::collections::BTreeSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
@@ -575,32 +572,13 @@ async fn secrets_appear_in_no_log_no_listing_and_not_in_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("rje.db");
     let log = dir.path().join("rje.log");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rje"))
-        .arg("serve")
-        .env("RJE_BIND", "127.0.0.1:0")
-        .env(
-            "RJE_DATABASE_URL",
-            format!("sqlite://{}", database.display()),
-        )
+    let mut command = crate::restart::rje(&database);
+    command
         .env("RJE_API_TOKENS", ADMIN)
-        .env("RJE_STATE_DIR", "")
         .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rje starts");
-    let stdout = server.stdout.take().unwrap();
-    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("rje says it is up")
-        .unwrap()
-        .expect("a line");
-    let base = line
-        .strip_prefix("rje listening on ")
-        .expect("an address")
-        .to_owned();
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = crate::restart::Process::start_with(command).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("{base}/tokens/"))
@@ -647,8 +625,7 @@ async fn secrets_appear_in_no_log_no_listing_and_not_in_the_database() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    server.start_kill().unwrap();
-    server.wait().await.unwrap();
+    server.kill_hard().await;
 
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("request"), "debug logs were written");

@@ -981,7 +981,7 @@ async fn an_admin_makes_and_revokes_tokens_and_reads_the_audit_trail_in_the_page
         settings.run_worker = false;
     })
     .await;
-    let admin = format!("env-{}", &rje_store::hash_secret("the-admin-token")[..8]);
+    let admin = rje_api::configured_name("the-admin-token");
     let browser = Browser::start().await;
     sign_in(&browser, &app, "the-admin-token", "/ui/tokens").await;
     assert_eq!(

@@ -126,7 +126,7 @@ impl Process {
         }
     }
 
-    async fn kill_hard(mut self) {
+    pub(crate) async fn kill_hard(mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
     }
