@@ -3,6 +3,8 @@
 //! where, what it touched and how it ended (refusals included). And
 //! `GET /audit/`, an admin's page of it.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::Json;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::Method;
@@ -11,6 +13,8 @@ use axum::response::Response;
 use chrono::Utc;
 use rje_domain::{AuditEntry, AuditQuery, Principal};
 use rje_proto::AuditResponse;
+use rje_store::{Access, MAX_AUDIT_BATCH};
+use tokio::sync::{mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -71,15 +75,67 @@ pub(crate) async fn record(
             target,
             status: response.status().as_u16(),
         };
-        let written = state.access.append_audit(&entry).await;
-        if let Err(err) = &written {
-            tracing::error!(%err, route = %entry.route, "could not record a change in the audit trail");
-        }
-        crate::metrics::audit_written(written.is_ok());
+        state.audit.append(entry).await;
         response
     })
     .await
     .map_err(|err| ApiError::Internal(format!("a change's task failed: {err}")))
+}
+
+/// Writes the audit trail's entries as they come, each write taking all
+/// those that arrived meanwhile (up to [`MAX_AUDIT_BATCH`]): under a flood
+/// of changes the trail costs one write per batch rather than one per
+/// change, and each change still waits for its entry to be stored.
+#[derive(Clone)]
+pub(crate) struct AuditWriter {
+    access: Arc<dyn Access>,
+    /// Started at the first entry, on the runtime that serves requests.
+    queue: Arc<OnceLock<mpsc::Sender<Pending>>>,
+}
+
+/// An entry waiting for its write, and whom to tell how it went.
+type Pending = (AuditEntry, oneshot::Sender<bool>);
+
+impl AuditWriter {
+    /// Entries waiting at most: past them a change waits for room, so that
+    /// a store that cannot keep up slows changes rather than fill memory.
+    const QUEUE: usize = 4 * MAX_AUDIT_BATCH;
+
+    pub(crate) fn new(access: Arc<dyn Access>) -> Self {
+        Self {
+            access,
+            queue: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Stores `entry`; once this returns it is in the trail, or its write
+    /// failed and was logged and counted.
+    pub(crate) async fn append(&self, entry: AuditEntry) {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(Self::QUEUE);
+            tokio::spawn(write_batches(self.access.clone(), receiver));
+            sender
+        });
+        let (done, written) = oneshot::channel();
+        let stored = queue.send((entry, done)).await.is_ok() && written.await.unwrap_or(false);
+        crate::metrics::audit_written(stored);
+    }
+}
+
+/// The writer's loop: waits for an entry, takes those queued behind it,
+/// writes them at once, and tells each sender.
+async fn write_batches(access: Arc<dyn Access>, mut receiver: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_AUDIT_BATCH);
+    while receiver.recv_many(&mut batch, MAX_AUDIT_BATCH).await > 0 {
+        let entries: Vec<AuditEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
+        let written = access.append_audit(&entries).await;
+        if let Err(err) = &written {
+            tracing::error!(%err, entries = entries.len(), "could not record changes in the audit trail");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(written.is_ok());
+        }
+    }
 }
 
 /// The most of a path's own text an entry keeps: job ids, host and token

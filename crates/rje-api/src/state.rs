@@ -44,6 +44,8 @@ pub struct AppState {
     pub(crate) authentication: Arc<crate::auth::Authentication>,
     /// How a request's client address is read (behind trusted proxies).
     pub(crate) clients: crate::rate_limit::ClientKeys,
+    /// Writes the audit trail in batches.
+    pub(crate) audit: crate::audit::AuditWriter,
     /// `GET /jobs/stats/`'s last answer, shared by every caller.
     pub(crate) stats: StatsCache,
     /// Turns for reading a running job whole (see [`SnapshotReads`]).
@@ -63,11 +65,13 @@ impl AppState {
             settings.tokens_in_store,
         ));
         let clients = crate::rate_limit::ClientKeys::new(&[], &settings.trusted_proxies);
+        let audit = crate::audit::AuditWriter::new(access.clone());
         Self {
             store,
             access,
             authentication,
             clients,
+            audit,
             bus,
             hosts,
             settings: Arc::new(settings),

@@ -10,6 +10,10 @@ use crate::StoreError;
 
 pub use rje_domain::{AuditQuery, MAX_AUDIT_PAGE};
 
+/// The most audit entries one append may hold: one statement's binds stay
+/// well within SQLite's and PostgreSQL's limits.
+pub const MAX_AUDIT_BATCH: usize = 256;
+
 /// A page of the audit trail, and how many entries match in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditPage {
@@ -44,8 +48,9 @@ pub trait Access: Send + Sync + 'static {
     /// so that its name stays its own.
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError>;
 
-    /// Appends one entry to the audit trail.
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Appends entries to the audit trail, in their order, in one write:
+    /// all or none. At most [`MAX_AUDIT_BATCH`] at once.
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
 
     /// A page of the audit trail, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;

@@ -105,20 +105,23 @@ impl Access for PostgresStore {
         }
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, token, client, method, route, target, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(entry.at)
-        .bind(&entry.token)
-        .bind(&entry.client)
-        .bind(&entry.method)
-        .bind(&entry.route)
-        .bind(&entry.target)
-        .bind(i32::from(entry.status))
-        .execute(&self.pool)
-        .await?;
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO audit_log (at, token, client, method, route, target, status) ",
+        );
+        insert.push_values(entries, |mut row, entry| {
+            row.push_bind(entry.at)
+                .push_bind(&entry.token)
+                .push_bind(&entry.client)
+                .push_bind(&entry.method)
+                .push_bind(&entry.route)
+                .push_bind(&entry.target)
+                .push_bind(i32::from(entry.status));
+        });
+        insert.build().execute(&self.pool).await?;
         Ok(())
     }
 

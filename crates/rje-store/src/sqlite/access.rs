@@ -107,20 +107,23 @@ impl Access for SqliteStore {
         }
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, token, client, method, route, target, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(micros(entry.at))
-        .bind(&entry.token)
-        .bind(&entry.client)
-        .bind(&entry.method)
-        .bind(&entry.route)
-        .bind(&entry.target)
-        .bind(i64::from(entry.status))
-        .execute(&self.writer)
-        .await?;
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO audit_log (at, token, client, method, route, target, status) ",
+        );
+        insert.push_values(entries, |mut row, entry| {
+            row.push_bind(micros(entry.at))
+                .push_bind(&entry.token)
+                .push_bind(&entry.client)
+                .push_bind(&entry.method)
+                .push_bind(&entry.route)
+                .push_bind(&entry.target)
+                .push_bind(i64::from(entry.status));
+        });
+        insert.build().execute(&self.writer).await?;
         Ok(())
     }
 

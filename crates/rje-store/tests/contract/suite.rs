@@ -1714,6 +1714,7 @@ pub async fn tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once(
 
 pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dyn JobStore>) {
     let start = Utc::now() - chrono::Duration::hours(1);
+    let mut entries = Vec::new();
     for (i, (token, route)) in [
         (Some("ci"), "/jobs/"),
         (Some("ci"), "/jobs/{id}/cancel/"),
@@ -1724,7 +1725,7 @@ pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dy
     .into_iter()
     .enumerate()
     {
-        let entry = AuditEntry {
+        entries.push(AuditEntry {
             at: start + chrono::Duration::minutes(i as i64 * 10),
             token: token.map(str::to_owned),
             client: "127.0.0.1".into(),
@@ -1732,9 +1733,12 @@ pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dy
             route: route.into(),
             target: Some(format!("target-{i}")),
             status: 201,
-        };
-        store.append_audit(&entry).await.unwrap();
+        });
     }
+    // One alone, then the rest in one batch, which keeps its order.
+    store.append_audit(&entries[..1]).await.unwrap();
+    store.append_audit(&entries[1..]).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
     let targets = |page: &rje_store::AuditPage| -> Vec<String> {
         page.entries
             .iter()
