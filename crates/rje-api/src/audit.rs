@@ -14,7 +14,7 @@ use chrono::Utc;
 use rje_domain::{AuditEntry, AuditQuery, Principal};
 use rje_proto::AuditResponse;
 use rje_store::{Access, MAX_AUDIT_BATCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -56,10 +56,14 @@ pub(crate) async fn record(
     let request = Request::from_parts(parts, body);
     let client = state.clients.client_address(&request).to_string();
     let method = request.method().to_string();
+    // Waiting here for room costs nothing if the client leaves: nothing
+    // has been changed yet.
+    let admitted = state.audit.admit().await?;
     // The change and its entry run on together, whether or not the client
     // waits for the answer: a client that hangs up once the change is made
     // does not take the entry with it.
     tokio::spawn(async move {
+        let _admitted = admitted;
         let response = next.run(request).await;
         let target = response
             .extensions()
@@ -91,6 +95,10 @@ pub(crate) struct AuditWriter {
     access: Arc<dyn Access>,
     /// Started at the first entry, on the runtime that serves requests.
     queue: Arc<OnceLock<mpsc::Sender<Pending>>>,
+    /// Changes under way with their entries: bounded, so that a store that
+    /// stalls holds back new changes rather than pile them up in memory,
+    /// and counted, so that a stopping server waits for their entries.
+    in_flight: Arc<Semaphore>,
 }
 
 /// An entry waiting for its write, and whom to tell how it went.
@@ -101,11 +109,39 @@ impl AuditWriter {
     /// a store that cannot keep up slows changes rather than fill memory.
     const QUEUE: usize = 4 * MAX_AUDIT_BATCH;
 
+    /// Changes under way at once, entries included.
+    const IN_FLIGHT: u32 = 1024;
+
     pub(crate) fn new(access: Arc<dyn Access>) -> Self {
         Self {
             access,
             queue: Arc::new(OnceLock::new()),
+            in_flight: Arc::new(Semaphore::new(Self::IN_FLIGHT as usize)),
         }
+    }
+
+    /// Room for one more change; it is held until its entry is written.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is stopping".into()))
+    }
+
+    /// Waits, at most `within`, until every change under way has its entry
+    /// written; then takes no more. For a server that stops.
+    pub(crate) async fn settle(&self, within: std::time::Duration) {
+        let all = self.in_flight.acquire_many(Self::IN_FLIGHT);
+        match tokio::time::timeout(within, all).await {
+            Ok(Ok(permits)) => permits.forget(),
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!(
+                under_way = Self::IN_FLIGHT as usize - self.in_flight.available_permits(),
+                "stopping with changes whose audit entries are not written yet"
+            ),
+        }
+        self.in_flight.close();
     }
 
     /// Stores `entry`; once this returns it is in the trail, or its write
@@ -143,15 +179,14 @@ async fn write_batches(access: Arc<dyn Access>, mut receiver: mpsc::Receiver<Pen
 const MAX_TARGET_CHARS: usize = 100;
 
 /// A path parameter as the trail keeps it: at most [`MAX_TARGET_CHARS`],
-/// with control and direction-changing characters (a NUL, escapes that
-/// redraw a terminal, a right-to-left override) written as `\u{…}`, so
-/// that an entry reads as what was asked and never as another entry.
+/// with everything but printable ASCII written as `\u{…}`. Job ids, host
+/// and token names are ASCII; anything else is a made-up path, and an
+/// escape that redraws a terminal, a direction override or an invisible
+/// character must never make an entry read as another.
 fn printable(value: &str) -> String {
     let mut kept = String::new();
     for c in value.chars().take(MAX_TARGET_CHARS) {
-        let hidden = c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if hidden {
+        if !(c.is_ascii_graphic() || c == ' ') {
             kept.extend(c.escape_unicode());
         } else {
             kept.push(c);
@@ -214,6 +249,7 @@ mod tests {
         assert_eq!(printable("web-1"), "web-1");
         assert_eq!(printable("a\u{1b}[2Jb\0c"), "a\\u{1b}[2Jb\\u{0}c");
         assert_eq!(printable("\u{202e}x"), "\\u{202e}x");
+        assert_eq!(printable("\u{61c}\u{feff}é"), "\\u{61c}\\u{feff}\\u{e9}");
         let kept = printable(&"a".repeat(60_000));
         assert_eq!(kept.chars().count(), MAX_TARGET_CHARS + 1);
         assert!(kept.ends_with('…'));

@@ -40,8 +40,22 @@ impl Authentication {
     /// While a server runs without tokens, how often it asks the store
     /// whether one was made meanwhile (`rje tokens create --local`).
     const ASK_EVERY: Duration = Duration::from_secs(1);
+    /// A configured secret shorter than this is worth a warning: guesses
+    /// at it can be tested against its name.
+    const STRONG_SECRET: usize = 32;
 
     pub(crate) fn new(configured: &[String], tokens_in_store: bool) -> Self {
+        if configured
+            .iter()
+            .any(|secret| secret.len() < Self::STRONG_SECRET)
+        {
+            tracing::warn!(
+                "RJE_API_TOKENS holds a token shorter than {} characters: read tokens see \
+                 its name (env-…) and could test guesses at it; use random secrets, \
+                 e.g. `openssl rand -hex 32`",
+                Self::STRONG_SECRET
+            );
+        }
         Self {
             configured: configured.to_vec(),
             configured_names: configured
@@ -66,10 +80,13 @@ impl Authentication {
             return true;
         }
         let mut live = self.live.lock().await;
+        // A name missing from a recent read may be a token made since: only
+        // a fresh read says it was revoked.
         if let Some((at, names)) = live.as_ref()
             && at.elapsed() < Self::ASK_EVERY
+            && names.contains(name)
         {
-            return names.contains(name);
+            return true;
         }
         match access.tokens().await {
             Ok(tokens) => {

@@ -53,6 +53,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Waits, at most `within`, for the changes under way to have their
+    /// audit entries written; for a server that stopped taking requests.
+    pub async fn settle_changes(&self, within: Duration) {
+        self.audit.settle(within).await;
+    }
+
     pub fn new(
         store: Arc<dyn Jobs>,
         access: Arc<dyn Access>,

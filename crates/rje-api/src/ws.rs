@@ -213,6 +213,8 @@ enum End {
     Revoked,
     /// The job moved to a host outside the token's scope.
     OutOfScope,
+    /// The job was deleted while followed.
+    Deleted,
 }
 
 struct Session {
@@ -283,11 +285,11 @@ impl Session {
         if self.caller.scope.is_everything() {
             return Ok(());
         }
-        let job = state
-            .store
-            .get_meta(self.id)
-            .await
-            .map_err(|err| End::Failed(err.to_string()))?;
+        let job = match state.store.get_meta(self.id).await {
+            Ok(job) => job,
+            Err(rje_store::StoreError::NotFound) => return Err(End::Deleted),
+            Err(err) => return Err(End::Failed(err.to_string())),
+        };
         if self.caller.sees(job.host.as_deref(), &state.settings.hosts) {
             Ok(())
         } else {
@@ -415,6 +417,10 @@ impl Session {
                 reason: Utf8Bytes::from_static("job finished"),
             },
             End::Revoked => revoked_frame(),
+            End::Deleted => CloseFrame {
+                code: close_code::NORMAL,
+                reason: Utf8Bytes::from_static("the job was deleted"),
+            },
             End::OutOfScope => CloseFrame {
                 code: close_code::POLICY,
                 reason: Utf8Bytes::from_static("the job left the token's scope"),

@@ -136,20 +136,21 @@ impl Presenter {
         table.to_string()
     }
 
-    /// A page of the audit trail, newest first.
+    /// A page of the audit trail, newest first. Its text is what clients
+    /// sent: nothing in it reaches the terminal as a control character.
     pub(crate) fn audit_table(&self, entries: &[AuditEntry]) -> String {
         let mut table = self.table();
         table.set_header(vec![
             "AT", "TOKEN", "CLIENT", "METHOD", "ROUTE", "TARGET", "STATUS",
         ]);
-        let text = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".to_owned());
+        let text = |t: &Option<String>| t.as_deref().map_or_else(|| "-".to_owned(), inert);
         for entry in entries {
             table.add_row(vec![
                 entry.at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 text(&entry.token),
-                entry.client.clone(),
-                entry.method.clone(),
-                entry.route.clone(),
+                inert(&entry.client),
+                inert(&entry.method),
+                inert(&entry.route),
                 text(&entry.target),
                 entry.status.to_string(),
             ]);
@@ -290,9 +291,33 @@ fn host_row(host: &Value) -> Vec<String> {
     ]
 }
 
+/// Text for a terminal: control and direction-changing characters written
+/// as `\u{…}`, so that stored text cannot redraw the screen or make a row
+/// read as another.
+fn inert(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+        if hidden {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_text_reaches_the_terminal_inert() {
+        assert_eq!(inert("web-1"), "web-1");
+        assert_eq!(inert("a\u{1b}[2K\r\nb"), "a\\u{1b}[2K\\u{d}\\u{a}b");
+        assert_eq!(inert("\u{202e}\u{61c}é"), "\\u{202e}\\u{61c}é");
+    }
 
     #[test]
     fn a_scope_reads_in_a_few_words() {

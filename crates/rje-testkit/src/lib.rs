@@ -5,7 +5,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sshd;
 
-pub use postgres::TestSchema;
+pub use postgres::{HeldLock, TestSchema};
 pub use redis::OwnRedis;
 pub use sshd::TestSshd;
 

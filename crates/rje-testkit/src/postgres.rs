@@ -48,6 +48,29 @@ impl TestSchema {
             .unwrap_or_else(|err| panic!("{sql}: {err}"));
         pool.close().await;
     }
+
+    /// Locks `table` against every other session until the lock is
+    /// released: a store that stalls, on demand.
+    pub async fn lock_table(&self, table: &str) -> HeldLock {
+        let pool = sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test schema");
+        let mut transaction = pool.begin().await.expect("a transaction");
+        sqlx::raw_sql(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            .execute(&mut *transaction)
+            .await
+            .unwrap_or_else(|err| panic!("lock {table}: {err}"));
+        HeldLock(transaction)
+    }
+}
+
+/// A table lock [`TestSchema::lock_table`] holds.
+pub struct HeldLock(sqlx::Transaction<'static, sqlx::Postgres>);
+
+impl HeldLock {
+    pub async fn release(self) {
+        self.0.rollback().await.expect("release the lock");
+    }
 }
 
 impl Drop for TestSchema {

@@ -85,7 +85,14 @@ impl RunningServer {
                 api_settings,
             );
             let limits = settings.connections.within_descriptor_limit(descriptors);
-            crate::http::serve(listener, rje_api::app(state), limits, shutdown.clone())
+            let app = rje_api::app(state.clone());
+            let shutdown = shutdown.clone();
+            async move {
+                crate::http::serve(listener, app, limits, shutdown).await;
+                // Changes answered or under way when the listener closed
+                // get their audit entries before the store goes.
+                state.settle_changes(AUDIT_SETTLE).await;
+            }
         });
         let task = tokio::spawn(run_until_stopped(serve, worker, opened, shutdown.clone()));
         match addr {
@@ -124,6 +131,10 @@ impl RunningServer {
         }
     }
 }
+
+/// How long a stopping server waits for the audit entries of the changes
+/// under way.
+const AUDIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A server without tokens (configured, or in the store) answers anyone
 /// who reaches it: only on a loopback address.

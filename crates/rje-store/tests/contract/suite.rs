@@ -1703,13 +1703,18 @@ pub async fn tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once(
         store.has_tokens().await.unwrap(),
         "once made, tokens are asked for"
     );
-    let again = NewToken::parse(&json!({"name": "ci", "role": "read"}), &hosts).unwrap();
-    assert!(matches!(
-        store
-            .create_token(&again, &hash_secret(&new_secret()))
-            .await,
-        Err(StoreError::NameTaken(_))
-    ));
+    for name in ["ci", "CI", "Ci"] {
+        let again = NewToken::parse(&json!({"name": name, "role": "read"}), &hosts).unwrap();
+        assert!(
+            matches!(
+                store
+                    .create_token(&again, &hash_secret(&new_secret()))
+                    .await,
+                Err(StoreError::NameTaken(_))
+            ),
+            "{name}: a name is never another's, in any letter case"
+        );
+    }
 }
 
 pub async fn the_audit_trail_is_appended_paged_filtered_and_pruned(store: Arc<dyn JobStore>) {

@@ -742,3 +742,92 @@ async fn closed(socket: &mut Socket) -> String {
         }
     }
 }
+
+#[tokio::test]
+async fn a_token_made_while_sessions_run_is_not_taken_for_revoked() {
+    let app = app_with_admin(|s| s.run_worker = false).await;
+    let first = make_token(&app, json!({"name": "first", "role": "read"})).await;
+    let (mut early, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/?token={first}")))
+            .await
+            .expect("the first token's stream");
+    // Its session has read the live tokens now: the next is not among them.
+    assert_eq!(next(&mut early).await["type"], "ready");
+    let second = make_token(&app, json!({"name": "second", "role": "read"})).await;
+    let (mut late, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/ws/jobs/?token={second}")))
+            .await
+            .expect("the second token's stream");
+    assert_eq!(next(&mut late).await["type"], "ready");
+    let job = app.submit_command("true").await;
+    assert_eq!(app.cancel(&job).await.status(), 200);
+    for socket in [&mut early, &mut late] {
+        let event = next(socket).await;
+        assert_eq!(event["job_id"], job.as_str(), "still open: {event}");
+    }
+}
+
+#[tokio::test]
+async fn a_stopping_server_writes_the_entries_of_changes_a_stalled_store_held_back() {
+    let schema = rje_testkit::TestSchema::create("rje_audit").await;
+    rje::server::migrate(&schema.url).await.expect("migrations");
+    let url = schema.url.clone();
+    let app = app_with_admin(move |s| {
+        s.database_url = url;
+        s.run_worker = false;
+    })
+    .await;
+    // The trail cannot be written: each change is made, then waits for its
+    // entry, and so does its answer, which its client gives up on.
+    let lock = schema.lock_table("audit_log").await;
+    let submits: Vec<_> = (0..5)
+        .map(|i| {
+            let request = app
+                .client
+                .post(app.url("/jobs/"))
+                .bearer_auth(ADMIN)
+                .timeout(std::time::Duration::from_millis(300))
+                .json(&json!({ "command": format!("echo {i}") }));
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let page: Value = app.get("/jobs/?output=none").await.json().await.unwrap();
+        if page["total_count"] == 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for submit in submits {
+        let gave_up = submit
+            .await
+            .unwrap()
+            .expect_err("no answer while the trail is held");
+        assert!(gave_up.is_timeout(), "{gave_up}");
+    }
+    // Stopping with no client left: the server still waits for their
+    // entries, written once the store moves again.
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Released before any assertion: a test that fails holding the lock
+    // would wait for ever on dropping its schema.
+    let stopped_early = stopping.is_finished();
+    lock.release().await;
+    assert!(
+        !stopped_early,
+        "the server stopped with entries still to write"
+    );
+    stopping.await.expect("a clean stop");
+    let store = rje_store::PostgresStore::open(&schema.url, false)
+        .await
+        .expect("the store");
+    use rje_store::Access;
+    let trail = store
+        .audit(&rje_domain::AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(trail.total_count, 5, "an entry for every change: {trail:?}");
+    assert!(trail.entries.iter().all(|entry| entry.status == 201));
+}
