@@ -46,6 +46,9 @@ pub enum ApiError {
     Conflict { status: Status },
     #[error("the name {0:?} is taken")]
     NameTaken(String),
+    /// An `Idempotency-Key` that made a job from another request.
+    #[error("the Idempotency-Key {0:?} was used for another request")]
+    KeyReused(String),
     #[error("the request body did not arrive in time")]
     RequestTimeout,
     #[error("request body is larger than {limit} bytes")]
@@ -75,7 +78,9 @@ impl ApiError {
             | ApiError::TokenNotFound(_)
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } | ApiError::NameTaken(_) => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::NameTaken(_) | ApiError::KeyReused(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -94,6 +99,10 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { status } => vec![FieldError {
                 field: "status".into(),
                 message: format!("is {status}"),
+            }],
+            ApiError::KeyReused(_) => vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: "was used for another request: use a new key for a new job".into(),
             }],
             ApiError::Denied(denied) => {
                 crate::metrics::denied(denied.reason());
@@ -145,6 +154,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::JobNotFound,
             StoreError::Conflict { status } => ApiError::Conflict { status },
             StoreError::NameTaken(name) => ApiError::NameTaken(name),
+            StoreError::KeyReused(key) => ApiError::KeyReused(key),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Fenced | StoreError::Internal(_) => ApiError::Internal(err.to_string()),
         }

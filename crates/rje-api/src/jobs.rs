@@ -4,16 +4,17 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rje_bus::{JobEvent, Received};
 use rje_domain::{
-    JobId, JobPatch, ListOutput, ListQuery, NewJob, Priority, Status, ValidationError,
+    IdempotencyKey, JobId, JobPatch, ListOutput, ListQuery, NewJob, Once, Priority, Status,
+    ValidationError,
 };
 use rje_proto::{
     EditRequest, ErrorBody, JobListResponse, JobResponse, JobStatsResponse, SubmitRequest,
 };
-use rje_store::CancelOutcome;
+use rje_store::{CancelOutcome, Created};
 use tokio::time::timeout;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,16 +89,41 @@ pub(crate) struct JobIdParam {
     id: JobId,
 }
 
+/// The submit's header, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, non_snake_case)] // Read by the document; the handler reads the header.
+struct SubmitHeaders {
+    /// Makes the submit safe to retry: the first request with a key makes
+    /// the job; the same request again with the key (for
+    /// `RJE_IDEMPOTENCY_HOURS`, per token) answers that job with 200 and
+    /// `Idempotent-Replayed: true`; another request with it is a 409.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\x20-\\x7e]+$"
+    )]
+    Idempotency_Key: Option<String>,
+}
+
 /// Submits a job. It is Queued and runs when a worker takes it.
 #[utoipa::path(
     post,
     path = "/jobs",
     operation_id = "submit_job",
     tag = "jobs",
+    params(SubmitHeaders),
     request_body = SubmitRequest,
     responses(
         (status = 201, description = "Queued", body = JobResponse,
          headers(("Location" = String, description = "The job's URL"))),
+        (status = 200, description = "The job this Idempotency-Key made already", body = JobResponse,
+         headers(
+             ("Location" = String, description = "The job's URL"),
+             ("Idempotent-Replayed" = String, description = "`true`")
+         )),
+        (status = 409, description = "The Idempotency-Key made a job from another request", body = ErrorBody),
         Guarded,
         WithBody,
     ),
@@ -106,27 +132,76 @@ pub(crate) struct JobIdParam {
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let settings = &state.settings;
     let new_job = NewJob::parse(&body, &settings.limits, &settings.hosts)?;
     caller.require_host(Some(new_job.host()), &settings.hosts)?;
-    let job = state
-        .store
-        .create(new_job.submitted_by(caller.name))
-        .await?;
-    crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
-    state.bus.announce_work().await;
+    let once = once_of(
+        &headers,
+        &body,
+        caller.name.as_deref(),
+        settings.idempotency_window,
+    )?;
+    let new_job = new_job.submitted_by(caller.name);
+    let (job, status) = match once {
+        None => (state.store.create(new_job).await?, StatusCode::CREATED),
+        Some(once) => match state.store.create_once(new_job, &once).await? {
+            Created::New(job) => (job, StatusCode::CREATED),
+            Created::Replayed(job) => (job, StatusCode::OK),
+        },
+    };
+    if status == StatusCode::CREATED {
+        crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
+        state.bus.announce_work().await;
+    }
     let location = format!("/jobs/{}/", job.id);
     let target = AuditTarget(job.id.to_string());
     let mut response = (
-        StatusCode::CREATED,
+        status,
         [(header::LOCATION, location)],
         Json(JobResponse::from(job)),
     )
         .into_response();
+    if status == StatusCode::OK {
+        response.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
     response.extensions_mut().insert(target);
     Ok(response)
+}
+
+/// The submit's `Idempotency-Key`, if it has one, as the store takes it:
+/// the key, its owner (keys are per token) and the fingerprint of the
+/// request (its body, keys sorted, so that their order does not matter).
+fn once_of(
+    headers: &HeaderMap,
+    body: &serde_json::Value,
+    owner: Option<&str>,
+    window: Duration,
+) -> Result<Option<Once>, ApiError> {
+    let mut keys = headers.get_all(IdempotencyKey::HEADER).iter();
+    let Some(key) = keys.next() else {
+        return Ok(None);
+    };
+    if keys.next().is_some() {
+        return Err(
+            ValidationError::field(IdempotencyKey::HEADER, "appears more than once").into(),
+        );
+    }
+    let key = IdempotencyKey::parse(key.as_bytes())?;
+    let canonical = serde_json::to_vec(body).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let since =
+        chrono::Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    Ok(Some(Once {
+        key,
+        owner: owner.unwrap_or_default().to_owned(),
+        fingerprint: rje_store::sha256_hex(&canonical),
+        since,
+    }))
 }
 
 /// A page of jobs, newest first unless `ordering` says otherwise.

@@ -210,11 +210,13 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 header::ACCEPT,
                 HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotency-key"),
             ])
             .expose_headers([
                 header::RETRY_AFTER,
                 header::LOCATION,
                 HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotent-replayed"),
             ])
             .max_age(std::time::Duration::from_secs(600)),
     )

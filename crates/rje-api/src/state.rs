@@ -163,6 +163,8 @@ pub struct ApiSettings {
     pub tokens_in_store: bool,
     /// Audit entries older than this are pruned; `None`: kept for ever.
     pub audit_retention: Option<Duration>,
+    /// How long an `Idempotency-Key` answers the job it made.
+    pub idempotency_window: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// How much of each stream's output a job list carries per job.
@@ -211,6 +213,7 @@ impl Default for ApiSettings {
             tokens: Vec::new(),
             tokens_in_store: false,
             audit_retention: Some(Duration::from_secs(90 * 24 * 3600)),
+            idempotency_window: Duration::from_secs(24 * 3600),
             max_body_bytes: 1024 * 1024,
             list_output_bytes: 4096,
             body_timeout: Duration::from_secs(30),

@@ -82,9 +82,20 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        self.call_keyed(method, path, body, None).await
+    }
+
+    /// [`Self::call`], with an `Idempotency-Key` when `key` is given.
+    async fn call_keyed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let mut tries = 0;
         loop {
-            match self.call_once(method.clone(), path, body).await? {
+            match self.call_once(method.clone(), path, body, key).await? {
                 Attempt::RateLimited { wait } if tries < RATE_LIMIT_RETRIES => {
                     tries += 1;
                     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -110,11 +121,15 @@ impl Api {
         method: Method,
         path: &str,
         body: Option<&Value>,
+        key: Option<&str>,
     ) -> Result<Attempt, ClientError> {
         let url = self.url(path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.endpoint.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -160,6 +175,30 @@ impl Api {
 
     pub(crate) async fn create(&self, body: &Value) -> Result<JobResponse, ClientError> {
         Ok(self.call_json(Method::POST, "/jobs/", Some(body)).await?.1)
+    }
+
+    /// Submits a job under an `Idempotency-Key` of its own, and submits it
+    /// again with that key when the connection failed, the answer unseen:
+    /// the job is made once however many tries it takes.
+    pub(crate) async fn create_once(&self, body: &Value) -> Result<JobResponse, ClientError> {
+        let key = uuid::Uuid::new_v4().to_string();
+        let mut pause = Duration::from_millis(250);
+        for _ in 0..SUBMIT_RETRIES {
+            match self
+                .call_keyed(Method::POST, "/jobs/", Some(body), Some(&key))
+                .await
+            {
+                Err(ClientError::Unreachable { .. }) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                answer => return parse_job(answer),
+            }
+        }
+        parse_job(
+            self.call_keyed(Method::POST, "/jobs/", Some(body), Some(&key))
+                .await,
+        )
     }
 
     pub(crate) async fn job(&self, id: &str) -> Result<JobResponse, ClientError> {
@@ -242,6 +281,18 @@ impl Api {
 
 /// How many times a rate-limited request is sent again.
 const RATE_LIMIT_RETRIES: u32 = 5;
+/// Times a submit is sent again after a failed connection, before the
+/// last try.
+const SUBMIT_RETRIES: usize = 3;
+
+/// A job from an answer's bytes.
+fn parse_job(
+    answer: Result<(StatusCode, Vec<u8>), ClientError>,
+) -> Result<JobResponse, ClientError> {
+    let (_, bytes) = answer?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ClientError::Server(format!("unexpected answer from /jobs/: {err}")))
+}
 /// The longest wait a `Retry-After` is taken for.
 const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
 

@@ -236,7 +236,7 @@ pub async fn submit(connection: &Connection, args: SubmitArgs) -> Result<ExitCod
     if let Some(host) = &args.host {
         body.insert("host".into(), json!(host));
     }
-    let job = api.create(&Value::Object(body)).await?;
+    let job = api.create_once(&Value::Object(body)).await?;
     let id = job.id.to_string();
 
     if args.stream {

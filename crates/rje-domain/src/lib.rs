@@ -6,6 +6,7 @@ mod access;
 mod error;
 mod host_status;
 mod hosts;
+mod idempotency;
 mod job;
 mod limits;
 mod list;
@@ -25,6 +26,7 @@ pub use host_status::{
     CheckReport, CheckStage, HealthState, HostHealth, HostKeyPolicy, HostKind, HostStatus,
 };
 pub use hosts::{HostNames, is_valid_host_name};
+pub use idempotency::{IdempotencyKey, Once};
 pub use job::{
     CancelDecision, ExitReport, HOST_REBOOTED, Job, JobId, LifecycleConflict, ListedJob, LostJob,
     Outcome, Priority, REQUEUED_AFTER_LOSS, Settlement, Status, TIMED_OUT_PREFIX, WORKER_LOST,

@@ -17,6 +17,9 @@ pub enum StoreError {
     /// A name that must be unique (a token's) is taken already.
     #[error("the name {0:?} is taken")]
     NameTaken(String),
+    /// An idempotency key already made a job from another request.
+    #[error("the idempotency key {0:?} was used for another request")]
+    KeyReused(String),
     /// The database cannot be reached or is overloaded.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -14,12 +14,12 @@ mod workers;
 
 pub use access::{
     Access, AuditPage, AuditQuery, MAX_AUDIT_BATCH, MAX_AUDIT_PAGE, hash_secret, is_secret_shaped,
-    new_secret,
+    new_secret, sha256_hex,
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{
-    ActiveCount, CancelOutcome, ClaimedJob, JobPage, JobStore, Jobs, LeasedJob, OutputPage, Pruned,
-    Queue, Reattached, Standing, TakeUp, WorkerInfo,
+    ActiveCount, CancelOutcome, ClaimedJob, Created, JobPage, JobStore, Jobs, LeasedJob,
+    OutputPage, Pruned, Queue, Reattached, Standing, TakeUp, WorkerInfo,
 };

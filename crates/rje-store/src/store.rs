@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Outcome, Priority, Status, Stream,
-    WorkerId,
+    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Once, Outcome, Priority, Status,
+    Stream, WorkerId,
 };
 
 use crate::StoreError;
@@ -111,6 +111,15 @@ pub struct LeasedJob {
     pub host: Option<String>,
 }
 
+/// What [`Jobs::create_once`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The key was new: this job was made for it.
+    New(Job),
+    /// The key had made this job already.
+    Replayed(Job),
+}
+
 /// What a prune left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -135,6 +144,15 @@ pub trait Jobs: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn create(&self, job: NewJob) -> Result<Job, StoreError>;
+
+    /// Creates `job` once for `once`'s key and owner: a repeat with the
+    /// same fingerprint (while the key holds) answers the job the first
+    /// made; another fingerprint is [`StoreError::KeyReused`]. Concurrent
+    /// requests with one key make one job: the key's primary key decides.
+    async fn create_once(&self, job: NewJob, once: &Once) -> Result<Created, StoreError>;
+
+    /// Forgets the idempotency keys made before `before`; how many.
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// A job with its output; while it runs, the output so far.
     async fn get(&self, id: JobId) -> Result<Job, StoreError>;

@@ -25,6 +25,20 @@ pub(crate) async fn conclude<DB: sqlx::Database, T>(
     }
 }
 
+/// Which job a taken idempotency key answers: the one it made, if
+/// `earlier` (its fingerprint and job, as stored) came from the same
+/// request as `once`; [`StoreError::KeyReused`] otherwise, or when the
+/// key is gone (its job deleted meanwhile).
+pub(crate) fn replay(
+    once: &rje_domain::Once,
+    earlier: Option<(String, rje_domain::JobId)>,
+) -> Result<rje_domain::JobId, StoreError> {
+    match earlier {
+        Some((fingerprint, job)) if fingerprint == once.fingerprint => Ok(job),
+        _ => Err(StoreError::KeyReused(once.key.as_str().to_owned())),
+    }
+}
+
 /// A fenced write (its WHERE names the attempt) that changed no row came
 /// from an attempt that is no longer current.
 pub(crate) fn fenced_unless_written(rows_affected: u64) -> Result<(), StoreError> {

@@ -43,6 +43,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub audit_retention_days: u32,
 
+    /// Hours an `Idempotency-Key` answers the job it made (a repeat of the
+    /// submit then gets that job, not a new one).
+    #[arg(long, env = "RJE_IDEMPOTENCY_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub idempotency_hours: u32,
+
     /// Jobs run at once by this process's worker.
     #[arg(long, env = "RJE_WORKER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -433,6 +439,7 @@ impl ServeArgs {
             tokens_in_store: false,
             audit_retention: (self.audit_retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(self.audit_retention_days) * 24 * 3600)),
+            idempotency_window: Duration::from_secs(u64::from(self.idempotency_hours) * 3600),
             max_body_bytes: self.max_body_bytes as usize,
             list_output_bytes: self.list_output_bytes,
             body_timeout,

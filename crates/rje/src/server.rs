@@ -70,13 +70,12 @@ impl RunningServer {
                 // Tokens are asked for: no rebinding page has one.
                 api_settings.allowed_hosts = AllowedHosts::Any;
             }
-            if let Some(retention) = api_settings.audit_retention {
-                tokio::spawn(prune_audit_trail(
-                    opened.store.clone(),
-                    retention,
-                    shutdown.clone(),
-                ));
-            }
+            tokio::spawn(housekeeping(
+                opened.store.clone(),
+                api_settings.audit_retention,
+                api_settings.idempotency_window,
+                shutdown.clone(),
+            ));
             let state = AppState::new(
                 opened.store.clone(),
                 opened.store.clone(),
@@ -149,27 +148,39 @@ fn refuse_unprotected(settings: &Settings, tokens_in_store: bool) -> Result<(), 
     Ok(())
 }
 
-/// Removes the audit entries older than `retention`, now and hourly, until
-/// the server stops. Every API process does: a second prune finds nothing.
-async fn prune_audit_trail(
+/// Removes, now and hourly until the server stops, the audit entries older
+/// than `audit_retention` (none: kept) and the idempotency keys older than
+/// `idempotency_window`. Every API process does: a second prune finds
+/// nothing.
+async fn housekeeping(
     store: Arc<dyn rje_store::JobStore>,
-    retention: std::time::Duration,
+    audit_retention: Option<std::time::Duration>,
+    idempotency_window: std::time::Duration,
     shutdown: CancellationToken,
 ) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    let before = |kept: std::time::Duration| {
+        chrono::TimeDelta::from_std(kept)
+            .ok()
+            .and_then(|kept| chrono::Utc::now().checked_sub_signed(kept))
+    };
     let mut every = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let Ok(kept) = chrono::TimeDelta::from_std(retention) else {
-            return;
-        };
-        match store.prune_audit(chrono::Utc::now() - kept).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "pruned the audit trail"),
-            Err(err) => tracing::warn!(%err, "could not prune the audit trail"),
+        if let Some(before) = audit_retention.and_then(before) {
+            match store.prune_audit(before).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned the audit trail"),
+                Err(err) => tracing::warn!(%err, "could not prune the audit trail"),
+            }
+        }
+        if let Some(before) = before(idempotency_window)
+            && let Err(err) = store.prune_idempotency_keys(before).await
+        {
+            tracing::warn!(%err, "could not prune the idempotency keys");
         }
     }
 }

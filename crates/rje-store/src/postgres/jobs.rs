@@ -3,18 +3,19 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    CancelDecision, Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Status,
-    Stream,
+    CancelDecision, Job, JobId, JobParameters, JobPatch, ListQuery, ListedJob, NewJob, Once,
+    Status, Stream,
 };
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::rows::{active_count, fit, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
-use crate::tx::conclude;
+use crate::tx::{conclude, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
-    ActiveCount, CancelOutcome, JobPage, Jobs, LeasedJob, OutputPage, StoreError, WorkerInfo,
+    ActiveCount, CancelOutcome, Created, JobPage, Jobs, LeasedJob, OutputPage, StoreError,
+    WorkerInfo,
 };
 
 use super::{
@@ -31,27 +32,73 @@ impl Jobs for PostgresStore {
     }
 
     async fn create(&self, job: NewJob) -> Result<Job, StoreError> {
-        let at = now();
-        let sql = format!(
-            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-             modified_at, host, max_retries, streaming, run_at, submitted_by) \
-             VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6, $10) \
-             RETURNING {META_COLUMNS}"
-        );
-        let row: JobRow = sqlx::query_as(&sql)
-            .bind(JobId::new().as_uuid())
-            .bind(job.command())
-            .bind(fit::<i32, _>("timeout", job.timeout())?)
-            .bind(fit::<i32, _>("priority", job.priority().rank())?)
-            .bind(job.parameters().map(JobParameters::json))
-            .bind(at)
-            .bind(job.host())
-            .bind(fit::<i32, _>("max_retries", job.max_retries())?)
-            .bind(job.streaming())
-            .bind(job.submitter())
-            .fetch_one(&self.pool)
+        insert_job(&self.pool, &job).await
+    }
+
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
             .await?;
-        row.into_job()
+        Ok(deleted.rows_affected())
+    }
+
+    async fn create_once(&self, job: NewJob, once: &Once) -> Result<Created, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let made = async {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND created_at < $3",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(once.since)
+            .execute(&mut *tx)
+            .await?;
+            let created = insert_job(&mut *tx, &job).await?;
+            // A concurrent request with the key waits here for the first
+            // to end, then finds the key taken.
+            let kept = sqlx::query(
+                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, key) DO NOTHING",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(&once.fingerprint)
+            .bind(created.id.as_uuid())
+            .bind(created.created_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(if kept.rows_affected() == 1 {
+                Some(created)
+            } else {
+                None
+            })
+        }
+        .await;
+        match made {
+            Ok(Some(created)) => {
+                tx.commit().await?;
+                Ok(Created::New(created))
+            }
+            // The key made a job already: this one was never made.
+            Ok(None) => {
+                tx.rollback().await?;
+                let made: Option<(String, Uuid)> = sqlx::query_as(
+                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
+                )
+                .bind(&once.owner)
+                .bind(once.key.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let earlier = made.map(|(fingerprint, id)| (fingerprint, JobId::from(id)));
+                let id = replay(once, earlier)?;
+                Ok(Created::Replayed(self.get_meta(id).await?))
+            }
+            Err(err) => {
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -330,4 +377,32 @@ async fn estimate(conn: &mut PgConnection, query: &ListQuery) -> Result<i64, Sto
     push_filters(&mut explain, query);
     let plan: serde_json::Value = explain.build_query_scalar().fetch_one(&mut *conn).await?;
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+/// Inserts a queued job.
+async fn insert_job<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    job: &NewJob,
+) -> Result<Job, StoreError> {
+    let at = now();
+    let sql = format!(
+        "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+         modified_at, host, max_retries, streaming, run_at, submitted_by) \
+         VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6, $10) \
+         RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(JobId::new().as_uuid())
+        .bind(job.command())
+        .bind(fit::<i32, _>("timeout", job.timeout())?)
+        .bind(fit::<i32, _>("priority", job.priority().rank())?)
+        .bind(job.parameters().map(JobParameters::json))
+        .bind(at)
+        .bind(job.host())
+        .bind(fit::<i32, _>("max_retries", job.max_retries())?)
+        .bind(job.streaming())
+        .bind(job.submitter())
+        .fetch_one(executor)
+        .await?;
+    row.into_job()
 }

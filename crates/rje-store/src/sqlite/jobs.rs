@@ -3,16 +3,17 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    CancelDecision, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Status, Stream,
+    CancelDecision, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Once, Status, Stream,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::rows::{active_count, corrupt, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
-use crate::tx::conclude;
+use crate::tx::{conclude, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
-    ActiveCount, CancelOutcome, JobPage, Jobs, LeasedJob, OutputPage, StoreError, WorkerInfo,
+    ActiveCount, CancelOutcome, Created, JobPage, Jobs, LeasedJob, OutputPage, StoreError,
+    WorkerInfo,
 };
 
 use super::{
@@ -33,30 +34,78 @@ impl Jobs for SqliteStore {
     }
 
     async fn create(&self, job: NewJob) -> Result<Job, StoreError> {
-        let at = micros(now());
-        let sql = format!(
-            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-             modified_at, host, max_retries, streaming, run_at, submitted_by) \
-             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
-        );
-        let row: JobRow = sqlx::query_as(&sql)
-            .bind(JobId::new().to_string())
-            .bind(job.command())
-            .bind(i64::from(job.timeout()))
-            .bind(job.priority().rank())
-            .bind(job.parameters().map(|p| p.json().to_string()))
-            .bind(at)
-            .bind(at)
-            .bind(job.host())
-            .bind(i64::from(job.max_retries()))
-            .bind(job.streaming())
-            .bind(at)
-            .bind(job.submitter())
-            .fetch_one(&self.writer)
-            .await?;
-        row.into_job()
+        insert_job(&self.writer, &job).await
     }
 
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(micros(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn create_once(&self, job: NewJob, once: &Once) -> Result<Created, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let made = async {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(micros(once.since))
+            .execute(&mut *tx)
+            .await?;
+            let created = insert_job(&mut *tx, &job).await?;
+            let kept = sqlx::query(
+                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, key) DO NOTHING",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(&once.fingerprint)
+            .bind(created.id.to_string())
+            .bind(micros(created.created_at))
+            .execute(&mut *tx)
+            .await?;
+            Ok(if kept.rows_affected() == 1 {
+                Some(created)
+            } else {
+                None
+            })
+        }
+        .await;
+        match made {
+            Ok(Some(created)) => {
+                tx.commit().await?;
+                Ok(Created::New(created))
+            }
+            // The key made a job already: this one was never made.
+            Ok(None) => {
+                tx.rollback().await?;
+                let made: Option<(String, String)> = sqlx::query_as(
+                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?",
+                )
+                .bind(&once.owner)
+                .bind(once.key.as_str())
+                .fetch_optional(&self.writer)
+                .await?;
+                let earlier = made
+                    .map(|(fingerprint, id)| {
+                        JobId::parse(&id)
+                            .map(|id| (fingerprint, id))
+                            .ok_or_else(|| corrupt("id", &id))
+                    })
+                    .transpose()?;
+                let id = replay(once, earlier)?;
+                Ok(Created::Replayed(self.get_meta(id).await?))
+            }
+            Err(err) => {
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
+    }
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
         // One statement, so one snapshot: the job and every chunk of its
         // output as stored at one instant, however the worker appends and
@@ -362,5 +411,36 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
         from.page(rows, ChunkRow::into_chunk)
+    }
+}
+
+/// Inserts a queued job.
+async fn insert_job<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    job: &NewJob,
+) -> Result<Job, StoreError> {
+    {
+        let at = micros(now());
+        let sql = format!(
+            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+             modified_at, host, max_retries, streaming, run_at, submitted_by) \
+             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
+        );
+        let row: JobRow = sqlx::query_as(&sql)
+            .bind(JobId::new().to_string())
+            .bind(job.command())
+            .bind(i64::from(job.timeout()))
+            .bind(job.priority().rank())
+            .bind(job.parameters().map(|p| p.json().to_string()))
+            .bind(at)
+            .bind(at)
+            .bind(job.host())
+            .bind(i64::from(job.max_retries()))
+            .bind(job.streaming())
+            .bind(at)
+            .bind(job.submitter())
+            .fetch_one(executor)
+            .await?;
+        row.into_job()
     }
 }

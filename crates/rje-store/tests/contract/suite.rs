@@ -8,7 +8,7 @@ use rje_domain::{
     NewToken, Outcome, Priority, Role, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
 };
 use rje_store::{
-    AuditQuery, CancelOutcome, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp,
+    AuditQuery, CancelOutcome, Created, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp,
     hash_secret, new_secret,
 };
 use serde_json::json;
@@ -54,6 +54,7 @@ macro_rules! store_contract {
             tokens_are_kept_by_the_hash_of_their_secret_and_revoked_at_once,
             the_audit_trail_is_appended_paged_filtered_and_pruned,
             jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope,
+            a_key_makes_one_job_whatever_the_number_of_requests,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1891,4 +1892,130 @@ pub async fn jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope(
         ]
     );
     assert!(store.count_within(&[]).await.unwrap().is_empty());
+}
+
+pub async fn a_key_makes_one_job_whatever_the_number_of_requests(store: Arc<dyn JobStore>) {
+    let once = |key: &str, owner: &str, fingerprint: &str| rje_domain::Once {
+        key: rje_domain::IdempotencyKey::parse(key.as_bytes()).unwrap(),
+        owner: owner.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        since: Utc::now() - chrono::Duration::hours(24),
+    };
+    let jobs = |store: Arc<dyn JobStore>| async move {
+        store
+            .list(&ListQuery::default(), 0)
+            .await
+            .unwrap()
+            .total_count
+    };
+    let Created::New(first) = store
+        .create_once(new_job("true"), &once("k1", "ci", "f1"))
+        .await
+        .unwrap()
+    else {
+        panic!("a new key makes a job");
+    };
+    let Created::Replayed(again) = store
+        .create_once(new_job("true"), &once("k1", "ci", "f1"))
+        .await
+        .unwrap()
+    else {
+        panic!("the same request again answers the job it made");
+    };
+    assert_eq!(again.id, first.id);
+    assert!(matches!(
+        store
+            .create_once(new_job("false"), &once("k1", "ci", "f2"))
+            .await,
+        Err(StoreError::KeyReused(key)) if key == "k1"
+    ));
+    assert_eq!(
+        jobs(store.clone()).await,
+        1,
+        "a refused repeat makes nothing"
+    );
+    // Keys are per owner.
+    assert!(matches!(
+        store
+            .create_once(new_job("true"), &once("k1", "other", "f1"))
+            .await
+            .unwrap(),
+        Created::New(_)
+    ));
+    // An expired key makes a new job.
+    let mut fresh = once("k1", "ci", "f1");
+    fresh.since = Utc::now() + chrono::Duration::seconds(1);
+    let Created::New(renewed) = store.create_once(new_job("true"), &fresh).await.unwrap() else {
+        panic!("an expired key makes a new job");
+    };
+    assert_ne!(renewed.id, first.id);
+
+    // Many at once: one job, and every answer names it.
+    let tries: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let once = once("k2", "ci", "f1");
+            tokio::spawn(async move { store.create_once(new_job("echo once"), &once).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for attempt in tries {
+        answers.push(attempt.await.unwrap().unwrap());
+    }
+    let made: HashSet<JobId> = answers
+        .iter()
+        .map(|answer| match answer {
+            Created::New(job) | Created::Replayed(job) => job.id,
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|answer| matches!(answer, Created::New(_)))
+            .count(),
+        1
+    );
+    assert_eq!(jobs(store.clone()).await, 4);
+
+    // Pruned, a key is forgotten: the same request makes a new job.
+    assert_eq!(
+        store
+            .prune_idempotency_keys(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        3
+    );
+    let Created::New(after_prune) = store
+        .create_once(new_job("true"), &once("k1", "other", "f1"))
+        .await
+        .unwrap()
+    else {
+        panic!("a pruned key makes a new job");
+    };
+    store.delete(after_prune.id).await.unwrap();
+    // A deleted job takes its key with it.
+    let Created::New(_) = store
+        .create_once(new_job("echo once"), &once("k2", "ci", "f1"))
+        .await
+        .unwrap()
+    else {
+        panic!("k2 was pruned");
+    };
+    let made = match store
+        .create_once(new_job("echo once"), &once("k2", "ci", "f1"))
+        .await
+        .unwrap()
+    {
+        Created::Replayed(job) => job.id,
+        Created::New(_) => panic!("k2 holds again"),
+    };
+    store.delete(made).await.unwrap();
+    assert!(matches!(
+        store
+            .create_once(new_job("echo once"), &once("k2", "ci", "f1"))
+            .await
+            .unwrap(),
+        Created::New(job) if job.id != made
+    ));
 }

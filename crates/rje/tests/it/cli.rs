@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::helpers::*;
 
 /// The client binary, pointed at `app`, with no config file of the user's.
-fn rje(app: &TestApp) -> Command {
+pub(crate) fn rje(app: &TestApp) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rje"));
     command
         .env("RJE_URL", app.url(""))

@@ -13,6 +13,7 @@ mod durable_ssh;
 mod execution;
 mod hardening;
 mod helpers;
+mod idempotency;
 mod original_client;
 mod output;
 mod readme;
