@@ -20,8 +20,7 @@ use crate::{
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore, end_unstarted,
-    fetch_for_update, listed_columns, now, push_filters, read_snapshot, record_canceller,
-    request_cancel,
+    fetch_for_update, listed_columns, now, push_filters, read_snapshot, request_cancel,
 };
 
 #[async_trait]
@@ -230,14 +229,12 @@ impl Jobs for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, job) = fetch_for_update(&mut tx, id).await?;
-            let decision = job.when_cancelled()?;
-            record_canceller(&mut tx, pk, by).await?;
-            let outcome = match decision {
+            let outcome = match job.when_cancelled()? {
                 CancelDecision::CancelNow(settlement) => {
-                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
+                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement, by).await?)
                 }
                 CancelDecision::Request => {
-                    CancelOutcome::Requested(request_cancel(&mut tx, pk).await?)
+                    CancelOutcome::Requested(request_cancel(&mut tx, pk, by).await?)
                 }
             };
             Ok(outcome)

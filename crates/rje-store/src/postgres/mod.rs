@@ -272,45 +272,40 @@ async fn settle(
 }
 
 /// Ends a job that never ran (see [`rje_domain::CancelDecision`]): its
-/// final state, with no output to copy.
+/// final state, with no output to copy, and `by` as who cancelled it.
 async fn end_unstarted(
     conn: &mut PgConnection,
     pk: i64,
     settlement: &Settlement,
+    by: Option<&str>,
 ) -> Result<Job, StoreError> {
-    let sql = format!("UPDATE jobs SET {END_ASSIGNMENTS} WHERE pk = $6 RETURNING {META_COLUMNS}");
+    let sql = format!(
+        "UPDATE jobs SET {END_ASSIGNMENTS}, cancelled_by = COALESCE(cancelled_by, $7) \
+         WHERE pk = $6 RETURNING {META_COLUMNS}"
+    );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
         .bind(pk)
+        .bind(by)
         .fetch_one(&mut *conn)
         .await?;
     row.into_job()
 }
 
-/// Records who cancels a job, before the cancel is carried out in the same
-/// transaction.
-async fn record_canceller(
+/// Records a cancel of a running job, for its worker to carry out, and
+/// `by` as who cancelled it: the first to ask.
+async fn request_cancel(
     conn: &mut PgConnection,
     pk: i64,
     by: Option<&str>,
-) -> Result<(), StoreError> {
-    // The first to ask is who cancelled it.
-    sqlx::query("UPDATE jobs SET cancelled_by = COALESCE(cancelled_by, $1) WHERE pk = $2")
-        .bind(by)
-        .bind(pk)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Records a cancel of a running job, for its worker to carry out.
-async fn request_cancel(conn: &mut PgConnection, pk: i64) -> Result<Job, StoreError> {
+) -> Result<Job, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET cancel_requested = TRUE, modified_at = $1 \
-         WHERE pk = $2 RETURNING {META_COLUMNS}"
+        "UPDATE jobs SET cancel_requested = TRUE, cancelled_by = COALESCE(cancelled_by, $3), \
+         modified_at = $1 WHERE pk = $2 RETURNING {META_COLUMNS}"
     );
     let row: JobRow = sqlx::query_as(&sql)
         .bind(now())
         .bind(pk)
+        .bind(by)
         .fetch_one(&mut *conn)
         .await?;
     row.into_job()

@@ -18,7 +18,7 @@ use crate::{
 
 use super::{
     ChunkRow, JobRow, LIVE_COLUMNS, META_COLUMNS, SqliteStore, end_unstarted, fetch_job,
-    from_micros, listed_columns, micros, now, push_filters, record_canceller, request_cancel,
+    from_micros, listed_columns, micros, now, push_filters, request_cancel,
 };
 
 /// Past this many matches a search reports this many, not exact.
@@ -227,14 +227,12 @@ impl Jobs for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, job) = fetch_job(&mut tx, id).await?;
-            let decision = job.when_cancelled()?;
-            record_canceller(&mut tx, pk, by).await?;
-            let outcome = match decision {
+            let outcome = match job.when_cancelled()? {
                 CancelDecision::CancelNow(settlement) => {
-                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement).await?)
+                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement, by).await?)
                 }
                 CancelDecision::Request => {
-                    CancelOutcome::Requested(request_cancel(&mut tx, pk).await?)
+                    CancelOutcome::Requested(request_cancel(&mut tx, pk, by).await?)
                 }
             };
             Ok(outcome)

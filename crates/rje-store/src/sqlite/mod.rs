@@ -437,43 +437,38 @@ async fn settle(
 }
 
 /// Ends a job that never ran (see [`rje_domain::CancelDecision`]): its
-/// final state, with no output to copy.
+/// final state, with no output to copy, and `by` as who cancelled it.
 async fn end_unstarted(
     conn: &mut SqliteConnection,
     pk: i64,
     settlement: &Settlement,
+    by: Option<&str>,
 ) -> Result<Job, StoreError> {
-    let sql = format!("UPDATE jobs SET {END_ASSIGNMENTS} WHERE pk = ? RETURNING {META_COLUMNS}");
+    let sql = format!(
+        "UPDATE jobs SET {END_ASSIGNMENTS}, cancelled_by = COALESCE(cancelled_by, ?) \
+         WHERE pk = ? RETURNING {META_COLUMNS}"
+    );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
+        .bind(by)
         .bind(pk)
         .fetch_one(&mut *conn)
         .await?;
     row.into_job()
 }
 
-/// Records who cancels a job, before the cancel is carried out in the same
-/// transaction.
-async fn record_canceller(
+/// Records a cancel of a running job, for its worker to carry out, and
+/// `by` as who cancelled it: the first to ask.
+async fn request_cancel(
     conn: &mut SqliteConnection,
     pk: i64,
     by: Option<&str>,
-) -> Result<(), StoreError> {
-    // The first to ask is who cancelled it.
-    sqlx::query("UPDATE jobs SET cancelled_by = COALESCE(cancelled_by, ?) WHERE pk = ?")
-        .bind(by)
-        .bind(pk)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Records a cancel of a running job, for its worker to carry out.
-async fn request_cancel(conn: &mut SqliteConnection, pk: i64) -> Result<Job, StoreError> {
+) -> Result<Job, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET cancel_requested = 1, modified_at = ? \
-         WHERE pk = ? RETURNING {META_COLUMNS}"
+        "UPDATE jobs SET cancel_requested = 1, cancelled_by = COALESCE(cancelled_by, ?), \
+         modified_at = ? WHERE pk = ? RETURNING {META_COLUMNS}"
     );
     let row: JobRow = sqlx::query_as(&sql)
+        .bind(by)
         .bind(micros(now()))
         .bind(pk)
         .fetch_one(&mut *conn)
