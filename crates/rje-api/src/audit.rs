@@ -52,7 +52,7 @@ pub(crate) async fn record(
     let named = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .ok()
-        .and_then(|params| params.iter().next().map(|(_, value)| printable(value)));
+        .and_then(|params| params.iter().next().map(|(_, value)| target_of(value)));
     let request = Request::from_parts(parts, body);
     let client = state.clients.client_address(&request).to_string();
     let method = request.method().to_string();
@@ -179,19 +179,10 @@ async fn write_batches(access: Arc<dyn Access>, mut receiver: mpsc::Receiver<Pen
 const MAX_TARGET_CHARS: usize = 100;
 
 /// A path parameter as the trail keeps it: at most [`MAX_TARGET_CHARS`],
-/// with everything but printable ASCII written as `\u{…}`. Job ids, host
-/// and token names are ASCII; anything else is a made-up path, and an
-/// escape that redraws a terminal, a direction override or an invisible
-/// character must never make an entry read as another.
-fn printable(value: &str) -> String {
-    let mut kept = String::new();
-    for c in value.chars().take(MAX_TARGET_CHARS) {
-        if !(c.is_ascii_graphic() || c == ' ') {
-            kept.extend(c.escape_unicode());
-        } else {
-            kept.push(c);
-        }
-    }
+/// and printable (see [`rje_domain::printable`]).
+fn target_of(value: &str) -> String {
+    let head: String = value.chars().take(MAX_TARGET_CHARS).collect();
+    let mut kept = rje_domain::printable(&head);
     if value.chars().nth(MAX_TARGET_CHARS).is_some() {
         kept.push('…');
     }
@@ -246,11 +237,11 @@ mod tests {
 
     #[test]
     fn a_target_is_kept_short_and_printable() {
-        assert_eq!(printable("web-1"), "web-1");
-        assert_eq!(printable("a\u{1b}[2Jb\0c"), "a\\u{1b}[2Jb\\u{0}c");
-        assert_eq!(printable("\u{202e}x"), "\\u{202e}x");
-        assert_eq!(printable("\u{61c}\u{feff}é"), "\\u{61c}\\u{feff}\\u{e9}");
-        let kept = printable(&"a".repeat(60_000));
+        assert_eq!(target_of("web-1"), "web-1");
+        assert_eq!(target_of("a\u{1b}[2Jb\0c"), "a\\u{1b}[2Jb\\u{0}c");
+        assert_eq!(target_of("\u{202e}x"), "\\u{202e}x");
+        assert_eq!(target_of("\u{61c}\u{feff}é"), "\\u{61c}\\u{feff}\\u{e9}");
+        let kept = target_of(&"a".repeat(60_000));
         assert_eq!(kept.chars().count(), MAX_TARGET_CHARS + 1);
         assert!(kept.ends_with('…'));
     }

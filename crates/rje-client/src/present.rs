@@ -8,7 +8,7 @@ use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
-use rje_domain::{AuditEntry, Scope, Status, Stream, Token};
+use rje_domain::{AuditEntry, Scope, Status, Stream, Token, printable};
 use rje_proto::JobResponse;
 use serde::Serialize;
 use serde_json::Value;
@@ -143,14 +143,14 @@ impl Presenter {
         table.set_header(vec![
             "AT", "TOKEN", "CLIENT", "METHOD", "ROUTE", "TARGET", "STATUS",
         ]);
-        let text = |t: &Option<String>| t.as_deref().map_or_else(|| "-".to_owned(), inert);
+        let text = |t: &Option<String>| t.as_deref().map_or_else(|| "-".to_owned(), printable);
         for entry in entries {
             table.add_row(vec![
                 entry.at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 text(&entry.token),
-                inert(&entry.client),
-                inert(&entry.method),
-                inert(&entry.route),
+                printable(&entry.client),
+                printable(&entry.method),
+                printable(&entry.route),
                 text(&entry.target),
                 entry.status.to_string(),
             ]);
@@ -291,32 +291,15 @@ fn host_row(host: &Value) -> Vec<String> {
     ]
 }
 
-/// Text for a terminal: control and direction-changing characters written
-/// as `\u{…}`, so that stored text cannot redraw the screen or make a row
-/// read as another.
-fn inert(text: &str) -> String {
-    let mut shown = String::with_capacity(text.len());
-    for c in text.chars() {
-        let hidden = c.is_control()
-            || matches!(c, '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-        if hidden {
-            shown.extend(c.escape_unicode());
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stored_text_reaches_the_terminal_inert() {
-        assert_eq!(inert("web-1"), "web-1");
-        assert_eq!(inert("a\u{1b}[2K\r\nb"), "a\\u{1b}[2K\\u{d}\\u{a}b");
-        assert_eq!(inert("\u{202e}\u{61c}é"), "\\u{202e}\\u{61c}é");
+        assert_eq!(printable("web-1"), "web-1");
+        assert_eq!(printable("a\u{1b}[2K\r\nb"), "a\\u{1b}[2K\\u{d}\\u{a}b");
+        assert_eq!(printable("\u{202e}\u{61c}é"), "\\u{202e}\\u{61c}\\u{e9}");
     }
 
     #[test]

@@ -457,6 +457,23 @@ impl AuditQuery {
     }
 }
 
+/// Text a client sent, as the audit trail keeps and shows it: everything
+/// but printable ASCII written as `\u{…}`. Job ids, host and token names,
+/// routes and addresses are printable ASCII; anything else is made up,
+/// and an escape that redraws a terminal, a direction override or an
+/// invisible character must never make an entry read as another.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_graphic() || c == ' ' {
+            shown.push(c);
+        } else {
+            shown.extend(c.escape_unicode());
+        }
+    }
+    shown
+}
+
 /// One request that changed something, as the audit trail keeps it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -616,6 +633,16 @@ mod tests {
                 &hosts
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn sent_text_is_kept_printable() {
+        assert_eq!(printable("web-1 /jobs/{id}"), "web-1 /jobs/{id}");
+        assert_eq!(printable("a\u{1b}[2Jb\0c"), "a\\u{1b}[2Jb\\u{0}c");
+        assert_eq!(
+            printable("\u{202e}\u{61c}\u{feff}é"),
+            "\\u{202e}\\u{61c}\\u{feff}\\u{e9}"
         );
     }
 

@@ -19,7 +19,7 @@ pub mod wire_time;
 
 pub use access::{
     AuditEntry, AuditQuery, Denied, ENV_TOKEN_PREFIX, MAX_AUDIT_PAGE, MAX_SCOPE_ENTRIES, NewToken,
-    Principal, Role, Scope, Token,
+    Principal, Role, Scope, Token, printable,
 };
 pub use error::{FieldError, ValidationError};
 pub use host_status::{
