@@ -174,9 +174,8 @@ async fn create(
     Ok(response)
 }
 
-/// The submit's `Idempotency-Key`, if it has one, as the store takes it:
-/// the key, its owner (keys are per token) and the fingerprint of the
-/// request (its body, keys sorted, so that their order does not matter).
+/// The submit's `Idempotency-Key`, if it has one, as the store takes it
+/// (see [`Once::of`]).
 fn once_of(
     headers: &HeaderMap,
     body: &serde_json::Value,
@@ -193,15 +192,7 @@ fn once_of(
         );
     }
     let key = IdempotencyKey::parse(key.as_bytes())?;
-    let canonical = serde_json::to_vec(body).map_err(|err| ApiError::Internal(err.to_string()))?;
-    let since =
-        chrono::Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
-    Ok(Some(Once {
-        key,
-        owner: owner.unwrap_or_default().to_owned(),
-        fingerprint: rje_store::sha256_hex(&canonical),
-        since,
-    }))
+    Ok(Some(Once::of(key, owner, body, chrono::Utc::now(), window)))
 }
 
 /// A page of jobs, newest first unless `ordering` says otherwise.

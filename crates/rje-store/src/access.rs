@@ -79,13 +79,7 @@ pub fn is_secret_shaped(presented: &str) -> bool {
 /// random bits, so no stretching is needed, and a lookup by the hash
 /// compares in the database, never a secret in memory.
 pub fn hash_secret(secret: &str) -> String {
-    sha256_hex(secret.as_bytes())
-}
-
-/// SHA-256 of `bytes`, in hex: what the store keeps of a secret, and the
-/// fingerprint of a request made at most once.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex(&Sha256::digest(secret.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

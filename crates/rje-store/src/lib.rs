@@ -14,7 +14,7 @@ mod workers;
 
 pub use access::{
     Access, AuditPage, AuditQuery, MAX_AUDIT_BATCH, MAX_AUDIT_PAGE, hash_secret, is_secret_shaped,
-    new_secret, sha256_hex,
+    new_secret,
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
