@@ -282,7 +282,10 @@ impl Session {
         {
             return Err(End::Revoked);
         }
-        if self.caller.scope.is_everything() {
+        // Only a queued job can be moved to another host: once it runs, its
+        // host is fixed, and the store need not be asked every second.
+        let movable = matches!(self.last_status, None | Some(Status::Queued));
+        if self.caller.scope.is_everything() || !movable {
             return Ok(());
         }
         let job = match state.store.get_meta(self.id).await {
