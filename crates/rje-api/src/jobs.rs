@@ -144,33 +144,50 @@ async fn create(
         caller.name.as_deref(),
         settings.idempotency_window,
     )?;
-    let new_job = new_job.submitted_by(caller.name);
-    let (job, status) = match once {
-        None => (state.store.create(new_job).await?, StatusCode::CREATED),
+    let new_job = new_job.submitted_by(caller.name.clone());
+    let job = match once {
+        None => state.store.create(new_job).await?,
         Some(once) => match state.store.create_once(new_job, &once).await? {
-            Created::New(job) => (job, StatusCode::CREATED),
-            Created::Replayed(job) => (job, StatusCode::OK),
+            Created::New(job) => job,
+            Created::Replayed(job) => return replay(&state, &caller, &job).await,
         },
     };
-    if status == StatusCode::CREATED {
-        crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
-        state.bus.announce_work().await;
-    }
-    let location = format!("/jobs/{}/", job.id);
-    let target = AuditTarget(job.id.to_string());
+    crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
+    state.bus.announce_work().await;
+    let id = job.id;
     let mut response = (
-        status,
-        [(header::LOCATION, location)],
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/jobs/{id}/"))],
         Json(JobResponse::from(job)),
     )
         .into_response();
-    if status == StatusCode::OK {
-        response.headers_mut().insert(
-            HeaderName::from_static("idempotent-replayed"),
-            HeaderValue::from_static("true"),
-        );
+    response
+        .extensions_mut()
+        .insert(AuditTarget(id.to_string()));
+    Ok(response)
+}
+
+/// The answer to a submit whose key made `job` already: the job as it is
+/// now, as `GET /jobs/{id}/` answers it (its output included), if the
+/// token may still see it (an admin may have moved it out of the scope).
+async fn replay(
+    state: &AppState,
+    caller: &rje_domain::Principal,
+    job: &rje_domain::Job,
+) -> Result<Response, ApiError> {
+    caller.require_sight(job, &state.settings.hosts)?;
+    let mut response = streamed::job_response(state, job.id, StatusCode::OK).await?;
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("idempotent-replayed"),
+        HeaderValue::from_static("true"),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("/jobs/{}/", job.id)) {
+        headers.insert(header::LOCATION, location);
     }
-    response.extensions_mut().insert(target);
+    response
+        .extensions_mut()
+        .insert(AuditTarget(job.id.to_string()));
     Ok(response)
 }
 

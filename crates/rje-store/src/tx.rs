@@ -27,16 +27,26 @@ pub(crate) async fn conclude<DB: sqlx::Database, T>(
 
 /// Which job a taken idempotency key answers: the one it made, if
 /// `earlier` (its fingerprint and job, as stored) came from the same
-/// request as `once`; [`StoreError::KeyReused`] otherwise, or when the
-/// key is gone (its job deleted meanwhile).
+/// request as `once`; [`StoreError::KeyReused`] if from another; `None`
+/// when the key is gone (its job deleted meanwhile): free to take again.
 pub(crate) fn replay(
     once: &rje_domain::Once,
     earlier: Option<(String, rje_domain::JobId)>,
-) -> Result<rje_domain::JobId, StoreError> {
+) -> Result<Option<rje_domain::JobId>, StoreError> {
     match earlier {
-        Some((fingerprint, job)) if fingerprint == once.fingerprint => Ok(job),
-        _ => Err(StoreError::KeyReused(once.key.as_str().to_owned())),
+        None => Ok(None),
+        Some((fingerprint, job)) if fingerprint == once.fingerprint => Ok(Some(job)),
+        Some(_) => Err(StoreError::KeyReused(once.key.as_str().to_owned())),
     }
+}
+
+/// Tries of a submit under a key whose job keeps being deleted between
+/// the insert that finds the key taken and the read of it.
+pub(crate) const ONCE_TRIES: usize = 3;
+
+/// What a submit under a key answers after [`ONCE_TRIES`] such tries.
+pub(crate) fn key_kept_vanishing() -> StoreError {
+    StoreError::Unavailable("the key's job was deleted while the submit was made; try again".into())
 }
 
 /// A fenced write (its WHERE names the attempt) that changed no row came

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::rows::{active_count, fit, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
-use crate::tx::{conclude, replay};
+use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
     ActiveCount, CancelOutcome, Created, JobPage, Jobs, LeasedJob, OutputPage, StoreError,
@@ -43,61 +43,12 @@ impl Jobs for PostgresStore {
     }
 
     async fn create_once(&self, job: NewJob, once: &Once) -> Result<Created, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let made = async {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND created_at < $3",
-            )
-            .bind(&once.owner)
-            .bind(once.key.as_str())
-            .bind(once.since)
-            .execute(&mut *tx)
-            .await?;
-            let created = insert_job(&mut *tx, &job).await?;
-            // A concurrent request with the key waits here for the first
-            // to end, then finds the key taken.
-            let kept = sqlx::query(
-                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, key) DO NOTHING",
-            )
-            .bind(&once.owner)
-            .bind(once.key.as_str())
-            .bind(&once.fingerprint)
-            .bind(created.id.as_uuid())
-            .bind(created.created_at)
-            .execute(&mut *tx)
-            .await?;
-            Ok(if kept.rows_affected() == 1 {
-                Some(created)
-            } else {
-                None
-            })
-        }
-        .await;
-        match made {
-            Ok(Some(created)) => {
-                tx.commit().await?;
-                Ok(Created::New(created))
-            }
-            // The key made a job already: this one was never made.
-            Ok(None) => {
-                tx.rollback().await?;
-                let made: Option<(String, Uuid)> = sqlx::query_as(
-                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
-                )
-                .bind(&once.owner)
-                .bind(once.key.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-                let earlier = made.map(|(fingerprint, id)| (fingerprint, JobId::from(id)));
-                let id = replay(once, earlier)?;
-                Ok(Created::Replayed(self.get_meta(id).await?))
-            }
-            Err(err) => {
-                let _ = tx.rollback().await;
-                Err(err)
+        for _ in 0..ONCE_TRIES {
+            if let Some(created) = self.try_create_once(&job, once).await? {
+                return Ok(created);
             }
         }
+        Err(key_kept_vanishing())
     }
 
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -330,6 +281,77 @@ impl Jobs for PostgresStore {
 }
 
 impl PostgresStore {
+    /// One try of [`Jobs::create_once`]: `None` when the key's job was
+    /// deleted between the insert that found the key taken and the read of
+    /// it, so that the key is free again and the submit is tried anew.
+    async fn try_create_once(
+        &self,
+        job: &NewJob,
+        once: &Once,
+    ) -> Result<Option<Created>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let made = async {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND created_at < $3",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(once.since)
+            .execute(&mut *tx)
+            .await?;
+            let created = insert_job(&mut *tx, job).await?;
+            // A concurrent request with the key waits here for the first
+            // to end, then finds the key taken.
+            let kept = sqlx::query(
+                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, key) DO NOTHING",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(&once.fingerprint)
+            .bind(created.id.as_uuid())
+            .bind(created.created_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(if kept.rows_affected() == 1 {
+                Some(created)
+            } else {
+                None
+            })
+        }
+        .await;
+        match made {
+            Ok(Some(created)) => {
+                tx.commit().await?;
+                Ok(Some(Created::New(created)))
+            }
+            // The key made a job already: this one was never made.
+            Ok(None) => {
+                tx.rollback().await?;
+                let made: Option<(String, Uuid)> = sqlx::query_as(
+                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
+                )
+                .bind(&once.owner)
+                .bind(once.key.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let earlier = made.map(|(fingerprint, id)| (fingerprint, JobId::from(id)));
+                let Some(id) = replay(once, earlier)? else {
+                    return Ok(None);
+                };
+                match self.get_meta(id).await {
+                    Ok(job) => Ok(Some(Created::Replayed(job))),
+                    Err(StoreError::NotFound) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            }
+            Err(err) => {
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
+    }
+
     /// Up to `limit` chunks with `seq > since`, from either end: the job
     /// and its chunks from one snapshot.
     async fn read_chunks(

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::rows::{active_count, corrupt, status_counts, stream_code};
 use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
-use crate::tx::{conclude, replay};
+use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
     ActiveCount, CancelOutcome, Created, JobPage, Jobs, LeasedJob, OutputPage, StoreError,
@@ -46,65 +46,12 @@ impl Jobs for SqliteStore {
     }
 
     async fn create_once(&self, job: NewJob, once: &Once) -> Result<Created, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let made = async {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?",
-            )
-            .bind(&once.owner)
-            .bind(once.key.as_str())
-            .bind(micros(once.since))
-            .execute(&mut *tx)
-            .await?;
-            let created = insert_job(&mut *tx, &job).await?;
-            let kept = sqlx::query(
-                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, key) DO NOTHING",
-            )
-            .bind(&once.owner)
-            .bind(once.key.as_str())
-            .bind(&once.fingerprint)
-            .bind(created.id.to_string())
-            .bind(micros(created.created_at))
-            .execute(&mut *tx)
-            .await?;
-            Ok(if kept.rows_affected() == 1 {
-                Some(created)
-            } else {
-                None
-            })
-        }
-        .await;
-        match made {
-            Ok(Some(created)) => {
-                tx.commit().await?;
-                Ok(Created::New(created))
-            }
-            // The key made a job already: this one was never made.
-            Ok(None) => {
-                tx.rollback().await?;
-                let made: Option<(String, String)> = sqlx::query_as(
-                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?",
-                )
-                .bind(&once.owner)
-                .bind(once.key.as_str())
-                .fetch_optional(&self.writer)
-                .await?;
-                let earlier = made
-                    .map(|(fingerprint, id)| {
-                        JobId::parse(&id)
-                            .map(|id| (fingerprint, id))
-                            .ok_or_else(|| corrupt("id", &id))
-                    })
-                    .transpose()?;
-                let id = replay(once, earlier)?;
-                Ok(Created::Replayed(self.get_meta(id).await?))
-            }
-            Err(err) => {
-                let _ = tx.rollback().await;
-                Err(err)
+        for _ in 0..ONCE_TRIES {
+            if let Some(created) = self.try_create_once(&job, once).await? {
+                return Ok(created);
             }
         }
+        Err(key_kept_vanishing())
     }
     async fn get(&self, id: JobId) -> Result<Job, StoreError> {
         // One statement, so one snapshot: the job and every chunk of its
@@ -336,6 +283,81 @@ impl Jobs for SqliteStore {
 }
 
 impl SqliteStore {
+    /// One try of [`Jobs::create_once`]: `None` when the key's job was
+    /// deleted between the insert that found the key taken and the read of
+    /// it, so that the key is free again and the submit is tried anew.
+    async fn try_create_once(
+        &self,
+        job: &NewJob,
+        once: &Once,
+    ) -> Result<Option<Created>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let made = async {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND created_at < ?",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(micros(once.since))
+            .execute(&mut *tx)
+            .await?;
+            let created = insert_job(&mut *tx, job).await?;
+            let kept = sqlx::query(
+                "INSERT INTO idempotency_keys (owner, key, fingerprint, job_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, key) DO NOTHING",
+            )
+            .bind(&once.owner)
+            .bind(once.key.as_str())
+            .bind(&once.fingerprint)
+            .bind(created.id.to_string())
+            .bind(micros(created.created_at))
+            .execute(&mut *tx)
+            .await?;
+            Ok(if kept.rows_affected() == 1 {
+                Some(created)
+            } else {
+                None
+            })
+        }
+        .await;
+        match made {
+            Ok(Some(created)) => {
+                tx.commit().await?;
+                Ok(Some(Created::New(created)))
+            }
+            // The key made a job already: this one was never made.
+            Ok(None) => {
+                tx.rollback().await?;
+                let made: Option<(String, String)> = sqlx::query_as(
+                    "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?",
+                )
+                .bind(&once.owner)
+                .bind(once.key.as_str())
+                .fetch_optional(&self.writer)
+                .await?;
+                let earlier = made
+                    .map(|(fingerprint, id)| {
+                        JobId::parse(&id)
+                            .map(|id| (fingerprint, id))
+                            .ok_or_else(|| corrupt("id", &id))
+                    })
+                    .transpose()?;
+                let Some(id) = replay(once, earlier)? else {
+                    return Ok(None);
+                };
+                match self.get_meta(id).await {
+                    Ok(job) => Ok(Some(Created::Replayed(job))),
+                    Err(StoreError::NotFound) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            }
+            Err(err) => {
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
+    }
+
     /// Indexes the commands of jobs submitted since the last search, in
     /// one batch of at most [`INDEX_BATCH`]: far cheaper than a write to
     /// the index with every submit. What a batch leaves is still found,

@@ -177,3 +177,68 @@ async fn the_client_submits_again_under_its_key_when_the_answer_is_lost() {
     assert_eq!(total_jobs(&app).await, 1, "made once, though sent twice");
     assert_eq!(app.job(&id).await["command"], "echo once");
 }
+
+#[tokio::test]
+async fn a_replay_answers_the_job_as_it_is_now() {
+    let app = spawn_app().await;
+    // Finished: the replay carries its output, as GET /jobs/{id}/ does.
+    let body = json!({"command": "echo hello"});
+    let made: Value = submit_keyed(&app, None, "greet", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.wait_final(&id_of(&made)).await;
+    let replayed = submit_keyed(&app, None, "greet", &body).await;
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        replayed.headers()["location"].to_str().unwrap(),
+        format!("/jobs/{}/", id_of(&made))
+    );
+    let job: Value = replayed.json().await.unwrap();
+    assert_eq!(job["status"], "Success");
+    assert_eq!(job["stdout"], "hello\n");
+}
+
+#[tokio::test]
+async fn a_replay_is_refused_once_the_job_left_the_tokens_scope() {
+    let web = rje_ssh::HostConfig::new("web-1", "127.0.0.1");
+    let db = rje_ssh::HostConfig::new("db-1", "127.0.0.1");
+    let app = spawn_app_with(move |s| {
+        s.run_worker = false;
+        s.api.tokens = vec!["admin-secret".into()];
+        s.inventory = rje_ssh::Inventory {
+            hosts: vec![web, db],
+            default_host: None,
+        };
+    })
+    .await;
+    let created = app
+        .post(
+            "/tokens/",
+            &json!({"name": "web", "role": "run", "hosts": ["web-1"]}),
+        )
+        .await;
+    let secret = created.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"command": "true", "host": "web-1"});
+    let made = submit_keyed(&app, Some(&secret), "mine", &body).await;
+    assert_eq!(made.status(), 201);
+    let id = id_of(&made.json().await.unwrap());
+    // An admin moves the queued job to a host the token may not see.
+    let moved = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/jobs/{id}/"),
+            Some(&json!({"host": "db-1"})),
+        )
+        .await;
+    assert_eq!(moved.status(), 200);
+    let refused = submit_keyed(&app, Some(&secret), "mine", &body).await;
+    assert_eq!(refused.status(), 403);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["details"][0]["field"], "host", "{error}");
+}
