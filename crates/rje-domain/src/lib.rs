@@ -15,6 +15,7 @@ mod output;
 mod parameters;
 mod patch;
 mod retry;
+mod schedule;
 pub mod wire_time;
 
 pub use access::{
@@ -42,3 +43,7 @@ pub use output::{
 pub use parameters::{ExecParameters, JobParameters};
 pub use patch::JobPatch;
 pub use retry::retry_delay;
+pub use schedule::{
+    Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, ScheduleId,
+    Timetable,
+};
