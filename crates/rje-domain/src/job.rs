@@ -201,6 +201,8 @@ pub struct Job {
     pub cancelled_by: Option<String>,
     /// A retried job is not claimed before this time.
     pub run_at: DateTime<Utc>,
+    /// Where it comes from, and whether a failure runs it again.
+    pub lineage: crate::Lineage,
 }
 
 /// A job as a list shows it: a request costs the same whatever its jobs
@@ -619,6 +621,7 @@ mod tests {
             submitted_by: None,
             cancelled_by: None,
             run_at: now,
+            lineage: crate::Lineage::default(),
         }
     }
 

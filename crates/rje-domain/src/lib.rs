@@ -9,6 +9,7 @@ mod hosts;
 mod idempotency;
 mod job;
 mod limits;
+mod lineage;
 mod list;
 mod new_job;
 mod output;
@@ -34,6 +35,7 @@ pub use job::{
     WorkerId, is_timeout_error, task_id,
 };
 pub use limits::Limits;
+pub use lineage::{Lineage, ScheduleId};
 pub use list::{ListOutput, ListQuery, OrderField, Ordering};
 pub use new_job::NewJob;
 pub use output::{
@@ -44,6 +46,5 @@ pub use parameters::{ExecParameters, JobParameters};
 pub use patch::JobPatch;
 pub use retry::retry_delay;
 pub use schedule::{
-    Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, ScheduleId,
-    Timetable,
+    Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, Timetable,
 };

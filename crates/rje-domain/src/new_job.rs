@@ -1,11 +1,13 @@
 //! A request to run a command, validated field by field, and the parsing
 //! rules an edit shares with it.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
-use crate::job::Priority;
+use crate::job::{Job, Priority};
+use crate::lineage::{Lineage, ScheduleId};
 use crate::limits::Limits;
 use crate::parameters::JobParameters;
 
@@ -21,6 +23,7 @@ pub struct NewJob {
     host: String,
     max_retries: u32,
     submitted_by: Option<String>,
+    lineage: Lineage,
 }
 
 /// Fields the server owns. Naming one in a request is a mistake worth
@@ -43,6 +46,10 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "cancel_requested",
     "submitted_by",
     "cancelled_by",
+    "retry_of",
+    "retries",
+    "schedule",
+    "scheduled_for",
 ];
 
 const CREATE_FIELDS: &[&str] = &[
@@ -53,6 +60,7 @@ const CREATE_FIELDS: &[&str] = &[
     "streaming",
     "host",
     "max_retries",
+    "retry_on_failure",
 ];
 
 impl NewJob {
@@ -92,6 +100,11 @@ impl NewJob {
             parse_bounded_int(v, 0, limits.max_retries)
         })
         .unwrap_or(Limits::DEFAULT_MAX_RETRIES);
+        let retry_on_failure = optional(fields, "retry_on_failure", &mut errors, |v| {
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_owned())
+        })
+        .unwrap_or(false);
 
         errors.finish()?;
         Ok(NewJob {
@@ -104,7 +117,73 @@ impl NewJob {
             host,
             max_retries,
             submitted_by: None,
+            lineage: Lineage {
+                retry_on_failure,
+                ..Lineage::default()
+            },
         })
+    }
+
+    /// `job` run again, as asked for by hand: the same command, priority,
+    /// timeout, host, parameters and retry choices, linked to it by
+    /// `retry_of`, with a chain of automatic retries of its own.
+    pub fn again(job: &Job) -> Self {
+        Self {
+            command: job.command.clone(),
+            priority: job.priority,
+            timeout: job.timeout,
+            parameters: job.parameters.clone(),
+            streaming: job.streaming,
+            host: job.host.clone().unwrap_or_default(),
+            max_retries: job.max_retries,
+            submitted_by: None,
+            lineage: Lineage {
+                retry_of: Some(job.id),
+                retry_on_failure: job.lineage.retry_on_failure,
+                ..Lineage::default()
+            },
+        }
+    }
+
+    /// The automatic retry of `job`, if it ended by a failure that calls
+    /// for one (see [`Job::reruns_after_failure`]): [`NewJob::again`],
+    /// one further down the chain, still the submitter's and its
+    /// schedule's (so that a schedule that skips overlaps waits for its
+    /// retries too).
+    pub fn follow_up(job: &Job) -> Option<Self> {
+        if !job.reruns_after_failure() {
+            return None;
+        }
+        let again = Self::again(job);
+        Some(Self {
+            submitted_by: job.submitted_by.clone(),
+            lineage: Lineage {
+                retry_number: job.lineage.retry_number + 1,
+                schedule: job.lineage.schedule,
+                scheduled_for: job.lineage.scheduled_for,
+                serial: job.lineage.serial,
+                ..again.lineage
+            },
+            ..again
+        })
+    }
+
+    /// The same job, fired by `schedule` for the fire time `at`; `serial`
+    /// when the schedule's jobs run one at a time.
+    pub fn fired_by(self, schedule: ScheduleId, at: DateTime<Utc>, serial: bool) -> Self {
+        Self {
+            lineage: Lineage {
+                schedule: Some(schedule),
+                scheduled_for: Some(at),
+                serial,
+                ..self.lineage
+            },
+            ..self
+        }
+    }
+
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
     }
 
     /// The same job, recorded as submitted by the token `name`.

@@ -198,6 +198,7 @@ mod tests {
             submitted_by: None,
             cancelled_by: None,
             run_at: at,
+            lineage: crate::Lineage::default(),
         }
     }
 

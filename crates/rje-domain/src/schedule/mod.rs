@@ -12,49 +12,13 @@ use uuid::Uuid;
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
 use crate::limits::Limits;
+#[cfg(test)]
+use crate::lineage::ScheduleId;
 use crate::new_job::{NewJob, as_object, optional};
 
 mod timetable;
 
 pub use timetable::{Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Timetable};
-
-/// A schedule's identity; like a job's, a UUID that sorts by creation.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ScheduleId(Uuid);
-
-impl ScheduleId {
-    /// A new id, never seen before. Not `Default`, as for `JobId`.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Parses an id from a URL segment. `None` for anything else, which
-    /// `/schedules/{id}/` then tries as a name.
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::parse_str(text).ok().map(Self)
-    }
-
-    /// The UUID, as a store keeps it.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-/// An id as a store kept it.
-impl From<Uuid> for ScheduleId {
-    fn from(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-}
-
-impl fmt::Display for ScheduleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
 
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
@@ -303,8 +267,7 @@ impl NewSchedule {
             job.parameters().map_or(Value::Null, |p| p.json().clone()),
         );
         put("max_retries", job.max_retries().into());
-        // RETRY_ON_FAILURE: NewJob does not carry retry_on_failure yet; once
-        // it does, it goes here, or every edit resets it to its default.
+        put("retry_on_failure", job.lineage().retry_on_failure.into());
         put("overlap", self.overlap.as_str().into());
         put("misfire", self.misfire.as_str().into());
         put("paused", self.paused.into());
@@ -414,7 +377,7 @@ mod tests {
             json!({
                 "name": "nightly", "cron": "30 2 * * *", "timezone": "UTC",
                 "command": "backup", "priority": "Medium", "timeout": 60, "host": "local",
-                "parameters": null, "max_retries": 3,
+                "parameters": null, "max_retries": 3, "retry_on_failure": false,
                 "overlap": "allow", "misfire": "skip", "paused": false
             })
         );

@@ -1,0 +1,88 @@
+//! Where a job comes from: the job it runs again, the schedule that fired
+//! it, and whether a failure makes it run again by itself.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::job::{Job, JobId, Status, is_timeout_error};
+
+/// A schedule's identity.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScheduleId(Uuid);
+
+impl ScheduleId {
+    /// A new id, never seen before (see [`JobId::new`]).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Parses an id; `None` for anything that is not a UUID (a schedule's
+    /// name, in a route that takes either).
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for ScheduleId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl fmt::Display for ScheduleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A job's origin and its retry-on-failure choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// The job this one runs again.
+    pub retry_of: Option<JobId>,
+    /// How many automatic retries came before this job in its chain: 0
+    /// for a first run, and for a run again asked for by hand (which
+    /// starts a chain of its own).
+    pub retry_number: u32,
+    /// Run again, as a new job, when the command fails or times out.
+    pub retry_on_failure: bool,
+    /// The schedule that fired the job, and the fire time it stands for.
+    pub schedule: Option<ScheduleId>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Runs one at a time, in queue order, with the other jobs of its
+    /// schedule (a schedule whose overlap is `queue`).
+    pub serial: bool,
+    /// The jobs that run this one again, oldest first (by hand, or
+    /// automatically after a failure).
+    pub retries: Vec<JobId>,
+}
+
+impl Job {
+    /// Whether this job, as it ended, runs again by itself: it asked to
+    /// (`retry_on_failure`), its command failed (a non-zero exit, a signal
+    /// nobody in rje sent, or its timeout), no cancel was asked for, and
+    /// its chain has retries left. A failure of rje's own (a worker lost
+    /// after the start, an unreachable host after the retries of the
+    /// start) is not the command's and does not count: running it again
+    /// could run it twice.
+    pub fn reruns_after_failure(&self) -> bool {
+        let command_failed = self.exit_code.is_some_and(|code| code != 0)
+            || self.signal.is_some()
+            || self.error.as_deref().is_some_and(is_timeout_error);
+        self.status == Status::Failed
+            && command_failed
+            && self.lineage.retry_on_failure
+            && !self.cancel_requested
+            && self.lineage.retry_number < self.max_retries
+    }
+}
