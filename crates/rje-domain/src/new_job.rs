@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
 use crate::job::{Job, Priority};
-use crate::lineage::{Lineage, ScheduleId};
 use crate::limits::Limits;
+use crate::lineage::{Lineage, ScheduleId};
 use crate::parameters::JobParameters;
 
 /// A validated request to run a command. Only [`NewJob::parse`] makes one,

@@ -1,7 +1,7 @@
 //! Jobs as the API returns them, one at a time and in lists.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, Status, Stream};
+use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, ScheduleId, Status, Stream};
 use serde::{Deserialize, Serialize};
 
 /// A job as the API returns it.
@@ -45,6 +45,26 @@ pub struct JobResponse {
     /// The name of the token that cancelled it, once one did.
     #[serde(default)]
     pub cancelled_by: Option<String>,
+    /// The job this one runs again (`POST /jobs/{id}/retry/`, or an
+    /// automatic retry after a failure).
+    #[serde(default)]
+    pub retry_of: Option<JobId>,
+    /// The jobs that run this one again, oldest first.
+    #[serde(default)]
+    pub retries: Vec<JobId>,
+    /// Automatic retries before this job in its chain: 0 for a first run
+    /// (and for a run again asked for by hand).
+    #[serde(default)]
+    pub retry_number: u32,
+    /// Whether a failure (a non-zero exit, a signal or the timeout) runs
+    /// the job again as a new job, up to `max_retries` times.
+    #[serde(default)]
+    pub retry_on_failure: bool,
+    /// The schedule that fired the job, and the fire time it stands for.
+    #[serde(default)]
+    pub schedule: Option<ScheduleId>,
+    #[serde(default, with = "rje_domain::wire_time::option")]
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// In lists: `stdout` holds only the last `RJE_LIST_OUTPUT_BYTES` of
     /// the output (get the job, or its logs, for the whole).
     #[serde(default)]
@@ -105,6 +125,12 @@ impl From<Job> for JobResponse {
             cancel_requested: job.cancel_requested,
             submitted_by: job.submitted_by,
             cancelled_by: job.cancelled_by,
+            retry_of: job.lineage.retry_of,
+            retries: job.lineage.retries,
+            retry_number: job.lineage.retry_number,
+            retry_on_failure: job.lineage.retry_on_failure,
+            schedule: job.lineage.schedule,
+            scheduled_for: job.lineage.scheduled_for,
             stdout_truncated: false,
             stderr_truncated: false,
             stdout_bytes: None,

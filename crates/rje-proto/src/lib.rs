@@ -11,6 +11,7 @@ mod error;
 mod job;
 mod logs;
 mod request;
+mod schedule;
 mod service;
 mod ws;
 
@@ -19,6 +20,9 @@ pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, StatusCounts};
 pub use logs::{ChunkResponse, LogsResponse};
 pub use request::{EditRequest, Parameters, SubmitRequest};
+pub use schedule::{
+    LastJob, PruneResponse, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
+};
 pub use service::{
     HealthResponse, HostListResponse, ReadyResponse, WorkerListResponse, WorkerResponse,
 };

@@ -46,6 +46,12 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10))]
     pub max_retries: Option<u32>,
+    /// Run the job again, as a new job linked by `retry_of`, when its
+    /// command fails (a non-zero exit, a signal, the timeout), up to
+    /// `max_retries` times, after a backoff; never after a cancel. `false`
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on_failure: Option<bool>,
 }
 
 /// `PUT` or `PATCH /jobs/{id}/`: the fields to change. A whole job as GET

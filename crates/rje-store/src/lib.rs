@@ -6,6 +6,7 @@ mod error;
 mod postgres;
 mod prune;
 mod rows;
+mod schedules;
 mod sql;
 mod sqlite;
 mod store;
@@ -18,8 +19,11 @@ pub use access::{
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
+pub use schedules::{
+    Fire, FireOutcome, PruneFilter, Retention, ScheduleRecord, ScheduleWrite, Schedules,
+};
 pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{
-    ActiveCount, CancelOutcome, ClaimedJob, Created, JobPage, JobStore, Jobs, LeasedJob,
+    ActiveCount, CancelOutcome, ClaimedJob, Created, Finished, JobPage, JobStore, Jobs, LeasedJob,
     OutputPage, Pruned, Queue, Reattached, Standing, TakeUp, WorkerInfo,
 };

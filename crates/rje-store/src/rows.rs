@@ -1,7 +1,7 @@
 //! How the SQL stores read their rows as the domain's values, and write
 //! the domain's values into columns, the same in both dialects.
 
-use rje_domain::{Job, JobParameters, ListedJob, Priority, Status, Stream};
+use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, Status, Stream};
 
 use crate::{ActiveCount, StoreError};
 
@@ -141,4 +141,14 @@ pub(crate) fn output_view(
         }
     }
     Ok(ListedJob { job, output_bytes })
+}
+
+/// The ids of a job's retries, as the stores aggregate them
+/// (comma-separated, oldest first).
+pub(crate) fn retry_ids(text: Option<&str>) -> Result<Vec<JobId>, StoreError> {
+    text.into_iter()
+        .flat_map(|text| text.split(','))
+        .filter(|id| !id.is_empty())
+        .map(|id| JobId::parse(id).ok_or_else(|| corrupt("retries", id)))
+        .collect()
 }

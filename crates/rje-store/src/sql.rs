@@ -148,3 +148,23 @@ pub(crate) fn output_view_sql(dialect: &Dialect, tail_chars: u32) -> String {
     }
     columns.join(", ")
 }
+
+/// The final statuses, as an SQL list: the jobs retention may delete.
+pub(crate) const FINAL_STATUSES: &str = "('Success', 'Failed', 'Cancelled')";
+
+/// The columns of a schedule row, with its newest job and that job's
+/// status (the partial index on jobs (schedule_id, pk) finds it).
+pub(crate) const SCHEDULE_COLUMNS: &str = "id, name, definition, host, paused, since, created_by, \
+    created_at, modified_at, \
+    (SELECT j.id FROM jobs j WHERE j.schedule_id = schedules.id ORDER BY j.pk DESC LIMIT 1) \
+    AS last_job_id, \
+    (SELECT j.status FROM jobs j WHERE j.schedule_id = schedules.id ORDER BY j.pk DESC LIMIT 1) \
+    AS last_job_status";
+
+/// The claim's condition on a queued job `q` with a serial key (a
+/// schedule whose overlap is `queue`): its turn has come when no other
+/// job of its key runs or waits ahead of it. Jobs without a key pass at
+/// once, and cost nothing more.
+pub(crate) const SERIAL_TURN: &str = "(q.serial_key IS NULL OR NOT EXISTS (\
+    SELECT 1 FROM jobs e WHERE e.serial_key = q.serial_key AND e.pk <> q.pk \
+    AND (e.status = 'Running' OR (e.status = 'Queued' AND e.pk < q.pk))))";

@@ -120,6 +120,25 @@ pub enum Created {
     Replayed(Job),
 }
 
+/// A job as [`Queue::finish`] ended it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The job, its `retries` including the follow-up.
+    pub job: Job,
+    /// The job that runs it again, queued, when its failure called for one.
+    pub follow_up: Option<Job>,
+}
+
+impl Finished {
+    /// `job` as it ended, and the job made to run it again, if any.
+    pub fn new(mut job: Job, follow_up: Option<Job>) -> Self {
+        if let Some(next) = &follow_up {
+            job.lineage.retries.push(next.id);
+        }
+        Self { job, follow_up }
+    }
+}
+
 /// What a prune left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -277,13 +296,19 @@ pub trait Queue: Send + Sync + 'static {
     /// was not written yet); the job's `stdout` and `stderr` then hold its
     /// whole (capped) output. Returns the job without its output (up to
     /// twice the cap, which the caller has no use for).
+    ///
+    /// A job that runs again after this failure
+    /// ([`rje_domain::Job::reruns_after_failure`]) gets its follow-up in
+    /// the same transaction, due at `rerun_at`: a finish acknowledged is
+    /// never a retry lost.
     async fn finish(
         &self,
         id: JobId,
         attempt: u32,
         outcome: &Outcome,
         process_id: Option<&str>,
-    ) -> Result<Job, StoreError>;
+        rerun_at: DateTime<Utc>,
+    ) -> Result<Finished, StoreError>;
 
     /// Puts a job whose command never started back in the queue, not to be
     /// claimed before `run_at`. A job whose cancel was requested meanwhile
@@ -385,6 +410,6 @@ pub trait Queue: Send + Sync + 'static {
 
 /// Every face: what a backend implements, and what the server that wires
 /// the API and the worker together holds.
-pub trait JobStore: Jobs + Queue + crate::Access {}
+pub trait JobStore: Jobs + Queue + crate::Access + crate::Schedules + crate::Retention {}
 
-impl<T: Jobs + Queue + crate::Access> JobStore for T {}
+impl<T: Jobs + Queue + crate::Access + crate::Schedules + crate::Retention> JobStore for T {}

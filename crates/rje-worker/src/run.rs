@@ -223,7 +223,9 @@ async fn settle(ctx: &RunContext, job: &Job, outcome: Outcome) {
     settle_with(ctx, job, outcome, None).await;
 }
 
-/// Records the job's outcome; whether it was stored.
+/// Records the job's outcome; whether it was stored. A failure that
+/// calls for an automatic retry is stored with the retry, which is
+/// announced too.
 async fn settle_with(
     ctx: &RunContext,
     job: &Job,
@@ -231,14 +233,26 @@ async fn settle_with(
     process_id: Option<&str>,
 ) -> bool {
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
-    let write = || store.finish(id, attempt, &outcome, process_id);
-    match store_then_publish(ctx, job, "its outcome", write).await {
-        Some(done) => {
-            tracing::info!(%id, status = %done.status, exit_code = ?done.exit_code, "job finished");
-            true
-        }
-        None => false,
+    // Drawn once, so that a finish written again after a lost answer asks
+    // for the same retry time.
+    let delay = retry_delay(
+        ctx.config.retry_base,
+        job.lineage.retry_number + 1,
+        rand::random::<f64>(),
+    );
+    let rerun_at = Utc::now() + delay;
+    let write = || store.finish(id, attempt, &outcome, process_id, rerun_at);
+    let Some(done) = store_then_publish_with(ctx, job, "its outcome", write, |f| &f.job).await
+    else {
+        return false;
+    };
+    tracing::info!(%id, status = %done.job.status, exit_code = ?done.job.exit_code, "job finished");
+    if let Some(next) = &done.follow_up {
+        tracing::info!(%id, retry = %next.id, due = %next.run_at, "job failed; it runs again");
+        metrics::counter!("rje_job_reruns_total").increment(1);
+        ctx.bus.publish_status(next).await;
     }
+    true
 }
 
 /// Takes up a job whose command outlived the worker that followed it:
@@ -356,10 +370,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Job, StoreError>>,
 {
+    store_then_publish_with(ctx, job, what, write, |job| job).await
+}
+
+/// [`store_then_publish`] for a write that answers more than the job
+/// (`job_of` finds it in the answer).
+async fn store_then_publish_with<T, F, Fut>(
+    ctx: &RunContext,
+    job: &Job,
+    what: &str,
+    write: F,
+    job_of: impl Fn(&T) -> &Job,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     let (id, attempt) = (job.id, job.attempts);
     match with_retries(write).await {
         Ok(after) => {
-            ctx.bus.publish_status(&after).await;
+            ctx.bus.publish_status(job_of(&after)).await;
             Some(after)
         }
         Err(StoreError::Fenced) => {

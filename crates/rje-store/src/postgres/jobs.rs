@@ -399,15 +399,28 @@ async fn estimate(conn: &mut PgConnection, query: &ListQuery) -> Result<i64, Sto
 }
 
 /// Inserts a queued job.
-async fn insert_job<'e>(
+pub(super) async fn insert_job<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
     job: &NewJob,
 ) -> Result<Job, StoreError> {
+    insert_job_due(executor, job, now()).await
+}
+
+/// Inserts a queued job not to be claimed before `run_at`.
+pub(super) async fn insert_job_due<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    job: &NewJob,
+    run_at: DateTime<Utc>,
+) -> Result<Job, StoreError> {
     let at = now();
+    let lineage = job.lineage();
+    let schedule = lineage.schedule.map(|id| id.as_uuid());
     let sql = format!(
         "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-         modified_at, host, max_retries, streaming, run_at, submitted_by) \
-         VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, $6, $10) \
+         modified_at, host, max_retries, streaming, run_at, submitted_by, retry_of, \
+         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key) \
+         VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, GREATEST($6, $10), $11, $12, \
+                 $13, $14, $15, $16, $17) \
          RETURNING {META_COLUMNS}"
     );
     let row: JobRow = sqlx::query_as(&sql)
@@ -420,7 +433,14 @@ async fn insert_job<'e>(
         .bind(job.host())
         .bind(fit::<i32, _>("max_retries", job.max_retries())?)
         .bind(job.streaming())
+        .bind(run_at)
         .bind(job.submitter())
+        .bind(lineage.retry_of.map(|id| id.as_uuid()))
+        .bind(fit::<i32, _>("retry_number", lineage.retry_number)?)
+        .bind(lineage.retry_on_failure)
+        .bind(schedule)
+        .bind(lineage.scheduled_for)
+        .bind(schedule.filter(|_| lineage.serial).map(|id| id.to_string()))
         .fetch_one(executor)
         .await?;
     row.into_job()

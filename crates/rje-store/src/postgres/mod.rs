@@ -6,6 +6,7 @@
 mod access;
 mod jobs;
 mod queue;
+mod schedules;
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -13,20 +14,23 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, ListQuery, ListedJob, LostJob, Priority, Settlement, Status, Stream,
+    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, ScheduleId, Settlement,
+    Status, Stream,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::rows::{corrupt, fit, output_view, stored_parameters, to_u32};
+use crate::rows::{corrupt, fit, output_view, retry_ids, stored_parameters, to_u32};
 use crate::sql::{Dialect, assembled_sql, output_view_sql};
 use crate::{ClaimedJob, StoreError};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
     signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
-    submitted_by, cancelled_by";
+    submitted_by, cancelled_by, retry_of, retry_number, retry_on_failure, schedule_id, \
+    scheduled_for, serial_key IS NOT NULL AS serial, \
+    (SELECT string_agg(r.id::text, ',' ORDER BY r.pk) FROM jobs r WHERE r.retry_of = jobs.id) AS retries";
 
 /// Past this many matching jobs, `total_count` is the planner's estimate
 /// instead of an exact count, so that a list never counts millions of rows.
@@ -94,6 +98,21 @@ struct JobRow {
     cancelled_by: Option<String>,
     run_at: DateTime<Utc>,
     #[sqlx(default)]
+    retry_of: Option<Uuid>,
+    #[sqlx(default)]
+    retry_number: i32,
+    #[sqlx(default)]
+    retry_on_failure: bool,
+    #[sqlx(default)]
+    schedule_id: Option<Uuid>,
+    #[sqlx(default)]
+    scheduled_for: Option<DateTime<Utc>>,
+    #[sqlx(default)]
+    serial: bool,
+    /// The ids of the jobs that run this one again, comma-separated.
+    #[sqlx(default)]
+    retries: Option<String>,
+    #[sqlx(default)]
     last_seq: Option<i64>,
     #[sqlx(default)]
     stdout: Option<String>,
@@ -153,6 +172,15 @@ impl JobRow {
             submitted_by: self.submitted_by,
             cancelled_by: self.cancelled_by,
             run_at: self.run_at,
+            lineage: Lineage {
+                retry_of: self.retry_of.map(JobId::from),
+                retry_number: to_u32("retry_number", self.retry_number.into())?,
+                retry_on_failure: self.retry_on_failure,
+                schedule: self.schedule_id.map(ScheduleId::from),
+                scheduled_for: self.scheduled_for,
+                serial: self.serial,
+                retries: retry_ids(self.retries.as_deref())?,
+            },
         };
         Ok((
             self.pk,

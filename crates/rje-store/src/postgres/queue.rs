@@ -5,13 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut};
+use rje_domain::{
+    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut,
+};
 use uuid::Uuid;
 
 use crate::prune::plan_prune;
 use crate::rows::{fit, not_taken_up, standing, stored_output, stream_code};
+use crate::sql::SERIAL_TURN;
 use crate::tx::{conclude, fenced_unless_written};
-use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
+use crate::{ClaimedJob, Finished, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
+
+use super::jobs::insert_job_due;
 
 use super::{
     JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, carry_out_lost,
@@ -36,8 +41,9 @@ impl Queue for PostgresStore {
             "WITH claimed AS ( \
                 UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = $1, \
                        task_id = $2 || '/' || (attempts + 1) \
-                WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= $1 \
-                             ORDER BY priority DESC, pk LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                WHERE pk IN (SELECT q.pk FROM jobs q WHERE q.status = 'Queued' \
+                             AND q.run_at <= $1 AND {SERIAL_TURN} \
+                             ORDER BY q.priority DESC, q.pk LIMIT $3 FOR UPDATE SKIP LOCKED) \
                 RETURNING {META_COLUMNS}, \
                     (SELECT COALESCE(MAX(seq), 0) FROM job_output o WHERE o.job_pk = jobs.pk) \
                     AS last_seq \
@@ -214,20 +220,31 @@ impl Queue for PostgresStore {
         attempt: u32,
         outcome: &Outcome,
         process_id: Option<&str>,
-    ) -> Result<Job, StoreError> {
+        rerun_at: DateTime<Utc>,
+    ) -> Result<Finished, StoreError> {
         let settlement = outcome.settle();
         let sql = format!(
             "UPDATE jobs SET {}, remote_process_id = COALESCE($6, remote_process_id) \
              WHERE id = $7 AND attempts = $8 AND status = 'Running' RETURNING {}",
             *SETTLE_ASSIGNMENTS, META_COLUMNS
         );
-        let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
-            .bind(process_id)
-            .bind(id.as_uuid())
-            .bind(fit::<i32, _>("attempt", attempt)?)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.ok_or(StoreError::Fenced)?.into_job()
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
+                .bind(process_id)
+                .bind(id.as_uuid())
+                .bind(fit::<i32, _>("attempt", attempt)?)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let job = row.ok_or(StoreError::Fenced)?.into_job()?;
+            let follow_up = match NewJob::follow_up(&job) {
+                Some(next) => Some(insert_job_due(&mut *tx, &next, rerun_at).await?),
+                None => None,
+            };
+            Ok(Finished::new(job, follow_up))
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn retry_later(
@@ -317,9 +334,9 @@ impl Queue for PostgresStore {
             // Several reapers may run at once: each takes the rows no other
             // holds, and settles them once.
             let sql = format!(
-                "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
-             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
-                 CASE WHEN j.supervised THEN $2 ELSE $1 END) \
+                "SELECT {META_COLUMNS} FROM jobs WHERE status = 'Running' AND \
+             NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= \
+                 CASE WHEN jobs.supervised THEN $2 ELSE $1 END) \
              FOR UPDATE SKIP LOCKED"
             );
             let rows: Vec<JobRow> = sqlx::query_as(&sql)
@@ -443,9 +460,9 @@ impl Queue for PostgresStore {
         }
         // `host = ANY` leaves out the jobs without a host: never NULL here.
         let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-            "SELECT id, host FROM jobs j WHERE status = 'Running' AND supervised \
+            "SELECT id, host FROM jobs WHERE status = 'Running' AND supervised \
              AND host = ANY($1) AND NOT EXISTS \
-             (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= $2)",
+             (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= $2)",
         )
         .bind(hosts)
         .bind(expired_before)

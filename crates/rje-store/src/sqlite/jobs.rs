@@ -435,32 +435,49 @@ impl SqliteStore {
 }
 
 /// Inserts a queued job.
-async fn insert_job<'e>(
+pub(super) async fn insert_job<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
     job: &NewJob,
 ) -> Result<Job, StoreError> {
-    {
-        let at = micros(now());
-        let sql = format!(
-            "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
-             modified_at, host, max_retries, streaming, run_at, submitted_by) \
-             VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {META_COLUMNS}"
-        );
-        let row: JobRow = sqlx::query_as(&sql)
-            .bind(JobId::new().to_string())
-            .bind(job.command())
-            .bind(i64::from(job.timeout()))
-            .bind(job.priority().rank())
-            .bind(job.parameters().map(|p| p.json().to_string()))
-            .bind(at)
-            .bind(at)
-            .bind(job.host())
-            .bind(i64::from(job.max_retries()))
-            .bind(job.streaming())
-            .bind(at)
-            .bind(job.submitter())
-            .fetch_one(executor)
-            .await?;
-        row.into_job()
-    }
+    insert_job_due(executor, job, now()).await
+}
+
+/// Inserts a queued job not to be claimed before `run_at`.
+pub(super) async fn insert_job_due<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    job: &NewJob,
+    run_at: DateTime<Utc>,
+) -> Result<Job, StoreError> {
+    let at = micros(now());
+    let lineage = job.lineage();
+    let schedule = lineage.schedule.map(|id| id.to_string());
+    let sql = format!(
+        "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
+         modified_at, host, max_retries, streaming, run_at, submitted_by, retry_of, \
+         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key) \
+         VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         RETURNING {META_COLUMNS}"
+    );
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(JobId::new().to_string())
+        .bind(job.command())
+        .bind(i64::from(job.timeout()))
+        .bind(job.priority().rank())
+        .bind(job.parameters().map(|p| p.json().to_string()))
+        .bind(at)
+        .bind(at)
+        .bind(job.host())
+        .bind(i64::from(job.max_retries()))
+        .bind(job.streaming())
+        .bind(micros(run_at).max(at))
+        .bind(job.submitter())
+        .bind(lineage.retry_of.map(|id| id.to_string()))
+        .bind(i64::from(lineage.retry_number))
+        .bind(lineage.retry_on_failure)
+        .bind(schedule.clone())
+        .bind(lineage.scheduled_for.map(micros))
+        .bind(schedule.filter(|_| lineage.serial))
+        .fetch_one(executor)
+        .await?;
+    row.into_job()
 }

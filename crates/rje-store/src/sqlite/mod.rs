@@ -5,6 +5,7 @@
 mod access;
 mod jobs;
 mod queue;
+mod schedules;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -13,14 +14,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, ListQuery, ListedJob, LostJob, Priority, Settlement, Status, Stream,
+    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, ScheduleId, Settlement,
+    Status, Stream,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::rows::{corrupt, output_view, stored_parameters, to_u32};
+use crate::rows::{corrupt, output_view, retry_ids, stored_parameters, to_u32};
 use crate::sql::{Dialect, assembled_sql, output_view_sql};
 use crate::{ClaimedJob, StoreError};
 
@@ -29,7 +31,9 @@ use crate::{ClaimedJob, StoreError};
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
     signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
-    submitted_by, cancelled_by";
+    submitted_by, cancelled_by, retry_of, retry_number, retry_on_failure, schedule_id, \
+    scheduled_for, serial_key IS NOT NULL AS serial, \
+    (SELECT group_concat(r.id) FROM (SELECT r.id FROM jobs r WHERE r.retry_of = jobs.id ORDER BY r.pk) r) AS retries";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -227,6 +231,21 @@ struct JobRow {
     #[sqlx(default)]
     cancelled_by: Option<String>,
     run_at: i64,
+    #[sqlx(default)]
+    retry_of: Option<String>,
+    #[sqlx(default)]
+    retry_number: i64,
+    #[sqlx(default)]
+    retry_on_failure: bool,
+    #[sqlx(default)]
+    schedule_id: Option<String>,
+    #[sqlx(default)]
+    scheduled_for: Option<i64>,
+    #[sqlx(default)]
+    serial: bool,
+    /// The ids of the jobs that run this one again, comma-separated.
+    #[sqlx(default)]
+    retries: Option<String>,
     /// Only claims ask for it: the last output seq already stored.
     #[sqlx(default)]
     last_seq: i64,
@@ -319,6 +338,21 @@ impl JobRow {
             submitted_by: self.submitted_by,
             cancelled_by: self.cancelled_by,
             run_at: from_micros(self.run_at)?,
+            lineage: Lineage {
+                retry_of: self
+                    .retry_of
+                    .map(|id| JobId::parse(&id).ok_or_else(|| corrupt("retry_of", id)))
+                    .transpose()?,
+                retry_number: to_u32("retry_number", self.retry_number)?,
+                retry_on_failure: self.retry_on_failure,
+                schedule: self
+                    .schedule_id
+                    .map(|id| ScheduleId::parse(&id).ok_or_else(|| corrupt("schedule_id", id)))
+                    .transpose()?,
+                scheduled_for: opt_from_micros(self.scheduled_for)?,
+                serial: self.serial,
+                retries: retry_ids(self.retries.as_deref())?,
+            },
         };
         Ok((self.pk, ClaimedJob { job, last_seq }))
     }

@@ -6,14 +6,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut, task_id,
+    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut, task_id,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::prune::plan_prune;
 use crate::rows::{corrupt, not_taken_up, standing, stored_output, stream_code};
+use crate::sql::SERIAL_TURN;
 use crate::tx::{conclude, fenced_unless_written};
-use crate::{ClaimedJob, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
+use crate::{ClaimedJob, Finished, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
+
+use super::jobs::insert_job_due;
 
 use super::{
     JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, carry_out_lost,
@@ -49,8 +52,8 @@ impl Queue for SqliteStore {
         let sql = format!(
             "UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = ?1, \
              task_id = ?2 || '/' || (attempts + 1) \
-             WHERE pk IN (SELECT pk FROM jobs WHERE status = 'Queued' AND run_at <= ?1 \
-                          ORDER BY priority DESC, pk LIMIT ?3) \
+             WHERE pk IN (SELECT q.pk FROM jobs q WHERE q.status = 'Queued' AND q.run_at <= ?1 \
+                          AND {SERIAL_TURN} ORDER BY q.priority DESC, q.pk LIMIT ?3) \
              RETURNING {META_COLUMNS}, \
              (SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = jobs.pk) AS last_seq"
         );
@@ -221,21 +224,33 @@ impl Queue for SqliteStore {
         attempt: u32,
         outcome: &Outcome,
         process_id: Option<&str>,
-    ) -> Result<Job, StoreError> {
-        // One statement: fence, final state, process id and output.
+        rerun_at: DateTime<Utc>,
+    ) -> Result<Finished, StoreError> {
+        // One statement: fence, final state, process id and output; and
+        // in the same transaction, the follow-up a failure calls for.
         let settlement = outcome.settle();
         let sql = format!(
             "UPDATE jobs SET {}, remote_process_id = COALESCE(?, remote_process_id) \
              WHERE id = ? AND attempts = ? AND status = 'Running' RETURNING {META_COLUMNS}",
             *SETTLE_ASSIGNMENTS
         );
-        let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
-            .bind(process_id)
-            .bind(id.to_string())
-            .bind(i64::from(attempt))
-            .fetch_optional(&self.writer)
-            .await?;
-        row.ok_or(StoreError::Fenced)?.into_job()
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let row: Option<JobRow> = bind_settlement(sqlx::query_as(&sql), &settlement)
+                .bind(process_id)
+                .bind(id.to_string())
+                .bind(i64::from(attempt))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let job = row.ok_or(StoreError::Fenced)?.into_job()?;
+            let follow_up = match NewJob::follow_up(&job) {
+                Some(next) => Some(insert_job_due(&mut *tx, &next, rerun_at).await?),
+                None => None,
+            };
+            Ok(Finished::new(job, follow_up))
+        }
+        .await;
+        conclude(tx, result).await
     }
 
     async fn retry_later(
@@ -334,9 +349,9 @@ impl Queue for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let sql = format!(
-                "SELECT {META_COLUMNS} FROM jobs j WHERE status = 'Running' AND \
-                 NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= \
-                 CASE WHEN j.supervised THEN ? ELSE ? END)"
+                "SELECT {META_COLUMNS} FROM jobs WHERE status = 'Running' AND \
+                 NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= \
+                 CASE WHEN jobs.supervised THEN ? ELSE ? END)"
             );
             let rows: Vec<JobRow> = sqlx::query_as(&sql)
                 .bind(micros(supervised_before))
@@ -456,9 +471,9 @@ impl Queue for SqliteStore {
             serde_json::to_string(hosts).map_err(|err| StoreError::Internal(err.to_string()))?;
         // `host IN` leaves out the jobs without a host: never NULL here.
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, host FROM jobs j WHERE status = 'Running' AND supervised \
+            "SELECT id, host FROM jobs WHERE status = 'Running' AND supervised \
              AND host IN (SELECT value FROM json_each(?)) AND NOT EXISTS \
-             (SELECT 1 FROM leases l WHERE l.job_pk = j.pk AND l.expires_at >= ?)",
+             (SELECT 1 FROM leases l WHERE l.job_pk = jobs.pk AND l.expires_at >= ?)",
         )
         .bind(hosts)
         .bind(micros(expired_before))

@@ -291,7 +291,7 @@ pub async fn delete_refuses_running_jobs(store: Arc<dyn JobStore>) {
         })
     ));
     store
-        .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+        .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
         .await
         .unwrap();
     store.delete(id).await.unwrap();
@@ -340,6 +340,7 @@ pub async fn cancel_follows_the_job_state(store: Arc<dyn JobStore>) {
                 kill: ExitReport::Confirmed,
             },
             None,
+            Utc::now(),
         )
         .await
         .unwrap();
@@ -455,7 +456,7 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
             .await,
         store.mark_started(id, attempt, false).await,
         store
-            .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+            .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
             .await
             .map(|_| ()),
         store
@@ -475,12 +476,12 @@ pub async fn stale_attempts_are_fenced(store: Arc<dyn JobStore>) {
     );
 
     store
-        .finish(id, second, &Outcome::Exited { code: 2 }, None)
+        .finish(id, second, &Outcome::Exited { code: 2 }, None, Utc::now())
         .await
         .unwrap();
     assert!(matches!(
         store
-            .finish(id, second, &Outcome::Exited { code: 0 }, None)
+            .finish(id, second, &Outcome::Exited { code: 0 }, None, Utc::now())
             .await,
         Err(StoreError::Fenced)
     ));
@@ -541,9 +542,10 @@ pub async fn output_is_stored_read_and_assembled(store: Arc<dyn JobStore>) {
     assert_eq!(stderr.chunks[0].text, "oops\n");
 
     let done = store
-        .finish(id, attempt, &Outcome::Exited { code: 1 }, None)
+        .finish(id, attempt, &Outcome::Exited { code: 1 }, None, Utc::now())
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(done.status, Status::Failed);
     assert_eq!(done.exit_code, Some(1));
     assert!(done.completed_at.is_some());
@@ -595,7 +597,7 @@ pub async fn lists_carry_the_tail_of_the_output(store: Arc<dyn JobStore>) {
     for finished in [false, true] {
         if finished {
             store
-                .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+                .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
                 .await
                 .unwrap();
         }
@@ -737,7 +739,7 @@ pub async fn prune_keeps_head_and_tail_and_counts_the_gap(store: Arc<dyn JobStor
         .await
         .unwrap();
     store
-        .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+        .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
         .await
         .unwrap();
     let done = store.get(id).await.unwrap();
@@ -1212,7 +1214,13 @@ pub async fn a_lost_running_job_is_taken_up_again_as_a_new_attempt(store: Arc<dy
         "the new lease holds it"
     );
     store
-        .finish(id, attempt + 1, &Outcome::Exited { code: 0 }, None)
+        .finish(
+            id,
+            attempt + 1,
+            &Outcome::Exited { code: 0 },
+            None,
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert!(
@@ -1345,7 +1353,13 @@ pub async fn standings_tell_held_orphaned_and_over_apart_in_one_query(store: Arc
     let running = claim_one(&store, &worker()).await;
     let finished = claim_one(&store, &worker()).await;
     store
-        .finish(finished.0, finished.1, &Outcome::Exited { code: 0 }, None)
+        .finish(
+            finished.0,
+            finished.1,
+            &Outcome::Exited { code: 0 },
+            None,
+            Utc::now(),
+        )
         .await
         .unwrap();
     let unknown = JobId::new();
@@ -1600,7 +1614,7 @@ pub async fn a_job_proven_unstarted_is_queued_again_only_at_its_attempt(store: A
     assert!(
         matches!(
             store
-                .finish(id, attempt, &Outcome::Exited { code: 0 }, None)
+                .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
                 .await,
             Err(StoreError::Fenced)
         ),

@@ -1,0 +1,333 @@
+//! Schedules, fires and retention in the embedded store.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rje_domain::{JobId, ScheduleId, Status};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::StoreError;
+use crate::error::name_taken;
+use crate::rows::corrupt;
+use crate::schedules::{
+    Fire, FireOutcome, PruneFilter, Retention, ScheduleRecord, ScheduleWrite, Schedules,
+};
+use crate::sql::{FINAL_STATUSES, SCHEDULE_COLUMNS};
+use crate::tx::conclude;
+
+use super::jobs::insert_job;
+use super::{SqliteStore, from_micros, micros, now};
+
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    id: String,
+    name: String,
+    definition: String,
+    host: String,
+    paused: bool,
+    since: i64,
+    created_by: Option<String>,
+    created_at: i64,
+    modified_at: i64,
+    last_job_id: Option<String>,
+    last_job_status: Option<String>,
+}
+
+impl ScheduleRow {
+    fn into_record(self) -> Result<ScheduleRecord, StoreError> {
+        let last_job = match (self.last_job_id, self.last_job_status) {
+            (Some(id), Some(status)) => Some((
+                JobId::parse(&id).ok_or_else(|| corrupt("last job", &id))?,
+                status
+                    .parse::<Status>()
+                    .map_err(|_| corrupt("last job status", &status))?,
+            )),
+            _ => None,
+        };
+        Ok(ScheduleRecord {
+            id: ScheduleId::parse(&self.id).ok_or_else(|| corrupt("schedule id", &self.id))?,
+            name: self.name,
+            definition: serde_json::from_str(&self.definition)
+                .map_err(|_| corrupt("schedule definition", &self.definition))?,
+            host: self.host,
+            paused: self.paused,
+            since: from_micros(self.since)?,
+            created_by: self.created_by,
+            created_at: from_micros(self.created_at)?,
+            modified_at: from_micros(self.modified_at)?,
+            last_job,
+        })
+    }
+}
+
+impl SqliteStore {
+    async fn schedule_by_id(&self, id: ScheduleId) -> Result<ScheduleRecord, StoreError> {
+        self.schedule(&id.to_string()).await
+    }
+}
+
+#[async_trait]
+impl Schedules for SqliteStore {
+    async fn create_schedule(
+        &self,
+        schedule: &ScheduleWrite<'_>,
+        created_by: Option<&str>,
+    ) -> Result<ScheduleRecord, StoreError> {
+        let id = ScheduleId::new();
+        let at = micros(now());
+        sqlx::query(
+            "INSERT INTO schedules (id, name, definition, host, paused, since, created_by, \
+             created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(schedule.name)
+        .bind(schedule.definition.to_string())
+        .bind(schedule.host)
+        .bind(schedule.paused)
+        .bind(at)
+        .bind(created_by)
+        .bind(at)
+        .bind(at)
+        .execute(&self.writer)
+        .await
+        .map_err(|err| name_taken(err, schedule.name))?;
+        self.schedule_by_id(id).await
+    }
+
+    async fn schedule(&self, id_or_name: &str) -> Result<ScheduleRecord, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ? OR name = ?");
+        let row: ScheduleRow = sqlx::query_as(&sql)
+            .bind(
+                ScheduleId::parse(id_or_name)
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+            )
+            .bind(id_or_name)
+            .fetch_optional(&self.writer)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        row.into_record()
+    }
+
+    async fn schedules(
+        &self,
+        limit: u32,
+        offset: u64,
+        hosts_within: Option<&[String]>,
+    ) -> Result<(Vec<ScheduleRecord>, u64), StoreError> {
+        let within = |builder: &mut QueryBuilder<'_, Sqlite>| {
+            if let Some(hosts) = hosts_within {
+                // A list of names serialises; were it ever not to, nothing shows.
+                let hosts = serde_json::to_string(hosts).unwrap_or_else(|_| "[]".to_owned());
+                builder
+                    .push(" WHERE host IN (SELECT value FROM json_each(")
+                    .push_bind(hosts)
+                    .push("))");
+            }
+        };
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM schedules");
+        within(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
+        let mut page =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {SCHEDULE_COLUMNS} FROM schedules"));
+        within(&mut page);
+        page.push(" ORDER BY name LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+        let rows: Vec<ScheduleRow> = page.build_query_as().fetch_all(&self.reader).await?;
+        let records = rows
+            .into_iter()
+            .map(ScheduleRow::into_record)
+            .collect::<Result<_, _>>()?;
+        Ok((records, u64::try_from(total).unwrap_or(0)))
+    }
+
+    async fn active_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE NOT paused");
+        let rows: Vec<ScheduleRow> = sqlx::query_as(&sql).fetch_all(&self.reader).await?;
+        rows.into_iter().map(ScheduleRow::into_record).collect()
+    }
+
+    async fn update_schedule(
+        &self,
+        id: ScheduleId,
+        schedule: &ScheduleWrite<'_>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ScheduleRecord, StoreError> {
+        let at = now();
+        // modified_at always moves on, so that a scheduler that read the
+        // schedule before never fires from that reading.
+        let updated = sqlx::query(
+            "UPDATE schedules SET name = ?, definition = ?, host = ?, paused = ?, \
+             since = COALESCE(?, since), modified_at = MAX(modified_at + 1, ?) WHERE id = ?",
+        )
+        .bind(schedule.name)
+        .bind(schedule.definition.to_string())
+        .bind(schedule.host)
+        .bind(schedule.paused)
+        .bind(since.map(micros))
+        .bind(micros(at))
+        .bind(id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(|err| name_taken(err, schedule.name))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.schedule_by_id(id).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn fire(&self, fire: &Fire) -> Result<FireOutcome, StoreError> {
+        let schedule = fire.schedule.to_string();
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let live: Option<i64> = sqlx::query_scalar(
+                "UPDATE schedules SET since = MAX(since, ?) \
+                 WHERE id = ? AND modified_at = ? AND NOT paused RETURNING 1",
+            )
+            .bind(micros(fire.at))
+            .bind(&schedule)
+            .bind(micros(fire.read_at))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if live.is_none() {
+                return Ok(FireOutcome::Stale);
+            }
+            let busy = fire.skip_while_active
+                && sqlx::query_scalar::<_, i64>(
+                    "SELECT 1 FROM jobs WHERE schedule_id = ? \
+                     AND status IN ('Queued', 'Running') LIMIT 1",
+                )
+                .bind(&schedule)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let outcome = match (&fire.job, busy) {
+                (None, _) => "missed",
+                (Some(_), true) => "skipped",
+                (Some(_), false) => "fired",
+            };
+            let won = sqlx::query(
+                "INSERT INTO schedule_fires (schedule_id, fire_time, outcome, missed, recorded_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&schedule)
+            .bind(micros(fire.at))
+            .bind(outcome)
+            .bind(i64::try_from(fire.missed).unwrap_or(i64::MAX))
+            .bind(micros(now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            match (&fire.job, won, busy) {
+                (_, false, _) => Ok(FireOutcome::Taken),
+                (None, true, _) => Ok(FireOutcome::Missed),
+                (Some(_), true, true) => Ok(FireOutcome::Skipped),
+                (Some(job), true, false) => {
+                    let job = insert_job(&mut *tx, job).await?;
+                    sqlx::query(
+                        "UPDATE schedule_fires SET job_id = ? WHERE schedule_id = ? AND fire_time = ?",
+                    )
+                    .bind(job.id.to_string())
+                    .bind(&schedule)
+                    .bind(micros(fire.at))
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(FireOutcome::Fired(job))
+                }
+            }
+        }
+        .await;
+        conclude(tx, result).await
+    }
+
+    async fn prune_fires(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM schedule_fires WHERE recorded_at < ?")
+            .bind(micros(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Retention for SqliteStore {
+    async fn prune_finished(&self, filter: &PruneFilter, batch: u32) -> Result<u64, StoreError> {
+        let mut delete = QueryBuilder::<Sqlite>::new(
+            "DELETE FROM jobs WHERE pk IN (SELECT pk FROM jobs WHERE completed_at < ",
+        );
+        delete
+            .push_bind(micros(filter.before))
+            .push(" AND status IN ");
+        push_statuses(&mut delete, &filter.statuses);
+        delete
+            .push(" ORDER BY completed_at LIMIT ")
+            .push_bind(i64::from(batch))
+            .push(")");
+        Ok(delete.build().execute(&self.writer).await?.rows_affected())
+    }
+
+    async fn finished_cutoff(&self, keep: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = format!(
+            "SELECT completed_at FROM jobs WHERE completed_at IS NOT NULL \
+             AND status IN {FINAL_STATUSES} ORDER BY completed_at DESC LIMIT 1 OFFSET ?"
+        );
+        let at: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX))
+            .fetch_optional(&self.reader)
+            .await?;
+        at.map(from_micros).transpose()
+    }
+
+    async fn hold_chore(
+        &self,
+        name: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO chores (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = ?2, expires_at = ?3 \
+             WHERE chores.holder = ?2 OR chores.expires_at < ?4 RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(micros(until))
+        .bind(micros(now()))
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(held.is_some())
+    }
+}
+
+/// `('Success', 'Failed')`: the final statuses asked for, every final one
+/// when none is.
+fn push_statuses(builder: &mut QueryBuilder<'_, Sqlite>, statuses: &[Status]) {
+    let statuses: Vec<Status> = if statuses.is_empty() {
+        Status::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.is_final())
+            .collect()
+    } else {
+        statuses.iter().copied().filter(|s| s.is_final()).collect()
+    };
+    let mut list = builder.separated(", ");
+    list.push_unseparated("(");
+    for status in statuses {
+        list.push_bind(status.as_str());
+    }
+    list.push_unseparated(")");
+}
