@@ -38,6 +38,8 @@ pub enum ApiError {
     HostNotFound(String),
     #[error("no token named {0:?}")]
     TokenNotFound(String),
+    #[error("no schedule with the id or name {0:?}")]
+    ScheduleNotFound(String),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -76,6 +78,7 @@ impl ApiError {
             ApiError::JobNotFound
             | ApiError::HostNotFound(_)
             | ApiError::TokenNotFound(_)
+            | ApiError::ScheduleNotFound(_)
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::NameTaken(_) | ApiError::KeyReused(_) => {

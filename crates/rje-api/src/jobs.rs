@@ -47,6 +47,8 @@ struct ListParams {
     /// Only jobs submitted by this token (its name).
     #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     submitted_by: Option<String>,
+    /// Only jobs fired by this schedule (its id).
+    schedule: Option<rje_domain::ScheduleId>,
     /// Only jobs whose command contains this text: 3 to 200 characters
     /// (ASCII case ignored; `%` and `_` match only themselves). Empty: no
     /// search.

@@ -15,7 +15,9 @@ mod logs;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod reruns;
 mod rules;
+mod schedules;
 mod state;
 mod streamed;
 mod strict_json;
@@ -37,6 +39,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::configured_name;
 pub use browser_guard::AllowedHosts;
 pub use error::ApiError;
+pub use metrics::{jobs_pruned as record_pruned, schedule_fire, schedule_missed};
+pub use reruns::PRUNE_BATCH;
 pub use state::{ApiSettings, AppState, ConnectionSlot, HostDirectory, RateLimit};
 
 /// The whole API as one service. Paths answer with and without their
@@ -48,6 +52,8 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     // Everything that takes a token, and counts against a rate limit.
     let (guarded, guarded_doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(jobs::router())
+        .merge(reruns::router())
+        .merge(schedules::router())
         .merge(logs::router())
         .merge(ws::router())
         .merge(health::workers_router())

@@ -115,6 +115,27 @@ fn describe() {
         "rje_audit_write_failures_total",
         "Changes this process could not record in the audit trail."
     );
+    describe_counter!(
+        "rje_jobs_pruned_total",
+        "Finished jobs deleted by this process, by trigger (retention, request)."
+    );
+    describe_counter!(
+        "rje_job_reruns_total",
+        "Automatic retries of failed jobs (retry_on_failure) queued by this process's worker."
+    );
+    describe_counter!(
+        "rje_schedule_fires_total",
+        "Fire times this process won, by outcome: fired, caught_up (a missed fire run once), skipped (overlap), missed."
+    );
+    describe_counter!(
+        "rje_schedule_missed_fires_total",
+        "Fire times that passed while no scheduler ran and were never fired (counted by the process that noticed)."
+    );
+    describe_histogram!(
+        "rje_schedule_fire_delay_seconds",
+        Unit::Seconds,
+        "From a fire time to the job's creation."
+    );
     describe_histogram!(
         "rje_http_request_duration_seconds",
         Unit::Seconds,
@@ -255,4 +276,23 @@ pub(crate) fn audit_written(written: bool) {
     } else {
         metrics::counter!("rje_audit_write_failures_total").increment(1);
     }
+}
+
+pub fn jobs_pruned(trigger: &'static str, deleted: u64) {
+    metrics::counter!("rje_jobs_pruned_total", "trigger" => trigger).increment(deleted);
+}
+
+/// A fire time this process won: `outcome` is `fired`, `caught_up`,
+/// `skipped` or `missed`; `delay` from the fire time to the job, for a
+/// job made.
+pub fn schedule_fire(outcome: &'static str, delay: Option<f64>) {
+    metrics::counter!("rje_schedule_fires_total", "outcome" => outcome).increment(1);
+    if let Some(delay) = delay {
+        metrics::histogram!("rje_schedule_fire_delay_seconds").record(delay);
+    }
+}
+
+/// Fire times that passed while no scheduler ran, never fired.
+pub fn schedule_missed(count: u64) {
+    metrics::counter!("rje_schedule_missed_fires_total").increment(count);
 }

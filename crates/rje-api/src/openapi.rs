@@ -105,7 +105,8 @@ pub(crate) enum EditAnswers {
         rje_proto::EditRequest
     )),
     tags(
-        (name = "jobs", description = "Submit, list, edit, cancel and delete jobs; read their output"),
+        (name = "jobs", description = "Submit, list, edit, cancel, run again, delete and prune jobs; read their output"),
+        (name = "schedules", description = "Jobs fired by a cron expression: made, read, edited, paused, resumed, deleted"),
         (name = "service", description = "Probes, workers, hosts and metrics"),
         (name = "live", description = "WebSocket streams (see the description above)"),
         (name = "access", description = "Who a token is, the tokens (admin), the audit trail (admin)")

@@ -24,6 +24,17 @@ pub(crate) const RULES: &[(&str, &str, Role)] = &[
     // Deleting is rewriting history: an admin's.
     ("DELETE", "/jobs/{id}", Role::Admin),
     ("POST", "/jobs/{id}/cancel", Role::Run),
+    ("POST", "/jobs/{id}/retry", Role::Run),
+    // Deleting many jobs at once: an admin's, as deleting one is.
+    ("POST", "/jobs/prune", Role::Admin),
+    ("GET", "/schedules", Role::Read),
+    ("POST", "/schedules", Role::Run),
+    ("GET", "/schedules/{id}", Role::Read),
+    ("PUT", "/schedules/{id}", Role::Run),
+    ("PATCH", "/schedules/{id}", Role::Run),
+    ("DELETE", "/schedules/{id}", Role::Run),
+    ("POST", "/schedules/{id}/pause", Role::Run),
+    ("POST", "/schedules/{id}/resume", Role::Run),
     ("GET", "/jobs/{id}/logs", Role::Read),
     ("GET", "/ws/jobs", Role::Read),
     ("GET", "/ws/jobs/{id}", Role::Read),

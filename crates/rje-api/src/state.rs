@@ -36,6 +36,13 @@ pub struct AppState {
     pub store: Arc<dyn Jobs>,
     /// Tokens and the audit trail: the same store, by its access face.
     pub access: Arc<dyn Access>,
+    /// Schedules: the same store, by its schedules face.
+    pub schedules: Arc<dyn rje_store::Schedules>,
+    /// Deleting finished jobs: the same store, by its retention face.
+    pub retention: Arc<dyn rje_store::Retention>,
+    /// Told when a schedule is made, changed or deleted here, so that
+    /// this process's scheduler reads the schedules again at once.
+    pub schedule_changed: Arc<tokio::sync::Notify>,
     pub bus: Arc<dyn Bus>,
     /// The hosts jobs run on, for `/hosts/`.
     pub hosts: Arc<dyn HostDirectory>,
@@ -60,8 +67,7 @@ impl AppState {
     }
 
     pub fn new(
-        store: Arc<dyn Jobs>,
-        access: Arc<dyn Access>,
+        store: Arc<dyn rje_store::JobStore>,
         bus: Arc<dyn Bus>,
         hosts: Arc<dyn HostDirectory>,
         settings: ApiSettings,
@@ -71,10 +77,14 @@ impl AppState {
             settings.tokens_in_store,
         ));
         let clients = crate::rate_limit::ClientKeys::new(&[], &settings.trusted_proxies);
+        let access: Arc<dyn Access> = store.clone();
         let audit = crate::audit::AuditWriter::new(access.clone());
         Self {
+            schedules: store.clone(),
+            retention: store.clone(),
             store,
             access,
+            schedule_changed: Arc::new(tokio::sync::Notify::new()),
             authentication,
             clients,
             audit,

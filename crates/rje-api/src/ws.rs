@@ -325,8 +325,11 @@ impl Session {
                 self.catch_up().await
             }
             Received::Message(JobEvent::Status(event)) => {
-                self.send_status(event.status, event.at, event.exit_code, event.error)
-                    .await?;
+                self.send_status(
+                    WsMessage::status(event.status, event.at, event.exit_code, event.error)
+                        .retried_as(event.retried_as),
+                )
+                .await?;
                 Ok(false)
             }
             Received::Gap(missed) => {
@@ -367,8 +370,11 @@ impl Session {
             }
         }
         let at = job.completed_at.unwrap_or(job.modified_at);
-        self.send_status(job.status, at, job.exit_code, job.error)
-            .await?;
+        let retried_as = job.automatic_retry();
+        self.send_status(
+            WsMessage::status(job.status, at, job.exit_code, job.error).retried_as(retried_as),
+        )
+        .await?;
         Ok(job.status.is_final())
     }
 
@@ -379,18 +385,12 @@ impl Session {
     }
 
     /// Sends a status message unless the client already has this status.
-    async fn send_status(
-        &mut self,
-        status: Status,
-        at: chrono::DateTime<chrono::Utc>,
-        exit_code: Option<i32>,
-        error: Option<String>,
-    ) -> Result<(), End> {
+    async fn send_status(&mut self, message: WsMessage) -> Result<(), End> {
+        let status = message.status;
         if self.last_status == Some(status) {
             return Ok(());
         }
-        self.send(&WsMessage::status(status, at, exit_code, error))
-            .await?;
+        self.send(&message).await?;
         self.last_status = Some(status);
         Ok(())
     }

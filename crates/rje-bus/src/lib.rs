@@ -50,6 +50,10 @@ pub struct StatusEvent {
     /// out those a token's scope does not cover.
     #[serde(default)]
     pub host: Option<String>,
+    /// The job that runs this one again after its failure
+    /// (`retry_on_failure`), for followers to follow on.
+    #[serde(default)]
+    pub retried_as: Option<JobId>,
 }
 
 impl StatusEvent {
@@ -61,6 +65,7 @@ impl StatusEvent {
             error: job.error.clone(),
             at: job.modified_at,
             host: job.host.clone(),
+            retried_as: job.automatic_retry(),
         }
     }
 }

@@ -63,6 +63,11 @@ impl Collector {
         }
     }
 
+    /// Whether `field` has an error already.
+    pub(crate) fn has(&self, field: &str) -> bool {
+        self.details.iter().any(|d| d.field == field)
+    }
+
     pub(crate) fn finish(self) -> Result<(), ValidationError> {
         if self.details.is_empty() {
             Ok(())

@@ -15,6 +15,7 @@ mod new_job;
 mod output;
 mod parameters;
 mod patch;
+mod retention;
 mod retry;
 mod schedule;
 pub mod wire_time;
@@ -36,7 +37,7 @@ pub use job::{
 };
 pub use limits::Limits;
 pub use lineage::{Lineage, ScheduleId};
-pub use list::{ListOutput, ListQuery, OrderField, Ordering};
+pub use list::{ListOutput, ListQuery, OrderField, Ordering, Page};
 pub use new_job::NewJob;
 pub use output::{
     Admission, Chunk, NewChunk, OutputBudget, OutputSplitter, Stream, drop_marker, head_cut,
@@ -44,6 +45,7 @@ pub use output::{
 };
 pub use parameters::{ExecParameters, JobParameters};
 pub use patch::JobPatch;
+pub use retention::{PruneFilter, retention_cutoff};
 pub use retry::retry_delay;
 pub use schedule::{
     Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, Timetable,

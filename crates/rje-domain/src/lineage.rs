@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::job::{Job, JobId, Status, is_timeout_error};
+use crate::job::{Job, JobId, LifecycleConflict, Status, is_timeout_error};
 
 /// A schedule's identity.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -68,6 +68,18 @@ pub struct Lineage {
 }
 
 impl Job {
+    /// A job may be run again by hand once it is finished: a queued or
+    /// running one is still the one to follow.
+    pub fn when_run_again(&self) -> Result<(), LifecycleConflict> {
+        if self.status.is_final() {
+            Ok(())
+        } else {
+            Err(LifecycleConflict {
+                status: self.status,
+            })
+        }
+    }
+
     /// Whether this job, as it ended, runs again by itself: it asked to
     /// (`retry_on_failure`), its command failed (a non-zero exit, a signal
     /// nobody in rje sent, or its timeout), no cancel was asked for, and
@@ -75,6 +87,16 @@ impl Job {
     /// after the start, an unreachable host after the retries of the
     /// start) is not the command's and does not count: running it again
     /// could run it twice.
+    /// The job that runs this one again after its failure, once the store
+    /// made it: the first of its retries, since the store makes it in the
+    /// transaction that ends this job, before anyone could ask for a run
+    /// again by hand.
+    pub fn automatic_retry(&self) -> Option<JobId> {
+        self.reruns_after_failure()
+            .then(|| self.lineage.retries.first().copied())
+            .flatten()
+    }
+
     pub fn reruns_after_failure(&self) -> bool {
         let command_failed = self.exit_code.is_some_and(|code| code != 0)
             || self.signal.is_some()

@@ -83,6 +83,8 @@ pub struct ListQuery {
     pub host: Option<String>,
     /// Only jobs submitted by this token.
     pub submitted_by: Option<String>,
+    /// Only jobs fired by this schedule.
+    pub schedule: Option<crate::ScheduleId>,
     /// Only jobs on these hosts (a token's scope); `None`: every host.
     pub hosts_within: Option<Vec<String>>,
     /// Only jobs whose command contains this text, ignoring ASCII case.
@@ -100,6 +102,7 @@ impl Default for ListQuery {
             priority: None,
             host: None,
             submitted_by: None,
+            schedule: None,
             hosts_within: None,
             search: None,
             ordering: Ordering::DEFAULT,
@@ -124,6 +127,45 @@ pub(crate) fn page_offset(value: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| i64::try_from(*n).is_ok())
         .ok_or_else(|| format!("must be a whole number from 0 to {}", i64::MAX))
+}
+
+/// A page of a list that takes only `limit` and `offset` (schedules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 100;
+
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ValidationError> {
+        let mut errors = Collector::default();
+        let mut page = Page {
+            limit: Self::DEFAULT_LIMIT,
+            offset: 0,
+        };
+        for (key, value) in pairs {
+            match key {
+                "limit" => {
+                    if let Some(limit) = errors.take("limit", page_limit(value, Self::MAX_LIMIT)) {
+                        page.limit = limit;
+                    }
+                }
+                "offset" => {
+                    if let Some(offset) = errors.take("offset", page_offset(value)) {
+                        page.offset = offset;
+                    }
+                }
+                other => errors.push(other, "is not a known parameter (limit, offset)"),
+            }
+        }
+        errors.finish()?;
+        Ok(page)
+    }
 }
 
 impl ListQuery {
@@ -201,6 +243,11 @@ impl ListQuery {
                         Err("must be a token's name".to_owned())
                     };
                     query.submitted_by = errors.take("submitted_by", name);
+                }
+                "schedule" => {
+                    let id = crate::ScheduleId::parse(value)
+                        .ok_or_else(|| "must be a schedule's id".to_owned());
+                    query.schedule = errors.take("schedule", id);
                 }
                 "search" => {
                     let chars = value.chars().count();

@@ -28,6 +28,10 @@ pub struct WsMessage {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On the final status of a job whose failure runs it again
+    /// (`retry_on_failure`): the new job, whose own WebSocket follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_as: Option<JobId>,
 }
 
 /// A message of the all-jobs event stream, `WS /ws/jobs/`.
@@ -75,6 +79,7 @@ impl WsMessage {
             dropped_before: chunk.dropped_before,
             exit_code: None,
             error: None,
+            retried_as: None,
         }
     }
 
@@ -94,6 +99,15 @@ impl WsMessage {
             dropped_before: 0,
             exit_code,
             error,
+            retried_as: None,
+        }
+    }
+
+    /// The same status message, naming the job that runs this one again.
+    pub fn retried_as(self, job: Option<JobId>) -> Self {
+        Self {
+            retried_as: job,
+            ..self
         }
     }
 }

@@ -19,9 +19,7 @@ pub use access::{
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use schedules::{
-    Fire, FireOutcome, PruneFilter, Retention, ScheduleRecord, ScheduleWrite, Schedules,
-};
+pub use schedules::{Fire, FireOutcome, Retention, ScheduleRecord, ScheduleWrite, Schedules};
 pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{
     ActiveCount, CancelOutcome, ClaimedJob, Created, Finished, JobPage, JobStore, Jobs, LeasedJob,

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, NewJob, ScheduleId, Status};
+use rje_domain::{Job, JobId, NewJob, PruneFilter, ScheduleId, Status};
 
 use crate::StoreError;
 
@@ -117,15 +117,6 @@ pub trait Schedules: Send + Sync + 'static {
 
     /// Forgets the fire records made before `before`; how many.
     async fn prune_fires(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-}
-
-/// Which finished jobs a prune removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PruneFilter {
-    /// Jobs completed before this instant.
-    pub before: DateTime<Utc>,
-    /// Only jobs in these (final) statuses; every final one when empty.
-    pub statuses: Vec<Status>,
 }
 
 /// Deleting what is no longer wanted, a batch at a time, and the chores

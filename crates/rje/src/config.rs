@@ -43,6 +43,18 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub audit_retention_days: u32,
 
+    /// Days a finished job is kept, with its output; 0 keeps every job.
+    /// One process at a time deletes the older ones, hourly, in batches.
+    #[arg(long, env = "RJE_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retention_days: u32,
+
+    /// At most this many finished jobs are kept (the newest); unset: no
+    /// limit but `RJE_RETENTION_DAYS`.
+    #[arg(long, env = "RJE_RETENTION_MAX_JOBS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_max_jobs: Option<u64>,
+
     /// Hours an `Idempotency-Key` answers the job it made (a repeat of the
     /// submit then gets that job, not a new one).
     #[arg(long, env = "RJE_IDEMPOTENCY_HOURS", default_value_t = 24,
@@ -248,6 +260,8 @@ pub struct Settings {
     pub supervisor_program: Option<std::path::PathBuf>,
     /// What local jobs' environments start from (never rje's own).
     pub job_env: JobEnvironment,
+    /// Which finished jobs are deleted by themselves.
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +366,7 @@ impl Default for Settings {
             state_dir: None,
             supervisor_program: None,
             job_env: JobEnvironment::inherited(),
+            retention: crate::retention::RetentionPolicy::default(),
         }
     }
 }
@@ -476,6 +491,10 @@ impl ServeArgs {
                 .map(std::path::PathBuf::from),
             supervisor_program: None,
             job_env: JobEnvironment::passing(&names_in(&self.job_env_pass))?,
+            retention: crate::retention::RetentionPolicy {
+                days: self.retention_days,
+                max_jobs: self.retention_max_jobs,
+            },
         })
     }
 }

@@ -7,6 +7,8 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod local_tokens;
+pub mod retention;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 

@@ -54,6 +54,23 @@ impl RunningServer {
         let addr = listener.as_ref().map(|(_, addr)| *addr);
         let hosts = Arc::new(Hosts::from_settings(&settings, settings.run_worker)?);
         let shutdown = CancellationToken::new();
+        let schedule_changed = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(
+            crate::scheduler::Scheduler {
+                store: opened.store.clone(),
+                bus: bus.clone(),
+                limits: settings.api.limits.clone(),
+                hosts: hosts.names(),
+                changed: schedule_changed.clone(),
+            }
+            .run(shutdown.clone()),
+        );
+        tokio::spawn(crate::retention::run(
+            opened.store.clone(),
+            settings.retention,
+            rje_domain::WorkerId::generate().0,
+            shutdown.clone(),
+        ));
         let worker = if settings.run_worker {
             Some(start_worker(&settings, &opened, &bus, &hosts, &shutdown).await)
         } else {
@@ -76,13 +93,8 @@ impl RunningServer {
                 api_settings.idempotency_window,
                 shutdown.clone(),
             ));
-            let state = AppState::new(
-                opened.store.clone(),
-                opened.store.clone(),
-                bus,
-                hosts,
-                api_settings,
-            );
+            let mut state = AppState::new(opened.store.clone(), bus, hosts, api_settings);
+            state.schedule_changed = schedule_changed;
             let limits = settings.connections.within_descriptor_limit(descriptors);
             let app = rje_api::app(state.clone());
             let shutdown = shutdown.clone();

@@ -65,6 +65,7 @@ fn status(job: JobId, status: Status) -> JobEvent {
         error: None,
         at: Utc::now(),
         host: Some("local".into()),
+        retried_as: None,
     })
 }
 

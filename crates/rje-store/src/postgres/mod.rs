@@ -433,6 +433,9 @@ fn push_filters(builder: &mut QueryBuilder<'_, Postgres>, query: &ListQuery) {
     if let Some(name) = &query.submitted_by {
         builder.push(" AND submitted_by = ").push_bind(name.clone());
     }
+    if let Some(id) = query.schedule {
+        builder.push(" AND schedule_id = ").push_bind(id.as_uuid());
+    }
     if let Some(hosts) = &query.hosts_within {
         builder
             .push(" AND host = ANY(")

@@ -2,16 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rje_domain::{JobId, ScheduleId, Status};
+use rje_domain::{JobId, PruneFilter, ScheduleId, Status};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::StoreError;
 use crate::error::name_taken;
 use crate::rows::corrupt;
-use crate::schedules::{
-    Fire, FireOutcome, PruneFilter, Retention, ScheduleRecord, ScheduleWrite, Schedules,
-};
+use crate::schedules::{Fire, FireOutcome, Retention, ScheduleRecord, ScheduleWrite, Schedules};
 use crate::sql::{FINAL_STATUSES, SCHEDULE_COLUMNS};
 use crate::tx::conclude;
 

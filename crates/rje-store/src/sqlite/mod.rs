@@ -576,6 +576,11 @@ fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
     if let Some(name) = &query.submitted_by {
         builder.push(" AND submitted_by = ").push_bind(name.clone());
     }
+    if let Some(id) = query.schedule {
+        builder
+            .push(" AND schedule_id = ")
+            .push_bind(id.to_string());
+    }
     if let Some(hosts) = &query.hosts_within {
         // A list of names serialises; were it ever not to, nothing shows.
         let hosts = serde_json::to_string(hosts).unwrap_or_else(|_| "[]".to_owned());
