@@ -13,6 +13,10 @@ use serde_json::Value;
 use crate::ClientError;
 use crate::config::Endpoint;
 
+mod schedules;
+
+pub(crate) use schedules::schedule_path_id;
+
 #[derive(Clone)]
 pub(crate) struct Api {
     pub endpoint: Endpoint,

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use rje_domain::{Priority, Status, is_timeout_error};
-use rje_proto::JobResponse;
-use serde_json::{Map, Value, json};
+use rje_proto::{JobResponse, SubmitRequest};
+use serde_json::json;
 
 use crate::api::{Api, Cancelled, job_path_id};
 use crate::follow::{Event, JobFollower};
@@ -24,10 +24,18 @@ pub enum ClientCommand {
     Stream(StreamArgs),
     /// Cancel a job.
     Cancel(CancelArgs),
+    /// Run a finished job again, as a new job.
+    Retry(RetryArgs),
     /// List jobs.
     List(ListArgs),
     /// Delete a finished or queued job.
     Delete(DeleteArgs),
+    /// Delete the finished jobs completed before a time, with their output
+    /// (admin).
+    Prune(crate::prune::PruneArgs),
+    /// Jobs fired on a timetable (cron): list, create, show, edit, pause,
+    /// resume, delete.
+    Schedules(crate::schedules::SchedulesArgs),
     /// The hosts jobs can run on and their health; `hosts check NAME`
     /// tests one.
     Hosts(crate::hosts::HostsArgs),
@@ -56,8 +64,11 @@ impl ClientCommand {
             ClientCommand::View(args) => view(connection, args).await,
             ClientCommand::Stream(args) => stream(connection, args).await,
             ClientCommand::Cancel(args) => cancel(connection, args).await,
+            ClientCommand::Retry(args) => retry(connection, args).await,
             ClientCommand::List(args) => list(connection, args).await,
             ClientCommand::Delete(args) => delete(connection, args).await,
+            ClientCommand::Prune(args) => crate::prune::prune(connection, args).await,
+            ClientCommand::Schedules(args) => crate::schedules::schedules(connection, args).await,
             ClientCommand::Hosts(args) => crate::hosts::hosts(connection, args).await,
             ClientCommand::Bench(args) => crate::bench::bench(connection, args, ssh).await,
             ClientCommand::Whoami(args) => crate::access::whoami(connection, args).await,
@@ -109,8 +120,11 @@ impl From<PriorityArg> for Priority {
     }
 }
 
+/// What a job is and how it runs: the options of `rje submit`, shared
+/// with `rje schedules create` because a schedule's jobs take the same
+/// fields as a submit.
 #[derive(Debug, Clone, Args)]
-pub struct SubmitArgs {
+pub struct JobOptions {
     /// The shell command to run (`sh -c`). Quote it.
     pub command: String,
     /// high, medium or low (any case).
@@ -122,6 +136,40 @@ pub struct SubmitArgs {
     /// Host to run on (as the server names it).
     #[arg(long = "host")]
     pub host: Option<String>,
+    /// How many times the job may run again: when its command could not
+    /// start and, with --retry-on-failure, when it failed (0 to 10; the
+    /// server's default is 3).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Run the job again, as a new job, when its command fails (a non-zero
+    /// exit, a signal, the timeout), up to --max-retries times, after a
+    /// backoff; never after a cancel.
+    #[arg(long)]
+    pub retry_on_failure: bool,
+}
+
+impl JobOptions {
+    /// The body of `POST /jobs/`. Options not given are left out, not sent
+    /// as defaults, so that a server that predates a field (the original
+    /// API refuses unknown ones) still takes a submit that does not use it.
+    pub(crate) fn submit_request(&self) -> SubmitRequest {
+        SubmitRequest {
+            command: self.command.clone(),
+            priority: self.priority.map(Priority::from),
+            timeout: self.timeout,
+            parameters: None,
+            streaming: None,
+            host: self.host.clone(),
+            max_retries: self.max_retries,
+            retry_on_failure: self.retry_on_failure.then_some(true),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
     /// Show the output live, then exit with the job's exit code.
     #[arg(long, conflicts_with = "wait")]
     pub stream: bool,
@@ -171,6 +219,18 @@ pub struct CancelArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    /// The finished job to run again (Success, Failed or Cancelled).
+    pub id: String,
+    /// Show the new job's output live, then exit with its exit code.
+    #[arg(long)]
+    pub stream: bool,
+    /// Print JSON: the new job (or, with --stream, one message per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ListArgs {
     /// Only jobs in this status (any case: `failed`, `Failed`).
     #[arg(long, value_enum, ignore_case = true)]
@@ -184,6 +244,9 @@ pub struct ListArgs {
     /// says it).
     #[arg(long)]
     pub submitted_by: Option<String>,
+    /// Only the jobs this schedule fired (its name or id).
+    #[arg(long, value_name = "NAME|ID")]
+    pub schedule: Option<String>,
     /// Jobs per page (1 to 100).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub limit: u32,
@@ -225,18 +288,9 @@ pub(crate) fn job_exit_code(job: &JobResponse) -> ExitCode {
 pub async fn submit(connection: &Connection, args: SubmitArgs) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
     let presenter = Presenter::new(args.json);
-    let mut body = Map::new();
-    body.insert("command".into(), json!(args.command));
-    if let Some(priority) = args.priority {
-        body.insert("priority".into(), json!(Priority::from(priority).as_str()));
-    }
-    if let Some(timeout) = args.timeout {
-        body.insert("timeout".into(), json!(timeout));
-    }
-    if let Some(host) = &args.host {
-        body.insert("host".into(), json!(host));
-    }
-    let job = api.create_once(&Value::Object(body)).await?;
+    let body = serde_json::to_value(args.job.submit_request())
+        .map_err(|err| ClientError::BadInput(format!("cannot encode the job: {err}")))?;
+    let job = api.create_once(&body).await?;
     let id = job.id.to_string();
 
     if args.stream {
@@ -248,19 +302,47 @@ pub async fn submit(connection: &Connection, args: SubmitArgs) -> Result<ExitCod
     if args.wait {
         return wait_and_show(&api, &id, presenter).await;
     }
+    print_new_job(&job, presenter);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `POST /jobs/{id}/retry/`: the new job is told as `rje submit` tells
+/// one, and `--stream` follows it the same way.
+pub async fn retry(connection: &Connection, args: RetryArgs) -> Result<ExitCode, ClientError> {
+    let api = Api::new(connection.resolve()?);
+    let old = job_path_id(&args.id)?;
+    let presenter = Presenter::new(args.json);
+    let job = api.retry_job(old).await?;
+    let id = job.id.to_string();
+    if args.stream {
+        if presenter.decorate() {
+            eprintln!("{} job {old} as {id}", console::style("retrying").dim());
+        }
+        return follow_output(&api, &id, 0, presenter).await;
+    }
+    print_new_job(&job, presenter);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells of a job just made: JSON with --json, a sentence on a terminal,
+/// and piped, just the id, for `ID=$(rje submit …)`.
+fn print_new_job(job: &JobResponse, presenter: Presenter) {
+    let id = job.id;
     if presenter.json {
-        print_json(&job);
+        print_json(job);
     } else if presenter.stdout_tty {
+        let again = job
+            .retry_of
+            .map(|old| format!(", running job {old} again"))
+            .unwrap_or_default();
         println!(
-            "Submitted job {id} ({}, {})",
+            "Submitted job {id} ({}, {}){again}",
             status_text(job.status),
             job.priority
         );
     } else {
-        // Piped: just the id, for `ID=$(rje submit …)`.
         println!("{id}");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// How following a job ended.
@@ -306,24 +388,143 @@ async fn follow_job(
 
 async fn ask_cancel(id: &str) -> bool {
     eprint!("\nCancel job {id}? [y = cancel it, anything else = detach] ");
+    read_answer()
+        .await
+        .is_some_and(|line| line.eq_ignore_ascii_case("y") || line.eq_ignore_ascii_case("yes"))
+}
+
+/// Asks `question` on stderr; whether the answer was `y`.
+pub(crate) async fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    read_answer()
+        .await
+        .is_some_and(|line| line.eq_ignore_ascii_case("y"))
+}
+
+/// A line of stdin, trimmed, read off the async runtime's threads.
+async fn read_answer() -> Option<String> {
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
     })
     .await;
-    matches!(answer, Ok(Ok(line)) if line.trim().eq_ignore_ascii_case("y") || line.trim().eq_ignore_ascii_case("yes"))
+    match answer {
+        Ok(Ok(line)) => Some(line.trim().to_owned()),
+        _ => None,
+    }
 }
 
-/// Prints output live, stdout to stdout and stderr to stderr, then exits
-/// with the job's code.
+/// A job and the automatic retries that run it again after a failure,
+/// followed one after the other: what a person who submitted a job with
+/// `--retry-on-failure` is waiting for is the last attempt.
+struct RetryChain {
+    /// The first job's `max_retries`: however many retries the server
+    /// lists, no more than that many are followed.
+    limit: Option<u32>,
+}
+
+impl RetryChain {
+    fn new() -> Self {
+        Self { limit: None }
+    }
+
+    /// The automatic retry of `finished`, as the server has it, if there
+    /// is one to follow next.
+    async fn next(
+        &mut self,
+        api: &Api,
+        finished: &JobResponse,
+    ) -> Result<Option<JobResponse>, ClientError> {
+        let limit = *self.limit.get_or_insert(finished.max_retries);
+        let Some(candidate) = retry_candidate(finished, limit) else {
+            return Ok(None);
+        };
+        match api.job(&candidate.to_string()).await {
+            Ok(retry) => Ok(continues_chain(finished, &retry).then_some(retry)),
+            // Deleted meanwhile: there is nothing more to follow.
+            Err(ClientError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The job that may be `finished`'s automatic retry. The server writes
+/// that retry with the failure, in the same transaction, so the failed
+/// job's final state already lists it; and first, since a retry asked for
+/// by hand needs the job finished. `limit` bounds the chain.
+fn retry_candidate(finished: &JobResponse, limit: u32) -> Option<rje_domain::JobId> {
+    let may_rerun = finished.status == Status::Failed
+        && finished.retry_on_failure
+        && finished.retry_number < limit;
+    may_rerun
+        .then(|| finished.retries.first().copied())
+        .flatten()
+}
+
+/// Whether `retry` is the automatic retry of `failed`: one further down
+/// its chain. A retry by hand starts a chain of its own, at 0, and is
+/// someone else's new job, not this one's next attempt.
+fn continues_chain(failed: &JobResponse, retry: &JobResponse) -> bool {
+    retry.retry_of == Some(failed.id) && retry.retry_number == failed.retry_number + 1
+}
+
+/// What a person watching is told when an attempt failed and another runs
+/// it again. When it starts is the server's backoff, which its answers do
+/// not say.
+fn retry_notice(failed: &JobResponse, retry: &JobResponse) -> String {
+    let how = outcome_detail(failed).unwrap_or_default();
+    format!(
+        "attempt failed{how}; retrying as {} (retry {} of {})",
+        retry.id, retry.retry_number, retry.max_retries
+    )
+}
+
+/// Prints output live, stdout to stdout and stderr to stderr, following
+/// the job's automatic retries, then exits with the last attempt's code.
 async fn follow_output(
     api: &Api,
     id: &str,
     since: i64,
     presenter: Presenter,
 ) -> Result<ExitCode, ClientError> {
-    let started = Instant::now();
-    let followed = follow_job(api, id, since, presenter, |event| match event {
+    let mut chain = RetryChain::new();
+    let mut id = id.to_owned();
+    let mut since = since;
+    loop {
+        let started = Instant::now();
+        let followed = follow_job(api, &id, since, presenter, |event| {
+            print_event(event, presenter)
+        })
+        .await?;
+        if let Followed::Detached = followed {
+            return Ok(ExitCode::CANCELLED);
+        }
+        let job = api.job(&id).await?;
+        let Some(retry) = chain.next(api, &job).await? else {
+            if presenter.decorate() {
+                eprintln!("{}", summary(&job, started));
+            }
+            return Ok(job_exit_code(&job));
+        };
+        if presenter.json {
+            println!(
+                "{}",
+                json!({"type": "retry", "id": retry.id, "retry_of": job.id})
+            );
+        } else if presenter.decorate() {
+            eprintln!("{}", retry_notice(&job, &retry));
+        }
+        id = retry.id.to_string();
+        // `since` was a chunk of the first job's output; the retry's is
+        // all new.
+        since = 0;
+    }
+}
+
+/// One event of a followed job: its output as it came, or with --json,
+/// every event as a line of JSON.
+fn print_event(event: Event, presenter: Presenter) -> Result<(), ClientError> {
+    match event {
         Event::Output { stream, text } if !presenter.json => write_output(stream, &text),
         Event::Output { stream, text } => {
             println!(
@@ -337,25 +538,21 @@ async fn follow_output(
             Ok(())
         }
         Event::Status { .. } => Ok(()),
-    })
-    .await?;
-    if let Followed::Detached = followed {
-        return Ok(ExitCode::CANCELLED);
     }
-    let job = api.job(id).await?;
-    if presenter.decorate() {
-        eprintln!("{}", summary(&job, started));
+}
+
+/// ` (what went wrong)`, when the job says.
+fn outcome_detail(job: &JobResponse) -> Option<String> {
+    match (job.exit_code, &job.error) {
+        (_, Some(error)) => Some(format!(" ({error})")),
+        (Some(code), None) if code != 0 => Some(format!(" (exit {code})")),
+        _ => None,
     }
-    Ok(job_exit_code(&job))
 }
 
 fn summary(job: &JobResponse, started: Instant) -> String {
     let elapsed = format!("{:.1}s", started.elapsed().as_secs_f64());
-    let detail = match (job.exit_code, &job.error) {
-        (_, Some(error)) => format!(" ({error})"),
-        (Some(code), None) if code != 0 => format!(" (exit {code})"),
-        _ => String::new(),
-    };
+    let detail = outcome_detail(job).unwrap_or_default();
     format!(
         "{} {}{detail} in {elapsed}",
         status_text(job.status),
@@ -363,8 +560,42 @@ fn summary(job: &JobResponse, started: Instant) -> String {
     )
 }
 
+/// Waits for the job and its automatic retries, showing each attempt's
+/// output as it ends, then exits with the last attempt's code; with
+/// --json, prints the last attempt alone.
 async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<ExitCode, ClientError> {
-    let started = Instant::now();
+    let mut chain = RetryChain::new();
+    let mut id = id.to_owned();
+    loop {
+        let started = Instant::now();
+        let Some(job) = wait_for(api, &id, presenter).await? else {
+            return Ok(ExitCode::CANCELLED);
+        };
+        if !presenter.json {
+            write_job_output(&job)?;
+        }
+        let Some(retry) = chain.next(api, &job).await? else {
+            if presenter.json {
+                print_json(&job);
+            } else if presenter.decorate() {
+                eprintln!("{}", summary(&job, started));
+            }
+            return Ok(job_exit_code(&job));
+        };
+        if presenter.decorate() {
+            eprintln!("{}", retry_notice(&job, &retry));
+        }
+        id = retry.id.to_string();
+    }
+}
+
+/// The job once it finished, waited for behind a spinner; `None` when the
+/// user detached.
+async fn wait_for(
+    api: &Api,
+    id: &str,
+    presenter: Presenter,
+) -> Result<Option<JobResponse>, ClientError> {
     let spinner = presenter.spinner(format!("waiting for job {id}"));
     let followed = follow_job(api, id, 0, presenter, |event| {
         if let (Some(spinner), Event::Status { status }) = (&spinner, &event) {
@@ -376,26 +607,22 @@ async fn wait_and_show(api: &Api, id: &str, presenter: Presenter) -> Result<Exit
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    if let Followed::Detached = followed? {
-        return Ok(ExitCode::CANCELLED);
+    match followed? {
+        Followed::Detached => Ok(None),
+        Followed::Finished => api.job(id).await.map(Some),
     }
-    let job = api.job(id).await?;
-    if presenter.json {
-        print_json(&job);
-    } else {
-        write_output(
-            rje_domain::Stream::Stdout,
-            job.stdout.as_deref().unwrap_or(""),
-        )?;
-        write_output(
-            rje_domain::Stream::Stderr,
-            job.stderr.as_deref().unwrap_or(""),
-        )?;
-        if presenter.decorate() {
-            eprintln!("{}", summary(&job, started));
-        }
-    }
-    Ok(job_exit_code(&job))
+}
+
+/// A finished job's stored output, each stream to its own.
+fn write_job_output(job: &JobResponse) -> Result<(), ClientError> {
+    write_output(
+        rje_domain::Stream::Stdout,
+        job.stdout.as_deref().unwrap_or(""),
+    )?;
+    write_output(
+        rje_domain::Stream::Stderr,
+        job.stderr.as_deref().unwrap_or(""),
+    )
 }
 
 pub async fn view(connection: &Connection, args: ViewArgs) -> Result<ExitCode, ClientError> {
@@ -452,13 +679,12 @@ pub async fn cancel(connection: &Connection, args: CancelArgs) -> Result<ExitCod
     let presenter = Presenter::new(args.json);
     if !args.force && presenter.interactive() {
         let job = api.job(id).await?;
-        eprint!("Cancel job {id} ({}, {})? [y/N] ", job.command, job.status);
-        let answer = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
-        })
-        .await;
-        if !matches!(answer, Ok(Ok(line)) if line.trim().eq_ignore_ascii_case("y")) {
+        if !confirm(&format!(
+            "Cancel job {id} ({}, {})?",
+            job.command, job.status
+        ))
+        .await
+        {
             eprintln!("not cancelled");
             return Ok(ExitCode::SUCCESS);
         }
@@ -496,6 +722,12 @@ pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, C
     }
     if let Some(name) = &args.submitted_by {
         query.push(("submitted_by", name.clone()));
+    }
+    if let Some(schedule) = &args.schedule {
+        query.push((
+            "schedule",
+            crate::schedules::schedule_id(&api, schedule).await?,
+        ));
     }
     let page = api.list(&query_string(&query)).await?;
     if presenter.json {
@@ -659,7 +891,7 @@ mod tests {
             else {
                 panic!("not a submit");
             };
-            assert_eq!(args.priority, Some(PriorityArg::High), "{priority}");
+            assert_eq!(args.job.priority, Some(PriorityArg::High), "{priority}");
         }
         for format in ["json", "JSON", "Json"] {
             let ClientCommand::View(args) = parse(&[
@@ -724,6 +956,138 @@ mod tests {
             panic!("not a list");
         };
         assert_eq!(list.submitted_by.as_deref(), Some("ci"));
+    }
+
+    /// A Failed job of a chain: `number` automatic retries before it,
+    /// `retries` after it.
+    fn attempt(id: &str, number: u32, retry_of: Option<&str>, retries: &[&str]) -> JobResponse {
+        let mut job = job(Status::Failed, Some(3), None, None);
+        let id_of = |text: &str| rje_domain::JobId::parse(text).unwrap();
+        job.id = id_of(id);
+        job.retry_on_failure = true;
+        job.retry_number = number;
+        job.retry_of = retry_of.map(id_of);
+        job.retries = retries.iter().map(|id| id_of(id)).collect();
+        job
+    }
+
+    const FIRST: &str = "0195f5a4-1a2b-7c3d-8e4f-000000000001";
+    const SECOND: &str = "0195f5a4-1a2b-7c3d-8e4f-000000000002";
+    const BY_HAND: &str = "0195f5a4-1a2b-7c3d-8e4f-000000000003";
+
+    #[test]
+    fn a_failed_attempt_is_followed_by_its_automatic_retry() {
+        let failed = attempt(FIRST, 0, None, &[SECOND, BY_HAND]);
+        assert_eq!(
+            retry_candidate(&failed, 3).map(|id| id.to_string()),
+            Some(SECOND.to_owned()),
+            "the first listed: the one written with the failure"
+        );
+        let automatic = attempt(SECOND, 1, Some(FIRST), &[]);
+        assert!(continues_chain(&failed, &automatic));
+        assert_eq!(
+            retry_notice(&failed, &automatic),
+            format!("attempt failed (exit 3); retrying as {SECOND} (retry 1 of 3)")
+        );
+        // A run again by hand starts a chain of its own.
+        let by_hand = attempt(BY_HAND, 0, Some(FIRST), &[]);
+        assert!(!continues_chain(&failed, &by_hand));
+        let elsewhere = attempt(BY_HAND, 1, Some(SECOND), &[]);
+        assert!(!continues_chain(&failed, &elsewhere));
+    }
+
+    #[test]
+    fn only_a_failure_that_asked_for_retries_is_followed_further() {
+        let failed = attempt(FIRST, 0, None, &[SECOND]);
+        let mut succeeded = failed.clone();
+        succeeded.status = Status::Success;
+        assert_eq!(retry_candidate(&succeeded, 3), None);
+        let mut cancelled = failed.clone();
+        cancelled.status = Status::Cancelled;
+        assert_eq!(retry_candidate(&cancelled, 3), None);
+        let mut not_asked = failed.clone();
+        not_asked.retry_on_failure = false;
+        assert_eq!(
+            retry_candidate(&not_asked, 3),
+            None,
+            "its retries are by hand"
+        );
+        assert_eq!(retry_candidate(&attempt(FIRST, 0, None, &[]), 3), None);
+        // The chain stops at the first job's max_retries, whatever the
+        // server lists.
+        assert_eq!(
+            retry_candidate(&attempt(FIRST, 3, None, &[SECOND]), 3),
+            None
+        );
+        assert!(retry_candidate(&attempt(FIRST, 2, None, &[SECOND]), 3).is_some());
+    }
+
+    #[test]
+    fn a_submit_sends_only_the_options_given() {
+        let ClientCommand::Submit(args) = parse(&["submit", "make"]).unwrap() else {
+            panic!("not a submit");
+        };
+        assert_eq!(
+            serde_json::to_value(args.job.submit_request()).unwrap(),
+            json!({"command": "make"}),
+            "a server that predates a field still takes the submit"
+        );
+        let ClientCommand::Submit(args) = parse(&[
+            "submit",
+            "make",
+            "--retry-on-failure",
+            "--max-retries",
+            "2",
+            "--stream",
+        ])
+        .unwrap() else {
+            panic!("not a submit");
+        };
+        assert!(args.stream);
+        assert_eq!(
+            serde_json::to_value(args.job.submit_request()).unwrap(),
+            json!({"command": "make", "max_retries": 2, "retry_on_failure": true})
+        );
+    }
+
+    #[test]
+    fn retry_prune_and_list_flags_parse() {
+        let ClientCommand::Retry(args) = parse(&["retry", FIRST, "--stream"]).unwrap() else {
+            panic!("not a retry");
+        };
+        assert_eq!(
+            (args.id.as_str(), args.stream, args.json),
+            (FIRST, true, false)
+        );
+
+        let ClientCommand::Prune(args) = parse(&[
+            "prune",
+            "--before",
+            "2026-01-31T00:00:00Z",
+            "--status",
+            "success,FAILED",
+        ])
+        .unwrap() else {
+            panic!("not a prune");
+        };
+        use crate::prune::FinalStatusArg;
+        assert_eq!(
+            args.statuses,
+            [FinalStatusArg::Success, FinalStatusArg::Failed]
+        );
+        assert_eq!(args.before.to_rfc3339(), "2026-01-31T00:00:00+00:00");
+        assert!(parse(&["prune", "--before", "30d"]).is_ok());
+        assert!(parse(&["prune"]).is_err(), "--before is needed");
+        assert!(parse(&["prune", "--before", "30"]).is_err());
+        assert!(
+            parse(&["prune", "--before", "30d", "--status", "running"]).is_err(),
+            "only final statuses"
+        );
+
+        let ClientCommand::List(list) = parse(&["list", "--schedule", "nightly"]).unwrap() else {
+            panic!("not a list");
+        };
+        assert_eq!(list.schedule.as_deref(), Some("nightly"));
     }
 
     #[test]

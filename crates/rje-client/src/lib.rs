@@ -12,6 +12,8 @@ mod error;
 mod follow;
 mod hosts;
 mod present;
+mod prune;
+mod schedules;
 
 pub use access::{LocalTokens, NoLocalTokens};
 pub use commands::ClientCommand;

@@ -4,12 +4,13 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 use rje_domain::{AuditEntry, Scope, Status, Stream, Token, printable};
-use rje_proto::JobResponse;
+use rje_proto::{JobResponse, LastJob, ScheduleResponse};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -113,6 +114,94 @@ impl Presenter {
         if let Some(name) = &job.cancelled_by {
             table.add_row(vec!["cancelled by".to_owned(), name.clone()]);
         }
+        for (name, value) in lineage_rows(job) {
+            table.add_row(vec![name.to_owned(), value]);
+        }
+        table.to_string()
+    }
+
+    /// One schedule, field by field. Its next fire times are on the wall
+    /// clock of its zone, the clock its cron expression reads, with UTC
+    /// beside them.
+    pub(crate) fn schedule_table(&self, schedule: &ScheduleResponse) -> String {
+        let mut table = self.table();
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let next = if schedule.next_fire_times.is_empty() {
+            "none".to_owned()
+        } else {
+            schedule
+                .next_fire_times
+                .iter()
+                .map(|at| fire_time_with_utc(at, &schedule.timezone))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let rows = [
+            ("id", schedule.id.to_string()),
+            ("name", schedule.name.clone()),
+            ("cron", schedule.cron.clone()),
+            ("time zone", schedule.timezone.clone()),
+            ("paused", yes_no(schedule.paused)),
+            ("next fire times", next),
+            ("last job", last_job_text(schedule.last_job.as_ref(), false)),
+            ("command", schedule.command.clone()),
+            ("priority", schedule.priority.to_string()),
+            ("host", schedule.host.clone()),
+            ("timeout", format!("{} s", schedule.timeout)),
+            ("max retries", schedule.max_retries.to_string()),
+            ("retry on failure", yes_no(schedule.retry_on_failure)),
+            ("overlap", schedule.overlap.to_string()),
+            ("misfire", schedule.misfire.to_string()),
+            (
+                "parameters",
+                schedule
+                    .parameters
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), Value::to_string),
+            ),
+            (
+                "created by",
+                schedule
+                    .created_by
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned()),
+            ),
+            ("created", schedule.created_at.to_rfc3339()),
+            ("modified", schedule.modified_at.to_rfc3339()),
+        ];
+        for (name, value) in rows {
+            table.add_row(vec![name.to_owned(), value]);
+        }
+        table.to_string()
+    }
+
+    /// A page of schedules: one line each. On a terminal, short job ids
+    /// keep it narrow; piped, whole ones can be used.
+    pub(crate) fn schedules_table(&self, schedules: &[ScheduleResponse]) -> String {
+        let mut table = self.table();
+        table.set_header(vec![
+            "NAME",
+            "CRON",
+            "TZ",
+            "NEXT FIRE",
+            "LAST JOB",
+            "PAUSED",
+            "OVERLAP",
+        ]);
+        for schedule in schedules {
+            table.add_row(vec![
+                schedule.name.clone(),
+                schedule.cron.clone(),
+                schedule.timezone.clone(),
+                schedule.next_fire_times.first().map_or_else(
+                    || "-".to_owned(),
+                    |at| fire_time_text(at, &schedule.timezone),
+                ),
+                last_job_text(schedule.last_job.as_ref(), self.stdout_tty),
+                if schedule.paused { "yes" } else { "no" }.to_owned(),
+                schedule.overlap.to_string(),
+            ]);
+        }
         table.to_string()
     }
 
@@ -187,6 +276,79 @@ impl Presenter {
         }
         table.to_string()
     }
+}
+
+/// Where a job comes from and what ran it again, for the rows that apply.
+fn lineage_rows(job: &JobResponse) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if job.retry_on_failure {
+        rows.push((
+            "retry on failure",
+            format!("yes (retry {} of {})", job.retry_number, job.max_retries),
+        ));
+    }
+    if let Some(old) = job.retry_of {
+        rows.push(("retry of", old.to_string()));
+    }
+    if !job.retries.is_empty() {
+        let ids: Vec<String> = job.retries.iter().map(ToString::to_string).collect();
+        rows.push(("retried as", ids.join("\n")));
+    }
+    if let Some(schedule) = job.schedule {
+        rows.push(("schedule", schedule.to_string()));
+    }
+    if let Some(at) = job.scheduled_for {
+        rows.push(("scheduled for", at.to_rfc3339()));
+    }
+    rows
+}
+
+/// A fire time (RFC 3339, as the server gives it) on the wall clock of
+/// `zone`, as the schedule's author reads its cron expression. Shown as
+/// it came if either cannot be read here.
+pub(crate) fn fire_time_text(at: &str, zone: &str) -> String {
+    let Ok(at) = DateTime::parse_from_rfc3339(at) else {
+        return at.to_owned();
+    };
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(zone) => at
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => at
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+    }
+}
+
+/// [`fire_time_text`], with the time in UTC beside it unless the zone's
+/// clock is UTC's then.
+fn fire_time_with_utc(at: &str, zone: &str) -> String {
+    let local = fire_time_text(at, zone);
+    match DateTime::parse_from_rfc3339(at) {
+        Ok(parsed) if !local.ends_with("UTC") => {
+            let utc = parsed.with_timezone(&Utc).format("%H:%M:%S UTC");
+            format!("{local} ({utc})")
+        }
+        _ => local,
+    }
+}
+
+/// A schedule's last job: its id (the first 8 characters when `short`, as
+/// the dashboard writes them) and its status, uncoloured: comfy-table
+/// counts colour codes as width, and would wrap the cell.
+fn last_job_text(last: Option<&LastJob>, short: bool) -> String {
+    let Some(last) = last else {
+        return "-".to_owned();
+    };
+    let id = last.id.to_string();
+    let id = if short {
+        id.chars().take(8).collect()
+    } else {
+        id
+    };
+    format!("{id} {}", last.status)
 }
 
 /// A status, coloured when colour is on.
@@ -300,6 +462,30 @@ mod tests {
         assert_eq!(printable("web-1"), "web-1");
         assert_eq!(printable("a\u{1b}[2K\r\nb"), "a\\u{1b}[2K\\u{d}\\u{a}b");
         assert_eq!(printable("\u{202e}\u{61c}é"), "\\u{202e}\\u{61c}\\u{e9}");
+    }
+
+    #[test]
+    fn fire_times_read_on_the_schedules_clock() {
+        let at = "2026-01-05T02:00:00Z";
+        assert_eq!(
+            fire_time_text(at, "Europe/Berlin"),
+            "2026-01-05 03:00:00 CET"
+        );
+        assert_eq!(
+            fire_time_with_utc(at, "Europe/Berlin"),
+            "2026-01-05 03:00:00 CET (02:00:00 UTC)"
+        );
+        assert_eq!(
+            fire_time_with_utc("2026-07-05T02:00:00Z", "America/New_York"),
+            "2026-07-04 22:00:00 EDT (02:00:00 UTC)"
+        );
+        assert_eq!(fire_time_with_utc(at, "UTC"), "2026-01-05 02:00:00 UTC");
+        // What cannot be read here is shown as the server gave it.
+        assert_eq!(
+            fire_time_text(at, "Mars/Olympus"),
+            "2026-01-05 02:00:00 UTC"
+        );
+        assert_eq!(fire_time_text("soon", "UTC"), "soon");
     }
 
     #[test]
