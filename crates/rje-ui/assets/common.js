@@ -113,10 +113,18 @@ export function may(me, role) {
   return Boolean(me) && (RANK[me.role] || 0) >= RANK[role];
 }
 
+/**
+ * Whether `me` may change what the token named `owner` made (a job's
+ * submitted_by, a schedule's created_by): an admin anything, run its own.
+ */
+export function mayChangeOwn(me, owner) {
+  if (may(me, 'admin')) return true;
+  return may(me, 'run') && typeof owner === 'string' && owner === me.name;
+}
+
 /** Whether `me` may cancel or change `job`: an admin any, run its own. */
 export function mayChange(me, job) {
-  if (may(me, 'admin')) return true;
-  return may(me, 'run') && typeof job.submitted_by === 'string' && job.submitted_by === me.name;
+  return mayChangeOwn(me, job.submitted_by);
 }
 
 /** An API answer that was not a success, with the server's error body. */
@@ -139,9 +147,14 @@ function authHeaders(headers = {}) {
   return headers;
 }
 
-/** Calls the API; a 401 sends the user to the sign-in page. */
-export async function api(path, { method = 'GET', body, text = false } = {}) {
-  const headers = authHeaders({ Accept: text ? 'text/plain' : 'application/json' });
+/**
+ * Calls the API; a 401 sends the user to the sign-in page. `headers`: more
+ * of them (an Idempotency-Key). A network failure rejects with the
+ * browser's TypeError, not an ApiError: the server may or may not have
+ * acted.
+ */
+export async function api(path, { method = 'GET', body, text = false, headers: extra = {} } = {}) {
+  const headers = authHeaders({ ...extra, Accept: text ? 'text/plain' : 'application/json' });
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(path, {
     method,
