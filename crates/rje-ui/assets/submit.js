@@ -1,8 +1,10 @@
 // The submit form: the server judges every field, and its errors are
-// shown beside the fields they name.
+// shown beside the fields they name. A submission carries an
+// Idempotency-Key, so that sending the same form again (a double click,
+// a retry after the network failed) makes the job once.
 
 import {
-  api, clearFieldErrors, el, flash, may, showFieldErrors, whoami,
+  ApiError, api, clearFieldErrors, el, flash, may, showFieldErrors, whoami,
 } from './common.js';
 
 const form = document.getElementById('submit');
@@ -54,22 +56,61 @@ function body() {
   const cwd = form.elements.cwd.value.trim();
   if (cwd) parameters.cwd = cwd;
   if (Object.keys(parameters).length) request.parameters = parameters;
+  if (form.elements.retry_on_failure.checked) request.retry_on_failure = true;
   return request;
+}
+
+/** A random key: randomUUID needs HTTPS or localhost, getRandomValues (32 hex digits) does not. */
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * This form's Idempotency-Key: the same for every submit until one
+ * succeeds, so that the server makes the job once however often the form
+ * reaches it (a double click, Submit again after the network failed).
+ */
+let key = null;
+let inFlight = false;
+
+/** The server's 409 for a key that already made a job from another body. */
+function keyUsed(err) {
+  return err.status === 409 && err.details.some((d) => d.field === 'Idempotency-Key');
 }
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
+  // The button is disabled too; Enter in a field must not send twice either.
+  if (inFlight) return;
+  inFlight = true;
   clearFieldErrors(form);
   flash('');
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
+  key = key || newKey();
   try {
-    const job = await api('/jobs/', { method: 'POST', body: body() });
+    const job = await api('/jobs/', {
+      method: 'POST', body: body(), headers: { 'Idempotency-Key': key },
+    });
+    // Done: the next submission, even of the same form, is a new job.
+    key = null;
     location.assign('/ui/jobs/' + job.id);
   } catch (err) {
     if (err.status === 400 || err.status === 422) showFieldErrors(form, err);
-    else flash(err.message);
+    else if (keyUsed(err)) {
+      // The form changed after a submit whose answer was lost but whose
+      // job was made: said, and the next submit is a new job.
+      key = null;
+      flash('An earlier submit of this form made a job (its answer was lost): see the Jobs '
+        + 'page. Submit again to make this one as well.');
+    } else if (!(err instanceof ApiError)) {
+      flash('The server could not be reached, and the job may or may not have been made. '
+        + 'Submitting again is safe: the server makes it once.');
+    } else flash(err.message);
   } finally {
+    inFlight = false;
     button.disabled = false;
   }
 });

@@ -2,7 +2,7 @@
 //! API: what is here is the same for every user and every moment.
 
 use maud::{DOCTYPE, Markup, html};
-use rje_domain::{Priority, Status};
+use rje_domain::{Limits, Priority, Status};
 
 use crate::UiSettings;
 
@@ -227,6 +227,8 @@ pub(crate) fn submit(settings: &UiSettings) -> Markup {
                 label for="cwd" { "Working directory" }
                 input #cwd name="cwd" type="text" spellcheck="false" placeholder="/absolute/path";
             }
+            (retry_on_failure("retry-on-failure",
+                html! { (Limits::DEFAULT_MAX_RETRIES) " times" }))
             p.error data-error-for="" {}
             div.actions { button.primary type="submit" { "Submit" } }
         }
@@ -239,6 +241,22 @@ pub(crate) fn submit(settings: &UiSettings) -> Markup {
         }
     };
     layout(settings, "submit", "Submit", main)
+}
+
+/// The checkbox that makes a failed job run again by itself; `how_often`
+/// ends the hint's sentence ("at most …").
+fn retry_on_failure(id: &str, how_often: Markup) -> Markup {
+    html! {
+        div.field {
+            label.check {
+                input id=(id) name="retry_on_failure" type="checkbox";
+                " Run again when it fails"
+            }
+            p.hint { "When the command fails or times out, a new job runs it again, at most "
+                (how_often) "; each new job links to the one it runs again." }
+            p.error data-error-for="retry_on_failure" {}
+        }
+    }
 }
 
 pub(crate) fn hosts(settings: &UiSettings) -> Markup {
