@@ -1,6 +1,7 @@
 // The job list: filters and paging kept in the address (so a view can be
 // shared and the back button works), one page of jobs read from the
 // server at a time, and live updates from the all-jobs event stream.
+// ?schedule=ID (the Schedules page links it) shows one schedule's jobs.
 
 import {
   STATUSES, api, badge, duration, el, flash, liveSocket, showLive, throttle, timeEl,
@@ -8,7 +9,8 @@ import {
 
 const form = document.getElementById('filters');
 const tbody = document.querySelector('#jobs tbody');
-const FILTERS = ['search', 'status', 'priority', 'host', 'ordering', 'limit'];
+/** The view's filters; `schedule` has no field, only the address and a note. */
+const FILTERS = ['search', 'status', 'priority', 'host', 'ordering', 'limit', 'schedule'];
 const DEFAULTS = { ordering: '-created_at', limit: '25' };
 
 function current() {
@@ -40,6 +42,34 @@ function fillForm(view) {
     const on = link.dataset.status === view.status;
     if (on) link.setAttribute('aria-current', 'true');
     else link.removeAttribute('aria-current');
+  }
+  showSchedule(view.schedule);
+}
+
+/** Schedules' names by id, asked once each. */
+const scheduleNames = new Map();
+
+/** Says that the list is one schedule's jobs, with a way back to all. */
+function showSchedule(scheduleId) {
+  const note = document.getElementById('schedule-filter');
+  note.hidden = !scheduleId;
+  if (!scheduleId) return;
+  const every = el('a', { href: '/ui/', text: 'Show every job' });
+  every.addEventListener('click', (event) => {
+    event.preventDefault();
+    navigate({ ...current(), schedule: '', offset: 0 });
+  });
+  const name = scheduleNames.get(scheduleId);
+  const link = el('a', { href: '/ui/schedules#schedule-' + scheduleId },
+    name || el('code', { text: scheduleId.slice(0, 8) }));
+  note.replaceChildren('The jobs of the schedule ', link,
+    ' (the counts by status are of every job). ', every);
+  if (!scheduleNames.has(scheduleId)) {
+    scheduleNames.set(scheduleId, null);
+    api(`/schedules/${encodeURIComponent(scheduleId)}/`).then((schedule) => {
+      scheduleNames.set(scheduleId, schedule.name);
+      if (current().schedule === scheduleId) showSchedule(scheduleId);
+    }, () => { /* deleted: its id says which */ });
   }
 }
 
@@ -76,7 +106,7 @@ async function load() {
   const view = current();
   fillForm(view);
   const query = new URLSearchParams({ output: 'none', limit: view.limit, offset: view.offset });
-  for (const name of ['search', 'status', 'priority', 'host', 'ordering']) {
+  for (const name of ['search', 'status', 'priority', 'host', 'ordering', 'schedule']) {
     if (view[name]) query.set(name, view[name]);
   }
   const mine = (loading = Symbol('load'));
@@ -126,7 +156,7 @@ async function fillHosts() {
 let typing = null;
 form.addEventListener('input', (event) => {
   const view = current();
-  for (const name of FILTERS) view[name] = form.elements[name].value;
+  for (const name of FILTERS) if (form.elements[name]) view[name] = form.elements[name].value;
   view.offset = 0;
   if (event.target.name === 'search') {
     clearTimeout(typing);

@@ -38,6 +38,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
         .route("/ui", get(jobs))
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/submit", get(submit))
+        .route("/ui/schedules", get(schedules))
         .route("/ui/hosts", get(hosts))
         .route("/ui/workers", get(workers))
         .route("/ui/tokens", get(tokens))
@@ -61,6 +62,10 @@ async fn job(State(settings): State<UiSettings>, Path(id): Path<String>) -> Resp
 
 async fn submit(State(settings): State<UiSettings>) -> Response {
     page(StatusCode::OK, pages::submit(&settings))
+}
+
+async fn schedules(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::schedules(&settings))
 }
 
 async fn hosts(State(settings): State<UiSettings>) -> Response {
@@ -120,6 +125,7 @@ mod tests {
             ("jobs", pages::jobs(&settings())),
             ("job", pages::job(&settings(), "x")),
             ("submit", pages::submit(&settings())),
+            ("schedules", pages::schedules(&settings())),
             ("hosts", pages::hosts(&settings())),
             ("workers", pages::workers(&settings())),
             ("tokens", pages::tokens(&settings())),
@@ -172,6 +178,39 @@ mod tests {
         let html = pages::tokens(&settings()).into_string();
         assert!(html.contains(r#"id="secret-box""#), "{html}");
         assert!(html.contains("will not be shown again"), "{html}");
+    }
+
+    #[test]
+    fn the_schedule_form_offers_every_policy_and_is_for_run_tokens() {
+        let html = pages::schedules(&settings()).into_string();
+        assert!(
+            html.contains(r#"href="/ui/schedules" aria-current="page" data-needs="read""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"id="make-schedule" data-needs="run""#),
+            "{html}"
+        );
+        for overlap in rje_domain::Overlap::ALL {
+            assert!(html.contains(&format!(r#"value="{overlap}""#)), "{overlap}");
+        }
+        for misfire in rje_domain::Misfire::ALL {
+            assert!(html.contains(&format!(r#"value="{misfire}""#)), "{misfire}");
+        }
+        for field in [
+            "name",
+            "cron",
+            "timezone",
+            "command",
+            "max_retries",
+            "retry_on_failure",
+        ] {
+            assert!(
+                html.contains(&format!(r#"data-error-for="{field}""#)),
+                "{field} has a slot for its error"
+            );
+        }
+        assert!(html.contains(r#"id="created""#), "{html}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! API: what is here is the same for every user and every moment.
 
 use maud::{DOCTYPE, Markup, html};
-use rje_domain::{Limits, Priority, Status};
+use rje_domain::{Limits, Misfire, Overlap, Priority, Status};
 
 use crate::UiSettings;
 
@@ -12,6 +12,7 @@ use crate::UiSettings;
 const NAV: &[(&str, &str, &str, &str)] = &[
     ("/ui/", "Jobs", "jobs", "read"),
     ("/ui/submit", "Submit", "submit", "run"),
+    ("/ui/schedules", "Schedules", "schedules", "read"),
     ("/ui/hosts", "Hosts", "hosts", "read"),
     ("/ui/workers", "Workers", "workers", "read"),
     ("/ui/tokens", "Tokens", "tokens", "admin"),
@@ -26,12 +27,33 @@ const AUDITED_ROUTES: &[&str] = &[
     "/jobs/{id}",
     "/jobs/{id}/cancel",
     "/hosts/{name}/check",
+    "/schedules",
+    "/schedules/{id}",
+    "/schedules/{id}/pause",
+    "/schedules/{id}/resume",
     "/tokens",
     "/tokens/{name}",
 ];
 
 /// Priorities as people pick them: the most urgent first.
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
+
+/// A schedule's overlap as its select offers it: the value, and what it does.
+fn overlap_label(overlap: Overlap) -> &'static str {
+    match overlap {
+        Overlap::Allow => "allow: fire anyway",
+        Overlap::Skip => "skip: fire nothing",
+        Overlap::Queue => "queue: fire a job that waits for the last one",
+    }
+}
+
+/// A schedule's misfire as its select offers it.
+fn misfire_label(misfire: Misfire) -> &'static str {
+    match misfire {
+        Misfire::Skip => "skip: wait for the next fire time",
+        Misfire::RunOnce => "run_once: run once, late",
+    }
+}
 
 fn layout(settings: &UiSettings, name: &str, title: &str, main: Markup) -> Markup {
     html! {
@@ -82,6 +104,8 @@ fn status_badge(status: Status) -> Markup {
 pub(crate) fn jobs(settings: &UiSettings) -> Markup {
     let main = html! {
         h1 { "Jobs" }
+        // Filled when the address asks for one schedule's jobs (?schedule=).
+        p #schedule-filter .note hidden {}
         nav #counts .counts aria-label="Jobs by status" {
             a href="/ui/" data-status="" { "All " b data-count="total" { "–" } }
             @for status in Status::ALL {
@@ -257,6 +281,135 @@ fn retry_on_failure(id: &str, how_often: Markup) -> Markup {
             p.error data-error-for="retry_on_failure" {}
         }
     }
+}
+
+pub(crate) fn schedules(settings: &UiSettings) -> Markup {
+    let limits = &settings.limits;
+    let main = html! {
+        h1 { "Schedules" }
+        p.hint { "Jobs submitted at the fire times of a cron expression, read on a time zone's \
+            wall clock. Times are shown in yours, with the UTC value on hover." }
+        div.table-wrap {
+            table #schedules {
+                thead { tr {
+                    th { "Name" } th.opt { "Command" } th { "Cron" } th { "Next fire" }
+                    th { "Last job" } th.opt { "Overlap" } th { "State" } th.opt { "Made by" }
+                    th { "Actions" }
+                } }
+                tbody {}
+            }
+        }
+        p #no-schedules .note hidden { "No schedule yet." }
+        p #more-schedules .note hidden {}
+        // Only for tokens that may make one (run or admin).
+        section #make-schedule data-needs="run" aria-labelledby="make-schedule-title" {
+            h2 #make-schedule-title { "Make a schedule" }
+            form #new-schedule .stack novalidate autocomplete="off" {
+                div.row {
+                    div.field {
+                        label for="schedule-name" { "Name" }
+                        input #schedule-name name="name" type="text" required maxlength="100"
+                            spellcheck="false" placeholder="e.g. nightly-backup";
+                        p.hint { "Letters, digits, '.', '_' or '-'." }
+                        p.error data-error-for="name" {}
+                    }
+                    div.field {
+                        label for="schedule-cron" { "Cron" }
+                        input #schedule-cron name="cron" type="text" required maxlength="200"
+                            spellcheck="false" placeholder="e.g. 30 2 * * *";
+                        p.hint { "minute hour day month weekday (6 fields: seconds first), \
+                            or @hourly, @daily, @weekly, @monthly, @yearly." }
+                        p.error data-error-for="cron" {}
+                    }
+                    div.field {
+                        label for="schedule-timezone" { "Time zone" }
+                        input #schedule-timezone name="timezone" type="text" value="UTC"
+                            list="timezones" maxlength="64" spellcheck="false";
+                        datalist #timezones {}
+                        p.hint { "An IANA name, e.g. Europe/Paris." }
+                        p.error data-error-for="timezone" {}
+                    }
+                }
+                div.field {
+                    label for="schedule-command" { "Command" }
+                    textarea #schedule-command name="command" rows="2" required
+                        spellcheck="false" placeholder="e.g. /usr/local/bin/backup" {}
+                    p.hint { "Run by /bin/sh -c on the host; at most "
+                        (limits.max_command_bytes) " bytes." }
+                    p.error data-error-for="command" {}
+                }
+                div.row {
+                    div.field {
+                        label for="schedule-priority" { "Priority" }
+                        select #schedule-priority name="priority" {
+                            @for priority in PRIORITIES {
+                                @if priority == Priority::Medium {
+                                    option selected { (priority.as_str()) }
+                                } @else {
+                                    option { (priority.as_str()) }
+                                }
+                            }
+                        }
+                        p.error data-error-for="priority" {}
+                    }
+                    div.field {
+                        label for="schedule-timeout" { "Timeout (seconds)" }
+                        input #schedule-timeout name="timeout" type="number" inputmode="numeric"
+                            min=(limits.min_timeout_secs) max=(limits.max_timeout_secs)
+                            value=(Limits::DEFAULT_TIMEOUT_SECS);
+                        p.error data-error-for="timeout" {}
+                    }
+                    div.field {
+                        label for="schedule-host" { "Host" }
+                        select #schedule-host name="host" {}
+                        p.error data-error-for="host" {}
+                    }
+                }
+                div.row {
+                    div.field {
+                        label for="schedule-overlap" { "While the last job runs" }
+                        select #schedule-overlap name="overlap" {
+                            @for overlap in Overlap::ALL {
+                                option value=(overlap.as_str()) { (overlap_label(*overlap)) }
+                            }
+                        }
+                        p.error data-error-for="overlap" {}
+                    }
+                    div.field {
+                        label for="schedule-misfire" { "A fire time missed while rje was down" }
+                        select #schedule-misfire name="misfire" {
+                            @for misfire in Misfire::ALL {
+                                option value=(misfire.as_str()) { (misfire_label(*misfire)) }
+                            }
+                        }
+                        p.error data-error-for="misfire" {}
+                    }
+                    div.field {
+                        label for="schedule-max-retries" { "Retries" }
+                        input #schedule-max-retries name="max_retries" type="number"
+                            inputmode="numeric" min="0" max=(limits.max_retries)
+                            value=(Limits::DEFAULT_MAX_RETRIES);
+                        p.hint { "How often a start that failed is tried again, and a failed \
+                            run when asked below; at most " (limits.max_retries) "." }
+                        p.error data-error-for="max_retries" {}
+                    }
+                }
+                (retry_on_failure("schedule-retry-on-failure",
+                    html! { "as many times as Retries says" }))
+                p.error data-error-for="" {}
+                div.actions { button.primary type="submit" { "Make the schedule" } }
+            }
+            // The new schedule's next fire times, so that a wrong cron or
+            // zone shows at once.
+            section #created .created hidden tabindex="-1" aria-labelledby="created-title" {
+                h2 #created-title { "The schedule " span #created-name {} " fires next" }
+                ol #next-fires {}
+                p.hint { "On the schedule's time zone's clock; hover for UTC." }
+                div.actions { button #created-done type="button" { "Done" } }
+            }
+        }
+    };
+    layout(settings, "schedules", "Schedules", main)
 }
 
 pub(crate) fn hosts(settings: &UiSettings) -> Markup {
