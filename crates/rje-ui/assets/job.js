@@ -1,6 +1,10 @@
 // One job: its fields, its output live, and what can be done with it.
 // The page never holds more than MAX_LINES lines of output: a long
-// output shows its end and offers the whole as a download.
+// output shows its end and offers the whole as a download. Where the job
+// comes from (the job it runs again, its schedule) and the jobs that run
+// it again are links; a failure that runs the job again by itself is
+// announced with a link to the new job, and the page stays on this one,
+// whose output explains the failure.
 
 import {
   FINAL, ApiError, api, badge, download, duration, el, flash, formatBytes, liveSocket,
@@ -28,6 +32,11 @@ let hiddenLines = 0;
 let startedAtEnd = false;
 let queued = [];
 let frame = null;
+/** The name of the job's schedule, once asked; the id until then. */
+let scheduleName = null;
+/** The job that runs this one again after its failure, once found. */
+let retrying = null;
+let retryAsked = false;
 
 function showNote() {
   const parts = [];
@@ -107,6 +116,66 @@ function field(name, value) {
   return [el('dt', { text: name }), el('dd', {}, value)];
 }
 
+/** A link to the job `jobId`'s page, by its short id. */
+function jobLink(jobId, attrs = {}) {
+  return el('a', { ...attrs, href: '/ui/jobs/' + encodeURIComponent(jobId), title: jobId },
+    el('code', { text: jobId.slice(0, 8) }));
+}
+
+/** The job this one runs again, and whether a failure or a person asked. */
+function retryOf() {
+  const how = job.retry_number > 0
+    ? ` (automatic retry ${job.retry_number} of at most ${job.max_retries})`
+    : ' (run again by hand)';
+  return el('span', {}, jobLink(job.retry_of, { id: 'retry-of' }), how);
+}
+
+/** What a failure of this job does: its chain has max_retries in all. */
+function onFailure() {
+  const left = job.max_retries - job.retry_number;
+  if (left <= 0) return 'no retry left: it stays failed';
+  return `runs again by itself, ${left} more time${left > 1 ? 's' : ''} at most`;
+}
+
+function retries() {
+  return el('span', { id: 'retries', class: 'job-links' }, ...job.retries.map((r) => jobLink(r)));
+}
+
+/** The schedule (its row on the Schedules page) and the list of its jobs. */
+function schedule() {
+  const name = scheduleName ? scheduleName : el('code', { text: job.schedule.slice(0, 8) });
+  return el('span', {},
+    el('a', { id: 'schedule-link', href: '/ui/schedules#schedule-' + job.schedule }, name),
+    ' · ',
+    el('a', { href: '/ui/?schedule=' + encodeURIComponent(job.schedule), text: 'its jobs' }));
+}
+
+/** Names the job's schedule; a deleted one keeps its id. */
+async function nameSchedule() {
+  try {
+    scheduleName = (await api(`/schedules/${job.schedule}/`)).name;
+    render();
+  } catch { /* deleted, or not in this token's view: the id stays */ }
+}
+
+/**
+ * The job that runs this one again after its failure: the first of its
+ * retries, written with the failure itself, when its retry_number says a
+ * failure made it (a run again by hand starts at 0).
+ */
+async function findRetry() {
+  const first = (job.retries || [])[0];
+  if (retryAsked || job.status !== 'Failed' || !job.retry_on_failure || !first) return;
+  retryAsked = true;
+  try {
+    const next = await api(`/jobs/${first}/?output=none`);
+    if (next.retry_of === id && next.retry_number > 0) {
+      retrying = next;
+      render();
+    }
+  } catch { /* deleted meanwhile: the Retries field still names it */ }
+}
+
 function render() {
   document.title = `Job ${id.slice(0, 8)} · ${job.status} · rje`;
   document.getElementById('status').replaceWith(Object.assign(badge(job.status), { id: 'status' }));
@@ -122,6 +191,11 @@ function render() {
     ...field('Timeout', `${job.timeout} s`),
     ...field('Created', timeEl(job.created_at)),
     ...field('Submitted by', job.submitted_by),
+    ...field('Schedule', job.schedule && schedule()),
+    ...field('Scheduled for', job.scheduled_for && timeEl(job.scheduled_for)),
+    ...field('Retry of', job.retry_of && retryOf()),
+    ...field('Retries', (job.retries || []).length ? retries() : null),
+    ...field('On failure', job.retry_on_failure ? onFailure() : null),
     ...field('Started', job.started_at && timeEl(job.started_at)),
     ...field('Completed', job.completed_at && timeEl(job.completed_at)),
     ...field('Cancelled by', job.cancelled_by),
@@ -137,16 +211,24 @@ function render() {
     ...field('Parameters', params),
   );
   // Only what the token's role may do (the server refuses the rest anyway):
-  // cancel its own jobs from run up (any from admin), run again from run,
-  // delete as admin.
+  // cancel its own jobs from run up (any from admin), run a finished job
+  // again from run, delete as admin.
   document.getElementById('cancel').hidden = FINAL.has(job.status) || !mayChange(me, job);
   document.getElementById('delete').hidden = job.status === 'Running' || !may(me, 'admin');
-  document.getElementById('rerun').hidden = !may(me, 'run');
+  document.getElementById('rerun').hidden = !FINAL.has(job.status) || !may(me, 'run');
+  const note = document.getElementById('retrying');
+  if (retrying) {
+    note.replaceChildren('Failed: retrying as ', jobLink(retrying.id, { id: 'retrying-link' }), '.');
+  }
+  note.hidden = !retrying;
 }
 
 async function refreshJob() {
+  const first = job === null;
   job = await api(`/jobs/${id}/?output=none`);
   render();
+  if (first && job.schedule) nameSchedule();
+  findRetry();
 }
 
 async function start() {
@@ -206,16 +288,17 @@ document.getElementById('delete').addEventListener('click', async () => {
   } catch (err) { flash(err.message); }
 });
 
-document.getElementById('rerun').addEventListener('click', async () => {
-  const body = {
-    command: job.command, priority: job.priority, timeout: job.timeout, max_retries: job.max_retries,
-  };
-  if (job.host) body.host = job.host;
-  if (job.parameters) body.parameters = job.parameters;
+// The server makes the new job from this one and links the two (retry_of).
+document.getElementById('rerun').addEventListener('click', async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
   try {
-    const created = await api('/jobs/', { method: 'POST', body });
+    const created = await api(`/jobs/${id}/retry/`, { method: 'POST' });
     location.assign('/ui/jobs/' + created.id);
-  } catch (err) { flash(err.message); }
+  } catch (err) {
+    flash(err.message);
+    button.disabled = false;
+  }
 });
 
 whoami().then((answer) => {

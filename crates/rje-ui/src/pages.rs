@@ -26,6 +26,7 @@ const AUDITED_ROUTES: &[&str] = &[
     "/jobs",
     "/jobs/{id}",
     "/jobs/{id}/cancel",
+    "/jobs/{id}/retry",
     "/hosts/{name}/check",
     "/schedules",
     "/schedules/{id}",
@@ -179,6 +180,8 @@ pub(crate) fn job(settings: &UiSettings, id: &str) -> Markup {
                 button #delete .danger type="button" hidden { "Delete" }
             }
         }
+        // "Retrying as …" when a failure ran the job again by itself.
+        p #retrying .retrying hidden {}
         pre #command .command {}
         dl #fields .fields {}
         section.output aria-labelledby="output-title" {
