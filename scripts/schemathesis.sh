@@ -18,6 +18,7 @@ TOKEN="schemathesis-token"
 # What the document says in prose only (the client's own keys of
 # `parameters` hold any JSON but no NUL): bodies that break it are left out.
 export SCHEMATHESIS_HOOKS="$PWD/scripts/schemathesis_hooks.py"
+SCRIPTS="$PWD/scripts"
 
 if [ ! -x "$VENV/bin/schemathesis" ]; then
   python3 -m venv "$VENV"
@@ -62,7 +63,7 @@ import sys, urllib.request
 request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
 sys.stdout.write(urllib.request.urlopen(request).read().decode())
 PY
-"$VENV/bin/schemathesis" run "$WORK/openapi.json" \
+"$VENV/bin/schemathesis" --config-file "$SCRIPTS/schemathesis.toml" run "$WORK/openapi.json" \
   --url "$BASE" \
   --header "Authorization: Bearer $TOKEN" \
   --checks all \

@@ -190,7 +190,12 @@ async fn entitled(state: &AppState, presented: Option<String>) -> bool {
 fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool) {
     let hosts: Vec<Value> = settings.hosts.names().map(Value::from).collect();
     let limits = &settings.limits;
-    for request in ["SubmitRequest", "EditRequest"] {
+    for request in [
+        "SubmitRequest",
+        "EditRequest",
+        "ScheduleRequest",
+        "ScheduleEdit",
+    ] {
         let Some(properties) =
             document.pointer_mut(&format!("/components/schemas/{request}/properties"))
         else {
@@ -206,8 +211,23 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
         properties["timeout"]["maximum"] = json!(limits.max_timeout_secs);
         properties["command"]["maxLength"] = json!(limits.max_command_bytes);
     }
-    if let Some(properties) = document.pointer_mut("/components/schemas/SubmitRequest/properties") {
-        properties["max_retries"]["maximum"] = json!(limits.max_retries);
+    for request in ["SubmitRequest", "ScheduleRequest", "ScheduleEdit"] {
+        if let Some(properties) =
+            document.pointer_mut(&format!("/components/schemas/{request}/properties"))
+        {
+            properties["max_retries"]["maximum"] = json!(limits.max_retries);
+        }
+    }
+    // A schedule's zone is one of IANA's, as the server knows them.
+    let zones: Vec<Value> = rje_domain::time_zone_names().map(Value::from).collect();
+    for request in ["ScheduleRequest", "ScheduleEdit"] {
+        if let Some(properties) =
+            document.pointer_mut(&format!("/components/schemas/{request}/properties"))
+        {
+            let mut allowed = zones.clone();
+            allowed.push(Value::Null);
+            properties["timezone"]["enum"] = Value::from(allowed);
+        }
     }
     // A token's name is a host's kind of name, `env-…` reserved; its
     // scope names configured hosts, and labels of a host's kind.

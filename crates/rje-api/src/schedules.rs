@@ -8,7 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use rje_domain::{Misfire, NewSchedule, Overlap, Page, Principal, Priority, Timetable};
-use rje_proto::{ErrorBody, LastJob, ScheduleListResponse, ScheduleRequest, ScheduleResponse};
+use rje_proto::{
+    ErrorBody, LastJob, ScheduleEdit, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
+};
 use rje_store::{ScheduleRecord, ScheduleWrite};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -196,7 +198,7 @@ async fn replace_schedule(
     operation_id = "patch_schedule",
     tag = "schedules",
     params(ScheduleKey),
-    request_body = serde_json::Value,
+    request_body = ScheduleEdit,
     responses(
         (status = 200, description = "Changed", body = ScheduleResponse),
         (status = 404, description = "No such schedule", body = ErrorBody),

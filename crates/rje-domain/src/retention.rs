@@ -55,10 +55,10 @@ impl PruneFilter {
                                     "{name:?} is not a final status: Success, Failed or Cancelled"
                                 )
                             });
-                        if let Some(status) = errors.take("status", status) {
-                            if !statuses.contains(&status) {
-                                statuses.push(status);
-                            }
+                        if let Some(status) = errors.take("status", status)
+                            && !statuses.contains(&status)
+                        {
+                            statuses.push(status);
                         }
                     }
                 }

@@ -21,7 +21,7 @@ pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, St
 pub use logs::{ChunkResponse, LogsResponse};
 pub use request::{EditRequest, Parameters, SubmitRequest};
 pub use schedule::{
-    LastJob, PruneResponse, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
+    LastJob, PruneResponse, ScheduleEdit, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
 };
 pub use service::{
     HealthResponse, HostListResponse, ReadyResponse, WorkerListResponse, WorkerResponse,

@@ -60,7 +60,7 @@ pub struct Fire {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FireOutcome {
     /// This process won the fire time and made the job.
-    Fired(Job),
+    Fired(Box<Job>),
     /// This process won the fire time and recorded a skip: a job of the
     /// schedule was still Queued or Running.
     Skipped,

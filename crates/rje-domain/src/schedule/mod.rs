@@ -18,14 +18,18 @@ use crate::new_job::{NewJob, as_object, optional};
 
 mod timetable;
 
-pub use timetable::{Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Timetable};
+pub use timetable::{Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Timetable, time_zone_names};
 
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+ }
+        // The document's generator reads `rename_all`, not a rename per
+        // variant inside a macro; each wire name is its variant's
+        // snake_case (a unit test holds `as_str` to it).
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -357,6 +361,16 @@ mod tests {
 
     fn nightly() -> Value {
         json!({"name": "nightly", "cron": "30 2 * * *", "command": "backup"})
+    }
+
+    #[test]
+    fn wire_names_are_what_serde_writes() {
+        for overlap in Overlap::ALL {
+            assert_eq!(serde_json::to_value(overlap).unwrap(), overlap.as_str());
+        }
+        for misfire in Misfire::ALL {
+            assert_eq!(serde_json::to_value(misfire).unwrap(), misfire.as_str());
+        }
     }
 
     #[test]

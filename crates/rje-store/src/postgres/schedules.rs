@@ -237,7 +237,7 @@ impl Schedules for PostgresStore {
                     .bind(fire.at)
                     .execute(&mut *tx)
                     .await?;
-                    Ok(FireOutcome::Fired(job))
+                    Ok(FireOutcome::Fired(Box::new(job)))
                 }
             }
         }

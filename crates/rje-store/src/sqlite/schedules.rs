@@ -243,7 +243,7 @@ impl Schedules for SqliteStore {
                     .bind(micros(fire.at))
                     .execute(&mut *tx)
                     .await?;
-                    Ok(FireOutcome::Fired(job))
+                    Ok(FireOutcome::Fired(Box::new(job)))
                 }
             }
         }
