@@ -13,7 +13,7 @@ use rje_store::{
 };
 use serde_json::json;
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
 /// Instantiates every contract test for one implementation. `$make` is an
 /// async fn returning `(Arc<dyn JobStore>, guard)`; the guard keeps the
@@ -56,6 +56,24 @@ macro_rules! store_contract {
             jobs_keep_their_submitter_and_lists_filter_by_it_and_by_scope,
             a_key_makes_one_job_whatever_the_number_of_requests,
         );
+        $crate::store_contract!(@tests_in schedules; $make;
+            schedules_are_made_read_listed_changed_and_deleted,
+            a_fire_time_is_won_by_one_fire_whatever_the_number_of_processes,
+            a_fire_is_skipped_while_the_schedules_job_is_active,
+            serial_jobs_run_one_at_a_time_in_order,
+            a_failure_that_asks_for_it_runs_again_in_the_same_transaction,
+            retention_deletes_finished_jobs_only_a_batch_at_a_time,
+            a_chore_is_held_by_one_holder_until_it_lapses,
+        );
+    };
+    (@tests_in $module:ident; $make:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make().await;
+                $crate::$module::$name(store).await;
+            }
+        )+
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
         $(
@@ -69,12 +87,12 @@ macro_rules! store_contract {
 }
 
 /// A job request as the API makes one: only `NewJob::parse` can.
-fn request(body: serde_json::Value) -> NewJob {
+pub(crate) fn request(body: serde_json::Value) -> NewJob {
     let hosts = HostNames::new("local", ["a", "b", "elsewhere"]);
     NewJob::parse(&body, &Limits::default(), &hosts).expect("valid job")
 }
 
-fn new_job(command: &str) -> NewJob {
+pub(crate) fn new_job(command: &str) -> NewJob {
     request(json!({ "command": command }))
 }
 
@@ -98,12 +116,12 @@ fn list_hosts() -> HostNames {
     HostNames::new("a", ["b"])
 }
 
-fn worker() -> WorkerId {
+pub(crate) fn worker() -> WorkerId {
     WorkerId::generate()
 }
 
 /// Claims exactly one job and returns its id and attempt.
-async fn claim_one(store: &Arc<dyn JobStore>, worker: &WorkerId) -> (JobId, u32) {
+pub(crate) async fn claim_one(store: &Arc<dyn JobStore>, worker: &WorkerId) -> (JobId, u32) {
     let claimed = store.claim(worker, 1, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 1, "expected one job to claim");
     (claimed[0].job.id, claimed[0].job.attempts)
