@@ -118,6 +118,7 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "last_job",
     "created_at",
     "modified_at",
+    "created_by",
 ];
 
 const MAX_NAME_CHARS: usize = 100;
