@@ -55,6 +55,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub retention_max_jobs: Option<u64>,
 
+    /// Seconds between two readings of the schedules by this process's
+    /// scheduler, besides the changes made through this process (read at
+    /// once): how soon a schedule made through another process is also
+    /// followed here.
+    #[arg(long, env = "RJE_SCHEDULE_RELOAD_SECONDS", default_value_t = 30.0)]
+    pub schedule_reload_seconds: f64,
+
     /// Hours an `Idempotency-Key` answers the job it made (a repeat of the
     /// submit then gets that job, not a new one).
     #[arg(long, env = "RJE_IDEMPOTENCY_HOURS", default_value_t = 24,
@@ -262,6 +269,8 @@ pub struct Settings {
     pub job_env: JobEnvironment,
     /// Which finished jobs are deleted by themselves.
     pub retention: crate::retention::RetentionPolicy,
+    /// How often the scheduler reads the schedules again.
+    pub schedule_reload: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +376,7 @@ impl Default for Settings {
             supervisor_program: None,
             job_env: JobEnvironment::inherited(),
             retention: crate::retention::RetentionPolicy::default(),
+            schedule_reload: crate::scheduler::RELOAD_EVERY,
         }
     }
 }
@@ -495,6 +505,12 @@ impl ServeArgs {
                 days: self.retention_days,
                 max_jobs: self.retention_max_jobs,
             },
+            schedule_reload: seconds(
+                "RJE_SCHEDULE_RELOAD_SECONDS",
+                self.schedule_reload_seconds,
+                0.1,
+                3600.0,
+            )?,
         })
     }
 }

@@ -15,10 +15,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How often the schedules are read again although nothing was heard:
-/// a schedule made through another process is followed from then on
-/// (that process fires it meanwhile).
-const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// How often the schedules are read again by default although nothing
+/// was heard: a schedule made through another process is followed from
+/// then on (that process fires it meanwhile).
+pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 /// The wait before trying again when the store failed.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -29,6 +29,8 @@ pub struct Scheduler {
     pub hosts: HostNames,
     /// Told when a schedule was made, changed or deleted in this process.
     pub changed: Arc<Notify>,
+    /// How often the schedules are read again (`RJE_SCHEDULE_RELOAD_SECONDS`).
+    pub reload_every: Duration,
 }
 
 /// A schedule as the scheduler follows it.
@@ -53,7 +55,7 @@ impl Scheduler {
                     continue;
                 }
             };
-            let reload_at = Instant::now() + RELOAD_EVERY;
+            let reload_at = Instant::now() + self.reload_every;
             loop {
                 let next = self.fire_due(&mut followed, alive_since).await;
                 let Some(next) = next else {
@@ -107,7 +109,7 @@ impl Scheduler {
         followed: &mut [Followed],
         alive_since: DateTime<Utc>,
     ) -> Option<Instant> {
-        let mut next = Instant::now() + RELOAD_EVERY;
+        let mut next = Instant::now() + self.reload_every;
         for entry in followed.iter_mut() {
             let now = Utc::now();
             let timetable = entry.schedule.timetable();

@@ -62,6 +62,7 @@ impl RunningServer {
                 limits: settings.api.limits.clone(),
                 hosts: hosts.names(),
                 changed: schedule_changed.clone(),
+                reload_every: settings.schedule_reload,
             }
             .run(shutdown.clone()),
         );

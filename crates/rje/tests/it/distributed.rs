@@ -857,3 +857,68 @@ async fn a_token_revoked_through_one_api_is_refused_by_another_at_once() {
     assert_eq!(read(&other_api).await.unwrap().status(), 401);
     assert_eq!(read(&api).await.unwrap().status(), 401);
 }
+
+/// Four schedulers (two APIs, two workers) follow one schedule that fires
+/// every second: each fire time makes one job, with no gap; the jobs run.
+#[tokio::test]
+async fn a_schedule_every_second_fires_once_per_second_across_four_processes() {
+    let mut cluster = Cluster::new().await;
+    // Every process reads the schedules often, so that all four contend
+    // for each fire time from the start.
+    let fast = [("RJE_SCHEDULE_RELOAD_SECONDS", "0.5")];
+    let apis = [cluster.api_with(&fast).await, cluster.api_with(&fast).await];
+    cluster.worker(&fast).await;
+    cluster.worker(&fast).await;
+    let made: Value = cluster
+        .client
+        .post(format!("{}/schedules/", apis[0]))
+        .json(&json!({"name": "tick", "cron": "* * * * * *", "command": "true"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["id"].as_str().expect("a schedule").to_owned();
+    let query = format!("schedule={id}&status=Success&limit=1");
+    let deadline = Instant::now() + DEADLINE;
+    while cluster.count(&apis[1], &query).await < 8 {
+        assert!(Instant::now() < deadline, "the schedule never fired 8 times");
+        sleep(Duration::from_millis(200)).await;
+    }
+    let paused = cluster
+        .client
+        .post(format!("{}/schedules/tick/pause/", apis[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 200);
+    let page = cluster
+        .get_json(format!(
+            "{}/jobs/list/?schedule={id}&ordering=created_at&limit=100&output=none",
+            apis[1]
+        ))
+        .await;
+    let jobs = page["jobs"].as_array().unwrap();
+    let at = |job: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(job[field].as_str().unwrap_or_default()).ok()
+    };
+    let fire_times: Vec<_> = jobs.iter().filter_map(|job| at(job, "scheduled_for")).collect();
+    assert_eq!(fire_times.len(), jobs.len());
+    for pair in fire_times.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(1),
+            "one job per fire time, no gap: {fire_times:?}"
+        );
+    }
+    // The delay from each fire time to its job's start, for the record.
+    let mut delays: Vec<f64> = jobs
+        .iter()
+        .filter_map(|job| Some((at(job, "started_at")? - at(job, "scheduled_for")?).as_seconds_f64()))
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    if let (Some(p50), Some(max)) = (delays.get(delays.len() / 2), delays.last()) {
+        eprintln!("fire to start over {} fires: p50 {p50:.4} s, max {max:.4} s", delays.len());
+    }
+}
