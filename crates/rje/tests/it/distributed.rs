@@ -883,7 +883,10 @@ async fn a_schedule_every_second_fires_once_per_second_across_four_processes() {
     let query = format!("schedule={id}&status=Success&limit=1");
     let deadline = Instant::now() + DEADLINE;
     while cluster.count(&apis[1], &query).await < 8 {
-        assert!(Instant::now() < deadline, "the schedule never fired 8 times");
+        assert!(
+            Instant::now() < deadline,
+            "the schedule never fired 8 times"
+        );
         sleep(Duration::from_millis(200)).await;
     }
     let paused = cluster
@@ -903,7 +906,10 @@ async fn a_schedule_every_second_fires_once_per_second_across_four_processes() {
     let at = |job: &Value, field: &str| {
         chrono::DateTime::parse_from_rfc3339(job[field].as_str().unwrap_or_default()).ok()
     };
-    let fire_times: Vec<_> = jobs.iter().filter_map(|job| at(job, "scheduled_for")).collect();
+    let fire_times: Vec<_> = jobs
+        .iter()
+        .filter_map(|job| at(job, "scheduled_for"))
+        .collect();
     assert_eq!(fire_times.len(), jobs.len());
     for pair in fire_times.windows(2) {
         assert_eq!(
@@ -915,10 +921,15 @@ async fn a_schedule_every_second_fires_once_per_second_across_four_processes() {
     // The delay from each fire time to its job's start, for the record.
     let mut delays: Vec<f64> = jobs
         .iter()
-        .filter_map(|job| Some((at(job, "started_at")? - at(job, "scheduled_for")?).as_seconds_f64()))
+        .filter_map(|job| {
+            Some((at(job, "started_at")? - at(job, "scheduled_for")?).as_seconds_f64())
+        })
         .collect();
     delays.sort_by(f64::total_cmp);
     if let (Some(p50), Some(max)) = (delays.get(delays.len() / 2), delays.last()) {
-        eprintln!("fire to start over {} fires: p50 {p50:.4} s, max {max:.4} s", delays.len());
+        eprintln!(
+            "fire to start over {} fires: p50 {p50:.4} s, max {max:.4} s",
+            delays.len()
+        );
     }
 }

@@ -18,6 +18,7 @@ mod original_client;
 mod output;
 mod readme;
 mod restart;
+mod retention;
 mod schedules;
 mod security;
 mod ssh;
