@@ -103,6 +103,10 @@ impl IntoResponse for ApiError {
                 field: "status".into(),
                 message: format!("is {status}"),
             }],
+            ApiError::NameTaken(_) => vec![FieldError {
+                field: "name".into(),
+                message: "is taken: choose another".into(),
+            }],
             ApiError::KeyReused(_) => vec![FieldError {
                 field: "Idempotency-Key".into(),
                 message: "was used for another request: use a new key for a new job".into(),

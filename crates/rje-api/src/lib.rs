@@ -39,8 +39,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::configured_name;
 pub use browser_guard::AllowedHosts;
 pub use error::ApiError;
-pub use metrics::{jobs_pruned as record_pruned, schedule_fire, schedule_missed};
-pub use reruns::PRUNE_BATCH;
+pub use metrics::{schedule_fire, schedule_missed};
+pub use reruns::{PRUNE_BATCH, prune_in_batches};
 pub use state::{ApiSettings, AppState, ConnectionSlot, HostDirectory, RateLimit};
 
 /// The whole API as one service. Paths answer with and without their

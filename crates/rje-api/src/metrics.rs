@@ -278,7 +278,7 @@ pub(crate) fn audit_written(written: bool) {
     }
 }
 
-pub fn jobs_pruned(trigger: &'static str, deleted: u64) {
+pub(crate) fn jobs_pruned(trigger: &'static str, deleted: u64) {
     metrics::counter!("rje_jobs_pruned_total", "trigger" => trigger).increment(deleted);
 }
 

@@ -19,6 +19,31 @@ use crate::{ApiError, AppState};
 /// How many jobs one delete statement removes: small enough that the
 /// store's writer and the list route never wait long behind it.
 pub const PRUNE_BATCH: u32 = 1000;
+/// The pause between two batches, so that a large prune leaves the
+/// store's writer to everyone else most of the time.
+const BETWEEN_BATCHES: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Deletes the finished jobs `filter` matches, a batch at a time, until
+/// none is left or `stop` says so; how many went (counted in
+/// `rje_jobs_pruned_total{trigger}`). The one loop of a prune on request
+/// and of retention.
+pub async fn prune_in_batches(
+    retention: &dyn rje_store::Retention,
+    filter: &PruneFilter,
+    trigger: &'static str,
+    stop: impl Fn() -> bool,
+) -> Result<u64, rje_store::StoreError> {
+    let mut deleted = 0;
+    loop {
+        let batch = retention.prune_finished(filter, PRUNE_BATCH).await?;
+        deleted += batch;
+        crate::metrics::jobs_pruned(trigger, batch);
+        if batch < u64::from(PRUNE_BATCH) || stop() {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(BETWEEN_BATCHES).await;
+    }
+}
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -54,6 +79,7 @@ async fn retry(
     // whose job it was does not matter, its command is visible anyway.
     caller.require_host(job.host.as_deref(), &state.settings.hosts)?;
     job.when_run_again().map_err(rje_store::StoreError::from)?;
+    job.host_still_known(&state.settings.hosts)?;
     let again = NewJob::again(&job).submitted_by(caller.name.clone());
     let created = state.store.create(again).await?;
     crate::metrics::job_created(
@@ -109,17 +135,7 @@ async fn prune(
     query: QueryPairs,
 ) -> Result<Json<PruneResponse>, ApiError> {
     let filter = PruneFilter::parse(query.iter())?;
-    let mut deleted = 0;
-    loop {
-        let batch = state.retention.prune_finished(&filter, PRUNE_BATCH).await?;
-        deleted += batch;
-        if batch < u64::from(PRUNE_BATCH) {
-            break;
-        }
-        // Between batches, the writer serves everyone else.
-        tokio::task::yield_now().await;
-    }
+    let deleted = prune_in_batches(&*state.retention, &filter, "request", || false).await?;
     tracing::info!(deleted, before = %filter.before, statuses = ?filter.statuses, "pruned jobs on request");
-    crate::metrics::jobs_pruned("request", deleted);
     Ok(Json(PruneResponse { deleted }))
 }

@@ -216,8 +216,8 @@ async fn patch_schedule(
 ) -> Result<Response, ApiError> {
     let settings = &state.settings;
     let record = find_to_change(&state, &caller, &key).await?;
-    let current = current_of(&state, &record)?;
-    let schedule = NewSchedule::patched(&current, &body, &settings.limits, &settings.hosts)?;
+    let stored = stored_of(&record);
+    let schedule = NewSchedule::patched_stored(&stored, &body, &settings.limits, &settings.hosts)?;
     rewrite(&state, &caller, record, &schedule).await
 }
 
@@ -241,7 +241,11 @@ async fn delete_schedule(
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find_to_change(&state, &caller, &key).await?;
-    state.schedules.delete_schedule(record.id).await?;
+    state
+        .schedules
+        .delete_schedule(record.id)
+        .await
+        .map_err(|err| not_found_as_schedule(err, &key))?;
     state.schedule_changed.notify_one();
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -302,18 +306,13 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Response, ApiError> {
     let record = find_to_change(state, caller, key).await?;
-    let write = ScheduleWrite {
-        name: &record.name,
-        definition: &record.definition,
-        host: &record.host,
-        paused,
-    };
     // Resuming starts afresh: what passed while paused was not missed.
     let since = (!paused).then(Utc::now);
     let record = state
         .schedules
-        .update_schedule(record.id, &write, since)
-        .await?;
+        .set_paused(record.id, paused, since)
+        .await
+        .map_err(|err| not_found_as_schedule(err, key))?;
     answer_changed(state, record)
 }
 
@@ -326,6 +325,7 @@ async fn rewrite(
 ) -> Result<Response, ApiError> {
     caller.require_host(Some(schedule.job().host()), &state.settings.hosts)?;
     let definition = schedule.to_body();
+    let key = record.id.to_string();
     let record = state
         .schedules
         .update_schedule(
@@ -333,7 +333,8 @@ async fn rewrite(
             &write_of(schedule, &definition),
             Some(Utc::now()),
         )
-        .await?;
+        .await
+        .map_err(|err| not_found_as_schedule(err, &key))?;
     answer_changed(state, record)
 }
 
@@ -352,10 +353,19 @@ async fn find(state: &AppState, key: &str) -> Result<ScheduleRecord, ApiError> {
         .schedules
         .schedule(key)
         .await
-        .map_err(|err| match err {
-            rje_store::StoreError::NotFound => ApiError::ScheduleNotFound(key.to_owned()),
-            other => other.into(),
-        })
+        .map_err(|err| not_found_as_schedule(err, key))
+}
+
+/// The store's "not found" for a schedule route: the schedule (perhaps
+/// deleted meanwhile), never a job.
+fn not_found_as_schedule(err: rje_store::StoreError, key: &str) -> ApiError {
+    match err {
+        // Bounded: a route's key is the client's text, of any length.
+        rje_store::StoreError::NotFound => {
+            ApiError::ScheduleNotFound(key.chars().take(100).collect())
+        }
+        other => other.into(),
+    }
 }
 
 /// A schedule the caller may change: on its hosts, and its own unless the
@@ -367,23 +377,19 @@ async fn find_to_change(
 ) -> Result<ScheduleRecord, ApiError> {
     let record = find(state, key).await?;
     caller.require_host(Some(&record.host), &state.settings.hosts)?;
-    caller.require_owner(record.created_by.as_deref())?;
+    caller.require_schedule_owner(record.created_by.as_deref())?;
     Ok(record)
 }
 
-/// The schedule as it stands, to edit: its definition under today's
-/// rules, with its paused state as pause and resume left it.
-fn current_of(state: &AppState, record: &ScheduleRecord) -> Result<NewSchedule, ApiError> {
+/// The schedule as it stands, to edit: its definition as stored (not
+/// checked again: the edit may be what repairs it), with its paused state
+/// as pause and resume left it.
+fn stored_of(record: &ScheduleRecord) -> serde_json::Value {
     let mut definition = record.definition.clone();
     if let Some(fields) = definition.as_object_mut() {
         fields.insert("paused".into(), record.paused.into());
     }
-    let settings = &state.settings;
-    Ok(NewSchedule::parse(
-        &definition,
-        &settings.limits,
-        &settings.hosts,
-    )?)
+    definition
 }
 
 fn write_of<'a>(schedule: &'a NewSchedule, definition: &'a serde_json::Value) -> ScheduleWrite<'a> {

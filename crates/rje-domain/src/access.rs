@@ -18,7 +18,8 @@ use crate::{HostNames, ValidationError, is_valid_host_name};
 pub enum Role {
     /// GET routes and WebSockets.
     Read,
-    /// Read, and submit, edit, cancel and retry its own jobs.
+    /// Read, submit and run again jobs on its hosts, and edit and cancel
+    /// its own jobs and schedules.
     Run,
     /// Everything: any job, pruning, tokens, the audit trail.
     Admin,
@@ -98,6 +99,8 @@ pub enum Denied {
     Host { host: String },
     #[error("a {role} token may change only the jobs it submitted")]
     NotItsJob { role: Role },
+    #[error("a {role} token may change only the schedules it made")]
+    NotItsSchedule { role: Role },
 }
 
 impl Denied {
@@ -107,6 +110,7 @@ impl Denied {
             Denied::Role { .. } => "role",
             Denied::Host { .. } => "host",
             Denied::NotItsJob { .. } => "submitted_by",
+            Denied::NotItsSchedule { .. } => "created_by",
         }
     }
 
@@ -115,7 +119,7 @@ impl Denied {
         match self {
             Denied::Role { .. } => "role",
             Denied::Host { .. } => "host",
-            Denied::NotItsJob { .. } => "owner",
+            Denied::NotItsJob { .. } | Denied::NotItsSchedule { .. } => "owner",
         }
     }
 }
@@ -197,7 +201,7 @@ impl Principal {
         self.require_owner(job.submitted_by.as_deref())
     }
 
-    /// The rule for changing (editing, cancelling, retrying) a job that
+    /// The rule for changing (editing, cancelling) a job that
     /// `submitted_by` submitted: a `run` token changes its own jobs, an
     /// `admin` any job; a `read` token none.
     pub fn require_owner(&self, submitted_by: Option<&str>) -> Result<(), Denied> {
@@ -208,6 +212,16 @@ impl Principal {
         } else {
             Err(Denied::NotItsJob { role: self.role })
         }
+    }
+
+    /// The rule for changing a schedule `created_by` made: as for a job
+    /// ([`Principal::require_owner`]), said of a schedule.
+    pub fn require_schedule_owner(&self, created_by: Option<&str>) -> Result<(), Denied> {
+        self.require_owner(created_by)
+            .map_err(|denied| match denied {
+                Denied::NotItsJob { role } => Denied::NotItsSchedule { role },
+                other => other,
+            })
     }
 }
 

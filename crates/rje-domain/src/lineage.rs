@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::ValidationError;
+use crate::hosts::HostNames;
 use crate::job::{Job, JobId, LifecycleConflict, Status, is_timeout_error};
 
 /// A schedule's identity.
@@ -77,6 +79,21 @@ impl Job {
             Err(LifecycleConflict {
                 status: self.status,
             })
+        }
+    }
+
+    /// The job's host, if a job may still be made for it today: a host
+    /// that left the inventory since would make a job no worker can run.
+    pub fn host_still_known(&self, hosts: &HostNames) -> Result<(), ValidationError> {
+        match self.host.as_deref() {
+            Some(host) if hosts.is_known(host) => Ok(()),
+            host => Err(ValidationError::field(
+                "host",
+                format!(
+                    "the job's host {:?} is no longer configured; submit it anew on another host",
+                    host.unwrap_or_default()
+                ),
+            )),
         }
     }
 

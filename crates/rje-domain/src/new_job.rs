@@ -48,6 +48,7 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "cancelled_by",
     "retry_of",
     "retries",
+    "retry_number",
     "schedule",
     "scheduled_for",
 ];

@@ -44,6 +44,11 @@ impl PruneFilter {
                         });
                     before = errors.take("before", at);
                 }
+                "status" if value.is_empty() => {
+                    // An empty variable in a script must not widen a prune
+                    // to every status.
+                    errors.push("status", "must name at least one final status");
+                }
                 "status" => {
                     for name in value.split(',').filter(|name| !name.is_empty()) {
                         let status = name

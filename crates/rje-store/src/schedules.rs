@@ -54,6 +54,10 @@ pub struct Fire {
     /// Record a skip instead of a job while a job of the schedule is
     /// Queued or Running (overlap `skip`).
     pub skip_while_active: bool,
+    /// Record a skip instead of a job while a job of the schedule waits
+    /// Queued (overlap `queue`: at most one job waits, so that a slow
+    /// job under a fast schedule never piles up a backlog).
+    pub skip_while_waiting: bool,
 }
 
 /// What became of a [`Fire`].
@@ -105,6 +109,15 @@ pub trait Schedules: Send + Sync + 'static {
         &self,
         id: ScheduleId,
         schedule: &ScheduleWrite<'_>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ScheduleRecord, StoreError>;
+
+    /// Pauses or resumes a schedule, and nothing else: an edit made
+    /// meanwhile stands. `since` as for [`Schedules::update_schedule`].
+    async fn set_paused(
+        &self,
+        id: ScheduleId,
+        paused: bool,
         since: Option<DateTime<Utc>>,
     ) -> Result<ScheduleRecord, StoreError>;
 

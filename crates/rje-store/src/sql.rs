@@ -165,6 +165,10 @@ pub(crate) const SCHEDULE_COLUMNS: &str = "id, name, definition, host, paused, s
 /// schedule whose overlap is `queue`): its turn has come when no other
 /// job of its key runs or waits ahead of it. Jobs without a key pass at
 /// once, and cost nothing more.
+///
+/// `e.status IN ('Queued', 'Running')` is what lets the partial index
+/// `jobs_serial` answer, whatever the length of the key's history.
 pub(crate) const SERIAL_TURN: &str = "(q.serial_key IS NULL OR NOT EXISTS (\
-    SELECT 1 FROM jobs e WHERE e.serial_key = q.serial_key AND e.pk <> q.pk \
-    AND (e.status = 'Running' OR (e.status = 'Queued' AND e.pk < q.pk))))";
+    SELECT 1 FROM jobs e WHERE e.serial_key = q.serial_key \
+    AND e.status IN ('Queued', 'Running') AND e.pk <> q.pk \
+    AND (e.status = 'Running' OR e.pk < q.pk)))";

@@ -30,9 +30,6 @@ impl Default for RetentionPolicy {
 
 /// How often retention runs.
 const EVERY: Duration = Duration::from_secs(3600);
-/// The pause between two batches, so that a large prune leaves the
-/// store's writer to everyone else most of the time.
-const BETWEEN_BATCHES: Duration = Duration::from_millis(20);
 /// The chore's name in the store, and how long one holding lasts: past
 /// a round's length, so that a holder that died hands over.
 const CHORE: &str = "retention";
@@ -85,9 +82,6 @@ pub async fn round(
     {
         deleted += prune(store, &PruneFilter::before(cutoff), shutdown).await?;
     }
-    if let Some(before) = retention_cutoff(Utc::now(), policy.days.max(1)) {
-        store.prune_fires(before).await?;
-    }
     Ok(deleted)
 }
 
@@ -96,14 +90,5 @@ async fn prune(
     filter: &PruneFilter,
     shutdown: &CancellationToken,
 ) -> Result<u64, StoreError> {
-    let mut deleted = 0;
-    loop {
-        let batch = store.prune_finished(filter, rje_api::PRUNE_BATCH).await?;
-        deleted += batch;
-        rje_api::record_pruned("retention", batch);
-        if batch < u64::from(rje_api::PRUNE_BATCH) || shutdown.is_cancelled() {
-            return Ok(deleted);
-        }
-        tokio::time::sleep(BETWEEN_BATCHES).await;
-    }
+    rje_api::prune_in_batches(store, filter, "retention", || shutdown.is_cancelled()).await
 }

@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// was heard: a schedule made through another process is followed from
 /// then on (that process fires it meanwhile).
 pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// A fire time this close before a process started counts as on time, not
+/// missed: another process may be firing it at that very moment (it is
+/// the fire time's key that decides who does), and the misfire policy is
+/// for the times that passed while no scheduler ran.
+const STARTUP_GRACE: Duration = Duration::from_secs(2);
 /// The wait before trying again when the store failed.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -37,13 +42,17 @@ pub struct Scheduler {
 struct Followed {
     schedule: NewSchedule,
     record: ScheduleRecord,
+    /// Its next fire time, once known: until then nothing about it is
+    /// computed again, so that a wake for one schedule costs nothing for
+    /// the thousands of others.
+    next: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
         // Fire times before this instant passed while this process did
         // not run: they are the misfire policy's.
-        let alive_since = Utc::now();
+        let alive_since = Utc::now() - STARTUP_GRACE;
         loop {
             let mut followed = match self.load().await {
                 Ok(followed) => followed,
@@ -90,7 +99,11 @@ impl Scheduler {
             .into_iter()
             .filter_map(|record| {
                 match NewSchedule::parse(&record.definition, &self.limits, &self.hosts) {
-                    Ok(schedule) => Some(Followed { schedule, record }),
+                    Ok(schedule) => Some(Followed {
+                        schedule,
+                        record,
+                        next: None,
+                    }),
                     Err(err) => {
                         // Its host left the inventory, or a limit shrank:
                         // said each time the schedules are read.
@@ -112,6 +125,12 @@ impl Scheduler {
         let mut next = Instant::now() + self.reload_every;
         for entry in followed.iter_mut() {
             let now = Utc::now();
+            if let Some(at) = entry.next
+                && at > now
+            {
+                next = next.min(instant_of(at));
+                continue;
+            }
             let timetable = entry.schedule.timetable();
             let decision = timetable.decide(
                 entry.record.since,
@@ -122,6 +141,7 @@ impl Scheduler {
             let (at, catch_up, missed, make_job) = match decision {
                 Decision::Never => continue,
                 Decision::Wait(at) => {
+                    entry.next = Some(at);
                     next = next.min(instant_of(at));
                     continue;
                 }
@@ -139,6 +159,7 @@ impl Scheduler {
                 Ok(FireOutcome::Stale) => return None,
                 Ok(_) => {
                     entry.record.since = at;
+                    entry.next = None;
                     // Look again at once: the next fire time may be due.
                     next = Instant::now();
                 }
@@ -176,6 +197,7 @@ impl Scheduler {
             missed,
             job,
             skip_while_active: overlap == Overlap::Skip,
+            skip_while_waiting: overlap == Overlap::Queue,
         };
         let outcome = self.store.fire(&fire).await?;
         let name = &record.name;

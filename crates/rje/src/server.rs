@@ -144,6 +144,9 @@ impl RunningServer {
     }
 }
 
+/// How long the record of a schedule's fire time is kept.
+const FIRE_RECORDS_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// How long a stopping server waits for the audit entries of the changes
 /// under way.
 const AUDIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -194,6 +197,13 @@ async fn housekeeping(
             && let Err(err) = store.prune_idempotency_keys(before).await
         {
             tracing::warn!(%err, "could not prune the idempotency keys");
+        }
+        // A fire record matters only while processes may still contend
+        // for its fire time; a day is far past that.
+        if let Some(before) = before(FIRE_RECORDS_KEPT)
+            && let Err(err) = store.prune_fires(before).await
+        {
+            tracing::warn!(%err, "could not prune the schedules' fire records");
         }
     }
 }

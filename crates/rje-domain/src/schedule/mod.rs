@@ -156,7 +156,20 @@ impl NewSchedule {
         limits: &Limits,
         hosts: &HostNames,
     ) -> Result<Self, ValidationError> {
-        let mut fields = current.body_fields();
+        Self::patched_stored(&current.to_body(), body, limits, hosts)
+    }
+
+    /// [`NewSchedule::patched`] over a definition as stored, not checked
+    /// first: a schedule that today's rules refuse (its host left the
+    /// inventory, a limit shrank) can be repaired by the edit that sets
+    /// the field right.
+    pub fn patched_stored(
+        stored: &Value,
+        body: &Value,
+        limits: &Limits,
+        hosts: &HostNames,
+    ) -> Result<Self, ValidationError> {
+        let mut fields = as_object(stored)?.clone();
         for (name, value) in as_object(body)? {
             fields.insert(name.clone(), value.clone());
         }

@@ -17,7 +17,12 @@ ALTER TABLE jobs ADD COLUMN scheduled_for INTEGER;
 ALTER TABLE jobs ADD COLUMN serial_key TEXT;
 CREATE INDEX jobs_retry_of ON jobs (retry_of) WHERE retry_of IS NOT NULL;
 CREATE INDEX jobs_schedule ON jobs (schedule_id, pk) WHERE schedule_id IS NOT NULL;
-CREATE INDEX jobs_serial ON jobs (serial_key, pk) WHERE serial_key IS NOT NULL;
+-- The active jobs only: what overlap `skip` and a serial claim ask about,
+-- whatever the length of a schedule's history.
+CREATE INDEX jobs_schedule_active ON jobs (schedule_id)
+    WHERE schedule_id IS NOT NULL AND status IN ('Queued', 'Running');
+CREATE INDEX jobs_serial ON jobs (serial_key, pk)
+    WHERE serial_key IS NOT NULL AND status IN ('Queued', 'Running');
 
 -- A schedule: its definition as it was created (the job template
 -- included, as JSON in the shape of POST /schedules/), whether it is

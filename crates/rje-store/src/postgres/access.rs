@@ -93,16 +93,33 @@ impl Access for PostgresStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
-        let revoked =
-            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-                .bind(now())
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-        match revoked.rows_affected() {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let revoked = sqlx::query(
+                "UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            if revoked.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // Its schedules stop with it: nothing fires in a revoked name.
+            sqlx::query(
+                "UPDATE schedules SET paused = TRUE, \
+                 modified_at = GREATEST(modified_at + interval '1 microsecond', $1) \
+                 WHERE created_by = $2 AND NOT paused",
+            )
+            .bind(at)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
         }
+        .await;
+        crate::tx::conclude(tx, result).await
     }
 
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {

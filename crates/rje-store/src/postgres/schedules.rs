@@ -168,6 +168,28 @@ impl Schedules for PostgresStore {
         self.schedule_by_id(id).await
     }
 
+    async fn set_paused(
+        &self,
+        id: ScheduleId,
+        paused: bool,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ScheduleRecord, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE schedules SET paused = $1, since = COALESCE($2, since), \
+             modified_at = GREATEST(modified_at + interval '1 microsecond', $3) WHERE id = $4",
+        )
+        .bind(paused)
+        .bind(since)
+        .bind(now())
+        .bind(id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.schedule_by_id(id).await
+    }
+
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM schedules WHERE id = $1")
             .bind(id.as_uuid())
@@ -183,27 +205,45 @@ impl Schedules for PostgresStore {
         let schedule = fire.schedule.as_uuid();
         let mut tx = self.pool.begin().await?;
         let result = async {
-            let live: Option<i32> = sqlx::query_scalar(
-                "UPDATE schedules SET since = GREATEST(since, $1) \
-                 WHERE id = $2 AND modified_at = $3 AND NOT paused RETURNING 1",
+            // The reading still holds, and the fire time is after every
+            // one handled: a late process never fires a time a later fire
+            // (or a recorded miss) passed over. The row lock makes the
+            // fires of one schedule take turns.
+            let since: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT since FROM schedules WHERE id = $1 AND modified_at = $2 AND NOT paused \
+                 FOR UPDATE",
             )
-            .bind(fire.at)
             .bind(schedule)
             .bind(fire.read_at)
             .fetch_optional(&mut *tx)
             .await?;
-            if live.is_none() {
-                return Ok(FireOutcome::Stale);
+            match since {
+                None => return Ok(FireOutcome::Stale),
+                Some(since) if since >= fire.at => return Ok(FireOutcome::Taken),
+                Some(_) => {}
             }
-            let busy = fire.skip_while_active
-                && sqlx::query_scalar::<_, i32>(
-                    "SELECT 1 FROM jobs WHERE schedule_id = $1 \
-                     AND status IN ('Queued', 'Running') LIMIT 1",
-                )
+            sqlx::query("UPDATE schedules SET since = $1 WHERE id = $2")
+                .bind(fire.at)
+                .bind(schedule)
+                .execute(&mut *tx)
+                .await?;
+            let busy_statuses = if fire.skip_while_active {
+                Some("'Queued', 'Running'")
+            } else if fire.skip_while_waiting {
+                Some("'Queued'")
+            } else {
+                None
+            };
+            let busy = match busy_statuses {
+                None => false,
+                Some(statuses) => sqlx::query_scalar::<_, i32>(&format!(
+                    "SELECT 1 FROM jobs WHERE schedule_id = $1 AND status IN ({statuses}) LIMIT 1"
+                ))
                 .bind(schedule)
                 .fetch_optional(&mut *tx)
                 .await?
-                .is_some();
+                .is_some(),
+            };
             let outcome = match (&fire.job, busy) {
                 (None, _) => "missed",
                 (Some(_), true) => "skipped",

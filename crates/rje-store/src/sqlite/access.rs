@@ -95,16 +95,32 @@ impl Access for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
-        let revoked =
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-                .bind(micros(now()))
-                .bind(name)
-                .execute(&self.writer)
-                .await?;
-        match revoked.rows_affected() {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        let at = micros(now());
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let revoked = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            if revoked.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // Its schedules stop with it: nothing fires in a revoked name.
+            sqlx::query(
+                "UPDATE schedules SET paused = 1, modified_at = MAX(modified_at + 1, ?) \
+                 WHERE created_by = ? AND NOT paused",
+            )
+            .bind(at)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
         }
+        .await;
+        crate::tx::conclude(tx, result).await
     }
 
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {

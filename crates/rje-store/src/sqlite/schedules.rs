@@ -175,6 +175,28 @@ impl Schedules for SqliteStore {
         self.schedule_by_id(id).await
     }
 
+    async fn set_paused(
+        &self,
+        id: ScheduleId,
+        paused: bool,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ScheduleRecord, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE schedules SET paused = ?, since = COALESCE(?, since), \
+             modified_at = MAX(modified_at + 1, ?) WHERE id = ?",
+        )
+        .bind(paused)
+        .bind(since.map(micros))
+        .bind(micros(now()))
+        .bind(id.to_string())
+        .execute(&self.writer)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.schedule_by_id(id).await
+    }
+
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?")
             .bind(id.to_string())
@@ -190,27 +212,43 @@ impl Schedules for SqliteStore {
         let schedule = fire.schedule.to_string();
         let mut tx = self.writer.begin().await?;
         let result = async {
-            let live: Option<i64> = sqlx::query_scalar(
-                "UPDATE schedules SET since = MAX(since, ?) \
-                 WHERE id = ? AND modified_at = ? AND NOT paused RETURNING 1",
+            // The reading still holds, and the fire time is after every
+            // one handled: a late process never fires a time a later fire
+            // (or a recorded miss) passed over.
+            let since: Option<i64> = sqlx::query_scalar(
+                "SELECT since FROM schedules WHERE id = ? AND modified_at = ? AND NOT paused",
             )
-            .bind(micros(fire.at))
             .bind(&schedule)
             .bind(micros(fire.read_at))
             .fetch_optional(&mut *tx)
             .await?;
-            if live.is_none() {
-                return Ok(FireOutcome::Stale);
+            match since {
+                None => return Ok(FireOutcome::Stale),
+                Some(since) if since >= micros(fire.at) => return Ok(FireOutcome::Taken),
+                Some(_) => {}
             }
-            let busy = fire.skip_while_active
-                && sqlx::query_scalar::<_, i64>(
-                    "SELECT 1 FROM jobs WHERE schedule_id = ? \
-                     AND status IN ('Queued', 'Running') LIMIT 1",
-                )
+            sqlx::query("UPDATE schedules SET since = ? WHERE id = ?")
+                .bind(micros(fire.at))
+                .bind(&schedule)
+                .execute(&mut *tx)
+                .await?;
+            let busy_statuses = if fire.skip_while_active {
+                Some("'Queued', 'Running'")
+            } else if fire.skip_while_waiting {
+                Some("'Queued'")
+            } else {
+                None
+            };
+            let busy = match busy_statuses {
+                None => false,
+                Some(statuses) => sqlx::query_scalar::<_, i64>(&format!(
+                    "SELECT 1 FROM jobs WHERE schedule_id = ? AND status IN ({statuses}) LIMIT 1"
+                ))
                 .bind(&schedule)
                 .fetch_optional(&mut *tx)
                 .await?
-                .is_some();
+                .is_some(),
+            };
             let outcome = match (&fire.job, busy) {
                 (None, _) => "missed",
                 (Some(_), true) => "skipped",

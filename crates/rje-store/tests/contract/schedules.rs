@@ -45,6 +45,7 @@ fn fire_of(
                 .fired_by(record.id, at, false)
         }),
         skip_while_active: false,
+        skip_while_waiting: false,
     }
 }
 
@@ -177,6 +178,14 @@ pub async fn a_fire_time_is_won_by_one_fire_whatever_the_number_of_processes(
     query.schedule = Some(record.id);
     assert_eq!(store.list(&query, 0).await.unwrap().total_count, 1);
 
+    // A fire time at or before one handled is never fired: a late
+    // process's fire of an earlier time is taken.
+    let earlier = fire_of(
+        &record,
+        at - TimeDelta::seconds(1),
+        Some(crate::suite::new_job("echo late")),
+    );
+    assert_eq!(store.fire(&earlier).await.unwrap(), FireOutcome::Taken);
     // A fire from a reading the schedule moved on from is stale.
     store
         .update_schedule(
@@ -249,6 +258,18 @@ pub async fn a_fire_is_skipped_while_the_schedules_job_is_active(store: Arc<dyn 
     let mut again = fire_of(&record, second, Some(crate::suite::new_job("sleep 9")));
     again.skip_while_active = true;
     assert_eq!(store.fire(&again).await.unwrap(), FireOutcome::Skipped);
+    // Overlap `queue`: one job may wait, not two.
+    let mut waits = fire_of(
+        &record,
+        second + TimeDelta::milliseconds(500),
+        Some(crate::suite::new_job("sleep 9")),
+    );
+    waits.skip_while_waiting = true;
+    assert_eq!(
+        store.fire(&waits).await.unwrap(),
+        FireOutcome::Skipped,
+        "the first still waits"
+    );
     store.cancel(job.id, None).await.unwrap();
     let mut third = fire_of(
         &record,

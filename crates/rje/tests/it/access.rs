@@ -841,3 +841,124 @@ async fn a_stopping_server_writes_the_entries_of_changes_a_stalled_store_held_ba
     assert_eq!(trail.total_count, 5, "an entry for every change: {trail:?}");
     assert!(trail.entries.iter().all(|entry| entry.status == 201));
 }
+
+#[tokio::test]
+async fn schedules_and_runs_again_keep_to_the_tokens_scope_and_owner() {
+    let app = three_host_app().await;
+    let team = make_token(
+        &app,
+        json!({"name": "team", "role": "run", "labels": ["web"]}),
+    )
+    .await;
+    let other = make_token(
+        &app,
+        json!({"name": "other", "role": "run", "labels": ["web"]}),
+    )
+    .await;
+    let schedule = |name: &str, host: &str| json!({"name": name, "cron": "@daily", "command": "true", "host": host});
+    let outside = call(
+        &app,
+        &team,
+        Method::POST,
+        "/schedules/",
+        Some(schedule("db-nightly", "db-1")),
+    )
+    .await;
+    assert_denied(outside, "host", "a schedule on db-1").await;
+    let made = call(
+        &app,
+        &team,
+        Method::POST,
+        "/schedules/",
+        Some(schedule("web-nightly", "web-1")),
+    )
+    .await;
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(made["created_by"], "team");
+    let admins = call(
+        &app,
+        ADMIN,
+        Method::POST,
+        "/schedules/",
+        Some(schedule("db-nightly", "db-1")),
+    )
+    .await;
+    assert_eq!(admins.status(), 201);
+
+    // Seen only on its hosts.
+    let listed: Value = call(&app, &team, Method::GET, "/schedules/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total_count"], 1, "{listed}");
+    assert_eq!(listed["schedules"][0]["name"], "web-nightly");
+    let hidden = call(&app, &team, Method::GET, "/schedules/db-nightly/", None).await;
+    assert_denied(hidden, "host", "another host's schedule").await;
+    // Moved outside the scope: refused, unchanged.
+    let moved = call(
+        &app,
+        &team,
+        Method::PATCH,
+        "/schedules/web-nightly/",
+        Some(json!({"host": "db-1"})),
+    )
+    .await;
+    assert_denied(moved, "host", "a move to db-1").await;
+    // Another run token's schedule: not its to change.
+    for (method, path) in [
+        (Method::POST, "/schedules/web-nightly/pause/"),
+        (Method::PATCH, "/schedules/web-nightly/"),
+        (Method::DELETE, "/schedules/web-nightly/"),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"command": "id"}));
+        let refused = call(&app, &other, method.clone(), path, body).await;
+        assert_denied(
+            refused,
+            "created_by",
+            &format!("{method} {path} by another token"),
+        )
+        .await;
+    }
+    let paused = call(
+        &app,
+        &team,
+        Method::POST,
+        "/schedules/web-nightly/pause/",
+        None,
+    )
+    .await;
+    assert_eq!(paused.status(), 200);
+    call(
+        &app,
+        &team,
+        Method::POST,
+        "/schedules/web-nightly/resume/",
+        None,
+    )
+    .await;
+
+    // Running again is submitting: only on the scope's hosts.
+    let theirs = id_of(&submit_as(&app, ADMIN, json!({"command": "true", "host": "db-1"})).await);
+    app.cancel(&theirs).await;
+    let again = call(
+        &app,
+        &team,
+        Method::POST,
+        &format!("/jobs/{theirs}/retry/"),
+        None,
+    )
+    .await;
+    assert_denied(again, "host", "a run again on db-1").await;
+
+    // A revoked token's schedules stop with it.
+    let revoked = call(&app, ADMIN, Method::DELETE, "/tokens/team/", None).await;
+    assert_eq!(revoked.status(), 204);
+    let after: Value = call(&app, ADMIN, Method::GET, "/schedules/web-nightly/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["paused"], true, "{after}");
+}

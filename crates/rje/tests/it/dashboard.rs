@@ -1,7 +1,12 @@
 //! The dashboard in a real browser against the real app: what an operator
 //! sees and does, checked through the page itself.
 
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use serde_json::{Value, json};
+use tokio::time::{Instant, sleep};
 
 use crate::browser::Browser;
 use crate::helpers::*;
@@ -397,7 +402,13 @@ async fn the_submit_form_shows_the_servers_errors_and_creates_jobs() {
             "return document.getElementById('output').innerText.includes('from the form: hello')",
         )
         .await;
-    // Run again submits the same job anew.
+    // Run again submits the same job anew, once the page shows it ended.
+    browser
+        .until(
+            "Run again on the finished job",
+            "return !document.getElementById('rerun').hidden",
+        )
+        .await;
     browser.click("#rerun").await;
     let again = browser
         .until(
@@ -417,6 +428,10 @@ async fn the_submit_form_shows_the_servers_errors_and_creates_jobs() {
     for field in ["command", "priority", "timeout", "parameters", "host"] {
         assert_eq!(second[field], job[field], "{field} is the same");
     }
+    assert_eq!(
+        second["retry_of"], job["id"],
+        "the new job names the one it runs again"
+    );
     browser.close().await;
 }
 
@@ -901,8 +916,8 @@ async fn the_header_names_the_token_and_pages_offer_only_what_its_role_may() {
     the_queued_job(&browser).await;
     assert_eq!(
         browser.js(ACTIONS).await,
-        json!([false, true, false]),
-        "only Run again on another token's job"
+        json!([false, false, false]),
+        "no Cancel on another token's job, no Run again on a queued one"
     );
     assert_eq!(
         browser
@@ -941,7 +956,7 @@ async fn the_header_names_the_token_and_pages_offer_only_what_its_role_may() {
             "return !document.getElementById('cancel').hidden",
         )
         .await;
-    assert_eq!(browser.js(ACTIONS).await, json!([true, true, false]));
+    assert_eq!(browser.js(ACTIONS).await, json!([true, false, false]));
     assert_eq!(
         browser.js(WHOAMI_ASKED).await,
         0,
@@ -962,6 +977,17 @@ async fn the_header_names_the_token_and_pages_offer_only_what_its_role_may() {
         )
         .await;
     assert_eq!(app.job(&mine).await["cancelled_by"], "runner");
+    browser
+        .until(
+            "Run again on the ended job",
+            "return !document.getElementById('rerun').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser.js(ACTIONS).await,
+        json!([false, true, false]),
+        "Run again once the job ended; still no Delete for run"
+    );
     browser.close().await;
 }
 
@@ -1181,5 +1207,694 @@ async fn an_admin_makes_and_revokes_tokens_and_reads_the_audit_trail_in_the_page
             "{page}: {note}"
         );
     }
+    browser.close().await;
+}
+
+/// The row of the schedule `name` as its cells' text, or null:
+/// [name, command, cron and zone, next fire, last job, overlap, state,
+/// made by, actions].
+fn schedule_row(name: &str) -> String {
+    format!(
+        "const row = document.querySelector('#schedules tr[data-schedule=\"{name}\"]'); \
+         return row && [...row.cells].map(c => c.innerText)"
+    )
+}
+
+/// A schedule as GET /schedules/{id_or_name}/ answers it.
+async fn schedule_of(app: &TestApp, name: &str) -> Value {
+    let response = app.get(&format!("/schedules/{name}/")).await;
+    assert_eq!(response.status(), 200, "the schedule {name}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_schedule_is_made_paused_resumed_and_deleted_in_the_page() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/schedules")).await;
+    browser
+        .until(
+            "the empty list",
+            "return !document.getElementById('no-schedules').hidden",
+        )
+        .await;
+    browser
+        .until(
+            "the host list",
+            "return document.querySelector('#schedule-host option[value=local]')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('schedule-timezone').value")
+            .await,
+        "UTC",
+        "the zone is UTC unless told"
+    );
+
+    // A cron of three fields: the server's error, beside the cron.
+    browser.type_into("#schedule-name", "nightly").await;
+    browser.type_into("#schedule-cron", "0 3 *").await;
+    browser
+        .type_into("#schedule-timezone", "Europe/Paris")
+        .await;
+    browser
+        .type_into("#schedule-command", "echo from the schedule")
+        .await;
+    browser.click("#new-schedule button[type=submit]").await;
+    let error = browser
+        .until(
+            "the cron's error",
+            "return document.querySelector('#new-schedule [data-error-for=cron]').innerText",
+        )
+        .await;
+    assert!(!error.as_str().unwrap().is_empty());
+    assert_eq!(
+        browser
+            .js("return document.getElementById('schedule-cron').getAttribute('aria-invalid')")
+            .await,
+        "true"
+    );
+    let listed: Value = app.get("/schedules/").await.json().await.unwrap();
+    assert_eq!(listed["total_count"], 0, "a refused form makes no schedule");
+
+    // Corrected: made, and its next five fire times shown at once, on
+    // the schedule's own clock.
+    browser.type_into("#schedule-cron", "0 3 * * *").await;
+    browser.click("#new-schedule button[type=submit]").await;
+    let shown = browser
+        .until(
+            "the next five fire times",
+            "const times = [...document.querySelectorAll('#next-fires time')]; \
+             return !document.getElementById('created').hidden && times.length === 5 \
+                 && times.map(t => [t.dateTime, t.innerText])",
+        )
+        .await;
+    let shown: Vec<(String, String)> = serde_json::from_value(shown).unwrap();
+    let schedule = schedule_of(&app, "nightly").await;
+    assert_eq!(schedule["cron"], "0 3 * * *");
+    assert_eq!(schedule["timezone"], "Europe/Paris");
+    assert_eq!(schedule["overlap"], "allow");
+    assert_eq!(schedule["paused"], false);
+    let id = schedule["id"].as_str().expect("its id").to_owned();
+    let expected: Vec<String> =
+        serde_json::from_value(schedule["next_fire_times"].clone()).unwrap();
+    assert_eq!(
+        shown.iter().map(|(at, _)| at.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    for (_, text) in &shown {
+        assert!(text.contains("3:00:00"), "on Paris's clock: {text}");
+    }
+    assert_eq!(
+        browser
+            .js("return document.getElementById('schedule-name').value")
+            .await,
+        "",
+        "the form is empty again"
+    );
+
+    // Listed with its next fire time, relative and absolute.
+    let row = browser
+        .until("nightly in the list", &schedule_row("nightly"))
+        .await;
+    assert_eq!(row[0], "nightly");
+    assert_eq!(row[2], "0 3 * * * Europe/Paris");
+    assert!(row[3].as_str().unwrap().starts_with("in "), "{row}");
+    assert!(row[4].as_str().unwrap().starts_with("none yet"), "{row}");
+    assert_eq!(row[6], "active");
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#schedules tr[data-schedule=nightly] td:nth-child(4) time').dateTime")
+            .await,
+        expected[0].as_str()
+    );
+    browser.screenshot("schedules").await;
+
+    // A second schedule of the same name: the server's 409, beside the name.
+    browser.type_into("#schedule-name", "nightly").await;
+    browser.type_into("#schedule-cron", "@daily").await;
+    browser.type_into("#schedule-command", "echo twin").await;
+    browser.click("#new-schedule button[type=submit]").await;
+    browser
+        .until(
+            "the name's error",
+            "return document.querySelector('#new-schedule [data-error-for=name]').innerText",
+        )
+        .await;
+    let listed: Value = app.get("/schedules/").await.json().await.unwrap();
+    assert_eq!(listed["total_count"], 1);
+
+    // Pause: no next fire time, and Resume offered.
+    browser
+        .click("#schedules tr[data-schedule=nightly] button.toggle")
+        .await;
+    let row = browser
+        .until(
+            "nightly paused",
+            &format!(
+                "const cells = ({})(); return cells && cells[6] === 'paused' && cells",
+                js_fn(&schedule_row("nightly"))
+            ),
+        )
+        .await;
+    assert_eq!(row[3], "—", "a paused schedule has no fire time");
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#schedules tr[data-schedule=nightly] button.toggle').innerText")
+            .await,
+        "Resume"
+    );
+    assert_eq!(schedule_of(&app, "nightly").await["paused"], true);
+
+    // Resume.
+    browser
+        .click("#schedules tr[data-schedule=nightly] button.toggle")
+        .await;
+    browser
+        .until(
+            "nightly active again",
+            &format!(
+                "const cells = ({})(); return cells && cells[6] === 'active'",
+                js_fn(&schedule_row("nightly"))
+            ),
+        )
+        .await;
+    assert_eq!(schedule_of(&app, "nightly").await["paused"], false);
+
+    // Its jobs: the job list, filtered by the schedule.
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#schedules tr[data-schedule=nightly] a.schedule-jobs').getAttribute('href')")
+            .await,
+        format!("/ui/?schedule={id}")
+    );
+    browser
+        .click("#schedules tr[data-schedule=nightly] a.schedule-jobs")
+        .await;
+    let note = browser
+        .until(
+            "the schedule's note on the job list",
+            "const note = document.getElementById('schedule-filter'); \
+             return !note.hidden && note.innerText.includes('nightly') && note.innerText",
+        )
+        .await;
+    assert!(note.as_str().unwrap().contains("Show every job"), "{note}");
+    browser
+        .until(
+            "no job of the schedule yet",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+
+    // Delete, after a confirmation.
+    browser.goto(&app.url("/ui/schedules")).await;
+    browser
+        .until("nightly in the list", &schedule_row("nightly"))
+        .await;
+    browser
+        .click("#schedules tr[data-schedule=nightly] button.delete")
+        .await;
+    browser.accept_confirm().await;
+    browser
+        .until(
+            "nightly gone from the list",
+            "return document.querySelector('#schedules tr[data-schedule=nightly]') === null \
+             && !document.getElementById('no-schedules').hidden",
+        )
+        .await;
+    assert_eq!(app.get("/schedules/nightly/").await.status(), 404);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn schedules_offer_only_what_the_role_may() {
+    let app = spawn_app_with(|settings| {
+        settings.api.tokens = vec!["the-admin-token".into()];
+        settings.run_worker = false;
+    })
+    .await;
+    let viewer = make_token(&app, "viewer", "read").await;
+    let runner = make_token(&app, "runner", "run").await;
+    let made = app
+        .post(
+            "/schedules/",
+            &json!({"name": "admins", "cron": "@yearly", "command": "echo admin's"}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let made = app
+        .client
+        .post(app.url("/schedules/"))
+        .bearer_auth(&runner)
+        .json(&json!({"name": "mine", "cron": "@yearly", "command": "echo mine"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(made.status(), 201, "a run token makes a schedule");
+
+    let browser = Browser::start().await;
+    // read: the list, no form and no action.
+    sign_in(&browser, &app, &viewer, "/ui/schedules").await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "viewer · read"
+    );
+    browser
+        .until("mine in the list", &schedule_row("mine"))
+        .await;
+    browser
+        .until("admins in the list", &schedule_row("admins"))
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('make-schedule').hidden")
+            .await,
+        true,
+        "no form for a read token"
+    );
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#schedules button')].every(b => b.hidden)")
+            .await,
+        true,
+        "no Pause, Resume or Delete for a read token"
+    );
+
+    // run: the form, and the actions on its own schedule only.
+    sign_in(&browser, &app, &runner, "/ui/schedules").await;
+    assert_eq!(
+        browser.until("the header naming the token", WHOAMI).await,
+        "runner · run"
+    );
+    browser
+        .until("mine in the list", &schedule_row("mine"))
+        .await;
+    let offered = browser
+        .js("return ['mine', 'admins'].map(name => \
+             [...document.querySelectorAll(`#schedules tr[data-schedule=${name}] button`)] \
+             .map(b => !b.hidden))")
+        .await;
+    assert_eq!(offered, json!([[true, true], [false, false]]));
+    assert_eq!(
+        browser
+            .js("return document.getElementById('make-schedule').hidden")
+            .await,
+        false
+    );
+    let row = browser.js(&schedule_row("mine")).await;
+    assert_eq!(row[7], "runner", "made by");
+    browser.close().await;
+}
+
+/// The ids of the jobs whose command is `command`.
+async fn jobs_with(app: &TestApp, command: &str) -> Vec<String> {
+    let page: Value = app.get("/jobs/?limit=100").await.json().await.unwrap();
+    page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|job| job["command"] == command)
+        .map(id_of)
+        .collect()
+}
+
+/// Makes the page's first POST /jobs/ reach the server and its answer
+/// fail as a lost connection would; every key sent is kept in
+/// sessionStorage (`test.keys`), which outlives the page.
+const LOSE_THE_FIRST_ANSWER: &str = "const real = window.fetch; let posts = 0; \
+     window.fetch = async (url, init = {}) => { \
+       if (init.method === 'POST' && new URL(url, location.href).pathname === '/jobs/') { \
+         const keys = JSON.parse(sessionStorage.getItem('test.keys') || '[]'); \
+         keys.push(init.headers['Idempotency-Key']); \
+         sessionStorage.setItem('test.keys', JSON.stringify(keys)); \
+         posts += 1; \
+         if (posts === 1) { await real(url, init); throw new TypeError('Failed to fetch'); } \
+       } \
+       return real(url, init); \
+     }; \
+     return true";
+
+/// The job page the browser is on, once it is another than `not`'s.
+async fn the_new_job(browser: &Browser, not: &str) -> String {
+    let path = browser
+        .until(
+            "the new job's page",
+            &format!(
+                "return location.pathname.startsWith('/ui/jobs/') && \
+                 location.pathname !== '/ui/jobs/{not}' && location.pathname"
+            ),
+        )
+        .await;
+    path.as_str()
+        .unwrap()
+        .trim_start_matches("/ui/jobs/")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_double_click_or_a_lost_answer_makes_one_job() {
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/submit")).await;
+    browser
+        .until(
+            "the host list",
+            "return document.querySelector('#host option[value=local]')",
+        )
+        .await;
+    browser.type_into("#command", "echo clicked twice").await;
+    let button = browser
+        .client
+        .find(Locator::Css("#submit button[type=submit]"))
+        .await
+        .expect("the submit button");
+    let double_click = MouseActions::new("mouse".to_owned())
+        .then(PointerAction::MoveToElement {
+            element: button,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    browser
+        .client
+        .perform_actions(double_click)
+        .await
+        .expect("a double click");
+    let id = the_new_job(&browser, "none").await;
+    assert_eq!(
+        jobs_with(&app, "echo clicked twice").await,
+        vec![id],
+        "a double click makes one job"
+    );
+
+    // The first answer is lost on its way back: the form sent again
+    // carries the same key, and the server answers the job it made.
+    browser.goto(&app.url("/ui/submit")).await;
+    browser
+        .until(
+            "the host list",
+            "return document.querySelector('#host option[value=local]')",
+        )
+        .await;
+    browser.js(LOSE_THE_FIRST_ANSWER).await;
+    browser.type_into("#command", "echo answer lost").await;
+    browser.click("#submit button[type=submit]").await;
+    let said = browser
+        .until(
+            "the network error",
+            "const f = document.getElementById('flash'); return !f.hidden && f.innerText",
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().contains("Submitting again is safe"),
+        "{said}"
+    );
+    assert_eq!(browser.current_path().await, "/ui/submit");
+    let made = jobs_with(&app, "echo answer lost").await;
+    assert_eq!(made.len(), 1, "the first submit reached the server");
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#submit button[type=submit]').disabled")
+            .await,
+        false,
+        "the button is back once the request failed"
+    );
+    browser.click("#submit button[type=submit]").await;
+    let id = the_new_job(&browser, "none").await;
+    assert_eq!(id, made[0], "the page opens the job the first submit made");
+    assert_eq!(
+        jobs_with(&app, "echo answer lost").await,
+        made,
+        "and no other"
+    );
+    let keys = browser
+        .js("return JSON.parse(sessionStorage.getItem('test.keys'))")
+        .await;
+    let keys: Vec<String> = serde_json::from_value(keys).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], keys[1], "the same key both times");
+    assert!(!keys[0].is_empty() && keys[0].len() <= 255, "{keys:?}");
+
+    // The answer is lost again, and the form changed before Submit: the
+    // server refuses the key for another request, the page says a job
+    // was made, and the next Submit makes the changed one.
+    browser.goto(&app.url("/ui/submit")).await;
+    browser
+        .until(
+            "the host list",
+            "return document.querySelector('#host option[value=local]')",
+        )
+        .await;
+    browser
+        .js("sessionStorage.removeItem('test.keys'); return true")
+        .await;
+    browser.js(LOSE_THE_FIRST_ANSWER).await;
+    browser.type_into("#command", "echo first try").await;
+    browser.click("#submit button[type=submit]").await;
+    browser
+        .until(
+            "the network error",
+            "const f = document.getElementById('flash'); \
+             return !f.hidden && f.innerText.includes('Submitting again is safe')",
+        )
+        .await;
+    browser.type_into("#command", "echo second try").await;
+    browser.click("#submit button[type=submit]").await;
+    let said = browser
+        .until(
+            "the key refused",
+            "const f = document.getElementById('flash'); \
+             return !f.hidden && f.innerText.includes('An earlier submit') && f.innerText",
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("Submit again"), "{said}");
+    assert!(jobs_with(&app, "echo second try").await.is_empty());
+    browser.click("#submit button[type=submit]").await;
+    let id = the_new_job(&browser, "none").await;
+    assert_eq!(jobs_with(&app, "echo second try").await, vec![id]);
+    assert_eq!(jobs_with(&app, "echo first try").await.len(), 1);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn run_again_makes_a_new_job_that_links_back() {
+    // No worker: the job waits, queued, until it is cancelled.
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    let id = app.submit_command("echo once more").await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    browser
+        .until(
+            "the queued job's Cancel",
+            "return !document.getElementById('cancel').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('rerun').hidden")
+            .await,
+        true,
+        "no Run again while the job has not ended"
+    );
+    assert_eq!(app.cancel(&id).await.status(), 200);
+    browser
+        .until(
+            "Run again on the ended job",
+            "return document.getElementById('status').innerText === 'Cancelled' \
+             && !document.getElementById('rerun').hidden",
+        )
+        .await;
+    browser.click("#rerun").await;
+    let again = the_new_job(&browser, &id).await;
+    let link = browser
+        .until(
+            "the link back",
+            "const a = document.getElementById('retry-of'); return a && a.getAttribute('href')",
+        )
+        .await;
+    assert_eq!(link, format!("/ui/jobs/{id}"));
+    let fields = browser
+        .js("return document.getElementById('fields').innerText")
+        .await;
+    assert!(
+        fields.as_str().unwrap().contains("run again by hand"),
+        "{fields}"
+    );
+    let second = app.job(&again).await;
+    assert_eq!(second["retry_of"], id.as_str());
+    assert_eq!(second["command"], "echo once more");
+    assert_eq!(app.job(&id).await["retries"], json!([again]));
+    // The first job's page lists it among its retries.
+    browser.click("#retry-of").await;
+    browser
+        .until(
+            "the new job among the retries",
+            &format!(
+                "return document.querySelector('#retries a[href=\"/ui/jobs/{again}\"]') !== null"
+            ),
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_job_that_runs_again_by_itself_links_its_retry() {
+    let app = spawn_app().await;
+    let job = app
+        .submit(json!({
+            "command": "sleep 1; exit 3",
+            "retry_on_failure": true,
+            "max_retries": 1
+        }))
+        .await;
+    let id = id_of(&job);
+    let browser = Browser::start().await;
+    // Opened while it runs: the failure and its retry arrive live.
+    browser.goto(&app.url(&format!("/ui/jobs/{id}"))).await;
+    let link = browser
+        .until(
+            "Failed: retrying as …",
+            "const a = document.getElementById('retrying-link'); \
+             return !document.getElementById('retrying').hidden && a && a.getAttribute('href')",
+        )
+        .await;
+    let failed = app.job(&id).await;
+    assert_eq!(failed["status"], "Failed");
+    let retry = failed["retries"][0].as_str().expect("its retry").to_owned();
+    assert_eq!(link, format!("/ui/jobs/{retry}"));
+    assert_eq!(
+        browser.current_path().await,
+        format!("/ui/jobs/{id}"),
+        "the page stays on the failed job"
+    );
+    browser.click("#retrying-link").await;
+    browser
+        .until(
+            "the retry's page",
+            &format!("return location.pathname === '/ui/jobs/{retry}'"),
+        )
+        .await;
+    browser
+        .until(
+            "the link back",
+            &format!(
+                "const a = document.getElementById('retry-of'); \
+                 return a && a.getAttribute('href') === '/ui/jobs/{id}'"
+            ),
+        )
+        .await;
+    // The retry fails too, with no retry left: nothing more is announced.
+    browser
+        .until(
+            "the retry failed",
+            "return document.getElementById('status').innerText === 'Failed' \
+             && document.getElementById('fields').innerText.includes('no retry left')",
+        )
+        .await;
+    let fields = browser
+        .js("return document.getElementById('fields').innerText")
+        .await;
+    assert!(
+        fields
+            .as_str()
+            .unwrap()
+            .contains("automatic retry 1 of at most 1"),
+        "{fields}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('retrying').hidden")
+            .await,
+        true
+    );
+    browser.close().await;
+}
+
+/// Depends on the scheduler firing in test apps within a few seconds of a
+/// per-second cron: drop or adapt if the test settings slow it down.
+#[tokio::test]
+async fn a_fired_job_links_its_schedule() {
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    let made = app
+        .post(
+            "/schedules/",
+            &json!({"name": "every-second", "cron": "* * * * * *", "command": "echo fired"}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let schedule: Value = made.json().await.unwrap();
+    let schedule_id = schedule["id"].as_str().expect("its id").to_owned();
+    let deadline = Instant::now() + DEADLINE;
+    let fired = loop {
+        let now = schedule_of(&app, "every-second").await;
+        if let Some(job) = now["last_job"]["id"].as_str() {
+            break job.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired: {now}");
+        sleep(Duration::from_millis(100)).await;
+    };
+    let paused = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/schedules/{schedule_id}/pause/"),
+            None,
+        )
+        .await;
+    assert_eq!(paused.status(), 200, "no more jobs");
+    let browser = Browser::start().await;
+    browser.goto(&app.url(&format!("/ui/jobs/{fired}"))).await;
+    let link = browser
+        .until(
+            "the schedule's name",
+            "const a = document.getElementById('schedule-link'); \
+             return a && a.innerText === 'every-second' && a.getAttribute('href')",
+        )
+        .await;
+    assert_eq!(link, format!("/ui/schedules#schedule-{schedule_id}"));
+    let fields = browser
+        .js("return document.getElementById('fields').innerText")
+        .await;
+    assert!(
+        fields.as_str().unwrap().contains("Scheduled for"),
+        "{fields}"
+    );
+    browser.click("#schedule-link").await;
+    browser
+        .until(
+            "the schedule's row marked",
+            "return document.querySelector('#schedules tr.target[data-schedule=every-second]') !== null",
+        )
+        .await;
+    // Its jobs: exactly those the API lists for the schedule.
+    let of_schedule: Value = app
+        .get(&format!("/jobs/?schedule={schedule_id}&limit=100"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let count = of_schedule["jobs"].as_array().expect("jobs").len();
+    assert!(count >= 1);
+    browser
+        .click("#schedules tr[data-schedule=every-second] a.schedule-jobs")
+        .await;
+    browser
+        .until(
+            "the schedule's jobs",
+            &format!("return document.querySelectorAll('#jobs tbody tr').length === {count}"),
+        )
+        .await;
     browser.close().await;
 }
