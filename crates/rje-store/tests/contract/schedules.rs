@@ -174,8 +174,10 @@ pub async fn a_fire_time_is_won_by_one_fire_whatever_the_number_of_processes(
     let now = store.schedule("every-second").await.unwrap();
     assert_eq!(now.last_job, Some((job.id, Status::Queued)));
     assert_eq!(now.since.timestamp_micros(), at.timestamp_micros());
-    let mut query = rje_domain::ListQuery::default();
-    query.schedule = Some(record.id);
+    let query = rje_domain::ListQuery {
+        schedule: Some(record.id),
+        ..Default::default()
+    };
     assert_eq!(store.list(&query, 0).await.unwrap().total_count, 1);
 
     // A fire time at or before one handled is never fired: a late
@@ -361,7 +363,7 @@ pub async fn a_failure_that_asks_for_it_runs_again_in_the_same_transaction(
         .await
         .unwrap();
     assert_eq!(last.lineage.retry_number, 1);
-    assert!(NewJob::follow_up(&Job_with_number(&last, 1)).is_none());
+    assert!(NewJob::follow_up(&failed_at_retry(&last, 1)).is_none());
     // A job without retry_on_failure never runs again by itself.
     store.create(crate::suite::new_job("exit 1")).await.unwrap();
     let plain = store.claim(&worker(), 10, LEASE).await.unwrap();
@@ -380,8 +382,7 @@ pub async fn a_failure_that_asks_for_it_runs_again_in_the_same_transaction(
 }
 
 /// `job` as it would end Failed, `number` retries down its chain.
-#[allow(non_snake_case)]
-fn Job_with_number(job: &rje_domain::Job, number: u32) -> rje_domain::Job {
+fn failed_at_retry(job: &rje_domain::Job, number: u32) -> rje_domain::Job {
     let mut job = job.clone();
     job.status = Status::Failed;
     job.exit_code = Some(1);
@@ -416,7 +417,7 @@ pub async fn retention_deletes_finished_jobs_only_a_batch_at_a_time(store: Arc<d
 
     // The 2 newest are kept; the cutoff is the 2nd newest's completion.
     let cutoff = store.finished_cutoff(2).await.unwrap().expect("5 > 2");
-    assert_eq!(store.finished_cutoff(5).await.unwrap().is_some(), true);
+    assert!(store.finished_cutoff(5).await.unwrap().is_some());
     assert_eq!(store.finished_cutoff(6).await.unwrap(), None);
     let failed_only = PruneFilter {
         before: Utc::now() + TimeDelta::seconds(1),
