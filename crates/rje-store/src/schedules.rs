@@ -155,4 +155,8 @@ pub trait Retention: Send + Sync + 'static {
         holder: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Lets go of the chore `name` if `holder` holds it, for the next
+    /// process to take at once.
+    async fn release_chore(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

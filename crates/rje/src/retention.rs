@@ -30,8 +30,8 @@ impl Default for RetentionPolicy {
 
 /// How often retention runs.
 const EVERY: Duration = Duration::from_secs(3600);
-/// The chore's name in the store, and how long one holding lasts: past
-/// a round's length, so that a holder that died hands over.
+/// The chore's name in the store, and how long one holding lasts at
+/// most: past a round's length, so that a holder that died hands over.
 const CHORE: &str = "retention";
 const HOLD: Duration = Duration::from_secs(2 * 3600);
 
@@ -73,6 +73,22 @@ pub async fn round(
         tracing::debug!("another process carries out retention");
         return Ok(0);
     }
+    let deleted = delete_past(store, policy, shutdown).await;
+    // Held for the round only: the next round, or a process started
+    // meanwhile, may take it at once. A holder that dies mid-round hands
+    // over when its hold lapses.
+    if let Err(err) = store.release_chore(CHORE, holder).await {
+        tracing::warn!(%err, "could not let go of the retention chore; it lapses by itself");
+    }
+    deleted
+}
+
+/// The jobs past the days, then those past the count; how many went.
+async fn delete_past(
+    store: &dyn JobStore,
+    policy: RetentionPolicy,
+    shutdown: &CancellationToken,
+) -> Result<u64, StoreError> {
     let mut deleted = 0;
     if let Some(before) = retention_cutoff(Utc::now(), policy.days) {
         deleted += prune(store, &PruneFilter::before(before), shutdown).await?;

@@ -339,6 +339,15 @@ impl Retention for PostgresStore {
         .await?;
         Ok(held.is_some())
     }
+
+    async fn release_chore(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM chores WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// `('Success', 'Failed')`: the final statuses asked for, every final one

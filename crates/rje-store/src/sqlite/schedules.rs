@@ -346,6 +346,15 @@ impl Retention for SqliteStore {
         .await?;
         Ok(held.is_some())
     }
+
+    async fn release_chore(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM chores WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }
 
 /// `('Success', 'Failed')`: the final statuses asked for, every final one

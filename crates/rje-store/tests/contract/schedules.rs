@@ -483,4 +483,10 @@ pub async fn a_chore_is_held_by_one_holder_until_it_lapses(store: Arc<dyn JobSto
         "lapsed"
     );
     assert!(!store.hold_chore("retention", "a", soon).await.unwrap());
+    // Let go, it is the next holder's at once; another's release is a
+    // no-op.
+    store.release_chore("retention", "a").await.unwrap();
+    assert!(!store.hold_chore("retention", "a", soon).await.unwrap());
+    store.release_chore("retention", "b").await.unwrap();
+    assert!(store.hold_chore("retention", "a", soon).await.unwrap());
 }
