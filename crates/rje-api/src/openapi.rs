@@ -218,17 +218,6 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
             properties["max_retries"]["maximum"] = json!(limits.max_retries);
         }
     }
-    // A schedule's zone is one of IANA's, as the server knows them.
-    let zones: Vec<Value> = rje_domain::time_zone_names().map(Value::from).collect();
-    for request in ["ScheduleRequest", "ScheduleEdit"] {
-        if let Some(properties) =
-            document.pointer_mut(&format!("/components/schemas/{request}/properties"))
-        {
-            let mut allowed = zones.clone();
-            allowed.push(Value::Null);
-            properties["timezone"]["enum"] = Value::from(allowed);
-        }
-    }
     // A token's name is a host's kind of name, `env-…` reserved; its
     // scope names configured hosts, and labels of a host's kind.
     if let Some(properties) = document.pointer_mut("/components/schemas/TokenRequest/properties") {

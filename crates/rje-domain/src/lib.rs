@@ -49,5 +49,4 @@ pub use retention::{PruneFilter, retention_cutoff};
 pub use retry::retry_delay;
 pub use schedule::{
     Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, Timetable,
-    time_zone_names,
 };

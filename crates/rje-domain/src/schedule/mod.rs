@@ -18,7 +18,7 @@ use crate::new_job::{NewJob, as_object, optional};
 
 mod timetable;
 
-pub use timetable::{Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Timetable, time_zone_names};
+pub use timetable::{Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Timetable};
 
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {

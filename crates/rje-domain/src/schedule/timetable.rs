@@ -54,12 +54,6 @@ const MAX_ZONE_CHARS: usize = 64;
 const CRON_HINT: &str = "use 5 fields (minute hour day month weekday), 6 with seconds first, \
      or @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually";
 
-/// Every time zone name a schedule may use (IANA's, as chrono-tz knows
-/// them): for the API's document, which lists them.
-pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
-    chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())
-}
-
 /// A cron expression and the time zone whose wall clock it is read on.
 /// Only [`Timetable::parse`] makes one, so it fires at least once.
 #[derive(Clone, PartialEq)]

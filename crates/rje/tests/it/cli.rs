@@ -733,3 +733,101 @@ async fn a_local_token_is_the_first_admin_of_a_fresh_database() {
     let made = run(&app, &["tokens", "create", "viewer", "--role", "read"]).await;
     assert_eq!(code(&made), 0, "{}", stderr(&made));
 }
+
+/// The client's faces of issue 22: a failure that runs again followed to
+/// its last attempt, a schedule made and listed, a run again, a prune.
+#[tokio::test]
+async fn the_client_follows_retries_makes_schedules_runs_again_and_prunes() {
+    let app = spawn_app().await;
+    let counter = app.path("attempts");
+    let command = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo attempt $n; [ $n -ge 2 ] && exit 4; exit 3",
+        c = counter.display()
+    );
+    let streamed = run(
+        &app,
+        &[
+            "submit",
+            &command,
+            "--retry-on-failure",
+            "--max-retries",
+            "2",
+            "--stream",
+        ],
+    )
+    .await;
+    assert_eq!(
+        code(&streamed),
+        4,
+        "the last attempt's code: {}",
+        stderr(&streamed)
+    );
+    let out = stdout(&streamed);
+    assert!(
+        out.contains("attempt 1") && out.contains("attempt 2") && out.contains("attempt 3"),
+        "every attempt's output: {out}"
+    );
+
+    let made = run(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "nightly",
+            "echo nightly",
+            "--cron",
+            "0 3 * * *",
+            "--tz",
+            "Europe/Paris",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&made), 0, "{}", stderr(&made));
+    let schedule: Value = serde_json::from_str(&stdout(&made)).expect("JSON");
+    assert_eq!(
+        schedule["next_fire_times"].as_array().map(Vec::len),
+        Some(5)
+    );
+    let listed = run(&app, &["schedules", "list"]).await;
+    assert!(stdout(&listed).contains("nightly"), "{}", stdout(&listed));
+    let bad = run(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "broken",
+            "true",
+            "--cron",
+            "every day",
+        ],
+    )
+    .await;
+    assert_ne!(code(&bad), 0);
+    assert!(stderr(&bad).contains("cron"), "{}", stderr(&bad));
+
+    let first = app.submit_command("echo again").await;
+    app.wait_final(&first).await;
+    let again = run(&app, &["retry", &first, "--stream"]).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(stdout(&again), "again\n");
+    assert_eq!(
+        app.job(&first).await["retries"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let pruned = run(
+        &app,
+        &[
+            "prune",
+            "--before",
+            "2099-01-01T00:00:00Z",
+            "--force",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&pruned), 0, "{}", stderr(&pruned));
+    let pruned: Value = serde_json::from_str(&stdout(&pruned)).expect("JSON");
+    assert!(pruned["deleted"].as_u64().unwrap() >= 5, "{pruned}");
+}
