@@ -1,7 +1,7 @@
 //! The SQL both stores share: statements and fragments that do not depend
 //! on the dialect, or that take the dialect's few words as a [`Dialect`].
 
-use rje_domain::{Chunk, ListQuery, OrderField, Stream};
+use rje_domain::{Chunk, ListQuery, OrderField, Status, Stream};
 
 use crate::{OutputPage, StoreError};
 
@@ -149,8 +149,24 @@ pub(crate) fn output_view_sql(dialect: &Dialect, tail_chars: u32) -> String {
     columns.join(", ")
 }
 
-/// The final statuses, as an SQL list: the jobs retention may delete.
-pub(crate) const FINAL_STATUSES: &str = "('Success', 'Failed', 'Cancelled')";
+/// An SQL list of the final ones among `statuses` (every final status
+/// when none is named): the jobs a prune may delete. Written as literals,
+/// which is safe: they are the enum's own names. A list naming only
+/// statuses that are not final matches nothing (`(NULL)`), never a
+/// Queued or Running job.
+pub(crate) fn final_statuses(statuses: &[Status]) -> String {
+    let named: Vec<String> = Status::ALL
+        .iter()
+        .filter(|status| status.is_final())
+        .filter(|status| statuses.is_empty() || statuses.contains(status))
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    if named.is_empty() {
+        "(NULL)".to_owned()
+    } else {
+        format!("({})", named.join(", "))
+    }
+}
 
 /// The columns of a schedule row, with its newest job and that job's
 /// status (the partial index on jobs (schedule_id, pk) finds it).
@@ -172,3 +188,18 @@ pub(crate) const SERIAL_TURN: &str = "(q.serial_key IS NULL OR NOT EXISTS (\
     SELECT 1 FROM jobs e WHERE e.serial_key = q.serial_key \
     AND e.status IN ('Queued', 'Running') AND e.pk <> q.pk \
     AND (e.status = 'Running' OR e.pk < q.pk)))";
+
+#[cfg(test)]
+mod final_statuses_tests {
+    use super::*;
+
+    #[test]
+    fn only_final_statuses_are_ever_listed() {
+        assert_eq!(final_statuses(&[]), "('Success', 'Failed', 'Cancelled')");
+        assert_eq!(
+            final_statuses(&[Status::Failed, Status::Running]),
+            "('Failed')"
+        );
+        assert_eq!(final_statuses(&[Status::Queued, Status::Running]), "(NULL)");
+    }
+}

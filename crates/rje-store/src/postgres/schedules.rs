@@ -10,7 +10,7 @@ use crate::StoreError;
 use crate::error::name_taken;
 use crate::rows::corrupt;
 use crate::schedules::{Fire, FireOutcome, Retention, ScheduleRecord, ScheduleWrite, Schedules};
-use crate::sql::{FINAL_STATUSES, SCHEDULE_COLUMNS};
+use crate::sql::{SCHEDULE_COLUMNS, final_statuses};
 use crate::tx::conclude;
 
 use super::jobs::insert_job;
@@ -300,8 +300,10 @@ impl Retention for PostgresStore {
         let mut delete = QueryBuilder::<Postgres>::new(
             "DELETE FROM jobs WHERE pk IN (SELECT pk FROM jobs WHERE completed_at < ",
         );
-        delete.push_bind(filter.before).push(" AND status IN ");
-        push_statuses(&mut delete, &filter.statuses);
+        delete.push_bind(filter.before).push(format!(
+            " AND status IN {}",
+            final_statuses(&filter.statuses)
+        ));
         delete
             .push(" ORDER BY completed_at LIMIT ")
             .push_bind(i64::from(batch))
@@ -310,9 +312,10 @@ impl Retention for PostgresStore {
     }
 
     async fn finished_cutoff(&self, keep: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let finals = final_statuses(&[]);
         let sql = format!(
             "SELECT completed_at FROM jobs WHERE completed_at IS NOT NULL \
-             AND status IN {FINAL_STATUSES} ORDER BY completed_at DESC LIMIT 1 OFFSET $1"
+             AND status IN {finals} ORDER BY completed_at DESC LIMIT 1 OFFSET $1"
         );
         Ok(sqlx::query_scalar(&sql)
             .bind(i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX))
@@ -348,24 +351,4 @@ impl Retention for PostgresStore {
             .await?;
         Ok(())
     }
-}
-
-/// `('Success', 'Failed')`: the final statuses asked for, every final one
-/// when none is.
-fn push_statuses(builder: &mut QueryBuilder<'_, Postgres>, statuses: &[Status]) {
-    let statuses: Vec<Status> = if statuses.is_empty() {
-        Status::ALL
-            .iter()
-            .copied()
-            .filter(|s| s.is_final())
-            .collect()
-    } else {
-        statuses.iter().copied().filter(|s| s.is_final()).collect()
-    };
-    let mut list = builder.separated(", ");
-    list.push_unseparated("(");
-    for status in statuses {
-        list.push_bind(status.as_str());
-    }
-    list.push_unseparated(")");
 }
