@@ -10,46 +10,57 @@ use uuid::Uuid;
 
 use crate::parameters::JobParameters;
 
-/// A job's identity. UUIDs, as in the original system, so ids can be made
-/// anywhere without coordination.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(Uuid);
+/// An identity that is a UUID: made anywhere without coordination, v7 so
+/// that new ids sort by creation time (which keeps index inserts local).
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-impl JobId {
-    /// A new id, never seen before. Not `Default`: a default that is a
-    /// different random id each time would surprise.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        // v7 ids sort by creation time, which keeps index inserts local.
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            /// A new id, never seen before. Not `Default`: a default that
+            /// is a different random id each time would surprise.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
 
-    /// Parses an id from a URL segment. `None` for anything malformed, which
-    /// the API answers with 404 like any unknown job.
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::parse_str(text).ok().map(Self)
-    }
+            /// Parses an id from a URL segment; `None` for anything that is
+            /// not a UUID.
+            pub fn parse(text: &str) -> Option<Self> {
+                Uuid::parse_str(text).ok().map(Self)
+            }
 
-    /// The UUID, as a store keeps it.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+            /// The UUID, as a store keeps it.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        /// An id as a store kept it.
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
 }
+pub(crate) use uuid_id;
 
-/// An id as a store kept it.
-impl From<Uuid> for JobId {
-    fn from(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
+uuid_id!(
+    /// A job's identity. UUIDs, as in the original system. A malformed id in
+    /// a route is answered with 404, like any unknown job.
+    JobId
+);
 
 /// Identifies one worker for the lifetime of its process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

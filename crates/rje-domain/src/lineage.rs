@@ -9,43 +9,13 @@ use uuid::Uuid;
 
 use crate::error::ValidationError;
 use crate::hosts::HostNames;
-use crate::job::{Job, JobId, LifecycleConflict, Status, is_timeout_error};
+use crate::job::{Job, JobId, LifecycleConflict, Status, is_timeout_error, uuid_id};
 
-/// A schedule's identity.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ScheduleId(Uuid);
-
-impl ScheduleId {
-    /// A new id, never seen before (see [`JobId::new`]).
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Parses an id; `None` for anything that is not a UUID (a schedule's
-    /// name, in a route that takes either).
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::parse_str(text).ok().map(Self)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for ScheduleId {
-    fn from(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-}
-
-impl fmt::Display for ScheduleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
+uuid_id!(
+    /// A schedule's identity. A route takes it or the schedule's name: a
+    /// name is never shaped like a UUID.
+    ScheduleId
+);
 
 /// A job's origin and its retry-on-failure choice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
