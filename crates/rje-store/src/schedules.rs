@@ -60,6 +60,50 @@ pub struct Fire {
     pub skip_while_waiting: bool,
 }
 
+/// What a fire time won records, by the schedule's overlap rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Recorded<'a> {
+    /// A job, this one.
+    Fired(&'a NewJob),
+    Skipped,
+    Missed,
+}
+
+impl Recorded<'_> {
+    /// The `outcome` of its row in `schedule_fires`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Recorded::Fired(_) => "fired",
+            Recorded::Skipped => "skipped",
+            Recorded::Missed => "missed",
+        }
+    }
+}
+
+impl Fire {
+    /// The statuses (an SQL list) of the schedule's jobs that turn this
+    /// fire into a skip; `None` when nothing does.
+    pub(crate) fn busy_statuses(&self) -> Option<&'static str> {
+        if self.skip_while_active {
+            Some("('Queued', 'Running')")
+        } else if self.skip_while_waiting {
+            Some("('Queued')")
+        } else {
+            None
+        }
+    }
+
+    /// What the fire records, `busy` when a job of the schedule is in one
+    /// of [`Fire::busy_statuses`].
+    pub(crate) fn recorded(&self, busy: bool) -> Recorded<'_> {
+        match (&self.job, busy) {
+            (None, _) => Recorded::Missed,
+            (Some(_), true) => Recorded::Skipped,
+            (Some(job), false) => Recorded::Fired(job),
+        }
+    }
+}
+
 /// What became of a [`Fire`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum FireOutcome {

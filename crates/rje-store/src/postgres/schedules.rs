@@ -9,7 +9,9 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::error::name_taken;
 use crate::rows::corrupt;
-use crate::schedules::{Fire, FireOutcome, Retention, ScheduleRecord, ScheduleWrite, Schedules};
+use crate::schedules::{
+    Fire, FireOutcome, Recorded, Retention, ScheduleRecord, ScheduleWrite, Schedules,
+};
 use crate::sql::{SCHEDULE_COLUMNS, final_statuses};
 use crate::tx::conclude;
 
@@ -227,46 +229,35 @@ impl Schedules for PostgresStore {
                 .bind(schedule)
                 .execute(&mut *tx)
                 .await?;
-            let busy_statuses = if fire.skip_while_active {
-                Some("'Queued', 'Running'")
-            } else if fire.skip_while_waiting {
-                Some("'Queued'")
-            } else {
-                None
-            };
-            let busy = match busy_statuses {
+            let busy = match fire.busy_statuses() {
                 None => false,
                 Some(statuses) => sqlx::query_scalar::<_, i32>(&format!(
-                    "SELECT 1 FROM jobs WHERE schedule_id = $1 AND status IN ({statuses}) LIMIT 1"
+                    "SELECT 1 FROM jobs WHERE schedule_id = $1 AND status IN {statuses} LIMIT 1"
                 ))
                 .bind(schedule)
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some(),
             };
-            let outcome = match (&fire.job, busy) {
-                (None, _) => "missed",
-                (Some(_), true) => "skipped",
-                (Some(_), false) => "fired",
-            };
+            let recorded = fire.recorded(busy);
             let won = sqlx::query(
                 "INSERT INTO schedule_fires (schedule_id, fire_time, outcome, missed, recorded_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(schedule)
             .bind(fire.at)
-            .bind(outcome)
+            .bind(recorded.as_str())
             .bind(i64::try_from(fire.missed).unwrap_or(i64::MAX))
             .bind(now())
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
-            match (&fire.job, won, busy) {
-                (_, false, _) => Ok(FireOutcome::Taken),
-                (None, true, _) => Ok(FireOutcome::Missed),
-                (Some(_), true, true) => Ok(FireOutcome::Skipped),
-                (Some(job), true, false) => {
+            match (won, recorded) {
+                (false, _) => Ok(FireOutcome::Taken),
+                (true, Recorded::Missed) => Ok(FireOutcome::Missed),
+                (true, Recorded::Skipped) => Ok(FireOutcome::Skipped),
+                (true, Recorded::Fired(job)) => {
                     let job = insert_job(&mut *tx, job).await?;
                     sqlx::query(
                         "UPDATE schedule_fires SET job_id = $1 \
