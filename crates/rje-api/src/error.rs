@@ -40,6 +40,12 @@ pub enum ApiError {
     TokenNotFound(String),
     #[error("no schedule with the id or name {0:?}")]
     ScheduleNotFound(String),
+    #[error("run not found")]
+    RunNotFound,
+    /// A run's step its status does not allow (a cancel of a run that
+    /// ended, a retry of one still running).
+    #[error("{0}")]
+    RunConflict(String),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -79,11 +85,13 @@ impl ApiError {
             | ApiError::HostNotFound(_)
             | ApiError::TokenNotFound(_)
             | ApiError::ScheduleNotFound(_)
+            | ApiError::RunNotFound
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } | ApiError::NameTaken(_) | ApiError::KeyReused(_) => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Conflict { .. }
+            | ApiError::RunConflict(_)
+            | ApiError::NameTaken(_)
+            | ApiError::KeyReused(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -102,6 +110,10 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { status } => vec![FieldError {
                 field: "status".into(),
                 message: format!("is {status}"),
+            }],
+            ApiError::RunConflict(reason) => vec![FieldError {
+                field: "status".into(),
+                message: reason.clone(),
             }],
             ApiError::NameTaken(_) => vec![FieldError {
                 field: "name".into(),

@@ -17,6 +17,8 @@ mod openapi;
 mod rate_limit;
 mod reruns;
 mod rules;
+mod run_ws;
+mod runs;
 mod schedules;
 mod state;
 mod streamed;
@@ -54,6 +56,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .merge(jobs::router())
         .merge(reruns::router())
         .merge(schedules::router())
+        .merge(runs::router())
         .merge(logs::router())
         .merge(ws::router())
         .merge(health::workers_router())

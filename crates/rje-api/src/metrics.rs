@@ -65,6 +65,12 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("rje_jobs_created_total", "Jobs submitted to this process.");
+    describe_counter!("rje_runs_created_total", "Runs started on this process.");
+    describe_histogram!("rje_run_hosts", "Hosts per run started on this process.");
+    describe_counter!(
+        "rje_job_outcomes_total",
+        "Jobs that ended, by outcome as an operator reads it (Success, Failed, TimedOut, Unreachable, AuthFailed, Cancelled, Skipped)."
+    );
     describe_counter!(
         "rje_jobs_finished_total",
         "Jobs that reached a final status in this process, by status."
@@ -262,6 +268,12 @@ pub(crate) fn job_created(priority: Priority, host: &str) {
         "host" => host.to_owned(),
     )
     .increment(1);
+}
+
+/// A run started over `hosts` hosts.
+pub(crate) fn run_created(hosts: usize) {
+    metrics::counter!("rje_runs_created_total").increment(1);
+    metrics::histogram!("rje_run_hosts").record(hosts as f64);
 }
 
 /// A request refused for `reason`: `role`, `host` or `owner`.

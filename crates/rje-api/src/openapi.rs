@@ -90,7 +90,11 @@ pub(crate) enum EditAnswers {
             stored output from `?since=SEQ` first, then live output, then the final status, \
             then a normal close. `GET /ws/jobs/` streams every job's status changes \
             (`EventMessage`): `ready` once subscribed, then `status` events, and `gap` when \
-            the client fell behind. Browsers pass the token as `?token=`.\n\n\
+            the client fell behind. `GET /ws/runs/{id}/` streams a run (`RunMessage`): a `job` \
+            message per job and a `run` message first, then each job's status changes, its \
+            output tagged with its host with `?output=true`, and a `run` message whenever the \
+            counts change; the last is the run's final status, then a normal close. Browsers \
+            pass the token as `?token=`.\n\n\
             **Access**: a token has a role (`read`: GET routes and WebSockets; `run`: also \
             submit, and edit and cancel its own jobs; `admin`: everything, tokens and the \
             audit trail too) and may be limited to some hosts. A request outside them is a 403 \
@@ -101,12 +105,14 @@ pub(crate) enum EditAnswers {
     components(schemas(
         rje_proto::WsMessage,
         rje_proto::EventMessage,
+        rje_proto::RunMessage,
         rje_proto::SubmitRequest,
         rje_proto::EditRequest
     )),
     tags(
         (name = "jobs", description = "Submit, list, edit, cancel, run again, delete and prune jobs; read their output"),
         (name = "schedules", description = "Jobs fired by a cron expression: made, read, edited, paused, resumed, deleted"),
+        (name = "runs", description = "One command on many hosts at once, one job per host: started, read, cancelled, run again over the hosts that did not succeed"),
         (name = "service", description = "Probes, workers, hosts and metrics"),
         (name = "live", description = "WebSocket streams (see the description above)"),
         (name = "access", description = "Who a token is, the tokens (admin), the audit trail (admin)")

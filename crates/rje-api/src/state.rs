@@ -40,6 +40,8 @@ pub struct AppState {
     pub schedules: Arc<dyn rje_store::Schedules>,
     /// Deleting finished jobs: the same store, by its retention face.
     pub retention: Arc<dyn rje_store::Retention>,
+    /// Runs over many hosts: the same store, by its runs face.
+    pub runs: Arc<dyn rje_store::Runs>,
     /// Told when a schedule is made, changed or deleted here, so that
     /// this process's scheduler reads the schedules again at once.
     pub schedule_changed: Arc<tokio::sync::Notify>,
@@ -82,6 +84,7 @@ impl AppState {
         Self {
             schedules: store.clone(),
             retention: store.clone(),
+            runs: store.clone(),
             store,
             access,
             schedule_changed: Arc::new(tokio::sync::Notify::new()),

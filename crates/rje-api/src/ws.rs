@@ -21,16 +21,16 @@ use crate::metrics::Subscriber;
 use crate::{ApiError, AppState, ConnectionSlot};
 
 /// Chunks read from the store per round trip while replaying.
-const REPLAY_PAGE: u32 = 256;
+pub(crate) const REPLAY_PAGE: u32 = 256;
 /// Keeps idle connections (and the proxies between) alive, and finds dead
 /// clients.
-const PING_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
 /// How soon a session learns that its token was revoked.
 const REVOCATION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A tick every [`REVOCATION_CHECK_EVERY`] for a session whose token may
 /// be revoked; none for one whose token cannot be.
-fn revocation_checks(caller: &Principal) -> Option<tokio::time::Interval> {
+pub(crate) fn revocation_checks(caller: &Principal) -> Option<tokio::time::Interval> {
     crate::auth::Authentication::may_be_revoked(caller).then(|| {
         let mut every = tokio::time::interval(REVOCATION_CHECK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,7 +39,7 @@ fn revocation_checks(caller: &Principal) -> Option<tokio::time::Interval> {
 }
 
 /// Waits for the next revocation check; never, without checks.
-async fn next_check(checks: &mut Option<tokio::time::Interval>) {
+pub(crate) async fn next_check(checks: &mut Option<tokio::time::Interval>) {
     match checks {
         Some(every) => {
             every.tick().await;
@@ -49,7 +49,7 @@ async fn next_check(checks: &mut Option<tokio::time::Interval>) {
 }
 
 /// The close a session whose token was revoked gets.
-fn revoked_frame() -> CloseFrame {
+pub(crate) fn revoked_frame() -> CloseFrame {
     CloseFrame {
         code: close_code::POLICY,
         reason: Utf8Bytes::from_static("the token was revoked"),
@@ -61,11 +61,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .route("/ws/jobs/{id}", get(upgrade))
         .route("/ws/jobs", get(events_upgrade))
+        .route("/ws/runs/{id}", get(crate::run_ws::upgrade))
 }
 
 /// A request that is not a WebSocket upgrade is a plain 400, with the
 /// error body every other refusal has.
-fn upgrade_of(
+pub(crate) fn upgrade_of(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|rejection| {
@@ -158,7 +159,11 @@ async fn send_event(
 /// Sends one message, giving up on a client that does not take it in
 /// time: one that stopped reading would otherwise hold its buffers and
 /// its socket for as long as it liked.
-async fn send_within(socket: &mut WebSocket, message: Message, within: Duration) -> Result<(), ()> {
+pub(crate) async fn send_within(
+    socket: &mut WebSocket,
+    message: Message,
+    within: Duration,
+) -> Result<(), ()> {
     match tokio::time::timeout(within, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(()),

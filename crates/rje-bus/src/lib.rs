@@ -85,6 +85,9 @@ fn count_finished(job: &rje_domain::Job) {
         "host" => host,
     )
     .increment(1);
+    if let Some(outcome) = job.outcome {
+        metrics::counter!("rje_job_outcomes_total", "outcome" => outcome.as_str()).increment(1);
+    }
     if let (Some(started), Some(completed)) = (job.started_at, job.completed_at) {
         let seconds = (completed - started).as_seconds_f64().max(0.0);
         metrics::histogram!("rje_job_duration_seconds", "status" => job.status.as_str())

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::parameters::JobParameters;
+use crate::run::{HostOutcome, StartCause};
 
 /// An identity that is a UUID: made anywhere without coordination, v7 so
 /// that new ids sort by creation time (which keeps index inserts local).
@@ -122,6 +123,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum! {
     /// Where a job is in its life. The names are the original API's values.
@@ -214,6 +216,8 @@ pub struct Job {
     pub run_at: DateTime<Utc>,
     /// Where it comes from, and whether a failure runs it again.
     pub lineage: crate::Lineage,
+    /// How it ended, as an operator reads it; `None` until it is final.
+    pub outcome: Option<crate::HostOutcome>,
 }
 
 /// A job as a list shows it: a request costs the same whatever its jobs
@@ -318,6 +322,7 @@ impl Job {
                 exit_code: None,
                 signal: None,
                 error: self.error.clone(),
+                outcome: HostOutcome::Cancelled,
             })),
             Status::Running => Ok(CancelDecision::Request),
             Status::Success | Status::Failed | Status::Cancelled => Err(self.conflict()),
@@ -338,6 +343,7 @@ impl Job {
                 exit_code: None,
                 signal: None,
                 error: Some(format!("{WORKER_LOST}; {KILL_UNCONFIRMED}")),
+                outcome: HostOutcome::Cancelled,
             });
         }
         if self.started_at.is_none() {
@@ -348,6 +354,7 @@ impl Job {
             exit_code: None,
             signal: None,
             error: Some(WORKER_LOST.to_owned()),
+            outcome: HostOutcome::Failed,
         })
     }
 
@@ -376,8 +383,9 @@ impl Job {
 
     /// The lifecycle rule for a command that could not start because of
     /// `error`: another attempt later, or the end of the job (Cancelled if
-    /// a cancel came meanwhile, Failed with the error when out of retries).
-    pub fn when_start_failed(&self, error: &str) -> LostJob {
+    /// a cancel came meanwhile, Failed with the error when out of retries,
+    /// its outcome told by `cause`).
+    pub fn when_start_failed(&self, error: &str, cause: StartCause) -> LostJob {
         if self.may_retry() {
             return LostJob::Requeue;
         }
@@ -386,8 +394,9 @@ impl Job {
                 kill: ExitReport::Confirmed,
             }
         } else {
-            Outcome::Error {
+            Outcome::NotStarted {
                 message: error.to_owned(),
+                cause,
             }
         };
         LostJob::Settle(outcome.settle())
@@ -417,6 +426,8 @@ pub enum Outcome {
     /// Running the command failed after it started, or before it could start
     /// with no retries left.
     Error { message: String },
+    /// The command could not start, for this cause, and no retry is left.
+    NotStarted { message: String, cause: StartCause },
 }
 
 /// What an [`Outcome`] means for the stored job.
@@ -426,6 +437,8 @@ pub struct Settlement {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub error: Option<String>,
+    /// How the job ended, as an operator reads it.
+    pub outcome: HostOutcome,
 }
 
 const KILL_UNCONFIRMED: &str = "the process group could not be confirmed gone";
@@ -482,12 +495,18 @@ impl Outcome {
                 exit_code: Some(*code),
                 signal: None,
                 error: None,
+                outcome: if *code == 0 {
+                    HostOutcome::Success
+                } else {
+                    HostOutcome::Failed
+                },
             },
             Outcome::Signaled { signal } => Settlement {
                 status: Status::Failed,
                 exit_code: None,
                 signal: Some(*signal),
                 error: Some(format!("killed by signal {signal}")),
+                outcome: HostOutcome::Failed,
             },
             Outcome::TimedOut { after_secs, kill } => Settlement {
                 status: Status::Failed,
@@ -497,18 +516,28 @@ impl Outcome {
                     None => format!("{TIMED_OUT_PREFIX}{after_secs} s"),
                     Some(note) => format!("{TIMED_OUT_PREFIX}{after_secs} s; {note}"),
                 }),
+                outcome: HostOutcome::TimedOut,
             },
             Outcome::Cancelled { kill } => Settlement {
                 status: Status::Cancelled,
                 exit_code: None,
                 signal: None,
                 error: unconfirmed(kill).map(str::to_owned),
+                outcome: HostOutcome::Cancelled,
             },
             Outcome::Error { message } => Settlement {
                 status: Status::Failed,
                 exit_code: None,
                 signal: None,
                 error: Some(message.clone()),
+                outcome: HostOutcome::Failed,
+            },
+            Outcome::NotStarted { message, cause } => Settlement {
+                status: Status::Failed,
+                exit_code: None,
+                signal: None,
+                error: Some(message.clone()),
+                outcome: cause.outcome(),
             },
         }
     }
@@ -633,6 +662,7 @@ mod tests {
             cancelled_by: None,
             run_at: now,
             lineage: crate::Lineage::default(),
+            outcome: None,
         }
     }
 
@@ -669,15 +699,20 @@ mod tests {
     #[test]
     fn a_start_failure_retries_then_fails_or_is_cancelled() {
         let mut job = running_job();
-        assert_eq!(job.when_start_failed("refused"), LostJob::Requeue);
+        assert_eq!(
+            job.when_start_failed("refused", StartCause::Other),
+            LostJob::Requeue
+        );
         job.attempts = 4;
-        let LostJob::Settle(settlement) = job.when_start_failed("refused") else {
+        let LostJob::Settle(settlement) = job.when_start_failed("refused", StartCause::Other)
+        else {
             panic!("out of retries");
         };
         assert_eq!(settlement.status, Status::Failed);
         assert_eq!(settlement.error.as_deref(), Some("refused"));
         job.cancel_requested = true;
-        let LostJob::Settle(settlement) = job.when_start_failed("refused") else {
+        let LostJob::Settle(settlement) = job.when_start_failed("refused", StartCause::Other)
+        else {
             panic!("cancelled");
         };
         assert_eq!(settlement.status, Status::Cancelled);
@@ -744,6 +779,7 @@ mod tests {
                         exit_code: None,
                         signal: None,
                         error: Some(REQUEUED_AFTER_LOSS.to_owned()),
+                        outcome: HostOutcome::Cancelled,
                     }))
                 ),
                 Status::Running => {

@@ -17,6 +17,7 @@ mod parameters;
 mod patch;
 mod retention;
 mod retry;
+mod run;
 mod schedule;
 pub mod wire_time;
 
@@ -47,6 +48,10 @@ pub use parameters::{ExecParameters, JobParameters};
 pub use patch::JobPatch;
 pub use retention::{PruneFilter, retention_cutoff};
 pub use retry::retry_delay;
+pub use run::{
+    DEFAULT_MAX_PARALLEL, DEFAULT_RUN_MAX_RETRIES, FailureLimit, HostOutcome, MAX_RUN_HOSTS,
+    NewRun, Run, RunId, RunTally, StartCause, Target, skipped_error,
+};
 pub use schedule::{
     Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, Timetable,
 };

@@ -37,6 +37,8 @@ pub struct Lineage {
     /// The jobs that run this one again, oldest first (by hand, or
     /// automatically after a failure).
     pub retries: Vec<JobId>,
+    /// The run this job is one host's part of.
+    pub run: Option<crate::RunId>,
 }
 
 impl Job {

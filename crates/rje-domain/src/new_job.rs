@@ -24,6 +24,9 @@ pub struct NewJob {
     max_retries: u32,
     submitted_by: Option<String>,
     lineage: Lineage,
+    /// For one host's job of a run: how many of the run's jobs may run at
+    /// once.
+    run_parallel: Option<u32>,
 }
 
 /// Fields the server owns. Naming one in a request is a mistake worth
@@ -122,6 +125,7 @@ impl NewJob {
                 retry_on_failure,
                 ..Lineage::default()
             },
+            run_parallel: None,
         })
     }
 
@@ -143,7 +147,39 @@ impl NewJob {
                 retry_on_failure: job.lineage.retry_on_failure,
                 ..Lineage::default()
             },
+            run_parallel: None,
         }
+    }
+
+    /// The same job on `host`, running `previous` again if given (a run's
+    /// retry).
+    pub(crate) fn on_host(self, host: &str, previous: Option<crate::JobId>) -> Self {
+        Self {
+            host: host.to_owned(),
+            lineage: Lineage {
+                retry_of: previous,
+                ..self.lineage
+            },
+            ..self
+        }
+    }
+
+    /// The same job as one host's part of `run`, of which at most
+    /// `parallel` jobs run at once.
+    pub(crate) fn in_run(self, run: crate::RunId, parallel: u32) -> Self {
+        Self {
+            lineage: Lineage {
+                run: Some(run),
+                ..self.lineage
+            },
+            run_parallel: Some(parallel),
+            ..self
+        }
+    }
+
+    /// How many jobs of its run may run at once, for a run's job.
+    pub fn run_parallel(&self) -> Option<u32> {
+        self.run_parallel
     }
 
     /// The automatic retry of `job`, if it ended by a failure that calls

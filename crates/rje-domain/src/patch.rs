@@ -205,6 +205,7 @@ mod tests {
             cancelled_by: None,
             run_at: at,
             lineage: crate::Lineage::default(),
+            outcome: None,
         }
     }
 

@@ -51,6 +51,9 @@ pub struct StartError {
     /// connection), which the retry rule covers; `false` for a mistake in
     /// the job itself, which no retry can fix.
     pub retryable: bool,
+    /// Why, as far as the job's outcome tells it: a host that could not be
+    /// reached, or that refused rje's credentials, once no retry is left.
+    pub cause: rje_domain::StartCause,
 }
 
 /// Opened by an executor right before it launches the command, once

@@ -96,6 +96,7 @@ impl Executor for LocalExecutor {
                 return Err(StartError {
                     message: format!("cannot start the command in {cwd}: no such directory"),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
         }
@@ -104,6 +105,7 @@ impl Executor for LocalExecutor {
             .await
             .map_err(|err| StartError {
                 retryable: err.kind() != std::io::ErrorKind::NotFound,
+                cause: rje_domain::StartCause::Other,
                 message: match &request.parameters.cwd {
                     Some(cwd) if err.kind() == std::io::ErrorKind::NotFound => {
                         format!("could not start the command in {cwd}: {err}")

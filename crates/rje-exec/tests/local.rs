@@ -223,6 +223,7 @@ impl rje_exec::StartGate for ClosedGate {
         Err(rje_exec::StartError {
             message: "the job moved on".into(),
             retryable: false,
+            cause: rje_domain::StartCause::Other,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Jobs as the API returns them, one at a time and in lists.
 
 use chrono::{DateTime, Utc};
-use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, ScheduleId, Status, Stream};
+use rje_domain::{
+    HostOutcome, Job, JobId, JobParameters, ListedJob, Priority, RunId, ScheduleId, Status, Stream,
+};
 use serde::{Deserialize, Serialize};
 
 /// A job as the API returns it.
@@ -65,6 +67,12 @@ pub struct JobResponse {
     pub schedule: Option<ScheduleId>,
     #[serde(default, with = "rje_domain::wire_time::option")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// The run this job is one host's part of (`POST /runs/`).
+    #[serde(default)]
+    pub run: Option<RunId>,
+    /// How the job ended, as an operator reads it; null until it is final.
+    #[serde(default)]
+    pub outcome: Option<HostOutcome>,
     /// In lists: `stdout` holds only the last `RJE_LIST_OUTPUT_BYTES` of
     /// the output (get the job, or its logs, for the whole).
     #[serde(default)]
@@ -131,6 +139,8 @@ impl From<Job> for JobResponse {
             retry_on_failure: job.lineage.retry_on_failure,
             schedule: job.lineage.schedule,
             scheduled_for: job.lineage.scheduled_for,
+            run: job.lineage.run,
+            outcome: job.outcome,
             stdout_truncated: false,
             stderr_truncated: false,
             stdout_bytes: None,

@@ -11,6 +11,7 @@ mod error;
 mod job;
 mod logs;
 mod request;
+mod run;
 mod schedule;
 mod service;
 mod ws;
@@ -20,6 +21,7 @@ pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, StatusCounts};
 pub use logs::{ChunkResponse, LogsResponse};
 pub use request::{EditRequest, Parameters, SubmitRequest};
+pub use run::{RunCounts, RunListResponse, RunMessage, RunRequest, RunResponse, counts_by_name};
 pub use schedule::{
     LastJob, PruneResponse, ScheduleEdit, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
 };

@@ -623,12 +623,14 @@ impl Executor for DurableSshExecutor {
                          before; not starting it again"
                     ),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             Some(DurableHeader::NoDirectory) => {
                 return Err(StartError {
                     message: no_dir(),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             Some(DurableHeader::NoTools) => {
@@ -650,6 +652,7 @@ impl Executor for DurableSshExecutor {
                         self.state_dir
                     ),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             Some(DurableHeader::Replaced) => {
@@ -662,6 +665,7 @@ impl Executor for DurableSshExecutor {
                 return Err(StartError {
                     message: format!("the job's directory could not be made on {host} ({other:?})"),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             // The go was never sent: nothing started.
@@ -697,6 +701,7 @@ impl Executor for DurableSshExecutor {
                          command never started, and the job was queued again"
                     ),
                     retryable: true,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             Some(DurableHeader::Replaced) => {

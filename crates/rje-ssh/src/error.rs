@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use rje_domain::CheckStage;
+use rje_domain::{CheckStage, StartCause};
 
 use crate::known_hosts::HostKeyError;
 
@@ -28,6 +28,24 @@ pub enum SshError {
     },
     #[error("{host}: {message}")]
     Channel { host: String, message: String },
+}
+
+/// A host that cannot be reached (no connection, a host key that does
+/// not match) or that refuses rje's credentials is told apart, so that a
+/// run reports it per host; either may pass, so both are retryable.
+impl From<SshError> for rje_exec::StartError {
+    fn from(err: SshError) -> Self {
+        let cause = match &err {
+            SshError::Connect { .. } | SshError::HostKey(_) => StartCause::Unreachable,
+            SshError::Key { .. } | SshError::Auth { .. } => StartCause::AuthFailed,
+            SshError::Channel { .. } => StartCause::Other,
+        };
+        Self {
+            message: err.to_string(),
+            retryable: true,
+            cause,
+        }
+    }
 }
 
 impl SshError {

@@ -166,7 +166,7 @@ pub(crate) async fn ready_channel(
         () = cancel.cancelled() => return Ok(None),
     };
     let lease = tokio::select! {
-        lease = pool.channel() => lease.map_err(start_error)?,
+        lease = pool.channel() => lease.map_err(StartError::from)?,
         () = cancel.cancelled() => return Ok(None),
     };
     Ok(Some((permit, lease)))
@@ -193,6 +193,7 @@ pub(crate) fn start_error(err: impl std::fmt::Display) -> StartError {
     StartError {
         message: err.to_string(),
         retryable: true,
+        cause: rje_domain::StartCause::Other,
     }
 }
 

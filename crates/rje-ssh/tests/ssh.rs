@@ -783,6 +783,7 @@ mod launch_claims {
                 return Err(StartError {
                     message: "the job moved on".into(),
                     retryable: false,
+                    cause: rje_domain::StartCause::Other,
                 });
             }
             Ok(())

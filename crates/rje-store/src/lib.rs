@@ -6,6 +6,7 @@ mod error;
 mod postgres;
 mod prune;
 mod rows;
+mod runs;
 mod schedules;
 mod sql;
 mod sqlite;
@@ -19,6 +20,7 @@ pub use access::{
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
+pub use runs::{RunCancel, RunPage, RunQuery, RunWithJobs, Runs};
 pub use schedules::{Fire, FireOutcome, Retention, ScheduleRecord, ScheduleWrite, Schedules};
 pub use sqlite::{SqliteLocation, SqliteStore};
 pub use store::{

@@ -1,7 +1,7 @@
 //! How the SQL stores read their rows as the domain's values, and write
 //! the domain's values into columns, the same in both dialects.
 
-use rje_domain::{Job, JobId, JobParameters, ListedJob, Priority, Status, Stream};
+use rje_domain::{HostOutcome, Job, JobId, JobParameters, ListedJob, Priority, Status, Stream};
 
 use crate::{ActiveCount, StoreError};
 
@@ -111,6 +111,12 @@ pub(crate) fn not_taken_up(status: Option<&str>) -> crate::TakeUp {
 /// Parameters as a store kept them; see [`JobParameters::from_stored`].
 pub(crate) fn stored_parameters(json: serde_json::Value) -> Result<JobParameters, StoreError> {
     JobParameters::from_stored(json).map_err(|err| corrupt("parameters", err))
+}
+
+/// An outcome as a store kept it.
+pub(crate) fn stored_outcome(text: Option<String>) -> Result<Option<HostOutcome>, StoreError> {
+    text.map(|text| text.parse().map_err(|_| corrupt("outcome", text)))
+        .transpose()
 }
 
 /// The output view of a job row: its tails cut to `tail_bytes` and the

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Once, Outcome, Priority, Status,
-    Stream, WorkerId,
+    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Once, Outcome, Priority, StartCause,
+    Status, Stream, WorkerId,
 };
 
 use crate::StoreError;
@@ -127,6 +127,9 @@ pub struct Finished {
     pub job: Job,
     /// The job that runs it again, queued, when its failure called for one.
     pub follow_up: Option<Job>,
+    /// Jobs of the same run skipped because this one's failure took the
+    /// run past its failure limit (see [`crate::Runs`]).
+    pub skipped: Vec<Job>,
 }
 
 impl Finished {
@@ -135,7 +138,15 @@ impl Finished {
         if let Some(next) = &follow_up {
             job.lineage.retries.push(next.id);
         }
-        Self { job, follow_up }
+        Self {
+            job,
+            follow_up,
+            skipped: Vec::new(),
+        }
+    }
+
+    pub fn with_skipped(self, skipped: Vec<Job>) -> Self {
+        Self { skipped, ..self }
     }
 }
 
@@ -319,7 +330,8 @@ pub trait Queue: Send + Sync + 'static {
         attempt: u32,
         run_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<Job, StoreError>;
+        cause: StartCause,
+    ) -> Result<Finished, StoreError>;
 
     /// Puts a Running job back in the queue, due now, when its machine has
     /// proven that the command of attempt `attempt` never started and
@@ -410,6 +422,12 @@ pub trait Queue: Send + Sync + 'static {
 
 /// Every face: what a backend implements, and what the server that wires
 /// the API and the worker together holds.
-pub trait JobStore: Jobs + Queue + crate::Access + crate::Schedules + crate::Retention {}
+pub trait JobStore:
+    Jobs + Queue + crate::Access + crate::Schedules + crate::Retention + crate::Runs
+{
+}
 
-impl<T: Jobs + Queue + crate::Access + crate::Schedules + crate::Retention> JobStore for T {}
+impl<T: Jobs + Queue + crate::Access + crate::Schedules + crate::Retention + crate::Runs> JobStore
+    for T
+{
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use rje_bus::Bus;
-use rje_domain::{Job, Outcome, retry_delay};
+use rje_domain::{Job, Outcome, StartCause, retry_delay};
 use rje_exec::{ExecRequest, Ran, ResumeError, StartError, StartGate};
 use rje_store::{ClaimedJob, Queue, Reattached, StoreError};
 use tokio::sync::mpsc;
@@ -131,7 +131,8 @@ pub(crate) async fn run_job(
         Err(StartError {
             message,
             retryable: true,
-        }) => retry(&ctx, &job, &message).await,
+            cause,
+        }) => retry(&ctx, &job, &message, cause).await,
         Err(StartError { message, .. }) => settle(&ctx, &job, Outcome::Error { message }).await,
     }
 }
@@ -211,6 +212,7 @@ impl StartGate for StoreGate<'_> {
                 StoreError::Fenced => "the job moved on before its command started".into(),
                 other => format!("could not record the start: {other}"),
             },
+            cause: StartCause::Other,
         })
     }
 
@@ -252,7 +254,22 @@ async fn settle_with(
         metrics::counter!("rje_job_reruns_total").increment(1);
         ctx.bus.publish_status(next).await;
     }
+    publish_skipped(ctx, &done.skipped).await;
     true
+}
+
+/// Announces the jobs of a run that a failure made it skip.
+async fn publish_skipped(ctx: &RunContext, skipped: &[Job]) {
+    if let Some(first) = skipped.first() {
+        tracing::warn!(
+            run = ?first.lineage.run,
+            skipped = skipped.len(),
+            "the run failed past its limit; its hosts still queued are skipped"
+        );
+    }
+    for job in skipped {
+        ctx.bus.publish_status(job).await;
+    }
 }
 
 /// Takes up a job whose command outlived the worker that followed it:
@@ -345,36 +362,23 @@ pub(crate) async fn run_reattached(
     }
 }
 
-async fn retry(ctx: &RunContext, job: &Job, reason: &str) {
+async fn retry(ctx: &RunContext, job: &Job, reason: &str, cause: StartCause) {
     let delay = retry_delay(ctx.config.retry_base, job.attempts, rand::random::<f64>());
     let run_at = Utc::now() + delay;
     let (store, id, attempt) = (&ctx.store, job.id, job.attempts);
     let message = format!("attempt {attempt}: {reason}");
-    let write = || store.retry_later(id, attempt, run_at, &message);
-    if let Some(after) = store_then_publish(ctx, job, "the retry", write).await {
-        tracing::warn!(%id, attempt, %reason, status = %after.status, ?delay, "command could not start");
+    let write = || store.retry_later(id, attempt, run_at, &message, cause);
+    if let Some(after) = store_then_publish_with(ctx, job, "the retry", write, |f| &f.job).await {
+        tracing::warn!(%id, attempt, %reason, status = %after.job.status, ?delay, "command could not start");
+        publish_skipped(ctx, &after.skipped).await;
     }
 }
 
 /// Writes a change of the job's state (with retries), then publishes its
-/// new status: subscribers only ever hear of what the store holds. `None`
-/// when the write did not happen, which is logged here; a lease left
-/// behind lapses and the reaper settles the job.
-async fn store_then_publish<F, Fut>(
-    ctx: &RunContext,
-    job: &Job,
-    what: &str,
-    write: F,
-) -> Option<Job>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Job, StoreError>>,
-{
-    store_then_publish_with(ctx, job, what, write, |job| job).await
-}
-
-/// [`store_then_publish`] for a write that answers more than the job
-/// (`job_of` finds it in the answer).
+/// new status (`job_of` finds the job in the write's answer): subscribers
+/// only ever hear of what the store holds. `None` when the write did not
+/// happen, which is logged here; a lease left behind lapses and the
+/// reaper settles the job.
 async fn store_then_publish_with<T, F, Fut>(
     ctx: &RunContext,
     job: &Job,

@@ -297,6 +297,7 @@ impl Executor for DurableLocalExecutor {
             return Err(StartError {
                 message: format!("cannot start the command in {cwd}: no such directory"),
                 retryable: false,
+                cause: rje_domain::StartCause::Other,
             });
         }
         let spec = Spec {
@@ -318,6 +319,7 @@ impl Executor for DurableLocalExecutor {
             .map_err(|err| StartError {
                 message: format!("could not make the job's directory: {err}"),
                 retryable: true,
+                cause: rje_domain::StartCause::Other,
             })?
             .map_err(|err| launch_error(&err))?;
         gate.open().await?;
@@ -327,6 +329,7 @@ impl Executor for DurableLocalExecutor {
             .map_err(|err| StartError {
                 message: format!("could not start the supervisor: {err}"),
                 retryable: true,
+                cause: rje_domain::StartCause::Other,
             })?
             .map_err(|err| launch_error(&err))?;
         Ok(self
@@ -438,10 +441,12 @@ fn launch_error(err: &durable::LaunchError) -> StartError {
         LaunchError::MayHaveStarted(_) | LaunchError::FailedAfterClaim(_) => StartError {
             message: err.to_string(),
             retryable: false,
+            cause: rje_domain::StartCause::Other,
         },
         LaunchError::Abandoned | LaunchError::Replaced => StartError {
             message: err.to_string(),
             retryable: true,
+            cause: rje_domain::StartCause::Other,
         },
         LaunchError::Io(err) => StartError {
             message: format!(
@@ -449,6 +454,7 @@ fn launch_error(err: &durable::LaunchError) -> StartError {
                 durable::describe_io(err)
             ),
             retryable: true,
+            cause: rje_domain::StartCause::Other,
         },
     }
 }

@@ -180,15 +180,7 @@ impl Jobs for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let (pk, job) = fetch_for_update(&mut tx, id).await?;
-            let outcome = match job.when_cancelled()? {
-                CancelDecision::CancelNow(settlement) => {
-                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement, by).await?)
-                }
-                CancelDecision::Request => {
-                    CancelOutcome::Requested(request_cancel(&mut tx, pk, by).await?)
-                }
-            };
-            Ok(outcome)
+            cancel_job(&mut tx, pk, &job, by).await
         }
         .await;
         conclude(tx, result).await
@@ -398,6 +390,22 @@ async fn estimate(conn: &mut PgConnection, query: &ListQuery) -> Result<i64, Sto
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
 }
 
+/// Carries out the cancel rule on the job `job` (row `pk`): ends it if
+/// it never ran, or records the request for its worker.
+pub(super) async fn cancel_job(
+    conn: &mut sqlx::PgConnection,
+    pk: i64,
+    job: &Job,
+    by: Option<&str>,
+) -> Result<CancelOutcome, StoreError> {
+    Ok(match job.when_cancelled()? {
+        CancelDecision::CancelNow(settlement) => {
+            CancelOutcome::Cancelled(end_unstarted(conn, pk, &settlement, by).await?)
+        }
+        CancelDecision::Request => CancelOutcome::Requested(request_cancel(conn, pk, by).await?),
+    })
+}
+
 /// Inserts a queued job.
 pub(super) async fn insert_job<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
@@ -418,9 +426,10 @@ pub(super) async fn insert_job_due<'e>(
     let sql = format!(
         "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
          modified_at, host, max_retries, streaming, run_at, submitted_by, retry_of, \
-         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key) \
+         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key, run_id, \
+         run_parallel) \
          VALUES ($1, $2, $3, $4, 'Queued', $5, $6, $6, $7, $8, $9, GREATEST($6, $10), $11, $12, \
-                 $13, $14, $15, $16, $17) \
+                 $13, $14, $15, $16, $17, $18, $19) \
          RETURNING {META_COLUMNS}"
     );
     let row: JobRow = sqlx::query_as(&sql)
@@ -441,6 +450,12 @@ pub(super) async fn insert_job_due<'e>(
         .bind(schedule)
         .bind(lineage.scheduled_for)
         .bind(schedule.filter(|_| lineage.serial).map(|id| id.to_string()))
+        .bind(lineage.run.map(|id| id.as_uuid()))
+        .bind(
+            job.run_parallel()
+                .map(|n| fit::<i32, _>("run_parallel", n))
+                .transpose()?,
+        )
         .fetch_one(executor)
         .await?;
     row.into_job()

@@ -6,6 +6,7 @@
 mod access;
 mod jobs;
 mod queue;
+mod runs;
 mod schedules;
 
 use std::str::FromStr;
@@ -14,22 +15,25 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, ScheduleId, Settlement,
-    Status, Stream,
+    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, RunId, ScheduleId,
+    Settlement, Status, Stream, skipped_error,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::rows::{corrupt, fit, output_view, retry_ids, stored_parameters, to_u32};
+use crate::rows::{
+    corrupt, fit, output_view, retry_ids, stored_outcome, stored_parameters, to_u32,
+};
+use crate::runs::{failure_outcomes, may_exceed_limit};
 use crate::sql::{Dialect, assembled_sql, output_view_sql};
-use crate::{ClaimedJob, StoreError};
+use crate::{ClaimedJob, Finished, StoreError};
 
 const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, parameters, \
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
     signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
     submitted_by, cancelled_by, retry_of, retry_number, retry_on_failure, schedule_id, \
-    scheduled_for, serial_key IS NOT NULL AS serial, \
+    scheduled_for, serial_key IS NOT NULL AS serial, run_id, outcome, \
     (SELECT string_agg(r.id::text, ',' ORDER BY r.pk) FROM jobs r WHERE r.retry_of = jobs.id) AS retries";
 
 /// Past this many matching jobs, `total_count` is the planner's estimate
@@ -109,6 +113,10 @@ struct JobRow {
     scheduled_for: Option<DateTime<Utc>>,
     #[sqlx(default)]
     serial: bool,
+    #[sqlx(default)]
+    run_id: Option<Uuid>,
+    #[sqlx(default)]
+    outcome: Option<String>,
     /// The ids of the jobs that run this one again, comma-separated.
     #[sqlx(default)]
     retries: Option<String>,
@@ -180,7 +188,9 @@ impl JobRow {
                 scheduled_for: self.scheduled_for,
                 serial: self.serial,
                 retries: retry_ids(self.retries.as_deref())?,
+                run: self.run_id.map(RunId::from),
             },
+            outcome: stored_outcome(self.outcome)?,
         };
         Ok((
             self.pk,
@@ -245,12 +255,13 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 
 /// The assignments of a job's final state, its output aside, numbered
 /// from `$1`: status, exit_code, signal, error, completed_at and
-/// modified_at ($5).
+/// modified_at ($5), outcome ($6).
 const END_ASSIGNMENTS: &str = "status = $1, exit_code = $2, signal = $3, error = $4, \
-    completed_at = $5, modified_at = $5";
+    completed_at = $5, modified_at = $5, outcome = $6";
 
 /// The assignments that end a job, numbered from `$1`: status, exit_code,
-/// signal, error, completed_at and modified_at ($5), and the output.
+/// signal, error, completed_at and modified_at ($5), outcome ($6), and
+/// the output.
 static SETTLE_ASSIGNMENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{END_ASSIGNMENTS}, stdout = {}, stderr = {}",
@@ -281,6 +292,7 @@ fn bind_settlement<'q, O>(query: PgQueryAs<'q, O>, settlement: &'q Settlement) -
         .bind(settlement.signal)
         .bind(settlement.error.as_deref())
         .bind(now())
+        .bind(settlement.outcome.as_str())
 }
 
 async fn settle(
@@ -289,7 +301,7 @@ async fn settle(
     settlement: &Settlement,
 ) -> Result<Job, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET {} WHERE pk = $6 RETURNING {}",
+        "UPDATE jobs SET {} WHERE pk = $7 RETURNING {}",
         *SETTLE_ASSIGNMENTS, META_COLUMNS
     );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
@@ -308,8 +320,8 @@ async fn end_unstarted(
     by: Option<&str>,
 ) -> Result<Job, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET {END_ASSIGNMENTS}, cancelled_by = COALESCE(cancelled_by, $7) \
-         WHERE pk = $6 RETURNING {META_COLUMNS}"
+        "UPDATE jobs SET {END_ASSIGNMENTS}, cancelled_by = COALESCE(cancelled_by, $8) \
+         WHERE pk = $7 RETURNING {META_COLUMNS}"
     );
     let row: JobRow = bind_settlement(sqlx::query_as(&sql), settlement)
         .bind(pk)
@@ -348,11 +360,63 @@ async fn carry_out_lost(
     lost: LostJob,
     run_at: DateTime<Utc>,
     reason: &str,
-) -> Result<Job, StoreError> {
+) -> Result<Finished, StoreError> {
     match lost {
-        LostJob::Requeue => requeue(conn, pk, run_at, reason).await,
-        LostJob::Settle(settlement) => settle(conn, pk, &settlement).await,
+        LostJob::Requeue => Ok(Finished::new(
+            requeue(conn, pk, run_at, reason).await?,
+            None,
+        )),
+        LostJob::Settle(settlement) => {
+            let job = settle(conn, pk, &settlement).await?;
+            let skipped = skip_rest_of_run(conn, &job).await?;
+            Ok(Finished::new(job, None).with_skipped(skipped))
+        }
     }
+}
+
+/// Skips the queued jobs of the run of `job`, which just ended, if its
+/// failure took the run past its failure limit: in the transaction that
+/// ended it. The run's row is locked first, so that two failures ending
+/// at once both count each other.
+async fn skip_rest_of_run(conn: &mut PgConnection, job: &Job) -> Result<Vec<Job>, StoreError> {
+    let Some(run) = may_exceed_limit(job) else {
+        return Ok(Vec::new());
+    };
+    let allowed: Option<i32> =
+        sqlx::query_scalar("SELECT failures_allowed FROM runs WHERE id = $1 FOR UPDATE")
+            .bind(run.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    let Some(allowed) = allowed else {
+        return Ok(Vec::new());
+    };
+    let failures: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE run_id = $1 AND outcome IN {}",
+        failure_outcomes()
+    ))
+    .bind(run.as_uuid())
+    .fetch_one(&mut *conn)
+    .await?;
+    if failures <= i64::from(allowed) {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "UPDATE jobs SET status = 'Cancelled', outcome = 'Skipped', error = $1, \
+         completed_at = $2, modified_at = $2 WHERE run_id = $3 AND status = 'Queued' \
+         RETURNING {META_COLUMNS}"
+    ))
+    .bind(skipped_error(u32::try_from(allowed).unwrap_or(u32::MAX)))
+    .bind(now())
+    .bind(run.as_uuid())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut skipped: Vec<Job> = rows
+        .into_iter()
+        .map(JobRow::into_job)
+        .collect::<Result<_, _>>()?;
+    skipped.sort_by_key(|job| job.created_at);
+    Ok(skipped)
 }
 
 async fn requeue(

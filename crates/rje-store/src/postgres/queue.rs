@@ -6,12 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut,
+    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, StartCause, Stream, WorkerId, tail_cut,
 };
 use uuid::Uuid;
 
 use crate::prune::plan_prune;
 use crate::rows::{fit, not_taken_up, standing, stored_output, stream_code};
+use crate::runs::RUN_TURN;
 use crate::sql::SERIAL_TURN;
 use crate::tx::{conclude, fenced_unless_written};
 use crate::{ClaimedJob, Finished, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
@@ -20,7 +21,7 @@ use super::jobs::insert_job_due;
 
 use super::{
     JobRow, META_COLUMNS, PostgresStore, SETTLE_ASSIGNMENTS, bind_settlement, carry_out_lost,
-    current_attempt_pk, fetch_for_update, now,
+    current_attempt_pk, fetch_for_update, now, skip_rest_of_run,
 };
 
 #[async_trait]
@@ -42,7 +43,7 @@ impl Queue for PostgresStore {
                 UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = $1, \
                        task_id = $2 || '/' || (attempts + 1) \
                 WHERE pk IN (SELECT q.pk FROM jobs q WHERE q.status = 'Queued' \
-                             AND q.run_at <= $1 AND {SERIAL_TURN} \
+                             AND q.run_at <= $1 AND {SERIAL_TURN} AND {RUN_TURN} \
                              ORDER BY q.priority DESC, q.pk LIMIT $3 FOR UPDATE SKIP LOCKED) \
                 RETURNING {META_COLUMNS}, \
                     (SELECT COALESCE(MAX(seq), 0) FROM job_output o WHERE o.job_pk = jobs.pk) \
@@ -224,8 +225,8 @@ impl Queue for PostgresStore {
     ) -> Result<Finished, StoreError> {
         let settlement = outcome.settle();
         let sql = format!(
-            "UPDATE jobs SET {}, remote_process_id = COALESCE($6, remote_process_id) \
-             WHERE id = $7 AND attempts = $8 AND status = 'Running' RETURNING {}",
+            "UPDATE jobs SET {}, remote_process_id = COALESCE($7, remote_process_id) \
+             WHERE id = $8 AND attempts = $9 AND status = 'Running' RETURNING {}",
             *SETTLE_ASSIGNMENTS, META_COLUMNS
         );
         let mut tx = self.pool.begin().await?;
@@ -241,7 +242,8 @@ impl Queue for PostgresStore {
                 Some(next) => Some(insert_job_due(&mut *tx, &next, rerun_at).await?),
                 None => None,
             };
-            Ok(Finished::new(job, follow_up))
+            let skipped = skip_rest_of_run(&mut tx, &job).await?;
+            Ok(Finished::new(job, follow_up).with_skipped(skipped))
         }
         .await;
         conclude(tx, result).await
@@ -253,12 +255,20 @@ impl Queue for PostgresStore {
         attempt: u32,
         run_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<Job, StoreError> {
+        cause: StartCause,
+    ) -> Result<Finished, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let (_, job) = fetch_for_update(&mut tx, id).await?;
-            carry_out_lost(&mut tx, pk, job.when_start_failed(error), run_at, error).await
+            carry_out_lost(
+                &mut tx,
+                pk,
+                job.when_start_failed(error, cause),
+                run_at,
+                error,
+            )
+            .await
         }
         .await;
         conclude(tx, result).await
@@ -293,7 +303,11 @@ impl Queue for PostgresStore {
                 .await?;
             let (_, job) = fetch_for_update(&mut tx, id).await?;
             let lost = job.when_never_started();
-            carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await
+            Ok(
+                carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS)
+                    .await?
+                    .job,
+            )
         }
         .await;
         conclude(tx, result).await
@@ -348,7 +362,9 @@ impl Queue for PostgresStore {
             for row in rows {
                 let (pk, job) = row.into_keyed_job()?;
                 let lost = job.when_worker_lost();
-                reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
+                let ended = carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?;
+                reaped.push(ended.job);
+                reaped.extend(ended.skipped);
             }
             Ok(reaped)
         }

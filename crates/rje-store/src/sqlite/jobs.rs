@@ -174,15 +174,7 @@ impl Jobs for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let (pk, job) = fetch_job(&mut tx, id).await?;
-            let outcome = match job.when_cancelled()? {
-                CancelDecision::CancelNow(settlement) => {
-                    CancelOutcome::Cancelled(end_unstarted(&mut tx, pk, &settlement, by).await?)
-                }
-                CancelDecision::Request => {
-                    CancelOutcome::Requested(request_cancel(&mut tx, pk, by).await?)
-                }
-            };
-            Ok(outcome)
+            cancel_job(&mut tx, pk, &job, by).await
         }
         .await;
         conclude(tx, result).await
@@ -434,6 +426,22 @@ impl SqliteStore {
     }
 }
 
+/// Carries out the cancel rule on the job `job` (row `pk`): ends it if
+/// it never ran, or records the request for its worker.
+pub(super) async fn cancel_job(
+    conn: &mut sqlx::SqliteConnection,
+    pk: i64,
+    job: &Job,
+    by: Option<&str>,
+) -> Result<CancelOutcome, StoreError> {
+    Ok(match job.when_cancelled()? {
+        CancelDecision::CancelNow(settlement) => {
+            CancelOutcome::Cancelled(end_unstarted(conn, pk, &settlement, by).await?)
+        }
+        CancelDecision::Request => CancelOutcome::Requested(request_cancel(conn, pk, by).await?),
+    })
+}
+
 /// Inserts a queued job.
 pub(super) async fn insert_job<'e>(
     executor: impl sqlx::Executor<'e, Database = Sqlite>,
@@ -454,8 +462,9 @@ pub(super) async fn insert_job_due<'e>(
     let sql = format!(
         "INSERT INTO jobs (id, command, timeout, priority, status, parameters, created_at, \
          modified_at, host, max_retries, streaming, run_at, submitted_by, retry_of, \
-         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key) \
-         VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         retry_number, retry_on_failure, schedule_id, scheduled_for, serial_key, run_id, \
+         run_parallel) \
+         VALUES (?, ?, ?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          RETURNING {META_COLUMNS}"
     );
     let row: JobRow = sqlx::query_as(&sql)
@@ -477,6 +486,8 @@ pub(super) async fn insert_job_due<'e>(
         .bind(schedule.clone())
         .bind(lineage.scheduled_for.map(micros))
         .bind(schedule.filter(|_| lineage.serial))
+        .bind(lineage.run.map(|id| id.to_string()))
+        .bind(job.run_parallel().map(i64::from))
         .fetch_one(executor)
         .await?;
     row.into_job()

@@ -5,6 +5,7 @@
 mod access;
 mod jobs;
 mod queue;
+mod runs;
 mod schedules;
 
 use std::path::{Path, PathBuf};
@@ -14,17 +15,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, ScheduleId, Settlement,
-    Status, Stream,
+    Chunk, Job, JobId, Lineage, ListQuery, ListedJob, LostJob, Priority, RunId, ScheduleId,
+    Settlement, Status, Stream, skipped_error,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::rows::{corrupt, output_view, retry_ids, stored_parameters, to_u32};
+use crate::rows::{corrupt, output_view, retry_ids, stored_outcome, stored_parameters, to_u32};
+use crate::runs::{failure_outcomes, may_exceed_limit};
 use crate::sql::{Dialect, assembled_sql, output_view_sql};
-use crate::{ClaimedJob, StoreError};
+use crate::{ClaimedJob, Finished, StoreError};
 
 /// Columns of a job row in [`JobRow`] order; output columns are separate
 /// so cheap reads can leave them out.
@@ -32,7 +34,7 @@ const META_COLUMNS: &str = "pk, id, command, timeout, priority, status, paramete
     created_at, modified_at, started_at, completed_at, task_id, remote_process_id, exit_code, \
     signal, error, host, attempts, reattached, max_retries, streaming, cancel_requested, run_at, \
     submitted_by, cancelled_by, retry_of, retry_number, retry_on_failure, schedule_id, \
-    scheduled_for, serial_key IS NOT NULL AS serial, \
+    scheduled_for, serial_key IS NOT NULL AS serial, run_id, outcome, \
     (SELECT group_concat(r.id) FROM (SELECT r.id FROM jobs r WHERE r.retry_of = jobs.id ORDER BY r.pk) r) AS retries";
 
 pub struct SqliteStore {
@@ -247,6 +249,10 @@ struct JobRow {
     scheduled_for: Option<i64>,
     #[sqlx(default)]
     serial: bool,
+    #[sqlx(default)]
+    run_id: Option<String>,
+    #[sqlx(default)]
+    outcome: Option<String>,
     /// The ids of the jobs that run this one again, comma-separated.
     #[sqlx(default)]
     retries: Option<String>,
@@ -356,7 +362,12 @@ impl JobRow {
                 scheduled_for: opt_from_micros(self.scheduled_for)?,
                 serial: self.serial,
                 retries: retry_ids(self.retries.as_deref())?,
+                run: self
+                    .run_id
+                    .map(|id| RunId::parse(&id).ok_or_else(|| corrupt("run_id", id)))
+                    .transpose()?,
             },
+            outcome: stored_outcome(self.outcome)?,
         };
         Ok((self.pk, ClaimedJob { job, last_seq }))
     }
@@ -414,9 +425,9 @@ static LIVE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The assignments of a job's final state, its output aside. Binds:
-/// status, exit_code, signal, error, completed_at, modified_at.
-const END_ASSIGNMENTS: &str =
-    "status = ?, exit_code = ?, signal = ?, error = ?, completed_at = ?, modified_at = ?";
+/// status, exit_code, signal, error, completed_at, modified_at, outcome.
+const END_ASSIGNMENTS: &str = "status = ?, exit_code = ?, signal = ?, error = ?, \
+    completed_at = ?, modified_at = ?, outcome = ?";
 
 /// The assignments that end a job: its final state, and its whole output
 /// copied from its chunks into its row. Binds: status, exit_code, signal,
@@ -441,6 +452,7 @@ fn bind_settlement<'q, O>(
         .bind(settlement.error.as_deref())
         .bind(at)
         .bind(at)
+        .bind(settlement.outcome.as_str())
 }
 
 /// The job row of the current attempt, or [`StoreError::Fenced`].
@@ -523,11 +535,63 @@ async fn carry_out_lost(
     lost: LostJob,
     run_at: DateTime<Utc>,
     reason: &str,
-) -> Result<Job, StoreError> {
+) -> Result<Finished, StoreError> {
     match lost {
-        LostJob::Requeue => requeue(conn, pk, run_at, reason).await,
-        LostJob::Settle(settlement) => settle(conn, pk, &settlement).await,
+        LostJob::Requeue => Ok(Finished::new(
+            requeue(conn, pk, run_at, reason).await?,
+            None,
+        )),
+        LostJob::Settle(settlement) => {
+            let job = settle(conn, pk, &settlement).await?;
+            let skipped = skip_rest_of_run(conn, &job).await?;
+            Ok(Finished::new(job, None).with_skipped(skipped))
+        }
     }
+}
+
+/// Skips the queued jobs of the run of `job`, which just ended, if its
+/// failure took the run past its failure limit: in the transaction that
+/// ended it, so that no claim starts another of them first.
+async fn skip_rest_of_run(conn: &mut SqliteConnection, job: &Job) -> Result<Vec<Job>, StoreError> {
+    let Some(run) = may_exceed_limit(job) else {
+        return Ok(Vec::new());
+    };
+    let allowed: Option<i64> = sqlx::query_scalar("SELECT failures_allowed FROM runs WHERE id = ?")
+        .bind(run.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    let Some(allowed) = allowed else {
+        return Ok(Vec::new());
+    };
+    let failures: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE run_id = ? AND outcome IN {}",
+        failure_outcomes()
+    ))
+    .bind(run.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    if failures <= allowed {
+        return Ok(Vec::new());
+    }
+    let at = micros(now());
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "UPDATE jobs SET status = 'Cancelled', outcome = 'Skipped', error = ?, \
+         completed_at = ?, modified_at = ? WHERE run_id = ? AND status = 'Queued' \
+         RETURNING {META_COLUMNS}"
+    ))
+    .bind(skipped_error(u32::try_from(allowed).unwrap_or(u32::MAX)))
+    .bind(at)
+    .bind(at)
+    .bind(run.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut skipped: Vec<Job> = rows
+        .into_iter()
+        .map(JobRow::into_job)
+        .collect::<Result<_, _>>()?;
+    skipped.sort_by_key(|job| job.created_at);
+    Ok(skipped)
 }
 
 /// Puts a job back in the queue for a new attempt, not before `run_at`,

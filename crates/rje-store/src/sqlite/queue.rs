@@ -6,12 +6,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, Stream, WorkerId, tail_cut, task_id,
+    Chunk, Job, JobId, NewJob, Outcome, REQUEUED_AFTER_LOSS, StartCause, Stream, WorkerId,
+    tail_cut, task_id,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::prune::plan_prune;
 use crate::rows::{corrupt, not_taken_up, standing, stored_output, stream_code};
+use crate::runs::RUN_TURN;
 use crate::sql::SERIAL_TURN;
 use crate::tx::{conclude, fenced_unless_written};
 use crate::{ClaimedJob, Finished, Pruned, Queue, Reattached, Standing, StoreError, TakeUp};
@@ -20,7 +22,7 @@ use super::jobs::insert_job_due;
 
 use super::{
     JobRow, META_COLUMNS, SETTLE_ASSIGNMENTS, SqliteStore, bind_settlement, carry_out_lost,
-    current_attempt_pk, fetch_job, micros, now,
+    current_attempt_pk, fetch_job, micros, now, skip_rest_of_run,
 };
 
 #[async_trait]
@@ -53,7 +55,7 @@ impl Queue for SqliteStore {
             "UPDATE jobs SET status = 'Running', attempts = attempts + 1, modified_at = ?1, \
              task_id = ?2 || '/' || (attempts + 1) \
              WHERE pk IN (SELECT q.pk FROM jobs q WHERE q.status = 'Queued' AND q.run_at <= ?1 \
-                          AND {SERIAL_TURN} ORDER BY q.priority DESC, q.pk LIMIT ?3) \
+                          AND {SERIAL_TURN} AND {RUN_TURN} ORDER BY q.priority DESC, q.pk LIMIT ?3) \
              RETURNING {META_COLUMNS}, \
              (SELECT COALESCE(MAX(seq), 0) FROM job_output WHERE job_pk = jobs.pk) AS last_seq"
         );
@@ -247,7 +249,8 @@ impl Queue for SqliteStore {
                 Some(next) => Some(insert_job_due(&mut *tx, &next, rerun_at).await?),
                 None => None,
             };
-            Ok(Finished::new(job, follow_up))
+            let skipped = skip_rest_of_run(&mut tx, &job).await?;
+            Ok(Finished::new(job, follow_up).with_skipped(skipped))
         }
         .await;
         conclude(tx, result).await
@@ -259,12 +262,20 @@ impl Queue for SqliteStore {
         attempt: u32,
         run_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<Job, StoreError> {
+        cause: StartCause,
+    ) -> Result<Finished, StoreError> {
         let mut tx = self.writer.begin().await?;
         let result = async {
             let pk = current_attempt_pk(&mut tx, id, attempt).await?;
             let (_, job) = fetch_job(&mut tx, id).await?;
-            carry_out_lost(&mut tx, pk, job.when_start_failed(error), run_at, error).await
+            carry_out_lost(
+                &mut tx,
+                pk,
+                job.when_start_failed(error, cause),
+                run_at,
+                error,
+            )
+            .await
         }
         .await;
         conclude(tx, result).await
@@ -298,7 +309,11 @@ impl Queue for SqliteStore {
                 .await?;
             let (_, job) = fetch_job(&mut tx, id).await?;
             let lost = job.when_never_started();
-            carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await
+            Ok(
+                carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS)
+                    .await?
+                    .job,
+            )
         }
         .await;
         conclude(tx, result).await
@@ -362,7 +377,9 @@ impl Queue for SqliteStore {
             for row in rows {
                 let (pk, job) = row.into_keyed_job()?;
                 let lost = job.when_worker_lost();
-                reaped.push(carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?);
+                let ended = carry_out_lost(&mut tx, pk, lost, now(), REQUEUED_AFTER_LOSS).await?;
+                reaped.push(ended.job);
+                reaped.extend(ended.skipped);
             }
             Ok(reaped)
         }

@@ -2,6 +2,7 @@
 //! tests unchanged. Each implementation gets a module that instantiates the
 //! suite with its own constructor.
 
+mod runs;
 mod schedules;
 mod suite;
 

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rje_domain::{
-    AuditEntry, Chunk, ExitReport, HostNames, Job, JobId, JobPatch, Limits, ListQuery, NewJob,
-    NewToken, Outcome, Priority, Role, Status, Stream, WORKER_LOST, WorkerId, drop_marker,
+    AuditEntry, Chunk, ExitReport, HostNames, HostOutcome, Job, JobId, JobPatch, Limits, ListQuery,
+    NewJob, NewToken, Outcome, Priority, Role, StartCause, Status, Stream, WORKER_LOST, WorkerId,
+    drop_marker,
 };
 use rje_store::{
     AuditQuery, CancelOutcome, Created, JobStore, OutputPage, Pruned, Standing, StoreError, TakeUp,
@@ -64,6 +65,13 @@ macro_rules! store_contract {
             a_failure_that_asks_for_it_runs_again_in_the_same_transaction,
             retention_deletes_finished_jobs_only_a_batch_at_a_time,
             a_chore_is_held_by_one_holder_until_it_lapses,
+        );
+        $crate::store_contract!(@tests_in runs; $make;
+            a_run_queues_one_job_per_host_and_is_tallied_from_them,
+            a_claim_never_runs_more_of_a_run_than_its_max_parallel,
+            failures_past_the_limit_skip_the_hosts_not_started,
+            a_runs_cancel_ends_its_queued_jobs_and_asks_its_running_ones,
+            a_retry_runs_the_hosts_that_did_not_succeed_linked_to_their_jobs,
         );
     };
     (@tests_in $module:ident; $make:path; $($name:ident),+ $(,)?) => {
@@ -416,9 +424,16 @@ pub async fn claim_skips_jobs_not_yet_due(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &w).await;
     let later = Utc::now() + chrono::Duration::hours(1);
     let requeued = store
-        .retry_later(id, attempt, later, "connection refused")
+        .retry_later(
+            id,
+            attempt,
+            later,
+            "connection refused",
+            StartCause::Unreachable,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(requeued.status, Status::Queued);
     assert_eq!(requeued.id, job.id);
     assert!(store.claim(&w, 10, LEASE).await.unwrap().is_empty());
@@ -906,9 +921,17 @@ pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &w).await;
     let now = Utc::now();
     let job = store
-        .retry_later(id, attempt, now, "connection refused")
+        .retry_later(
+            id,
+            attempt,
+            now,
+            "connection refused",
+            StartCause::Unreachable,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .job;
+    assert_eq!(job.outcome, None, "a job queued again has no outcome yet");
     assert_eq!(job.status, Status::Queued);
     assert_eq!(job.error.as_deref(), Some("connection refused"));
     assert!(job.run_at >= now - chrono::Duration::milliseconds(1));
@@ -916,15 +939,27 @@ pub async fn retries_requeue_until_exhausted(store: Arc<dyn JobStore>) {
     let (id, attempt) = claim_one(&store, &w).await;
     assert_eq!(attempt, 2);
     let job = store
-        .retry_later(id, attempt, Utc::now(), "connection refused again")
+        .retry_later(
+            id,
+            attempt,
+            Utc::now(),
+            "connection refused again",
+            StartCause::Unreachable,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(
         job.status,
         Status::Failed,
         "max_retries = 1 allows one retry"
     );
     assert_eq!(job.error.as_deref(), Some("connection refused again"));
+    assert_eq!(
+        job.outcome,
+        Some(HostOutcome::Unreachable),
+        "the cause tells the outcome"
+    );
 }
 
 pub async fn workers_announce_themselves_with_their_jobs(store: Arc<dyn JobStore>) {
