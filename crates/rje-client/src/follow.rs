@@ -14,7 +14,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::ClientError;
 use crate::api::Api;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The longest a WebSocket handshake is waited for: a server whose
+/// address drops packets would otherwise hold the client for the
+/// system's TCP timeout (minutes). As long as the HTTP client's.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consecutive failed connections before giving up; with the backoff below
 /// that is about a minute without contact.
@@ -109,30 +114,10 @@ impl JobFollower {
 
     async fn connect(&mut self) -> Result<Socket, ClientError> {
         loop {
-            let request = self
-                .api
-                .ws_request(&format!("/ws/jobs/{}/?since={}", self.id, self.last_seq))?;
-            match tokio_tungstenite::connect_async(request).await {
-                Ok((socket, _)) => return Ok(socket),
-                Err(tungstenite::Error::Http(response)) => {
-                    let status = response.status().as_u16();
-                    match status {
-                        401 => return Err(ClientError::Unauthorized("WebSocket refused".into())),
-                        404 => {
-                            return Err(ClientError::NotFound(format!(
-                                "job {} not found",
-                                self.id
-                            )));
-                        }
-                        400..=499 => {
-                            return Err(ClientError::BadInput(format!(
-                                "WebSocket refused: HTTP {status}"
-                            )));
-                        }
-                        _ => self.failed(format!("HTTP {status}")).await?,
-                    }
-                }
-                Err(err) => self.failed(err.to_string()).await?,
+            let path = format!("/ws/jobs/{}/?since={}", self.id, self.last_seq);
+            match connect(&self.api, &path, &format!("job {}", self.id)).await? {
+                Ok(socket) => return Ok(socket),
+                Err(reason) => self.failed(reason).await?,
             }
         }
     }
@@ -149,5 +134,38 @@ impl JobFollower {
         let pause = Duration::from_millis(100) * 2u32.pow(self.failures.min(5));
         tokio::time::sleep(pause.min(Duration::from_secs(3))).await;
         Ok(())
+    }
+}
+
+/// One WebSocket handshake for `path`, whose resource `what` names (`job
+/// ID`, `run ID`) for a 404. `Ok(Err(reason))`: it failed in a way that
+/// may pass (no connection, a 5xx, no answer in time), worth trying
+/// again; an answer that will not change (401, 404, another 4xx) is an
+/// error.
+pub(crate) async fn connect(
+    api: &Api,
+    path: &str,
+    what: &str,
+) -> Result<Result<Socket, String>, ClientError> {
+    let request = api.ws_request(path)?;
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request));
+    match attempt.await {
+        Ok(Ok((socket, _))) => Ok(Ok(socket)),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            match status {
+                401 => Err(ClientError::Unauthorized("WebSocket refused".into())),
+                404 => Err(ClientError::NotFound(format!("{what} not found"))),
+                400..=499 => Err(ClientError::BadInput(format!(
+                    "WebSocket refused: HTTP {status}"
+                ))),
+                _ => Ok(Err(format!("HTTP {status}"))),
+            }
+        }
+        Ok(Err(err)) => Ok(Err(err.to_string())),
+        Err(_) => Ok(Err(format!(
+            "no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
     }
 }
