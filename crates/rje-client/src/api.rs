@@ -13,8 +13,10 @@ use serde_json::Value;
 use crate::ClientError;
 use crate::config::Endpoint;
 
+mod runs;
 mod schedules;
 
+pub(crate) use runs::run_path_id;
 pub(crate) use schedules::schedule_path_id;
 
 #[derive(Clone)]

@@ -18,6 +18,11 @@ use crate::{ClientError, Connection, ExitCode};
 pub enum ClientCommand {
     /// Submit a job.
     Submit(SubmitArgs),
+    /// Run a command on many hosts at once, one job per host; follow it
+    /// live, then recap every host's outcome.
+    Run(crate::runs::RunArgs),
+    /// Runs: list, show, cancel, retry, watch.
+    Runs(crate::runs::RunsArgs),
     /// Show a job.
     View(ViewArgs),
     /// Stream a job's output.
@@ -61,6 +66,8 @@ impl ClientCommand {
     ) -> Result<ExitCode, ClientError> {
         match self {
             ClientCommand::Submit(args) => submit(connection, args).await,
+            ClientCommand::Run(args) => crate::runs::run(connection, args).await,
+            ClientCommand::Runs(args) => crate::runs::runs(connection, args).await,
             ClientCommand::View(args) => view(connection, args).await,
             ClientCommand::Stream(args) => stream(connection, args).await,
             ClientCommand::Cancel(args) => cancel(connection, args).await,
@@ -371,7 +378,10 @@ async fn follow_job(
                 None => return Ok(Followed::Finished),
             },
             _ = tokio::signal::ctrl_c() => {
-                if cancel_sent || !presenter.interactive() || !ask_cancel(id).await {
+                let detach = cancel_sent
+                    || !presenter.interactive()
+                    || !ask_cancel(&format!("job {id}")).await;
+                if detach {
                     if presenter.decorate() {
                         eprintln!("detached; job {id} goes on (rje stream {id} to follow it again)");
                     }
@@ -386,8 +396,10 @@ async fn follow_job(
     }
 }
 
-async fn ask_cancel(id: &str) -> bool {
-    eprint!("\nCancel job {id}? [y = cancel it, anything else = detach] ");
+/// Asks whether to cancel `what` (`job ID`) or detach from it; anything
+/// but `y` detaches: a Ctrl-C alone never cancels.
+pub(crate) async fn ask_cancel(what: &str) -> bool {
+    eprint!("\nCancel {what}? [y = cancel it, anything else = detach] ");
     read_answer()
         .await
         .is_some_and(|line| line.eq_ignore_ascii_case("y") || line.eq_ignore_ascii_case("yes"))

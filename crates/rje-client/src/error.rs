@@ -9,6 +9,11 @@ pub struct ExitCode(pub i32);
 
 impl ExitCode {
     pub const SUCCESS: ExitCode = ExitCode(0);
+    /// A run (`rje run`, `rje runs watch`) ended with some host not
+    /// succeeded: failed, timed out, unreachable, refused, skipped, or
+    /// cancelled on its own. Not 2, which clap gives a bad command line;
+    /// 3, near Ansible's 2 ("a host failed") without being taken for it.
+    pub const HOSTS_FAILED: ExitCode = ExitCode(3);
     /// The server refused the input (400, 413, 415).
     pub const BAD_INPUT: ExitCode = ExitCode(65);
     /// No such job (404).

@@ -13,6 +13,7 @@ mod follow;
 mod hosts;
 mod present;
 mod prune;
+mod runs;
 mod schedules;
 
 pub use access::{LocalTokens, NoLocalTokens};

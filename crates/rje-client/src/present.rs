@@ -10,11 +10,14 @@ use comfy_table::{ContentArrangement, Table};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 use rje_domain::{AuditEntry, Scope, Status, Stream, Token, printable};
-use rje_proto::{JobResponse, LastJob, ScheduleResponse};
+use rje_proto::{JobResponse, LastJob, RunResponse, ScheduleResponse};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::ClientError;
+use crate::runs::view::{
+    counts_text, duration_text, host_state_text, job_duration, one_line as view_line,
+};
 
 /// What the terminals around the client can do, and what the user asked.
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +258,91 @@ impl Presenter {
         ]);
         for host in listed["hosts"].as_array().into_iter().flatten() {
             table.add_row(host_row(host));
+        }
+        table.to_string()
+    }
+
+    /// A page of runs, one line each; their jobs are not in a list.
+    pub(crate) fn runs_table(&self, runs: &[RunResponse]) -> String {
+        let mut table = self.table();
+        table.set_header(vec![
+            "ID", "STATUS", "HOSTS", "OUTCOMES", "CREATED", "DURATION", "COMMAND",
+        ]);
+        for run in runs {
+            table.add_row(vec![
+                run.id.to_string(),
+                status_text(run.status),
+                run.hosts.len().to_string(),
+                counts_text(&run.counts),
+                run.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                duration_text(run.duration),
+                one_line(&run.command, 40),
+            ]);
+        }
+        table.to_string()
+    }
+
+    /// One run, field by field. Its hosts are counted here and listed by
+    /// [`Self::run_hosts_table`]: a thousand names are no field.
+    pub(crate) fn run_table(&self, run: &RunResponse) -> String {
+        let mut table = self.table();
+        let text = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".to_owned());
+        let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+        let rows = [
+            ("id", run.id.to_string()),
+            ("status", status_text(run.status)),
+            ("command", run.command.clone()),
+            ("hosts", run.hosts.len().to_string()),
+            (
+                "labels",
+                run.labels
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |labels| labels.join(", ")),
+            ),
+            ("outcomes", counts_text(&run.counts)),
+            ("max parallel", run.max_parallel.to_string()),
+            (
+                "max failures",
+                crate::runs::max_failures_text(run.max_failures.as_ref()),
+            ),
+            ("created", run.created_at.to_rfc3339()),
+            ("completed", time(run.completed_at)),
+            ("duration", duration_text(run.duration)),
+            ("submitted by", text(&run.submitted_by)),
+        ];
+        for (name, value) in rows {
+            table.add_row(vec![name.to_owned(), value]);
+        }
+        if run.cancel_requested {
+            let by = run
+                .cancelled_by
+                .as_ref()
+                .map(|name| format!(" by {name}"))
+                .unwrap_or_default();
+            table.add_row(vec!["cancelled".to_owned(), format!("yes{by}")]);
+        }
+        if let Some(old) = run.retry_of {
+            table.add_row(vec!["retry of".to_owned(), old.to_string()]);
+        }
+        table.to_string()
+    }
+
+    /// A run's jobs, one line per host in the run's order.
+    pub(crate) fn run_hosts_table(&self, jobs: &[JobResponse]) -> String {
+        let mut table = self.table();
+        table.set_header(vec!["HOST", "OUTCOME", "EXIT", "DURATION", "JOB", "ERROR"]);
+        for job in jobs {
+            table.add_row(vec![
+                job.host.clone().unwrap_or_default(),
+                host_state_text(job),
+                job.exit_code
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                job_duration(job).map_or_else(|| "-".to_owned(), duration_text),
+                job.id.to_string(),
+                job.error
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), |e| one_line(&view_line(e), 60)),
+            ]);
         }
         table.to_string()
     }

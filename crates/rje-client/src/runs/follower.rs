@@ -1,0 +1,470 @@
+//! Following a run over its WebSocket (`/ws/runs/{id}/`), and by polling
+//! `GET /runs/{id}/` once a second while the WebSocket is down.
+//!
+//! The run's WebSocket cannot resume where it stopped: a new connection
+//! starts again with every job's status and, with `?output=true`, every
+//! job's output from its first line. So what was passed on is remembered
+//! (each job's status and outcome, the last output chunk of each, the
+//! run's status and counts), and what a new connection repeats is dropped:
+//! each change is passed on once, and no line twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rje_domain::{HostOutcome, JobId, Status};
+use rje_proto::{RunCounts, RunMessage, RunResponse};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::ClientError;
+use crate::api::Api;
+use crate::follow::{Socket, connect};
+
+/// How long a connection may stay silent before it is taken for dead. The
+/// server pings every 30 s, so a live one never is; a half-open TCP
+/// connection (a laptop's suspend, a NAT forgetting it) otherwise never
+/// ends.
+const SILENCE: Duration = Duration::from_secs(75);
+
+/// How often the run is read while the WebSocket is down.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Consecutive polls that could not reach the server before giving up:
+/// a minute without contact, as a followed job gets.
+const MAX_POLL_FAILURES: u32 = 60;
+
+/// What was passed on of one job.
+#[derive(Debug, Default)]
+struct Seen {
+    state: Option<(Status, Option<HostOutcome>)>,
+    last_seq: i64,
+}
+
+pub(crate) struct RunFollower {
+    api: Api,
+    id: String,
+    output: bool,
+    socket: Option<Socket>,
+    /// The WebSocket dropped or could not be had: read the run over HTTP
+    /// before the next connection.
+    poll_first: bool,
+    /// No connection before this (a poll's pause).
+    next_connect: Option<Instant>,
+    poll_failures: u32,
+    dedup: Dedup,
+    pending: VecDeque<RunMessage>,
+}
+
+impl RunFollower {
+    /// Follows run `id`, with every job's output when `output`.
+    pub(crate) fn new(api: Api, id: &str, output: bool) -> Self {
+        Self {
+            api,
+            id: id.to_owned(),
+            output,
+            socket: None,
+            poll_first: false,
+            next_connect: None,
+            poll_failures: 0,
+            dedup: Dedup::default(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Whether the WebSocket is up (else the run is being polled, and no
+    /// output comes until it is up again).
+    pub(crate) fn live(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// The next change, or `None` once the run is final and that was
+    /// passed on. Cancel-safe: dropping the future loses nothing.
+    pub(crate) async fn next(&mut self) -> Result<Option<RunMessage>, ClientError> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                return Ok(Some(message));
+            }
+            if self.dedup.finished {
+                return Ok(None);
+            }
+            let Some(socket) = self.socket.as_mut() else {
+                self.reconnect().await?;
+                continue;
+            };
+            match tokio::time::timeout(SILENCE, socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let message: RunMessage = serde_json::from_str(&text).map_err(|err| {
+                        ClientError::Server(format!("unexpected run WebSocket message: {err}"))
+                    })?;
+                    if let Some(message) = self.dedup.accept(message) {
+                        return Ok(Some(message));
+                    }
+                }
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => {
+                    // Dropped before the run's final status (which ends
+                    // the loop above): read it over HTTP, then connect
+                    // again.
+                    tracing::debug!(run = %self.id, "run WebSocket dropped; polling");
+                    self.socket = None;
+                    self.poll_first = true;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Without a WebSocket: a poll when one is due, else a connection.
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        if self.poll_first {
+            self.poll_first = false;
+            self.poll().await?;
+            self.next_connect = Some(Instant::now() + POLL_EVERY);
+            return Ok(());
+        }
+        if let Some(at) = self.next_connect.take() {
+            tokio::time::sleep_until(at).await;
+        }
+        let path = format!(
+            "/ws/runs/{}/{}",
+            self.id,
+            if self.output { "?output=true" } else { "" }
+        );
+        match connect(&self.api, &path, &format!("run {}", self.id)).await? {
+            Ok(socket) => self.socket = Some(socket),
+            Err(reason) => {
+                tracing::debug!(run = %self.id, %reason, "no run WebSocket; polling");
+                self.poll_first = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the run and queues what changed. A server out of reach is
+    /// tried again (it may be restarting) up to [`MAX_POLL_FAILURES`]
+    /// times in a row; any other failure ends the following.
+    async fn poll(&mut self) -> Result<(), ClientError> {
+        match self.api.run(&self.id).await {
+            Ok(run) => {
+                self.poll_failures = 0;
+                let changed = self.dedup.changes(&run);
+                self.pending.extend(changed);
+                Ok(())
+            }
+            Err(
+                err @ (ClientError::Unreachable { .. }
+                | ClientError::Unavailable(_)
+                | ClientError::Server(_)),
+            ) => {
+                self.poll_failures += 1;
+                if self.poll_failures > MAX_POLL_FAILURES {
+                    Err(err)
+                } else {
+                    Ok(())
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// What was passed on of a run, and the rule that lets through only what
+/// is new.
+#[derive(Debug, Default)]
+pub(crate) struct Dedup {
+    jobs: HashMap<JobId, Seen>,
+    last_run: Option<(Status, RunCounts)>,
+    /// The run's final status was passed on.
+    pub(crate) finished: bool,
+}
+
+impl Dedup {
+    /// `message`, unless it repeats what was passed on already.
+    pub(crate) fn accept(&mut self, message: RunMessage) -> Option<RunMessage> {
+        match &message {
+            RunMessage::Job {
+                job_id,
+                status,
+                outcome,
+                ..
+            } => {
+                let seen = self.jobs.entry(*job_id).or_default();
+                let state = Some((*status, *outcome));
+                if seen.state == state {
+                    return None;
+                }
+                seen.state = state;
+            }
+            RunMessage::Output { job_id, seq, .. } => {
+                let seen = self.jobs.entry(*job_id).or_default();
+                if *seq <= seen.last_seq {
+                    return None;
+                }
+                seen.last_seq = *seq;
+            }
+            RunMessage::Run { status, counts, .. } => {
+                let run = Some((*status, counts.clone()));
+                if self.last_run == run {
+                    return None;
+                }
+                self.last_run = run;
+                self.finished = status.is_final();
+            }
+        }
+        Some(message)
+    }
+
+    /// The messages a WebSocket would have sent for what changed between
+    /// what was passed on and `run` as read over HTTP: its jobs', then
+    /// the run's. Never output, which only the WebSocket carries.
+    pub(crate) fn changes(&mut self, run: &RunResponse) -> Vec<RunMessage> {
+        let jobs = run.jobs.iter().map(|job| RunMessage::Job {
+            job_id: job.id,
+            host: job.host.clone().unwrap_or_default(),
+            status: job.status,
+            outcome: job.outcome,
+            exit_code: job.exit_code,
+            error: job.error.clone(),
+            timestamp: job.modified_at,
+        });
+        let status = RunMessage::Run {
+            status: run.status,
+            counts: run.counts.clone(),
+            completed_at: run.completed_at,
+        };
+        jobs.chain(std::iter::once(status))
+            .filter_map(|message| self.accept(message))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::view::tests::{job_message, output_message, run_response};
+
+    fn run_message(status: Status, success: u64, running: u64) -> RunMessage {
+        RunMessage::Run {
+            status,
+            counts: RunCounts {
+                success,
+                running,
+                ..RunCounts::default()
+            },
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn a_new_connection_repeats_nothing() {
+        let mut dedup = Dedup::default();
+        let first = [
+            job_message(1, "web-1", Status::Running, None),
+            output_message(1, "web-1", 1, "a\n"),
+            output_message(1, "web-1", 2, "b\n"),
+            run_message(Status::Running, 0, 1),
+        ];
+        for message in first.clone() {
+            assert!(dedup.accept(message).is_some());
+        }
+        // The server starts again from the first line: only what is new
+        // passes.
+        let again: Vec<_> = first
+            .into_iter()
+            .chain([
+                output_message(1, "web-1", 3, "c\n"),
+                job_message(1, "web-1", Status::Success, Some(HostOutcome::Success)),
+                run_message(Status::Success, 1, 0),
+            ])
+            .filter_map(|message| dedup.accept(message))
+            .collect();
+        assert_eq!(again.len(), 3);
+        assert!(matches!(again[0], RunMessage::Output { seq: 3, .. }));
+        assert!(dedup.finished);
+    }
+
+    #[test]
+    fn a_poll_tells_only_the_changes() {
+        let mut dedup = Dedup::default();
+        let mut run = run_response(&["web-1", "web-2"]);
+        assert_eq!(
+            dedup.changes(&run).len(),
+            3,
+            "every job and the run, the first time"
+        );
+        assert!(dedup.changes(&run).is_empty());
+        run.jobs[1].status = Status::Failed;
+        run.jobs[1].outcome = Some(HostOutcome::Unreachable);
+        run.counts.queued = 1;
+        run.counts.unreachable = 1;
+        let changed = dedup.changes(&run);
+        assert_eq!(changed.len(), 2);
+        assert!(matches!(
+            &changed[0],
+            RunMessage::Job { host, outcome: Some(HostOutcome::Unreachable), .. } if host == "web-2"
+        ));
+        assert!(!dedup.finished);
+    }
+
+    /// A server that answers a script: each WebSocket connection in turn
+    /// gets its messages, then a normal close or, when `drop`, a dropped
+    /// connection; `GET /runs/{id}/` the run, whatever the connection;
+    /// anything else, and a WebSocket past the script, a 404.
+    struct FakeServer {
+        sockets: std::sync::Mutex<VecDeque<(Vec<RunMessage>, bool)>>,
+        run: RunResponse,
+        polls: std::sync::atomic::AtomicUsize,
+    }
+
+    async fn serve(server: std::sync::Arc<FakeServer>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 2048];
+                    let seen = stream.peek(&mut head).await.unwrap();
+                    let head = String::from_utf8_lossy(&head[..seen]).into_owned();
+                    let script = head
+                        .starts_with("GET /ws/runs/")
+                        .then(|| server.sockets.lock().unwrap().pop_front())
+                        .flatten();
+                    if let Some((messages, drop)) = script {
+                        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+                        for message in messages {
+                            let text = serde_json::to_string(&message).unwrap();
+                            futures_util::SinkExt::send(&mut socket, Message::text(text))
+                                .await
+                                .unwrap();
+                        }
+                        if !drop {
+                            let _ = socket.close(None).await;
+                        }
+                        return;
+                    }
+                    let mut request = vec![0u8; 4096];
+                    let _ = stream.read(&mut request).await.unwrap();
+                    let (status, body) = if head.starts_with("GET /runs/") {
+                        server
+                            .polls
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ("200 OK", serde_json::to_string(&server.run).unwrap())
+                    } else {
+                        ("404 Not Found", r#"{"error": "run not found"}"#.to_owned())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        url
+    }
+
+    fn follower(url: String, output: bool) -> RunFollower {
+        let api = Api::new(crate::config::Endpoint {
+            base_url: url,
+            token: None,
+        });
+        RunFollower::new(api, "0195f5a4-1a2b-7c3d-8e4f-0123456789ab", output)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_polled_then_resumed_without_repeats() {
+        let mut run = run_response(&["web-1", "web-2"]);
+        run.jobs[0].status = Status::Running;
+        run.jobs[1].status = Status::Failed;
+        run.jobs[1].outcome = Some(HostOutcome::Failed);
+        run.counts = RunCounts {
+            failed: 1,
+            running: 1,
+            ..RunCounts::default()
+        };
+        let web_2_failed = dedup_job(&run, 1);
+        let first = vec![
+            job_message(1, "web-1", Status::Running, None),
+            output_message(1, "web-1", 1, "a\n"),
+            run_message(Status::Running, 0, 1),
+        ];
+        let second = vec![
+            job_message(1, "web-1", Status::Running, None),
+            output_message(1, "web-1", 1, "a\n"),
+            output_message(1, "web-1", 2, "b\n"),
+            web_2_failed.clone(),
+            job_message(1, "web-1", Status::Success, Some(HostOutcome::Success)),
+            run_message(Status::Failed, 1, 0),
+        ];
+        let server = std::sync::Arc::new(FakeServer {
+            sockets: std::sync::Mutex::new(VecDeque::from([(first, true), (second, false)])),
+            run,
+            polls: Default::default(),
+        });
+        let mut follower = follower(serve(server.clone()).await, true);
+        let mut got = Vec::new();
+        let within = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(message) = follower.next().await.unwrap() {
+                got.push(message);
+            }
+        });
+        within.await.expect("the run ends");
+        let kinds: Vec<String> = got
+            .iter()
+            .map(|message| match message {
+                RunMessage::Job { host, status, .. } => format!("job {host} {status}"),
+                RunMessage::Output { seq, .. } => format!("output {seq}"),
+                RunMessage::Run { status, .. } => format!("run {status}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "job web-1 Running",
+                "output 1",
+                "run Running",
+                // The poll, while the WebSocket was down.
+                "job web-2 Failed",
+                "run Running",
+                // The second connection: only what is new.
+                "output 2",
+                "job web-1 Success",
+                "run Failed",
+            ]
+        );
+        assert_eq!(server.polls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Job `n` of `run` as the WebSocket tells it.
+    fn dedup_job(run: &RunResponse, n: usize) -> RunMessage {
+        let job = &run.jobs[n];
+        RunMessage::Job {
+            job_id: job.id,
+            host: job.host.clone().unwrap_or_default(),
+            status: job.status,
+            outcome: job.outcome,
+            exit_code: job.exit_code,
+            error: job.error.clone(),
+            timestamp: job.modified_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_gone_is_an_error_not_a_wait() {
+        let server = std::sync::Arc::new(FakeServer {
+            sockets: Default::default(),
+            run: run_response(&["web-1"]),
+            polls: Default::default(),
+        });
+        let mut follower = follower(serve(server).await, false);
+        let err = tokio::time::timeout(Duration::from_secs(20), follower.next())
+            .await
+            .expect("an answer")
+            .unwrap_err();
+        assert!(matches!(err, ClientError::NotFound(_)), "{err}");
+    }
+}
