@@ -6,6 +6,10 @@ const WHOAMI_KEY = 'rje.whoami';
 
 export const STATUSES = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled'];
 export const FINAL = new Set(['Success', 'Failed', 'Cancelled']);
+/** How a run's host ended (a job's `outcome`), as the API names it. */
+export const OUTCOMES = [
+  'Success', 'Failed', 'TimedOut', 'Unreachable', 'AuthFailed', 'Cancelled', 'Skipped',
+];
 
 /** The roles, least first: each may do what the ones before it may. */
 const RANK = { read: 1, run: 2, admin: 3 };

@@ -37,6 +37,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
     let pages = Router::new()
         .route("/ui", get(jobs))
         .route("/ui/jobs/{id}", get(job))
+        .route("/ui/runs", get(runs))
+        .route("/ui/runs/{id}", get(run))
         .route("/ui/submit", get(submit))
         .route("/ui/schedules", get(schedules))
         .route("/ui/hosts", get(hosts))
@@ -58,6 +60,14 @@ async fn jobs(State(settings): State<UiSettings>) -> Response {
 
 async fn job(State(settings): State<UiSettings>, Path(id): Path<String>) -> Response {
     page(StatusCode::OK, pages::job(&settings, &id))
+}
+
+async fn runs(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::runs(&settings))
+}
+
+async fn run(State(settings): State<UiSettings>, Path(id): Path<String>) -> Response {
+    page(StatusCode::OK, pages::run(&settings, &id))
 }
 
 async fn submit(State(settings): State<UiSettings>) -> Response {
@@ -124,6 +134,8 @@ mod tests {
         for (name, markup) in [
             ("jobs", pages::jobs(&settings())),
             ("job", pages::job(&settings(), "x")),
+            ("runs", pages::runs(&settings())),
+            ("run", pages::run(&settings(), "x")),
             ("submit", pages::submit(&settings())),
             ("schedules", pages::schedules(&settings())),
             ("hosts", pages::hosts(&settings())),
@@ -211,6 +223,40 @@ mod tests {
             );
         }
         assert!(html.contains(r#"id="created""#), "{html}");
+    }
+
+    #[test]
+    fn runs_are_in_the_nav_and_started_by_run_tokens() {
+        let html = pages::runs(&settings()).into_string();
+        assert!(
+            html.contains(r#"href="/ui/runs" aria-current="page" data-needs="read""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/ui/runs/new" data-needs="run""#),
+            "{html}"
+        );
+        let html = pages::jobs(&settings()).into_string();
+        assert!(html.contains(r#"href="/ui/runs" data-needs="read""#), "{html}");
+    }
+
+    #[test]
+    fn the_run_page_counts_every_outcome_and_escapes_its_id() {
+        let html = pages::run(&settings(), "x").into_string();
+        for outcome in rje_domain::HostOutcome::ALL {
+            assert!(
+                html.contains(&format!(r#"data-count="{}""#, outcome.as_str())),
+                "{outcome:?}"
+            );
+        }
+        for state in ["Queued", "Running"] {
+            assert!(html.contains(&format!(r#"data-count="{state}""#)), "{state}");
+        }
+        for id in ["grid", "cancel", "retry", "show-output", "output"] {
+            assert!(html.contains(&format!(r#"id="{id}""#)), "{id}");
+        }
+        let html = pages::run(&settings(), "\"><script>x</script>").into_string();
+        assert!(!html.contains("<script>x"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! API: what is here is the same for every user and every moment.
 
 use maud::{DOCTYPE, Markup, html};
-use rje_domain::{Limits, Misfire, Overlap, Priority, Status};
+use rje_domain::{HostOutcome, Limits, Misfire, Overlap, Priority, Status};
 
 use crate::UiSettings;
 
@@ -11,6 +11,7 @@ use crate::UiSettings;
 /// token's role does not reach; the server refuses the calls regardless.
 const NAV: &[(&str, &str, &str, &str)] = &[
     ("/ui/", "Jobs", "jobs", "read"),
+    ("/ui/runs", "Runs", "runs", "read"),
     ("/ui/submit", "Submit", "submit", "run"),
     ("/ui/schedules", "Schedules", "schedules", "read"),
     ("/ui/hosts", "Hosts", "hosts", "read"),
@@ -413,6 +414,84 @@ pub(crate) fn schedules(settings: &UiSettings) -> Markup {
         }
     };
     layout(settings, "schedules", "Schedules", main)
+}
+
+/// The states a run's host can be in, as the run page counts them: those
+/// not over yet, then every outcome.
+fn host_states() -> impl Iterator<Item = &'static str> {
+    ["Queued", "Running"]
+        .into_iter()
+        .chain(HostOutcome::ALL.iter().map(|outcome| outcome.as_str()))
+}
+
+pub(crate) fn runs(settings: &UiSettings) -> Markup {
+    let main = html! {
+        div.page-head {
+            h1 { "Runs" }
+            a #start-run .button.primary href="/ui/runs/new" data-needs="run" { "Start a run" }
+        }
+        p.hint { "One command on many hosts at once: a run makes one job per host, \
+            runs so many at a time and stops starting new ones after too many failures." }
+        div.table-wrap {
+            table #runs {
+                thead { tr {
+                    th { "Status" } th { "Command" } th { "Hosts" } th { "Outcomes" }
+                    th { "Created" } th.opt { "Duration" } th.opt { "Started by" }
+                } }
+                tbody {}
+            }
+        }
+        p #empty .note hidden { "No run yet." }
+        nav.pager aria-label="Pages of runs" {
+            button #prev type="button" disabled { "← Previous" }
+            span #range { "" }
+            button #next type="button" disabled { "Next →" }
+        }
+    };
+    layout(settings, "runs", "Runs", main)
+}
+
+pub(crate) fn run(settings: &UiSettings, id: &str) -> Markup {
+    let main = html! {
+        div.job-head data-run-id=(id) {
+            h1 { "Run " code #short { (id.get(..8).unwrap_or(id)) } }
+            span #status .badge {}
+            div.actions {
+                button #cancel .danger type="button" hidden { "Cancel" }
+                button #retry type="button" hidden { "Retry failed hosts" }
+            }
+        }
+        pre #command .command {}
+        // How many hosts are in each state; the script fills the numbers.
+        div #counts .tally role="group" aria-label="Hosts by state" {
+            @for state in host_states() {
+                span.tally-item data-state=(state) {
+                    span class={ "dot o-" (state) } {}
+                    (state) " " b data-count=(state) { "–" }
+                }
+            }
+        }
+        dl #fields .fields {}
+        section.run-hosts aria-labelledby="hosts-title" {
+            div.output-bar {
+                h2 #hosts-title { "Hosts" }
+                label { input #show-output type="checkbox"; " Show the output" }
+            }
+            // One tile per host, in the run's order: a link to its job.
+            ul #grid .grid {}
+        }
+        section #output-box .output hidden aria-labelledby="output-title" {
+            div.output-bar {
+                h2 #output-title { "Output" }
+                label { input #follow type="checkbox" checked; " Follow" }
+            }
+            p.hint { "Every host's lines as they are printed while this page follows the run, \
+                each after its host's name. A host's job page has all of its output." }
+            p #output-note .note hidden {}
+            div #output .log tabindex="0" role="log" aria-label="Output of the run's hosts" {}
+        }
+    };
+    layout(settings, "run", "Run", main)
 }
 
 pub(crate) fn hosts(settings: &UiSettings) -> Markup {
