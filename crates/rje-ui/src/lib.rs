@@ -38,6 +38,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
         .route("/ui", get(jobs))
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/runs", get(runs))
+        .route("/ui/runs/new", get(new_run))
         .route("/ui/runs/{id}", get(run))
         .route("/ui/submit", get(submit))
         .route("/ui/schedules", get(schedules))
@@ -68,6 +69,10 @@ async fn runs(State(settings): State<UiSettings>) -> Response {
 
 async fn run(State(settings): State<UiSettings>, Path(id): Path<String>) -> Response {
     page(StatusCode::OK, pages::run(&settings, &id))
+}
+
+async fn new_run(State(settings): State<UiSettings>) -> Response {
+    page(StatusCode::OK, pages::new_run(&settings))
 }
 
 async fn submit(State(settings): State<UiSettings>) -> Response {
@@ -136,6 +141,7 @@ mod tests {
             ("job", pages::job(&settings(), "x")),
             ("runs", pages::runs(&settings())),
             ("run", pages::run(&settings(), "x")),
+            ("newrun", pages::new_run(&settings())),
             ("submit", pages::submit(&settings())),
             ("schedules", pages::schedules(&settings())),
             ("hosts", pages::hosts(&settings())),
@@ -241,6 +247,31 @@ mod tests {
     }
 
     #[test]
+    fn the_run_form_has_a_slot_for_every_fields_error() {
+        let html = pages::new_run(&settings()).into_string();
+        for field in [
+            "command",
+            "hosts",
+            "labels",
+            "max_parallel",
+            "max_failures",
+            "stop_on_first_failure",
+            "priority",
+            "timeout",
+            "max_retries",
+            "",
+        ] {
+            assert!(
+                html.contains(&format!(r#"data-error-for="{field}""#)),
+                "{field} has a slot for its error"
+            );
+        }
+        for name in ["hosts", "labels"] {
+            assert!(html.contains(&format!(r#"value="{name}""#)), "{name} target");
+        }
+    }
+
+    #[test]
     fn the_run_page_counts_every_outcome_and_escapes_its_id() {
         let html = pages::run(&settings(), "x").into_string();
         for outcome in rje_domain::HostOutcome::ALL {
@@ -257,6 +288,13 @@ mod tests {
         }
         let html = pages::run(&settings(), "\"><script>x</script>").into_string();
         assert!(!html.contains("<script>x"));
+    }
+
+    #[test]
+    fn the_run_form_and_a_runs_page_are_routes_of_their_own() {
+        // `/ui/runs/new` beside `/ui/runs/{id}`: the router refuses
+        // conflicting routes when it is built, so building it is the check.
+        let _ = router::<()>(settings());
     }
 
     #[test]

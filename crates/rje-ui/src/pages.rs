@@ -2,7 +2,10 @@
 //! API: what is here is the same for every user and every moment.
 
 use maud::{DOCTYPE, Markup, html};
-use rje_domain::{HostOutcome, Limits, Misfire, Overlap, Priority, Status};
+use rje_domain::{
+    DEFAULT_MAX_PARALLEL, DEFAULT_RUN_MAX_RETRIES, HostOutcome, Limits, MAX_RUN_HOSTS, Misfire,
+    Overlap, Priority, Status,
+};
 
 use crate::UiSettings;
 
@@ -492,6 +495,114 @@ pub(crate) fn run(settings: &UiSettings, id: &str) -> Markup {
         }
     };
     layout(settings, "run", "Run", main)
+}
+
+pub(crate) fn new_run(settings: &UiSettings) -> Markup {
+    let limits = &settings.limits;
+    let main = html! {
+        h1 { "Start a run" }
+        p.hint { "One command on many hosts at once: one job per host. "
+            a href="/ui/runs" { "Every run" } "." }
+        // Shown instead of the form to a token whose role is read.
+        p #cannot-start .note hidden {}
+        form #new-run .stack novalidate autocomplete="off" {
+            div.field {
+                label for="run-command" { "Command" }
+                textarea #run-command name="command" rows="3" required
+                    spellcheck="false" placeholder="e.g. uptime" {}
+                p.hint { "Run by /bin/sh -c on every host; at most "
+                    (limits.max_command_bytes) " bytes." }
+                p.error data-error-for="command" {}
+            }
+            fieldset.field {
+                legend { "Where" }
+                div.choice-bar {
+                    label.check { input #target-hosts type="radio" name="target" value="hosts" checked;
+                        " These hosts" }
+                    label.check { input #target-labels type="radio" name="target" value="labels";
+                        " The hosts carrying all of these labels" }
+                }
+                div #pick-hosts {
+                    div.choice-bar {
+                        input #hosts-filter type="search" aria-label="Filter the hosts"
+                            placeholder="Filter the hosts" spellcheck="false";
+                        button #hosts-all type="button" { "All shown" }
+                        button #hosts-none type="button" { "None" }
+                    }
+                    div #run-hosts .choices {}
+                    p #hosts-picked .hint aria-live="polite" {}
+                }
+                div #pick-labels hidden {
+                    div #run-labels .choices {}
+                    p #labels-match .hint aria-live="polite" {}
+                }
+                p.hint { "At most " (MAX_RUN_HOSTS) " hosts." }
+                p.error data-error-for="hosts" {}
+                p.error data-error-for="labels" {}
+            }
+            div.row {
+                div.field {
+                    label for="run-max-parallel" { "Hosts at once" }
+                    input #run-max-parallel name="max_parallel" type="number" inputmode="numeric"
+                        min="1" max=(MAX_RUN_HOSTS) value=(DEFAULT_MAX_PARALLEL);
+                    p.hint { "The others wait for their turn, in the order shown." }
+                    p.error data-error-for="max_parallel" {}
+                }
+                div.field {
+                    label for="run-max-failures" { "Failures tolerated" }
+                    input #run-max-failures name="max_failures" type="text" spellcheck="false"
+                        placeholder="no limit; e.g. 2 or 10%";
+                    p.hint { "A number of hosts or a share of them. One more failure, and \
+                        the hosts not started yet are skipped." }
+                    p.error data-error-for="max_failures" {}
+                }
+            }
+            div.field {
+                label.check {
+                    input #run-stop-on-first-failure name="stop_on_first_failure" type="checkbox";
+                    " Stop at the first failure"
+                }
+                p.hint { "The same as 0 failures tolerated." }
+                p.error data-error-for="stop_on_first_failure" {}
+            }
+            div.row {
+                div.field {
+                    label for="run-priority" { "Priority" }
+                    select #run-priority name="priority" {
+                        @for priority in PRIORITIES {
+                            @if priority == Priority::Medium {
+                                option selected { (priority.as_str()) }
+                            } @else {
+                                option { (priority.as_str()) }
+                            }
+                        }
+                    }
+                    p.error data-error-for="priority" {}
+                }
+                div.field {
+                    label for="run-timeout" { "Timeout (seconds)" }
+                    input #run-timeout name="timeout" type="number" inputmode="numeric"
+                        min=(limits.min_timeout_secs) max=(limits.max_timeout_secs)
+                        value=(Limits::DEFAULT_TIMEOUT_SECS);
+                    p.hint { "Each host's; from " (limits.min_timeout_secs) " to "
+                        (limits.max_timeout_secs) "." }
+                    p.error data-error-for="timeout" {}
+                }
+                div.field {
+                    label for="run-max-retries" { "Retries when unreachable" }
+                    input #run-max-retries name="max_retries" type="number" inputmode="numeric"
+                        min="0" max=(limits.max_retries) value=(DEFAULT_RUN_MAX_RETRIES);
+                    p.hint { "How often a host that could not be reached is tried again; \
+                        at most " (limits.max_retries) "." }
+                    p.error data-error-for="max_retries" {}
+                }
+            }
+            p.error data-error-for="parameters" {}
+            p.error data-error-for="" {}
+            div.actions { button.primary type="submit" { "Start the run" } }
+        }
+    };
+    layout(settings, "newrun", "Start a run", main)
 }
 
 pub(crate) fn hosts(settings: &UiSettings) -> Markup {
