@@ -2,7 +2,8 @@
 // The page never holds more than MAX_LINES lines of output: a long
 // output shows its end and offers the whole as a download. Where the job
 // comes from (the job it runs again, its schedule) and the jobs that run
-// it again are links; a failure that runs the job again by itself is
+// it again are links, and so is its run (one command on many hosts)
+// with how the job ended as the run counts it; a failure that runs the job again by itself is
 // announced with a link to the new job, and the page stays on this one,
 // whose output explains the failure.
 
@@ -141,6 +142,18 @@ function retries() {
   return el('span', { id: 'retries', class: 'job-links' }, ...job.retries.map((r) => jobLink(r)));
 }
 
+/** The run this job is one host's part of: its page, where every host shows. */
+function runLink() {
+  return el('a', { id: 'run-link', href: '/ui/runs/' + encodeURIComponent(job.run), title: job.run },
+    el('code', { text: job.run.slice(0, 8) }));
+}
+
+/** How the job ended, as its run counts it (Unreachable, TimedOut…). */
+function outcome() {
+  return el('span', { id: 'outcome', class: 'outcome o-' + job.outcome },
+    el('span', { class: 'dot o-' + job.outcome }), job.outcome);
+}
+
 /** The schedule (its row on the Schedules page) and the list of its jobs. */
 function schedule() {
   const name = scheduleName ? scheduleName : el('code', { text: job.schedule.slice(0, 8) });
@@ -191,6 +204,8 @@ function render() {
     ...field('Timeout', `${job.timeout} s`),
     ...field('Created', timeEl(job.created_at)),
     ...field('Submitted by', job.submitted_by),
+    ...field('Run', job.run && runLink()),
+    ...field('Outcome', job.outcome && outcome()),
     ...field('Schedule', job.schedule && schedule()),
     ...field('Scheduled for', job.scheduled_for && timeEl(job.scheduled_for)),
     ...field('Retry of', job.retry_of && retryOf()),
