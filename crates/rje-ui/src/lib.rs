@@ -243,7 +243,10 @@ mod tests {
             "{html}"
         );
         let html = pages::jobs(&settings()).into_string();
-        assert!(html.contains(r#"href="/ui/runs" data-needs="read""#), "{html}");
+        assert!(
+            html.contains(r#"href="/ui/runs" data-needs="read""#),
+            "{html}"
+        );
     }
 
     #[test]
@@ -267,7 +270,10 @@ mod tests {
             );
         }
         for name in ["hosts", "labels"] {
-            assert!(html.contains(&format!(r#"value="{name}""#)), "{name} target");
+            assert!(
+                html.contains(&format!(r#"value="{name}""#)),
+                "{name} target"
+            );
         }
     }
 
@@ -281,7 +287,10 @@ mod tests {
             );
         }
         for state in ["Queued", "Running"] {
-            assert!(html.contains(&format!(r#"data-count="{state}""#)), "{state}");
+            assert!(
+                html.contains(&format!(r#"data-count="{state}""#)),
+                "{state}"
+            );
         }
         for id in ["grid", "cancel", "retry", "show-output", "output"] {
             assert!(html.contains(&format!(r#"id="{id}""#)), "{id}");
