@@ -1898,3 +1898,351 @@ async fn a_fired_job_links_its_schedule() {
         .await;
     browser.close().await;
 }
+
+/// The tile of `host` on a run's page as [state, exit], or null.
+fn tile(host: &str) -> String {
+    format!(
+        "const t = document.querySelector('#grid a[data-host=\"{host}\"]'); \
+         return t && t.dataset.state ? [t.dataset.state, t.querySelector('.tile-exit').innerText] : null"
+    )
+}
+
+/// The row of the run `id` on the Runs page as its cells' text, or null:
+/// [status, command, hosts, outcomes, created, duration, started by].
+fn run_row(id: &str) -> String {
+    format!(
+        "const row = document.querySelector('#runs tr[data-id=\"{id}\"]'); \
+         return row && [...row.cells].map(c => c.innerText)"
+    )
+}
+
+/// The run page the browser is on, once it is another than `not`'s.
+async fn the_new_run(browser: &Browser, not: &str) -> String {
+    let path = browser
+        .until(
+            "the new run's page",
+            &format!(
+                "return location.pathname.startsWith('/ui/runs/') && \
+                 location.pathname !== '/ui/runs/new' && \
+                 location.pathname !== '/ui/runs/{not}' && location.pathname"
+            ),
+        )
+        .await;
+    path.as_str()
+        .unwrap()
+        .trim_start_matches("/ui/runs/")
+        .to_owned()
+}
+
+/// Starts a run through the API; returns it as created.
+async fn start_run(app: &TestApp, body: Value) -> Value {
+    let response = app.post("/runs/", &body).await;
+    assert_eq!(response.status(), 201, "the run {body} starts");
+    response.json().await.unwrap()
+}
+
+/// A run as GET /runs/{id}/ answers it.
+async fn run_of(app: &TestApp, id: &str) -> Value {
+    let response = app.get(&format!("/runs/{id}/")).await;
+    assert_eq!(response.status(), 200, "the run {id}");
+    response.json().await.unwrap()
+}
+
+/// An SSH host nobody listens for: its jobs end unreachable at once.
+fn unreachable_host(name: &str, labels: &[&str]) -> rje_ssh::HostConfig {
+    let mut host = rje_ssh::HostConfig::new(name, "127.0.0.1");
+    host.port = rje_testkit::free_port();
+    host.labels = labels.iter().map(|label| (*label).to_owned()).collect();
+    host
+}
+
+#[tokio::test]
+async fn a_run_is_started_from_the_form_and_followed_to_its_end() {
+    // A labelled host beside `local`, for the form to offer the label.
+    let edge = unreachable_host("edge-1", &["edge"]);
+    let app = spawn_app_with(move |settings| {
+        settings.inventory = rje_ssh::Inventory {
+            hosts: vec![edge],
+            default_host: None,
+        };
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/ui/runs")).await;
+    browser
+        .until(
+            "no run yet",
+            "return !document.getElementById('empty').hidden",
+        )
+        .await;
+    browser.click("#start-run").await;
+    browser
+        .until(
+            "the hosts to pick",
+            "return document.querySelector('#run-hosts input[value=local]')",
+        )
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/runs/new");
+    let label = browser
+        .until(
+            "the edge label",
+            "const l = document.querySelector('#run-labels label[data-value=edge]'); \
+             return l && l.innerText",
+        )
+        .await;
+    assert!(label.as_str().unwrap().contains("1 host"), "{label}");
+
+    // No host picked: the server's error, beside the hosts.
+    browser.type_into("#run-command", "echo from a run").await;
+    browser.click("#new-run button[type=submit]").await;
+    let error = browser
+        .until(
+            "the hosts' error",
+            "return document.querySelector('#new-run [data-error-for=hosts]').innerText",
+        )
+        .await;
+    assert!(!error.as_str().unwrap().is_empty());
+    assert_eq!(
+        browser.current_path().await,
+        "/ui/runs/new",
+        "nothing was started"
+    );
+    let runs: Value = app.get("/runs/").await.json().await.unwrap();
+    assert_eq!(runs["total_count"], 0, "a refused form starts no run");
+
+    browser.click("#run-hosts input[value=local]").await;
+    browser.click("#new-run button[type=submit]").await;
+    let id = the_new_run(&browser, "none").await;
+    let local = browser
+        .until(
+            "the local tile to turn Success",
+            &format!(
+                "const t = ({})(); return t && t[0] === 'Success' && t",
+                js_fn(&tile("local"))
+            ),
+        )
+        .await;
+    assert_eq!(local[1], "exit 0");
+    browser
+        .until(
+            "the run's status Success",
+            "return document.getElementById('status').innerText === 'Success' \
+             && document.querySelector('#counts [data-count=Success]').innerText === '1'",
+        )
+        .await;
+    let run = run_of(&app, &id).await;
+    assert_eq!(run["status"], "Success");
+    assert_eq!(run["hosts"], json!(["local"]));
+    assert_eq!(run["command"], "echo from a run");
+    let job = id_of(&run["jobs"][0]);
+    assert_eq!(run["jobs"][0]["outcome"], "Success");
+    assert_eq!(
+        browser
+            .js("return document.getElementById('retry').hidden && document.getElementById('cancel').hidden")
+            .await,
+        true,
+        "nothing to cancel or retry in a run that succeeded"
+    );
+    browser.screenshot("run").await;
+
+    // The tile opens the host's job, whose page links back to the run.
+    browser.click("#grid a[data-host=local]").await;
+    browser
+        .until(
+            "the job's page",
+            &format!("return location.pathname === '/ui/jobs/{job}'"),
+        )
+        .await;
+    let link = browser
+        .until(
+            "the link to the run",
+            "const a = document.getElementById('run-link'); return a && a.getAttribute('href')",
+        )
+        .await;
+    assert_eq!(link, format!("/ui/runs/{id}"));
+    assert_eq!(
+        browser
+            .js("return document.getElementById('outcome').innerText")
+            .await,
+        "Success"
+    );
+
+    // The list shows it.
+    browser.goto(&app.url("/ui/runs")).await;
+    let row = browser.until("the run in the list", &run_row(&id)).await;
+    assert_eq!(row[0], "Success");
+    assert_eq!(row[1], "echo from a run");
+    assert_eq!(row[2], "1 host");
+    assert_eq!(row[3], "1 Success");
+    browser.screenshot("runs").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_run_shows_its_output_and_is_cancelled_from_its_page() {
+    let app = spawn_app().await;
+    let run = start_run(
+        &app,
+        json!({
+            "command": "for i in $(seq 1 60); do echo tick-$i; sleep 0.5; done",
+            "hosts": ["local"]
+        }),
+    )
+    .await;
+    let id = id_of(&run);
+    let browser = Browser::start().await;
+    browser.goto(&app.url(&format!("/ui/runs/{id}"))).await;
+    browser
+        .until(
+            "the local tile running",
+            &format!(
+                "const t = ({})(); return t && t[0] === 'Running'",
+                js_fn(&tile("local"))
+            ),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('status').innerText")
+            .await,
+        "Running"
+    );
+    // The output, each line after its host's name.
+    browser.click("#show-output").await;
+    let line = browser
+        .until(
+            "a line of output",
+            "const l = document.querySelector('#output .ln'); \
+             return l && [l.querySelector('.ln-host').innerText, l.innerText]",
+        )
+        .await;
+    assert_eq!(line[0], "local");
+    assert!(line[1].as_str().unwrap().contains("tick-"), "{line}");
+
+    browser
+        .until(
+            "Cancel on offer",
+            "return !document.getElementById('cancel').hidden",
+        )
+        .await;
+    browser.click("#cancel").await;
+    browser.accept_confirm().await;
+    browser
+        .until(
+            "the run Cancelled on the page",
+            &format!(
+                "const t = ({})(); return document.getElementById('status').innerText === 'Cancelled' \
+                 && t && t[0] === 'Cancelled'",
+                js_fn(&tile("local"))
+            ),
+        )
+        .await;
+    let run = run_of(&app, &id).await;
+    assert_eq!(run["status"], "Cancelled");
+    assert_eq!(run["jobs"][0]["outcome"], "Cancelled");
+    assert_eq!(
+        browser
+            .until(
+                "Retry failed hosts on offer",
+                "return !document.getElementById('retry').hidden \
+                 && document.getElementById('cancel').hidden",
+            )
+            .await,
+        true,
+        "a cancelled host did not succeed: it can be run again"
+    );
+    let lines = browser
+        .js("return document.querySelectorAll('#output .ln').length")
+        .await;
+    assert!(lines.as_u64().unwrap() <= 2000, "{lines} lines kept");
+
+    // The list shows it.
+    browser.goto(&app.url("/ui/runs")).await;
+    let row = browser.until("the run in the list", &run_row(&id)).await;
+    assert_eq!(row[0], "Cancelled");
+    assert_eq!(row[3], "1 Cancelled");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_run_retries_its_failed_hosts_from_its_page() {
+    let nowhere = unreachable_host("nowhere", &[]);
+    let app = spawn_app_with(move |settings| {
+        settings.inventory = rje_ssh::Inventory {
+            hosts: vec![nowhere],
+            default_host: None,
+        };
+    })
+    .await;
+    let run = start_run(
+        &app,
+        json!({"command": "echo twice", "hosts": ["local", "nowhere"]}),
+    )
+    .await;
+    let id = id_of(&run);
+    let browser = Browser::start().await;
+    browser.goto(&app.url(&format!("/ui/runs/{id}"))).await;
+    browser
+        .until(
+            "the run Failed",
+            "return document.getElementById('status').innerText === 'Failed'",
+        )
+        .await;
+    let run = run_of(&app, &id).await;
+    assert_eq!(run["hosts"], json!(["local", "nowhere"]));
+    let outcome = run["jobs"][1]["outcome"].as_str().expect("an outcome");
+    assert_ne!(outcome, "Success");
+    let tiles = browser
+        .until(
+            "both tiles final",
+            &format!(
+                "const l = ({})(), n = ({})(); \
+                 return l && n && l[0] === 'Success' && n[0] === '{outcome}' && [l, n]",
+                js_fn(&tile("local")),
+                js_fn(&tile("nowhere"))
+            ),
+        )
+        .await;
+    assert_eq!(tiles[0][1], "exit 0");
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#grid a')].map(a => a.dataset.host)")
+            .await,
+        json!(["local", "nowhere"]),
+        "the tiles in the run's order"
+    );
+    assert_eq!(
+        browser
+            .js(&format!(
+                "return document.querySelector('#counts [data-count={outcome}]').innerText"
+            ))
+            .await,
+        "1"
+    );
+    browser
+        .until(
+            "Retry failed hosts on offer",
+            "return !document.getElementById('retry').hidden",
+        )
+        .await;
+    browser.click("#retry").await;
+    let again = the_new_run(&browser, &id).await;
+    let link = browser
+        .until(
+            "the link back",
+            "const a = document.getElementById('retry-of'); return a && a.getAttribute('href')",
+        )
+        .await;
+    assert_eq!(link, format!("/ui/runs/{id}"));
+    let second = run_of(&app, &again).await;
+    assert_eq!(second["retry_of"], id.as_str());
+    assert_eq!(second["hosts"], json!(["nowhere"]), "only the failed host");
+    browser
+        .until(
+            "one tile, the failed host's",
+            "const tiles = [...document.querySelectorAll('#grid a')]; \
+             return tiles.length === 1 && tiles[0].dataset.host === 'nowhere'",
+        )
+        .await;
+    browser.close().await;
+}
