@@ -19,6 +19,7 @@ mod output;
 mod readme;
 mod restart;
 mod retention;
+mod runs;
 mod schedules;
 mod security;
 mod ssh;
