@@ -224,6 +224,17 @@ fn fit_to_server(document: &mut Value, settings: &ApiSettings, name_hosts: bool)
             properties["max_retries"]["maximum"] = json!(limits.max_retries);
         }
     }
+    // A run names configured hosts, and labels some host carries.
+    if let Some(properties) = document.pointer_mut("/components/schemas/RunRequest/properties") {
+        properties["timeout"]["minimum"] = json!(limits.min_timeout_secs);
+        properties["timeout"]["maximum"] = json!(limits.max_timeout_secs);
+        properties["command"]["maxLength"] = json!(limits.max_command_bytes);
+        properties["max_retries"]["maximum"] = json!(limits.max_retries);
+        properties["labels"]["items"]["pattern"] = json!(r"^[A-Za-z0-9._-]{1,64}$");
+        if name_hosts {
+            properties["hosts"]["items"]["enum"] = Value::from(hosts.clone());
+        }
+    }
     // A token's name is a host's kind of name, `env-…` reserved; its
     // scope names configured hosts, and labels of a host's kind.
     if let Some(properties) = document.pointer_mut("/components/schemas/TokenRequest/properties") {

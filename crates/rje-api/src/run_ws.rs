@@ -51,9 +51,11 @@ pub(crate) async fn upgrade(
             );
         }
     };
-    let ws = upgrade_of(ws)?;
+    // An unknown run is a plain 404, one outside the token's scope a 403,
+    // whether or not the request is an upgrade.
     let run = find(&state, id).await?;
     require_hosts(&caller, &run.run.hosts, &state.settings.hosts)?;
+    let ws = upgrade_of(ws)?;
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {

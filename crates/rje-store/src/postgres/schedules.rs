@@ -299,7 +299,17 @@ impl Retention for PostgresStore {
             .push(" ORDER BY completed_at LIMIT ")
             .push_bind(i64::from(batch))
             .push(")");
-        Ok(delete.build().execute(&self.pool).await?.rows_affected())
+        let deleted = delete.build().execute(&self.pool).await?.rows_affected();
+        // A run whose jobs are all gone is history no one can read whole:
+        // it goes with the last of them.
+        sqlx::query(&format!(
+            "DELETE FROM runs WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id)"
+        ))
+        .bind(filter.before)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted)
     }
 
     async fn finished_cutoff(&self, keep: u64) -> Result<Option<DateTime<Utc>>, StoreError> {

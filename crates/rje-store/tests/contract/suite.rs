@@ -72,6 +72,7 @@ macro_rules! store_contract {
             failures_past_the_limit_skip_the_hosts_not_started,
             a_runs_cancel_ends_its_queued_jobs_and_asks_its_running_ones,
             a_retry_runs_the_hosts_that_did_not_succeed_linked_to_their_jobs,
+            a_run_goes_with_the_last_of_its_jobs,
         );
     };
     (@tests_in $module:ident; $make:path; $($name:ident),+ $(,)?) => {

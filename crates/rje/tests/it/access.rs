@@ -143,6 +143,7 @@ async fn each_role_is_held_to_each_routes_rule() {
     for path in [
         "/ws/jobs",
         "/ws/jobs/{id}",
+        "/ws/runs/{id}",
         "/openapi.json",
         "/docs",
         "/docs/{*file}",
@@ -967,4 +968,132 @@ async fn schedules_and_runs_again_keep_to_the_tokens_scope_and_owner() {
         .await
         .unwrap();
     assert_eq!(after["paused"], true, "{after}");
+}
+
+#[tokio::test]
+async fn runs_keep_to_the_tokens_scope_and_owner() {
+    let app = three_host_app().await;
+    let team = make_token(
+        &app,
+        json!({"name": "team", "role": "run", "labels": ["web"]}),
+    )
+    .await;
+    let other = make_token(
+        &app,
+        json!({"name": "other", "role": "run", "labels": ["web"]}),
+    )
+    .await;
+    let reader = make_token(&app, json!({"name": "reader", "role": "read"})).await;
+
+    let outside = call(
+        &app,
+        &team,
+        Method::POST,
+        "/runs/",
+        Some(json!({"command": "true", "hosts": ["web-1", "db-1"]})),
+    )
+    .await;
+    assert_denied(outside, "host", "a run reaching db-1").await;
+    let read_only = call(
+        &app,
+        &reader,
+        Method::POST,
+        "/runs/",
+        Some(json!({"command": "true", "hosts": ["web-1"]})),
+    )
+    .await;
+    assert_denied(read_only, "role", "a read token starting a run").await;
+    let runs: Value = call(&app, ADMIN, Method::GET, "/runs/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["total_count"], 0, "a refused run makes nothing");
+
+    let mine = call(
+        &app,
+        &team,
+        Method::POST,
+        "/runs/",
+        Some(json!({"command": "true", "labels": ["web"]})),
+    )
+    .await;
+    assert_eq!(mine.status(), 201);
+    let mine: Value = mine.json().await.unwrap();
+    assert_eq!(mine["submitted_by"], "team");
+    assert_eq!(mine["jobs"][0]["submitted_by"], "team");
+    let wide = call(
+        &app,
+        ADMIN,
+        Method::POST,
+        "/runs/",
+        Some(json!({"command": "true", "hosts": ["web-1", "db-1"]})),
+    )
+    .await;
+    assert_eq!(wide.status(), 201);
+    let wide: Value = wide.json().await.unwrap();
+
+    // A scoped token sees the runs all of whose hosts it covers.
+    let listed: Value = call(&app, &team, Method::GET, "/runs/", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total_count"], 1);
+    assert_eq!(listed["runs"][0]["id"], mine["id"]);
+    let wide_path = format!("/runs/{}/", wide["id"].as_str().unwrap());
+    assert_denied(
+        call(&app, &team, Method::GET, &wide_path, None).await,
+        "host",
+        "reading a run reaching db-1",
+    )
+    .await;
+    let wide_ws = format!("/ws/runs/{}/", wide["id"].as_str().unwrap());
+    assert_denied(
+        call(&app, &team, Method::GET, &wide_ws, None).await,
+        "host",
+        "following a run reaching db-1",
+    )
+    .await;
+    assert_denied(
+        call(
+            &app,
+            &team,
+            Method::POST,
+            &format!("{wide_path}cancel/"),
+            None,
+        )
+        .await,
+        "host",
+        "cancelling it",
+    )
+    .await;
+
+    // Only its maker (or an admin) cancels a run.
+    let mine_path = format!("/runs/{}/", mine["id"].as_str().unwrap());
+    let theirs = call(
+        &app,
+        &other,
+        Method::POST,
+        &format!("{mine_path}cancel/"),
+        None,
+    )
+    .await;
+    assert_denied(theirs, "submitted_by", "another run token cancelling it").await;
+    let cancelled = call(
+        &app,
+        &team,
+        Method::POST,
+        &format!("{mine_path}cancel/"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        cancelled.status(),
+        200,
+        "no worker runs here: its jobs end at once"
+    );
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["status"], "Cancelled");
+    assert_eq!(cancelled["cancelled_by"], "team");
 }
