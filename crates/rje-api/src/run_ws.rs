@@ -25,7 +25,7 @@ use crate::extract::{Caller, QueryPairs};
 use crate::metrics::Subscriber;
 use crate::runs::{RunPath, find, require_hosts};
 use crate::ws::{
-    PING_EVERY, REPLAY_PAGE, next_check, revocation_checks, revoked_frame, send_within, upgrade_of,
+    PING_EVERY, REPLAY_PAGE, close_with, next_check, revocation_checks, revoked_frame, send_within, upgrade_of,
 };
 use crate::{ApiError, AppState, ConnectionSlot};
 
@@ -323,14 +323,6 @@ impl RunSession {
                 }
             }
         };
-        let _ = self.send_message(Message::Close(Some(frame))).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            while let Some(Ok(message)) = self.socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        close_with(&mut self.socket, frame, self.state.settings.ws_send_timeout).await;
     }
 }

@@ -441,16 +441,25 @@ impl Session {
                 }
             }
         };
-        let _ = self.send_message(Message::Close(Some(frame))).await;
-        // Give the client a moment to answer the close, as the protocol
-        // asks, without waiting on a client that never does.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(message)) = self.socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        close_with(&mut self.socket, frame, self.state.settings.ws_send_timeout).await;
     }
+}
+
+/// Sends `frame`, then gives the client a moment to answer the close, as
+/// the protocol asks, without waiting on a client that never does.
+pub(crate) async fn close_with(socket: &mut WebSocket, frame: CloseFrame, within: Duration) {
+    if send_within(socket, Message::Close(Some(frame)), within)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
