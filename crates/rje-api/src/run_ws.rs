@@ -19,7 +19,7 @@ use rje_bus::{JobEvent, Received};
 use rje_domain::{Chunk, HostOutcome, JobId, Principal, RunId, Status};
 use rje_proto::{RunCounts, RunMessage};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::extract::{Caller, QueryPairs};
 use crate::metrics::Subscriber;
@@ -33,6 +33,9 @@ use crate::{ApiError, AppState, ConnectionSlot};
 /// a slow client makes the per-job subscriptions fall behind, which is
 /// told as a gap and read again from the store, never buffered here.
 const OUTPUT_QUEUE: usize = 64;
+/// How often a session reads its run again with no event: a safety net
+/// for an event the bus lost, never the way news arrives.
+const RESYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -61,6 +64,7 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| async move {
             let _slot = slot;
             let _counted = Subscriber::new("run");
+            let (forward, outputs) = mpsc::channel(OUTPUT_QUEUE);
             let mut session = RunSession {
                 state,
                 caller,
@@ -69,8 +73,11 @@ pub(crate) async fn upgrade(
                 output,
                 jobs: HashMap::new(),
                 last_run: None,
+                forward,
+                forwarders: JoinSet::new(),
+                followed: HashMap::new(),
             };
-            let end = session.run().await;
+            let end = session.run(outputs).await;
             session.close(end).await;
         }))
 }
@@ -81,16 +88,16 @@ async fn follow_output(
     job: JobId,
     forward: &mpsc::Sender<(JobId, Received<JobEvent>)>,
     forwarders: &mut JoinSet<()>,
-) {
+) -> Option<AbortHandle> {
     let mut events = match bus.subscribe_job(job).await {
         Ok(events) => events,
         Err(err) => {
             tracing::warn!(%job, %err, "bus unavailable; this job's output is read at its end");
-            return;
+            return None;
         }
     };
     let forward = forward.clone();
-    forwarders.spawn(async move {
+    Some(forwarders.spawn(async move {
         loop {
             let received = events.recv().await;
             let closed = matches!(received, Received::Closed);
@@ -99,7 +106,7 @@ async fn follow_output(
                 return;
             }
         }
-    });
+    }))
 }
 
 enum End {
@@ -126,10 +133,16 @@ struct RunSession {
     output: bool,
     jobs: HashMap<JobId, Sent>,
     last_run: Option<(Status, RunCounts)>,
+    /// Where the output subscriptions forward to.
+    forward: mpsc::Sender<(JobId, Received<JobEvent>)>,
+    forwarders: JoinSet<()>,
+    /// The running jobs whose output is followed live: only those, so the
+    /// subscriptions are bounded by the run's `max_parallel`, not its hosts.
+    followed: HashMap<JobId, AbortHandle>,
 }
 
 impl RunSession {
-    async fn run(&mut self) -> End {
+    async fn run(&mut self, mut outputs: mpsc::Receiver<(JobId, Received<JobEvent>)>) -> End {
         let mut statuses = match self.state.bus.subscribe_status().await {
             Ok(statuses) => Some(statuses),
             Err(err) => {
@@ -137,18 +150,6 @@ impl RunSession {
                 None
             }
         };
-        let (forward, mut outputs) = mpsc::channel(OUTPUT_QUEUE);
-        let mut forwarders = JoinSet::new();
-        let first = match find(&self.state, self.id).await {
-            Ok(run) => run,
-            Err(err) => return End::Failed(err.to_string()),
-        };
-        if self.output {
-            for job in first.jobs.iter().filter(|job| !job.status.is_final()) {
-                follow_output(&*self.state.bus, job.id, &forward, &mut forwarders).await;
-            }
-        }
-        drop(forward);
         match self.sync().await {
             Ok(true) => return End::Finished,
             Ok(false) => {}
@@ -159,9 +160,12 @@ impl RunSession {
         };
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.tick().await;
         let mut checks = revocation_checks(&self.caller);
         loop {
             let step = tokio::select! {
+                _ = resync.tick() => self.sync().await,
                 () = next_check(&mut checks) => {
                     if self.state.authentication.still_valid(&self.caller, &*self.state.access).await {
                         Ok(false)
@@ -171,7 +175,14 @@ impl RunSession {
                 }
                 received = statuses.recv() => match received {
                     Received::Message(event) if !self.jobs.contains_key(&event.job) => Ok(false),
-                    Received::Message(_) | Received::Gap(_) => self.sync().await,
+                    Received::Message(_) | Received::Gap(_) => {
+                        // One read of the run answers every event already
+                        // waiting: a burst (a cancel, a failure limit that
+                        // skips hundreds of hosts) costs one read, not one
+                        // per job.
+                        while statuses.try_recv().is_some() {}
+                        self.sync().await
+                    }
                     Received::Closed => Err(End::Failed("live updates ended".into())),
                 },
                 Some((job, received)) = outputs.recv() => self.on_output(job, received).await.map(|()| false),
@@ -211,8 +222,24 @@ impl RunSession {
             if sent.status == Some(job.status) && sent.outcome == job.outcome {
                 continue;
             }
+            if self.output && job.status == Status::Running && !self.followed.contains_key(&job.id) {
+                // Subscribed before the store is read: nothing printed in
+                // between is missed, and what both deliver is sent once.
+                let bus = &*self.state.bus;
+                if let Some(handle) =
+                    follow_output(bus, job.id, &self.forward, &mut self.forwarders).await
+                {
+                    self.followed.insert(job.id, handle);
+                }
+            }
             if self.output && job.status != Status::Queued {
                 self.catch_up_output(job.id).await?;
+            }
+            if job.status.is_final()
+                && let Some(handle) = self.followed.remove(&job.id)
+            {
+                handle.abort();
+                while self.forwarders.try_join_next().is_some() {}
             }
             self.send(&RunMessage::job(job)).await?;
             if let Some(sent) = self.jobs.get_mut(&job.id) {

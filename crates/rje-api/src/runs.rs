@@ -94,7 +94,13 @@ fn response_of(run: RunWithJobs) -> RunResponse {
 }
 
 /// Queues a run's jobs and answers 201 with the run.
-async fn start(state: &AppState, run: &NewRun, audited: String) -> Result<Response, ApiError> {
+/// `audited` is the run an audit entry names: the new run's id when
+/// `None`, else the run it runs again.
+async fn start(
+    state: &AppState,
+    run: &NewRun,
+    audited: Option<String>,
+) -> Result<Response, ApiError> {
     let created = state.runs.create_run(run).await?;
     crate::metrics::run_created(created.jobs.len());
     for job in &created.jobs {
@@ -110,7 +116,9 @@ async fn start(state: &AppState, run: &NewRun, audited: String) -> Result<Respon
         Json(response_of(created)),
     )
         .into_response();
-    response.extensions_mut().insert(AuditTarget(audited));
+    response
+        .extensions_mut()
+        .insert(AuditTarget(audited.unwrap_or_else(|| id.to_string())));
     Ok(response)
 }
 
@@ -140,7 +148,7 @@ async fn create_run(
     let run = NewRun::parse(&body, &settings.limits, &settings.hosts)?;
     require_hosts(&caller, run.hosts(), &settings.hosts)?;
     let run = run.submitted_by(caller.name.clone());
-    start(&state, &run, "new run".to_owned()).await
+    start(&state, &run, None).await
 }
 
 /// The runs, newest first, without their jobs; a token limited to some

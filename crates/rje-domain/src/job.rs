@@ -294,7 +294,9 @@ impl Job {
     /// The lifecycle rule for an edit: only a job nobody has picked up yet
     /// may be edited.
     pub fn when_edited(&self) -> Result<(), LifecycleConflict> {
-        if self.status.is_editable() {
+        // A run's job is the run's request on its host: edited alone it
+        // would no longer be what the run says it ran.
+        if self.status.is_editable() && self.lineage.run.is_none() {
             Ok(())
         } else {
             Err(self.conflict())
@@ -304,7 +306,10 @@ impl Job {
     /// The lifecycle rule for a delete: anything but a running job, whose
     /// process deleting would orphan.
     pub fn when_deleted(&self) -> Result<(), LifecycleConflict> {
-        if self.status.is_deletable() {
+        // A run's job that has not ended is still the run's to end (a
+        // cancel): deleted, its run would end with no word of it.
+        let run_unsettled = self.lineage.run.is_some() && !self.status.is_final();
+        if self.status.is_deletable() && !run_unsettled {
             Ok(())
         } else {
             Err(self.conflict())
@@ -824,5 +829,19 @@ mod tests {
         let id = JobId::new();
         assert_eq!(JobId::from(id.as_uuid()), id);
         assert_ne!(JobId::new(), id, "every new id is new");
+    }
+
+    #[test]
+    fn a_runs_job_is_never_edited_and_deleted_only_once_it_ended() {
+        let mut job = job_in(Status::Queued);
+        job.lineage.run = Some(crate::RunId::new());
+        assert!(job.when_edited().is_err(), "the run says what it ran");
+        assert!(job.when_deleted().is_err(), "cancel it first");
+        assert!(job.when_cancelled().is_ok());
+        job.status = Status::Failed;
+        assert!(job.when_deleted().is_ok());
+        job.lineage.run = None;
+        job.status = Status::Queued;
+        assert!(job.when_edited().is_ok() && job.when_deleted().is_ok());
     }
 }

@@ -44,12 +44,20 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(err.to_string())
             }
-            sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => {
+            sqlx::Error::Database(db)
+                if is_busy(db.code().as_deref()) || is_transient(db.code().as_deref()) =>
+            {
                 StoreError::Unavailable(db.to_string())
             }
             other => StoreError::Internal(other.to_string()),
         }
     }
+}
+
+/// PostgreSQL's deadlock and serialization failures: the transaction was
+/// rolled back whole, and the same one may simply run again.
+fn is_transient(code: Option<&str>) -> bool {
+    matches!(code, Some("40P01" | "40001"))
 }
 
 /// SQLite's SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.

@@ -164,6 +164,24 @@ impl Runs for PostgresStore {
     }
 
     async fn cancel_run(&self, id: RunId, by: Option<&str>) -> Result<RunCancel, StoreError> {
+        // A job of the run failing meanwhile holds its row and then asks for
+        // the run's (to skip the rest): PostgreSQL may end one of the two
+        // as a deadlock. The cancel is then simply made again.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_cancel_run(id, by).await {
+                Err(StoreError::Unavailable(why)) if tries < 3 => {
+                    tracing::debug!(run = %id, %why, "a run's cancel met a concurrent write; again");
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn try_cancel_run(&self, id: RunId, by: Option<&str>) -> Result<RunCancel, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = async {
             let before = read_run(&mut tx, id, true).await?;

@@ -41,9 +41,12 @@ impl Queue for SqliteStore {
         // Most claims find nothing (a worker asks whenever a slot frees):
         // a read on the reader pool answers that without queueing behind
         // the single writer.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM jobs WHERE status = 'Queued' AND run_at <= ? LIMIT 1",
-        )
+        // Jobs waiting for their turn (a run at its max_parallel, a serial
+        // schedule) are not due: they would make every claim a write.
+        let due: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM jobs q WHERE q.status = 'Queued' AND q.run_at <= ? \
+             AND {SERIAL_TURN} AND {RUN_TURN} LIMIT 1"
+        ))
         .bind(micros(at))
         .fetch_optional(&self.reader)
         .await?;

@@ -293,14 +293,24 @@ impl Schedules for SqliteStore {
 impl Retention for SqliteStore {
     async fn prune_finished(&self, filter: &PruneFilter, batch: u32) -> Result<u64, StoreError> {
         let mut delete = QueryBuilder::<Sqlite>::new(
-            "DELETE FROM jobs WHERE pk IN (SELECT pk FROM jobs WHERE completed_at < ",
+            "DELETE FROM jobs WHERE pk IN (SELECT pk FROM jobs j WHERE j.completed_at < ",
         );
         delete.push_bind(micros(filter.before)).push(format!(
-            " AND status IN {}",
+            " AND j.status IN {}",
             final_statuses(&filter.statuses)
         ));
+        // A run's jobs go only once the whole run ended before the cutoff,
+        // so that a run still going never loses a job's outcome.
         delete
-            .push(" ORDER BY completed_at LIMIT ")
+            .push(
+                " AND (j.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r \
+                 WHERE r.run_id = j.run_id AND (r.status IN ('Queued', 'Running') \
+                 OR r.completed_at >= ",
+            )
+            .push_bind(micros(filter.before))
+            .push(")))");
+        delete
+            .push(" ORDER BY j.completed_at LIMIT ")
             .push_bind(i64::from(batch))
             .push(")");
         let deleted = delete.build().execute(&self.writer).await?.rows_affected();

@@ -344,12 +344,13 @@ pub async fn a_retry_runs_the_hosts_that_did_not_succeed_linked_to_their_jobs(
 
 pub async fn a_run_goes_with_the_last_of_its_jobs(store: Arc<dyn JobStore>) {
     let made = started(&store, json!({"command": "x", "hosts": ["a", "b"]})).await;
-    let kept = started(&store, json!({"command": "y", "hosts": ["c"]})).await;
+    let kept = started(&store, json!({"command": "y", "hosts": ["c", "d"]})).await;
     for claimed in claim_all(&store).await {
         if claimed.0 != kept.jobs[0].id {
             finish(&store, claimed, 0).await;
         }
     }
+    assert_eq!(run_of(&store, kept.run.id).await.run.tally.count(HostOutcome::Success), 1);
     let prune = rje_domain::PruneFilter::before(chrono::Utc::now() + chrono::Duration::seconds(1));
     assert_eq!(store.prune_finished(&prune, 100).await.unwrap(), 2);
     assert!(
@@ -360,5 +361,5 @@ pub async fn a_run_goes_with_the_last_of_its_jobs(store: Arc<dyn JobStore>) {
         "a run with no job left is gone"
     );
     let still = run_of(&store, kept.run.id).await;
-    assert_eq!(still.jobs.len(), 1, "a run with a job still running stays");
+    assert_eq!(still.jobs.len(), 2, "a run still going keeps even its finished jobs");
 }
