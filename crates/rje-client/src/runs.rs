@@ -418,6 +418,7 @@ async fn follow_run(
 ) -> Result<ExitCode, ClientError> {
     let id = run.id.to_string();
     let human = presenter.stdout_tty && !presenter.json;
+    let telling = telling(human, output);
     let mut state = RunState::new(&run);
     let mut lines = OutputLines::new(host_width(run.hosts.iter().map(String::as_str)));
     let mut view = LiveView::new(presenter.decorate(), output);
@@ -432,10 +433,10 @@ async fn follow_run(
                     break;
                 };
                 state.apply(&message);
-                if human && output {
-                    show_output(&message, &mut lines, &view)?;
-                } else {
-                    print_json_line(&message)?;
+                match telling {
+                    Telling::View => {}
+                    Telling::ViewAndOutput => show_output(&message, &mut lines, &view)?,
+                    Telling::JsonLines => print_json_line(&message)?,
                 }
             }
             _ = tick.tick(), if view.shown() => view.draw(&state, follower.live()),
@@ -481,6 +482,28 @@ async fn follow_run(
         print_json_line(&last)?;
     }
     Ok(run_exit_code(last.status, &last.counts))
+}
+
+/// How the messages of a followed run are told as they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Telling {
+    /// A person without --output: the live view (and, at the end, the
+    /// recap) tells it all; nothing on stdout meanwhile.
+    View,
+    /// A person with --output: the view, and the output lines, prefixed.
+    ViewAndOutput,
+    /// Piped or --json: every message, as a line of JSON, for a program.
+    JsonLines,
+}
+
+/// How a run is told: JSON lines only when no person reads stdout (piped,
+/// or --json); a person never gets them mixed into the view.
+fn telling(human: bool, output: bool) -> Telling {
+    match (human, output) {
+        (true, false) => Telling::View,
+        (true, true) => Telling::ViewAndOutput,
+        (false, _) => Telling::JsonLines,
+    }
 }
 
 /// What a person reads of a message as it comes: output lines, prefixed;
@@ -732,6 +755,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn json_lines_only_when_no_person_reads_stdout() {
+        assert_eq!(
+            telling(true, false),
+            Telling::View,
+            "no JSON under the view"
+        );
+        assert_eq!(telling(true, true), Telling::ViewAndOutput);
+        assert_eq!(telling(false, false), Telling::JsonLines);
+        assert_eq!(telling(false, true), Telling::JsonLines);
     }
 
     #[test]
