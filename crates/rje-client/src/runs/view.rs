@@ -492,10 +492,22 @@ pub(crate) fn recap(
     out
 }
 
+/// The longest piece of a line printed under one prefix, in bytes. A host
+/// writing without newlines would otherwise have its line held whole until
+/// it ends, growing without bound; past this, the line is printed in
+/// pieces, each but the last ending with [`CUT_MARK`].
+const LINE_CAP: usize = 64 * 1024;
+
+/// The end of a piece of a line longer than [`LINE_CAP`]: the rest follows
+/// under the host's next prefix.
+const CUT_MARK: &str = " [line cut]";
+
 /// Output lines as `ansible -a` and `pdsh` show them: each prefixed with
 /// its host's name, in a column, stderr's marked with `!` instead of `|`.
 /// A chunk that ends in the middle of a line keeps that part until the
-/// rest comes, so that no line is cut in two under two prefixes.
+/// rest comes, so that no line is cut in two under two prefixes; but at
+/// most [`LINE_CAP`] of it per job and stream, so that memory stays
+/// bounded.
 #[derive(Debug, Default)]
 pub(crate) struct OutputLines {
     partial: HashMap<(JobId, Stream), (String, String)>,
@@ -511,22 +523,37 @@ impl OutputLines {
         }
     }
 
-    /// The whole lines `text` completes, prefixed, each with its newline.
+    /// The whole lines `text` completes, prefixed, each with its newline;
+    /// and the pieces of [`LINE_CAP`] of a line longer than that, cut.
     pub(crate) fn push(&mut self, job: JobId, host: &str, stream: Stream, text: &str) -> String {
+        let width = self.width;
         let (_, held) = self
             .partial
             .entry((job, stream))
             .or_insert_with(|| (host.to_owned(), String::new()));
         held.push_str(text);
-        let Some(end) = held.rfind('\n') else {
-            return String::new();
-        };
-        let rest = held.split_off(end + 1);
-        let whole = std::mem::replace(held, rest);
-        whole
-            .lines()
-            .map(|line| prefixed(host, self.width, stream, line))
-            .collect()
+        let mut out = String::new();
+        if let Some(end) = held.rfind('\n') {
+            let rest = held.split_off(end + 1);
+            let whole = std::mem::replace(held, rest);
+            for line in whole.lines() {
+                out.push_str(&cut_line(host, width, stream, line));
+            }
+        }
+        // What is held past the cap goes out now, cut from the front as a
+        // whole line is (see `pieces`), so that a long line is cut at the
+        // same places whether it came in one chunk or many.
+        while held.len() > LINE_CAP {
+            let rest = held.split_off(cut_at(held));
+            let piece = std::mem::replace(held, rest);
+            out.push_str(&prefixed(
+                host,
+                width,
+                stream,
+                &format!("{piece}{CUT_MARK}"),
+            ));
+        }
+        out
     }
 
     /// What is held of `job`'s output (a last line without its newline),
@@ -550,6 +577,45 @@ impl OutputLines {
         jobs.dedup();
         jobs.into_iter().flat_map(|job| self.flush(job)).collect()
     }
+}
+
+/// `line`, prefixed: in pieces of [`LINE_CAP`] when longer, each but
+/// the last marked as cut.
+fn cut_line(host: &str, width: usize, stream: Stream, line: &str) -> String {
+    let pieces = pieces(line);
+    let last = pieces.len().saturating_sub(1);
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(n, piece)| {
+            let mark = if n < last { CUT_MARK } else { "" };
+            prefixed(host, width, stream, &format!("{piece}{mark}"))
+        })
+        .collect()
+}
+
+/// Where the first piece of `text`, longer than [`LINE_CAP`], ends: at the
+/// cap, or just before it so as not to split a character.
+fn cut_at(text: &str) -> usize {
+    // A UTF-8 character is at most 4 bytes: a boundary is within 3 bytes
+    // below the cap, and the cap is far above 3.
+    (LINE_CAP - 3..=LINE_CAP)
+        .rev()
+        .find(|at| text.is_char_boundary(*at))
+        .unwrap_or(LINE_CAP)
+}
+
+/// `line` in pieces of at most [`LINE_CAP`] bytes, from the front.
+fn pieces(line: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = line;
+    while rest.len() > LINE_CAP {
+        let (piece, after) = rest.split_at(cut_at(rest));
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces.push(rest);
+    pieces
 }
 
 /// `web-1 | line` (stdout) or `web-1 ! line` (stderr), with its newline.
@@ -788,6 +854,64 @@ pub(crate) mod tests {
         assert_eq!(flushed, [(Stream::Stdout, "web-1  | next\n".to_owned())]);
         assert!(lines.flush(one).is_empty());
         assert!(lines.flush_all().is_empty());
+    }
+
+    #[test]
+    fn a_line_without_end_is_held_up_to_a_cap_then_cut() {
+        let mut lines = OutputLines::new(5);
+        let one = job_id(1);
+        let chunk = "a".repeat(40 * 1024);
+        assert_eq!(lines.push(one, "web-1", Stream::Stdout, &chunk), "");
+        // Past the cap, the first LINE_CAP bytes go out, marked; the rest
+        // is held.
+        let out = plain(&lines.push(one, "web-1", Stream::Stdout, &chunk));
+        assert_eq!(out, format!("web-1 | {}{CUT_MARK}\n", "a".repeat(LINE_CAP)));
+        // However much comes without a newline, no more than the cap is
+        // held.
+        for _ in 0..100 {
+            let out = lines.push(one, "web-1", Stream::Stdout, &chunk);
+            assert!(out.is_empty() || out.ends_with(&format!("{CUT_MARK}\n")));
+            let held = &lines.partial[&(one, Stream::Stdout)].1;
+            assert!(held.len() <= LINE_CAP, "{}", held.len());
+        }
+        // The line's end comes out unmarked.
+        let out = plain(&lines.push(one, "web-1", Stream::Stdout, "end\n"));
+        assert!(
+            out.ends_with("aend\n") && !out.contains(CUT_MARK),
+            "{out:?}"
+        );
+        assert!(lines.flush(one).is_empty());
+
+        // A line as long, in one chunk, is cut at the same places.
+        let long = "a".repeat(LINE_CAP * 2 + 10);
+        let out = plain(&lines.push(one, "web-1", Stream::Stdout, &format!("{long}\n")));
+        let printed: Vec<&str> = out.lines().collect();
+        assert_eq!(printed.len(), 3);
+        assert_eq!(
+            printed[0],
+            format!("web-1 | {}{CUT_MARK}", "a".repeat(LINE_CAP))
+        );
+        assert_eq!(printed[1], printed[0]);
+        assert_eq!(printed[2], format!("web-1 | {}", "a".repeat(10)));
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let mut lines = OutputLines::new(5);
+        let one = job_id(1);
+        // `é` is 2 bytes: one straddles the cap.
+        let text = format!("{}é{}", "a".repeat(LINE_CAP - 1), "b".repeat(10));
+        let out = plain(&lines.push(one, "web-1", Stream::Stderr, &text));
+        assert_eq!(
+            out,
+            format!("web-1 ! {}{CUT_MARK}\n", "a".repeat(LINE_CAP - 1))
+        );
+        let flushed = lines.flush(one);
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(
+            plain(&flushed[0].1),
+            format!("web-1 ! é{}\n", "b".repeat(10))
+        );
     }
 
     #[test]
