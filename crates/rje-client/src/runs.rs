@@ -422,14 +422,17 @@ async fn follow_run(
     let mut state = RunState::new(&run);
     let mut lines = OutputLines::new(host_width(run.hosts.iter().map(String::as_str)));
     let mut view = LiveView::new(presenter.decorate(), output);
-    let mut follower = RunFollower::new(api.clone(), &id, output);
+    let follower = RunFollower::new(api.clone(), &id, output);
+    let watch = follower.watch();
+    let messages = follower.messages();
+    let mut messages = std::pin::pin!(messages);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut cancel_sent = false;
     loop {
         tokio::select! {
-            message = follower.next() => {
-                let Some(message) = message? else {
+            message = messages.next() => {
+                let Some(message) = message.transpose()? else {
                     break;
                 };
                 state.apply(&message);
@@ -439,7 +442,7 @@ async fn follow_run(
                     Telling::JsonLines => print_json_line(&message)?,
                 }
             }
-            _ = tick.tick(), if view.shown() => view.draw(&state, follower.live()),
+            _ = tick.tick(), if view.shown() => view.draw(&state, watch.live()),
             _ = tokio::signal::ctrl_c() => {
                 let cancel = !cancel_sent && presenter.interactive() && {
                     view.hide();

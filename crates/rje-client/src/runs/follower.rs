@@ -9,9 +9,11 @@
 //! each change is passed on once, and no line twice.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use rje_domain::{HostOutcome, JobId, Status};
 use rje_proto::{RunCounts, RunMessage, RunResponse};
 use tokio::time::Instant;
@@ -41,11 +43,28 @@ struct Seen {
     last_seq: i64,
 }
 
+/// What the caller may read of a follower whose messages it consumes as
+/// [`RunFollower::messages`].
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    live: AtomicBool,
+}
+
+impl Watch {
+    /// Whether the WebSocket is up (else the run is being polled, and no
+    /// output comes until it is up again).
+    pub(crate) fn live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) struct RunFollower {
     api: Api,
     id: String,
     output: bool,
+    /// Set through [`Self::set_socket`], which keeps `watch.live` with it.
     socket: Option<Socket>,
+    watch: Arc<Watch>,
     /// The WebSocket dropped or could not be had: read the run over HTTP
     /// before the next connection.
     poll_first: bool,
@@ -64,6 +83,7 @@ impl RunFollower {
             id: id.to_owned(),
             output,
             socket: None,
+            watch: Arc::default(),
             poll_first: false,
             next_connect: None,
             poll_failures: 0,
@@ -72,14 +92,37 @@ impl RunFollower {
         }
     }
 
-    /// Whether the WebSocket is up (else the run is being polled, and no
-    /// output comes until it is up again).
-    pub(crate) fn live(&self) -> bool {
-        self.socket.is_some()
+    /// What the caller may read of the follower meanwhile.
+    pub(crate) fn watch(&self) -> Arc<Watch> {
+        self.watch.clone()
+    }
+
+    /// Every change, until the run is final and that was passed on (or
+    /// an error, the last item). The stream keeps the step under way
+    /// (a handshake, a poll, a pause, the silence timer) when the future
+    /// of its next item is dropped, as `select!` does every time another
+    /// branch wins (the live view's clock, every 100 ms): with
+    /// [`Self::next`] itself, a handshake slower than that would start
+    /// again forever and a silent connection never be taken for dead.
+    pub(crate) fn messages(self) -> impl Stream<Item = Result<RunMessage, ClientError>> {
+        futures_util::stream::unfold(Some(self), |follower| async move {
+            let mut follower = follower?;
+            match follower.next().await {
+                Ok(Some(message)) => Some((Ok(message), Some(follower))),
+                Ok(None) => None,
+                Err(err) => Some((Err(err), None)),
+            }
+        })
+    }
+
+    fn set_socket(&mut self, socket: Option<Socket>) {
+        self.watch.live.store(socket.is_some(), Ordering::Relaxed);
+        self.socket = socket;
     }
 
     /// The next change, or `None` once the run is final and that was
-    /// passed on. Cancel-safe: dropping the future loses nothing.
+    /// passed on. Dropping the future loses no message, but the step
+    /// under way starts again: [`Self::messages`] is for `select!`.
     pub(crate) async fn next(&mut self) -> Result<Option<RunMessage>, ClientError> {
         loop {
             if let Some(message) = self.pending.pop_front() {
@@ -106,7 +149,7 @@ impl RunFollower {
                     // the loop above): read it over HTTP, then connect
                     // again.
                     tracing::debug!(run = %self.id, "run WebSocket dropped; polling");
-                    self.socket = None;
+                    self.set_socket(None);
                     self.poll_first = true;
                 }
                 Ok(Some(Ok(_))) => {}
@@ -131,7 +174,7 @@ impl RunFollower {
             if self.output { "?output=true" } else { "" }
         );
         match connect(&self.api, &path, &format!("run {}", self.id)).await? {
-            Ok(socket) => self.socket = Some(socket),
+            Ok(socket) => self.set_socket(Some(socket)),
             Err(reason) => {
                 tracing::debug!(run = %self.id, %reason, "no run WebSocket; polling");
                 self.poll_first = true;
@@ -314,6 +357,8 @@ mod tests {
         sockets: std::sync::Mutex<VecDeque<(Vec<RunMessage>, bool)>>,
         run: RunResponse,
         polls: std::sync::atomic::AtomicUsize,
+        /// How long each WebSocket handshake takes: a distant server.
+        delay: Duration,
     }
 
     async fn serve(server: std::sync::Arc<FakeServer>) -> String {
@@ -333,6 +378,7 @@ mod tests {
                         .then(|| server.sockets.lock().unwrap().pop_front())
                         .flatten();
                     if let Some((messages, drop)) = script {
+                        tokio::time::sleep(server.delay).await;
                         let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
                         for message in messages {
                             let text = serde_json::to_string(&message).unwrap();
@@ -404,6 +450,7 @@ mod tests {
             sockets: std::sync::Mutex::new(VecDeque::from([(first, true), (second, false)])),
             run,
             polls: Default::default(),
+            delay: Duration::ZERO,
         });
         let mut follower = follower(serve(server.clone()).await, true);
         let mut got = Vec::new();
@@ -459,6 +506,7 @@ mod tests {
             sockets: Default::default(),
             run: run_response(&["web-1"]),
             polls: Default::default(),
+            delay: Duration::ZERO,
         });
         let mut follower = follower(serve(server).await, false);
         let err = tokio::time::timeout(Duration::from_secs(20), follower.next())
@@ -466,5 +514,37 @@ mod tests {
             .expect("an answer")
             .unwrap_err();
         assert!(matches!(err, ClientError::NotFound(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_handshake_is_not_lost_to_the_view_s_clock() {
+        let mut run = run_response(&["web-1"]);
+        run.status = Status::Success;
+        let server = std::sync::Arc::new(FakeServer {
+            sockets: std::sync::Mutex::new(VecDeque::from([(
+                vec![run_message(Status::Success, 1, 0)],
+                false,
+            )])),
+            run,
+            polls: Default::default(),
+            delay: Duration::from_millis(300),
+        });
+        let messages = follower(serve(server).await, false).messages();
+        let mut messages = std::pin::pin!(messages);
+        // As `follow_run` does: the view redrawn every 100 ms meanwhile.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let within = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        if message.transpose().unwrap().is_none() {
+                            break;
+                        }
+                    }
+                    _ = tick.tick() => {}
+                }
+            }
+        });
+        within.await.expect("the run ends");
     }
 }
