@@ -470,6 +470,13 @@ async fn follow_run(
         }
     }
     view.hide();
+    if watch.output_missing() {
+        eprintln!(
+            "warning: the connection to the server was lost and could not be had again \
+             before run {id} ended: some of its hosts' output may be missing here \
+             (`rje runs show {id}` lists their jobs, `rje stream JOB-ID` prints one's output)"
+        );
+    }
     let last = api.run(&id).await?;
     if human {
         for (stream, text) in lines.flush_all() {

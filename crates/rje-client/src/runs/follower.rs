@@ -7,6 +7,13 @@
 //! (each job's status and outcome, the last output chunk of each, the
 //! run's status and counts), and what a new connection repeats is dropped:
 //! each change is passed on once, and no line twice.
+//!
+//! No output comes while polling. So when a poll finds the run final and
+//! output is wanted, the run's WebSocket is connected once more: it
+//! replays every job's output from the start, then the final statuses,
+//! then closes, and the dedup lets through only what was not printed. Only
+//! if that last connection fails does the follow end without it, and
+//! [`Watch::output_missing`] says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,6 +55,7 @@ struct Seen {
 #[derive(Debug, Default)]
 pub(crate) struct Watch {
     live: AtomicBool,
+    output_missing: AtomicBool,
 }
 
 impl Watch {
@@ -55,6 +63,13 @@ impl Watch {
     /// output comes until it is up again).
     pub(crate) fn live(&self) -> bool {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether the run ended while the WebSocket was down and the last
+    /// connection, for the output that came meanwhile, failed: some of
+    /// the output wanted may never have been passed on.
+    pub(crate) fn output_missing(&self) -> bool {
+        self.output_missing.load(Ordering::Relaxed)
     }
 }
 
@@ -71,6 +86,10 @@ pub(crate) struct RunFollower {
     /// No connection before this (a poll's pause).
     next_connect: Option<Instant>,
     poll_failures: u32,
+    /// The run as a poll found it final while output was wanted: the
+    /// last connection is under way for the output, and this is what is
+    /// passed on instead if it fails.
+    last_chance: Option<RunResponse>,
     dedup: Dedup,
     pending: VecDeque<RunMessage>,
 }
@@ -87,6 +106,7 @@ impl RunFollower {
             poll_first: false,
             next_connect: None,
             poll_failures: 0,
+            last_chance: None,
             dedup: Dedup::default(),
             pending: VecDeque::new(),
         }
@@ -147,10 +167,15 @@ impl RunFollower {
                 Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => {
                     // Dropped before the run's final status (which ends
                     // the loop above): read it over HTTP, then connect
-                    // again.
-                    tracing::debug!(run = %self.id, "run WebSocket dropped; polling");
+                    // again; or, if this was the last connection, end
+                    // with what the poll read.
                     self.set_socket(None);
-                    self.poll_first = true;
+                    if self.last_chance.is_some() {
+                        self.without_output("the last connection dropped");
+                    } else {
+                        tracing::debug!(run = %self.id, "run WebSocket dropped; polling");
+                        self.poll_first = true;
+                    }
                 }
                 Ok(Some(Ok(_))) => {}
             }
@@ -162,7 +187,9 @@ impl RunFollower {
         if self.poll_first {
             self.poll_first = false;
             self.poll().await?;
-            self.next_connect = Some(Instant::now() + POLL_EVERY);
+            if self.last_chance.is_none() {
+                self.next_connect = Some(Instant::now() + POLL_EVERY);
+            }
             return Ok(());
         }
         if let Some(at) = self.next_connect.take() {
@@ -173,14 +200,30 @@ impl RunFollower {
             self.id,
             if self.output { "?output=true" } else { "" }
         );
-        match connect(&self.api, &path, &format!("run {}", self.id)).await? {
-            Ok(socket) => self.set_socket(Some(socket)),
-            Err(reason) => {
+        let attempt = connect(&self.api, &path, &format!("run {}", self.id)).await;
+        match attempt {
+            Ok(Ok(socket)) => self.set_socket(Some(socket)),
+            // The run is known final: a failure costs only the output.
+            Ok(Err(reason)) if self.last_chance.is_some() => self.without_output(&reason),
+            Err(err) if self.last_chance.is_some() => self.without_output(&err.to_string()),
+            Ok(Err(reason)) => {
                 tracing::debug!(run = %self.id, %reason, "no run WebSocket; polling");
                 self.poll_first = true;
             }
+            Err(err) => return Err(err),
         }
         Ok(())
+    }
+
+    /// The last connection failed: ends with the run as the poll found it,
+    /// told as missing output.
+    fn without_output(&mut self, reason: &str) {
+        if let Some(run) = self.last_chance.take() {
+            tracing::debug!(run = %self.id, %reason, "no output after the run ended");
+            self.watch.output_missing.store(true, Ordering::Relaxed);
+            let changed = self.dedup.changes(&run);
+            self.pending.extend(changed);
+        }
     }
 
     /// Reads the run and queues what changed. A server out of reach is
@@ -188,6 +231,14 @@ impl RunFollower {
     /// times in a row; any other failure ends the following.
     async fn poll(&mut self) -> Result<(), ClientError> {
         match self.api.run(&self.id).await {
+            Ok(run) if self.output && run.status.is_final() => {
+                // What the jobs wrote since the WebSocket dropped came to
+                // no one: held back, the final statuses wait for the last
+                // connection, which brings it (and them) at once.
+                self.poll_failures = 0;
+                self.last_chance = Some(run);
+                Ok(())
+            }
             Ok(run) => {
                 self.poll_failures = 0;
                 let changed = self.dedup.changes(&run);
@@ -484,6 +535,135 @@ mod tests {
             ]
         );
         assert_eq!(server.polls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Runs `follower` to its end: what it passed on, in short.
+    async fn follow_to_the_end(mut follower: RunFollower) -> Vec<String> {
+        let mut got = Vec::new();
+        let within = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(message) = follower.next().await.unwrap() {
+                got.push(match message {
+                    RunMessage::Job { host, status, .. } => format!("job {host} {status}"),
+                    RunMessage::Output { host, seq, .. } => format!("output {host} {seq}"),
+                    RunMessage::Run { status, .. } => format!("run {status}"),
+                });
+            }
+        });
+        within.await.expect("the run ends");
+        got
+    }
+
+    /// A run of web-1 and web-2 that ended (Success) while the first
+    /// connection, which had passed on web-1's first line, was down; and
+    /// that connection's messages.
+    fn ended_while_down() -> (RunResponse, Vec<RunMessage>) {
+        let mut run = run_response(&["web-1", "web-2"]);
+        run.status = Status::Success;
+        for job in &mut run.jobs {
+            job.status = Status::Success;
+            job.outcome = Some(HostOutcome::Success);
+        }
+        run.counts = RunCounts {
+            success: 2,
+            ..RunCounts::default()
+        };
+        let first = vec![
+            job_message(1, "web-1", Status::Running, None),
+            output_message(1, "web-1", 1, "a\n"),
+            run_message(Status::Running, 0, 1),
+        ];
+        (run, first)
+    }
+
+    #[tokio::test]
+    async fn output_written_while_down_comes_by_a_last_connection() {
+        let (run, first) = ended_while_down();
+        // The server's replay of a final run: every status, every line
+        // from the first, the run's status, a normal close.
+        let last = vec![
+            dedup_job(&run, 0),
+            dedup_job(&run, 1),
+            output_message(1, "web-1", 1, "a\n"),
+            output_message(1, "web-1", 2, "b\n"),
+            output_message(2, "web-2", 1, "c\n"),
+            run_message(Status::Success, 2, 0),
+        ];
+        let server = std::sync::Arc::new(FakeServer {
+            sockets: std::sync::Mutex::new(VecDeque::from([(first, true), (last, false)])),
+            run,
+            polls: Default::default(),
+            delay: Duration::ZERO,
+        });
+        let follower = follower(serve(server.clone()).await, true);
+        let watch = follower.watch();
+        assert_eq!(
+            follow_to_the_end(follower).await,
+            [
+                "job web-1 Running",
+                "output web-1 1",
+                "run Running",
+                // The poll found the run final: nothing of it passed on
+                // until the last connection, which repeats nothing.
+                "job web-1 Success",
+                "job web-2 Success",
+                "output web-1 2",
+                "output web-2 1",
+                "run Success",
+            ]
+        );
+        assert_eq!(server.polls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(!watch.output_missing());
+    }
+
+    #[tokio::test]
+    async fn a_failed_last_connection_ends_with_the_poll_and_says_so() {
+        let (run, first) = ended_while_down();
+        // The last connection refused (404, past the script), or dropped
+        // halfway through its replay.
+        let halfway = vec![
+            dedup_job(&run, 0),
+            output_message(1, "web-1", 1, "a\n"),
+            output_message(1, "web-1", 2, "b\n"),
+        ];
+        for last in [None, Some((halfway, true))] {
+            let dropped = last.is_some();
+            let server = std::sync::Arc::new(FakeServer {
+                sockets: std::sync::Mutex::new(
+                    std::iter::once((first.clone(), true)).chain(last).collect(),
+                ),
+                run: run.clone(),
+                polls: Default::default(),
+                delay: Duration::ZERO,
+            });
+            let follower = follower(serve(server.clone()).await, true);
+            let watch = follower.watch();
+            let mut expected = vec!["job web-1 Running", "output web-1 1", "run Running"];
+            if dropped {
+                expected.extend(["job web-1 Success", "output web-1 2"]);
+            } else {
+                expected.push("job web-1 Success");
+            }
+            expected.extend(["job web-2 Success", "run Success"]);
+            assert_eq!(follow_to_the_end(follower).await, expected, "{dropped}");
+            assert_eq!(server.polls.load(std::sync::atomic::Ordering::SeqCst), 1);
+            assert!(watch.output_missing(), "{dropped}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_output_a_final_poll_ends_the_follow() {
+        let (run, first) = ended_while_down();
+        let server = std::sync::Arc::new(FakeServer {
+            sockets: std::sync::Mutex::new(VecDeque::from([(first, true)])),
+            run,
+            polls: Default::default(),
+            delay: Duration::ZERO,
+        });
+        let follower = follower(serve(server.clone()).await, false);
+        let watch = follower.watch();
+        let got = follow_to_the_end(follower).await;
+        assert_eq!(got.last().map(String::as_str), Some("run Success"));
+        assert!(!watch.output_missing(), "none was wanted");
     }
 
     /// Job `n` of `run` as the WebSocket tells it.
