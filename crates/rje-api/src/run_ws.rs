@@ -25,7 +25,8 @@ use crate::extract::{Caller, QueryPairs};
 use crate::metrics::Subscriber;
 use crate::runs::{RunPath, find, require_hosts};
 use crate::ws::{
-    PING_EVERY, REPLAY_PAGE, close_with, next_check, revocation_checks, revoked_frame, send_within, upgrade_of,
+    PING_EVERY, REPLAY_PAGE, close_with, next_check, revocation_checks, revoked_frame, send_within,
+    upgrade_of,
 };
 use crate::{ApiError, AppState, ConnectionSlot};
 
@@ -222,7 +223,8 @@ impl RunSession {
             if sent.status == Some(job.status) && sent.outcome == job.outcome {
                 continue;
             }
-            if self.output && job.status == Status::Running && !self.followed.contains_key(&job.id) {
+            if self.output && job.status == Status::Running && !self.followed.contains_key(&job.id)
+            {
                 // Subscribed before the store is read: nothing printed in
                 // between is missed, and what both deliver is sent once.
                 let bus = &*self.state.bus;

@@ -321,7 +321,7 @@ async fn retry_run(
     start(
         &state,
         &again.submitted_by(caller.name.clone()),
-        id.to_string(),
+        Some(id.to_string()),
     )
     .await
 }

@@ -350,7 +350,14 @@ pub async fn a_run_goes_with_the_last_of_its_jobs(store: Arc<dyn JobStore>) {
             finish(&store, claimed, 0).await;
         }
     }
-    assert_eq!(run_of(&store, kept.run.id).await.run.tally.count(HostOutcome::Success), 1);
+    assert_eq!(
+        run_of(&store, kept.run.id)
+            .await
+            .run
+            .tally
+            .count(HostOutcome::Success),
+        1
+    );
     let prune = rje_domain::PruneFilter::before(chrono::Utc::now() + chrono::Duration::seconds(1));
     assert_eq!(store.prune_finished(&prune, 100).await.unwrap(), 2);
     assert!(
@@ -361,5 +368,9 @@ pub async fn a_run_goes_with_the_last_of_its_jobs(store: Arc<dyn JobStore>) {
         "a run with no job left is gone"
     );
     let still = run_of(&store, kept.run.id).await;
-    assert_eq!(still.jobs.len(), 2, "a run still going keeps even its finished jobs");
+    assert_eq!(
+        still.jobs.len(),
+        2,
+        "a run still going keeps even its finished jobs"
+    );
 }
