@@ -101,7 +101,13 @@ async fn start(
     run: &NewRun,
     audited: Option<String>,
 ) -> Result<Response, ApiError> {
-    let created = state.runs.create_run(run).await?;
+    let created = state.runs.create_run(run).await.map_err(|err| match err {
+        // The one unique rule of a run: one retry per run.
+        StoreError::NameTaken(_) => ApiError::RunConflict(
+            "the run was run again already: retry that run instead".to_owned(),
+        ),
+        other => other.into(),
+    })?;
     crate::metrics::run_created(created.jobs.len());
     for job in &created.jobs {
         crate::metrics::job_created(job.priority, job.host.as_deref().unwrap_or_default());
@@ -309,6 +315,8 @@ async fn retry_run(
             "every host succeeded: there is nothing to run again".to_owned(),
         ));
     };
+    // The hosts it will run on, as its jobs name them, are the ones checked.
+    require_hosts(&caller, again.hosts(), known)?;
     for job in &first.jobs {
         if again
             .hosts()

@@ -306,10 +306,10 @@ impl Job {
     /// The lifecycle rule for a delete: anything but a running job, whose
     /// process deleting would orphan.
     pub fn when_deleted(&self) -> Result<(), LifecycleConflict> {
-        // A run's job that has not ended is still the run's to end (a
-        // cancel): deleted, its run would end with no word of it.
-        let run_unsettled = self.lineage.run.is_some() && !self.status.is_final();
-        if self.status.is_deletable() && !run_unsettled {
+        // A run's job is one host's part of what the run reports: deleted
+        // alone, the run would tell of a host as if it never had one.
+        // Retention deletes a run's jobs together, once the run ended.
+        if self.status.is_deletable() && self.lineage.run.is_none() {
             Ok(())
         } else {
             Err(self.conflict())
@@ -832,14 +832,17 @@ mod tests {
     }
 
     #[test]
-    fn a_runs_job_is_never_edited_and_deleted_only_once_it_ended() {
+    fn a_runs_job_is_neither_edited_nor_deleted_alone() {
         let mut job = job_in(Status::Queued);
         job.lineage.run = Some(crate::RunId::new());
         assert!(job.when_edited().is_err(), "the run says what it ran");
         assert!(job.when_deleted().is_err(), "cancel it first");
         assert!(job.when_cancelled().is_ok());
         job.status = Status::Failed;
-        assert!(job.when_deleted().is_ok());
+        assert!(
+            job.when_deleted().is_err(),
+            "retention deletes a run's jobs together"
+        );
         job.lineage.run = None;
         job.status = Status::Queued;
         assert!(job.when_edited().is_ok() && job.when_deleted().is_ok());

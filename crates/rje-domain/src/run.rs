@@ -118,13 +118,15 @@ impl FromStr for FailureLimit {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         const RULE: &str = "must be a whole number of hosts (0 or more) or a percentage \
              such as \"10%\" (0% to 100%)";
+        let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
         let parsed = match text.strip_suffix('%') {
-            Some(percent) => percent
+            Some(percent) if digits(percent) => percent
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= 100)
                 .map(Self::Percent),
-            None => text.parse::<u32>().ok().map(Self::Count),
+            None if digits(text) => text.parse::<u32>().ok().map(Self::Count),
+            _ => None,
         };
         parsed.ok_or_else(|| RULE.to_owned())
     }
@@ -486,9 +488,14 @@ pub struct Run {
 
 impl Run {
     /// Running until every job is final; then Success only if every host
-    /// succeeded, Cancelled if the run was cancelled, else Failed.
+    /// succeeded, Cancelled if the run was cancelled, else Failed. A host
+    /// whose job is gone (a prune by status) did not succeed.
     pub fn status(&self) -> Status {
-        self.tally.status(self.cancel_requested)
+        let counted = self.tally.total();
+        match self.tally.status(self.cancel_requested) {
+            Status::Success if counted < self.hosts.len() as u64 => Status::Failed,
+            status => status,
+        }
     }
 
     /// When the last job ended, once the run is final.
@@ -568,14 +575,24 @@ impl RunTally {
             .sum()
     }
 
+    /// Every job counted, ended or not.
+    pub fn total(&self) -> u64 {
+        self.outcomes.values().sum::<u64>() + self.queued + self.running
+    }
+
+    /// The run's status from its jobs: Running while any has not ended;
+    /// Success when every one succeeded; Cancelled when the run was
+    /// cancelled, or when its jobs were cancelled one by one and none
+    /// failed; else Failed.
     pub fn status(&self, cancel_requested: bool) -> Status {
         let finished: u64 = self.outcomes.values().sum();
+        let cancelled = self.count(HostOutcome::Cancelled);
         if self.queued + self.running > 0 {
             Status::Running
-        } else if cancel_requested {
-            Status::Cancelled
         } else if finished > 0 && self.count(HostOutcome::Success) == finished {
             Status::Success
+        } else if cancel_requested || (cancelled > 0 && self.failures() == 0) {
+            Status::Cancelled
         } else {
             Status::Failed
         }
@@ -697,6 +714,9 @@ mod tests {
         assert_eq!("3".parse::<FailureLimit>(), Ok(FailureLimit::Count(3)));
         assert!("-1".parse::<FailureLimit>().is_err());
         assert!("101%".parse::<FailureLimit>().is_err());
+        for sloppy in ["+5", "+10%", " 10%", "10 %", "%", ""] {
+            assert!(sloppy.parse::<FailureLimit>().is_err(), "{sloppy:?}");
+        }
         assert_eq!(FailureLimit::Percent(10).to_string(), "10%");
         let err = parse(json!({"command": "x", "hosts": ["web-1"], "stop_on_first_failure": true, "max_failures": 1}))
             .unwrap_err();
@@ -718,6 +738,10 @@ mod tests {
         assert_eq!(done.failures(), 0);
         done.add(Status::Failed, Some(HostOutcome::Unreachable), 1, None);
         assert_eq!(done.failures(), 1);
+        let mut cancelled_one_by_one = RunTally::default();
+        cancelled_one_by_one.add(Status::Success, Some(HostOutcome::Success), 1, None);
+        cancelled_one_by_one.add(Status::Cancelled, Some(HostOutcome::Cancelled), 2, None);
+        assert_eq!(cancelled_one_by_one.status(false), Status::Cancelled);
     }
 
     #[test]

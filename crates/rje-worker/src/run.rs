@@ -71,7 +71,10 @@ pub(crate) async fn run_job(
     ctx.bus.publish_status(&job).await;
 
     let Some(executor) = ctx.executors.get(job.host.as_deref()) else {
-        let message = format!("no executor for host {:?}", job.host);
+        let message = format!(
+            "the host {} is not configured on this worker",
+            job.host.as_deref().unwrap_or("(none)")
+        );
         settle(&ctx, &job, Outcome::Error { message }).await;
         return;
     };

@@ -19,6 +19,9 @@ CREATE TABLE runs (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX runs_created ON runs (created_at);
+-- A run is run again at most once (a retry of the retry goes on): two
+-- retries asked at once make one new run, never two over the same hosts.
+CREATE UNIQUE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL;
 
 -- A job's run, and how many of its run's jobs may run at once (copied
 -- into the job, so that a claim needs no join).

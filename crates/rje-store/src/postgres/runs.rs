@@ -106,7 +106,8 @@ impl Runs for PostgresStore {
             .bind(run.retry_of().map(|id| id.as_uuid()))
             .bind(now())
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|err| crate::error::name_taken(err, "retry_of"))?;
             for job in run.jobs(id) {
                 insert_job(&mut *tx, &job).await?;
             }

@@ -312,10 +312,10 @@ impl Retention for PostgresStore {
         let deleted = delete.build().execute(&self.pool).await?.rows_affected();
         // A run whose jobs are all gone is history no one can read whole:
         // it goes with the last of them.
-        sqlx::query(&format!(
+        sqlx::query(
             "DELETE FROM runs WHERE created_at < $1 AND NOT EXISTS \
-             (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id)"
-        ))
+             (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id)",
+        )
         .bind(filter.before)
         .execute(&self.pool)
         .await?;

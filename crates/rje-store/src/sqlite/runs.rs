@@ -102,7 +102,8 @@ impl Runs for SqliteStore {
             .bind(run.retry_of().map(|id| id.to_string()))
             .bind(micros(now()))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|err| crate::error::name_taken(err, "retry_of"))?;
             for job in run.jobs(id) {
                 insert_job(&mut *tx, &job).await?;
             }

@@ -316,10 +316,10 @@ impl Retention for SqliteStore {
         let deleted = delete.build().execute(&self.writer).await?.rows_affected();
         // A run whose jobs are all gone is history no one can read whole:
         // it goes with the last of them.
-        sqlx::query(&format!(
+        sqlx::query(
             "DELETE FROM runs WHERE created_at < ? AND NOT EXISTS \
-             (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id)"
-        ))
+             (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id)",
+        )
         .bind(micros(filter.before))
         .execute(&self.writer)
         .await?;

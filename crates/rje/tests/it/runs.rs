@@ -218,6 +218,8 @@ async fn a_run_over_every_kind_of_host_tells_each_outcome_apart() {
     assert_eq!(retry.status(), 201);
     let again: Value = retry.json().await.unwrap();
     assert_eq!(again["retry_of"], done["id"]);
+    let twice = app.post(&format!("/runs/{id}/retry/"), &json!({})).await;
+    assert_eq!(twice.status(), 409, "one retry per run: retry the retry");
     assert_eq!(
         again["hosts"],
         json!(["fails", "stranger", "refused", "down", "local"])
