@@ -54,6 +54,8 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "retry_number",
     "schedule",
     "scheduled_for",
+    "run",
+    "outcome",
 ];
 
 const CREATE_FIELDS: &[&str] = &[

@@ -149,6 +149,8 @@ fn shown_value(job: &Job, field: &str) -> Option<Value> {
         "retry_on_failure" => json!(job.lineage.retry_on_failure),
         "schedule" => json!(job.lineage.schedule),
         "scheduled_for" => time(&job.lineage.scheduled_for),
+        "run" => json!(job.lineage.run),
+        "outcome" => json!(job.outcome),
         "stdout_truncated" | "stderr_truncated" => json!(false),
         "stdout_bytes" | "stderr_bytes" => Value::Null,
         _ => return None,
