@@ -52,10 +52,21 @@ struct Seen {
 
 /// What the caller may read of a follower whose messages it consumes as
 /// [`RunFollower::messages`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Watch {
     live: AtomicBool,
     output_missing: AtomicBool,
+}
+
+/// Live until a connection is known to have failed: the first handshake
+/// under way is not a lost connection.
+impl Default for Watch {
+    fn default() -> Self {
+        Self {
+            live: AtomicBool::new(true),
+            output_missing: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Watch {
