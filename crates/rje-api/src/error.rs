@@ -44,8 +44,8 @@ pub enum ApiError {
     RunNotFound,
     /// A run's step its status does not allow (a cancel of a run that
     /// ended, a retry of one still running).
-    #[error("{0}")]
-    RunConflict(String),
+    #[error(transparent)]
+    RunConflict(#[from] rje_domain::RunConflict),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -111,9 +111,9 @@ impl IntoResponse for ApiError {
                 field: "status".into(),
                 message: format!("is {status}"),
             }],
-            ApiError::RunConflict(reason) => vec![FieldError {
+            ApiError::RunConflict(conflict) => vec![FieldError {
                 field: "status".into(),
-                message: reason.clone(),
+                message: conflict.to_string(),
             }],
             ApiError::NameTaken(_) => vec![FieldError {
                 field: "name".into(),

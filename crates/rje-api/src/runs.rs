@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use rje_domain::{NewRun, Page, Principal, RunId};
+use rje_domain::{NewRun, Page, Principal, RunConflict, RunId};
 use rje_proto::{ErrorBody, RunListResponse, RunRequest, RunResponse};
 use rje_store::{CancelOutcome, RunQuery, RunWithJobs, StoreError};
 use utoipa_axum::router::OpenApiRouter;
@@ -103,9 +103,7 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let created = state.runs.create_run(run).await.map_err(|err| match err {
         // The one unique rule of a run: one retry per run.
-        StoreError::NameTaken(_) => ApiError::RunConflict(
-            "the run was run again already: retry that run instead".to_owned(),
-        ),
+        StoreError::NameTaken(_) => ApiError::RunConflict(RunConflict::RunAgainAlready),
         other => other.into(),
     })?;
     crate::metrics::run_created(created.jobs.len());
@@ -244,12 +242,7 @@ async fn cancel_run(
     let before = find(&state, id).await?;
     require_hosts(&caller, &before.run.hosts, &state.settings.hosts)?;
     caller.require_owner(before.run.submitted_by.as_deref())?;
-    let status = before.run.status();
-    if status.is_final() {
-        return Err(ApiError::RunConflict(format!(
-            "the run is {status}: nothing is left to cancel"
-        )));
-    }
+    before.run.when_cancelled()?;
     let cancelled = state
         .runs
         .cancel_run(id, caller.name.as_deref())
@@ -304,28 +297,10 @@ async fn retry_run(
     let first = find(&state, id).await?;
     let known = &state.settings.hosts;
     require_hosts(&caller, &first.run.hosts, known)?;
-    let status = first.run.status();
-    if !status.is_final() {
-        return Err(ApiError::RunConflict(format!(
-            "the run is {status}: run it again once it has ended"
-        )));
-    }
-    let Some(again) = NewRun::retry(&first.run, &first.jobs) else {
-        return Err(ApiError::RunConflict(
-            "every host succeeded: there is nothing to run again".to_owned(),
-        ));
-    };
+    let again = NewRun::retry(&first.run, &first.jobs)?;
     // The hosts it will run on, as its jobs name them, are the ones checked.
     require_hosts(&caller, again.hosts(), known)?;
-    for job in &first.jobs {
-        if again
-            .hosts()
-            .iter()
-            .any(|host| Some(host) == job.host.as_ref())
-        {
-            job.host_still_known(known)?;
-        }
-    }
+    again.hosts_still_known(known)?;
     start(
         &state,
         &again.submitted_by(caller.name.clone()),
@@ -346,7 +321,7 @@ mod tests {
             axum::http::StatusCode::NOT_FOUND
         );
         assert_eq!(
-            ApiError::RunConflict(String::new()).status_code(),
+            ApiError::RunConflict(RunConflict::NothingToRunAgain).status_code(),
             axum::http::StatusCode::CONFLICT
         );
     }

@@ -50,7 +50,7 @@ pub use retention::{PruneFilter, retention_cutoff};
 pub use retry::retry_delay;
 pub use run::{
     DEFAULT_MAX_PARALLEL, DEFAULT_RUN_MAX_RETRIES, FailureLimit, HostOutcome, MAX_RUN_HOSTS,
-    NewRun, Run, RunId, RunTally, StartCause, Target, skipped_error,
+    NewRun, Run, RunConflict, RunId, RunTally, StartCause, Target, skipped_error,
 };
 pub use schedule::{
     Decision, MAX_COUNTED_MISSES, MAX_CRON_CHARS, Misfire, NewSchedule, Overlap, Timetable,

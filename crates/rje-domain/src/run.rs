@@ -272,16 +272,20 @@ impl NewRun {
     /// A run over the hosts of `run` whose job did not succeed (Skipped
     /// ones included), in the first run's order, with the same command and
     /// controls, linked to it; each new job is linked to the job it runs
-    /// again. `None` when every host succeeded. Only for a final run: a
-    /// job still queued or running has no outcome yet.
-    pub fn retry(run: &Run, jobs: &[Job]) -> Option<Self> {
+    /// again. Only for a run that ended (a job still queued or running has
+    /// no outcome yet) with some host that did not succeed.
+    pub fn retry(run: &Run, jobs: &[Job]) -> Result<Self, RunConflict> {
+        let status = run.status();
+        if !status.is_final() {
+            return Err(RunConflict::NotEnded(status));
+        }
         let again: Vec<&Job> = jobs
             .iter()
             .filter(|job| job.outcome.is_some_and(|o| o != HostOutcome::Success))
             .collect();
-        let first = again.first()?;
+        let first = again.first().ok_or(RunConflict::NothingToRunAgain)?;
         let hosts: Vec<String> = again.iter().filter_map(|job| job.host.clone()).collect();
-        Some(Self {
+        Ok(Self {
             template: NewJob::again(first),
             target: Target::Hosts(hosts.clone()),
             hosts,
@@ -291,6 +295,27 @@ impl NewRun {
             retry_of: Some(run.id),
             submitted_by: None,
         })
+    }
+
+    /// Every host of the run still configured: a host that left the
+    /// inventory since would make a job no worker can run.
+    pub fn hosts_still_known(&self, known: &HostNames) -> Result<(), ValidationError> {
+        let gone: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|host| !known.is_known(host))
+            .map(String::as_str)
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        Err(ValidationError::field(
+            "hosts",
+            format!(
+                "the host {} is no longer configured; start a new run without it",
+                quoted(&gone)
+            ),
+        ))
     }
 
     /// The same run, recorded as submitted by the token `name`.
@@ -469,6 +494,19 @@ fn parse_count(value: &Value, min: u32, max: u32) -> Result<u32, String> {
         .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
 }
 
+/// A step a run's status does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunConflict {
+    #[error("the run is {0}: nothing is left to cancel")]
+    Ended(Status),
+    #[error("the run is {0}: run it again once it has ended")]
+    NotEnded(Status),
+    #[error("every host succeeded: there is nothing to run again")]
+    NothingToRunAgain,
+    #[error("the run was run again already: retry that run instead")]
+    RunAgainAlready,
+}
+
 /// A run as stored, with its tally of its jobs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -495,6 +533,14 @@ impl Run {
         match self.tally.status(self.cancel_requested) {
             Status::Success if counted < self.hosts.len() as u64 => Status::Failed,
             status => status,
+        }
+    }
+
+    /// A run that ended has nothing left to cancel.
+    pub fn when_cancelled(&self) -> Result<(), RunConflict> {
+        match self.status() {
+            status if status.is_final() => Err(RunConflict::Ended(status)),
+            _ => Ok(()),
         }
     }
 

@@ -21,7 +21,7 @@ pub use error::ErrorBody;
 pub use job::{JobListResponse, JobResponse, JobStatsResponse, PriorityCounts, StatusCounts};
 pub use logs::{ChunkResponse, LogsResponse};
 pub use request::{EditRequest, Parameters, SubmitRequest};
-pub use run::{RunCounts, RunListResponse, RunMessage, RunRequest, RunResponse, counts_by_name};
+pub use run::{RunCounts, RunListResponse, RunMessage, RunRequest, RunResponse};
 pub use schedule::{
     LastJob, PruneResponse, ScheduleEdit, ScheduleListResponse, ScheduleRequest, ScheduleResponse,
 };

@@ -1,8 +1,6 @@
 //! Runs as clients start and read them, and the messages of a run's
 //! WebSocket (`/ws/runs/{id}/`).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use rje_domain::{Chunk, HostOutcome, Job, JobId, Priority, Run, RunId, RunTally, Status, Stream};
 use serde::{Deserialize, Serialize};
@@ -272,12 +270,4 @@ impl RunMessage {
             completed_at: run.completed_at(),
         }
     }
-}
-
-/// Counts keyed by outcome name, for a recap.
-pub fn counts_by_name(counts: &RunCounts) -> BTreeMap<&'static str, u64> {
-    HostOutcome::ALL
-        .iter()
-        .map(|outcome| (outcome.as_str(), counts.get(*outcome)))
-        .collect()
 }

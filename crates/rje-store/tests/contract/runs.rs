@@ -179,6 +179,27 @@ pub async fn a_claim_never_runs_more_of_a_run_than_its_max_parallel(store: Arc<d
             .count();
     }
     assert_eq!(of_run, 1, "max_parallel 1 across concurrent claims");
+
+    // A page of runs is tallied run by run.
+    let listed = store
+        .list_runs(&RunQuery {
+            limit: 10,
+            offset: 0,
+            hosts_within: None,
+        })
+        .await
+        .unwrap();
+    let tallied: Vec<(RunId, u64, u64)> = listed
+        .runs
+        .iter()
+        .map(|run| (run.id, run.tally.total(), run.tally.running))
+        .collect();
+    assert_eq!(tallied.len(), 2);
+    assert!(tallied.contains(&(made.run.id, 4, 1)), "{tallied:?}");
+    assert!(
+        tallied.iter().any(|(_, total, _)| *total == 5),
+        "{tallied:?}"
+    );
 }
 
 pub async fn failures_past_the_limit_skip_the_hosts_not_started(store: Arc<dyn JobStore>) {
@@ -330,6 +351,14 @@ pub async fn a_retry_runs_the_hosts_that_did_not_succeed_linked_to_their_jobs(
     assert_eq!(ended.skipped.len(), 1);
     let run = run_of(&store, made.run.id).await;
     let again = NewRun::retry(&run.run, &run.jobs).expect("something failed");
+    assert_eq!(
+        again
+            .hosts_still_known(&HostNames::new("local", ["a"]))
+            .unwrap_err()
+            .details[0]
+            .field,
+        "hosts"
+    );
     let retried = store.create_run(&again).await.unwrap();
     assert_eq!(retried.run.retry_of, Some(made.run.id));
     assert_eq!(
