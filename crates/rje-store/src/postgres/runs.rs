@@ -1,5 +1,7 @@
 //! Runs in the PostgreSQL store.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{Job, NewRun, RunId, RunTally};
@@ -142,22 +144,29 @@ impl Runs for PostgresStore {
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let rows: Vec<RunRow> = page.build_query_as().fetch_all(&mut *conn).await?;
-        let mut runs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let fields = row.fields();
-            let tally_rows: Vec<(String, Option<String>, i64, Option<DateTime<Utc>>)> =
-                sqlx::query_as(&format!(
-                    "SELECT {TALLY_COLUMNS} FROM jobs WHERE run_id = $1 GROUP BY status, outcome"
-                ))
-                .bind(fields.id.as_uuid())
-                .fetch_all(&mut *conn)
-                .await?;
-            let mut tally = RunTally::default();
-            for (status, outcome, jobs, last) in tally_rows {
-                add_tally_row(&mut tally, &status, outcome.as_deref(), jobs, last)?;
-            }
-            runs.push(fields.into_run(tally)?);
+        let fields: Vec<RunFields> = rows.into_iter().map(RunRow::fields).collect();
+        // One read tallies the whole page, not one per run.
+        let ids: Vec<Uuid> = fields.iter().map(|run| run.id.as_uuid()).collect();
+        let rows: Vec<(Uuid, String, Option<String>, i64, Option<DateTime<Utc>>)> =
+            sqlx::query_as(&format!(
+                "SELECT run_id, {TALLY_COLUMNS} FROM jobs WHERE run_id = ANY($1) \
+                 GROUP BY run_id, status, outcome"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut tallies: HashMap<RunId, RunTally> = HashMap::new();
+        for (run, status, outcome, jobs, last) in rows {
+            let tally = tallies.entry(RunId::from(run)).or_default();
+            add_tally_row(tally, &status, outcome.as_deref(), jobs, last)?;
         }
+        let runs = fields
+            .into_iter()
+            .map(|run| {
+                let tally = tallies.remove(&run.id).unwrap_or_default();
+                run.into_run(tally)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(RunPage {
             runs,
             total_count: u64::try_from(total).unwrap_or_default(),
@@ -187,7 +196,7 @@ impl PostgresStore {
         let result = async {
             let before = read_run(&mut tx, id, true).await?;
             let mut cancels = Vec::new();
-            if !before.run.status().is_final() {
+            if before.run.when_cancelled().is_ok() {
                 sqlx::query(
                     "UPDATE runs SET cancel_requested = TRUE, \
                      cancelled_by = COALESCE(cancelled_by, $1) WHERE id = $2",

@@ -1,5 +1,7 @@
 //! Runs in the embedded store.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rje_domain::{Job, NewRun, RunId, RunTally};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -13,7 +15,7 @@ use crate::runs::{
 use crate::tx::conclude;
 
 use super::jobs::{cancel_job, insert_job};
-use super::{JobRow, META_COLUMNS, SqliteStore, from_micros, micros, now};
+use super::{JobRow, META_COLUMNS, SqliteStore, fetch_job, from_micros, micros, now};
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -47,16 +49,6 @@ impl RunRow {
             created_at: from_micros(self.created_at)?,
         })
     }
-}
-
-type TallyRow = (String, Option<String>, i64, Option<i64>);
-
-fn add_rows(tally: &mut RunTally, rows: Vec<TallyRow>) -> Result<(), StoreError> {
-    for (status, outcome, jobs, last) in rows {
-        let last = last.map(from_micros).transpose()?;
-        add_tally_row(tally, &status, outcome.as_deref(), jobs, last)?;
-    }
-    Ok(())
 }
 
 async fn read_run(conn: &mut SqliteConnection, id: RunId) -> Result<RunWithJobs, StoreError> {
@@ -141,19 +133,37 @@ impl Runs for SqliteStore {
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let rows: Vec<RunRow> = page.build_query_as().fetch_all(&mut *conn).await?;
-        let mut runs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let fields = row.fields()?;
-            let tally_rows: Vec<TallyRow> = sqlx::query_as(&format!(
-                "SELECT {TALLY_COLUMNS} FROM jobs WHERE run_id = ? GROUP BY status, outcome"
-            ))
-            .bind(fields.id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut tally = RunTally::default();
-            add_rows(&mut tally, tally_rows)?;
-            runs.push(fields.into_run(tally)?);
+        let fields: Vec<RunFields> = rows
+            .into_iter()
+            .map(RunRow::fields)
+            .collect::<Result<_, _>>()?;
+        // One read tallies the whole page, not one per run.
+        let mut tallies: HashMap<RunId, RunTally> = HashMap::new();
+        if !fields.is_empty() {
+            let mut read = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT run_id, {TALLY_COLUMNS} FROM jobs WHERE run_id IN ("
+            ));
+            let mut ids = read.separated(", ");
+            for run in &fields {
+                ids.push_bind(run.id.to_string());
+            }
+            read.push(") GROUP BY run_id, status, outcome");
+            let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> =
+                read.build_query_as().fetch_all(&mut *conn).await?;
+            for (run, status, outcome, jobs, last) in rows {
+                let run = RunId::parse(&run).ok_or_else(|| corrupt("run_id", &run))?;
+                let last = last.map(from_micros).transpose()?;
+                let tally = tallies.entry(run).or_default();
+                add_tally_row(tally, &status, outcome.as_deref(), jobs, last)?;
+            }
         }
+        let runs = fields
+            .into_iter()
+            .map(|run| {
+                let tally = tallies.remove(&run.id).unwrap_or_default();
+                run.into_run(tally)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(RunPage {
             runs,
             total_count: u64::try_from(total).unwrap_or_default(),
@@ -165,7 +175,7 @@ impl Runs for SqliteStore {
         let result = async {
             let before = read_run(&mut tx, id).await?;
             let mut cancels = Vec::new();
-            if !before.run.status().is_final() {
+            if before.run.when_cancelled().is_ok() {
                 sqlx::query(
                     "UPDATE runs SET cancel_requested = 1, \
                      cancelled_by = COALESCE(cancelled_by, ?) WHERE id = ?",
@@ -175,11 +185,8 @@ impl Runs for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
                 for job in before.jobs.iter().filter(|job| !job.status.is_final()) {
-                    let pk: i64 = sqlx::query_scalar("SELECT pk FROM jobs WHERE id = ?")
-                        .bind(job.id.to_string())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    cancels.push(cancel_job(&mut tx, pk, job, by).await?);
+                    let (pk, job) = fetch_job(&mut tx, job.id).await?;
+                    cancels.push(cancel_job(&mut tx, pk, &job, by).await?);
                 }
             }
             Ok(RunCancel {
