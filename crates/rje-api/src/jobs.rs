@@ -61,9 +61,14 @@ struct ListParams {
     /// Jobs per page.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// Jobs to skip.
+    /// Jobs to skip (kept for the original API's clients; `cursor` costs
+    /// the same at any depth). Not with `cursor`.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     offset: Option<u64>,
+    /// Where the page starts: the `next` of the page before. It carries
+    /// its ordering: an `ordering` beside it must be the same one.
+    #[param(max_length = 200, pattern = "^[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
     /// `tail` (default): the last `RJE_LIST_OUTPUT_BYTES` of each stream;
     /// `none`: no output.
     #[param(pattern = "^(tail|none)$")]
@@ -244,6 +249,7 @@ async fn list(
         jobs: page.jobs.into_iter().map(JobResponse::from).collect(),
         total_count: page.total_count,
         total_count_exact: page.total_exact,
+        next: page.next.map(|cursor| cursor.encode()),
     }))
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::api::{Api, Cancelled, job_path_id};
 use crate::follow::{Event, JobFollower};
-use crate::present::{Presenter, print_json, status_text, write_output};
+use crate::present::{Presenter, print_json, print_json_line, status_text, write_output};
 use crate::{ClientError, Connection, ExitCode};
 
 /// The client commands, as `rje` subcommands.
@@ -257,12 +257,20 @@ pub struct ListArgs {
     /// Jobs per page (1 to 100).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub limit: u32,
-    #[arg(long, default_value_t = 0)]
+    /// Jobs to skip. `--cursor` costs the same at any depth.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["cursor", "all"])]
     pub offset: u64,
+    /// Start where an earlier listing stopped (the `next` it printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Every matching job, page after page (`--limit` a page's size); with
+    /// `--json`, one job per line.
+    #[arg(long)]
+    pub all: bool,
     /// created_at, priority, started_at or completed_at; `-` first for
-    /// descending.
-    #[arg(long, default_value = "-created_at", allow_hyphen_values = true)]
-    pub ordering: String,
+    /// descending (default: -created_at, or the cursor's own).
+    #[arg(long, allow_hyphen_values = true)]
+    pub ordering: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -718,11 +726,13 @@ pub async fn cancel(connection: &Connection, args: CancelArgs) -> Result<ExitCod
 pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
     let presenter = Presenter::new(args.json);
-    let mut query = vec![
-        ("limit", args.limit.to_string()),
-        ("offset", args.offset.to_string()),
-        ("ordering", args.ordering.clone()),
-    ];
+    let mut query = vec![("limit", args.limit.to_string())];
+    if args.offset > 0 {
+        query.push(("offset", args.offset.to_string()));
+    }
+    if let Some(ordering) = &args.ordering {
+        query.push(("ordering", ordering.clone()));
+    }
     if let Some(status) = args.status {
         query.push(("status", Status::from(status).to_string()));
     }
@@ -741,22 +751,60 @@ pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, C
             crate::schedules::schedule_id(&api, schedule).await?,
         ));
     }
-    let page = api.list(&query_string(&query)).await?;
-    if presenter.json {
-        print_json(&page);
+    let mut cursor = args.cursor.clone();
+    loop {
+        let mut pairs = query.clone();
+        pairs.extend(cursor.iter().map(|cursor| ("cursor", cursor.clone())));
+        let page = api.list(&query_string(&pairs)).await?;
+        if args.all {
+            if presenter.json {
+                for job in &page.jobs {
+                    print_json_line(job)?;
+                }
+            } else if !page.jobs.is_empty() {
+                println!("{}", presenter.jobs_table(&page.jobs));
+            }
+            match page.next {
+                Some(next) => {
+                    cursor = Some(next);
+                    continue;
+                }
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
+        if presenter.json {
+            print_json(&page);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if page.jobs.is_empty() {
+            println!("no jobs (of {} matching)", page.total_count);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("{}", presenter.jobs_table(&page.jobs));
+        if presenter.stdout_tty {
+            println!("{}", page_footer(&args, &page));
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if page.jobs.is_empty() {
-        println!("no jobs (of {} matching)", page.total_count);
-        return Ok(ExitCode::SUCCESS);
+}
+
+/// Where a page of a listing stands, and how to get the next one.
+fn page_footer(args: &ListArgs, page: &rje_proto::JobListResponse) -> String {
+    let shown = page.jobs.len() as u64;
+    let total = if page.total_count_exact {
+        page.total_count.to_string()
+    } else {
+        format!("about {}", page.total_count)
+    };
+    let place = if args.cursor.is_some() {
+        format!("{shown} of {total}")
+    } else {
+        format!("{}–{} of {total}", args.offset + 1, args.offset + shown)
+    };
+    match &page.next {
+        Some(next) => format!("{place}; next page: --cursor {next}"),
+        None => place,
     }
-    println!("{}", presenter.jobs_table(&page.jobs));
-    if presenter.stdout_tty {
-        let first = args.offset + 1;
-        let last = args.offset + page.jobs.len() as u64;
-        println!("{first}–{last} of {}", page.total_count);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn delete(connection: &Connection, args: DeleteArgs) -> Result<ExitCode, ClientError> {

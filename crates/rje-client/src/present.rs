@@ -483,6 +483,13 @@ pub(crate) fn print_json(value: &impl Serialize) {
     }
 }
 
+/// One value as a line of JSON on stdout.
+pub(crate) fn print_json_line(value: &impl Serialize) -> Result<(), ClientError> {
+    let text = serde_json::to_string(value)
+        .map_err(|err| ClientError::Server(format!("cannot encode JSON: {err}")))?;
+    write_output(Stream::Stdout, &format!("{text}\n"))
+}
+
 /// Writes job output to the stream it came from. A closed pipe (`| head`)
 /// is the reader's choice, not an error: [`ClientError::OutputClosed`], so
 /// that the client stops following and ends quietly instead of reading

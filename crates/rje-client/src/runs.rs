@@ -14,13 +14,12 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rje_domain::{FailureLimit, JobId, Priority, Stream};
 use rje_proto::{RunMessage, RunRequest, RunResponse};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
 use crate::api::{Api, run_path_id};
 use crate::commands::{PriorityArg, ask_cancel, confirm};
-use crate::present::{Presenter, print_json, status_text, write_output};
+use crate::present::{Presenter, print_json, print_json_line, status_text, write_output};
 use crate::{ClientError, Connection, ExitCode};
 use follower::RunFollower;
 use view::{
@@ -545,13 +544,6 @@ fn show_output(
         }
         RunMessage::Job { .. } | RunMessage::Run { .. } => Ok(()),
     }
-}
-
-/// One value as a line of JSON on stdout.
-fn print_json_line(value: &impl Serialize) -> Result<(), ClientError> {
-    let text = serde_json::to_string(value)
-        .map_err(|err| ClientError::Server(format!("cannot encode JSON: {err}")))?;
-    write_output(Stream::Stdout, &format!("{text}\n"))
 }
 
 /// Hosts whose stderr the recap reads at most: past that, the recap would

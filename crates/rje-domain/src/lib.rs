@@ -3,6 +3,7 @@
 //! can be unit-tested and shared by the store, the worker and the API.
 
 mod access;
+mod cursor;
 mod error;
 mod host_status;
 mod hosts;
@@ -25,6 +26,7 @@ pub use access::{
     AuditEntry, AuditQuery, Denied, ENV_TOKEN_PREFIX, MAX_AUDIT_PAGE, MAX_SCOPE_ENTRIES, NewToken,
     Principal, Role, Scope, Token, printable,
 };
+pub use cursor::{ListCursor, SortKey};
 pub use error::{FieldError, ValidationError};
 pub use host_status::{
     CheckReport, CheckStage, HealthState, HostHealth, HostKeyPolicy, HostKind, HostStatus,

@@ -1,6 +1,7 @@
 //! A job list's query: filters, ordering and paging, parsed from the
 //! query string with the same rules for every store.
 
+use crate::cursor::{ListCursor, SortKey};
 use crate::error::{Collector, ValidationError};
 use crate::hosts::HostNames;
 use crate::job::{Priority, Status};
@@ -51,7 +52,25 @@ impl Ordering {
         descending: true,
     };
 
-    fn parse(text: &str) -> Result<Self, String> {
+    /// The ordering as the `ordering` parameter spells it.
+    pub fn as_text(&self) -> String {
+        let name = match self.field {
+            OrderField::CreatedAt => "created_at",
+            OrderField::Priority => "priority",
+            OrderField::StartedAt => "started_at",
+            OrderField::CompletedAt => "completed_at",
+        };
+        let sign = if self.descending { "-" } else { "" };
+        format!("{sign}{name}")
+    }
+
+    /// Whether this ordering's column may be empty (a job not started or
+    /// not ended yet): such jobs come last, whichever the direction.
+    pub fn nullable(&self) -> bool {
+        matches!(self.field, OrderField::StartedAt | OrderField::CompletedAt)
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let (descending, name) = match text.strip_prefix('-') {
             Some(name) => (true, name),
             None => (false, text),
@@ -90,6 +109,9 @@ pub struct ListQuery {
     /// Only jobs whose command contains this text, ignoring ASCII case.
     pub search: Option<String>,
     pub ordering: Ordering,
+    /// Keyset paging: the page starts just past this place in `ordering`
+    /// (the `cursor` parameter, an earlier page's `next`).
+    pub after: Option<SortKey>,
     pub output: ListOutput,
 }
 
@@ -106,6 +128,7 @@ impl Default for ListQuery {
             hosts_within: None,
             search: None,
             ordering: Ordering::DEFAULT,
+            after: None,
             output: ListOutput::Tail,
         }
     }
@@ -211,6 +234,8 @@ impl ListQuery {
     ) -> Result<Self, ValidationError> {
         let mut query = ListQuery::default();
         let mut errors = Collector::default();
+        let mut ordering_given = false;
+        let mut cursor = None;
         for (name, value) in pairs {
             match name {
                 "limit" => {
@@ -279,11 +304,32 @@ impl ListQuery {
                     }
                 }
                 "ordering" => {
+                    ordering_given = true;
                     if let Some(ordering) = errors.take("ordering", Ordering::parse(value)) {
                         query.ordering = ordering;
                     }
                 }
+                "cursor" => cursor = errors.take("cursor", ListCursor::decode(value)),
                 _ => {}
+            }
+        }
+        if let Some(cursor) = cursor {
+            // The cursor knows its ordering; naming another one, or an
+            // offset beside it, asks for two places at once.
+            if ordering_given && cursor.ordering != query.ordering {
+                errors.push(
+                    "cursor",
+                    format!(
+                        "was made for ordering={}, not ordering={}",
+                        cursor.ordering.as_text(),
+                        query.ordering.as_text()
+                    ),
+                );
+            } else if query.offset > 0 {
+                errors.push("cursor", "cannot be used with an offset");
+            } else {
+                query.ordering = cursor.ordering;
+                query.after = Some(cursor.after);
             }
         }
         errors.finish()?;
@@ -334,6 +380,29 @@ mod tests {
                 descending: true
             }
         );
+    }
+
+    #[test]
+    fn a_cursor_brings_its_ordering() {
+        let hosts = HostNames::local_only();
+        let cursor = ListCursor {
+            ordering: Ordering::parse("completed_at").unwrap(),
+            after: SortKey { value: None, pk: 7 },
+        }
+        .encode();
+        let query = ListQuery::parse([("cursor", cursor.as_str())], &hosts).unwrap();
+        assert_eq!(query.ordering.as_text(), "completed_at");
+        assert_eq!(query.after, Some(SortKey { value: None, pk: 7 }));
+        let same = [("ordering", "completed_at"), ("cursor", cursor.as_str())];
+        assert!(ListQuery::parse(same, &hosts).is_ok());
+        for pairs in [
+            vec![("ordering", "-completed_at"), ("cursor", cursor.as_str())],
+            vec![("offset", "10"), ("cursor", cursor.as_str())],
+            vec![("cursor", "garbage")],
+        ] {
+            let err = ListQuery::parse(pairs.clone(), &hosts).unwrap_err();
+            assert_eq!(err.details[0].field, "cursor", "{pairs:?}");
+        }
     }
 
     #[test]

@@ -159,6 +159,13 @@ pub struct JobListResponse {
     /// and SQLite, for a text search, reports 10,000 (a lower bound).
     #[serde(default = "exact")]
     pub total_count_exact: bool,
+    /// The next page: pass it back as `cursor` (with the same filters).
+    /// It starts just past this page's last job through an index,
+    /// whatever the depth, where an `offset` steps over every job before
+    /// the page. `null` on the last page. Opaque: its text may change
+    /// between versions.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 fn exact() -> bool {

@@ -1,7 +1,7 @@
 //! The SQL both stores share: statements and fragments that do not depend
 //! on the dialect, or that take the dialect's few words as a [`Dialect`].
 
-use rje_domain::{Chunk, ListQuery, OrderField, Status, Stream};
+use rje_domain::{Chunk, ListQuery, OrderField, SortKey, Status, Stream};
 
 use crate::{OutputPage, StoreError};
 
@@ -62,6 +62,130 @@ pub(crate) fn order_by(query: &ListQuery) -> String {
         OrderField::Priority => format!("priority {dir}, pk ASC"),
         OrderField::StartedAt => format!("started_at {dir} NULLS LAST, pk {dir}"),
         OrderField::CompletedAt => format!("completed_at {dir} NULLS LAST, pk {dir}"),
+    }
+}
+
+/// One piece of a list's condition: SQL text, or a value to bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Sql(String),
+    /// A time in microseconds, as the ordering's column keeps it.
+    Time(i64),
+    /// A number compared as it is: a priority's rank, a row key.
+    Number(i64),
+}
+
+/// One index range of a list page: the jobs past a cursor that one
+/// ordered index scan gives, in the list's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// Appended to the filters (it starts with ` AND`); empty for none.
+    pub condition: Vec<Piece>,
+    pub order_by: String,
+}
+
+impl Segment {
+    fn new(condition: Vec<Piece>, order_by: String) -> Self {
+        Segment {
+            condition,
+            order_by,
+        }
+    }
+}
+
+/// The index ranges a page of `query` is read from, in order: read the
+/// first, and the next only while the page is not full.
+///
+/// Each is a range one index gives in order (a row-value comparison on
+/// `(column, pk)`, or a column's `IS NULL` part), never an `OR`, which
+/// makes a planner gather and sort every match before it can stop. A
+/// time not reached yet sorts last in either direction; a priority sorts
+/// its jobs first come first whichever the direction. With an `offset`
+/// the page is one range under [`order_by`] (the store skips the rows).
+pub(crate) fn segments(query: &ListQuery) -> Vec<Segment> {
+    use Piece::{Number, Sql, Time};
+    let ordering = query.ordering;
+    let (dir, op) = if ordering.descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    if query.offset > 0 {
+        return vec![Segment::new(Vec::new(), order_by(query))];
+    }
+    let column = match ordering.field {
+        OrderField::CreatedAt => "created_at",
+        OrderField::Priority => "priority",
+        OrderField::StartedAt => "started_at",
+        OrderField::CompletedAt => "completed_at",
+    };
+    let past = |value: i64, pk: i64, time: bool| {
+        let value = if time { Time(value) } else { Number(value) };
+        vec![
+            Sql(format!(" AND ({column}, pk) {op} (")),
+            value,
+            Sql(", ".into()),
+            Number(pk),
+            Sql(")".into()),
+        ]
+    };
+    let by_column = format!("{column} {dir}, pk {dir}");
+    match (ordering.field, query.after) {
+        (OrderField::CreatedAt, None) => vec![Segment::new(Vec::new(), by_column)],
+        (OrderField::CreatedAt, Some(SortKey { value, pk })) => {
+            // A created_at is never missing (a cursor without one is refused).
+            vec![Segment::new(past(value.unwrap_or(0), pk, true), by_column)]
+        }
+        (OrderField::Priority, None) => vec![Segment::new(Vec::new(), order_by(query))],
+        (OrderField::Priority, Some(SortKey { value, pk })) => {
+            let rank = value.unwrap_or(0);
+            vec![
+                Segment::new(
+                    vec![
+                        Sql(" AND priority = ".into()),
+                        Number(rank),
+                        Sql(" AND pk > ".into()),
+                        Number(pk),
+                    ],
+                    "pk ASC".into(),
+                ),
+                Segment::new(
+                    vec![Sql(format!(" AND priority {op} ")), Number(rank)],
+                    order_by(query),
+                ),
+            ]
+        }
+        (_, None) => vec![
+            Segment::new(vec![Sql(format!(" AND {column} IS NOT NULL"))], by_column),
+            Segment::new(
+                vec![Sql(format!(" AND {column} IS NULL"))],
+                format!("pk {dir}"),
+            ),
+        ],
+        (
+            _,
+            Some(SortKey {
+                value: Some(value),
+                pk,
+            }),
+        ) => {
+            let mut condition = vec![Sql(format!(" AND {column} IS NOT NULL"))];
+            condition.extend(past(value, pk, true));
+            vec![
+                Segment::new(condition, by_column),
+                Segment::new(
+                    vec![Sql(format!(" AND {column} IS NULL"))],
+                    format!("pk {dir}"),
+                ),
+            ]
+        }
+        (_, Some(SortKey { value: None, pk })) => vec![Segment::new(
+            vec![
+                Sql(format!(" AND {column} IS NULL AND pk {op} ")),
+                Number(pk),
+            ],
+            format!("pk {dir}"),
+        )],
     }
 }
 

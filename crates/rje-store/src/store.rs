@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rje_domain::{
-    Chunk, Job, JobId, JobPatch, ListQuery, ListedJob, NewJob, Once, Outcome, Priority, StartCause,
-    Status, Stream, WorkerId,
+    Chunk, Job, JobId, JobPatch, ListCursor, ListQuery, ListedJob, NewJob, Once, Outcome, Priority,
+    SortKey, StartCause, Status, Stream, WorkerId,
 };
 
 use crate::StoreError;
@@ -22,6 +22,34 @@ pub struct JobPage {
     /// the query planner's estimate, so that a list never counts millions
     /// of rows.
     pub total_exact: bool,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<ListCursor>,
+}
+
+impl JobPage {
+    /// The page of `query` from the rows read for it with their row keys:
+    /// up to one row more than the page, which only says that a next page
+    /// exists.
+    pub(crate) fn from_rows(
+        mut rows: Vec<(i64, ListedJob)>,
+        query: &ListQuery,
+        total_count: u64,
+        total_exact: bool,
+    ) -> Self {
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = rows.last().filter(|_| more).map(|(pk, last)| ListCursor {
+            ordering: query.ordering,
+            after: SortKey::of(&last.job, *pk, query.ordering.field),
+        });
+        JobPage {
+            jobs: rows.into_iter().map(|(_, job)| job).collect(),
+            total_count,
+            total_exact,
+            next,
+        }
+    }
 }
 
 /// Jobs in one status at one priority.

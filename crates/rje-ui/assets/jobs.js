@@ -1,6 +1,9 @@
 // The job list: filters and paging kept in the address (so a view can be
 // shared and the back button works), one page of jobs read from the
 // server at a time, and live updates from the all-jobs event stream.
+// Pages follow the server's `next` cursor, which costs the same at any
+// depth; the cursors of the pages before ride in the history entry, for
+// Previous. An old address with ?offset= still works.
 // ?schedule=ID (the Schedules page links it) shows one schedule's jobs.
 
 import {
@@ -18,18 +21,30 @@ function current() {
   const view = {};
   for (const name of FILTERS) view[name] = params.get(name) || DEFAULTS[name] || '';
   view.offset = Math.max(0, parseInt(params.get('offset') || '0', 10) || 0);
+  view.cursor = params.get('cursor') || '';
+  // Where the cursor's page starts, for the range shown.
+  view.at = Math.max(0, parseInt(params.get('at') || '0', 10) || 0);
   return view;
 }
 
-function navigate(view, replace = false) {
+/** The first page of a view: what a change of filters goes back to. */
+const FIRST = { offset: 0, cursor: '', at: 0 };
+
+/** `trail`: the places of the pages before this one, for Previous. */
+function navigate(view, replace = false, trail = []) {
   const params = new URLSearchParams();
   for (const name of FILTERS) {
     if (view[name] && view[name] !== DEFAULTS[name]) params.set(name, view[name]);
   }
-  if (view.offset) params.set('offset', view.offset);
+  if (view.cursor) {
+    params.set('cursor', view.cursor);
+    params.set('at', view.at);
+  } else if (view.offset) {
+    params.set('offset', view.offset);
+  }
   const url = '/ui/' + (params.toString() ? '?' + params : '');
-  if (replace) history.replaceState(null, '', url);
-  else history.pushState(null, '', url);
+  if (replace) history.replaceState({ trail }, '', url);
+  else history.pushState({ trail }, '', url);
   load();
 }
 
@@ -57,7 +72,7 @@ function showSchedule(scheduleId) {
   const every = el('a', { href: '/ui/', text: 'Show every job' });
   every.addEventListener('click', (event) => {
     event.preventDefault();
-    navigate({ ...current(), schedule: '', offset: 0 });
+    navigate({ ...current(), ...FIRST, schedule: '' });
   });
   const name = scheduleNames.get(scheduleId);
   const link = el('a', { href: '/ui/schedules#schedule-' + scheduleId },
@@ -101,11 +116,15 @@ function row(job) {
 }
 
 let loading = null;
+/** The `next` of the page on screen. */
+let nextCursor = null;
 
 async function load() {
   const view = current();
   fillForm(view);
-  const query = new URLSearchParams({ output: 'none', limit: view.limit, offset: view.offset });
+  const query = new URLSearchParams({ output: 'none', limit: view.limit });
+  if (view.cursor) query.set('cursor', view.cursor);
+  else if (view.offset) query.set('offset', view.offset);
   for (const name of ['search', 'status', 'priority', 'host', 'ordering', 'schedule']) {
     if (view[name]) query.set(name, view[name]);
   }
@@ -121,14 +140,13 @@ async function load() {
     const shown = page.jobs.length;
     const total = page.total_count;
     const about = page.total_count_exact ? '' : 'about ';
+    const start = view.cursor ? view.at : view.offset;
     document.getElementById('range').textContent = shown
-      ? `${view.offset + 1}–${view.offset + shown} of ${about}${total.toLocaleString()}`
+      ? `${start + 1}–${start + shown} of ${about}${total.toLocaleString()}`
       : `0 of ${about}${total.toLocaleString()}`;
-    document.getElementById('prev').disabled = view.offset === 0;
-    // An estimated total may be short: a full page says there may be more.
-    const full = shown === parseInt(view.limit, 10);
-    document.getElementById('next').disabled =
-      view.offset + shown >= total && !(full && !page.total_count_exact);
+    document.getElementById('prev').disabled = !view.cursor && !view.offset;
+    nextCursor = page.next;
+    document.getElementById('next').disabled = !page.next;
     // When the first page of jobs was on screen, for measuring.
     if (!performance.getEntriesByName('rje:jobs-shown').length) performance.mark('rje:jobs-shown');
   } catch (err) {
@@ -157,7 +175,7 @@ let typing = null;
 form.addEventListener('input', (event) => {
   const view = current();
   for (const name of FILTERS) if (form.elements[name]) view[name] = form.elements[name].value;
-  view.offset = 0;
+  Object.assign(view, FIRST);
   if (event.target.name === 'search') {
     clearTimeout(typing);
     // The server searches 3 characters or more: until then, keep the view.
@@ -173,17 +191,31 @@ document.getElementById('counts').addEventListener('click', (event) => {
   const link = event.target.closest('a');
   if (!link) return;
   event.preventDefault();
-  navigate({ ...current(), status: link.dataset.status, offset: 0 });
+  navigate({ ...current(), ...FIRST, status: link.dataset.status });
 });
 
-function page(step) {
+function nextPage() {
+  if (!nextCursor) return;
   const view = current();
-  const size = parseInt(view.limit, 10);
-  view.offset = Math.max(0, view.offset + step * size);
-  navigate(view);
+  const here = { offset: view.offset, cursor: view.cursor, at: view.at };
+  const trail = [...(history.state?.trail || []), here];
+  const shown = tbody.rows.length;
+  navigate({ ...view, offset: 0, cursor: nextCursor, at: (view.cursor ? view.at : view.offset) + shown },
+    false, trail);
 }
-document.getElementById('prev').addEventListener('click', () => page(-1));
-document.getElementById('next').addEventListener('click', () => page(1));
+
+function previousPage() {
+  const view = current();
+  const trail = [...(history.state?.trail || [])];
+  // Reached from a shared address: no pages before it are known, but an
+  // offset still counts back.
+  const size = parseInt(view.limit, 10);
+  const back = trail.pop()
+    || (view.offset ? { ...FIRST, offset: Math.max(0, view.offset - size) } : FIRST);
+  navigate({ ...view, ...back }, false, trail);
+}
+document.getElementById('prev').addEventListener('click', previousPage);
+document.getElementById('next').addEventListener('click', nextPage);
 window.addEventListener('popstate', load);
 
 // A status change shows at once on its row; the page is read again at

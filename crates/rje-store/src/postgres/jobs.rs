@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::rows::{active_count, fit, status_counts, stream_code};
-use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, Piece, ReadFrom, segments};
 use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 
 use super::{
     ChunkRow, EXACT_COUNT_LIMIT, JobRow, LIVE_COLUMNS, META_COLUMNS, PostgresStore, end_unstarted,
-    fetch_for_update, listed_columns, now, push_filters, read_snapshot, request_cancel,
+    fetch_for_update, listed_columns, now, push_filters, read_snapshot, request_cancel, time_of,
 };
 
 #[async_trait]
@@ -109,30 +109,47 @@ impl Jobs for PostgresStore {
                 (estimate(&mut tx, query).await?.max(capped), false)
             };
 
-            let mut select = QueryBuilder::<Postgres>::new(format!(
-                "SELECT {} FROM jobs",
-                listed_columns(tail_bytes)
-            ));
-            push_filters(&mut select, query);
-            select
-                .push(format!(" ORDER BY {}", order_by(query)))
-                .push(" LIMIT ")
-                .push_bind(i64::from(query.limit))
-                .push(" OFFSET ")
-                .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-            let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
-            Ok((rows, total_count, total_exact))
+            let mut keyed = Vec::new();
+            for segment in segments(query) {
+                // One row past the page tells whether there is a next one.
+                let wanted = i64::from(query.limit) + 1 - keyed.len() as i64;
+                if wanted <= 0 {
+                    break;
+                }
+                let mut select = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT {} FROM jobs",
+                    listed_columns(tail_bytes)
+                ));
+                push_filters(&mut select, query);
+                for piece in segment.condition {
+                    match piece {
+                        Piece::Sql(sql) => select.push(sql),
+                        Piece::Time(micros) => select.push_bind(time_of(micros)),
+                        Piece::Number(number) => select.push_bind(number),
+                    };
+                }
+                select
+                    .push(format!(" ORDER BY {}", segment.order_by))
+                    .push(" LIMIT ")
+                    .push_bind(wanted)
+                    .push(" OFFSET ")
+                    .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+                let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let pk = row.pk;
+                    keyed.push((pk, row.into_listed(tail_bytes)?));
+                }
+            }
+            Ok((keyed, total_count, total_exact))
         }
         .await;
-        let (rows, total_count, total_exact) = conclude(tx, result).await?;
-        Ok(JobPage {
-            jobs: rows
-                .into_iter()
-                .map(|row| row.into_listed(tail_bytes))
-                .collect::<Result<_, _>>()?,
-            total_count: u64::try_from(total_count).unwrap_or(0),
+        let (keyed, total_count, total_exact) = conclude(tx, result).await?;
+        Ok(JobPage::from_rows(
+            keyed,
+            query,
+            u64::try_from(total_count).unwrap_or(0),
             total_exact,
-        })
+        ))
     }
 
     async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {

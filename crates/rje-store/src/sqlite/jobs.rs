@@ -8,7 +8,7 @@ use rje_domain::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::rows::{active_count, corrupt, status_counts, stream_code};
-use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, order_by};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, Piece, ReadFrom, segments};
 use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
@@ -107,26 +107,43 @@ impl Jobs for SqliteStore {
             (counted, true)
         };
 
-        let mut select =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM jobs", listed_columns(tail_bytes)));
-        push_filters(&mut select, query);
-        select
-            .push(format!(" ORDER BY {}", order_by(query)))
-            .push(" LIMIT ")
-            .push_bind(i64::from(query.limit))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-        let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
-        let jobs = rows
-            .into_iter()
-            .map(|row| row.into_listed(tail_bytes))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut keyed = Vec::new();
+        for segment in segments(query) {
+            // One row past the page tells whether there is a next one.
+            let wanted = i64::from(query.limit) + 1 - keyed.len() as i64;
+            if wanted <= 0 {
+                break;
+            }
+            let mut select = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {} FROM jobs",
+                listed_columns(tail_bytes)
+            ));
+            push_filters(&mut select, query);
+            for piece in segment.condition {
+                match piece {
+                    Piece::Sql(sql) => select.push(sql),
+                    Piece::Time(micros) | Piece::Number(micros) => select.push_bind(micros),
+                };
+            }
+            select
+                .push(format!(" ORDER BY {}", segment.order_by))
+                .push(" LIMIT ")
+                .push_bind(wanted)
+                .push(" OFFSET ")
+                .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+            let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            for row in rows {
+                let pk = row.pk;
+                keyed.push((pk, row.into_listed(tail_bytes)?));
+            }
+        }
         tx.commit().await?;
-        Ok(JobPage {
-            jobs,
-            total_count: u64::try_from(total).unwrap_or(0),
+        Ok(JobPage::from_rows(
+            keyed,
+            query,
+            u64::try_from(total).unwrap_or(0),
             total_exact,
-        })
+        ))
     }
 
     async fn edit(&self, id: JobId, patch: &JobPatch) -> Result<Job, StoreError> {

@@ -26,6 +26,7 @@ macro_rules! store_contract {
             create_and_get_round_trip,
             unknown_jobs_are_not_found,
             list_pages_filters_orders_and_counts,
+            cursor_pages_walk_every_ordering_once,
             edit_only_while_queued,
             delete_refuses_running_jobs,
             cancel_follows_the_job_state,
@@ -269,6 +270,120 @@ pub async fn list_pages_filters_orders_and_counts(store: Arc<dyn JobStore>) {
         .unwrap();
     assert_eq!(none.total_count, 0);
     assert!(none.jobs.is_empty());
+}
+
+/// Paging by `next` gives every job once, in the ordering's order, for
+/// every ordering in both directions, with and without a filter, and over
+/// the jobs not started or not ended yet (they sort last): the order is
+/// checked against one sorted here from the jobs' own fields.
+pub async fn cursor_pages_walk_every_ordering_once(store: Arc<dyn JobStore>) {
+    let priorities = [Priority::Low, Priority::High, Priority::Medium];
+    let mut created = Vec::new();
+    for i in 0..14 {
+        let host = if i % 3 == 0 { "a" } else { "b" };
+        let job = request(json!({
+            "command": format!("echo {i}"),
+            "priority": priorities[i % 3],
+            "host": host,
+        }));
+        created.push(store.create(job).await.unwrap().id);
+    }
+    // Some run (started_at), some of those end (completed_at), the rest
+    // wait: each nullable ordering has both parts, and ties of priority.
+    let w = worker();
+    for ended in 0..6 {
+        let (id, attempt) = claim_one(&store, &w).await;
+        store.mark_started(id, attempt, false).await.unwrap();
+        if ended < 4 {
+            store
+                .finish(id, attempt, &Outcome::Exited { code: 0 }, None, Utc::now())
+                .await
+                .unwrap();
+        }
+    }
+    let arrival = |id: JobId| created.iter().position(|c| *c == id).unwrap();
+
+    for ordering in [
+        "created_at",
+        "-created_at",
+        "priority",
+        "-priority",
+        "started_at",
+        "-started_at",
+        "completed_at",
+        "-completed_at",
+    ] {
+        for filter in [None, Some(("host", "b"))] {
+            let mut pairs = vec![("ordering", ordering), ("limit", "100")];
+            pairs.extend(filter);
+            let everything = store
+                .list(&ListQuery::parse(pairs, &list_hosts()).unwrap(), 0)
+                .await
+                .unwrap();
+            assert!(everything.next.is_none(), "one page holds them all");
+            let mut expected: Vec<_> = everything.jobs.iter().map(|j| j.job.clone()).collect();
+            expected.sort_by_key(|job| {
+                let time = match ordering.trim_start_matches('-') {
+                    "started_at" => job.started_at,
+                    "completed_at" => job.completed_at,
+                    _ => Some(job.created_at),
+                };
+                let descending = ordering.starts_with('-');
+                let arrival = arrival(job.id) as i64;
+                if ordering.ends_with("priority") {
+                    let rank = job.priority.rank();
+                    (false, if descending { -rank } else { rank }, 0, arrival)
+                } else {
+                    let micros = time.map_or(0, |t| t.timestamp_micros());
+                    let (micros, arrival) = if descending {
+                        (-micros, -arrival)
+                    } else {
+                        (micros, arrival)
+                    };
+                    (time.is_none(), 0, micros, arrival)
+                }
+            });
+            let expected: Vec<_> = expected.iter().map(|job| job.id).collect();
+            assert_eq!(
+                everything.jobs.iter().map(|j| j.job.id).collect::<Vec<_>>(),
+                expected,
+                "ordering={ordering} {filter:?}"
+            );
+
+            let mut walked = Vec::new();
+            let mut cursor: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                let mut pairs = vec![("limit", "3")];
+                if let Some(cursor) = &cursor {
+                    pairs.push(("cursor", cursor.as_str()));
+                } else {
+                    pairs.push(("ordering", ordering));
+                }
+                pairs.extend(filter);
+                let page = store
+                    .list(&ListQuery::parse(pairs, &list_hosts()).unwrap(), 0)
+                    .await
+                    .unwrap();
+                assert_eq!(page.total_count, expected.len() as u64);
+                walked.extend(page.jobs.iter().map(|j| j.job.id));
+                pages += 1;
+                assert!(pages <= 10, "ordering={ordering}: the walk ends");
+                match page.next {
+                    Some(next) => {
+                        assert_eq!(page.jobs.len(), 3, "only a full page has a next");
+                        cursor = Some(next.encode());
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(
+                walked, expected,
+                "ordering={ordering} {filter:?}, by cursor"
+            );
+            assert_eq!(pages, expected.len().div_ceil(3).max(1));
+        }
+    }
 }
 
 pub async fn edit_only_while_queued(store: Arc<dyn JobStore>) {

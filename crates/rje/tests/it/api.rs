@@ -142,6 +142,53 @@ async fn list_pages_filters_orders_and_counts() {
     let ids: Vec<_> = page["jobs"].as_array().unwrap().iter().map(id_of).collect();
     assert_eq!(ids, [queued[0].clone(), queued[1].clone()]);
 
+    // The same walk by cursor: each page's `next` starts the one after,
+    // on either list path, and the last page says there is none.
+    let first: Value = app
+        .get("/jobs/?limit=2&ordering=created_at")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next"].as_str().expect("a next page").to_owned();
+    let second: Value = app
+        .get(&format!("/jobs/list/?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = second["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(ids, [queued[1].clone(), queued[2].clone()]);
+    assert_eq!(second["total_count"], 5);
+    let cursor = second["next"].as_str().expect("a third page").to_owned();
+    let last: Value = app
+        .get(&format!(
+            "/jobs/?limit=2&cursor={cursor}&ordering=created_at"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = last["jobs"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, [queued[3].clone()]);
+    assert!(last["next"].is_null(), "{last}");
+    // A cursor is for its own ordering, and not beside an offset.
+    for query in [
+        format!("cursor={cursor}&ordering=-created_at"),
+        format!("cursor={cursor}&offset=2"),
+        "cursor=bm90LWEtY3Vyc29y".to_owned(),
+    ] {
+        let response = app.get(&format!("/jobs/?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["details"][0]["field"], "cursor", "{query}: {body}");
+    }
+
     let high: Value = app
         .get("/jobs/list/?priority=High")
         .await

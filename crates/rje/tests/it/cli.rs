@@ -243,6 +243,61 @@ async fn cancel_list_and_delete() {
     assert_eq!(code(&run(&app, &["view", &running]).await), 66);
 }
 
+/// `rje list --all` walks every page by cursor; `--cursor` starts where
+/// a page's `next` said; `--offset` beside a cursor is a usage error.
+#[tokio::test]
+async fn list_walks_pages_by_cursor() {
+    let app = spawn_app_with(|s| s.run_worker = false).await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(app.submit_command(&format!("echo {n}")).await);
+    }
+    let all = run(
+        &app,
+        &[
+            "list",
+            "--all",
+            "--limit",
+            "3",
+            "--ordering",
+            "created_at",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&all), 0, "{}", stderr(&all));
+    let walked: Vec<String> = stdout(&all)
+        .lines()
+        .map(|line| id_of(&serde_json::from_str::<Value>(line).unwrap()))
+        .collect();
+    assert_eq!(walked, ids, "every job once, in order, one per line");
+
+    let first = run(&app, &["list", "--limit", "3", "--json"]).await;
+    let first: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let cursor = first["next"].as_str().unwrap();
+    let second = run(
+        &app,
+        &["list", "--limit", "3", "--cursor", cursor, "--json"],
+    )
+    .await;
+    let second: Value = serde_json::from_str(&stdout(&second)).unwrap();
+    let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
+    let ids_of = |page: &Value| -> Vec<String> {
+        page["jobs"].as_array().unwrap().iter().map(id_of).collect()
+    };
+    assert_eq!(ids_of(&second), newest_first[3..6]);
+
+    let both = run(&app, &["list", "--cursor", cursor, "--offset", "3"]).await;
+    assert_eq!(code(&both), 2, "{}", stderr(&both));
+    let wrong = run(
+        &app,
+        &["list", "--cursor", cursor, "--ordering", "priority"],
+    )
+    .await;
+    assert_eq!(code(&wrong), 65, "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("cursor"), "{}", stderr(&wrong));
+}
+
 #[tokio::test]
 async fn client_errors_have_distinct_exit_codes() {
     let app = spawn_app().await;

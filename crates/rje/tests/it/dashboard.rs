@@ -146,14 +146,40 @@ async fn filters_and_paging_ask_the_server() {
             &format!("return ({})() === 5", js_fn(rows)),
         )
         .await;
-    assert_eq!(browser.current_path().await, "/ui/?offset=25");
+    // The second page is read by the first page's cursor, not an offset.
+    let path = browser.current_path().await;
+    assert!(
+        path.starts_with("/ui/?cursor=") && path.ends_with("&at=25"),
+        "{path}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('range').innerText")
+            .await,
+        "26–30 of 30"
+    );
     assert_eq!(
         browser
             .js("return document.getElementById('next').disabled")
             .await,
         true
     );
-    // The back button goes back to the first page.
+    // Previous goes back to the first page, and so does the back button.
+    browser.click("#prev").await;
+    browser
+        .until(
+            "the first page by Previous",
+            &format!("return ({})() === 25", js_fn(rows)),
+        )
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/");
+    browser.click("#next").await;
+    browser
+        .until(
+            "the second page again",
+            &format!("return ({})() === 5", js_fn(rows)),
+        )
+        .await;
     browser.client.back().await.expect("back");
     browser
         .until(
