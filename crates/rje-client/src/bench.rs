@@ -20,6 +20,8 @@ use crate::api::Api;
 use crate::follow::{Event, JobFollower};
 use crate::{ClientError, Connection, ExitCode};
 
+mod list;
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Jobs for the throughput run.
@@ -54,6 +56,14 @@ pub struct BenchArgs {
     /// `RJE_SSH_*`).
     #[arg(long)]
     pub host: Option<String>,
+    /// Instead of the runs above: time each filter and ordering of the
+    /// list route, and deep pages by offset and by cursor (the median of
+    /// 7), on whatever the server's store holds. Submits no job.
+    #[arg(long)]
+    pub list_queries: bool,
+    /// The rare text `--list-queries` searches for.
+    #[arg(long, default_value = "rare-needle")]
+    pub list_search: String,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -198,6 +208,15 @@ pub async fn bench(
     ssh: &impl SshBaseline,
 ) -> Result<ExitCode, ClientError> {
     let api = Api::new(connection.resolve()?);
+    if args.list_queries {
+        let timings = list::list_queries(&api, args.host.as_deref(), &args.list_search).await?;
+        if args.json {
+            crate::present::print_json(&timings);
+        } else {
+            list::print(&timings);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // Said even with --json (on stderr): the jobs outlive the bench.
     eprintln!("{}", leftover_warning(&args));
     let began = Instant::now();

@@ -155,8 +155,9 @@ pub struct JobListResponse {
     pub jobs: Vec<JobResponse>,
     pub total_count: u64,
     /// `false` when `total_count` is an estimate: past 10,000 matching jobs
-    /// PostgreSQL reports the planner's estimate rather than count them all,
-    /// and SQLite, for a text search, reports 10,000 (a lower bound).
+    /// a list does not count them all. PostgreSQL reports the planner's
+    /// estimate; SQLite the share of its newest jobs that match, scaled to
+    /// the table (for a text search, 10,000: a lower bound).
     #[serde(default = "exact")]
     pub total_count_exact: bool,
     /// The next page: pass it back as `cursor` (with the same filters).

@@ -27,6 +27,7 @@ macro_rules! store_contract {
             unknown_jobs_are_not_found,
             list_pages_filters_orders_and_counts,
             cursor_pages_walk_every_ordering_once,
+            past_ten_thousand_matches_the_count_is_an_estimate,
             edit_only_while_queued,
             delete_refuses_running_jobs,
             cancel_follows_the_job_state,
@@ -384,6 +385,31 @@ pub async fn cursor_pages_walk_every_ordering_once(store: Arc<dyn JobStore>) {
             assert_eq!(pages, expected.len().div_ceil(3).max(1));
         }
     }
+}
+
+/// A list counts its matches exactly up to 10,000; past that it says
+/// "more than that" (an estimate, flagged) instead of reading them all.
+pub async fn past_ten_thousand_matches_the_count_is_an_estimate(store: Arc<dyn JobStore>) {
+    let jobs = 10_050;
+    for i in 0..jobs {
+        let priority = if i % 3 == 0 {
+            Priority::High
+        } else {
+            Priority::Low
+        };
+        store.create(new_job_with("true", priority)).await.unwrap();
+    }
+    let all = store.list(&ListQuery::default(), 0).await.unwrap();
+    assert!(!all.total_exact, "more than 10,000 are not counted");
+    assert!(
+        (10_001..=4 * jobs).contains(&all.total_count),
+        "{} for {jobs}",
+        all.total_count
+    );
+    let high = ListQuery::parse([("priority", "High")], &list_hosts()).unwrap();
+    let high = store.list(&high, 0).await.unwrap();
+    assert!(high.total_exact);
+    assert_eq!(high.total_count, jobs.div_ceil(3));
 }
 
 pub async fn edit_only_while_queued(store: Arc<dyn JobStore>) {
