@@ -21,6 +21,7 @@ use crate::follow::{Event, JobFollower};
 use crate::{ClientError, Connection, ExitCode};
 
 mod list;
+mod scale;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -61,6 +62,34 @@ pub struct BenchArgs {
     /// 7), on whatever the server's store holds. Submits no job.
     #[arg(long)]
     pub list_queries: bool,
+    /// Instead of the runs above: this many `sleep` jobs at once (the
+    /// server needs as many slots, `RJE_WORKER_CONCURRENCY`): how soon
+    /// they start, and GET and list times while they run.
+    #[arg(long)]
+    pub sleepers: Option<u32>,
+    /// How long each of `--sleepers` sleeps.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(2..=3600))]
+    pub sleep_seconds: u32,
+    /// Instead of the runs above: this many WebSocket subscribers of one
+    /// job printing `--subscriber-lines` lines, each checked for every
+    /// line once, in order, and the final status; plus one subscriber
+    /// that never reads.
+    #[arg(long)]
+    pub subscribers: Option<u32>,
+    #[arg(long, default_value_t = 100_000)]
+    pub subscriber_lines: u64,
+    /// Instead of the runs above: this many Low jobs queued behind busy
+    /// slots, then High jobs one by one: from the moment a slot frees to
+    /// the High job's start (the server's own times).
+    #[arg(long)]
+    pub priority_backlog: Option<u32>,
+    /// High jobs measured by `--priority-backlog`.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub priority_samples: u32,
+    /// The server's process id, on this machine: the scale runs report its
+    /// resident memory from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// The rare text `--list-queries` searches for.
     #[arg(long, default_value = "rare-needle")]
     pub list_search: String,
@@ -217,6 +246,9 @@ pub async fn bench(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.sleepers.is_some() || args.subscribers.is_some() || args.priority_backlog.is_some() {
+        return scale_runs(&api, &args).await;
+    }
     // Said even with --json (on stderr): the jobs outlive the bench.
     eprintln!("{}", leftover_warning(&args));
     let began = Instant::now();
@@ -269,6 +301,86 @@ pub async fn bench(
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scale runs asked for, in turn.
+async fn scale_runs(api: &Api, args: &BenchArgs) -> Result<ExitCode, ClientError> {
+    let server = scale::ServerProcess(args.server_pid);
+    let mut report = serde_json::Map::new();
+    let mut add = |name: &str, value: serde_json::Result<serde_json::Value>| {
+        if let Ok(value) = value {
+            report.insert(name.to_owned(), value);
+        }
+    };
+    if let Some(count) = args.sleepers {
+        let run = scale::sleepers(api, count, args.sleep_seconds, args.concurrency, server).await?;
+        if !args.json {
+            println!(
+                "sleepers          {} of {} started; created→started p50 {:.2} ms p99 {:.2} ms \
+                 max {:.2} ms; last start {:.1} ms after the last submit",
+                run.started,
+                run.jobs,
+                run.create_to_start.p50_ms,
+                run.create_to_start.p99_ms,
+                run.create_to_start.max_ms,
+                run.last_start_after_last_submit_ms
+            );
+            println!(
+                "  while running   GET p50 {:.2} p99 {:.2} ms; list p50 {:.2} p99 {:.2} ms; \
+                 RSS idle {} → running {} (peak {})",
+                run.get.p50_ms,
+                run.get.p99_ms,
+                run.list.p50_ms,
+                run.list.p99_ms,
+                mib(run.rss_idle_mib),
+                mib(run.rss_running_mib),
+                mib(run.rss_peak_mib)
+            );
+        }
+        add("sleepers", serde_json::to_value(&run));
+    }
+    if let Some(count) = args.subscribers {
+        let run = scale::subscribers(api, count, args.subscriber_lines, server).await?;
+        if !args.json {
+            println!(
+                "subscribers       {} of {} got all {} lines once, in order, and the final \
+                 status, {:.2} s after the job started; RSS idle {} peak {}; a subscriber \
+                 that never read: {}",
+                run.complete,
+                run.subscribers,
+                run.lines,
+                run.seconds,
+                mib(run.rss_idle_mib),
+                mib(run.rss_peak_mib),
+                run.stalled_subscriber
+            );
+        }
+        add("subscribers", serde_json::to_value(&run));
+    }
+    if let Some(backlog) = args.priority_backlog {
+        let run = scale::priority_under_load(api, backlog, args.priority_samples, args.concurrency)
+            .await?;
+        if !args.json {
+            println!(
+                "priority          behind {} Low jobs, a High job started p50 {:.2} ms p99 \
+                 {:.2} ms max {:.2} ms after a slot freed (n={})",
+                run.backlog,
+                run.slot_to_start.p50_ms,
+                run.slot_to_start.p99_ms,
+                run.slot_to_start.max_ms,
+                run.samples
+            );
+        }
+        add("priority", serde_json::to_value(&run));
+    }
+    if args.json {
+        crate::present::print_json(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib(value: Option<f64>) -> String {
+    value.map_or_else(|| "?".to_owned(), |mib| format!("{mib:.1} MiB"))
 }
 
 /// How many jobs the bench submits: the throughput run's, the latency

@@ -31,16 +31,7 @@ pub async fn follow(
     offsets: &mut [u64; 2],
     sink: &tokio::sync::mpsc::Sender<crate::ExecEvent>,
 ) -> io::Result<ExitRecord> {
-    use notify::Watcher;
-    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        // Full means a wake-up is already pending: nothing is lost.
-        let _ = wake.try_send(());
-    })
-    .map_err(io::Error::other)?;
-    watcher
-        .watch(dir.root(), notify::RecursiveMode::NonRecursive)
-        .map_err(io::Error::other)?;
+    let mut watch = super::watch::DirWatch::new(dir.root())?;
     let mut files = OutputFiles::new(dir);
     loop {
         if files.read_new(offsets, sink).await? > 0 {
@@ -57,7 +48,7 @@ pub async fn follow(
         if files_removed(dir) {
             return Err(io::Error::new(io::ErrorKind::NotFound, FILES_REMOVED));
         }
-        if tokio::time::timeout(RECHECK_EVERY, woken.recv())
+        if tokio::time::timeout(RECHECK_EVERY, watch.woken.recv())
             .await
             .is_err()
             && supervisor_died(dir)?

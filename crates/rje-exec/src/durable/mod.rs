@@ -40,6 +40,7 @@ mod forker;
 mod local;
 mod state_dir;
 mod supervise;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

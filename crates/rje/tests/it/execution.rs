@@ -24,6 +24,23 @@ async fn exit_code_decides_and_streams_stay_apart() {
     assert_eq!(warned["stderr"], "only a warning\n");
 }
 
+/// More durable jobs at once than the kernel's default number of inotify
+/// instances per user (128): each is followed, and its output arrives,
+/// through the process's one shared watcher.
+#[tokio::test]
+async fn two_hundred_durable_jobs_run_at_once() {
+    let app = spawn_app_with(|s| s.worker.concurrency = 200).await;
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        ids.push(app.submit_command(&format!("sleep 1; echo done-{n}")).await);
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let job = app.wait_final(id).await;
+        assert_eq!(job["status"], "Success", "{job}");
+        assert_eq!(job["stdout"], format!("done-{n}\n"), "{job}");
+    }
+}
+
 #[tokio::test]
 async fn priority_order_with_a_single_worker() {
     let app = spawn_app_with(|s| s.worker.concurrency = 1).await;
