@@ -857,6 +857,15 @@ mod tests {
             log_lines,
             baseline: false,
             host: None,
+            list_queries: false,
+            list_search: "rare-needle".into(),
+            sleepers: None,
+            sleep_seconds: 30,
+            subscribers: None,
+            subscriber_lines: 100,
+            priority_backlog: None,
+            priority_samples: 1,
+            server_pid: None,
             json: true,
         }
     }

@@ -513,6 +513,56 @@ async fn bench_counts_are_right() {
     );
 }
 
+/// The scale runs and the list queries of `rje bench`, small: their
+/// counts only (speed is for docs/BENCHMARKS.md, never asserted).
+#[tokio::test]
+async fn bench_scale_runs_count_right() {
+    let app = spawn_app_with(|s| s.worker.concurrency = 4).await;
+    let out = run(
+        &app,
+        &[
+            "bench",
+            "--sleepers",
+            "4",
+            "--sleep-seconds",
+            "2",
+            "--subscribers",
+            "3",
+            "--subscriber-lines",
+            "500",
+            "--priority-backlog",
+            "8",
+            "--priority-samples",
+            "2",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("the report is JSON");
+    assert_eq!(report["sleepers"]["jobs"], 4);
+    assert_eq!(report["sleepers"]["started"], 4, "{report}");
+    assert_eq!(report["sleepers"]["create_to_start"]["count"], 4);
+    assert_eq!(report["subscribers"]["complete"], 3, "{report}");
+    assert_eq!(report["subscribers"]["lines"], 500);
+    assert_eq!(report["priority"]["samples"], 2, "{report}");
+
+    let out = run(&app, &["bench", "--list-queries", "--json"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let timings: Value = serde_json::from_str(&stdout(&out)).expect("the timings are JSON");
+    let queries: Vec<_> = timings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["query"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        queries.contains(&"ordering=-completed_at".to_owned()),
+        "{queries:?}"
+    );
+    assert!(queries.contains(&"offset=500000".to_owned()), "{queries:?}");
+}
+
 /// A client whose reader went (`rje list | head -0`) ends quietly with
 /// the status a shell gives a command killed by SIGPIPE, as other
 /// command-line tools do: no panic, no backtrace.
