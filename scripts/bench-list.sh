@@ -13,7 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rje=${RJE_BIN:-$root/target/release/rje}
 work=$(mktemp -d)
 port=${RJE_BENCH_PORT:-18411}
-trap 'kill $server 2>/dev/null || true; cat "$work/serve.log" >&2; rm -rf "$work"' EXIT
+server=
+trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 case $kind in
 sqlite)

@@ -15,7 +15,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rje=${RJE_BIN:-$root/target/release/rje}
 work=$(mktemp -d)
 port=${RJE_BENCH_PORT:-18412}
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 case $kind in
 sqlite) url=sqlite://$work/rje.db ;;
@@ -37,8 +38,10 @@ cd "$work"
 RJE_DATABASE_URL=$url RJE_BIND=127.0.0.1:$port RJE_WORKER_CONCURRENCY=$slots \
   RUST_LOG=warn "$rje" serve >"$work/serve.log" 2>&1 &
 server=$!
+up=
 for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && { up=1; break; }
   sleep 0.1
 done
+[[ -n $up ]] || { cat "$work/serve.log" >&2; exit 1; }
 "$rje" --url "http://127.0.0.1:$port" bench "${args[@]}" --server-pid "$server" ${BENCH_JSON:+--json}

@@ -15,6 +15,7 @@ set -euo pipefail
 kind=${1:?sqlite or postgres}
 target=${2:?the database file or URL}
 count=${3:?how many jobs}
+[[ $count =~ ^[0-9]+$ ]] || { echo "fill-jobs.sh: the count is a whole number" >&2; exit 2; }
 
 # Column by column, the same rows for both stores; `i` counts from 1.
 status="CASE WHEN i > $count - 50 THEN 'Queued' WHEN i % 10 IN (6, 7) THEN 'Failed' \

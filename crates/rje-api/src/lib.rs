@@ -8,6 +8,7 @@ mod auth;
 mod browser_guard;
 mod error;
 mod extract;
+mod frames;
 mod health;
 mod hosts;
 mod jobs;

@@ -59,6 +59,8 @@ pub struct AppState {
     pub(crate) stats: StatsCache,
     /// Turns for reading a running job whole (see [`SnapshotReads`]).
     pub(crate) snapshots: SnapshotReads,
+    /// Output messages encoded once for all of a job's subscribers.
+    pub(crate) frames: Arc<crate::frames::OutputFrames>,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             settings: Arc::new(settings),
             stats: StatsCache::default(),
             snapshots: SnapshotReads::default(),
+            frames: Arc::default(),
         }
     }
 }

@@ -190,6 +190,10 @@ async fn upgrade(
     caller.require_sight(&job, &state.settings.hosts)?;
     Ok(ws
         .max_message_size(64 * 1024)
+        // Each message is written as it comes, not gathered up to 128 KiB
+        // first: what a subscriber holds is one message, and a thousand
+        // subscribers of one job hold a thousand, not 128 MiB.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
             let _counted = Subscriber::new("job");
@@ -384,7 +388,12 @@ impl Session {
     }
 
     async fn send_chunk(&mut self, chunk: &Chunk) -> Result<(), End> {
-        self.send(&WsMessage::output(chunk)).await?;
+        let frame = self
+            .state
+            .frames
+            .output(self.id, chunk)
+            .map_err(|err| End::Failed(format!("could not encode a message: {err}")))?;
+        self.send_message(Message::Text(frame)).await?;
         self.last_seq = chunk.seq;
         Ok(())
     }

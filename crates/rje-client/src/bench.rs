@@ -344,7 +344,7 @@ async fn scale_runs(api: &Api, args: &BenchArgs) -> Result<ExitCode, ClientError
         if !args.json {
             println!(
                 "subscribers       {} of {} got all {} lines once, in order, and the final \
-                 status, {:.2} s after the job started; RSS idle {} peak {}; a subscriber \
+                 status, {:.2} s from the first line; RSS idle {} peak {}; a subscriber \
                  that never read: {}",
                 run.complete,
                 run.subscribers,
@@ -363,12 +363,15 @@ async fn scale_runs(api: &Api, args: &BenchArgs) -> Result<ExitCode, ClientError
         if !args.json {
             println!(
                 "priority          behind {} Low jobs, a High job started p50 {:.2} ms p99 \
-                 {:.2} ms max {:.2} ms after a slot freed (n={})",
+                 {:.2} ms max {:.2} ms after a slot freed (n={}, {} left out: no slot freed \
+                 for them); {} Low jobs still queued at the end",
                 run.backlog,
                 run.slot_to_start.p50_ms,
                 run.slot_to_start.p99_ms,
                 run.slot_to_start.max_ms,
-                run.samples
+                run.samples,
+                run.left_out,
+                run.low_still_queued
             );
         }
         add("priority", serde_json::to_value(&run));

@@ -763,6 +763,8 @@ pub async fn list(connection: &Connection, args: ListArgs) -> Result<ExitCode, C
                 }
             } else if !page.jobs.is_empty() {
                 println!("{}", presenter.jobs_table(&page.jobs));
+            } else if cursor.is_none() {
+                println!("no jobs (of {} matching)", page.total_count);
             }
             match page.next {
                 Some(next) => {

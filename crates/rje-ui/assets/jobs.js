@@ -116,8 +116,9 @@ function row(job) {
 }
 
 let loading = null;
-/** The `next` of the page on screen. */
+/** The `next` of the page on screen, and how many jobs it showed. */
 let nextCursor = null;
+let shownOnPage = 0;
 
 async function load() {
   const view = current();
@@ -125,9 +126,16 @@ async function load() {
   const query = new URLSearchParams({ output: 'none', limit: view.limit });
   if (view.cursor) query.set('cursor', view.cursor);
   else if (view.offset) query.set('offset', view.offset);
-  for (const name of ['search', 'status', 'priority', 'host', 'ordering', 'schedule']) {
+  // A cursor carries its own ordering (an address may hold one alone).
+  const named = view.cursor ? ['search', 'status', 'priority', 'host', 'schedule']
+    : ['search', 'status', 'priority', 'host', 'ordering', 'schedule'];
+  for (const name of named) {
     if (view[name]) query.set(name, view[name]);
   }
+  // Until this view's page is here, Next has no page to go to: the cursor
+  // on hand belongs to the view before.
+  nextCursor = null;
+  document.getElementById('next').disabled = true;
   const mine = (loading = Symbol('load'));
   // The counts come apart: the page of jobs need not wait for them.
   api('/jobs/stats/').then((stats) => { if (mine === loading) showCounts(stats); }, () => {});
@@ -146,11 +154,16 @@ async function load() {
       : `0 of ${about}${total.toLocaleString()}`;
     document.getElementById('prev').disabled = !view.cursor && !view.offset;
     nextCursor = page.next;
+    shownOnPage = shown;
     document.getElementById('next').disabled = !page.next;
     // When the first page of jobs was on screen, for measuring.
     if (!performance.getEntriesByName('rje:jobs-shown').length) performance.mark('rje:jobs-shown');
   } catch (err) {
-    if (mine === loading) flash(err.message);
+    if (mine === loading) {
+      flash(err.message);
+      nextCursor = null;
+      document.getElementById('next').disabled = true;
+    }
   }
 }
 
@@ -199,8 +212,8 @@ function nextPage() {
   const view = current();
   const here = { offset: view.offset, cursor: view.cursor, at: view.at };
   const trail = [...(history.state?.trail || []), here];
-  const shown = tbody.rows.length;
-  navigate({ ...view, offset: 0, cursor: nextCursor, at: (view.cursor ? view.at : view.offset) + shown },
+  navigate({ ...view, offset: 0, cursor: nextCursor,
+    at: (view.cursor ? view.at : view.offset) + shownOnPage },
     false, trail);
 }
 

@@ -109,7 +109,7 @@ fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 #[derive(Debug, Clone, Serialize)]
 pub struct Sleepers {
     pub jobs: u32,
-    /// Jobs seen Running (or already ended) by the server's account.
+    /// Jobs seen Running, with a start, by the server's account.
     pub started: usize,
     /// The server's `created_at` → `started_at`, per job.
     pub create_to_start: Spread,
@@ -191,7 +191,8 @@ pub struct Subscribers {
     pub lines: u64,
     /// Subscribers that got every line once, in order, and the final status.
     pub complete: usize,
-    /// From the job's `started_at` to the last subscriber's final status.
+    /// From the first line any subscriber got to the last subscriber's
+    /// final status.
     pub seconds: f64,
     pub rss_idle_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
@@ -208,7 +209,11 @@ struct Seen {
     finished: bool,
 }
 
-async fn subscribe(api: Api, id: JobId) -> Result<Seen, ClientError> {
+async fn subscribe(
+    api: Api,
+    id: JobId,
+    first_line: Arc<std::sync::OnceLock<Instant>>,
+) -> Result<Seen, ClientError> {
     let path = format!("/ws/jobs/{id}/");
     let (mut socket, _) = tokio_tungstenite::connect_async(api.ws_request(&path)?)
         .await
@@ -228,15 +233,19 @@ async fn subscribe(api: Api, id: JobId) -> Result<Seen, ClientError> {
             .map_err(|err| ClientError::Server(format!("unexpected message: {err}")))?;
         match message.kind {
             WsKind::Output => {
+                first_line.get_or_init(Instant::now);
                 partial.push_str(&message.log);
-                while let Some(end) = partial.find('\n') {
-                    let expected = seen.lines + 1;
-                    if partial[..end].parse::<u64>().ok() != Some(expected) {
+                // Whole lines only; a line cut between messages waits.
+                let mut start = 0;
+                while let Some(end) = partial[start..].find('\n') {
+                    let line = &partial[start..start + end];
+                    if line.parse::<u64>().ok() != Some(seen.lines + 1) {
                         seen.in_order = false;
                     }
                     seen.lines += 1;
-                    partial.drain(..=end);
+                    start += end + 1;
                 }
+                partial.drain(..start);
             }
             WsKind::Status if message.status.is_final() => {
                 seen.finished = true;
@@ -279,8 +288,9 @@ pub async fn subscribers(
             }
         })
     };
+    let first_line = Arc::new(std::sync::OnceLock::new());
     let tasks: Vec<_> = (0..count)
-        .map(|_| tokio::spawn(subscribe(api.clone(), job.id)))
+        .map(|_| tokio::spawn(subscribe(api.clone(), job.id, first_line.clone())))
         .collect();
     let mut complete = 0;
     for task in tasks {
@@ -291,17 +301,16 @@ pub async fn subscribers(
             complete += 1;
         }
     }
-    let done = Utc::now();
+    let seconds = first_line
+        .get()
+        .map_or(f64::NAN, |first| first.elapsed().as_secs_f64());
     sampler.abort();
-    let ended = api.job(&job.id.to_string()).await?;
     let stalled_subscriber = stalled_end(stalled).await;
     Ok(Subscribers {
         subscribers: count,
         lines,
         complete,
-        seconds: ended
-            .started_at
-            .map_or(f64::NAN, |started| between(started, done).as_secs_f64()),
+        seconds,
         rss_idle_mib: idle.map(|(rss, _)| rss),
         rss_peak_mib: peak
             .lock()
@@ -344,8 +353,15 @@ async fn stalled_end(
 pub struct PriorityUnderLoad {
     pub backlog: u32,
     pub samples: usize,
-    /// A High job's `started_at` after the first `completed_at` of any job
-    /// at or after its `created_at`: the moment a slot freed.
+    /// High jobs left out: no Low job ended between their submit and
+    /// their start (a slot was free already, or they never started).
+    pub left_out: usize,
+    /// Low jobs still queued when the last High job had started: the
+    /// backlog was there all along.
+    pub low_still_queued: usize,
+    /// A High job's `started_at` after the moment a slot freed for it:
+    /// the last `completed_at` of a Low job before its start, or its own
+    /// `created_at` if that came later.
     pub slot_to_start: Spread,
 }
 
@@ -379,6 +395,12 @@ pub async fn priority_under_load(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let low_ids: HashSet<JobId> = lows.iter().map(|job| job.id).collect();
+    let low_still_queued = list_all(api, "status=Queued&priority=Low")
+        .await?
+        .iter()
+        .filter(|job| low_ids.contains(&job.id))
+        .count();
     // The Low jobs that ended meanwhile, newest first, by the server's
     // completed_at.
     let first_created = ended.iter().map(|job| job.created_at).min();
@@ -390,7 +412,7 @@ pub async fn priority_under_load(
             query.push_str(&format!("&cursor={cursor}"));
         }
         let page = api.list(&query).await?;
-        for job in &page.jobs {
+        for job in page.jobs.iter().filter(|job| low_ids.contains(&job.id)) {
             let Some(at) = job.completed_at else { continue };
             if first_created.is_some_and(|first| at < first - chrono::Duration::seconds(1)) {
                 break 'pages;
@@ -408,7 +430,13 @@ pub async fn priority_under_load(
         .filter(|job| job.status == Status::Success)
         .filter_map(|job| {
             let started = job.started_at?;
-            let freed = completions.iter().find(|at| **at >= job.created_at)?;
+            // The slot it took: the last Low end before its start, if
+            // that came after its submit.
+            let freed = completions
+                .iter()
+                .rev()
+                .find(|at| **at <= started)
+                .filter(|at| **at >= job.created_at)?;
             Some(between(*freed, started))
         })
         .collect();
@@ -417,6 +445,8 @@ pub async fn priority_under_load(
     Ok(PriorityUnderLoad {
         backlog,
         samples: slot_to_start.len(),
+        left_out: highs.len() - slot_to_start.len(),
+        low_still_queued,
         slot_to_start: Spread::of(slot_to_start),
     })
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use notify::Watcher as _;
 use tokio::sync::mpsc;
@@ -23,41 +23,59 @@ struct Shared {
     wakers: Arc<Mutex<Wakers>>,
 }
 
-static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+/// Made on first use and kept; a failure to make it (no inotify instance
+/// left, for a moment) is not kept: the next job tries again.
+static SHARED: Mutex<Option<&'static Shared>> = Mutex::new(None);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn shared() -> io::Result<&'static Shared> {
-    SHARED
-        .get_or_init(|| {
-            let wakers: Arc<Mutex<Wakers>> = Arc::default();
-            let routed = wakers.clone();
-            let watcher =
-                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                    let Ok(event) = event else { return };
-                    let Ok(wakers) = routed.lock() else { return };
-                    // An event names a file in a watched directory, or the
-                    // directory itself (its removal).
-                    for path in &event.paths {
-                        for dir in [Some(path.as_path()), path.parent()].into_iter().flatten() {
-                            for (_, wake) in wakers.get(dir).into_iter().flatten() {
-                                // Full means a wake-up is already pending.
-                                let _ = wake.try_send(());
-                            }
-                        }
-                    }
-                })
-                .map_err(|err| err.to_string())?;
-            Ok(Shared {
-                watcher: Mutex::new(watcher),
-                wakers,
-            })
-        })
-        .as_ref()
-        .map_err(|err| io::Error::other(err.clone()))
+    let mut made = SHARED.lock().map_err(|_| poisoned())?;
+    if let Some(shared) = *made {
+        return Ok(shared);
+    }
+    let wakers: Arc<Mutex<Wakers>> = Arc::default();
+    let routed = wakers.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(wakers) = routed.lock() else { return };
+        // An overflowed queue (a rescan) or an error names no directory:
+        // every follower looks again rather than wait for its recheck.
+        let every = match &event {
+            Ok(event) => event.need_rescan(),
+            Err(_) => true,
+        };
+        let wake = |waiting: &Vec<(u64, mpsc::Sender<()>)>| {
+            for (_, wake) in waiting {
+                // Full means a wake-up is already pending.
+                let _ = wake.try_send(());
+            }
+        };
+        if every {
+            wakers.values().for_each(wake);
+            return;
+        }
+        // An event names a file in a watched directory, or the directory
+        // itself (its removal).
+        for path in event.iter().flat_map(|event| &event.paths) {
+            for dir in [Some(path.as_path()), path.parent()].into_iter().flatten() {
+                if let Some(waiting) = wakers.get(dir) {
+                    wake(waiting);
+                }
+            }
+        }
+    })
+    .map_err(io::Error::other)?;
+    // Kept for the life of the process, as a static would be.
+    let shared: &'static Shared = Box::leak(Box::new(Shared {
+        watcher: Mutex::new(watcher),
+        wakers,
+    }));
+    *made = Some(shared);
+    Ok(shared)
 }
 
 /// A follower's wake-ups for one directory, for as long as it is held.
 pub(super) struct DirWatch {
+    shared: &'static Shared,
     dir: PathBuf,
     id: u64,
     pub(super) woken: mpsc::Receiver<()>,
@@ -73,52 +91,57 @@ impl DirWatch {
         // lock is never held across a call into the watcher: its thread
         // takes that lock to route an event, while a watch waits on it.
         let mut watcher = shared.watcher.lock().map_err(|_| poisoned())?;
-        let first = {
-            let mut wakers = shared.wakers.lock().map_err(|_| poisoned())?;
-            let waiting = wakers.entry(dir.to_owned()).or_default();
-            waiting.push((id, wake));
-            waiting.len() == 1
-        };
-        let watch = DirWatch {
+        shared
+            .wakers
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry(dir.to_owned())
+            .or_default()
+            .push((id, wake));
+        // Watched again even when another follower watches it: the
+        // directory may have been removed and made anew since (inotify
+        // then forgot it), and watching a watched one changes nothing.
+        if let Err(err) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            leave(shared, &mut watcher, dir, id);
+            return Err(io::Error::other(err));
+        }
+        Ok(DirWatch {
+            shared,
             dir: dir.to_owned(),
             id,
             woken,
-        };
-        if first && let Err(err) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-            // The guard goes first: the watch's drop, which takes its
-            // waker out again, locks the watcher.
-            drop(watcher);
-            drop(watch);
-            return Err(io::Error::other(err));
-        }
-        Ok(watch)
+        })
     }
 }
 
 impl Drop for DirWatch {
     fn drop(&mut self) {
-        let Ok(shared) = shared() else { return };
-        let Ok(mut watcher) = shared.watcher.lock() else {
+        if let Ok(mut watcher) = self.shared.watcher.lock() {
+            leave(self.shared, &mut watcher, &self.dir, self.id);
+        }
+    }
+}
+
+/// Takes follower `id` off `dir`, and the watch with the last one, under
+/// the watcher's lock (held by the caller).
+fn leave(shared: &Shared, watcher: &mut notify::RecommendedWatcher, dir: &Path, id: u64) {
+    let last = {
+        let Ok(mut wakers) = shared.wakers.lock() else {
             return;
         };
-        let last = {
-            let Ok(mut wakers) = shared.wakers.lock() else {
-                return;
-            };
-            let Some(waiting) = wakers.get_mut(&self.dir) else {
-                return;
-            };
-            waiting.retain(|(id, _)| *id != self.id);
-            let last = waiting.is_empty();
-            if last {
-                wakers.remove(&self.dir);
-            }
-            last
+        let Some(waiting) = wakers.get_mut(dir) else {
+            return;
         };
+        waiting.retain(|(other, _)| *other != id);
+        let last = waiting.is_empty();
         if last {
-            // Gone already when the directory was removed: nothing to undo.
-            let _ = watcher.unwatch(&self.dir);
+            wakers.remove(dir);
         }
+        last
+    };
+    if last {
+        // Gone already when the directory was removed: nothing to undo.
+        let _ = watcher.unwatch(dir);
     }
 }
 

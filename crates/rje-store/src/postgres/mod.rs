@@ -231,13 +231,13 @@ impl ChunkRow {
     }
 }
 
-/// Now, at the precision PostgreSQL keeps (microseconds).
 /// A time given in microseconds, as a list cursor holds it. The cursor
 /// holds only times from year 1 to 9999, which every store keeps.
 fn time_of(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// Now, at the precision PostgreSQL keeps (microseconds).
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
