@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn a_chunk_is_encoded_once_and_shared() {
         let frames = OutputFrames::default();
-        let job = JobId::generate();
+        let job = JobId::new();
         let first = frames.output(job, &chunk(1, "a\nb\n")).unwrap();
         let again = frames.output(job, &chunk(1, "a\nb\n")).unwrap();
         assert_eq!(
@@ -111,7 +111,7 @@ mod tests {
         let message: WsMessage = serde_json::from_str(first.as_str()).unwrap();
         assert_eq!(message.log, "a\nb\n");
         assert_eq!(message.seq, Some(1));
-        let other = frames.output(JobId::generate(), &chunk(1, "c\n")).unwrap();
+        let other = frames.output(JobId::new(), &chunk(1, "c\n")).unwrap();
         assert!(
             other.as_str().contains("c\\n"),
             "another job's chunk 1 is its own"
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn the_cache_keeps_to_its_budget() {
         let frames = OutputFrames::default();
-        let job = JobId::generate();
+        let job = JobId::new();
         let text = "x".repeat(1024 * 1024);
         for seq in 0..20 {
             frames.output(job, &chunk(seq, &text)).unwrap();
