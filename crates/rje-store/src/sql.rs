@@ -189,6 +189,37 @@ pub(crate) fn segments(query: &ListQuery) -> Vec<Segment> {
     }
 }
 
+impl Segment {
+    /// Appends the segment to a list's query whose filters are pushed:
+    /// its condition, its order and the page's `wanted` rows past
+    /// `offset`. `time` binds a time as the store keeps it.
+    pub(crate) fn push_to<'a, DB, T>(
+        self,
+        select: &mut sqlx::QueryBuilder<'a, DB>,
+        time: impl Fn(i64) -> T,
+        wanted: i64,
+        offset: u64,
+    ) where
+        DB: sqlx::Database,
+        i64: sqlx::Encode<'a, DB> + sqlx::Type<DB> + 'a,
+        T: sqlx::Encode<'a, DB> + sqlx::Type<DB> + 'a,
+    {
+        for piece in self.condition {
+            match piece {
+                Piece::Sql(sql) => select.push(sql),
+                Piece::Time(micros) => select.push_bind(time(micros)),
+                Piece::Number(number) => select.push_bind(number),
+            };
+        }
+        select
+            .push(format!(" ORDER BY {}", self.order_by))
+            .push(" LIMIT ")
+            .push_bind(wanted)
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+}
+
 /// SQL for one stream of a job's output (the job row is `jobs`), assembled
 /// from its chunks in seq order, with the marker of
 /// [`rje_domain::drop_marker`] wherever output was dropped. The dialect

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::rows::{active_count, fit, status_counts, stream_code};
-use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, Piece, ReadFrom, segments};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, segments};
 use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
@@ -121,19 +121,7 @@ impl Jobs for PostgresStore {
                     listed_columns(tail_bytes)
                 ));
                 push_filters(&mut select, query);
-                for piece in segment.condition {
-                    match piece {
-                        Piece::Sql(sql) => select.push(sql),
-                        Piece::Time(micros) => select.push_bind(time_of(micros)),
-                        Piece::Number(number) => select.push_bind(number),
-                    };
-                }
-                select
-                    .push(format!(" ORDER BY {}", segment.order_by))
-                    .push(" LIMIT ")
-                    .push_bind(wanted)
-                    .push(" OFFSET ")
-                    .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+                segment.push_to(&mut select, time_of, wanted, query.offset);
                 let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
                 for row in rows {
                     let pk = row.pk;

@@ -8,7 +8,7 @@ use rje_domain::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::rows::{active_count, corrupt, status_counts, stream_code};
-use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, Piece, ReadFrom, segments};
+use crate::sql::{COUNT_ACTIVE_SQL, COUNT_BY_STATUS_SQL, ReadFrom, segments};
 use crate::tx::{ONCE_TRIES, conclude, key_kept_vanishing, replay};
 use crate::workers::{WorkerJobRow, group_workers};
 use crate::{
@@ -162,18 +162,7 @@ impl Jobs for SqliteStore {
                 listed_columns(tail_bytes)
             ));
             push_filters(&mut select, query);
-            for piece in segment.condition {
-                match piece {
-                    Piece::Sql(sql) => select.push(sql),
-                    Piece::Time(micros) | Piece::Number(micros) => select.push_bind(micros),
-                };
-            }
-            select
-                .push(format!(" ORDER BY {}", segment.order_by))
-                .push(" LIMIT ")
-                .push_bind(wanted)
-                .push(" OFFSET ")
-                .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+            segment.push_to(&mut select, |micros| micros, wanted, query.offset);
             let rows: Vec<JobRow> = select.build_query_as().fetch_all(&mut *tx).await?;
             for row in rows {
                 let pk = row.pk;
