@@ -84,6 +84,14 @@ pub(super) struct DirWatch {
 impl DirWatch {
     /// Wakes on every change in `dir` (not below it) and on its removal.
     pub(super) fn new(dir: &Path) -> io::Result<Self> {
+        // The watcher names what changed by absolute path (it joins a
+        // relative one to the working directory, as the default state
+        // directory `./rje-state` is): the followers are found by it.
+        let dir = &if dir.is_absolute() {
+            dir.to_owned()
+        } else {
+            std::env::current_dir()?.join(dir)
+        };
         let shared = shared()?;
         let (wake, woken) = mpsc::channel(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -147,4 +155,67 @@ fn leave(shared: &Shared, watcher: &mut notify::RecommendedWatcher, dir: &Path, 
 
 fn poisoned() -> io::Error {
     io::Error::other("the shared file watcher's lock was poisoned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Within this long a change must have woken its follower: far more
+    /// than inotify takes, and no recheck stands in for a lost wake-up.
+    const WAKE: Duration = Duration::from_secs(10);
+
+    async fn woken(watch: &mut DirWatch) -> bool {
+        tokio::time::timeout(WAKE, watch.woken.recv()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_change_wakes_the_followers_of_its_directory_only() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let mut on_a = DirWatch::new(&a).unwrap();
+        let mut also_on_a = DirWatch::new(&a).unwrap();
+        let mut on_b = DirWatch::new(&b).unwrap();
+        std::fs::write(a.join("stdout"), "x").unwrap();
+        assert!(woken(&mut on_a).await);
+        assert!(woken(&mut also_on_a).await);
+        assert!(on_b.woken.try_recv().is_err(), "b did not change");
+        drop(also_on_a);
+        std::fs::write(a.join("exit.json"), "{}").unwrap();
+        assert!(
+            woken(&mut on_a).await,
+            "still watched after one follower left"
+        );
+    }
+
+    /// The default state directory is relative (`./rje-state`).
+    #[tokio::test]
+    async fn a_relative_directory_is_followed() {
+        let here = std::env::current_dir().unwrap();
+        let root = tempfile::tempdir_in(&here).unwrap();
+        let relative = root.path().strip_prefix(&here).unwrap().to_owned();
+        assert!(relative.is_relative());
+        let mut watch = DirWatch::new(&relative).unwrap();
+        std::fs::write(relative.join("stdout"), "x").unwrap();
+        assert!(woken(&mut watch).await);
+    }
+
+    /// A directory removed and made anew under the same name (inotify
+    /// forgets the first) is watched again for a new follower.
+    #[tokio::test]
+    async fn a_directory_made_anew_is_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("job");
+        std::fs::create_dir(&dir).unwrap();
+        let mut first = DirWatch::new(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(woken(&mut first).await, "its removal wakes it");
+        std::fs::create_dir(&dir).unwrap();
+        let mut second = DirWatch::new(&dir).unwrap();
+        std::fs::write(dir.join("stdout"), "x").unwrap();
+        assert!(woken(&mut second).await);
+    }
 }
