@@ -48,7 +48,7 @@ FROM n;
 INSERT INTO jobs_search (jobs_search) VALUES ('rebuild');
 UPDATE jobs_search_upto SET pk = (SELECT MAX(pk) FROM jobs);
 COMMIT;
-ANALYZE;
+-- no ANALYZE: rje never runs one, so neither does this
 SQL
   ;;
 postgres)

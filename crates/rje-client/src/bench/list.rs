@@ -40,6 +40,10 @@ pub async fn list_queries(
         "status=Failed",
         "status=Queued",
         "priority=High&ordering=-created_at",
+        // A filter with a time ordering: the two ranges of a nullable
+        // time, under a filter matching many jobs and one matching few.
+        "status=Failed&ordering=-started_at",
+        "status=Queued&ordering=-completed_at",
     ]
     .iter()
     .map(|q| (q.to_string(), q.to_string()))

@@ -631,29 +631,61 @@ fn listed_columns(tail_bytes: u32) -> String {
 }
 
 fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
+    push_filters_by(builder, query, FilterIndexes::Use);
+}
+
+/// Whether SQLite may read a list's filters through their indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilterIndexes {
+    Use,
+    /// Written `+column`, which SQLite cannot look up by index: it walks
+    /// the ordering's index instead and checks each row. For filters that
+    /// match many jobs, where that finds a page after a few rows while
+    /// the filter's index gives every match to sort.
+    Skip,
+}
+
+pub(crate) fn push_filters_by(
+    builder: &mut QueryBuilder<'_, Sqlite>,
+    query: &ListQuery,
+    indexes: FilterIndexes,
+) {
+    let plus = if indexes == FilterIndexes::Skip {
+        "+"
+    } else {
+        ""
+    };
     builder.push(" WHERE 1 = 1");
     if let Some(status) = query.status {
-        builder.push(" AND status = ").push_bind(status.as_str());
+        builder
+            .push(format!(" AND {plus}status = "))
+            .push_bind(status.as_str());
     }
     if let Some(priority) = query.priority {
-        builder.push(" AND priority = ").push_bind(priority.rank());
+        builder
+            .push(format!(" AND {plus}priority = "))
+            .push_bind(priority.rank());
     }
     if let Some(host) = &query.host {
-        builder.push(" AND host = ").push_bind(host.clone());
+        builder
+            .push(format!(" AND {plus}host = "))
+            .push_bind(host.clone());
     }
     if let Some(name) = &query.submitted_by {
-        builder.push(" AND submitted_by = ").push_bind(name.clone());
+        builder
+            .push(format!(" AND {plus}submitted_by = "))
+            .push_bind(name.clone());
     }
     if let Some(id) = query.schedule {
         builder
-            .push(" AND schedule_id = ")
+            .push(format!(" AND {plus}schedule_id = "))
             .push_bind(id.to_string());
     }
     if let Some(hosts) = &query.hosts_within {
         // A list of names serialises; were it ever not to, nothing shows.
         let hosts = serde_json::to_string(hosts).unwrap_or_else(|_| "[]".to_owned());
         builder
-            .push(" AND host IN (SELECT value FROM json_each(")
+            .push(format!(" AND {plus}host IN (SELECT value FROM json_each("))
             .push_bind(hosts)
             .push("))");
     }
