@@ -146,15 +146,28 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(DEADLINE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|err| panic!("no {css}: {err}"))
-            .click()
-            .await
-            .unwrap_or_else(|err| panic!("cannot click {css}: {err}"));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let element = self
+                .client
+                .wait()
+                .at_most(DEADLINE)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|err| panic!("no {css}: {err}"));
+            match element.click().await {
+                Ok(()) => return,
+                // The page drew the element anew between finding it and
+                // clicking it (a page re-renders as its job changes): find
+                // it again.
+                Err(err)
+                    if err.to_string().contains("stale element") && Instant::now() < deadline =>
+                {
+                    sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("cannot click {css}: {err}"),
+            }
+        }
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
