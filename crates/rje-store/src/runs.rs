@@ -134,6 +134,21 @@ impl RunFields {
     }
 }
 
+/// A page's runs, each with its tally (a run with no jobs left has an
+/// empty one).
+pub(crate) fn with_tallies(
+    fields: Vec<RunFields>,
+    mut tallies: std::collections::HashMap<RunId, RunTally>,
+) -> Result<Vec<Run>, StoreError> {
+    fields
+        .into_iter()
+        .map(|run| {
+            let tally = tallies.remove(&run.id).unwrap_or_default();
+            run.into_run(tally)
+        })
+        .collect()
+}
+
 /// Adds one tally row to `tally`.
 pub(crate) fn add_tally_row(
     tally: &mut RunTally,

@@ -157,13 +157,7 @@ impl Runs for SqliteStore {
                 add_tally_row(tally, &status, outcome.as_deref(), jobs, last)?;
             }
         }
-        let runs = fields
-            .into_iter()
-            .map(|run| {
-                let tally = tallies.remove(&run.id).unwrap_or_default();
-                run.into_run(tally)
-            })
-            .collect::<Result<_, _>>()?;
+        let runs = crate::runs::with_tallies(fields, tallies)?;
         Ok(RunPage {
             runs,
             total_count: u64::try_from(total).unwrap_or_default(),

@@ -148,14 +148,7 @@ impl Browser {
     pub async fn click(&self, css: &str) {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let element = self
-                .client
-                .wait()
-                .at_most(DEADLINE)
-                .for_element(Locator::Css(css))
-                .await
-                .unwrap_or_else(|err| panic!("no {css}: {err}"));
-            match element.click().await {
+            match self.element(css).await.click().await {
                 Ok(()) => return,
                 // The page drew the element anew between finding it and
                 // clicking it (a page re-renders as its job changes): find
@@ -170,14 +163,18 @@ impl Browser {
         }
     }
 
-    pub async fn type_into(&self, css: &str, text: &str) {
-        let field = self
-            .client
+    /// The element `css` finds, once the page has one.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
             .wait()
             .at_most(DEADLINE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|err| panic!("no {css}: {err}"));
+            .unwrap_or_else(|err| panic!("no {css}: {err}"))
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let field = self.element(css).await;
         field.clear().await.expect("field clears");
         field.send_keys(text).await.expect("keys are typed");
     }
